@@ -1,0 +1,336 @@
+//! The shared per-key request budget.
+//!
+//! KeyCRM allows 60 requests a minute per API key, and every function (catalog sync, order
+//! push, the admin API) spends the same budget. Each request first takes a slot from a
+//! [`RateGate`]. Slots are scheduled with GCRA (a "theoretical arrival time" per key): a
+//! request reserves the next free slot and sleeps until it, so the steady rate never exceeds
+//! the budget in any window, with no burst the server could count against us.
+//!
+//! Background work (catalog sync) has its own, slower arrival time as well, so it can use at
+//! most `background_share` of the budget and orders always find free slots while a sync runs.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Who is asking. Interactive work (orders, the settings page) may queue for any slot;
+/// background work (catalog sync) only takes slots it does not have to queue far ahead for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Priority {
+    Interactive,
+    Background,
+}
+
+/// The budget of one API key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateBudget {
+    /// Requests allowed per window (KeyCRM: 60).
+    pub requests: u32,
+    /// The window (KeyCRM: one minute).
+    pub window: Duration,
+    /// Share of the budget background work may use (0.8: 48 of 60 a minute).
+    pub background_share: f64,
+    /// Spacing inflation, so that network jitter between our clock and the server's never
+    /// makes the server count one request too many in a window.
+    pub safety: f64,
+}
+
+impl RateBudget {
+    /// KeyCRM's published limit.
+    pub fn keycrm() -> Self {
+        RateBudget {
+            requests: 60,
+            window: Duration::from_secs(60),
+            background_share: 0.8,
+            safety: 1.03,
+        }
+    }
+
+    /// The same budget on a compressed clock (`time_scale` 60 = a minute lasts a second), to
+    /// match a simulator running with the same scale.
+    pub fn keycrm_scaled(time_scale: f64) -> Self {
+        let mut b = Self::keycrm();
+        b.window = Duration::from_secs_f64(60.0 / time_scale.max(1e-3));
+        b
+    }
+
+    /// Minimum spacing between two requests of any kind, in microseconds.
+    pub fn interval_us(&self) -> i64 {
+        let base = self.window.as_secs_f64() / f64::from(self.requests.max(1));
+        (base * self.safety * 1e6).ceil() as i64
+    }
+
+    /// Minimum spacing between two background requests, in microseconds.
+    pub fn background_interval_us(&self) -> i64 {
+        let share = self.background_share.clamp(0.01, 1.0);
+        (self.interval_us() as f64 / share).ceil() as i64
+    }
+}
+
+/// GCRA state of one key: the earliest free slot for any request and for a background one,
+/// in microseconds since the Unix epoch (wall clock, so it can be shared between machines).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GateState {
+    pub tat_us: i64,
+    pub bg_tat_us: i64,
+}
+
+/// What a caller should do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Slot reserved: store `next` and send at `at_us`.
+    Reserve { at_us: i64, next: GateState },
+    /// Nothing reserved: look again at `until_us`.
+    Wait { until_us: i64 },
+}
+
+/// The pure scheduling rule shared by the in-process and the DynamoDB gate.
+pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBudget) -> Decision {
+    let t = budget.interval_us();
+    match priority {
+        Priority::Interactive => {
+            let at = state.tat_us.max(now_us);
+            Decision::Reserve {
+                at_us: at,
+                next: GateState {
+                    tat_us: at + t,
+                    bg_tat_us: state.bg_tat_us,
+                },
+            }
+        }
+        Priority::Background => {
+            let at = state.tat_us.max(state.bg_tat_us).max(now_us);
+            // Queueing more than one slot ahead would push interactive work behind us.
+            if at > now_us + t {
+                return Decision::Wait {
+                    until_us: at - t,
+                };
+            }
+            Decision::Reserve {
+                at_us: at,
+                next: GateState {
+                    tat_us: at + t,
+                    bg_tat_us: at + budget.background_interval_us(),
+                },
+            }
+        }
+    }
+}
+
+/// After a 429: nobody sends on this key before `retry_after` has passed.
+pub fn penalized(state: GateState, now_us: i64, retry_after: Duration) -> GateState {
+    let until = now_us + retry_after.as_micros() as i64;
+    GateState {
+        tat_us: state.tat_us.max(until),
+        bg_tat_us: state.bg_tat_us.max(until),
+    }
+}
+
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// Sleeps until a wall-clock instant given in microseconds.
+pub async fn sleep_until_us(at_us: i64) {
+    let now = now_us();
+    if at_us > now {
+        tokio::time::sleep(Duration::from_micros((at_us - now) as u64)).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rate gate unavailable: {0}")]
+pub struct GateError(pub String);
+
+/// A per-key request budget shared by everything that calls KeyCRM with that key.
+/// `key` is the key's fingerprint, never the key itself.
+#[async_trait]
+pub trait RateGate: Send + Sync {
+    /// Waits for a slot; returns how long it waited.
+    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError>;
+    /// Records a 429 so every caller on this key pauses.
+    async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError>;
+}
+
+/// The in-process gate: right for one process (the local runner, tests, a single Lambda).
+#[derive(Debug)]
+pub struct LocalRateGate {
+    budget: RateBudget,
+    keys: Mutex<HashMap<String, GateState>>,
+}
+
+impl LocalRateGate {
+    pub fn new(budget: RateBudget) -> Self {
+        LocalRateGate {
+            budget,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl RateGate for LocalRateGate {
+    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+        let started = now_us();
+        loop {
+            let decision = {
+                let mut keys = self
+                    .keys
+                    .lock()
+                    .map_err(|_| GateError("gate state poisoned".into()))?;
+                let state = keys.entry(key.to_string()).or_default();
+                let d = decide(*state, now_us(), priority, &self.budget);
+                if let Decision::Reserve { next, .. } = d {
+                    *state = next;
+                }
+                d
+            };
+            match decision {
+                Decision::Reserve { at_us, .. } => {
+                    sleep_until_us(at_us).await;
+                    return Ok(Duration::from_micros((now_us() - started).max(0) as u64));
+                }
+                Decision::Wait { until_us } => sleep_until_us(until_us).await,
+            }
+        }
+    }
+
+    async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError> {
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| GateError("gate state poisoned".into()))?;
+        let state = keys.entry(key.to_string()).or_default();
+        *state = penalized(*state, now_us(), retry_after);
+        Ok(())
+    }
+}
+
+/// No pacing at all: for unit tests that count requests, never for real KeyCRM traffic.
+#[derive(Debug, Default)]
+pub struct UnlimitedGate;
+
+#[async_trait]
+impl RateGate for UnlimitedGate {
+    async fn acquire(&self, _key: &str, _priority: Priority) -> Result<Duration, GateError> {
+        Ok(Duration::ZERO)
+    }
+    async fn penalize(&self, _key: &str, _retry_after: Duration) -> Result<(), GateError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget() -> RateBudget {
+        RateBudget {
+            requests: 60,
+            window: Duration::from_secs(60),
+            background_share: 0.8,
+            safety: 1.0,
+        }
+    }
+
+    /// Drives `decide` with callers that always send at their reserved slot and counts the
+    /// most requests seen in any window.
+    fn simulate(priorities: &[Priority], n: usize) -> (Vec<(i64, Priority)>, i64) {
+        let b = budget();
+        let mut state = GateState::default();
+        let mut now = 1_000_000_000;
+        let mut sent = Vec::new();
+        let mut i = 0;
+        while sent.len() < n {
+            let p = priorities[i % priorities.len()];
+            match decide(state, now, p, &b) {
+                Decision::Reserve { at_us, next } => {
+                    state = next;
+                    sent.push((at_us, p));
+                    i += 1;
+                }
+                Decision::Wait { until_us } => now = until_us,
+            }
+            now = now.max(sent.last().map(|s| s.0).unwrap_or(now));
+        }
+        (sent, b.window.as_micros() as i64)
+    }
+
+    fn max_in_window(times: &[i64], window: i64) -> usize {
+        let mut best = 0;
+        for (i, t) in times.iter().enumerate() {
+            let count = times[i..].iter().take_while(|u| **u < t + window).count();
+            best = best.max(count);
+        }
+        best
+    }
+
+    #[test]
+    fn interactive_never_exceeds_the_budget_in_any_window() {
+        let (sent, window) = simulate(&[Priority::Interactive], 500);
+        let times: Vec<i64> = sent.iter().map(|s| s.0).collect();
+        assert_eq!(max_in_window(&times, window), 60);
+    }
+
+    #[test]
+    fn background_alone_uses_at_most_its_share() {
+        let (sent, window) = simulate(&[Priority::Background], 300);
+        let times: Vec<i64> = sent.iter().map(|s| s.0).collect();
+        assert_eq!(max_in_window(&times, window), 48);
+    }
+
+    #[test]
+    fn mixed_traffic_stays_within_the_budget() {
+        let (sent, window) = simulate(&[Priority::Background, Priority::Interactive, Priority::Background], 600);
+        let times: Vec<i64> = sent.iter().map(|s| s.0).collect();
+        assert!(max_in_window(&times, window) <= 60);
+    }
+
+    #[test]
+    fn background_does_not_queue_ahead_of_interactive() {
+        let b = budget();
+        let now = 5_000_000;
+        // Interactive traffic has booked slots a few seconds ahead.
+        let state = GateState { tat_us: now + 5 * b.interval_us(), bg_tat_us: 0 };
+        assert_eq!(
+            decide(state, now, Priority::Background, &b),
+            Decision::Wait { until_us: now + 4 * b.interval_us() }
+        );
+        assert!(matches!(decide(state, now, Priority::Interactive, &b), Decision::Reserve { at_us, .. } if at_us == now + 5 * b.interval_us()));
+    }
+
+    #[test]
+    fn a_429_pauses_every_priority() {
+        let b = budget();
+        let s = penalized(GateState::default(), 1_000, Duration::from_secs(2));
+        match decide(s, 2_000, Priority::Interactive, &b) {
+            Decision::Reserve { at_us, .. } => assert_eq!(at_us, 2_001_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scaled_budget_compresses_the_window() {
+        let b = RateBudget::keycrm_scaled(60.0);
+        assert_eq!(b.window, Duration::from_secs(1));
+        assert_eq!(b.interval_us(), (1e6 / 60.0 * 1.03f64).ceil() as i64);
+    }
+
+    #[tokio::test]
+    async fn local_gate_spaces_requests() {
+        let gate = LocalRateGate::new(RateBudget { requests: 100, window: Duration::from_millis(500), background_share: 1.0, safety: 1.0 });
+        let start = std::time::Instant::now();
+        for _ in 0..11 {
+            gate.acquire("k", Priority::Interactive).await.unwrap();
+        }
+        // 11 requests need 10 intervals of 5 ms.
+        assert!(start.elapsed() >= Duration::from_millis(49), "{:?}", start.elapsed());
+        // Another key has its own budget.
+        let waited = gate.acquire("other", Priority::Interactive).await.unwrap();
+        assert!(waited < Duration::from_millis(5));
+    }
+}

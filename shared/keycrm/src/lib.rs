@@ -1,0 +1,20 @@
+//! KeyCRM Open API client: typed models, an error taxonomy a caller can act on, paced and
+//! retried requests, and streamed pagination.
+
+pub mod client;
+pub mod error;
+pub mod gate;
+pub mod models;
+pub mod money;
+pub mod retry;
+pub mod secret;
+pub mod time;
+
+pub use client::{
+    CardFilter, ClientConfig, ClientStats, KeycrmClient, OfferFilter, Pages, ProductFilter,
+    DEFAULT_BASE_URL, PAGE_LIMIT,
+};
+pub use error::KeycrmError;
+pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, UnlimitedGate};
+pub use retry::RetryPolicy;
+pub use secret::ApiKey;

@@ -1,1 +1,16 @@
-// crate root
+//! The pure heart of the connector: settings and their validation, the order event contract,
+//! and the rules that turn shop orders into KeyCRM orders or cards. No I/O lives here.
+
+pub mod events;
+pub mod order_map;
+pub mod phone;
+pub mod reference;
+pub mod settings;
+pub mod shop;
+
+#[cfg(test)]
+mod testdata;
+
+pub use events::{parse_event, EventBody, EventError, OrderEvent, ShopOrder, StatusChange};
+pub use reference::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
+pub use settings::{FieldError, MatchKey, OrderSyncType, Settings};

@@ -1,1 +1,3 @@
-// crate root
+//! Shared helpers for the end-to-end and emulator tests in `tests/tests/`.
+
+pub mod emulator;

@@ -622,6 +622,45 @@ fn sqs_event_sources_report_batch_failures_and_fit_the_visibility_timeout() {
     fail_if_any("SQS event sources in template.yaml", &problems);
 }
 
+#[test]
+fn http_api_access_logs_never_record_the_request_path() {
+    // The webhook token is a path segment; only the route template may be logged.
+    let template = load_template();
+    let apis = resources_of_type(&template, "AWS::Serverless::HttpApi");
+    assert!(
+        !apis.is_empty(),
+        "template.yaml declares no AWS::Serverless::HttpApi"
+    );
+    let mut problems = Vec::new();
+    for (id, api) in apis {
+        let Some(format) = props(api)
+            .and_then(|p| p.get("AccessLogSettings"))
+            .and_then(|a| a.get("Format"))
+        else {
+            problems.push(format!("{id}: has no AccessLogSettings.Format"));
+            continue;
+        };
+        let format = describe(format);
+        for leaky in [
+            "$context.path",
+            "$context.rawPath",
+            "$context.rawQueryString",
+        ] {
+            if format.contains(leaky) {
+                problems.push(format!(
+                    "{id}: AccessLogSettings.Format logs `{leaky}`, which contains the webhook token; log `$context.routeKey` instead"
+                ));
+            }
+        }
+        if !format.contains("$context.routeKey") {
+            problems.push(format!(
+                "{id}: AccessLogSettings.Format does not log `$context.routeKey`"
+            ));
+        }
+    }
+    fail_if_any("HTTP API access logging", &problems);
+}
+
 // ------------------------------------------------------------------ self-checks of the helpers
 
 #[test]

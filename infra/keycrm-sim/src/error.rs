@@ -56,14 +56,6 @@ impl Invalid {
     pub(crate) fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
-
-    pub(crate) fn into_result(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self))
-        }
-    }
 }
 
 /// Attribute name as Laravel prints it in messages (`source_id` → `source id`).

@@ -8,12 +8,6 @@ use serde_json::{Map, Value};
 
 use crate::error::{attr, Invalid};
 
-static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-
-pub(crate) fn empty_map() -> &'static Map<String, Value> {
-    EMPTY.get_or_init(Map::new)
-}
-
 /// Parses a request body: anything that is not a JSON object is treated like an empty form
 /// (Laravel then reports missing required fields).
 pub(crate) fn body_object(bytes: &[u8]) -> Map<String, Value> {

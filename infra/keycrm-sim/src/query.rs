@@ -177,10 +177,6 @@ impl ListQuery {
         })
     }
 
-    pub(crate) fn includes(&self) -> &[String] {
-        &self.includes
-    }
-
     fn page_url(&self, path_url: &str, page: usize) -> String {
         let mut ser = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.pairs {

@@ -1,1 +1,18 @@
-// crate root
+//! Storage ports and their adapters. One DynamoDB table holds everything (layout in
+//! `DATA_MODEL.md`); in-memory adapters serve unit tests and the local run.
+
+pub mod batch;
+pub mod connection;
+pub mod dynamo;
+mod error;
+pub mod gate;
+pub mod journal;
+pub mod secrets;
+pub mod tokens;
+
+pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
+pub use dynamo::DynamoTable;
+pub use error::StoreError;
+pub use gate::DynamoRateGate;
+pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
+pub use journal::{ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary};

@@ -1,0 +1,295 @@
+//! A connection's status: what the merchant sees instead of log files. Counters, the last
+//! error, open order failures and the last sync of each kind.
+
+use crate::connection::conn_pk;
+use crate::dynamo::{self, DynamoTable, EXPIRES_AT, PK, SK};
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counter {
+    OrdersPushed,
+    OrdersFailed,
+    OrdersSkipped,
+    StatusesPushed,
+    WebhooksApplied,
+    WebhooksIgnored,
+}
+
+impl Counter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::OrdersPushed => "orders_pushed",
+            Counter::OrdersFailed => "orders_failed",
+            Counter::OrdersSkipped => "orders_skipped",
+            Counter::StatusesPushed => "statuses_pushed",
+            Counter::WebhooksApplied => "webhooks_applied",
+            Counter::WebhooksIgnored => "webhooks_ignored",
+        }
+    }
+
+    pub const ALL: [Counter; 6] = [
+        Counter::OrdersPushed,
+        Counter::OrdersFailed,
+        Counter::OrdersSkipped,
+        Counter::StatusesPushed,
+        Counter::WebhooksApplied,
+        Counter::WebhooksIgnored,
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournalError {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// An order that could not be placed and waits for the merchant (fix the mapping, re-push).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderFailure {
+    pub shop_order_id: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    #[serde(default)]
+    pub field_errors: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub run_id: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub complete: bool,
+    pub counts: BTreeMap<String, u64>,
+    pub keycrm_requests: u64,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    pub counters: BTreeMap<String, u64>,
+    pub last_error: Option<JournalError>,
+    /// Newest first, at most 50.
+    pub failures: Vec<OrderFailure>,
+    /// By sync kind (`full`, `prices`).
+    pub last_sync: BTreeMap<String, SyncSummary>,
+}
+
+#[async_trait]
+pub trait StatusJournal: Send + Sync {
+    async fn count(&self, conn: &str, counter: Counter, n: u64) -> Result<(), StoreError>;
+    async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError>;
+    async fn record_failure(&self, conn: &str, failure: &OrderFailure) -> Result<(), StoreError>;
+    async fn clear_failure(&self, conn: &str, shop_order_id: &str) -> Result<(), StoreError>;
+    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError>;
+    async fn status(&self, conn: &str) -> Result<ConnectionStatus, StoreError>;
+}
+
+const STATUS: &str = "STATUS";
+const FAILURE_TTL_DAYS: i64 = 30;
+
+fn failure_sk(order: &str) -> String {
+    format!("FAIL#{order}")
+}
+
+#[async_trait]
+impl StatusJournal for DynamoTable {
+    async fn count(&self, conn: &str, counter: Counter, n: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), STATUS)))
+            .update_expression("ADD #c :n")
+            .expression_attribute_names("#c", counter.as_str())
+            .expression_attribute_values(":n", dynamo::n(n))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError> {
+        let e = JournalError {
+            at: Utc::now(),
+            message: message.to_string(),
+        };
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), STATUS)))
+            .update_expression("SET last_error = :e")
+            .expression_attribute_values(":e", dynamo::json(&e)?)
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, conn: &str, f: &OrderFailure) -> Result<(), StoreError> {
+        let mut item = dynamo::key(conn_pk(conn), failure_sk(&f.shop_order_id));
+        item.insert("doc".into(), dynamo::json(f)?);
+        item.insert(
+            EXPIRES_AT.into(),
+            dynamo::n((f.at + chrono::Duration::days(FAILURE_TTL_DAYS)).timestamp()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        self.record_error(conn, &format!("order {}: {}", f.shop_order_id, f.reason))
+            .await
+    }
+
+    async fn clear_failure(&self, conn: &str, shop_order_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), failure_sk(shop_order_id))))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), STATUS)))
+            .update_expression("SET #s = :s")
+            .expression_attribute_names("#s", format!("sync_{kind}"))
+            .expression_attribute_values(":s", dynamo::json(summary)?)
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    async fn status(&self, conn: &str) -> Result<ConnectionStatus, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), STATUS)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        let mut status = ConnectionStatus::default();
+        if let Some(item) = out.item {
+            for c in Counter::ALL {
+                status
+                    .counters
+                    .insert(c.as_str().into(), dynamo::get_n(&item, c.as_str()).unwrap_or(0));
+            }
+            status.last_error = dynamo::get_json(&item, "last_error")?;
+            for (k, _) in item.iter().filter(|(k, _)| k.starts_with("sync_")) {
+                if let Some(s) = dynamo::get_json::<SyncSummary>(&item, k)? {
+                    status.last_sync.insert(k["sync_".len()..].to_string(), s);
+                }
+            }
+        } else {
+            for c in Counter::ALL {
+                status.counters.insert(c.as_str().into(), 0);
+            }
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#p = :p AND begins_with(#s, :f)")
+            .expression_attribute_names("#p", PK)
+            .expression_attribute_names("#s", SK)
+            .expression_attribute_values(":p", dynamo::s(conn_pk(conn)))
+            .expression_attribute_values(":f", dynamo::s("FAIL#"))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        let mut failures = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| dynamo::get_json::<OrderFailure>(i, "doc").ok().flatten())
+            .collect::<Vec<_>>();
+        failures.sort_by(|a, b| b.at.cmp(&a.at));
+        failures.truncate(50);
+        status.failures = failures;
+        Ok(status)
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryJournal {
+    inner: Mutex<HashMap<String, (ConnectionStatus, BTreeMap<String, OrderFailure>)>>,
+}
+
+impl MemoryJournal {
+    fn with<T>(
+        &self,
+        conn: &str,
+        f: impl FnOnce(&mut (ConnectionStatus, BTreeMap<String, OrderFailure>)) -> T,
+    ) -> Result<T, StoreError> {
+        let mut m = self
+            .inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+        Ok(f(m.entry(conn.to_string()).or_default()))
+    }
+}
+
+#[async_trait]
+impl StatusJournal for MemoryJournal {
+    async fn count(&self, conn: &str, counter: Counter, n: u64) -> Result<(), StoreError> {
+        self.with(conn, |(s, _)| {
+            *s.counters.entry(counter.as_str().into()).or_default() += n;
+        })
+    }
+    async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError> {
+        self.with(conn, |(s, _)| {
+            s.last_error = Some(JournalError {
+                at: Utc::now(),
+                message: message.to_string(),
+            })
+        })
+    }
+    async fn record_failure(&self, conn: &str, f: &OrderFailure) -> Result<(), StoreError> {
+        self.with(conn, |(s, fails)| {
+            fails.insert(f.shop_order_id.clone(), f.clone());
+            s.last_error = Some(JournalError {
+                at: f.at,
+                message: format!("order {}: {}", f.shop_order_id, f.reason),
+            });
+        })
+    }
+    async fn clear_failure(&self, conn: &str, shop_order_id: &str) -> Result<(), StoreError> {
+        self.with(conn, |(_, fails)| {
+            fails.remove(shop_order_id);
+        })
+    }
+    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError> {
+        self.with(conn, |(s, _)| {
+            s.last_sync.insert(kind.to_string(), summary.clone());
+        })
+    }
+    async fn status(&self, conn: &str) -> Result<ConnectionStatus, StoreError> {
+        self.with(conn, |(s, fails)| {
+            let mut out = s.clone();
+            for c in Counter::ALL {
+                out.counters.entry(c.as_str().into()).or_insert(0);
+            }
+            let mut f: Vec<OrderFailure> = fails.values().cloned().collect();
+            f.sort_by(|a, b| b.at.cmp(&a.at));
+            f.truncate(50);
+            out.failures = f;
+            out
+        })
+    }
+}

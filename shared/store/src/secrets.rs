@@ -1,0 +1,128 @@
+//! Where KeyCRM API keys live: AWS Secrets Manager in the cloud (one secret per connection,
+//! encrypted with KMS, readable only by the functions that call KeyCRM), an in-memory map
+//! locally. Keys never touch the DynamoDB table.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::Client;
+use keycrm::ApiKey;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates or replaces the secret.
+    async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError>;
+    async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Removes the secret at once (no recovery window: a disconnected merchant's key must go).
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct SecretsManager {
+    client: Client,
+}
+
+impl SecretsManager {
+    pub fn new(client: Client) -> Self {
+        SecretsManager { client }
+    }
+
+    pub async fn from_env() -> Self {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        SecretsManager::new(Client::new(&conf))
+    }
+}
+
+fn err(text: String) -> StoreError {
+    // Never include the secret value; SDK errors do not carry it.
+    StoreError::Unavailable(text)
+}
+
+#[async_trait]
+impl SecretStore for SecretsManager {
+    async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
+        let updated = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(key.expose())
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(()),
+            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => {
+                self.client
+                    .create_secret()
+                    .name(name)
+                    .description("KeyCRM API key of one shop-keycrm connection")
+                    .secret_string(key.expose())
+                    .send()
+                    .await
+                    .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
+                Ok(())
+            }
+            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError> {
+        match self.client.get_secret_value().secret_id(name).send().await {
+            Ok(out) => Ok(out.secret_string.map(ApiKey::new)),
+            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => {
+                Ok(None)
+            }
+            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => Ok(()),
+            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+        }
+    }
+}
+
+/// The embedded store for the local run and unit tests.
+#[derive(Default)]
+pub struct MemorySecrets {
+    inner: Mutex<HashMap<String, ApiKey>>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecrets {
+    async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
+            .insert(name.to_string(), key.clone());
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
+            .get(name)
+            .cloned())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
+            .remove(name);
+        Ok(())
+    }
+}

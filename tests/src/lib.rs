@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end and emulator tests in `tests/tests/`.
 
 pub mod emulator;
+pub mod openapi;

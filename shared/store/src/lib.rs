@@ -7,6 +7,9 @@ pub mod dynamo;
 mod error;
 pub mod gate;
 pub mod journal;
+pub mod ledger;
+pub mod reference_cache;
+pub mod sync;
 pub mod secrets;
 pub mod tokens;
 
@@ -16,3 +19,6 @@ pub use error::StoreError;
 pub use gate::DynamoRateGate;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use journal::{ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary};
+pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+pub use reference_cache::ReferenceCache;
+pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};

@@ -1,0 +1,10 @@
+//! What every function's wiring shares: logging, configuration and per-connection KeyCRM
+//! clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
+//! the local runner.
+
+pub mod clients;
+pub mod config;
+pub mod telemetry;
+
+pub use clients::{ClientsError, KeycrmClients};
+pub use config::{env_opt, env_req, ConfigError};

@@ -1,0 +1,206 @@
+//! The order ledger: one entry per (connection, shop order), taken with a conditional write
+//! before any KeyCRM call. It is what makes "exactly one KeyCRM order per shop order" hold
+//! under SQS redelivery, duplicate publishing and crashes, and it links KeyCRM ids back to
+//! shop orders for status webhooks.
+//!
+//! Adapters: `DynamoTable` (item `CONN#{connection}` / `ORDER#{shop order id}`, with
+//! `gsi1pk = KC#{connection}#{target}#{keycrm id}` once the KeyCRM id is known) and
+//! [`MemoryLedger`]. See `DATA_MODEL.md`.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mapping::order_map::MappingReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the order became in KeyCRM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Order,
+    Card,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Order => "order",
+            Target::Card => "card",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerState {
+    /// Someone holds (or held) a claim to create it; see `claim_until`.
+    Pending,
+    /// Exists in KeyCRM as `keycrm_id`.
+    Created,
+    /// Permanently refused (validation, mapping); waits for a re-push.
+    Failed,
+    /// Not pushed on purpose (sync type none, inactive connection).
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub connection_id: String,
+    pub shop_order_id: String,
+    pub state: LedgerState,
+    pub target: Target,
+    pub keycrm_id: Option<i64>,
+    /// Holder of the current claim (a random id per attempt).
+    pub claim_holder: Option<String>,
+    pub claim_until: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    /// Set before a create request is sent and cleared when its outcome is known: if set when
+    /// a later attempt claims the entry, KeyCRM may already hold the order and must be
+    /// searched (by `source_uuid`, or for cards by the recovery rule) before creating again.
+    pub maybe_committed: bool,
+    /// When the last create attempt was sent (card recovery searches from here).
+    pub attempt_started_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub field_errors: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub report: MappingReport,
+    /// The `order.created` event as received, so a re-push can send it again.
+    pub event_json: Option<String>,
+    /// Last shop status known to be in KeyCRM (pushed by us or applied from KeyCRM).
+    pub shop_status: Option<String>,
+    pub keycrm_status_id: Option<i64>,
+    /// `status_changed_at` of the newest KeyCRM status applied to the shop from a webhook.
+    pub keycrm_status_changed_at: Option<DateTime<Utc>>,
+    /// The shop status the connector itself last applied from KeyCRM (echo guard).
+    pub applied_from_keycrm: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The result of trying to take an order for creation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// Ours to create now (new, or an earlier attempt's claim expired or was released).
+    Granted(LedgerEntry),
+    /// Already in KeyCRM: nothing to do.
+    AlreadyCreated(LedgerEntry),
+    /// Another attempt holds a live claim: try again later.
+    Busy(LedgerEntry),
+    /// Failed earlier or skipped: only an explicit re-push sends it again.
+    Settled(LedgerEntry),
+}
+
+#[async_trait]
+pub trait OrderLedger: Send + Sync {
+    /// Claims `(connection, shop order)` for creation with a conditional write.
+    async fn claim(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        target: Target,
+        holder: &str,
+        lease: Duration,
+        event_json: &str,
+    ) -> Result<Claim, StoreError>;
+
+    /// Records, before sending the create request, that KeyCRM may be about to hold it.
+    async fn mark_attempt(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+    ) -> Result<(), StoreError>;
+
+    async fn mark_created(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        keycrm_id: i64,
+        report: &MappingReport,
+        shop_status: Option<&str>,
+        keycrm_status_id: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    async fn mark_failed(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        error: &str,
+        field_errors: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StoreError>;
+
+    async fn mark_skipped(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Gives the claim up after a transient failure so a retry can take it.
+    /// `maybe_committed` says whether the failed attempt may have reached KeyCRM.
+    async fn release(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        error: &str,
+        maybe_committed: bool,
+    ) -> Result<(), StoreError>;
+
+    async fn get(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError>;
+
+    /// The entry of the shop order that became KeyCRM order/card `keycrm_id`.
+    async fn find_by_keycrm_id(
+        &self,
+        connection_id: &str,
+        target: Target,
+        keycrm_id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError>;
+
+    /// Records an order created outside this connector's pushes (found by `source_uuid`).
+    async fn adopt(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        target: Target,
+        keycrm_id: i64,
+    ) -> Result<LedgerEntry, StoreError>;
+
+    /// Applies a KeyCRM status change seen in a webhook if it is newer than the last one
+    /// applied (`status_changed_at`); returns `false` for duplicates and stale events.
+    async fn record_keycrm_status(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        keycrm_status_id: i64,
+        changed_at: DateTime<Utc>,
+        shop_status: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a status the connector pushed to KeyCRM from a shop event.
+    async fn record_shop_status(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Makes a failed (or skipped) entry claimable again for a merchant's re-push and
+    /// returns it (with the stored event). `NotFound` if there is no such order.
+    async fn reset_for_repush(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError>;
+}

@@ -127,7 +127,9 @@ fn yaml_to_json(y: serde_yaml::Value) -> Value {
             }
         }
         serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect()),
+        serde_yaml::Value::Sequence(seq) => {
+            Value::Array(seq.into_iter().map(yaml_to_json).collect())
+        }
         serde_yaml::Value::Mapping(m) => {
             let mut out = Map::new();
             for (k, v) in m {
@@ -288,7 +290,11 @@ impl OpenApi {
         let violation = |report: &mut Report, message: String| {
             report.violations.push(Violation {
                 at: loc.to_string(),
-                pointer: if ptr.is_empty() { "/".into() } else { ptr.to_string() },
+                pointer: if ptr.is_empty() {
+                    "/".into()
+                } else {
+                    ptr.to_string()
+                },
                 message,
             });
         };
@@ -315,7 +321,10 @@ impl OpenApi {
                 return Ok(());
             }
             if let Some(t) = ty {
-                violation(report, format!("null is not allowed (type {t}, not nullable)"));
+                violation(
+                    report,
+                    format!("null is not allowed (type {t}, not nullable)"),
+                );
                 return Ok(());
             }
         } else if let Some(t) = ty {
@@ -328,8 +337,15 @@ impl OpenApi {
             }
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-            if !(value.is_null() && nullable) && !allowed.contains(value) {
-                violation(report, format!("{} is not one of {}", short(value), short(&Value::Array(allowed.clone()))));
+            if !allowed.contains(value) {
+                violation(
+                    report,
+                    format!(
+                        "{} is not one of {}",
+                        short(value),
+                        short(&Value::Array(allowed.clone()))
+                    ),
+                );
             }
         }
         if let Value::Object(obj) = value {
@@ -384,7 +400,11 @@ impl OpenApi {
                         used.extend(r.exceptions_used);
                     }
                 }
-                let ok = if exactly_one { passing == 1 } else { passing >= 1 };
+                let ok = if exactly_one {
+                    passing == 1
+                } else {
+                    passing >= 1
+                };
                 if ok {
                     for (k, n) in used {
                         *report.exceptions_used.entry(k).or_default() += n;

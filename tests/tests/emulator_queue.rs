@@ -9,14 +9,20 @@ const VIS: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn send_receive_delete_with_attributes() {
     let (q, _) = emulator::queue(None).await;
-    q.send(Outgoing::new(r#"{"n":1}"#).with_attribute("attempt", "3")).await.unwrap();
+    q.send(Outgoing::new(r#"{"n":1}"#).with_attribute("attempt", "3"))
+        .await
+        .unwrap();
     let got = q.receive(10, Duration::from_secs(2), VIS).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, r#"{"n":1}"#);
     assert_eq!(got[0].attribute("attempt"), Some("3"));
     assert_eq!(got[0].receive_count, 1);
     q.delete(&got[0].receipt).await.unwrap();
-    assert!(q.receive(10, Duration::from_secs(1), VIS).await.unwrap().is_empty());
+    assert!(q
+        .receive(10, Duration::from_secs(1), VIS)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -24,7 +30,9 @@ async fn visibility_change_makes_a_message_come_back() {
     let (q, _) = emulator::queue(None).await;
     q.send(Outgoing::new("again")).await.unwrap();
     let first = q.receive(1, Duration::from_secs(2), VIS).await.unwrap();
-    q.change_visibility(&first[0].receipt, Duration::ZERO).await.unwrap();
+    q.change_visibility(&first[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
     let second = q.receive(1, Duration::from_secs(2), VIS).await.unwrap();
     assert_eq!(second[0].body, "again");
     assert_eq!(second[0].receive_count, 2);
@@ -38,9 +46,15 @@ async fn redrive_moves_a_poison_message_to_the_dead_letter_queue() {
     for _ in 0..2 {
         let m = q.receive(1, Duration::from_secs(2), VIS).await.unwrap();
         assert_eq!(m.len(), 1);
-        q.change_visibility(&m[0].receipt, Duration::ZERO).await.unwrap();
+        q.change_visibility(&m[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
     }
-    assert!(q.receive(1, Duration::from_secs(1), VIS).await.unwrap().is_empty());
+    assert!(q
+        .receive(1, Duration::from_secs(1), VIS)
+        .await
+        .unwrap()
+        .is_empty());
     let dead = dlq.receive(1, Duration::from_secs(2), VIS).await.unwrap();
     assert_eq!(dead[0].body, "poison");
 }
@@ -48,10 +62,18 @@ async fn redrive_moves_a_poison_message_to_the_dead_letter_queue() {
 #[tokio::test]
 async fn dead_letters_carry_a_readable_reason() {
     let (dlq, _) = emulator::queue(None).await;
-    let letter = DeadLetter::new("malformed", "field order.total: required but missing", "orders", "{}");
+    let letter = DeadLetter::new(
+        "malformed",
+        "field order.total: required but missing",
+        "orders",
+        "{}",
+    );
     dlq.send(letter.to_outgoing()).await.unwrap();
     let got = dlq.receive(1, Duration::from_secs(2), VIS).await.unwrap();
-    assert_eq!(got[0].attribute("reason"), Some("field order.total: required but missing"));
+    assert_eq!(
+        got[0].attribute("reason"),
+        Some("field order.total: required but missing")
+    );
     let parsed: DeadLetter = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(parsed.kind, "malformed");
     assert_eq!(parsed.original, "{}");
@@ -60,7 +82,9 @@ async fn dead_letters_carry_a_readable_reason() {
 #[tokio::test]
 async fn delayed_messages_wait() {
     let (q, _) = emulator::queue(None).await;
-    q.send(Outgoing::new("later").delayed(Duration::from_secs(2))).await.unwrap();
+    q.send(Outgoing::new("later").delayed(Duration::from_secs(2)))
+        .await
+        .unwrap();
     assert!(q.receive(1, Duration::ZERO, VIS).await.unwrap().is_empty());
     let got = q.receive(1, Duration::from_secs(5), VIS).await.unwrap();
     assert_eq!(got.len(), 1);

@@ -1,1 +1,131 @@
-// crate root
+//! The admin API the platform's "Integrations -> KeyCRM" page talks to: connect a shop with a
+//! KeyCRM API key, read both sides' dictionaries, save validated settings, show the webhook
+//! URLs and the connection's status, start syncs, re-push failed orders, disconnect.
+//!
+//! One axum [`Router`] serves it on Lambda (`main.rs`, through `lambda_http`), in the local
+//! runner and in tests. Handlers see only ports ([`AdminApi`]); authentication is described
+//! in [`auth`] and `docs/admin-api.md`, the routes in `docs/admin-api.openapi.yaml`.
+
+pub mod auth;
+mod connection;
+pub mod error;
+mod extract;
+mod jobs;
+pub mod options;
+pub mod state;
+pub mod views;
+
+pub use auth::{ShopClaims, TokenSigner};
+pub use error::ApiError;
+pub use state::{AdminApi, AdminConfig, AppState};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The prefix every admin route lives under (the HTTP API sends `/v1/shops/{shop_id}/connection`
+/// and `/v1/shops/{shop_id}/connection/{proxy+}` to this function).
+pub const PREFIX: &str = "/v1/shops/{shop_id}/connection";
+
+fn table() -> Vec<(Method, String, MethodRouter<AppState>)> {
+    let r = |m: Method, suffix: &str, handler: MethodRouter<AppState>| {
+        (m, format!("{PREFIX}{suffix}"), handler)
+    };
+    vec![
+        r(Method::PUT, "", on(MethodFilter::PUT, connection::put_connection)),
+        r(Method::GET, "", on(MethodFilter::GET, connection::get_connection)),
+        r(Method::PATCH, "", on(MethodFilter::PATCH, connection::patch_connection)),
+        r(Method::DELETE, "", on(MethodFilter::DELETE, connection::delete_connection)),
+        r(Method::GET, "/status", on(MethodFilter::GET, connection::get_status)),
+        r(Method::GET, "/options", on(MethodFilter::GET, connection::get_options)),
+        r(Method::PUT, "/settings", on(MethodFilter::PUT, connection::put_settings)),
+        r(
+            Method::POST,
+            "/webhook-tokens/rotate",
+            on(MethodFilter::POST, connection::rotate_tokens),
+        ),
+        r(Method::POST, "/sync", on(MethodFilter::POST, jobs::start_sync)),
+        r(Method::GET, "/runs", on(MethodFilter::GET, jobs::list_runs)),
+        r(Method::GET, "/runs/{run_id}", on(MethodFilter::GET, jobs::get_run)),
+        r(
+            Method::POST,
+            "/orders/{order_id}/repush",
+            on(MethodFilter::POST, jobs::repush_order),
+        ),
+    ]
+}
+
+/// Every `(METHOD, path template)` the router serves. The router is built from the same
+/// table, so this list is exactly what it answers; a test keeps the OpenAPI file in step.
+pub fn routes() -> Vec<(String, String)> {
+    table()
+        .into_iter()
+        .map(|(m, p, _)| (m.as_str().to_string(), p))
+        .collect()
+}
+
+/// The admin API over the given ports.
+pub fn router(api: AdminApi) -> Router {
+    let state: AppState = Arc::new(api);
+    let mut r: Router<AppState> = Router::new();
+    for (_, path, handler) in table() {
+        // Same path, other method: axum merges the method routers.
+        r = r.route(&path, handler);
+    }
+    r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such admin API route",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// One line per request: method, route template (never the raw path or any body), status,
+/// duration.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "<unmatched>".to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if resp.status().is_server_error() {
+        tracing::warn!(method = %method, route = %route, status, ms, "admin request");
+    } else {
+        tracing::info!(method = %method, route = %route, status, ms, "admin request");
+    }
+    resp.into_response()
+}
+
+/// The first value of a query parameter (`?refresh=true`).
+pub(crate) fn query_param(raw: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(raw?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests;

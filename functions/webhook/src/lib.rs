@@ -1,1 +1,15 @@
-// crate root
+//! webhook: the receiver for KeyCRM trigger webhooks (`order.change_order_status`,
+//! `lead.change_lead_status`). It authenticates the token in the URL, validates the body and
+//! hands a compact status job to the status queue, answering 200 within a few milliseconds;
+//! `status-apply` does the rest. Policy and design: `docs/webhooks.md`.
+
+pub mod payload;
+pub mod receiver;
+mod router;
+
+pub use payload::{Delivery, Event, PayloadError, StatusChange};
+pub use receiver::{Receiver, Reply, MAX_BODY, ROUTE};
+pub use router::router;
+
+#[cfg(test)]
+mod tests;

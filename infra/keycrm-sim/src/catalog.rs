@@ -295,13 +295,53 @@ const ROOTS: &[Root] = &[
         code: "WM",
         price: (299, 3999),
         subs: &[
-            Sub { name: "Сукні", nouns: &[("Сукня", G::F), ("Сарафан", G::M)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Футболки та топи", nouns: &[("Футболка", G::F), ("Топ", G::M), ("Майка", G::F)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Блузи та сорочки", nouns: &[("Блуза", G::F), ("Сорочка", G::F)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Спідниці", nouns: &[("Спідниця", G::F)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Штани та джинси", nouns: &[("Штани", G::P), ("Джинси", G::P), ("Легінси", G::P)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Верхній одяг", nouns: &[("Куртка", G::F), ("Пальто", G::N), ("Тренч", G::M), ("Пуховик", G::M)], materials: OUTER, var: Var::Clothing },
-            Sub { name: "Светри та кардигани", nouns: &[("Светр", G::M), ("Кардиган", G::M), ("Худі", G::N)], materials: TEXTILE, var: Var::Clothing },
+            Sub {
+                name: "Сукні",
+                nouns: &[("Сукня", G::F), ("Сарафан", G::M)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Футболки та топи",
+                nouns: &[("Футболка", G::F), ("Топ", G::M), ("Майка", G::F)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Блузи та сорочки",
+                nouns: &[("Блуза", G::F), ("Сорочка", G::F)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Спідниці",
+                nouns: &[("Спідниця", G::F)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Штани та джинси",
+                nouns: &[("Штани", G::P), ("Джинси", G::P), ("Легінси", G::P)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Верхній одяг",
+                nouns: &[
+                    ("Куртка", G::F),
+                    ("Пальто", G::N),
+                    ("Тренч", G::M),
+                    ("Пуховик", G::M),
+                ],
+                materials: OUTER,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Светри та кардигани",
+                nouns: &[("Светр", G::M), ("Кардиган", G::M), ("Худі", G::N)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
         ],
     },
     Root {
@@ -309,11 +349,36 @@ const ROOTS: &[Root] = &[
         code: "MN",
         price: (349, 4499),
         subs: &[
-            Sub { name: "Футболки", nouns: &[("Футболка", G::F), ("Поло", G::N)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Сорочки", nouns: &[("Сорочка", G::F)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Штани", nouns: &[("Штани", G::P), ("Джинси", G::P), ("Шорти", G::P)], materials: TEXTILE, var: Var::Clothing },
-            Sub { name: "Верхній одяг", nouns: &[("Куртка", G::F), ("Бомбер", G::M), ("Парка", G::F)], materials: OUTER, var: Var::Clothing },
-            Sub { name: "Светри та худі", nouns: &[("Светр", G::M), ("Худі", G::N), ("Світшот", G::M)], materials: TEXTILE, var: Var::Clothing },
+            Sub {
+                name: "Футболки",
+                nouns: &[("Футболка", G::F), ("Поло", G::N)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Сорочки",
+                nouns: &[("Сорочка", G::F)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Штани",
+                nouns: &[("Штани", G::P), ("Джинси", G::P), ("Шорти", G::P)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Верхній одяг",
+                nouns: &[("Куртка", G::F), ("Бомбер", G::M), ("Парка", G::F)],
+                materials: OUTER,
+                var: Var::Clothing,
+            },
+            Sub {
+                name: "Светри та худі",
+                nouns: &[("Светр", G::M), ("Худі", G::N), ("Світшот", G::M)],
+                materials: TEXTILE,
+                var: Var::Clothing,
+            },
         ],
     },
     Root {
@@ -321,9 +386,24 @@ const ROOTS: &[Root] = &[
         code: "KD",
         price: (199, 1999),
         subs: &[
-            Sub { name: "Для дівчаток", nouns: &[("Сукня", G::F), ("Футболка", G::F), ("Костюм", G::M)], materials: TEXTILE, var: Var::Kids },
-            Sub { name: "Для хлопчиків", nouns: &[("Футболка", G::F), ("Штани", G::P), ("Костюм", G::M)], materials: TEXTILE, var: Var::Kids },
-            Sub { name: "Для немовлят", nouns: &[("Боді", G::N), ("Повзунки", G::P), ("Комбінезон", G::M)], materials: TEXTILE, var: Var::Kids },
+            Sub {
+                name: "Для дівчаток",
+                nouns: &[("Сукня", G::F), ("Футболка", G::F), ("Костюм", G::M)],
+                materials: TEXTILE,
+                var: Var::Kids,
+            },
+            Sub {
+                name: "Для хлопчиків",
+                nouns: &[("Футболка", G::F), ("Штани", G::P), ("Костюм", G::M)],
+                materials: TEXTILE,
+                var: Var::Kids,
+            },
+            Sub {
+                name: "Для немовлят",
+                nouns: &[("Боді", G::N), ("Повзунки", G::P), ("Комбінезон", G::M)],
+                materials: TEXTILE,
+                var: Var::Kids,
+            },
         ],
     },
     Root {
@@ -331,11 +411,36 @@ const ROOTS: &[Root] = &[
         code: "SH",
         price: (899, 5999),
         subs: &[
-            Sub { name: "Кросівки", nouns: &[("Кросівки", G::P), ("Кеди", G::P)], materials: FOOT, var: Var::Shoes },
-            Sub { name: "Черевики", nouns: &[("Черевики", G::P), ("Челсі", G::P)], materials: FOOT, var: Var::Shoes },
-            Sub { name: "Туфлі", nouns: &[("Туфлі", G::P), ("Лофери", G::P)], materials: FOOT, var: Var::Shoes },
-            Sub { name: "Сандалі", nouns: &[("Сандалі", G::P), ("Босоніжки", G::P)], materials: FOOT, var: Var::Shoes },
-            Sub { name: "Чоботи", nouns: &[("Чоботи", G::P)], materials: FOOT, var: Var::Shoes },
+            Sub {
+                name: "Кросівки",
+                nouns: &[("Кросівки", G::P), ("Кеди", G::P)],
+                materials: FOOT,
+                var: Var::Shoes,
+            },
+            Sub {
+                name: "Черевики",
+                nouns: &[("Черевики", G::P), ("Челсі", G::P)],
+                materials: FOOT,
+                var: Var::Shoes,
+            },
+            Sub {
+                name: "Туфлі",
+                nouns: &[("Туфлі", G::P), ("Лофери", G::P)],
+                materials: FOOT,
+                var: Var::Shoes,
+            },
+            Sub {
+                name: "Сандалі",
+                nouns: &[("Сандалі", G::P), ("Босоніжки", G::P)],
+                materials: FOOT,
+                var: Var::Shoes,
+            },
+            Sub {
+                name: "Чоботи",
+                nouns: &[("Чоботи", G::P)],
+                materials: FOOT,
+                var: Var::Shoes,
+            },
         ],
     },
     Root {
@@ -343,11 +448,36 @@ const ROOTS: &[Root] = &[
         code: "AC",
         price: (149, 2499),
         subs: &[
-            Sub { name: "Сумки", nouns: &[("Сумка", G::F), ("Рюкзак", G::M), ("Шопер", G::M)], materials: ACC, var: Var::Colour },
-            Sub { name: "Ремені", nouns: &[("Ремінь", G::M)], materials: ACC, var: Var::Colour },
-            Sub { name: "Головні убори", nouns: &[("Шапка", G::F), ("Кепка", G::F), ("Панама", G::F)], materials: ACC, var: Var::Colour },
-            Sub { name: "Шарфи та хустки", nouns: &[("Шарф", G::M), ("Хустка", G::F)], materials: ACC, var: Var::Colour },
-            Sub { name: "Прикраси", nouns: &[("Сережки", G::P), ("Браслет", G::M), ("Каблучка", G::F)], materials: JEWEL, var: Var::Colour },
+            Sub {
+                name: "Сумки",
+                nouns: &[("Сумка", G::F), ("Рюкзак", G::M), ("Шопер", G::M)],
+                materials: ACC,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Ремені",
+                nouns: &[("Ремінь", G::M)],
+                materials: ACC,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Головні убори",
+                nouns: &[("Шапка", G::F), ("Кепка", G::F), ("Панама", G::F)],
+                materials: ACC,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Шарфи та хустки",
+                nouns: &[("Шарф", G::M), ("Хустка", G::F)],
+                materials: ACC,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Прикраси",
+                nouns: &[("Сережки", G::P), ("Браслет", G::M), ("Каблучка", G::F)],
+                materials: JEWEL,
+                var: Var::Colour,
+            },
         ],
     },
     Root {
@@ -355,9 +485,24 @@ const ROOTS: &[Root] = &[
         code: "HM",
         price: (99, 1999),
         subs: &[
-            Sub { name: "Текстиль", nouns: &[("Плед", G::M), ("Подушка", G::F), ("Рушник", G::M)], materials: HOME_TEX, var: Var::Colour },
-            Sub { name: "Посуд", nouns: &[("Чашка", G::F), ("Тарілка", G::F), ("Ваза", G::F)], materials: HOME_WARE, var: Var::Colour },
-            Sub { name: "Декор", nouns: &[("Свічка", G::F), ("Рамка", G::F)], materials: HOME_DECOR, var: Var::Colour },
+            Sub {
+                name: "Текстиль",
+                nouns: &[("Плед", G::M), ("Подушка", G::F), ("Рушник", G::M)],
+                materials: HOME_TEX,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Посуд",
+                nouns: &[("Чашка", G::F), ("Тарілка", G::F), ("Ваза", G::F)],
+                materials: HOME_WARE,
+                var: Var::Colour,
+            },
+            Sub {
+                name: "Декор",
+                nouns: &[("Свічка", G::F), ("Рамка", G::F)],
+                materials: HOME_DECOR,
+                var: Var::Colour,
+            },
         ],
     },
 ];
@@ -407,9 +552,26 @@ const COLOURS: &[(Forms, &str)] = &[
 ];
 
 const MODELS: &[&str] = &[
-    "Аліна", "Верона", "Київ", "Карпати", "Мрія", "Оксамит", "Соняшник", "Дніпро", "Львів",
-    "Бриз", "Лаванда", "Полтава", "Ніжність", "Смарагд", "Графіт", "Хвиля", "Одеса", "Барвінок",
-    "Калина", "Світанок",
+    "Аліна",
+    "Верона",
+    "Київ",
+    "Карпати",
+    "Мрія",
+    "Оксамит",
+    "Соняшник",
+    "Дніпро",
+    "Львів",
+    "Бриз",
+    "Лаванда",
+    "Полтава",
+    "Ніжність",
+    "Смарагд",
+    "Графіт",
+    "Хвиля",
+    "Одеса",
+    "Барвінок",
+    "Калина",
+    "Світанок",
 ];
 
 const SIZES_CLOTHING: &[&str] = &["XS", "S", "M", "L", "XL", "XXL"];
@@ -612,14 +774,18 @@ impl Catalog {
             let margin_pct = rng.range(45, 65);
 
             let push_offer = |cat: &mut Catalog,
-                                  rng: &mut SplitMix64,
-                                  sku: String,
-                                  price: i64,
-                                  props: Vec<Prop>,
-                                  is_default: bool| {
+                              rng: &mut SplitMix64,
+                              sku: String,
+                              price: i64,
+                              props: Vec<Prop>,
+                              is_default: bool| {
                 let oid = cat.next_offer_id;
                 cat.next_offer_id += 1;
-                let quantity = if rng.chance(0.12) { 0 } else { rng.range(1, 60) };
+                let quantity = if rng.chance(0.12) {
+                    0
+                } else {
+                    rng.range(1, 60)
+                };
                 let in_reserve = if quantity > 0 && rng.chance(0.2) {
                     rng.range(1, quantity.min(3))
                 } else {
@@ -1246,7 +1412,11 @@ mod tests {
         });
         assert!(depth2, "expected grandchildren categories");
         for p in &c.products {
-            assert!(!c.offers_of(p.id).is_empty(), "product {} has no offers", p.id);
+            assert!(
+                !c.offers_of(p.id).is_empty(),
+                "product {} has no offers",
+                p.id
+            );
         }
         for o in &c.offers {
             if let Some(b) = &o.barcode {
@@ -1261,7 +1431,10 @@ mod tests {
     fn offers_sorted_by_product() {
         let c = Catalog::generate(7, 500);
         assert!(c.offers.windows(2).all(|w| w[0].id < w[1].id));
-        assert!(c.offers.windows(2).all(|w| w[0].product_id <= w[1].product_id));
+        assert!(c
+            .offers
+            .windows(2)
+            .all(|w| w[0].product_id <= w[1].product_id));
         assert!(c.products.windows(2).all(|w| w[0].id < w[1].id));
     }
 }

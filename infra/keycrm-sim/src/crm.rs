@@ -45,7 +45,8 @@ pub(crate) struct Line {
 impl Line {
     fn unit_discount(&self) -> Decimal {
         let pct = self.discount_percent.unwrap_or_default();
-        self.discount_amount.unwrap_or_default() + (self.price * pct / Decimal::from(100)).round_dp(2)
+        self.discount_amount.unwrap_or_default()
+            + (self.price * pct / Decimal::from(100)).round_dp(2)
     }
 }
 
@@ -155,9 +156,10 @@ impl Order {
         let order_discount = self.discount_amount.unwrap_or_default()
             + (subtotal * self.discount_percent.unwrap_or_default() / hundred).round_dp(2);
         let total_discount = (line_discounts + order_discount).round_dp(2);
-        let grand_total = (products_total - total_discount + self.shipping_price.unwrap_or_default())
-            .max(Decimal::ZERO)
-            .round_dp(2);
+        let grand_total = (products_total - total_discount
+            + self.shipping_price.unwrap_or_default())
+        .max(Decimal::ZERO)
+        .round_dp(2);
         let paid = payments_total(&self.payments).round_dp(2);
         let payment_status = if paid <= Decimal::ZERO {
             "not_paid"
@@ -480,7 +482,10 @@ impl Crm {
             let quantity = match f.number("quantity", inv) {
                 Some(q) if q <= Decimal::ZERO => {
                     let p = f.path("quantity");
-                    inv.add(p.clone(), format!("The {} must be greater than 0.", attr(&p)));
+                    inv.add(
+                        p.clone(),
+                        format!("The {} must be greater than 0.", attr(&p)),
+                    );
                     continue;
                 }
                 Some(q) => q,
@@ -686,10 +691,9 @@ impl Crm {
         let gift_wrap = f.boolean("gift_wrap", &mut inv).unwrap_or(false);
         let ordered_at = f.datetime("ordered_at", &mut inv).unwrap_or(now);
 
-        let shipping = match f.object("shipping", &mut inv) {
-            Some(s) => Some(parse_shipping(s, None, &mut inv)),
-            None => None,
-        };
+        let shipping = f
+            .object("shipping", &mut inv)
+            .map(|s| parse_shipping(s, None, &mut inv));
         let marketing = f.object("marketing", &mut inv).map(|m| {
             let mf = Fields::new(m, "marketing.");
             let mut utm: [Option<String>; 5] = Default::default();
@@ -799,7 +803,9 @@ impl Crm {
             }
             None => None,
         };
-        let buyer_comment = f.has("buyer_comment").then(|| f.string("buyer_comment", &mut inv));
+        let buyer_comment = f
+            .has("buyer_comment")
+            .then(|| f.string("buyer_comment", &mut inv));
         let manager_comment = f
             .has("manager_comment")
             .then(|| f.string("manager_comment", &mut inv));
@@ -849,7 +855,10 @@ impl Crm {
                 if let Some(q) = upd.quantity {
                     if q <= Decimal::ZERO {
                         let p = pf.path("quantity");
-                        inv.add(p.clone(), format!("The {} must be greater than 0.", attr(&p)));
+                        inv.add(
+                            p.clone(),
+                            format!("The {} must be greater than 0.", attr(&p)),
+                        );
                     }
                 }
                 // New lines cannot be added through PUT: unknown lines are ignored.
@@ -1154,11 +1163,9 @@ impl Crm {
         let status_ids = q.filter_ids("status_id");
         let source_ids = q.filter_ids("source_id");
         let source_uuids = q.filter_list("source_uuid");
-        let phones: Option<Vec<String>> = q.filter_list("buyer_phone").map(|l| {
-            l.iter()
-                .map(|p| crate::input::normalize_phone(p))
-                .collect()
-        });
+        let phones: Option<Vec<String>> = q
+            .filter_list("buyer_phone")
+            .map(|l| l.iter().map(|p| crate::input::normalize_phone(p)).collect());
         let emails: Option<Vec<String>> = q
             .filter_list("buyer_email")
             .map(|l| l.iter().map(|e| e.to_lowercase()).collect());
@@ -1169,10 +1176,16 @@ impl Crm {
         let tracking = q.filter_bool("has_tracking_code");
         let mut out = Vec::new();
         for (i, o) in self.orders.iter().enumerate() {
-            if status_ids.as_ref().is_some_and(|l| !l.contains(&o.status_id)) {
+            if status_ids
+                .as_ref()
+                .is_some_and(|l| !l.contains(&o.status_id))
+            {
                 continue;
             }
-            if source_ids.as_ref().is_some_and(|l| !l.contains(&o.source_id)) {
+            if source_ids
+                .as_ref()
+                .is_some_and(|l| !l.contains(&o.source_id))
+            {
                 continue;
             }
             if let Some(l) = &source_uuids {
@@ -1183,7 +1196,10 @@ impl Crm {
             if phones.is_some() || emails.is_some() {
                 let b = self.buyer(o.client_id);
                 if let Some(l) = &phones {
-                    if !b.and_then(|b| b.phone.as_ref()).is_some_and(|p| l.contains(p)) {
+                    if !b
+                        .and_then(|b| b.phone.as_ref())
+                        .is_some_and(|p| l.contains(p))
+                    {
                         continue;
                     }
                 }
@@ -1341,12 +1357,7 @@ impl Crm {
             }
             ContactIn::New(n, e, p) => {
                 let id = self.find_or_create_buyer(n.clone(), e.clone(), p.clone(), now);
-                (
-                    id,
-                    n,
-                    e,
-                    p.map(|p| crate::input::normalize_phone(&p)),
-                )
+                (id, n, e, p.map(|p| crate::input::normalize_phone(&p)))
             }
         };
         let contact_id = next(&mut self.next_contact_id);
@@ -1456,10 +1467,7 @@ impl Crm {
         if let Some(cid) = client_id {
             let contact_id = self.cards[idx].contact_id;
             let b = self.buyer(cid).cloned();
-            if let (Some(c), Some(b)) = (
-                self.contacts.iter_mut().find(|c| c.id == contact_id),
-                b,
-            ) {
+            if let (Some(c), Some(b)) = (self.contacts.iter_mut().find(|c| c.id == contact_id), b) {
                 c.client_id = cid;
                 c.full_name = b.full_name;
                 c.email = b.email;
@@ -1641,20 +1649,23 @@ impl Crm {
             .filter(|(_, c)| {
                 pipeline_ids
                     .as_ref()
-                    .map_or(true, |l| l.contains(&c.pipeline_id))
-                    && status_ids.as_ref().map_or(true, |l| l.contains(&c.status_id))
+                    .is_none_or(|l| l.contains(&c.pipeline_id))
+                    && status_ids.as_ref().is_none_or(|l| l.contains(&c.status_id))
                     && source_ids
                         .as_ref()
-                        .map_or(true, |l| c.source_id.is_some_and(|s| l.contains(&s)))
-                    && created.map_or(true, |(a, b)| c.created_at >= a && c.created_at <= b)
-                    && updated.map_or(true, |(a, b)| c.updated_at >= a && c.updated_at <= b)
+                        .is_none_or(|l| c.source_id.is_some_and(|s| l.contains(&s)))
+                    && created.is_none_or(|(a, b)| c.created_at >= a && c.created_at <= b)
+                    && updated.is_none_or(|(a, b)| c.updated_at >= a && c.updated_at <= b)
             })
             .map(|(i, _)| i)
             .collect())
     }
 
     pub(crate) fn cards_in_status(&self, status_id: i64) -> i64 {
-        self.cards.iter().filter(|c| c.status_id == status_id).count() as i64
+        self.cards
+            .iter()
+            .filter(|c| c.status_id == status_id)
+            .count() as i64
     }
 }
 
@@ -1690,11 +1701,27 @@ fn parse_shipping(s: &Map<String, Value>, base: Option<&Shipping>, inv: &mut Inv
     };
     str_field("shipping_service", &mut out.shipping_service, inv);
     str_field("shipping_address_city", &mut out.shipping_address_city, inv);
-    str_field("shipping_address_country", &mut out.shipping_address_country, inv);
-    str_field("shipping_address_region", &mut out.shipping_address_region, inv);
+    str_field(
+        "shipping_address_country",
+        &mut out.shipping_address_country,
+        inv,
+    );
+    str_field(
+        "shipping_address_region",
+        &mut out.shipping_address_region,
+        inv,
+    );
     str_field("shipping_address_zip", &mut out.shipping_address_zip, inv);
-    str_field("shipping_secondary_line", &mut out.shipping_secondary_line, inv);
-    str_field("shipping_receive_point", &mut out.shipping_receive_point, inv);
+    str_field(
+        "shipping_secondary_line",
+        &mut out.shipping_secondary_line,
+        inv,
+    );
+    str_field(
+        "shipping_receive_point",
+        &mut out.shipping_receive_point,
+        inv,
+    );
     str_field("recipient_full_name", &mut out.recipient_full_name, inv);
     str_field("recipient_phone", &mut out.recipient_phone, inv);
     str_field("warehouse_ref", &mut out.warehouse_ref, inv);

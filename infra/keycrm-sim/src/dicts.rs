@@ -86,11 +86,46 @@ pub(crate) struct Source {
 }
 
 pub(crate) const SOURCES: &[Source] = &[
-    Source { id: 1, name: "Інтернет-магазин", alias: "internet_mahazyn", driver: "other", source_name: None, source_uuid: None },
-    Source { id: 2, name: "Instagram", alias: "instagram", driver: "other", source_name: None, source_uuid: None },
-    Source { id: 3, name: "Rozetka", alias: "rozetka", driver: "rozetka", source_name: Some("Rozetka"), source_uuid: Some("18960006") },
-    Source { id: 4, name: "Prom.ua", alias: "prom_ua", driver: "promua", source_name: Some("Prom"), source_uuid: Some("3301177") },
-    Source { id: 5, name: "Телефон", alias: "telefon", driver: "other", source_name: None, source_uuid: None },
+    Source {
+        id: 1,
+        name: "Інтернет-магазин",
+        alias: "internet_mahazyn",
+        driver: "other",
+        source_name: None,
+        source_uuid: None,
+    },
+    Source {
+        id: 2,
+        name: "Instagram",
+        alias: "instagram",
+        driver: "other",
+        source_name: None,
+        source_uuid: None,
+    },
+    Source {
+        id: 3,
+        name: "Rozetka",
+        alias: "rozetka",
+        driver: "rozetka",
+        source_name: Some("Rozetka"),
+        source_uuid: Some("18960006"),
+    },
+    Source {
+        id: 4,
+        name: "Prom.ua",
+        alias: "prom_ua",
+        driver: "promua",
+        source_name: Some("Prom"),
+        source_uuid: Some("3301177"),
+    },
+    Source {
+        id: 5,
+        name: "Телефон",
+        alias: "telefon",
+        driver: "other",
+        source_name: None,
+        source_uuid: None,
+    },
 ];
 
 pub(crate) fn source_exists(id: i64) -> bool {
@@ -119,12 +154,42 @@ pub(crate) struct PaymentMethod {
 }
 
 pub(crate) const PAYMENT_METHODS: &[PaymentMethod] = &[
-    PaymentMethod { id: 1, name: "Накладений платіж", alias: "cod", is_active: true },
-    PaymentMethod { id: 2, name: "Оплата на картку", alias: "card_transfer", is_active: true },
-    PaymentMethod { id: 3, name: "LiqPay", alias: "liqpay", is_active: true },
-    PaymentMethod { id: 4, name: "Monobank", alias: "monobank", is_active: true },
-    PaymentMethod { id: 5, name: "Готівка", alias: "cash", is_active: true },
-    PaymentMethod { id: 6, name: "WayForPay", alias: "wayforpay", is_active: false },
+    PaymentMethod {
+        id: 1,
+        name: "Накладений платіж",
+        alias: "cod",
+        is_active: true,
+    },
+    PaymentMethod {
+        id: 2,
+        name: "Оплата на картку",
+        alias: "card_transfer",
+        is_active: true,
+    },
+    PaymentMethod {
+        id: 3,
+        name: "LiqPay",
+        alias: "liqpay",
+        is_active: true,
+    },
+    PaymentMethod {
+        id: 4,
+        name: "Monobank",
+        alias: "monobank",
+        is_active: true,
+    },
+    PaymentMethod {
+        id: 5,
+        name: "Готівка",
+        alias: "cash",
+        is_active: true,
+    },
+    PaymentMethod {
+        id: 6,
+        name: "WayForPay",
+        alias: "wayforpay",
+        is_active: false,
+    },
 ];
 
 pub(crate) fn payment_method_exists(id: i64) -> bool {
@@ -150,10 +215,30 @@ pub(crate) struct DeliveryService {
 }
 
 pub(crate) const DELIVERY_SERVICES: &[DeliveryService] = &[
-    DeliveryService { id: 1, name: "Самовивіз", alias: "pickup", source_name: "pickup" },
-    DeliveryService { id: 2, name: "Укрпошта", alias: "ukrposhta", source_name: "ukrposhta" },
-    DeliveryService { id: 3, name: "Нова Пошта", alias: "novaposhta", source_name: "novaposhta" },
-    DeliveryService { id: 4, name: "Meest Пошта", alias: "meest", source_name: "meest" },
+    DeliveryService {
+        id: 1,
+        name: "Самовивіз",
+        alias: "pickup",
+        source_name: "pickup",
+    },
+    DeliveryService {
+        id: 2,
+        name: "Укрпошта",
+        alias: "ukrposhta",
+        source_name: "ukrposhta",
+    },
+    DeliveryService {
+        id: 3,
+        name: "Нова Пошта",
+        alias: "novaposhta",
+        source_name: "novaposhta",
+    },
+    DeliveryService {
+        id: 4,
+        name: "Meest Пошта",
+        alias: "meest",
+        source_name: "meest",
+    },
 ];
 
 pub(crate) fn delivery_service(id: i64) -> Option<&'static DeliveryService> {
@@ -220,21 +305,117 @@ const fn cf(
 }
 
 pub(crate) const CUSTOM_FIELDS: &[CustomField] = &[
-    cf(1, "OR_1001", "Коментар для складу", CfModel::Order, "text", 1, &[]),
-    cf(2, "OR_1002", "Канал продажу", CfModel::Order, "select", 2, &["Сайт", "Instagram", "Telegram", "Телефон"]),
-    cf(3, "OR_1003", "Кількість місць", CfModel::Order, "number", 3, &[]),
-    cf(4, "OR_1004", "Подарункове пакування", CfModel::Order, "switcher", 4, &[]),
-    cf(5, "OR_1005", "Бажана дата доставки", CfModel::Order, "date", 5, &[]),
-    cf(6, "OR_1006", "Номер замовлення на сайті", CfModel::Order, "text", 6, &[]),
-    cf(7, "LD_1001", "Запит клієнта", CfModel::Lead, "textarea", 1, &[]),
-    cf(8, "LD_1002", "Джерело звернення", CfModel::Lead, "select", 2, &["Сайт", "Instagram", "Реклама"]),
+    cf(
+        1,
+        "OR_1001",
+        "Коментар для складу",
+        CfModel::Order,
+        "text",
+        1,
+        &[],
+    ),
+    cf(
+        2,
+        "OR_1002",
+        "Канал продажу",
+        CfModel::Order,
+        "select",
+        2,
+        &["Сайт", "Instagram", "Telegram", "Телефон"],
+    ),
+    cf(
+        3,
+        "OR_1003",
+        "Кількість місць",
+        CfModel::Order,
+        "number",
+        3,
+        &[],
+    ),
+    cf(
+        4,
+        "OR_1004",
+        "Подарункове пакування",
+        CfModel::Order,
+        "switcher",
+        4,
+        &[],
+    ),
+    cf(
+        5,
+        "OR_1005",
+        "Бажана дата доставки",
+        CfModel::Order,
+        "date",
+        5,
+        &[],
+    ),
+    cf(
+        6,
+        "OR_1006",
+        "Номер замовлення на сайті",
+        CfModel::Order,
+        "text",
+        6,
+        &[],
+    ),
+    cf(
+        7,
+        "LD_1001",
+        "Запит клієнта",
+        CfModel::Lead,
+        "textarea",
+        1,
+        &[],
+    ),
+    cf(
+        8,
+        "LD_1002",
+        "Джерело звернення",
+        CfModel::Lead,
+        "select",
+        2,
+        &["Сайт", "Instagram", "Реклама"],
+    ),
     cf(9, "LD_1003", "Бюджет", CfModel::Lead, "float", 3, &[]),
-    cf(10, "LD_1004", "Потрібна консультація", CfModel::Lead, "switcher", 4, &[]),
+    cf(
+        10,
+        "LD_1004",
+        "Потрібна консультація",
+        CfModel::Lead,
+        "switcher",
+        4,
+        &[],
+    ),
     cf(11, "LD_1005", "Дата дзвінка", CfModel::Lead, "date", 5, &[]),
     cf(12, "CT_1001", "Instagram", CfModel::Client, "link", 1, &[]),
-    cf(13, "CT_1002", "Країна виробництва", CfModel::CrmProduct, "text", 1, &[]),
-    cf(14, "CT_1003", "Сезон", CfModel::CrmProduct, "select", 2, &["Весна", "Літо", "Осінь", "Зима", "Всесезон"]),
-    cf(15, "CT_1004", "Гарантія, міс.", CfModel::CrmProduct, "number", 3, &[]),
+    cf(
+        13,
+        "CT_1002",
+        "Країна виробництва",
+        CfModel::CrmProduct,
+        "text",
+        1,
+        &[],
+    ),
+    cf(
+        14,
+        "CT_1003",
+        "Сезон",
+        CfModel::CrmProduct,
+        "select",
+        2,
+        &["Весна", "Літо", "Осінь", "Зима", "Всесезон"],
+    ),
+    cf(
+        15,
+        "CT_1004",
+        "Гарантія, міс.",
+        CfModel::CrmProduct,
+        "number",
+        3,
+        &[],
+    ),
 ];
 
 pub(crate) fn custom_field(uuid: &str, model: CfModel) -> Option<&'static CustomField> {
@@ -259,7 +440,9 @@ pub(crate) fn render_custom_field(f: &CustomField, with_options: bool) -> Value 
             f.options
                 .iter()
                 .enumerate()
-                .map(|(i, o)| json!({"id": f.id * 100 + i as i64 + 1, "field_id": f.id, "value": o}))
+                .map(
+                    |(i, o)| json!({"id": f.id * 100 + i as i64 + 1, "field_id": f.id, "value": o}),
+                )
                 .collect(),
         );
     }
@@ -302,8 +485,16 @@ pub(crate) struct Pipeline {
 }
 
 pub(crate) const PIPELINES: &[Pipeline] = &[
-    Pipeline { id: 1, name: "Заявки з сайту", use_payments: true },
-    Pipeline { id: 2, name: "Оптові клієнти", use_payments: false },
+    Pipeline {
+        id: 1,
+        name: "Заявки з сайту",
+        use_payments: true,
+    },
+    Pipeline {
+        id: 2,
+        name: "Оптові клієнти",
+        use_payments: false,
+    },
 ];
 
 pub(crate) struct PipelineStatus {
@@ -316,15 +507,78 @@ pub(crate) struct PipelineStatus {
 }
 
 pub(crate) const PIPELINE_STATUSES: &[PipelineStatus] = &[
-    PipelineStatus { id: 1001, pipeline_id: 1, title: "Нова заявка", alias: "new", color: "#4DABF7", is_final: false },
-    PipelineStatus { id: 1002, pipeline_id: 1, title: "Взято в роботу", alias: "in_work", color: "#FFD43B", is_final: false },
-    PipelineStatus { id: 1003, pipeline_id: 1, title: "Очікує рішення", alias: "waiting", color: "#FFA94D", is_final: false },
-    PipelineStatus { id: 1004, pipeline_id: 1, title: "Успішно", alias: "success", color: "#69DB7C", is_final: true },
-    PipelineStatus { id: 1005, pipeline_id: 1, title: "Відмова", alias: "refused", color: "#FF6B6B", is_final: true },
-    PipelineStatus { id: 2001, pipeline_id: 2, title: "Новий запит", alias: "new", color: "#4DABF7", is_final: false },
-    PipelineStatus { id: 2002, pipeline_id: 2, title: "Комерційна пропозиція", alias: "offer", color: "#DA77F2", is_final: false },
-    PipelineStatus { id: 2003, pipeline_id: 2, title: "Угода", alias: "deal", color: "#69DB7C", is_final: true },
-    PipelineStatus { id: 2004, pipeline_id: 2, title: "Відмова", alias: "refused", color: "#FF6B6B", is_final: true },
+    PipelineStatus {
+        id: 1001,
+        pipeline_id: 1,
+        title: "Нова заявка",
+        alias: "new",
+        color: "#4DABF7",
+        is_final: false,
+    },
+    PipelineStatus {
+        id: 1002,
+        pipeline_id: 1,
+        title: "Взято в роботу",
+        alias: "in_work",
+        color: "#FFD43B",
+        is_final: false,
+    },
+    PipelineStatus {
+        id: 1003,
+        pipeline_id: 1,
+        title: "Очікує рішення",
+        alias: "waiting",
+        color: "#FFA94D",
+        is_final: false,
+    },
+    PipelineStatus {
+        id: 1004,
+        pipeline_id: 1,
+        title: "Успішно",
+        alias: "success",
+        color: "#69DB7C",
+        is_final: true,
+    },
+    PipelineStatus {
+        id: 1005,
+        pipeline_id: 1,
+        title: "Відмова",
+        alias: "refused",
+        color: "#FF6B6B",
+        is_final: true,
+    },
+    PipelineStatus {
+        id: 2001,
+        pipeline_id: 2,
+        title: "Новий запит",
+        alias: "new",
+        color: "#4DABF7",
+        is_final: false,
+    },
+    PipelineStatus {
+        id: 2002,
+        pipeline_id: 2,
+        title: "Комерційна пропозиція",
+        alias: "offer",
+        color: "#DA77F2",
+        is_final: false,
+    },
+    PipelineStatus {
+        id: 2003,
+        pipeline_id: 2,
+        title: "Угода",
+        alias: "deal",
+        color: "#69DB7C",
+        is_final: true,
+    },
+    PipelineStatus {
+        id: 2004,
+        pipeline_id: 2,
+        title: "Відмова",
+        alias: "refused",
+        color: "#FF6B6B",
+        is_final: true,
+    },
 ];
 
 pub(crate) fn pipeline(id: i64) -> Option<&'static Pipeline> {
@@ -394,8 +648,24 @@ pub(crate) struct User {
 }
 
 pub(crate) const USERS: &[User] = &[
-    User { id: 1, first_name: "Олена", last_name: "Коваль", email: "olena@shop.example", username: "olena", phone: "+380501234567", role_id: 1 },
-    User { id: 2, first_name: "Андрій", last_name: "Шевченко", email: "andrii@shop.example", username: "andrii", phone: "+380671234567", role_id: 2 },
+    User {
+        id: 1,
+        first_name: "Олена",
+        last_name: "Коваль",
+        email: "olena@shop.example",
+        username: "olena",
+        phone: "+380501234567",
+        role_id: 1,
+    },
+    User {
+        id: 2,
+        first_name: "Андрій",
+        last_name: "Шевченко",
+        email: "andrii@shop.example",
+        username: "andrii",
+        phone: "+380671234567",
+        role_id: 2,
+    },
 ];
 
 pub(crate) fn user(id: i64) -> Option<&'static User> {

@@ -25,9 +25,9 @@ pub enum SimError {
 impl SimError {
     pub(crate) fn http_status(&self) -> StatusCode {
         match self {
-            SimError::UnknownAccount(_) | SimError::OrderNotFound(_) | SimError::CardNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            SimError::UnknownAccount(_)
+            | SimError::OrderNotFound(_)
+            | SimError::CardNotFound(_) => StatusCode::NOT_FOUND,
             SimError::UnknownOrderStatus(_) | SimError::UnknownCardStatus(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -38,7 +38,11 @@ impl SimError {
 
 impl IntoResponse for SimError {
     fn into_response(self) -> Response {
-        (self.http_status(), Json(json!({"message": self.to_string()}))).into_response()
+        (
+            self.http_status(),
+            Json(json!({"message": self.to_string()})),
+        )
+            .into_response()
     }
 }
 
@@ -109,5 +113,7 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) fn not_found_model(model: &str, id: &str) -> ApiError {
-    ApiError::NotFound(format!("No query results for model [App\\Models\\{model}] {id}"))
+    ApiError::NotFound(format!(
+        "No query results for model [App\\Models\\{model}] {id}"
+    ))
 }

@@ -145,7 +145,10 @@ impl<'a> Fields<'a> {
         };
         if r.is_none() {
             let p = self.path(key);
-            inv.add(p.clone(), format!("The {} field must be true or false.", attr(&p)));
+            inv.add(
+                p.clone(),
+                format!("The {} field must be true or false.", attr(&p)),
+            );
         }
         r
     }
@@ -262,7 +265,10 @@ mod tests {
 
     #[test]
     fn field_errors() {
-        let m = json!({"a": "x", "b": [1], "c": null}).as_object().cloned().unwrap_or_default();
+        let m = json!({"a": "x", "b": [1], "c": null})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let f = Fields::new(&m, "buyer.");
         let mut inv = Invalid::default();
         assert_eq!(f.int("a", &mut inv), None);

@@ -134,7 +134,7 @@ pub struct SimStats {
     pub requests_by_endpoint: BTreeMap<String, u64>,
     /// Keyed by the presented API key (`"<none>"` when missing).
     pub requests_by_api_key: BTreeMap<String, u64>,
-    /// Keyed by status code as a string (`"200"`, `"429"`).
+    /// Keyed by status code as a string (`"200"`, `"429"`; `"dropped"` for dropped connections).
     pub responses_by_status: BTreeMap<String, u64>,
     pub rate_limited_429: u64,
     pub unauthorized_401: u64,
@@ -166,7 +166,9 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle").field("addr", &self.addr).finish()
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 

@@ -21,9 +21,10 @@ pub(crate) struct ListQuery {
 
 impl ListQuery {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         let mut q = ListQuery {
             page: 1,
             limit: DEFAULT_LIMIT,
@@ -44,7 +45,12 @@ impl ListQuery {
             } else if k == "sort" {
                 q.sort = Some(v.clone()).filter(|s| !s.trim().is_empty());
             } else if k == "page" {
-                q.page = v.trim().parse::<i64>().ok().filter(|p| *p >= 1).unwrap_or(1) as usize;
+                q.page = v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .unwrap_or(1) as usize;
             } else if k == "limit" {
                 q.limit = match v.trim().parse::<i64>() {
                     Ok(l) => l.clamp(1, MAX_LIMIT as i64) as usize,
@@ -251,10 +257,7 @@ mod tests {
         assert_eq!(q.limit, 50);
         assert_eq!(q.page, 1);
         assert!(q.has_include("product"));
-        assert_eq!(
-            q.sorts(&["id"]).ok(),
-            Some(vec![("id".to_string(), true)])
-        );
+        assert_eq!(q.sorts(&["id"]).ok(), Some(vec![("id".to_string(), true)]));
         assert!(q.allow_filters(&["id"]).is_err());
         assert!(q.allow_filters(&["product_id"]).is_ok());
         let q = ListQuery::parse(Some("limit=0"));

@@ -40,7 +40,13 @@ const ORDER_FILTERS: &[&str] = &[
     "payment_status",
     "has_tracking_code",
 ];
-const ORDER_SORTS: &[&str] = &["id", "created_at", "updated_at", "ordered_at", "status_changed_at"];
+const ORDER_SORTS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "ordered_at",
+    "status_changed_at",
+];
 const CARD_FILTERS: &[&str] = &[
     "pipeline_id",
     "status_id",
@@ -144,15 +150,16 @@ async fn guard(State(sh): Sh, mut req: Request, next: Next) -> Response {
     let endpoint = endpoint_key(req.method(), req.uri().path());
     let key = bearer(req.headers());
     let label = key.clone().unwrap_or_else(|| "<none>".to_string());
+    sh.record_request(&endpoint, &label);
     let Some(acc) = key.as_deref().and_then(|k| sh.account(k)).cloned() else {
-        sh.record_request(&endpoint, &label, 401);
+        sh.record_status("401");
         return ApiError::Unauthenticated.into_response();
     };
     let limit = sh.rate_limit;
     let hit = lock(&acc.limiter).hit(limit, sh.window());
     let remaining = match hit {
         Hit::Limited { retry_after } => {
-            sh.record_request(&endpoint, &label, 429);
+            sh.record_status("429");
             let mut r = json_response(
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"message": "Too Many Attempts."}),
@@ -175,7 +182,7 @@ async fn guard(State(sh): Sh, mut req: Request, next: Next) -> Response {
     }
     if decision.drop {
         sh.with_stats(|s| s.dropped_connections += 1);
-        sh.record_request(&endpoint, &label, 0);
+        sh.record_status("dropped");
         return dropped_response();
     }
     let mut resp = if let Some(code) = decision.error_5xx {
@@ -195,17 +202,25 @@ async fn guard(State(sh): Sh, mut req: Request, next: Next) -> Response {
         set_header(&mut resp, "x-ratelimit-limit", limit.to_string());
         set_header(&mut resp, "x-ratelimit-remaining", remaining.to_string());
     }
-    sh.record_request(&endpoint, &label, resp.status().as_u16());
+    sh.record_status(resp.status().as_str());
     resp
 }
 
-async fn not_found(State(sh): Sh, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn not_found(
+    State(sh): Sh,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let path = uri.path();
     if path.starts_with("/v1") {
         let label = bearer(&headers).unwrap_or_else(|| "<none>".to_string());
-        sh.record_request(&endpoint_key(&method, path), &label, 404);
+        sh.record_request(&endpoint_key(&method, path), &label);
+        sh.record_status("404");
     }
-    let rel = path.strip_prefix("/v1/").unwrap_or(path.trim_start_matches('/'));
+    let rel = path
+        .strip_prefix("/v1/")
+        .unwrap_or(path.trim_start_matches('/'));
     json_response(
         StatusCode::NOT_FOUND,
         json!({"message": format!("The route {rel} could not be found.")}),
@@ -220,7 +235,8 @@ async fn method_not_allowed(
 ) -> Response {
     if uri.path().starts_with("/v1") {
         let label = bearer(&headers).unwrap_or_else(|| "<none>".to_string());
-        sh.record_request(&endpoint_key(&method, uri.path()), &label, 405);
+        sh.record_request(&endpoint_key(&method, uri.path()), &label);
+        sh.record_status("405");
     }
     let rel = uri.path().strip_prefix("/v1/").unwrap_or(uri.path());
     ApiError::MethodNotAllowed(format!(
@@ -254,13 +270,18 @@ fn page_path(sh: &Shared, rel: &str) -> String {
 }
 
 /// A paginated dictionary with `sort=id|-id`.
-fn dictionary(sh: &Shared, raw: Option<&str>, rel: &str, mut items: Vec<(i64, Value)>) -> ApiResult {
+fn dictionary(
+    sh: &Shared,
+    raw: Option<&str>,
+    rel: &str,
+    mut items: Vec<(i64, Value)>,
+) -> ApiResult {
     let q = ListQuery::parse(raw);
     let sorts = q.sorts(&["id"])?;
     if sorts.first().is_some_and(|(_, desc)| *desc) {
-        items.sort_by(|a, b| b.0.cmp(&a.0));
+        items.sort_by_key(|b| std::cmp::Reverse(b.0));
     } else {
-        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.sort_by_key(|a| a.0);
     }
     let v = q.envelope(&page_path(sh, rel), items.len(), |r| {
         items[r].iter().map(|(_, v)| v.clone()).collect()
@@ -268,10 +289,11 @@ fn dictionary(sh: &Shared, raw: Option<&str>, rel: &str, mut items: Vec<(i64, Va
     ok(v)
 }
 
-fn apply_sort<T: Copy>(idx: &mut [usize], sorts: &[(String, bool)], key: impl Fn(usize, &str) -> T)
-where
-    T: Ord,
-{
+fn apply_sort<T: Copy + Ord>(
+    idx: &mut [usize],
+    sorts: &[(String, bool)],
+    key: impl Fn(usize, &str) -> T,
+) {
     if let Some((field, desc)) = sorts.first() {
         idx.sort_by(|a, b| {
             let o = key(*a, field).cmp(&key(*b, field)).then(a.cmp(b));
@@ -329,7 +351,7 @@ async fn custom_fields(RawQuery(raw): RawQuery) -> ApiResult {
         .filter(|f| {
             models
                 .as_ref()
-                .map_or(true, |m| m.iter().any(|x| x == f.model.as_str()))
+                .is_none_or(|m| m.iter().any(|x| x == f.model.as_str()))
         })
         .collect();
     if let Some((field, desc)) = sorts.first() {
@@ -356,7 +378,10 @@ async fn custom_fields(RawQuery(raw): RawQuery) -> ApiResult {
 async fn pipelines(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery) -> ApiResult {
     leads(&acc)?;
     let q = ListQuery::parse(raw.as_deref());
-    let items: Vec<Value> = dicts::PIPELINES.iter().map(dicts::render_pipeline).collect();
+    let items: Vec<Value> = dicts::PIPELINES
+        .iter()
+        .map(dicts::render_pipeline)
+        .collect();
     ok(q.envelope(&page_path(&sh, "/pipelines"), items.len(), |r| {
         items[r].to_vec()
     }))
@@ -404,15 +429,21 @@ async fn list_cards(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery)
         "updated_at" => crm.cards[i].updated_at,
         _ => crm.cards[i].id,
     });
-    ok(q.envelope(&page_path(&sh, "/pipelines/cards"), idx.len(), |r| {
-        idx[r]
-            .iter()
-            .map(|&i| crm.render_card(&crm.cards[i], &inc, &cat))
-            .collect()
-    }))
+    ok(
+        q.envelope(&page_path(&sh, "/pipelines/cards"), idx.len(), |r| {
+            idx[r]
+                .iter()
+                .map(|&i| crm.render_card(&crm.cards[i], &inc, &cat))
+                .collect()
+        }),
+    )
 }
 
-async fn get_card(Extension(acc): Acc, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn get_card(
+    Extension(acc): Acc,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     leads(&acc)?;
     let q = ListQuery::parse(raw.as_deref());
     q.allow_includes(CARD_INCLUDES)?;
@@ -441,7 +472,12 @@ async fn create_card(State(sh): Sh, Extension(acc): Acc, body: Bytes) -> ApiResu
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-async fn update_card(State(sh): Sh, Extension(acc): Acc, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn update_card(
+    State(sh): Sh,
+    Extension(acc): Acc,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     leads(&acc)?;
     let cid = parse_id(&id, "Lead")?;
     let body = body_object(&body);
@@ -480,16 +516,21 @@ async fn categories(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery)
     let items: Vec<&crate::catalog::Category> = cat
         .categories
         .iter()
-        .filter(|c| ids.as_ref().map_or(true, |l| l.contains(&c.id)))
+        .filter(|c| ids.as_ref().is_none_or(|l| l.contains(&c.id)))
         .filter(|c| {
             parents
                 .as_ref()
-                .map_or(true, |l| c.parent_id.is_some_and(|p| l.contains(&p)))
+                .is_none_or(|l| c.parent_id.is_some_and(|p| l.contains(&p)))
         })
         .collect();
-    ok(q.envelope(&page_path(&sh, "/products/categories"), items.len(), |r| {
-        items[r].iter().map(|c| Catalog::render_category(c)).collect()
-    }))
+    ok(
+        q.envelope(&page_path(&sh, "/products/categories"), items.len(), |r| {
+            items[r]
+                .iter()
+                .map(|c| Catalog::render_category(c))
+                .collect()
+        }),
+    )
 }
 
 async fn list_products(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery) -> ApiResult {
@@ -505,9 +546,9 @@ async fn list_products(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQue
         .products
         .iter()
         .enumerate()
-        .filter(|(_, p)| ids.as_ref().map_or(true, |l| l.contains(&p.id)))
-        .filter(|(_, p)| cats.as_ref().map_or(true, |l| l.contains(&p.category_id)))
-        .filter(|(_, p)| archived.map_or(true, |a| p.is_archived == a))
+        .filter(|(_, p)| ids.as_ref().is_none_or(|l| l.contains(&p.id)))
+        .filter(|(_, p)| cats.as_ref().is_none_or(|l| l.contains(&p.category_id)))
+        .filter(|(_, p)| archived.is_none_or(|a| p.is_archived == a))
         .map(|(i, _)| i)
         .collect();
     ok(q.envelope(&page_path(&sh, "/products"), idx.len(), |r| {
@@ -518,7 +559,11 @@ async fn list_products(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQue
     }))
 }
 
-async fn get_product(Extension(acc): Acc, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn get_product(
+    Extension(acc): Acc,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = ListQuery::parse(raw.as_deref());
     q.allow_includes(&["custom_fields", "customFields"])?;
     let with_cf = q.has_include("custom_fields") || q.has_include("customFields");
@@ -542,9 +587,9 @@ async fn list_offers(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery
     let archived = q.filter_bool("is_archived");
     let cat = read(&acc.catalog);
     let keep = |o: &crate::catalog::Offer| {
-        ids.as_ref().map_or(true, |l| l.contains(&o.id))
-            && pids.as_ref().map_or(true, |l| l.contains(&o.product_id))
-            && archived.map_or(true, |a| o.is_archived == a)
+        ids.as_ref().is_none_or(|l| l.contains(&o.id))
+            && pids.as_ref().is_none_or(|l| l.contains(&o.product_id))
+            && archived.is_none_or(|a| o.is_archived == a)
     };
     let mut idx: Vec<usize> = match &skus {
         Some(list) => {
@@ -590,16 +635,18 @@ async fn stocks(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery) -> 
         .offers
         .iter()
         .enumerate()
-        .filter(|(_, o)| ids.as_ref().map_or(true, |l| l.contains(&o.id)))
-        .filter(|(_, o)| skus.as_ref().map_or(true, |l| l.contains(&o.sku)))
+        .filter(|(_, o)| ids.as_ref().is_none_or(|l| l.contains(&o.id)))
+        .filter(|(_, o)| skus.as_ref().is_none_or(|l| l.contains(&o.sku)))
         .map(|(i, _)| i)
         .collect();
-    ok(q.envelope(&page_path(&sh, "/offers/stocks"), idx.len(), |r| {
-        idx[r]
-            .iter()
-            .map(|&i| cat.render_stock(&cat.offers[i], details))
-            .collect()
-    }))
+    ok(
+        q.envelope(&page_path(&sh, "/offers/stocks"), idx.len(), |r| {
+            idx[r]
+                .iter()
+                .map(|&i| cat.render_stock(&cat.offers[i], details))
+                .collect()
+        }),
+    )
 }
 
 // ---- orders ----------------------------------------------------------------------------------
@@ -631,7 +678,11 @@ async fn list_orders(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery
     }))
 }
 
-async fn get_order(Extension(acc): Acc, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn get_order(
+    Extension(acc): Acc,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = ListQuery::parse(raw.as_deref());
     q.allow_includes(ORDER_INCLUDES)?;
     let oid = parse_id(&id, "Order")?;
@@ -658,7 +709,12 @@ async fn create_order(State(sh): Sh, Extension(acc): Acc, body: Bytes) -> ApiRes
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-async fn update_order(State(sh): Sh, Extension(acc): Acc, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn update_order(
+    State(sh): Sh,
+    Extension(acc): Acc,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let oid = parse_id(&id, "Order")?;
     let body = body_object(&body);
     let (v, changed, ctx) = {
@@ -751,8 +807,12 @@ fn bad_request(msg: impl Into<String>) -> Response {
     json_response(StatusCode::BAD_REQUEST, json!({"message": msg.into()}))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+/// Errors of the control routes are boxed responses (keeps `Result` small).
+type Control<T> = Result<T, Box<Response>>;
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Control<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
 }
 
 #[derive(Deserialize)]
@@ -766,17 +826,21 @@ fn key_from_query(raw: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn account_for(sh: &Shared, key: Option<&str>) -> Result<Arc<Account>, Response> {
+fn account_for(sh: &Shared, key: Option<&str>) -> Control<Arc<Account>> {
     sh.account_or_default(key).cloned().ok_or_else(|| {
-        json_response(
+        Box::new(json_response(
             StatusCode::NOT_FOUND,
             json!({"message": format!("unknown api key `{}`", key.unwrap_or(""))}),
-        )
+        ))
     })
 }
 
 async fn sim_health(State(sh): Sh) -> Response {
-    let keys: Vec<&str> = sh.accounts.iter().map(|a| a.spec.api_key.as_str()).collect();
+    let keys: Vec<&str> = sh
+        .accounts
+        .iter()
+        .map(|a| a.spec.api_key.as_str())
+        .collect();
     Json(json!({"status": "ok", "base_url": sh.public_base, "accounts": keys})).into_response()
 }
 
@@ -795,20 +859,21 @@ async fn sim_set_faults(State(sh): Sh, body: Bytes) -> Response {
             sh.set_faults(f.clone());
             Json(json!({"status": true, "faults": f})).into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn sim_get_faults(State(sh): Sh) -> Response {
     let st = lock(&sh.faults);
-    Json(json!({"faults": st.faults, "commit_timeouts_left": st.commit_timeouts_left})).into_response()
+    Json(json!({"faults": st.faults, "commit_timeouts_left": st.commit_timeouts_left}))
+        .into_response()
 }
 
 async fn sim_orders(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
     let key = key_from_query(raw.as_deref());
     let acc = match account_for(&sh, key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let cat = read(&acc.catalog);
     let crm = lock(&acc.crm);
@@ -825,7 +890,7 @@ async fn sim_cards(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
     let key = key_from_query(raw.as_deref());
     let acc = match account_for(&sh, key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let cat = read(&acc.catalog);
     let crm = lock(&acc.crm);
@@ -848,7 +913,7 @@ struct WebhookBody {
 async fn sim_webhooks(State(sh): Sh, body: Bytes) -> Response {
     let b: WebhookBody = match parse_json(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !WEBHOOK_EVENTS.contains(&b.event.as_str()) {
         return json_response(
@@ -858,7 +923,7 @@ async fn sim_webhooks(State(sh): Sh, body: Bytes) -> Response {
     }
     let acc = match account_for(&sh, b.api_key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut w = lock(&acc.webhooks);
     match &b.url {
@@ -882,14 +947,14 @@ struct StatusBody {
 async fn sim_order_status(State(sh): Sh, Path(id): Path<String>, body: Bytes) -> Response {
     let b: StatusBody = match parse_json(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(oid) = id.parse::<i64>() else {
         return SimError::OrderNotFound(0).into_response();
     };
     let acc = match account_for(&sh, b.api_key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match change_order_status(&sh, &acc.spec.api_key, oid, b.status_id) {
         Ok(()) => Json(json!({"status": true})).into_response(),
@@ -900,14 +965,14 @@ async fn sim_order_status(State(sh): Sh, Path(id): Path<String>, body: Bytes) ->
 async fn sim_card_status(State(sh): Sh, Path(id): Path<String>, body: Bytes) -> Response {
     let b: StatusBody = match parse_json(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(cid) = id.parse::<i64>() else {
         return SimError::CardNotFound(0).into_response();
     };
     let acc = match account_for(&sh, b.api_key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match change_card_status(&sh, &acc.spec.api_key, cid, b.status_id) {
         Ok(()) => Json(json!({"status": true})).into_response(),
@@ -918,7 +983,7 @@ async fn sim_card_status(State(sh): Sh, Path(id): Path<String>, body: Bytes) -> 
 async fn sim_catalog_mutate(State(sh): Sh, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let mut v: Value = match parse_json(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // api_key may come in the query string or as a body field next to "kind"
     let body_key = v
@@ -932,16 +997,19 @@ async fn sim_catalog_mutate(State(sh): Sh, RawQuery(raw): RawQuery, body: Bytes)
     };
     let acc = match account_for(&sh, key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let changed = write(&acc.catalog).apply(&m, now());
     Json(json!({"status": changed > 0, "changed": changed})).into_response()
 }
 
-async fn sim_catalog(State(sh): Sh, axum::extract::Query(q): axum::extract::Query<KeyQuery>) -> Response {
+async fn sim_catalog(
+    State(sh): Sh,
+    axum::extract::Query(q): axum::extract::Query<KeyQuery>,
+) -> Response {
     let acc = match account_for(&sh, q.api_key.as_deref()) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let snap = read(&acc.catalog).snapshot();
     Json(snap).into_response()
@@ -954,7 +1022,10 @@ mod tests {
     #[test]
     fn endpoint_keys() {
         assert_eq!(endpoint_key(&Method::GET, "/v1/offers"), "GET /offers");
-        assert_eq!(endpoint_key(&Method::PUT, "/v1/order/5001"), "PUT /order/{id}");
+        assert_eq!(
+            endpoint_key(&Method::PUT, "/v1/order/5001"),
+            "PUT /order/{id}"
+        );
         assert_eq!(
             endpoint_key(&Method::GET, "/v1/pipelines/1/statuses"),
             "GET /pipelines/{id}/statuses"
@@ -964,7 +1035,10 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&h).as_deref(), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);

@@ -172,15 +172,25 @@ impl Shared {
         Some(Duration::from_millis(st.faults.hang_ms))
     }
 
-    pub(crate) fn record_request(&self, endpoint: &str, key_label: &str, status: u16) {
+    /// Counts a `/v1` request (call once per request, before its status is known).
+    pub(crate) fn record_request(&self, endpoint: &str, key_label: &str) {
         let mut s = lock(&self.stats);
         s.total_requests += 1;
-        *s.requests_by_endpoint.entry(endpoint.to_string()).or_default() += 1;
-        *s.requests_by_api_key.entry(key_label.to_string()).or_default() += 1;
+        *s.requests_by_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
+        *s.requests_by_api_key
+            .entry(key_label.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts the status a `/v1` request was answered with (`"dropped"` for drops).
+    pub(crate) fn record_status(&self, status: &str) {
+        let mut s = lock(&self.stats);
         *s.responses_by_status.entry(status.to_string()).or_default() += 1;
         match status {
-            401 => s.unauthorized_401 += 1,
-            429 => s.rate_limited_429 += 1,
+            "401" => s.unauthorized_401 += 1,
+            "429" => s.rate_limited_429 += 1,
             _ => {}
         }
     }

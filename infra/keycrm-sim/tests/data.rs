@@ -36,8 +36,11 @@ async fn catalog_is_realistic_and_has_traps() {
     let n = snap.products.len() as f64;
 
     // categories: ~3 levels, roots have parent_id null
-    let by_id: HashMap<i64, Option<i64>> =
-        snap.categories.iter().map(|c| (c.id, c.parent_id)).collect();
+    let by_id: HashMap<i64, Option<i64>> = snap
+        .categories
+        .iter()
+        .map(|c| (c.id, c.parent_id))
+        .collect();
     let depth = |mut id: i64| {
         let mut d = 0;
         while let Some(Some(p)) = by_id.get(&id) {
@@ -46,10 +49,18 @@ async fn catalog_is_realistic_and_has_traps() {
         }
         d
     };
-    let max_depth = snap.categories.iter().map(|c| depth(c.id)).max().unwrap_or(0);
+    let max_depth = snap
+        .categories
+        .iter()
+        .map(|c| depth(c.id))
+        .max()
+        .unwrap_or(0);
     assert_eq!(max_depth, 2, "roots, children, grandchildren");
     assert!((20..=200).contains(&snap.categories.len()));
-    assert!(snap.products.iter().all(|p| by_id.contains_key(&p.category_id)));
+    assert!(snap
+        .products
+        .iter()
+        .all(|p| by_id.contains_key(&p.category_id)));
 
     // every product has an offer; ~1.5 offers per product
     let mut offers_per: HashMap<i64, usize> = HashMap::new();
@@ -95,12 +106,19 @@ async fn catalog_is_realistic_and_has_traps() {
     assert!(snap.offers.iter().any(|o| o.in_reserve > 0));
 
     // Ukrainian names
-    assert!(snap.products.iter().all(|p| p.name.chars().any(|c| ('а'..='я').contains(&c) || c == 'і')));
+    assert!(snap
+        .products
+        .iter()
+        .all(|p| p.name.chars().any(|c| ('а'..='я').contains(&c) || c == 'і')));
 
     // duplicate-SKU traps (~0.2%); otherwise SKUs unique
     let dups = snap.duplicate_skus();
     assert!(!dups.is_empty());
-    assert!(dups.len() <= (n * 0.004) as usize + 1, "{} traps", dups.len());
+    assert!(
+        dups.len() <= (n * 0.004) as usize + 1,
+        "{} traps",
+        dups.len()
+    );
     let mut seen = HashSet::new();
     let mut repeated = HashSet::new();
     for o in &snap.offers {

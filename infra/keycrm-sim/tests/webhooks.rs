@@ -37,9 +37,23 @@ async fn put_status_fires_order_webhook() {
     let id = create_order(&c, &sim).await;
 
     // a PUT without a status change fires nothing
-    let r = send(&c, &sim, Method::PUT, &format!("/order/{id}"), &json!({"manager_comment": "x"})).await;
+    let r = send(
+        &c,
+        &sim,
+        Method::PUT,
+        &format!("/order/{id}"),
+        &json!({"manager_comment": "x"}),
+    )
+    .await;
     assert_eq!(r.status, 202);
-    let r = send(&c, &sim, Method::PUT, &format!("/order/{id}"), &json!({"status_id": 3})).await;
+    let r = send(
+        &c,
+        &sim,
+        Method::PUT,
+        &format!("/order/{id}"),
+        &json!({"status_id": 3}),
+    )
+    .await;
     assert_eq!(r.status, 202);
     let hits = rx.wait_for(1, 5).await;
     let (q, body) = &hits[0];
@@ -54,16 +68,25 @@ async fn put_status_fires_order_webhook() {
     assert_eq!(ctx["taxes"], "4.00");
     assert_eq!(ctx["grand_total"], 102);
     assert!(ctx["client_id"].is_i64());
-    assert!(ctx.get("products").is_none() && ctx.get("buyer").is_none(), "no relations");
-    assert!(ctx["status_changed_at"].as_str().is_some_and(|s| s.ends_with(".000000Z")));
+    assert!(
+        ctx.get("products").is_none() && ctx.get("buyer").is_none(),
+        "no relations"
+    );
+    assert!(ctx["status_changed_at"]
+        .as_str()
+        .is_some_and(|s| s.ends_with(".000000Z")));
 
     // programmatic change (manager in the UI) fires too; closing status sets closed_at
-    sim.change_order_status(KEY, id, 19).await.expect("status change");
+    sim.change_order_status(KEY, id, 19)
+        .await
+        .expect("status change");
     let hits = rx.wait_for(2, 5).await;
     let ctx = &hits[1].1["context"];
     assert_eq!(ctx["status_id"], 19);
     assert_eq!(ctx["status_group_id"], 6);
-    assert!(ctx["closed_at"].as_str().is_some_and(|s| s.len() == 19 && s.contains(' ')));
+    assert!(ctx["closed_at"]
+        .as_str()
+        .is_some_and(|s| s.len() == 19 && s.contains(' ')));
     let stats = sim.stats();
     assert_eq!(stats.webhooks_delivered, 2);
     assert_eq!(stats.webhook_log.len(), 2);
@@ -101,12 +124,19 @@ async fn webhook_is_retried_up_to_three_times() {
     assert_eq!(sim.stats().webhooks_failed, 1);
 
     // unreachable URL: connection errors are retried as well
-    sim.set_webhook_url(KEY, "order.change_order_status", Some("http://127.0.0.1:9/hook".into()));
+    sim.set_webhook_url(
+        KEY,
+        "order.change_order_status",
+        Some("http://127.0.0.1:9/hook".into()),
+    );
     sim.change_order_status(KEY, id, 12).await.expect("status");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let s = sim.stats();
     assert_eq!(s.webhooks_failed, 2);
-    assert!(s.webhook_log.iter().any(|a| a.status.is_none() && a.error.is_some()));
+    assert!(s
+        .webhook_log
+        .iter()
+        .any(|a| a.status.is_none() && a.error.is_some()));
 
     // removing the URL stops deliveries
     sim.set_webhook_url(KEY, "order.change_order_status", None);
@@ -131,7 +161,14 @@ async fn card_status_change_fires_lead_webhook() {
     .await;
     assert_eq!(r.status, 201);
     let id = r.body["id"].as_i64().expect("id");
-    let r = send(&c, &sim, Method::PUT, &format!("/pipelines/cards/{id}"), &json!({"status_id": 1002})).await;
+    let r = send(
+        &c,
+        &sim,
+        Method::PUT,
+        &format!("/pipelines/cards/{id}"),
+        &json!({"status_id": 1002}),
+    )
+    .await;
     assert_eq!(r.status, 202);
     let hits = rx.wait_for(1, 5).await;
     let b = &hits[0].1;
@@ -157,5 +194,8 @@ async fn card_status_change_fires_lead_webhook() {
     let hits = rx.wait_for(2, 5).await;
     assert_eq!(hits[1].1["context"]["pipeline_id"], 2);
     assert_eq!(hits[1].1["context"]["status_id"], 2003);
-    assert!(sim.change_card_status(KEY, id, 1).await.is_err(), "order status is not a card status");
+    assert!(
+        sim.change_card_status(KEY, id, 1).await.is_err(),
+        "order status is not a card status"
+    );
 }

@@ -295,7 +295,11 @@ impl KeycrmClient {
     }
 
     pub fn orders_updated_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Pages<Order> {
-        let range = format!("{},{}", time::format_request(from), time::format_request(to));
+        let range = format!(
+            "{},{}",
+            time::format_request(from),
+            time::format_request(to)
+        );
         self.list("order", &[("filter[updated_between]", range)])
     }
 
@@ -331,7 +335,11 @@ impl KeycrmClient {
         if let Some((from, to)) = filter.created_between {
             q.push((
                 "filter[created_between]",
-                format!("{},{}", time::format_request(from), time::format_request(to)),
+                format!(
+                    "{},{}",
+                    time::format_request(from),
+                    time::format_request(to)
+                ),
             ));
         }
         self.list("pipelines/cards", &q)
@@ -480,7 +488,10 @@ impl KeycrmClient {
                 .body(b.to_vec());
         }
         let is_write = replay == Replay::Never;
-        let resp = req.send().await.map_err(|e| transport_error(&e, is_write))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, is_write))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -732,9 +743,17 @@ mod tests {
     #[test]
     fn follows_next_page_url_but_keeps_our_host_and_query() {
         let cur = Url::parse("http://127.0.0.1:9/v1/offers?include=product&limit=50").unwrap();
-        let p = page(1, 3, Some("https://elsewhere.example/v1/offers?include=product&limit=50&page=2"), 50);
+        let p = page(
+            1,
+            3,
+            Some("https://elsewhere.example/v1/offers?include=product&limit=50&page=2"),
+            50,
+        );
         let next = next_page_url(&cur, &p).unwrap();
-        assert_eq!(next.as_str(), "http://127.0.0.1:9/v1/offers?include=product&limit=50&page=2");
+        assert_eq!(
+            next.as_str(),
+            "http://127.0.0.1:9/v1/offers?include=product&limit=50&page=2"
+        );
     }
 
     #[test]
@@ -757,27 +776,51 @@ mod tests {
     #[test]
     fn classifies_statuses() {
         let body = br#"{"message":"The given data was invalid.","errors":{"source_id":["The selected source id is invalid."]}}"#;
-        match classify(StatusCode::UNPROCESSABLE_ENTITY, body, None, "/v1/order", true) {
+        match classify(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            body,
+            None,
+            "/v1/order",
+            true,
+        ) {
             KeycrmError::Validation { errors, .. } => {
-                assert_eq!(errors["source_id"], vec!["The selected source id is invalid."])
+                assert_eq!(
+                    errors["source_id"],
+                    vec!["The selected source id is invalid."]
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(classify(StatusCode::UNAUTHORIZED, b"{}", None, "/", false), KeycrmError::Unauthorized));
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, b"{}", None, "/", false),
+            KeycrmError::Unauthorized
+        ));
         assert!(matches!(
             classify(StatusCode::TOO_MANY_REQUESTS, b"{}", Some(Duration::from_secs(7)), "/", false),
             KeycrmError::RateLimited { retry_after } if retry_after == Duration::from_secs(7)
         ));
         assert!(matches!(
             classify(StatusCode::BAD_GATEWAY, b"<html>", None, "/", true),
-            KeycrmError::Transient { maybe_committed: true, status: Some(502), .. }
+            KeycrmError::Transient {
+                maybe_committed: true,
+                status: Some(502),
+                ..
+            }
         ));
         assert!(matches!(
             classify(StatusCode::SERVICE_UNAVAILABLE, b"", None, "/", false),
-            KeycrmError::Transient { maybe_committed: false, .. }
+            KeycrmError::Transient {
+                maybe_committed: false,
+                ..
+            }
         ));
-        assert!(matches!(classify(StatusCode::BAD_REQUEST, br#"{"message":"Leads are not enabled"}"#, None, "/", false), KeycrmError::BadRequest { message } if message == "Leads are not enabled"));
-        assert!(matches!(classify(StatusCode::IM_A_TEAPOT, b"", None, "/", false), KeycrmError::Protocol { .. }));
+        assert!(
+            matches!(classify(StatusCode::BAD_REQUEST, br#"{"message":"Leads are not enabled"}"#, None, "/", false), KeycrmError::BadRequest { message } if message == "Leads are not enabled")
+        );
+        assert!(matches!(
+            classify(StatusCode::IM_A_TEAPOT, b"", None, "/", false),
+            KeycrmError::Protocol { .. }
+        ));
     }
 
     #[test]
@@ -787,6 +830,9 @@ mod tests {
         assert!(parse_retry_after("soon").is_none());
         let future = (Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         let d = parse_retry_after(&future).unwrap();
-        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
     }
 }

@@ -105,9 +105,20 @@ mod tests {
 
     #[test]
     fn retryable_classes() {
-        assert!(KeycrmError::RateLimited { retry_after: Duration::from_secs(3) }.is_retryable());
-        assert!(KeycrmError::Transient { status: Some(502), detail: "bad gateway".into(), maybe_committed: false }.is_retryable());
+        assert!(KeycrmError::RateLimited {
+            retry_after: Duration::from_secs(3)
+        }
+        .is_retryable());
+        assert!(KeycrmError::Transient {
+            status: Some(502),
+            detail: "bad gateway".into(),
+            maybe_committed: false
+        }
+        .is_retryable());
         assert!(!KeycrmError::Unauthorized.is_retryable());
-        assert!(!KeycrmError::NotFound { what: "order 1".into() }.is_retryable());
+        assert!(!KeycrmError::NotFound {
+            what: "order 1".into()
+        }
+        .is_retryable());
     }
 }

@@ -103,9 +103,7 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
             let at = state.tat_us.max(state.bg_tat_us).max(now_us);
             // Queueing more than one slot ahead would push interactive work behind us.
             if at > now_us + t {
-                return Decision::Wait {
-                    until_us: at - t,
-                };
+                return Decision::Wait { until_us: at - t };
             }
             Decision::Reserve {
                 at_us: at,
@@ -285,7 +283,14 @@ mod tests {
 
     #[test]
     fn mixed_traffic_stays_within_the_budget() {
-        let (sent, window) = simulate(&[Priority::Background, Priority::Interactive, Priority::Background], 600);
+        let (sent, window) = simulate(
+            &[
+                Priority::Background,
+                Priority::Interactive,
+                Priority::Background,
+            ],
+            600,
+        );
         let times: Vec<i64> = sent.iter().map(|s| s.0).collect();
         assert!(max_in_window(&times, window) <= 60);
     }
@@ -295,12 +300,19 @@ mod tests {
         let b = budget();
         let now = 5_000_000;
         // Interactive traffic has booked slots a few seconds ahead.
-        let state = GateState { tat_us: now + 5 * b.interval_us(), bg_tat_us: 0 };
+        let state = GateState {
+            tat_us: now + 5 * b.interval_us(),
+            bg_tat_us: 0,
+        };
         assert_eq!(
             decide(state, now, Priority::Background, &b),
-            Decision::Wait { until_us: now + 4 * b.interval_us() }
+            Decision::Wait {
+                until_us: now + 4 * b.interval_us()
+            }
         );
-        assert!(matches!(decide(state, now, Priority::Interactive, &b), Decision::Reserve { at_us, .. } if at_us == now + 5 * b.interval_us()));
+        assert!(
+            matches!(decide(state, now, Priority::Interactive, &b), Decision::Reserve { at_us, .. } if at_us == now + 5 * b.interval_us())
+        );
     }
 
     #[test]
@@ -322,13 +334,22 @@ mod tests {
 
     #[tokio::test]
     async fn local_gate_spaces_requests() {
-        let gate = LocalRateGate::new(RateBudget { requests: 100, window: Duration::from_millis(500), background_share: 1.0, safety: 1.0 });
+        let gate = LocalRateGate::new(RateBudget {
+            requests: 100,
+            window: Duration::from_millis(500),
+            background_share: 1.0,
+            safety: 1.0,
+        });
         let start = std::time::Instant::now();
         for _ in 0..11 {
             gate.acquire("k", Priority::Interactive).await.unwrap();
         }
         // 11 requests need 10 intervals of 5 ms.
-        assert!(start.elapsed() >= Duration::from_millis(49), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(49),
+            "{:?}",
+            start.elapsed()
+        );
         // Another key has its own budget.
         let waited = gate.acquire("other", Priority::Interactive).await.unwrap();
         assert!(waited < Duration::from_millis(5));

@@ -84,10 +84,19 @@ mod tests {
 
     #[test]
     fn numbers_and_strings_read_the_same() {
-        assert_eq!(parse(r#"{"a": 370.67, "b": "370.67"}"#).a, Some(Decimal::from_str("370.67").unwrap()));
-        assert_eq!(parse(r#"{"a": 370.67, "b": "370.67"}"#).b, Decimal::from_str("370.67").unwrap());
+        assert_eq!(
+            parse(r#"{"a": 370.67, "b": "370.67"}"#).a,
+            Some(Decimal::from_str("370.67").unwrap())
+        );
+        assert_eq!(
+            parse(r#"{"a": 370.67, "b": "370.67"}"#).b,
+            Decimal::from_str("370.67").unwrap()
+        );
         assert_eq!(parse(r#"{"a": 690, "b": 690}"#).b, Decimal::from(690));
-        assert_eq!(parse(r#"{"a": "0.00", "b": "2.00"}"#).a, Some(Decimal::ZERO));
+        assert_eq!(
+            parse(r#"{"a": "0.00", "b": "2.00"}"#).a,
+            Some(Decimal::ZERO)
+        );
     }
 
     #[test]

@@ -98,8 +98,9 @@ mod tests {
     fn jitter_actually_spreads() {
         let p = RetryPolicy::default();
         let mut rng = StdRng::seed_from_u64(1);
-        let delays: std::collections::HashSet<u128> =
-            (0..50).map(|_| p.backoff(3, &mut rng).as_millis()).collect();
+        let delays: std::collections::HashSet<u128> = (0..50)
+            .map(|_| p.backoff(3, &mut rng).as_millis())
+            .collect();
         assert!(delays.len() > 20);
     }
 
@@ -118,9 +119,13 @@ mod tests {
     fn gives_up_on_permanent_errors_and_after_the_last_attempt() {
         let p = RetryPolicy::default();
         let mut rng = StdRng::seed_from_u64(3);
-        assert!(p.delay_after(0, &KeycrmError::Unauthorized, &mut rng).is_none());
+        assert!(p
+            .delay_after(0, &KeycrmError::Unauthorized, &mut rng)
+            .is_none());
         assert!(p.delay_after(0, &transient(), &mut rng).is_some());
-        assert!(p.delay_after(p.max_attempts - 1, &transient(), &mut rng).is_none());
+        assert!(p
+            .delay_after(p.max_attempts - 1, &transient(), &mut rng)
+            .is_none());
         let long = KeycrmError::RateLimited {
             retry_after: Duration::from_secs(600),
         };

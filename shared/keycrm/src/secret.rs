@@ -62,7 +62,10 @@ mod tests {
         let key = ApiKey::new("  MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMWExYjI  ");
         let shown = format!("{key:?} {key}");
         assert!(!shown.contains("MDAw"), "{shown}");
-        assert_eq!(key.masked(), "••••WkyI".replace("WkyI", &key.expose()[key.expose().len() - 4..]));
+        assert_eq!(
+            key.masked(),
+            "••••WkyI".replace("WkyI", &key.expose()[key.expose().len() - 4..])
+        );
         assert!(key.expose().starts_with("MDAw"), "whitespace is trimmed");
     }
 

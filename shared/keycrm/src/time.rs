@@ -60,7 +60,10 @@ mod tests {
 
     #[test]
     fn dates_and_offsets() {
-        assert_eq!(parse("2024-05-28").unwrap(), Utc.with_ymd_and_hms(2024, 5, 28, 0, 0, 0).unwrap());
+        assert_eq!(
+            parse("2024-05-28").unwrap(),
+            Utc.with_ymd_and_hms(2024, 5, 28, 0, 0, 0).unwrap()
+        );
         assert_eq!(
             parse("2024-05-28T12:34:10+03:00").unwrap(),
             Utc.with_ymd_and_hms(2024, 5, 28, 9, 34, 10).unwrap()

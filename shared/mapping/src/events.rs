@@ -27,7 +27,9 @@ pub enum EventError {
     MissingVersion,
     #[error("event version {0} is not supported (this consumer reads version {CONTRACT_VERSION})")]
     UnknownVersion(String),
-    #[error("event type \"{0}\" is not supported (expected order.created or order.status_changed)")]
+    #[error(
+        "event type \"{0}\" is not supported (expected order.created or order.status_changed)"
+    )]
     UnknownType(String),
     #[error("field {path}: {reason}")]
     Invalid { path: String, reason: String },
@@ -52,7 +54,7 @@ pub struct OrderEvent {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum EventBody {
-    Created(ShopOrder),
+    Created(Box<ShopOrder>),
     StatusChanged(StatusChange),
 }
 
@@ -271,7 +273,7 @@ pub fn parse_event(raw: &[u8]) -> Result<OrderEvent, EventError> {
                 event_id: env.event_id,
                 shop_id: env.shop_id,
                 occurred_at: env.occurred_at,
-                body: EventBody::Created(env.order),
+                body: EventBody::Created(Box::new(env.order)),
             }
         }
         ORDER_STATUS_CHANGED => {
@@ -319,7 +321,10 @@ fn non_empty(path: &str, v: &str, max: usize) -> Result<(), EventError> {
         return Err(EventError::invalid(path, "must not be empty"));
     }
     if v.chars().count() > max {
-        return Err(EventError::invalid(path, format!("longer than {max} characters")));
+        return Err(EventError::invalid(
+            path,
+            format!("longer than {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -362,7 +367,10 @@ fn check_order(o: &ShopOrder) -> Result<(), EventError> {
         ));
     }
     if o.items.is_empty() {
-        return Err(EventError::invalid("order.items", "an order needs at least one item"));
+        return Err(EventError::invalid(
+            "order.items",
+            "an order needs at least one item",
+        ));
     }
     for (i, it) in o.items.iter().enumerate() {
         let p = format!("order.items[{i}]");
@@ -371,7 +379,10 @@ fn check_order(o: &ShopOrder) -> Result<(), EventError> {
         not_negative(&format!("{p}.price"), it.price)?;
         not_negative(&format!("{p}.discount"), it.discount)?;
         if it.quantity <= Decimal::ZERO {
-            return Err(EventError::invalid(format!("{p}.quantity"), "must be greater than 0"));
+            return Err(EventError::invalid(
+                format!("{p}.quantity"),
+                "must be greater than 0",
+            ));
         }
         if it.discount > it.price {
             return Err(EventError::invalid(

@@ -1,6 +1,7 @@
 //! The pure heart of the connector: settings and their validation, the order event contract,
 //! and the rules that turn shop orders into KeyCRM orders or cards. No I/O lives here.
 
+pub mod catalog;
 pub mod events;
 pub mod order_map;
 pub mod phone;

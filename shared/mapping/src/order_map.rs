@@ -94,9 +94,9 @@ fn common(
         Some(raw) => match phone::normalize(&raw) {
             Some(p) => Some(p),
             None => {
-                report
-                    .notes
-                    .push(format!("phone \"{raw}\" is not a valid number; kept in the comment"));
+                report.notes.push(format!(
+                    "phone \"{raw}\" is not a valid number; kept in the comment"
+                ));
                 comment_lines.push(format!("Телефон покупця: {raw}"));
                 None
             }
@@ -121,7 +121,11 @@ fn common(
                 comment_lines.push(format!(
                     "Оплата: {} ({}), {}",
                     p.method,
-                    if p.paid { "оплачено" } else { "не оплачено" },
+                    if p.paid {
+                        "оплачено"
+                    } else {
+                        "не оплачено"
+                    },
                     p.amount
                 ));
             }
@@ -199,7 +203,11 @@ pub fn field_value(field: &CustomField, v: &Value) -> Result<Value, String> {
             let wanted: Vec<String> = match v {
                 Value::Array(items) => items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_string).ok_or("expected text options"))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or("expected text options")
+                    })
                     .collect::<Result<_, _>>()?,
                 _ => vec![as_text()?],
             };
@@ -234,7 +242,10 @@ pub fn field_value(field: &CustomField, v: &Value) -> Result<Value, String> {
             if n.fract() != Decimal::ZERO {
                 return Err(format!("{n} is not a whole number"));
             }
-            let i: i64 = n.trunc().try_into().map_err(|_| format!("{n} is out of range"))?;
+            let i: i64 = n
+                .trunc()
+                .try_into()
+                .map_err(|_| format!("{n} is out of range"))?;
             Ok(Value::from(i))
         }
         "float" => {
@@ -443,7 +454,8 @@ pub fn map_card(
         c.comment_lines.insert(0, parts.join(", "));
     }
     if let Some(comment) = opt(&o.comment) {
-        c.comment_lines.insert(0, format!("Коментар покупця: {comment}"));
+        c.comment_lines
+            .insert(0, format!("Коментар покупця: {comment}"));
     }
     let utm = o.utm.clone().unwrap_or_default();
     let body = NewCard {

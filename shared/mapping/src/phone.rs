@@ -13,7 +13,10 @@ pub fn normalize(raw: &str) -> Option<String> {
     {
         return None;
     }
-    let digits = digits.strip_prefix("00").map(str::to_string).unwrap_or(digits);
+    let digits = digits
+        .strip_prefix("00")
+        .map(str::to_string)
+        .unwrap_or(digits);
     let ua = match digits.len() {
         12 if digits.starts_with("380") => Some(digits.clone()),
         11 if digits.starts_with("80") => Some(format!("3{digits}")),
@@ -53,13 +56,26 @@ mod tests {
 
     #[test]
     fn foreign_international_numbers_are_kept() {
-        assert_eq!(normalize("+48 601 234 567").as_deref(), Some("+48601234567"));
-        assert_eq!(normalize("+1 (555) 234-1234").as_deref(), Some("+15552341234"));
+        assert_eq!(
+            normalize("+48 601 234 567").as_deref(),
+            Some("+48601234567")
+        );
+        assert_eq!(
+            normalize("+1 (555) 234-1234").as_deref(),
+            Some("+15552341234")
+        );
     }
 
     #[test]
     fn junk_is_refused() {
-        for raw in ["", "call me", "12345", "+12", "050-111-22-33 ext 5", "0501112233444"] {
+        for raw in [
+            "",
+            "call me",
+            "12345",
+            "+12",
+            "050-111-22-33 ext 5",
+            "0501112233444",
+        ] {
             assert_eq!(normalize(raw), None, "{raw}");
         }
     }

@@ -246,8 +246,11 @@ impl Settings {
             shop.order_statuses.iter().map(|s| s.id.as_str()).collect();
         let shop_payments: BTreeSet<&str> =
             shop.payment_methods.iter().map(|s| s.id.as_str()).collect();
-        let shop_delivery: BTreeSet<&str> =
-            shop.delivery_methods.iter().map(|s| s.id.as_str()).collect();
+        let shop_delivery: BTreeSet<&str> = shop
+            .delivery_methods
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
 
         match self.source_id {
             Some(id) if crm.source(id).is_none() => errs.push(FieldError::new(
@@ -301,10 +304,7 @@ impl Settings {
             } else if crm.pipeline_status(l.pipeline_id, l.status_id).is_none() {
                 errs.push(FieldError::new(
                     format!("{f}.status_id"),
-                    format!(
-                        "pipeline {} has no status {}",
-                        l.pipeline_id, l.status_id
-                    ),
+                    format!("pipeline {} has no status {}", l.pipeline_id, l.status_id),
                 ));
             }
             if !seen.insert(l.shop_status.as_str()) {
@@ -407,7 +407,10 @@ impl Settings {
                 if self.payment_method_for(&m.id).is_none() {
                     errs.push(FieldError::new(
                         "payment_map",
-                        format!("shop payment method \"{}\" has no KeyCRM payment method", m.id),
+                        format!(
+                            "shop payment method \"{}\" has no KeyCRM payment method",
+                            m.id
+                        ),
                     ));
                 }
             }
@@ -426,29 +429,53 @@ mod tests {
             order_sync: OrderSyncType::Orders,
             source_id: Some(1),
             status_map: vec![
-                StatusLink { shop_status: "new".into(), keycrm_status_id: 1 },
-                StatusLink { shop_status: "done".into(), keycrm_status_id: 12 },
+                StatusLink {
+                    shop_status: "new".into(),
+                    keycrm_status_id: 1,
+                },
+                StatusLink {
+                    shop_status: "done".into(),
+                    keycrm_status_id: 12,
+                },
             ],
             payment_map: vec![
-                PaymentLink { shop_method: "cod".into(), keycrm_method_id: 1 },
-                PaymentLink { shop_method: "card".into(), keycrm_method_id: 2 },
+                PaymentLink {
+                    shop_method: "cod".into(),
+                    keycrm_method_id: 1,
+                },
+                PaymentLink {
+                    shop_method: "card".into(),
+                    keycrm_method_id: 2,
+                },
             ],
-            delivery_map: vec![DeliveryLink { shop_method: "np".into(), keycrm_service_id: 1 }],
-            addon_fields: vec![AddonLink { addon_id: "gift".into(), field_uuid: "OR_1001".into() }],
+            delivery_map: vec![DeliveryLink {
+                shop_method: "np".into(),
+                keycrm_service_id: 1,
+            }],
+            addon_fields: vec![AddonLink {
+                addon_id: "gift".into(),
+                field_uuid: "OR_1001".into(),
+            }],
             ..Settings::default()
         }
     }
 
     #[test]
     fn a_complete_mapping_is_accepted() {
-        assert_eq!(valid().validate(&crm_reference(), &shop_reference()), vec![]);
+        assert_eq!(
+            valid().validate(&crm_reference(), &shop_reference()),
+            vec![]
+        );
     }
 
     #[test]
     fn every_dangling_reference_is_named() {
         let mut s = valid();
         s.source_id = Some(999);
-        s.status_map.push(StatusLink { shop_status: "ghost".into(), keycrm_status_id: 777 });
+        s.status_map.push(StatusLink {
+            shop_status: "ghost".into(),
+            keycrm_status_id: 777,
+        });
         s.payment_map[0].keycrm_method_id = 55;
         s.delivery_map[0].shop_method = "pigeon".into();
         s.addon_fields[0].field_uuid = "OR_9999".into();
@@ -482,7 +509,9 @@ mod tests {
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert!(fields.contains(&"source_id"));
         assert!(fields.contains(&"status_map"));
-        assert!(errs.iter().any(|e| e.field == "payment_map" && e.message.contains("\"card\"")));
+        assert!(errs
+            .iter()
+            .any(|e| e.field == "payment_map" && e.message.contains("\"card\"")));
     }
 
     #[test]
@@ -496,15 +525,28 @@ mod tests {
         assert!(errs.iter().any(|e| e.field == "order_sync"));
         assert!(errs.iter().any(|e| e.field == "pipeline_status_map"));
 
-        s.pipeline_status_map = vec![PipelineStatusLink { shop_status: "new".into(), pipeline_id: 1, status_id: 999 }];
+        s.pipeline_status_map = vec![PipelineStatusLink {
+            shop_status: "new".into(),
+            pipeline_id: 1,
+            status_id: 999,
+        }];
         let errs = s.validate(&crm_reference(), &shop_reference());
-        assert_eq!(errs, vec![FieldError::new("pipeline_status_map[0].status_id", "pipeline 1 has no status 999")]);
+        assert_eq!(
+            errs,
+            vec![FieldError::new(
+                "pipeline_status_map[0].status_id",
+                "pipeline 1 has no status 999"
+            )]
+        );
     }
 
     #[test]
     fn duplicate_shop_statuses_are_refused() {
         let mut s = valid();
-        s.status_map.push(StatusLink { shop_status: "new".into(), keycrm_status_id: 12 });
+        s.status_map.push(StatusLink {
+            shop_status: "new".into(),
+            keycrm_status_id: 12,
+        });
         let errs = s.validate(&crm_reference(), &shop_reference());
         assert!(errs.iter().any(|e| e.message.contains("mapped twice")));
     }
@@ -531,6 +573,9 @@ mod tests {
     fn guard_share_must_be_a_share() {
         let mut s = valid();
         s.vanish_guard = 1.5;
-        assert!(s.validate(&crm_reference(), &shop_reference()).iter().any(|e| e.field == "vanish_guard"));
+        assert!(s
+            .validate(&crm_reference(), &shop_reference())
+            .iter()
+            .any(|e| e.field == "vanish_guard"));
     }
 }

@@ -58,22 +58,48 @@ pub fn crm_reference() -> KeycrmReference {
         order_statuses: vec![status(1, 1), status(3, 2), status(12, 5), status(19, 6)],
         pipelines: vec![
             PipelineWithStatuses {
-                pipeline: Pipeline { id: 1, name: "Sales".into() },
+                pipeline: Pipeline {
+                    id: 1,
+                    name: "Sales".into(),
+                },
                 statuses: vec![pstatus(101, 1), pstatus(102, 1)],
             },
             PipelineWithStatuses {
-                pipeline: Pipeline { id: 2, name: "Returns".into() },
+                pipeline: Pipeline {
+                    id: 2,
+                    name: "Returns".into(),
+                },
                 statuses: vec![pstatus(201, 2)],
             },
         ],
         pipelines_enabled: true,
         payment_methods: vec![
-            PaymentMethod { id: 1, name: "Cash".into(), alias: None, is_active: true },
-            PaymentMethod { id: 2, name: "Card".into(), alias: None, is_active: true },
+            PaymentMethod {
+                id: 1,
+                name: "Cash".into(),
+                alias: None,
+                is_active: true,
+            },
+            PaymentMethod {
+                id: 2,
+                name: "Card".into(),
+                alias: None,
+                is_active: true,
+            },
         ],
         delivery_services: vec![
-            DeliveryService { id: 1, name: "Нова Пошта".into(), alias: None, source_name: Some("novaposhta".into()) },
-            DeliveryService { id: 2, name: "Courier".into(), alias: None, source_name: None },
+            DeliveryService {
+                id: 1,
+                name: "Нова Пошта".into(),
+                alias: None,
+                source_name: Some("novaposhta".into()),
+            },
+            DeliveryService {
+                id: 2,
+                name: "Courier".into(),
+                alias: None,
+                source_name: None,
+            },
         ],
         order_fields: vec![
             field("OR_1001", "text", &[]),
@@ -85,18 +111,39 @@ pub fn crm_reference() -> KeycrmReference {
         ],
         lead_fields: vec![field("LD_1001", "text", &[])],
         categories: vec![
-            Category { id: 10, name: "Одяг".into(), parent_id: None },
-            Category { id: 11, name: "Сукні".into(), parent_id: Some(10) },
+            Category {
+                id: 10,
+                name: "Одяг".into(),
+                parent_id: None,
+            },
+            Category {
+                id: 11,
+                name: "Сукні".into(),
+                parent_id: Some(10),
+            },
         ],
     }
 }
 
 pub fn shop_reference() -> ShopReference {
     ShopReference {
-        order_statuses: vec![named("new"), named("paid"), named("done"), named("canceled")],
+        order_statuses: vec![
+            named("new"),
+            named("paid"),
+            named("done"),
+            named("canceled"),
+        ],
         order_addons: vec![
-            ShopAddon { id: "gift".into(), name: "Gift".into(), addon_type: "text".into() },
-            ShopAddon { id: "callback".into(), name: "Call me".into(), addon_type: "checkbox".into() },
+            ShopAddon {
+                id: "gift".into(),
+                name: "Gift".into(),
+                addon_type: "text".into(),
+            },
+            ShopAddon {
+                id: "callback".into(),
+                name: "Call me".into(),
+                addon_type: "checkbox".into(),
+            },
         ],
         payment_methods: vec![named("cod"), named("card")],
         delivery_methods: vec![named("np"), named("courier")],

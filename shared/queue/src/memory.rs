@@ -204,7 +204,13 @@ mod tests {
         tokio::time::sleep(VIS + Duration::from_millis(20)).await;
         let again = q.receive(10, Duration::ZERO, VIS).await.unwrap();
         assert_eq!(again[0].receive_count, 2);
-        assert!(matches!(q.delete(&first[0].receipt).await, Err(QueueError::InvalidReceipt)), "old receipt is stale");
+        assert!(
+            matches!(
+                q.delete(&first[0].receipt).await,
+                Err(QueueError::InvalidReceipt)
+            ),
+            "old receipt is stale"
+        );
         q.delete(&again[0].receipt).await.unwrap();
         assert_eq!(q.approximate_len().await.unwrap(), 0);
     }
@@ -212,7 +218,9 @@ mod tests {
     #[tokio::test]
     async fn delays_and_long_polls() {
         let q = Arc::new(MemoryQueue::new("t"));
-        q.send(Outgoing::new("later").delayed(Duration::from_millis(100))).await.unwrap();
+        q.send(Outgoing::new("later").delayed(Duration::from_millis(100)))
+            .await
+            .unwrap();
         assert!(q.receive(1, Duration::ZERO, VIS).await.unwrap().is_empty());
         let got = q.receive(1, Duration::from_secs(2), VIS).await.unwrap();
         assert_eq!(got[0].body, "later");
@@ -231,13 +239,25 @@ mod tests {
     #[tokio::test]
     async fn redrives_after_max_receives() {
         let dlq = Arc::new(MemoryQueue::new("dlq"));
-        let q = MemoryQueue::with_redrive("main", Redrive { dead_letter: dlq.clone(), max_receives: 2 });
-        q.send(Outgoing::new("poison").with_attribute("k", "v")).await.unwrap();
+        let q = MemoryQueue::with_redrive(
+            "main",
+            Redrive {
+                dead_letter: dlq.clone(),
+                max_receives: 2,
+            },
+        );
+        q.send(Outgoing::new("poison").with_attribute("k", "v"))
+            .await
+            .unwrap();
         for _ in 0..2 {
             let m = q.receive(1, Duration::ZERO, Duration::ZERO).await.unwrap();
             assert_eq!(m.len(), 1);
         }
-        assert!(q.receive(1, Duration::ZERO, Duration::ZERO).await.unwrap().is_empty());
+        assert!(q
+            .receive(1, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
         let dead = dlq.receive(1, Duration::ZERO, VIS).await.unwrap();
         assert_eq!(dead[0].body, "poison");
         assert_eq!(dead[0].attribute("k"), Some("v"));
@@ -247,8 +267,13 @@ mod tests {
     async fn visibility_can_be_extended_or_cut() {
         let q = MemoryQueue::new("t");
         q.send(Outgoing::new("x")).await.unwrap();
-        let m = q.receive(1, Duration::ZERO, Duration::from_secs(60)).await.unwrap();
-        q.change_visibility(&m[0].receipt, Duration::ZERO).await.unwrap();
+        let m = q
+            .receive(1, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .unwrap();
+        q.change_visibility(&m[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(q.receive(1, Duration::ZERO, VIS).await.unwrap().len(), 1);
     }
 }

@@ -197,9 +197,6 @@ impl Queue for SqsQueue {
             .await
             .map_err(sdk_err)?;
         let attrs = out.attributes.unwrap_or_default();
-        Ok(attrs
-            .values()
-            .filter_map(|v| v.parse::<usize>().ok())
-            .sum())
+        Ok(attrs.values().filter_map(|v| v.parse::<usize>().ok()).sum())
     }
 }

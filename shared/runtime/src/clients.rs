@@ -25,7 +25,11 @@ pub struct KeycrmClients {
 }
 
 impl KeycrmClients {
-    pub fn new(secrets: Arc<dyn SecretStore>, gate: Arc<dyn RateGate>, template: ClientConfig) -> Self {
+    pub fn new(
+        secrets: Arc<dyn SecretStore>,
+        gate: Arc<dyn RateGate>,
+        template: ClientConfig,
+    ) -> Self {
         KeycrmClients {
             secrets,
             gate,

@@ -237,7 +237,11 @@ impl ShopCatalog for MemoryShop {
                     name: u.name.clone().or(prev.name),
                     description: u.description.clone().or(prev.description),
                     category_id: u.category_id.clone().or(prev.category_id),
-                    images: if u.images.is_empty() { prev.images } else { u.images.clone() },
+                    images: if u.images.is_empty() {
+                        prev.images
+                    } else {
+                        u.images.clone()
+                    },
                     visible: u.visible.or(prev.visible),
                     variants: u.variants.clone(),
                 };
@@ -352,10 +356,14 @@ impl ShopOrders for MemoryShop {
         status: &str,
     ) -> Result<(), ShopError> {
         self.up()?;
-        let known = self.with(shop_id, |d| d.reference.order_statuses.is_empty()
-            || d.reference.order_statuses.iter().any(|s| s.id == status));
+        let known = self.with(shop_id, |d| {
+            d.reference.order_statuses.is_empty()
+                || d.reference.order_statuses.iter().any(|s| s.id == status)
+        });
         if !known {
-            return Err(ShopError::Rejected(format!("unknown order status \"{status}\"")));
+            return Err(ShopError::Rejected(format!(
+                "unknown order status \"{status}\""
+            )));
         }
         let changed = self.with(shop_id, |d| match d.orders.get_mut(order_id) {
             None => Err(ShopError::NotFound(format!("order {order_id}"))),
@@ -427,8 +435,21 @@ mod tests {
         assert_eq!(p.variants.len(), 1);
         assert_eq!(p.variants[0].price, Some(Decimal::from(120)));
         assert_eq!(p.variants[0].sku.as_deref(), Some("A-1"));
-        assert_eq!(shop.product_details("s", &id).unwrap().description.as_deref(), Some("Льон"));
-        assert_eq!(shop.stats("s"), ShopStats { products_created: 1, products_updated: 1, ..ShopStats::default() });
+        assert_eq!(
+            shop.product_details("s", &id)
+                .unwrap()
+                .description
+                .as_deref(),
+            Some("Льон")
+        );
+        assert_eq!(
+            shop.stats("s"),
+            ShopStats {
+                products_created: 1,
+                products_updated: 1,
+                ..ShopStats::default()
+            }
+        );
     }
 
     #[tokio::test]
@@ -437,9 +458,19 @@ mod tests {
         shop.add_order("s", "o1", "new");
         shop.set_order_status("s", "o1", "paid").await.unwrap();
         shop.set_order_status("s", "o1", "paid").await.unwrap();
-        assert_eq!(shop.status_history("s"), vec![("o1".to_string(), "paid".to_string())]);
-        assert!(matches!(shop.set_order_status("s", "nope", "paid").await, Err(ShopError::NotFound(_))));
+        assert_eq!(
+            shop.status_history("s"),
+            vec![("o1".to_string(), "paid".to_string())]
+        );
+        assert!(matches!(
+            shop.set_order_status("s", "nope", "paid").await,
+            Err(ShopError::NotFound(_))
+        ));
         shop.set_down(true);
-        assert!(shop.set_order_status("s", "o1", "new").await.unwrap_err().is_retryable());
+        assert!(shop
+            .set_order_status("s", "o1", "new")
+            .await
+            .unwrap_err()
+            .is_retryable());
     }
 }

@@ -171,7 +171,11 @@ impl ConnectionStore for DynamoTable {
             .send()
             .await
             .map_err(dynamo::sdk)?;
-        let Some(id) = out.item.as_ref().and_then(|i| dynamo::get_s(i, "connection_id")) else {
+        let Some(id) = out
+            .item
+            .as_ref()
+            .and_then(|i| dynamo::get_s(i, "connection_id"))
+        else {
             return Ok(None);
         };
         self.get(&id).await
@@ -189,10 +193,9 @@ impl ConnectionStore for DynamoTable {
             .await
             .map_err(dynamo::sdk)
             .map_err(|e| match e {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "connection {} changed since it was read",
-                    c.id
-                )),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("connection {} changed since it was read", c.id))
+                }
                 other => other,
             })?;
         Ok(())
@@ -342,7 +345,11 @@ impl ConnectionStore for MemoryConnections {
     }
 
     async fn get_by_shop(&self, shop_id: &str) -> Result<Option<Connection>, StoreError> {
-        Ok(self.lock()?.values().find(|c| c.shop_id == shop_id).cloned())
+        Ok(self
+            .lock()?
+            .values()
+            .find(|c| c.shop_id == shop_id)
+            .cloned())
     }
 
     async fn update(&self, c: &Connection) -> Result<(), StoreError> {

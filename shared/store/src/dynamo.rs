@@ -83,7 +83,10 @@ impl DynamoTable {
             .await;
         match created {
             Ok(_) => {}
-            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceInUse") => {}
+            Err(e)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .contains("ResourceInUse") => {}
             Err(e) => return Err(sdk(e)),
         }
         let ttl = client
@@ -180,7 +183,10 @@ pub fn json<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
 }
 
-pub fn get_json<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    item: &Item,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
     match get_s(item, name) {
         None => Ok(None),
         Some(text) => serde_json::from_str(&text)

@@ -47,7 +47,12 @@ impl DynamoRateGate {
     }
 
     /// Writes `next` only if nobody else wrote since `ver` was read.
-    async fn store(&self, key: &str, next: GateState, ver: Option<u64>) -> Result<bool, StoreError> {
+    async fn store(
+        &self,
+        key: &str,
+        next: GateState,
+        ver: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let mut item = dynamo::key(Self::pk(key), "GATE");
         item.insert("tat_us".into(), dynamo::n(next.tat_us));
         item.insert("bg_tat_us".into(), dynamo::n(next.bg_tat_us));
@@ -112,6 +117,8 @@ impl RateGate for DynamoRateGate {
                 return Ok(());
             }
         }
-        Err(GateError("could not record the pause: too much contention".into()))
+        Err(GateError(
+            "could not record the pause: too much contention".into(),
+        ))
     }
 }

@@ -86,7 +86,12 @@ pub trait StatusJournal: Send + Sync {
     async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError>;
     async fn record_failure(&self, conn: &str, failure: &OrderFailure) -> Result<(), StoreError>;
     async fn clear_failure(&self, conn: &str, shop_order_id: &str) -> Result<(), StoreError>;
-    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError>;
+    async fn record_sync(
+        &self,
+        conn: &str,
+        kind: &str,
+        summary: &SyncSummary,
+    ) -> Result<(), StoreError>;
     async fn status(&self, conn: &str) -> Result<ConnectionStatus, StoreError>;
 }
 
@@ -159,7 +164,12 @@ impl StatusJournal for DynamoTable {
         Ok(())
     }
 
-    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError> {
+    async fn record_sync(
+        &self,
+        conn: &str,
+        kind: &str,
+        summary: &SyncSummary,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.name)
@@ -186,9 +196,10 @@ impl StatusJournal for DynamoTable {
         let mut status = ConnectionStatus::default();
         if let Some(item) = out.item {
             for c in Counter::ALL {
-                status
-                    .counters
-                    .insert(c.as_str().into(), dynamo::get_n(&item, c.as_str()).unwrap_or(0));
+                status.counters.insert(
+                    c.as_str().into(),
+                    dynamo::get_n(&item, c.as_str()).unwrap_or(0),
+                );
             }
             status.last_error = dynamo::get_json(&item, "last_error")?;
             for (k, _) in item.iter().filter(|(k, _)| k.starts_with("sync_")) {
@@ -219,24 +230,23 @@ impl StatusJournal for DynamoTable {
             .iter()
             .filter_map(|i| dynamo::get_json::<OrderFailure>(i, "doc").ok().flatten())
             .collect::<Vec<_>>();
-        failures.sort_by(|a, b| b.at.cmp(&a.at));
+        failures.sort_by_key(|f| std::cmp::Reverse(f.at));
         failures.truncate(50);
         status.failures = failures;
         Ok(status)
     }
 }
 
+/// A connection's status plus its open failures by shop order id.
+type JournalEntry = (ConnectionStatus, BTreeMap<String, OrderFailure>);
+
 #[derive(Default)]
 pub struct MemoryJournal {
-    inner: Mutex<HashMap<String, (ConnectionStatus, BTreeMap<String, OrderFailure>)>>,
+    inner: Mutex<HashMap<String, JournalEntry>>,
 }
 
 impl MemoryJournal {
-    fn with<T>(
-        &self,
-        conn: &str,
-        f: impl FnOnce(&mut (ConnectionStatus, BTreeMap<String, OrderFailure>)) -> T,
-    ) -> Result<T, StoreError> {
+    fn with<T>(&self, conn: &str, f: impl FnOnce(&mut JournalEntry) -> T) -> Result<T, StoreError> {
         let mut m = self
             .inner
             .lock()
@@ -274,7 +284,12 @@ impl StatusJournal for MemoryJournal {
             fails.remove(shop_order_id);
         })
     }
-    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError> {
+    async fn record_sync(
+        &self,
+        conn: &str,
+        kind: &str,
+        summary: &SyncSummary,
+    ) -> Result<(), StoreError> {
         self.with(conn, |(s, _)| {
             s.last_sync.insert(kind.to_string(), summary.clone());
         })
@@ -286,7 +301,7 @@ impl StatusJournal for MemoryJournal {
                 out.counters.entry(c.as_str().into()).or_insert(0);
             }
             let mut f: Vec<OrderFailure> = fails.values().cloned().collect();
-            f.sort_by(|a, b| b.at.cmp(&a.at));
+            f.sort_by_key(|x| std::cmp::Reverse(x.at));
             f.truncate(50);
             out.failures = f;
             out

@@ -71,6 +71,9 @@ pub struct LedgerEntry {
     pub event_json: Option<String>,
     /// Last shop status known to be in KeyCRM (pushed by us or applied from KeyCRM).
     pub shop_status: Option<String>,
+    /// `occurred_at` of the newest shop status event pushed to KeyCRM (older ones are stale).
+    #[serde(default)]
+    pub shop_status_at: Option<DateTime<Utc>>,
     pub keycrm_status_id: Option<i64>,
     /// `status_changed_at` of the newest KeyCRM status applied to the shop from a webhook.
     pub keycrm_status_changed_at: Option<DateTime<Utc>>,
@@ -93,6 +96,69 @@ pub enum Claim {
     Settled(LedgerEntry),
 }
 
+impl LedgerEntry {
+    /// A fresh entry, claimed by `holder` until `now + lease`.
+    pub fn claimed(
+        connection_id: &str,
+        shop_order_id: &str,
+        target: Target,
+        holder: &str,
+        lease: Duration,
+        event_json: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        LedgerEntry {
+            connection_id: connection_id.to_string(),
+            shop_order_id: shop_order_id.to_string(),
+            state: LedgerState::Pending,
+            target,
+            keycrm_id: None,
+            claim_holder: Some(holder.to_string()),
+            claim_until: Some(lease_end(now, lease)),
+            attempts: 1,
+            maybe_committed: false,
+            attempt_started_at: None,
+            last_error: None,
+            field_errors: BTreeMap::new(),
+            report: MappingReport::default(),
+            event_json: Some(event_json.to_string()),
+            shop_status: None,
+            shop_status_at: None,
+            keycrm_status_id: None,
+            keycrm_status_changed_at: None,
+            applied_from_keycrm: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether someone holds an unexpired claim at `now`.
+    pub fn claim_is_live(&self, now: DateTime<Utc>) -> bool {
+        self.claim_holder.is_some() && self.claim_until.is_some_and(|u| u > now)
+    }
+}
+
+/// `now + lease`, saturating instead of overflowing on absurd leases.
+pub fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Semantics every adapter follows (the order-push design in `docs/order-push.md`):
+///
+/// - `claim` creates the entry (`Granted`), or re-takes a `Pending` entry whose claim expired
+///   or was released (`Granted`, `attempts + 1`, the stored event and `maybe_committed` kept).
+///   `Created` answers `AlreadyCreated`, `Failed`/`Skipped` answer `Settled`, a live claim of
+///   someone else answers `Busy`.
+/// - `mark_*` and `release` act only for the current holder (`Conflict` otherwise: the claim
+///   was lost, e.g. the lease ran out). `mark_attempt` also needs the lease to be unexpired, so
+///   a create request is only ever sent under a live claim.
+/// - `mark_created` clears `maybe_committed`, the claim, the last error and the field errors;
+///   `mark_failed` keeps `maybe_committed` (a re-push then searches before creating).
+/// - `reset_for_repush` turns `Failed`/`Skipped` (or a `Pending` entry without a live claim)
+///   back into a claimable `Pending`; `Conflict` for `Created` or a live claim.
 #[async_trait]
 pub trait OrderLedger: Send + Sync {
     /// Claims `(connection, shop order)` for creation with a conditional write.
@@ -114,6 +180,7 @@ pub trait OrderLedger: Send + Sync {
         holder: &str,
     ) -> Result<(), StoreError>;
 
+    #[allow(clippy::too_many_arguments)]
     async fn mark_created(
         &self,
         connection_id: &str,
@@ -187,13 +254,17 @@ pub trait OrderLedger: Send + Sync {
         shop_status: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Records a status the connector pushed to KeyCRM from a shop event.
+    /// Records a status the connector pushed to KeyCRM from a shop event that happened at
+    /// `occurred_at`. Clears the echo guard (`applied_from_keycrm`): the shop has moved on
+    /// from the status the connector applied, so that status coming back later is a real
+    /// change. `NotFound` if there is no such order.
     async fn record_shop_status(
         &self,
         connection_id: &str,
         shop_order_id: &str,
         shop_status: &str,
         keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Makes a failed (or skipped) entry claimable again for a merchant's re-push and

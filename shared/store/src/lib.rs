@@ -8,17 +8,30 @@ mod error;
 pub mod gate;
 pub mod journal;
 pub mod ledger;
+mod ledger_dynamo;
+mod ledger_memory;
+pub mod links;
 pub mod reference_cache;
-pub mod sync;
+pub mod reference_cache_dynamo;
+mod reference_cache_memory;
 pub mod secrets;
+pub mod sync;
+mod sync_dynamo;
+mod sync_memory;
 pub mod tokens;
 
 pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;
-pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
-pub use journal::{ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary};
+pub use journal::{
+    ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary,
+};
 pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+pub use ledger_memory::MemoryLedger;
+pub use links::{LinkStore, MemoryLinks, SeenSet};
 pub use reference_cache::ReferenceCache;
+pub use reference_cache_memory::MemoryReferenceCache;
+pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
+pub use sync_memory::MemorySync;

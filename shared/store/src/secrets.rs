@@ -52,7 +52,11 @@ impl SecretStore for SecretsManager {
             .await;
         match updated {
             Ok(_) => Ok(()),
-            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => {
+            Err(e)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .contains("ResourceNotFound") =>
+            {
                 self.client
                     .create_secret()
                     .name(name)
@@ -70,7 +74,11 @@ impl SecretStore for SecretsManager {
     async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError> {
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(ApiKey::new)),
-            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => {
+            Err(e)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .contains("ResourceNotFound") =>
+            {
                 Ok(None)
             }
             Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
@@ -87,7 +95,13 @@ impl SecretStore for SecretsManager {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if DisplayErrorContext(&e).to_string().contains("ResourceNotFound") => Ok(()),
+            Err(e)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .contains("ResourceNotFound") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
         }
     }

@@ -114,7 +114,15 @@ pub trait SyncStore: Send + Sync {
     /// Runs with a saved checkpoint, for the resume schedule.
     async fn unfinished(&self, limit: usize) -> Result<Vec<(String, SyncKind)>, StoreError>;
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
-    async fn get_run(&self, connection_id: &str, run_id: &str) -> Result<Option<SyncRun>, StoreError>;
+    async fn get_run(
+        &self,
+        connection_id: &str,
+        run_id: &str,
+    ) -> Result<Option<SyncRun>, StoreError>;
     /// Newest first.
-    async fn list_runs(&self, connection_id: &str, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+    async fn list_runs(
+        &self,
+        connection_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError>;
 }

@@ -43,7 +43,9 @@ mod tests {
         let (b, _) = generate();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43, "256 bits in unpadded base64url");
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(!ha.contains(&a));
     }
 

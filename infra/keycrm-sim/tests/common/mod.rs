@@ -104,17 +104,20 @@ pub async fn send(
     finish(r).await
 }
 
+/// `(query string, JSON body)` of each received webhook.
+pub type Hits = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A tiny webhook receiver: records `(query, body)` and answers 500 to the first
 /// `fail_first` requests.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
-    pub hits: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    pub hits: Hits,
 }
 
 #[derive(Clone)]
 struct RecvState {
-    hits: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    hits: Hits,
     fail_first: Arc<Mutex<u32>>,
 }
 

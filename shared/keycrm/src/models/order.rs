@@ -22,9 +22,15 @@ pub struct NewOrder {
     pub manager_comment: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promocode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::float_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::float_option"
+    )]
     pub discount_amount: Option<Decimal>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::float_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::float_option"
+    )]
     pub shipping_price: Option<Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shipping: Option<NewShipping>,
@@ -103,7 +109,10 @@ pub struct NewOrderProduct {
     pub price: Decimal,
     #[serde(with = "rust_decimal::serde::float")]
     pub quantity: Decimal,
-    #[serde(skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::float_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::float_option"
+    )]
     pub discount_amount: Option<Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,

@@ -116,26 +116,93 @@ pub struct CustomFieldOption {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "PipelineWire")]
 pub struct Pipeline {
     pub id: i64,
-    /// The spec says `name`; some live readers see `title`.
-    #[serde(default, alias = "title")]
     pub name: String,
 }
 
+/// The spec says `name`; some live readers see `title`; a response may carry both.
+#[derive(Deserialize)]
+struct PipelineWire {
+    id: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+impl From<PipelineWire> for Pipeline {
+    fn from(w: PipelineWire) -> Self {
+        Pipeline {
+            id: w.id,
+            name: w.name.or(w.title).unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "PipelineStatusWire")]
 pub struct PipelineStatus {
     pub id: i64,
-    #[serde(default)]
     pub pipeline_id: i64,
-    #[serde(default, alias = "name")]
     pub title: String,
-    #[serde(default)]
     pub alias: Option<String>,
-    #[serde(default)]
     pub is_final: bool,
+}
+
+/// `title` in the spec; `name` tolerated too, and both at once.
+#[derive(Deserialize)]
+struct PipelineStatusWire {
+    id: i64,
+    #[serde(default)]
+    pipeline_id: i64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    alias: Option<String>,
+    #[serde(default)]
+    is_final: Option<bool>,
+}
+
+impl From<PipelineStatusWire> for PipelineStatus {
+    fn from(w: PipelineStatusWire) -> Self {
+        PipelineStatus {
+            id: w.id,
+            pipeline_id: w.pipeline_id,
+            title: w.title.or(w.name).unwrap_or_default(),
+            alias: w.alias,
+            is_final: w.is_final.unwrap_or(false),
+        }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_read_name_title_or_both() {
+        let both: Pipeline =
+            serde_json::from_str(r#"{"id":1,"name":"Продажі","title":"Продажі"}"#).unwrap();
+        let title: Pipeline = serde_json::from_str(r#"{"id":2,"title":"Повернення"}"#).unwrap();
+        assert_eq!(
+            (both.name.as_str(), title.name.as_str()),
+            ("Продажі", "Повернення")
+        );
+        let s: PipelineStatus = serde_json::from_str(
+            r#"{"id":7,"pipeline_id":1,"name":"Нова","title":"Нова","is_final":null}"#,
+        )
+        .unwrap();
+        assert_eq!((s.title.as_str(), s.is_final), ("Нова", false));
+        // What we store in caches reads back the same.
+        let again: Pipeline = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(again, both);
+    }
 }

@@ -1,6 +1,7 @@
 use super::*;
 
-const CREATED: &str = include_str!("../../../../contracts/order-events/examples/order.created.json");
+const CREATED: &str =
+    include_str!("../../../../contracts/order-events/examples/order.created.json");
 const STATUS: &str =
     include_str!("../../../../contracts/order-events/examples/order.status_changed.json");
 
@@ -17,10 +18,15 @@ fn the_documented_examples_parse() {
     let e = parse_event(CREATED.as_bytes()).unwrap();
     assert_eq!(e.event_type(), ORDER_CREATED);
     assert_eq!(e.order_id(), "10234");
-    let EventBody::Created(o) = &e.body else { panic!() };
+    let EventBody::Created(o) = &e.body else {
+        panic!()
+    };
     assert_eq!(o.items.len(), 2);
     assert_eq!(o.items[1].price, Decimal::from_str("450.5").unwrap());
-    assert_eq!(o.delivery.as_ref().unwrap().np_warehouse_ref.as_deref(), Some("1ec09d88-e1c2-11e3-8c4a-0050568002cf"));
+    assert_eq!(
+        o.delivery.as_ref().unwrap().np_warehouse_ref.as_deref(),
+        Some("1ec09d88-e1c2-11e3-8c4a-0050568002cf")
+    );
 
     let s = parse_event(STATUS.as_bytes()).unwrap();
     assert_eq!(s.event_type(), ORDER_STATUS_CHANGED);
@@ -29,9 +35,15 @@ fn the_documented_examples_parse() {
 
 #[test]
 fn not_json_and_not_an_object() {
-    assert!(matches!(parse_event(b"{\"version\": 1,"), Err(EventError::NotJson(_))));
+    assert!(matches!(
+        parse_event(b"{\"version\": 1,"),
+        Err(EventError::NotJson(_))
+    ));
     assert!(matches!(parse_event(b"[1,2]"), Err(EventError::NotJson(_))));
-    assert!(matches!(parse_event(b"\xff\xfe"), Err(EventError::NotJson(_))));
+    assert!(matches!(
+        parse_event(b"\xff\xfe"),
+        Err(EventError::NotJson(_))
+    ));
 }
 
 #[test]
@@ -39,7 +51,10 @@ fn oversized_events_are_refused_before_parsing() {
     let big = vec![b' '; MAX_EVENT_BYTES + 1];
     assert_eq!(
         parse_event(&big),
-        Err(EventError::TooLarge { size: MAX_EVENT_BYTES + 1, max: MAX_EVENT_BYTES })
+        Err(EventError::TooLarge {
+            size: MAX_EVENT_BYTES + 1,
+            max: MAX_EVENT_BYTES
+        })
     );
 }
 
@@ -49,7 +64,10 @@ fn versions_are_checked() {
     v["version"] = serde_json::json!(2);
     assert_eq!(parse_value(&v), Err(EventError::UnknownVersion("2".into())));
     v["version"] = serde_json::json!("1");
-    assert_eq!(parse_value(&v), Err(EventError::UnknownVersion("\"1\"".into())));
+    assert_eq!(
+        parse_value(&v),
+        Err(EventError::UnknownVersion("\"1\"".into()))
+    );
     v.as_object_mut().unwrap().remove("version");
     assert_eq!(parse_value(&v), Err(EventError::MissingVersion));
 }
@@ -58,7 +76,10 @@ fn versions_are_checked() {
 fn unknown_types_are_named() {
     let mut v = created();
     v["type"] = serde_json::json!("order.deleted");
-    assert_eq!(parse_value(&v), Err(EventError::UnknownType("order.deleted".into())));
+    assert_eq!(
+        parse_value(&v),
+        Err(EventError::UnknownType("order.deleted".into()))
+    );
 }
 
 #[test]
@@ -66,7 +87,10 @@ fn wrong_types_name_the_path() {
     let mut v = created();
     v["order"]["items"][1]["price"] = serde_json::json!("450.50");
     let err = parse_value(&v).unwrap_err();
-    assert!(matches!(&err, EventError::Invalid { path, .. } if path == "order.items[1].price"), "{err}");
+    assert!(
+        matches!(&err, EventError::Invalid { path, .. } if path == "order.items[1].price"),
+        "{err}"
+    );
     assert!(err.to_string().contains("expected a number"), "{err}");
 }
 
@@ -76,13 +100,19 @@ fn missing_required_fields_name_the_field() {
     v["order"].as_object_mut().unwrap().remove("total");
     assert_eq!(
         parse_value(&v),
-        Err(EventError::Invalid { path: "order.total".into(), reason: "required but missing".into() })
+        Err(EventError::Invalid {
+            path: "order.total".into(),
+            reason: "required but missing".into()
+        })
     );
     let mut v = created();
     v.as_object_mut().unwrap().remove("shop_id");
     assert_eq!(
         parse_value(&v),
-        Err(EventError::Invalid { path: "shop_id".into(), reason: "required but missing".into() })
+        Err(EventError::Invalid {
+            path: "shop_id".into(),
+            reason: "required but missing".into()
+        })
     );
 }
 
@@ -90,11 +120,31 @@ fn missing_required_fields_name_the_field() {
 fn semantic_checks() {
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         ("/order/items", serde_json::json!([]), "order.items"),
-        ("/order/items/0/quantity", serde_json::json!(0), "order.items[0].quantity"),
-        ("/order/items/0/price", serde_json::json!(-1), "order.items[0].price"),
-        ("/order/items/0/discount", serde_json::json!(5000), "order.items[0].discount"),
-        ("/order/items/0/sku", serde_json::json!("  "), "order.items[0].sku"),
-        ("/order/currency", serde_json::json!("грн"), "order.currency"),
+        (
+            "/order/items/0/quantity",
+            serde_json::json!(0),
+            "order.items[0].quantity",
+        ),
+        (
+            "/order/items/0/price",
+            serde_json::json!(-1),
+            "order.items[0].price",
+        ),
+        (
+            "/order/items/0/discount",
+            serde_json::json!(5000),
+            "order.items[0].discount",
+        ),
+        (
+            "/order/items/0/sku",
+            serde_json::json!("  "),
+            "order.items[0].sku",
+        ),
+        (
+            "/order/currency",
+            serde_json::json!("грн"),
+            "order.currency",
+        ),
         ("/order/total", serde_json::json!(-5), "order.total"),
         ("/shop_id", serde_json::json!(""), "shop_id"),
         ("/order/customer", serde_json::json!({}), "order.customer"),
@@ -113,7 +163,9 @@ fn semantic_checks() {
 fn bad_timestamps_are_refused() {
     let mut v = created();
     v["occurred_at"] = serde_json::json!("28.11.2026 10:15");
-    assert!(matches!(parse_value(&v), Err(EventError::Invalid { path, .. }) if path == "occurred_at"));
+    assert!(
+        matches!(parse_value(&v), Err(EventError::Invalid { path, .. }) if path == "occurred_at")
+    );
 }
 
 #[test]

@@ -1,0 +1,72 @@
+//! What the handlers work with: ports (traits) only, so the same router runs on Lambda with
+//! AWS adapters, in the local runner with in-memory ones, and in tests with either.
+
+use crate::auth::TokenSigner;
+use queue::Queue;
+use runtime::KeycrmClients;
+use shop::ShopOrders;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{ConnectionStore, OrderLedger, ReferenceCache, SecretStore, StatusJournal, SyncStore};
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Secrets Manager name prefix; a connection's key lives at `{prefix}{connection_id}`.
+    pub secret_prefix: String,
+    /// The KeyCRM API used when a connect request does not name one.
+    pub keycrm_base_url: String,
+    /// Other KeyCRM base URLs a connect request may name (e.g. a staging KeyCRM). Anything
+    /// else is refused, so the API never sends a merchant's key to an arbitrary host.
+    pub allowed_keycrm_base_urls: Vec<String>,
+    /// Base of the webhook URLs shown to the merchant (`https://api.example.com`). When unset,
+    /// derived from the request (`X-Forwarded-Proto` + `X-Forwarded-Host`/`Host`).
+    pub public_base_url: Option<String>,
+    /// How long the settings page's dictionaries are reused before KeyCRM is asked again.
+    pub options_ttl: Duration,
+}
+
+impl AdminConfig {
+    pub fn new(secret_prefix: impl Into<String>, keycrm_base_url: impl Into<String>) -> Self {
+        AdminConfig {
+            secret_prefix: secret_prefix.into(),
+            keycrm_base_url: keycrm_base_url.into(),
+            allowed_keycrm_base_urls: Vec::new(),
+            public_base_url: None,
+            options_ttl: Duration::from_secs(300),
+        }
+    }
+
+    /// Normalised form used for comparisons: no trailing slash, no surrounding space.
+    pub fn normalise_base(url: &str) -> String {
+        url.trim().trim_end_matches('/').to_string()
+    }
+
+    pub fn is_allowed_base(&self, url: &str) -> bool {
+        let u = Self::normalise_base(url);
+        Self::normalise_base(&self.keycrm_base_url) == u
+            || self
+                .allowed_keycrm_base_urls
+                .iter()
+                .any(|a| Self::normalise_base(a) == u)
+    }
+}
+
+/// Everything a handler may touch.
+pub struct AdminApi {
+    pub config: AdminConfig,
+    pub signer: TokenSigner,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub journal: Arc<dyn StatusJournal>,
+    pub cache: Arc<dyn ReferenceCache>,
+    pub ledger: Arc<dyn OrderLedger>,
+    pub sync: Arc<dyn SyncStore>,
+    pub clients: Arc<KeycrmClients>,
+    pub shop: Arc<dyn ShopOrders>,
+    /// Re-pushed `order.created` events go here (order-push consumes it).
+    pub order_queue: Arc<dyn Queue>,
+    /// On-demand sync jobs go here (catalog-sync consumes it).
+    pub sync_queue: Arc<dyn Queue>,
+}
+
+pub type AppState = Arc<AdminApi>;

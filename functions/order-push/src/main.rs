@@ -1,0 +1,58 @@
+//! Lambda entry point: reads the environment, builds the adapters, runs the handler on each
+//! SQS batch and reports partial batch failures.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use keycrm::{ClientConfig, RateBudget};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
+use queue::{Queue, SqsQueue};
+use runtime::{env_opt, env_req, KeycrmClients};
+use std::sync::Arc;
+use store::{DynamoRateGate, DynamoTable, SecretsManager};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::telemetry::init();
+    let table_name = env_req("TABLE_NAME")?;
+    let queue_url = env_req("ORDER_QUEUE_URL")?;
+    let dlq_url = env_req("ORDER_DLQ_URL")?;
+    let secret_prefix = env_opt("SECRET_PREFIX");
+
+    let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
+    let sqs = SqsQueue::client_from_env().await;
+    let order_queue = SqsQueue::new(sqs.clone(), queue_url);
+    let source_queue = order_queue.name().to_string();
+    let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
+    let clients = Arc::new(KeycrmClients::new(
+        Arc::new(SecretsManager::from_env().await),
+        gate,
+        ClientConfig::default(),
+    ));
+    let handler = Arc::new(OrderPush {
+        connections: Arc::new(table.clone()),
+        ledger: Arc::new(table.clone()),
+        journal: Arc::new(table),
+        crm: Arc::new(KeycrmProvider {
+            clients,
+            secret_prefix,
+        }),
+        retry_queue: Arc::new(order_queue),
+        dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
+        dictionaries: Arc::new(Dictionaries::default()),
+        config: PushConfig {
+            source_queue,
+            ..PushConfig::default()
+        },
+    });
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = handler.clone();
+        async move {
+            let deadline = order_push::lambda::deadline(event.context.deadline);
+            let messages = order_push::lambda::messages(event.payload);
+            let result = handler.handle_batch_until(messages, deadline).await;
+            Ok::<SqsBatchResponse, Error>(order_push::lambda::response(&result))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,116 @@
+//! Lambda wiring for status-apply: read the environment, build the DynamoDB, SQS and shop
+//! adapters, and hand each SQS batch to the library (partial batch responses).
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use queue::{Queue, SqsQueue};
+use runtime::config::env_parse;
+use runtime::{env_opt, env_req};
+use status_apply::{handle_sqs_event, queue_url_from_arn, RetryPolicy, StatusApplier, Transport};
+use std::sync::Arc;
+use std::time::Duration;
+use store::DynamoTable;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One value of the platform secret (`PLATFORM_SECRET_ARN`, a JSON object).
+async fn platform_value(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    key: &str,
+) -> Result<String, BoxError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the platform secret failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        })?;
+    let text = out
+        .secret_string
+        .ok_or("the platform secret has no string value")?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| "the platform secret is not a JSON object")?;
+    Ok(doc
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("the platform secret has no {key}"))?
+        .to_string())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    runtime::telemetry::init();
+
+    let table_name = env_req("TABLE_NAME")?;
+    let shop_base_url = env_req("SHOP_API_BASE_URL")?;
+    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
+    let policy = RetryPolicy {
+        base: Duration::from_secs(env_parse("STATUS_RETRY_BASE_SECS", 30u64)?),
+        cap: Duration::from_secs(env_parse("STATUS_RETRY_CAP_SECS", 900u64)?),
+        // Must equal the status queue's redrive maxReceiveCount (template.yaml).
+        max_receives: env_parse("STATUS_MAX_RECEIVES", 5u32)?,
+    };
+
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = Arc::new(DynamoTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        table_name,
+    ));
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let sm = aws_sdk_secretsmanager::Client::new(&aws);
+    let shop_token = platform_value(&sm, &platform_secret, "shop_api_token").await?;
+    let shop = shop_port(&shop_base_url, shop_token)?;
+
+    let applier = StatusApplier::new(table.clone(), table.clone(), shop, table, policy);
+    let source_url = env_opt("STATUS_QUEUE_URL");
+    let dead_letter: Option<Arc<dyn Queue>> = env_opt("STATUS_DLQ_URL")
+        .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>);
+
+    let applier = &applier;
+    let (sqs, source_url, dead_letter) = (&sqs, &source_url, &dead_letter);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let url = source_url.clone().or_else(|| {
+            event
+                .payload
+                .records
+                .first()
+                .and_then(|r| r.event_source_arn.as_deref())
+                .and_then(queue_url_from_arn)
+        });
+        let transport = Transport {
+            source: url.map(|u| Arc::new(SqsQueue::new(sqs.clone(), u)) as Arc<dyn Queue>),
+            dead_letter: dead_letter.clone(),
+        };
+        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload).await)
+    }))
+    .await
+}
+
+/// The shop platform's order API.
+fn shop_port(base_url: &str, _token: String) -> Result<Arc<dyn shop::ShopOrders>, BoxError> {
+    let _ = base_url;
+    Ok(Arc::new(ShopNotWired))
+}
+
+/// Until the shop platform's HTTP adapter lands: every call is "unavailable", so status
+/// changes are retried and then dead-lettered, never dropped.
+struct ShopNotWired;
+
+#[async_trait::async_trait]
+impl shop::ShopOrders for ShopNotWired {
+    async fn reference(&self, _: &str) -> Result<shop::ShopReference, shop::ShopError> {
+        Err(shop::ShopError::Unavailable(
+            "the shop API adapter is not wired yet".into(),
+        ))
+    }
+    async fn set_order_status(&self, _: &str, _: &str, _: &str) -> Result<(), shop::ShopError> {
+        Err(shop::ShopError::Unavailable(
+            "the shop API adapter is not wired yet".into(),
+        ))
+    }
+}

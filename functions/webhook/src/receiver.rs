@@ -1,0 +1,207 @@
+//! The receiver's decisions, independent of the HTTP framework: authenticate the URL token,
+//! then accept (enqueue a status job) or ignore a parsed delivery.
+
+use crate::payload::{Delivery, Event};
+use http::StatusCode;
+use queue::{Outgoing, Queue};
+use serde_json::json;
+use status_apply::{StatusJob, JOB_VERSION};
+use std::sync::Arc;
+use store::{tokens, Connection, ConnectionStore, Counter, StatusJournal, Target, WebhookKind};
+
+/// The route as configured in API Gateway. Logs name this template, never the request path:
+/// the path carries the token.
+pub const ROUTE: &str = "/v1/webhooks/keycrm/{connection_id}/{token}";
+
+/// Largest body accepted. A KeyCRM context is a bare row (1–3 KiB); anything near this is
+/// not KeyCRM.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// An HTTP answer: status plus a small JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// The one answer for an unknown connection, a wrong token or a malformed URL.
+    pub fn not_found() -> Reply {
+        Reply {
+            status: StatusCode::NOT_FOUND,
+            body: json!({"error": "not found"}),
+        }
+    }
+
+    pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+        Reply {
+            status,
+            body: json!({"error": message.to_string()}),
+        }
+    }
+
+    pub fn unavailable() -> Reply {
+        Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable, please retry",
+        )
+    }
+
+    pub fn accepted() -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: json!({"status": "accepted"}),
+        }
+    }
+
+    pub fn ignored(reason: &str) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: json!({"status": "ignored", "reason": reason}),
+        }
+    }
+}
+
+/// The shape of ids this service hands out: connection ids are simple UUIDs and tokens
+/// 43-character base64url strings; the bounds leave room without reading anything odd.
+fn well_formed(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub struct Receiver {
+    connections: Arc<dyn ConnectionStore>,
+    queue: Arc<dyn Queue>,
+    journal: Arc<dyn StatusJournal>,
+    max_body: usize,
+}
+
+impl Receiver {
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        queue: Arc<dyn Queue>,
+        journal: Arc<dyn StatusJournal>,
+    ) -> Self {
+        Receiver {
+            connections,
+            queue,
+            journal,
+            max_body: MAX_BODY,
+        }
+    }
+
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Finds the connection and which of its URLs the token belongs to. The connection is
+    /// read on every call (consistent read) so a rotated token fails at once. Every failure
+    /// is the same 404; the logs say which it was, but never show the token, nor the id of
+    /// a connection that does not exist (a swapped URL would put the token there).
+    pub async fn authenticate(
+        &self,
+        connection_id: &str,
+        token: &str,
+    ) -> Result<(Connection, WebhookKind), Reply> {
+        if !well_formed(connection_id, 1, 64) || !well_formed(token, 16, 128) {
+            tracing::warn!(route = ROUTE, status = 404, "webhook refused: malformed URL");
+            return Err(Reply::not_found());
+        }
+        let conn = match self.connections.get(connection_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                tracing::warn!(route = ROUTE, status = 404, "webhook refused: unknown connection");
+                return Err(Reply::not_found());
+            }
+            Err(e) => {
+                tracing::error!(route = ROUTE, status = 503, error = %e, "webhook: reading the connection failed");
+                return Err(Reply::unavailable());
+            }
+        };
+        // Both hashes are always checked so the time taken does not depend on which matched.
+        let check = |h: Option<&str>| h.is_some_and(|h| tokens::verify(token, h));
+        let orders = check(conn.webhook_tokens.hash_for(WebhookKind::Orders));
+        let cards = check(conn.webhook_tokens.hash_for(WebhookKind::Cards));
+        let kind = match (orders, cards) {
+            (true, _) => WebhookKind::Orders,
+            (false, true) => WebhookKind::Cards,
+            (false, false) => {
+                tracing::warn!(route = ROUTE, status = 404, connection = %conn.id, "webhook refused: wrong token");
+                return Err(Reply::not_found());
+            }
+        };
+        Ok((conn, kind))
+    }
+
+    /// Decides what to do with an authenticated, well-formed delivery.
+    pub async fn accept(&self, conn: &Connection, kind: WebhookKind, delivery: Delivery) -> Reply {
+        let event = delivery.event.label().to_string();
+        let ignore = |reason: &'static str| async move {
+            tracing::info!(
+                route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
+                event = %event, outcome = "ignored", reason, "webhook ignored"
+            );
+            if let Err(e) = self.journal.count(&conn.id, Counter::WebhooksIgnored, 1).await {
+                tracing::warn!(connection = %conn.id, error = %e, "could not update the journal");
+            }
+            Reply::ignored(reason)
+        };
+        if !conn.active {
+            return ignore("inactive_connection").await;
+        }
+        let target = match (kind, &delivery.event) {
+            (WebhookKind::Orders, Event::OrderStatus) => Target::Order,
+            (WebhookKind::Cards, Event::LeadStatus) => Target::Card,
+            (_, Event::Other(_)) => return ignore("unhandled_event").await,
+            // An order trigger pointed at the cards URL or the reverse.
+            _ => return ignore("event_on_wrong_url").await,
+        };
+        let Some(change) = delivery.change else {
+            return Reply::error(StatusCode::UNPROCESSABLE_ENTITY, "context is missing");
+        };
+        let mapped = match target {
+            Target::Order => conn.settings.shop_status_for(change.status_id),
+            Target::Card => conn
+                .settings
+                .shop_status_for_card(change.pipeline_id, change.status_id),
+        };
+        if mapped.is_none() {
+            return ignore("unmapped_status").await;
+        }
+        let job = StatusJob {
+            v: JOB_VERSION,
+            connection_id: conn.id.clone(),
+            target,
+            keycrm_id: change.id,
+            status_id: change.status_id,
+            pipeline_id: change.pipeline_id,
+            changed_at: change.changed_at,
+            source_id: change.source_id,
+            source_uuid: change.source_uuid,
+            received_at: chrono::Utc::now(),
+        };
+        match self.queue.send(Outgoing::new(job.to_body())).await {
+            Ok(_) => {
+                tracing::info!(
+                    route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
+                    event = %delivery.event.label(), keycrm_id = job.keycrm_id,
+                    status_id = job.status_id, outcome = "accepted", "webhook accepted"
+                );
+                Reply::accepted()
+            }
+            Err(e) => {
+                // Not acknowledged, so KeyCRM delivers it again.
+                tracing::error!(
+                    route = ROUTE, status = 503, connection = %conn.id, keycrm_id = job.keycrm_id,
+                    error = %e, "webhook: enqueueing the status update failed"
+                );
+                Reply::unavailable()
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The in-memory order ledger (unit tests, the local run). Same rules as the DynamoDB adapter:
+//! every method is one atomic step under a lock, like one conditional write there.
+
+use crate::ledger::{lease_end, Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mapping::order_map::MappingReport;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+type Key = (String, String);
+
+#[derive(Default)]
+pub struct MemoryLedger {
+    entries: Mutex<HashMap<Key, LedgerEntry>>,
+}
+
+fn key(connection_id: &str, shop_order_id: &str) -> Key {
+    (connection_id.to_string(), shop_order_id.to_string())
+}
+
+fn lost_claim(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the claim on order {shop_order_id} is no longer held"
+    ))
+}
+
+fn missing(shop_order_id: &str) -> StoreError {
+    StoreError::NotFound(format!("order {shop_order_id}"))
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<Key, LedgerEntry>>, StoreError> {
+        self.entries
+            .lock()
+            .map_err(|_| StoreError::Unavailable("ledger state poisoned".into()))
+    }
+
+    /// Every entry, for tests and the local run's summary.
+    pub fn entries(&self) -> Vec<LedgerEntry> {
+        self.entries
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` on the entry if `holder` holds its claim.
+    fn as_holder(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        f: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .filter(|e| e.claim_holder.as_deref() == Some(holder))
+            .ok_or_else(|| lost_claim(shop_order_id))?;
+        f(e);
+        e.updated_at = Utc::now();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OrderLedger for MemoryLedger {
+    async fn claim(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        target: Target,
+        holder: &str,
+        lease: Duration,
+        event_json: &str,
+    ) -> Result<Claim, StoreError> {
+        let now = Utc::now();
+        let mut m = self.lock()?;
+        let k = key(connection_id, shop_order_id);
+        let Some(e) = m.get_mut(&k) else {
+            let e = LedgerEntry::claimed(
+                connection_id,
+                shop_order_id,
+                target,
+                holder,
+                lease,
+                event_json,
+                now,
+            );
+            m.insert(k, e.clone());
+            return Ok(Claim::Granted(e));
+        };
+        Ok(match e.state {
+            LedgerState::Created => Claim::AlreadyCreated(e.clone()),
+            LedgerState::Failed | LedgerState::Skipped => Claim::Settled(e.clone()),
+            LedgerState::Pending if e.claim_is_live(now) => Claim::Busy(e.clone()),
+            LedgerState::Pending => {
+                e.claim_holder = Some(holder.to_string());
+                e.claim_until = Some(lease_end(now, lease));
+                e.attempts += 1;
+                e.target = target;
+                if e.event_json.is_none() {
+                    e.event_json = Some(event_json.to_string());
+                }
+                e.updated_at = now;
+                Claim::Granted(e.clone())
+            }
+        })
+    }
+
+    async fn mark_attempt(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .filter(|e| e.claim_holder.as_deref() == Some(holder) && e.claim_is_live(now))
+            .ok_or_else(|| lost_claim(shop_order_id))?;
+        e.maybe_committed = true;
+        e.attempt_started_at = Some(now);
+        e.updated_at = now;
+        Ok(())
+    }
+
+    async fn mark_created(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        keycrm_id: i64,
+        report: &MappingReport,
+        shop_status: Option<&str>,
+        keycrm_status_id: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.as_holder(connection_id, shop_order_id, holder, |e| {
+            e.state = LedgerState::Created;
+            e.keycrm_id = Some(keycrm_id);
+            e.claim_holder = None;
+            e.claim_until = None;
+            e.maybe_committed = false;
+            e.last_error = None;
+            e.field_errors.clear();
+            e.report = report.clone();
+            if let Some(s) = shop_status {
+                e.shop_status = Some(s.to_string());
+            }
+            if keycrm_status_id.is_some() {
+                e.keycrm_status_id = keycrm_status_id;
+            }
+        })
+    }
+
+    async fn mark_failed(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        error: &str,
+        field_errors: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StoreError> {
+        self.as_holder(connection_id, shop_order_id, holder, |e| {
+            e.state = LedgerState::Failed;
+            e.claim_holder = None;
+            e.claim_until = None;
+            e.last_error = Some(error.to_string());
+            e.field_errors = field_errors.clone();
+        })
+    }
+
+    async fn mark_skipped(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.as_holder(connection_id, shop_order_id, holder, |e| {
+            e.state = LedgerState::Skipped;
+            e.claim_holder = None;
+            e.claim_until = None;
+            e.last_error = Some(reason.to_string());
+        })
+    }
+
+    async fn release(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        error: &str,
+        maybe_committed: bool,
+    ) -> Result<(), StoreError> {
+        self.as_holder(connection_id, shop_order_id, holder, |e| {
+            e.claim_holder = None;
+            e.claim_until = None;
+            e.last_error = Some(error.to_string());
+            e.maybe_committed = maybe_committed;
+        })
+    }
+
+    async fn get(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        Ok(self
+            .lock()?
+            .get(&key(connection_id, shop_order_id))
+            .cloned())
+    }
+
+    async fn find_by_keycrm_id(
+        &self,
+        connection_id: &str,
+        target: Target,
+        keycrm_id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        Ok(self
+            .lock()?
+            .values()
+            .find(|e| {
+                e.connection_id == connection_id
+                    && e.target == target
+                    && e.keycrm_id == Some(keycrm_id)
+            })
+            .cloned())
+    }
+
+    async fn adopt(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        target: Target,
+        keycrm_id: i64,
+    ) -> Result<LedgerEntry, StoreError> {
+        let now = Utc::now();
+        let mut m = self.lock()?;
+        let e = m
+            .entry(key(connection_id, shop_order_id))
+            .or_insert_with(|| {
+                let mut e = LedgerEntry::claimed(
+                    connection_id,
+                    shop_order_id,
+                    target,
+                    "",
+                    Duration::ZERO,
+                    "",
+                    now,
+                );
+                e.attempts = 0;
+                e.event_json = None;
+                e
+            });
+        // The first KeyCRM id recorded wins: never re-point an order at another entity.
+        if e.keycrm_id.is_none() {
+            e.keycrm_id = Some(keycrm_id);
+            e.target = target;
+            e.state = LedgerState::Created;
+            e.claim_holder = None;
+            e.claim_until = None;
+            e.maybe_committed = false;
+            e.updated_at = now;
+        }
+        Ok(e.clone())
+    }
+
+    async fn record_keycrm_status(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        keycrm_status_id: i64,
+        changed_at: DateTime<Utc>,
+        shop_status: &str,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        if e.keycrm_status_changed_at.is_some_and(|t| t >= changed_at) {
+            return Ok(false);
+        }
+        e.keycrm_status_id = Some(keycrm_status_id);
+        e.keycrm_status_changed_at = Some(changed_at);
+        e.applied_from_keycrm = Some(shop_status.to_string());
+        e.shop_status = Some(shop_status.to_string());
+        e.updated_at = Utc::now();
+        Ok(true)
+    }
+
+    async fn record_shop_status(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        // A newer shop status recorded meanwhile stands.
+        if e.shop_status_at.is_some_and(|t| t > occurred_at) {
+            return Ok(());
+        }
+        e.shop_status = Some(shop_status.to_string());
+        if keycrm_status_id.is_some() {
+            e.keycrm_status_id = keycrm_status_id;
+        }
+        e.shop_status_at = Some(occurred_at);
+        e.applied_from_keycrm = None;
+        e.updated_at = Utc::now();
+        Ok(())
+    }
+
+    async fn reset_for_repush(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let now = Utc::now();
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        match e.state {
+            LedgerState::Created => {
+                return Err(StoreError::Conflict(format!(
+                    "order {shop_order_id} is already in KeyCRM"
+                )))
+            }
+            LedgerState::Pending if e.claim_is_live(now) => {
+                return Err(StoreError::Conflict(format!(
+                    "order {shop_order_id} is being pushed right now"
+                )))
+            }
+            _ => {}
+        }
+        e.state = LedgerState::Pending;
+        e.claim_holder = None;
+        e.claim_until = None;
+        e.updated_at = now;
+        Ok(e.clone())
+    }
+}

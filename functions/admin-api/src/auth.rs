@@ -87,7 +87,11 @@ impl TokenSigner {
         let mut mac = self.mac();
         mac.update(&payload);
         let sig = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(sig))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
     }
 
     pub fn mint(&self, shop_id: &str, ttl_secs: i64) -> String {
@@ -103,11 +107,16 @@ impl TokenSigner {
             return Err(AuthError::Malformed);
         }
         let (p, s) = token.split_once('.').ok_or(AuthError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| AuthError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| AuthError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| AuthError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&payload);
-        mac.verify_slice(&sig).map_err(|_| AuthError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| AuthError::BadSignature)?;
         // Only a signed payload is parsed: unsigned input never reaches serde.
         let claims: ShopClaims =
             serde_json::from_slice(&payload).map_err(|_| AuthError::Malformed)?;
@@ -150,7 +159,13 @@ mod tests {
     fn round_trip() {
         let t = signer().mint_at("shop-1", 1000, 600);
         let c = signer().verify_at(&t, 1200).unwrap();
-        assert_eq!(c, ShopClaims { shop_id: "shop-1".into(), exp: 1600 });
+        assert_eq!(
+            c,
+            ShopClaims {
+                shop_id: "shop-1".into(),
+                exp: 1600
+            }
+        );
     }
 
     #[test]
@@ -167,7 +182,9 @@ mod tests {
         );
         assert_eq!(s.verify_at(&forged, 1200), Err(AuthError::BadSignature));
 
-        let other = TokenSigner::new("x".repeat(32)).unwrap().mint_at("shop-1", 1000, 600);
+        let other = TokenSigner::new("x".repeat(32))
+            .unwrap()
+            .mint_at("shop-1", 1000, 600);
         assert_eq!(s.verify_at(&other, 1200), Err(AuthError::BadSignature));
 
         assert_eq!(s.verify_at("", 1200), Err(AuthError::Missing));

@@ -106,7 +106,12 @@ fn check_key(raw: String) -> ApiResult<ApiKey> {
             "paste the API key from KeyCRM (Settings -> API)",
         ));
     }
-    if key.expose().len() > MAX_KEY_LEN || key.expose().chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if key.expose().len() > MAX_KEY_LEN
+        || key
+            .expose()
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ApiError::invalid_field(
             "api_key",
             "this does not look like a KeyCRM API key",
@@ -232,7 +237,9 @@ pub async fn get_connection(
     PublicBase(base): PublicBase,
 ) -> ApiResult<Json<ConnectionView>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
-    Ok(Json(view(&api, &conn, &base, &IssuedTokens::default()).await?))
+    Ok(Json(
+        view(&api, &conn, &base, &IssuedTokens::default()).await?,
+    ))
 }
 
 /// `PATCH /connection`: the active/inactive toggle.
@@ -249,7 +256,9 @@ pub async fn patch_connection(
         modify(&api, conn, |c| c.active = req.active).await?
     };
     tracing::info!(shop = %conn.shop_id, connection = %conn.id, active = conn.active, "connection toggled");
-    Ok(Json(view(&api, &conn, &base, &IssuedTokens::default()).await?))
+    Ok(Json(
+        view(&api, &conn, &base, &IssuedTokens::default()).await?,
+    ))
 }
 
 /// `DELETE /connection`: the key, the settings and everything the connection owns go.

@@ -24,7 +24,10 @@ impl FromRequestParts<AppState> for ShopAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let claims = bearer(header)
             .and_then(|t| state.signer.verify(t))
             .map_err(|e| {
@@ -184,8 +187,7 @@ impl FromRequestParts<AppState> for PublicBase {
 fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
-        && h
-            .chars()
+        && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
@@ -213,7 +215,10 @@ mod tests {
         assert!(e.fields[0].message.contains("unknown field `c`"), "{e:?}");
 
         let e = parse_json::<T>(b"{not json").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_json"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_json")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::Utc;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ pub struct SyncAccepted {
     pub kind: SyncKind,
     pub dry_run: bool,
     pub state: &'static str,
-    /// Where the run's report appears once catalog-sync starts it.
+    /// The run's report (state `queued` until catalog-sync starts it).
     pub report: String,
 }
 
@@ -52,6 +53,13 @@ fn inactive() -> ApiError {
     ApiError::conflict(
         "connection_inactive",
         "the connection is inactive: activate it first",
+    )
+}
+
+fn no_stored_event() -> ApiError {
+    ApiError::conflict(
+        "no_stored_event",
+        "the original order event was not kept; publish the order again from the shop",
     )
 }
 
@@ -99,10 +107,27 @@ pub async fn start_sync(
     };
     let body = serde_json::to_string(&job)
         .map_err(|_| ApiError::internal("could not encode the sync job"))?;
-    api.sync_queue
-        .send(Outgoing::new(body))
-        .await
-        .map_err(queue_unavailable)?;
+    // The report exists from the start, so the page can poll the run id at once; catalog-sync
+    // replaces it (same run id) when the run begins.
+    let mut run = SyncRun {
+        run_id: run_id.clone(),
+        connection_id: conn.id.clone(),
+        kind: Some(req.kind),
+        dry_run: req.dry_run,
+        state: "queued".into(),
+        started_at: Some(Utc::now()),
+        ..SyncRun::default()
+    };
+    api.sync.put_run(&run).await?;
+    if let Err(e) = api.sync_queue.send(Outgoing::new(body)).await {
+        run.state = "failed".into();
+        run.finished_at = Some(Utc::now());
+        run.message = Some("the job could not be queued; nothing ran".into());
+        if let Err(e) = api.sync.put_run(&run).await {
+            tracing::warn!(connection = %conn.id, run = %run_id, error = %e, "could not mark an unqueued run as failed");
+        }
+        return Err(queue_unavailable(e));
+    }
     tracing::info!(
         connection = %conn.id,
         run = %run_id,
@@ -162,7 +187,7 @@ pub async fn get_run(
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "run_not_found",
-                "no report for this run (yet): a queued run has one once it starts",
+                "this connection has no run with this id",
             )
         })
 }
@@ -202,6 +227,10 @@ pub async fn repush_order(
         // ledger refuses a live claim below.
         LedgerState::Pending | LedgerState::Failed | LedgerState::Skipped => {}
     }
+    // Checked before the reset, so an entry that cannot be sent again is left as it is.
+    if entry.event_json.is_none() {
+        return Err(no_stored_event());
+    }
     let previous_error = entry.last_error.clone();
     let entry = match api.ledger.reset_for_repush(&conn.id, &order_id).await {
         Ok(e) => e,
@@ -215,13 +244,11 @@ pub async fn repush_order(
         Err(e) => return Err(e.into()),
     };
     let Some(event) = entry.event_json.clone() else {
-        return Err(ApiError::conflict(
-            "no_stored_event",
-            "the original order event was not kept; publish the order again from the shop",
-        ));
+        return Err(no_stored_event());
     };
     api.order_queue
-        .send(Outgoing::new(event).with_attribute("origin", "repush"))
+        // Same marker as order-push's own re-push (informational).
+        .send(Outgoing::new(event).with_attribute("repush", "1"))
         .await
         .map_err(queue_unavailable)?;
     tracing::info!(connection = %conn.id, order = %order_id, "order re-push queued");

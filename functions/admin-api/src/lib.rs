@@ -37,21 +37,57 @@ fn table() -> Vec<(Method, String, MethodRouter<AppState>)> {
         (m, format!("{PREFIX}{suffix}"), handler)
     };
     vec![
-        r(Method::PUT, "", on(MethodFilter::PUT, connection::put_connection)),
-        r(Method::GET, "", on(MethodFilter::GET, connection::get_connection)),
-        r(Method::PATCH, "", on(MethodFilter::PATCH, connection::patch_connection)),
-        r(Method::DELETE, "", on(MethodFilter::DELETE, connection::delete_connection)),
-        r(Method::GET, "/status", on(MethodFilter::GET, connection::get_status)),
-        r(Method::GET, "/options", on(MethodFilter::GET, connection::get_options)),
-        r(Method::PUT, "/settings", on(MethodFilter::PUT, connection::put_settings)),
+        r(
+            Method::PUT,
+            "",
+            on(MethodFilter::PUT, connection::put_connection),
+        ),
+        r(
+            Method::GET,
+            "",
+            on(MethodFilter::GET, connection::get_connection),
+        ),
+        r(
+            Method::PATCH,
+            "",
+            on(MethodFilter::PATCH, connection::patch_connection),
+        ),
+        r(
+            Method::DELETE,
+            "",
+            on(MethodFilter::DELETE, connection::delete_connection),
+        ),
+        r(
+            Method::GET,
+            "/status",
+            on(MethodFilter::GET, connection::get_status),
+        ),
+        r(
+            Method::GET,
+            "/options",
+            on(MethodFilter::GET, connection::get_options),
+        ),
+        r(
+            Method::PUT,
+            "/settings",
+            on(MethodFilter::PUT, connection::put_settings),
+        ),
         r(
             Method::POST,
             "/webhook-tokens/rotate",
             on(MethodFilter::POST, connection::rotate_tokens),
         ),
-        r(Method::POST, "/sync", on(MethodFilter::POST, jobs::start_sync)),
+        r(
+            Method::POST,
+            "/sync",
+            on(MethodFilter::POST, jobs::start_sync),
+        ),
         r(Method::GET, "/runs", on(MethodFilter::GET, jobs::list_runs)),
-        r(Method::GET, "/runs/{run_id}", on(MethodFilter::GET, jobs::get_run)),
+        r(
+            Method::GET,
+            "/runs/{run_id}",
+            on(MethodFilter::GET, jobs::get_run),
+        ),
         r(
             Method::POST,
             "/orders/{order_id}/repush",

@@ -5,31 +5,50 @@ use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
 use queue::SqsQueue;
 use runtime::{config, env_opt, env_req, KeycrmClients};
+use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The platform secret (`PLATFORM_SECRET_ARN`) is a JSON object; this function needs its
-/// `admin_token_signing_key`.
-async fn signing_key(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<TokenSigner, BoxError> {
+/// What this function needs from the platform secret (`PLATFORM_SECRET_ARN`, a JSON object).
+struct PlatformSecret {
+    signer: TokenSigner,
+    shop_api_token: String,
+}
+
+async fn platform_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<PlatformSecret, BoxError> {
     let out = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| format!("reading the platform secret failed: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            format!(
+                "reading the platform secret failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        })?;
     let text = out
         .secret_string
         .ok_or("the platform secret has no string value")?;
+    // Parse errors would quote the secret; say only what is wrong.
     let doc: serde_json::Value =
         serde_json::from_str(&text).map_err(|_| "the platform secret is not a JSON object")?;
-    let key = doc
-        .get("admin_token_signing_key")
-        .and_then(|v| v.as_str())
-        .ok_or("the platform secret has no admin_token_signing_key")?;
-    Ok(TokenSigner::new(key)?)
+    let field = |name: &str| {
+        doc.get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("the platform secret has no {name}"))
+    };
+    Ok(PlatformSecret {
+        signer: TokenSigner::new(field("admin_token_signing_key")?)?,
+        shop_api_token: field("shop_api_token")?,
+    })
 }
 
 #[tokio::main]
@@ -38,108 +57,62 @@ async fn main() -> Result<(), BoxError> {
 
     let table_name = env_req("TABLE_NAME")?;
     let secret_prefix = env_req("SECRET_PREFIX")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
+    let platform_secret_arn = env_req("PLATFORM_SECRET_ARN")?;
     let order_queue_url = env_req("ORDER_QUEUE_URL")?;
     let sync_queue_url = env_req("SYNC_QUEUE_URL")?;
+    let shop_api_base = env_req("SHOP_API_BASE_URL")?;
 
     let mut cfg = AdminConfig::new(
         secret_prefix,
         env_opt("KEYCRM_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
     );
     cfg.allowed_keycrm_base_urls = env_opt("KEYCRM_ALLOWED_BASE_URLS")
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let table = DynamoTable::new(aws_sdk_dynamodb_client(&aws), table_name);
+    let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let sm = aws_sdk_secretsmanager::Client::new(&aws);
-    let signer = signing_key(&sm, &platform_secret).await?;
+    let platform = platform_secret(&sm, &platform_secret_arn).await?;
     let secrets = Arc::new(SecretsManager::new(sm));
-    let sqs = SqsQueue::client_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
 
     // The shared per-key budget: every function spending one KeyCRM key goes through it.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
-    let mut template = ClientConfig::default();
     // API Gateway gives up after 30 s; a slow KeyCRM must fail before that, not hang.
-    template.timeout = Duration::from_secs(10);
+    let template = ClientConfig {
+        timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    };
     let clients = Arc::new(KeycrmClients::new(secrets.clone(), gate, template));
+    let shop = HttpShop::with_timeout(
+        &shop_api_base,
+        platform.shop_api_token,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
 
     let table = Arc::new(table);
     let api = AdminApi {
         config: cfg,
-        signer,
+        signer: platform.signer,
         connections: table.clone(),
         secrets,
         journal: table.clone(),
         cache: table.clone(),
         ledger: table.clone(),
-        sync: Arc::new(SyncNotWired),
+        sync: table.clone(),
         clients,
-        shop: shop_port()?,
+        shop: Arc::new(shop),
         order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),
         sync_queue: Arc::new(SqsQueue::new(sqs, sync_queue_url)),
     };
     lambda_http::run(admin_api::router(api)).await
-}
-
-fn aws_sdk_dynamodb_client(conf: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(conf)
-}
-
-/// The shop platform's API for the settings page's shop-side dictionaries.
-fn shop_port() -> Result<Arc<dyn shop::ShopOrders>, BoxError> {
-    let _base = env_req("SHOP_API_BASE_URL")?;
-    Ok(Arc::new(ShopNotWired))
-}
-
-/// Until the shop platform's HTTP adapter lands: every shop call fails as "unavailable", so
-/// connect / status / delete work and the options and settings calls answer 502.
-struct ShopNotWired;
-
-#[async_trait::async_trait]
-impl shop::ShopOrders for ShopNotWired {
-    async fn reference(&self, _shop_id: &str) -> Result<shop::ShopReference, shop::ShopError> {
-        Err(shop::ShopError::Unavailable("the shop API adapter is not wired yet".into()))
-    }
-    async fn set_order_status(&self, _: &str, _: &str, _: &str) -> Result<(), shop::ShopError> {
-        Err(shop::ShopError::Unavailable("the shop API adapter is not wired yet".into()))
-    }
-}
-
-/// Until catalog-sync's `SyncStore` adapter for the table lands: run reports read as
-/// "storage unavailable" (503); everything else works.
-struct SyncNotWired;
-
-#[async_trait::async_trait]
-impl store::SyncStore for SyncNotWired {
-    async fn acquire(&self, _: &str, _: store::SyncKind, _: &str, _: Duration) -> Result<Option<store::SyncLease>, store::StoreError> {
-        Err(not_wired())
-    }
-    async fn checkpoint(&self, _: &store::SyncLease, _: Duration) -> Result<store::SyncLease, store::StoreError> {
-        Err(not_wired())
-    }
-    async fn finish(&self, _: &store::SyncLease) -> Result<(), store::StoreError> {
-        Err(not_wired())
-    }
-    async fn pause(&self, _: &store::SyncLease) -> Result<(), store::StoreError> {
-        Err(not_wired())
-    }
-    async fn unfinished(&self, _: usize) -> Result<Vec<(String, store::SyncKind)>, store::StoreError> {
-        Err(not_wired())
-    }
-    async fn put_run(&self, _: &store::SyncRun) -> Result<(), store::StoreError> {
-        Err(not_wired())
-    }
-    async fn get_run(&self, _: &str, _: &str) -> Result<Option<store::SyncRun>, store::StoreError> {
-        Err(not_wired())
-    }
-    async fn list_runs(&self, _: &str, _: usize) -> Result<Vec<store::SyncRun>, store::StoreError> {
-        Err(not_wired())
-    }
-}
-
-fn not_wired() -> store::StoreError {
-    store::StoreError::Unavailable("the sync run store is not wired yet".into())
 }

@@ -25,10 +25,9 @@ pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference,
     )?;
     let (pipelines, pipelines_enabled) = match pipelines(c).await {
         Ok(list) => {
-            let statuses = futures::future::try_join_all(
-                list.iter().map(|p| c.pipeline_statuses(p.id)),
-            )
-            .await?;
+            let statuses =
+                futures::future::try_join_all(list.iter().map(|p| c.pipeline_statuses(p.id)))
+                    .await?;
             let with = list
                 .into_iter()
                 .zip(statuses)
@@ -59,11 +58,12 @@ async fn pipelines(c: &KeycrmClient) -> Result<Vec<Pipeline>, KeycrmError> {
     let raw: Vec<serde_json::Value> = c.list("pipelines", &[]).collect_all().await?;
     raw.into_iter()
         .map(|v| {
-            let id = v.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| {
-                KeycrmError::Protocol {
+            let id = v
+                .get("id")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| KeycrmError::Protocol {
                     detail: "a pipeline without a numeric id".into(),
-                }
-            })?;
+                })?;
             let name = ["name", "title"]
                 .iter()
                 .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
@@ -89,7 +89,10 @@ fn clients_error(conn: &Connection, e: ClientsError) -> ApiError {
 }
 
 /// Both sides' dictionaries fetched now (nothing cached is used), and written to the cache.
-pub async fn fetch_live(api: &AdminApi, conn: &Connection) -> ApiResult<(SettingsOptions, DateTime<Utc>)> {
+pub async fn fetch_live(
+    api: &AdminApi,
+    conn: &Connection,
+) -> ApiResult<(SettingsOptions, DateTime<Utc>)> {
     let client = api
         .clients
         .for_connection(conn)

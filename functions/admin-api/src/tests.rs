@@ -3,7 +3,6 @@
 //! `tests/tests/admin_api_*.rs`.
 
 use super::*;
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget};
@@ -12,48 +11,13 @@ use queue::MemoryQueue;
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use store::{
-    MemoryConnections, MemoryJournal, MemoryLedger, MemoryReferenceCache, MemorySecrets, SecretStore,
-    StoreError, SyncKind, SyncLease, SyncRun, SyncStore,
+    MemoryConnections, MemoryJournal, MemoryLedger, MemoryReferenceCache, MemorySecrets,
+    MemorySync, SecretStore,
 };
 use tower::ServiceExt;
 
 const KEY: &str = "unit-key-0123456789abcdef0123456789abcdef";
-
-/// Run reports only; the lease methods are catalog-sync's and unused here.
-#[derive(Default)]
-struct Runs(Mutex<BTreeMap<String, SyncRun>>);
-
-#[async_trait]
-impl SyncStore for Runs {
-    async fn acquire(&self, _: &str, _: SyncKind, _: &str, _: std::time::Duration) -> Result<Option<SyncLease>, StoreError> {
-        unimplemented!()
-    }
-    async fn checkpoint(&self, _: &SyncLease, _: std::time::Duration) -> Result<SyncLease, StoreError> {
-        unimplemented!()
-    }
-    async fn finish(&self, _: &SyncLease) -> Result<(), StoreError> {
-        unimplemented!()
-    }
-    async fn pause(&self, _: &SyncLease) -> Result<(), StoreError> {
-        unimplemented!()
-    }
-    async fn unfinished(&self, _: usize) -> Result<Vec<(String, SyncKind)>, StoreError> {
-        unimplemented!()
-    }
-    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        self.0.lock().unwrap().insert(run.run_id.clone(), run.clone());
-        Ok(())
-    }
-    async fn get_run(&self, c: &str, id: &str) -> Result<Option<SyncRun>, StoreError> {
-        Ok(self.0.lock().unwrap().get(id).filter(|r| r.connection_id == c).cloned())
-    }
-    async fn list_runs(&self, c: &str, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
-        Ok(self.0.lock().unwrap().values().filter(|r| r.connection_id == c).take(limit).cloned().collect())
-    }
-}
 
 struct H {
     router: Router,
@@ -64,10 +28,17 @@ struct H {
 }
 
 fn shop_reference() -> ShopReference {
-    let n = |id: &str| NamedItem { id: id.into(), name: id.to_uppercase() };
+    let n = |id: &str| NamedItem {
+        id: id.into(),
+        name: id.to_uppercase(),
+    };
     ShopReference {
         order_statuses: vec![n("new"), n("paid"), n("done")],
-        order_addons: vec![ShopAddon { id: "gift".into(), name: "Gift".into(), addon_type: "text".into() }],
+        order_addons: vec![ShopAddon {
+            id: "gift".into(),
+            name: "Gift".into(),
+            addon_type: "text".into(),
+        }],
         payment_methods: vec![n("cod")],
         delivery_methods: vec![n("np")],
         currency: "UAH".into(),
@@ -77,7 +48,12 @@ fn shop_reference() -> ShopReference {
 async fn harness() -> H {
     let sim = keycrm_sim::start(
         SimConfig {
-            accounts: vec![AccountSpec { api_key: KEY.into(), seed: 7, products: 3, pipelines_enabled: true }],
+            accounts: vec![AccountSpec {
+                api_key: KEY.into(),
+                seed: 7,
+                products: 3,
+                pipelines_enabled: true,
+            }],
             rate_limit_per_minute: 60,
             time_scale: 60.0,
             public_base_url: None,
@@ -88,7 +64,11 @@ async fn harness() -> H {
     .unwrap();
     let secrets = Arc::new(MemorySecrets::default());
     let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
-    let clients = Arc::new(KeycrmClients::new(secrets.clone(), gate, ClientConfig::default()));
+    let clients = Arc::new(KeycrmClients::new(
+        secrets.clone(),
+        gate,
+        ClientConfig::default(),
+    ));
     let shop = Arc::new(MemoryShop::new());
     shop.set_reference("s1", shop_reference());
     let sync_q = Arc::new(MemoryQueue::new("sync"));
@@ -103,30 +83,53 @@ async fn harness() -> H {
         journal: Arc::new(MemoryJournal::default()),
         cache: Arc::new(MemoryReferenceCache::new()),
         ledger: Arc::new(MemoryLedger::new()),
-        sync: Arc::new(Runs::default()),
+        sync: Arc::new(MemorySync::new()),
         clients,
         shop,
         order_queue: Arc::new(MemoryQueue::new("orders")),
         sync_queue: sync_q.clone(),
     };
-    H { router: router(api), signer, sim, sync_q, secrets }
+    H {
+        router: router(api),
+        signer,
+        sim,
+        sync_q,
+        secrets,
+    }
 }
 
 impl H {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         let req = req
-            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
             .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
         let text = String::from_utf8_lossy(&bytes).to_string();
-        assert!(!text.contains(KEY), "the API key leaked into a response: {text}");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        assert!(
+            !text.contains(KEY),
+            "the API key leaked into a response: {text}"
+        );
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     fn token(&self, shop: &str) -> String {
@@ -135,7 +138,9 @@ impl H {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{shop_id}", "s1").replace("{run_id}", "r1").replace("{order_id}", "o1")
+    path.replace("{shop_id}", "s1")
+        .replace("{run_id}", "r1")
+        .replace("{order_id}", "o1")
 }
 
 #[tokio::test]
@@ -150,13 +155,27 @@ async fn every_route_is_served_and_guarded() {
         assert_eq!(st, StatusCode::FORBIDDEN, "{method} {p}: {body}");
         assert_eq!(body["error"]["code"], "forbidden");
         // With the right token the route exists (whatever the answer, it is not "no route").
-        let (_, body) = h.call(&method, &p, Some(&h.token("s1")), Some(json!({}))).await;
+        let (_, body) = h
+            .call(&method, &p, Some(&h.token("s1")), Some(json!({})))
+            .await;
         assert_ne!(body["error"]["code"], "route_not_found", "{method} {p}");
         assert_ne!(body["error"]["code"], "method_not_allowed", "{method} {p}");
     }
-    let (st, body) = h.call("GET", "/v1/shops/s1/nothing", Some(&h.token("s1")), None).await;
-    assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("route_not_found")));
-    let (st, _) = h.call("POST", "/v1/shops/s1/connection", Some(&h.token("s1")), None).await;
+    let (st, body) = h
+        .call("GET", "/v1/shops/s1/nothing", Some(&h.token("s1")), None)
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("route_not_found"))
+    );
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/shops/s1/connection",
+            Some(&h.token("s1")),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -166,47 +185,98 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
     let t = h.token("s1");
     let base = "/v1/shops/s1/connection";
 
-    let (st, body) = h.call("PUT", base, Some(&t), Some(json!({"api_key": "wrong-key-123456789"}))).await;
+    let (st, body) = h
+        .call(
+            "PUT",
+            base,
+            Some(&t),
+            Some(json!({"api_key": "wrong-key-123456789"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["message"], "KeyCRM rejected this API key");
 
-    let (st, body) = h.call("PUT", base, Some(&t), Some(json!({"api_key": KEY}))).await;
+    let (st, body) = h
+        .call("PUT", base, Some(&t), Some(json!({"api_key": KEY})))
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let conn_id = body["id"].as_str().unwrap().to_string();
     assert_eq!(body["key_mask"], "••••cdef");
     let url = body["webhooks"]["orders"]["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("https://hooks.example.com/v1/webhooks/keycrm/{conn_id}/")));
-    assert_eq!(h.secrets.get(&format!("test/keycrm/{conn_id}")).await.unwrap().unwrap().expose(), KEY);
+    assert!(url.starts_with(&format!(
+        "https://hooks.example.com/v1/webhooks/keycrm/{conn_id}/"
+    )));
+    assert_eq!(
+        h.secrets
+            .get(&format!("test/keycrm/{conn_id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        KEY
+    );
 
-    let (st, opts) = h.call("GET", &format!("{base}/options"), Some(&t), None).await;
+    let (st, opts) = h
+        .call("GET", &format!("{base}/options"), Some(&t), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{opts}");
     assert_eq!(opts["cached"], false);
     assert!(opts["keycrm"]["pipelines_enabled"].as_bool().unwrap());
     assert_eq!(opts["shop"]["currency"], "UAH");
     let before = h.sim.stats().total_requests;
-    let (_, again) = h.call("GET", &format!("{base}/options"), Some(&t), None).await;
+    let (_, again) = h
+        .call("GET", &format!("{base}/options"), Some(&t), None)
+        .await;
     assert_eq!(again["cached"], true);
-    assert_eq!(h.sim.stats().total_requests, before, "the second read is served from the cache");
+    assert_eq!(
+        h.sim.stats().total_requests,
+        before,
+        "the second read is served from the cache"
+    );
 
     let settings = json!({
         "sync_products": true, "order_sync": "orders", "source_id": 1,
         "status_map": [{"shop_status": "new", "keycrm_status_id": 1}],
         "payment_map": [{"shop_method": "cod", "keycrm_method_id": 1}],
     });
-    let (st, body) = h.call("PUT", &format!("{base}/settings"), Some(&t), Some(json!({"version": 1, "settings": settings}))).await;
+    let (st, body) = h
+        .call(
+            "PUT",
+            &format!("{base}/settings"),
+            Some(&t),
+            Some(json!({"version": 1, "settings": settings})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
 
-    let (st, body) = h.call("POST", &format!("{base}/sync"), Some(&t), Some(json!({"kind": "full"}))).await;
+    let (st, body) = h
+        .call(
+            "POST",
+            &format!("{base}/sync"),
+            Some(&t),
+            Some(json!({"kind": "full"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{body}");
     let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
     assert_eq!(job.run_id.as_deref(), body["run_id"].as_str());
-    assert_eq!((job.connection_id.as_str(), job.requested_by.as_str()), (conn_id.as_str(), "merchant"));
+    assert_eq!(
+        (job.connection_id.as_str(), job.requested_by.as_str()),
+        (conn_id.as_str(), "merchant")
+    );
 
     let (st, _) = h.call("DELETE", base, Some(&t), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert!(h.secrets.get(&format!("test/keycrm/{conn_id}")).await.unwrap().is_none());
+    assert!(h
+        .secrets
+        .get(&format!("test/keycrm/{conn_id}"))
+        .await
+        .unwrap()
+        .is_none());
     let (st, body) = h.call("GET", base, Some(&t), None).await;
-    assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_connected")));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_connected"))
+    );
 }
-

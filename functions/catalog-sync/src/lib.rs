@@ -1,1 +1,17 @@
-// crate root
+//! Catalog sync: KeyCRM's categories, products and prices into the shop.
+//!
+//! A schedule tick fans out one [`store::SyncJob`] per connection onto the sync-jobs queue;
+//! each job runs one connection's sync within the invocation's time, checkpointing after
+//! every page and pausing before the deadline; the resume schedule re-enqueues paused runs.
+//! Design: `docs/catalog-sync.md`. Planning rules: [`mapping::catalog`].
+
+pub mod checkpoint;
+pub mod engine;
+mod full;
+pub mod handler;
+pub mod kit;
+mod prices;
+mod report;
+
+pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT};
+pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};

@@ -39,7 +39,8 @@ struct State {
     orders: Vec<(Order, NewOrder)>,
     cards: Vec<StubCard>,
     next_id: i64,
-    faults: VecDeque<StubFault>,
+    /// Pending faults, each for one kind of write (`None`: any write).
+    faults: VecDeque<(Option<&'static str>, StubFault)>,
     requests: BTreeMap<&'static str, u64>,
     bytes_sent: u64,
     latency: Duration,
@@ -76,7 +77,7 @@ impl StubCrm {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes every write take this long (deadline tests).
+    /// Makes every create answer this long after it is stored (deadline tests).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
     }
@@ -88,8 +89,16 @@ impl StubCrm {
         }
     }
 
+    /// Fails the next writes, whatever they are.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = StubFault>) {
-        self.lock().faults.extend(faults);
+        self.lock().faults.extend(faults.into_iter().map(|f| (None, f)));
+    }
+
+    /// Fails the next writes of one kind (`create_order`, `set_order_status`, …).
+    pub fn fail_next_on(&self, op: &'static str, faults: impl IntoIterator<Item = StubFault>) {
+        self.lock()
+            .faults
+            .extend(faults.into_iter().map(|f| (Some(op), f)));
     }
 
     pub fn orders(&self) -> Vec<(Order, NewOrder)> {
@@ -127,8 +136,14 @@ impl StubCrm {
     }
 
     /// Applies a pending fault to a write; `Ok(true)` = store it but report a lost answer.
-    fn write_fault(s: &mut State) -> Result<bool, KeycrmError> {
-        match s.faults.pop_front() {
+    fn write_fault(s: &mut State, op: &'static str) -> Result<bool, KeycrmError> {
+        let next = s
+            .faults
+            .iter()
+            .position(|(for_op, _)| for_op.is_none_or(|o| o == op))
+            .and_then(|i| s.faults.remove(i))
+            .map(|(_, f)| f);
+        match next {
             None => Ok(false),
             Some(StubFault::RateLimited(d)) => Err(KeycrmError::RateLimited { retry_after: d }),
             Some(StubFault::Unavailable) => Err(KeycrmError::Transient {
@@ -156,26 +171,30 @@ fn lost_answer() -> KeycrmError {
 #[async_trait]
 impl CrmApi for StubCrm {
     async fn create_order(&self, body: &NewOrder) -> Result<Order, KeycrmError> {
-        self.pause().await;
         let bytes = serde_json::to_vec(body).map_err(|e| KeycrmError::Protocol {
             detail: e.to_string(),
         })?;
-        let mut s = self.lock();
-        self.count(&mut s, "create_order");
-        s.bytes_sent += bytes.len() as u64;
-        let lose_answer = Self::write_fault(&mut s)?;
-        let id = s.next_id;
-        s.next_id += 1;
-        let order = Order {
-            id,
-            source_id: Some(body.source_id),
-            source_uuid: body.source_uuid.clone(),
-            status_id: 1,
-            ..Order::default()
+        let (order, lose_answer) = {
+            let mut s = self.lock();
+            self.count(&mut s, "create_order");
+            s.bytes_sent += bytes.len() as u64;
+            let lose_answer = Self::write_fault(&mut s, "create_order")?;
+            let id = s.next_id;
+            s.next_id += 1;
+            let order = Order {
+                id,
+                source_id: Some(body.source_id),
+                source_uuid: body.source_uuid.clone(),
+                status_id: 1,
+                ..Order::default()
+            };
+            if !self.forgetful {
+                s.orders.push((order.clone(), body.clone()));
+            }
+            (order, lose_answer)
         };
-        if !self.forgetful {
-            s.orders.push((order.clone(), body.clone()));
-        }
+        // Like KeyCRM: stored first, answered after the latency.
+        self.pause().await;
         if lose_answer {
             return Err(lost_answer());
         }
@@ -201,7 +220,7 @@ impl CrmApi for StubCrm {
     async fn set_order_status(&self, order_id: i64, status_id: i64) -> Result<(), KeycrmError> {
         let mut s = self.lock();
         self.count(&mut s, "set_order_status");
-        if Self::write_fault(&mut s)? {
+        if Self::write_fault(&mut s, "set_order_status")? {
             return Err(lost_answer());
         }
         match s.orders.iter_mut().find(|(o, _)| o.id == order_id) {
@@ -217,30 +236,33 @@ impl CrmApi for StubCrm {
     }
 
     async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), KeycrmError> {
-        self.pause().await;
         let bytes = serde_json::to_vec(body).map_err(|e| KeycrmError::Protocol {
             detail: e.to_string(),
         })?;
-        let mut s = self.lock();
-        self.count(&mut s, "create_card");
-        s.bytes_sent += bytes.len() as u64;
-        let lose_answer = Self::write_fault(&mut s)?;
-        let id = s.next_id;
-        s.next_id += 1;
-        let status_id = self
-            .reference
-            .pipeline(body.pipeline_id)
-            .and_then(|p| p.statuses.first())
-            .map(|st| st.id)
-            .unwrap_or(1);
-        if !self.forgetful {
-            s.cards.push(StubCard {
-                id,
-                status_id,
-                created_at: Utc::now(),
-                body: body.clone(),
-            });
-        }
+        let (id, status_id, lose_answer) = {
+            let mut s = self.lock();
+            self.count(&mut s, "create_card");
+            s.bytes_sent += bytes.len() as u64;
+            let lose_answer = Self::write_fault(&mut s, "create_card")?;
+            let id = s.next_id;
+            s.next_id += 1;
+            let status_id = self
+                .reference
+                .pipeline(body.pipeline_id)
+                .and_then(|p| p.statuses.first())
+                .map(|st| st.id)
+                .unwrap_or(1);
+            if !self.forgetful {
+                s.cards.push(StubCard {
+                    id,
+                    status_id,
+                    created_at: Utc::now(),
+                    body: body.clone(),
+                });
+            }
+            (id, status_id, lose_answer)
+        };
+        self.pause().await;
         if lose_answer {
             return Err(lost_answer());
         }
@@ -278,7 +300,7 @@ impl CrmApi for StubCrm {
     async fn set_card_status(&self, card_id: i64, status_id: i64) -> Result<(), KeycrmError> {
         let mut s = self.lock();
         self.count(&mut s, "set_card_status");
-        if Self::write_fault(&mut s)? {
+        if Self::write_fault(&mut s, "set_card_status")? {
             return Err(lost_answer());
         }
         match s.cards.iter_mut().find(|c| c.id == card_id) {

@@ -176,7 +176,10 @@ fn newest(entry: &LedgerEntry) -> Option<(DateTime<Utc>, &str)> {
 /// False once the connector pushed a different shop status to KeyCRM after the recorded
 /// KeyCRM change: the shop has moved on and must not be set back.
 fn shop_not_moved_on(entry: &LedgerEntry) -> bool {
-    match (entry.shop_status.as_deref(), entry.applied_from_keycrm.as_deref()) {
+    match (
+        entry.shop_status.as_deref(),
+        entry.applied_from_keycrm.as_deref(),
+    ) {
         (None, _) => true,
         (Some(s), Some(a)) => s == a,
         (Some(_), None) => false,
@@ -290,7 +293,12 @@ impl StatusApplier {
     pub async fn process(&self, job: &StatusJob, receive_count: u32) -> Outcome {
         let conn = match self.connections.get(&job.connection_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return ignored(IgnoreReason::UnknownConnection, "connection no longer exists"),
+            Ok(None) => {
+                return ignored(
+                    IgnoreReason::UnknownConnection,
+                    "connection no longer exists",
+                )
+            }
             Err(e) => return store_outcome("reading the connection", e),
         };
         if !conn.active {
@@ -304,7 +312,10 @@ impl StatusApplier {
         let Some(status) = target_status(&conn.settings, &entry, job) else {
             return ignored(
                 IgnoreReason::Unmapped,
-                format!("KeyCRM status {} has no shop status in the mapping", job.status_id),
+                format!(
+                    "KeyCRM status {} has no shop status in the mapping",
+                    job.status_id
+                ),
             );
         };
         let order = entry.shop_order_id.clone();
@@ -410,8 +421,17 @@ impl StatusApplier {
         })
     }
 
-    async fn set_status(&self, conn: &Connection, order: &str, status: &str) -> Result<(), Outcome> {
-        match self.shop.set_order_status(&conn.shop_id, order, status).await {
+    async fn set_status(
+        &self,
+        conn: &Connection,
+        order: &str,
+        status: &str,
+    ) -> Result<(), Outcome> {
+        match self
+            .shop
+            .set_order_status(&conn.shop_id, order, status)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(ShopError::NotFound(_)) => Err(ignored(
                 IgnoreReason::ShopOrderMissing,
@@ -446,12 +466,15 @@ impl StatusApplier {
             return Ok(Err("no shop order is linked to this pipeline card".into()));
         }
         let Some(source) = conn.settings.source_id else {
-            return Ok(Err("not linked, and the connection has no KeyCRM source to match".into()));
+            return Ok(Err(
+                "not linked, and the connection has no KeyCRM source to match".into(),
+            ));
         };
         if job.source_id != Some(source) {
             return Ok(Err(format!(
                 "not linked, and from KeyCRM source {} instead of {source}",
-                job.source_id.map_or_else(|| "none".to_string(), |s| s.to_string())
+                job.source_id
+                    .map_or_else(|| "none".to_string(), |s| s.to_string())
             )));
         }
         let Some(uuid) = job.source_uuid.as_deref() else {
@@ -477,7 +500,8 @@ impl StatusApplier {
             Some(e) => Ok(Err(format!(
                 "shop order {uuid} is linked to KeyCRM {} {}",
                 e.target.as_str(),
-                e.keycrm_id.map_or_else(|| "(pending)".to_string(), |k| k.to_string())
+                e.keycrm_id
+                    .map_or_else(|| "(pending)".to_string(), |k| k.to_string())
             ))),
             None => Ok(Err(format!("shop order {uuid} could not be adopted"))),
         }

@@ -144,7 +144,9 @@ pub async fn poll_once(
         source: Some(queue.clone()),
         dead_letter,
     };
-    let msgs = queue.receive(opts.batch, opts.wait, opts.visibility).await?;
+    let msgs = queue
+        .receive(opts.batch, opts.wait, opts.visibility)
+        .await?;
     let n = msgs.len();
     for m in msgs {
         let d = applier.handle_message(&m.body, m.receive_count).await;

@@ -93,7 +93,10 @@ mod tests {
         let j = job();
         let body = j.to_body();
         assert!(body.len() < 300, "{body}");
-        assert!(!body.contains("source_uuid"), "absent optionals are not sent");
+        assert!(
+            !body.contains("source_uuid"),
+            "absent optionals are not sent"
+        );
         assert_eq!(StatusJob::parse(&body).unwrap(), j);
     }
 

@@ -77,7 +77,12 @@ impl ShopOrders for GatedShop {
     async fn reference(&self, shop_id: &str) -> Result<ShopReference, ShopError> {
         self.inner.reference(shop_id).await
     }
-    async fn set_order_status(&self, shop_id: &str, order: &str, status: &str) -> Result<(), ShopError> {
+    async fn set_order_status(
+        &self,
+        shop_id: &str,
+        order: &str,
+        status: &str,
+    ) -> Result<(), ShopError> {
         let gate = self.gate.lock().unwrap().take();
         if let Some((arrived, proceed)) = gate {
             let _ = arrived.send(());
@@ -103,7 +108,11 @@ fn policy() -> RetryPolicy {
     }
 }
 
-async fn world_with(active: bool, shop_port: Option<Arc<dyn ShopOrders>>, shop: Arc<MemoryShop>) -> World {
+async fn world_with(
+    active: bool,
+    shop_port: Option<Arc<dyn ShopOrders>>,
+    shop: Arc<MemoryShop>,
+) -> World {
     let conns = Arc::new(MemoryConnections::default());
     conns.create(&connection(active)).await.unwrap();
     let ledger = Arc::new(MemoryLedger::default());
@@ -170,7 +179,9 @@ impl World {
         st.counters.get(name).copied().unwrap_or(0)
     }
     async fn handle(&self, j: &StatusJob, receive_count: u32) -> Disposition {
-        self.applier.handle_message(&j.to_body(), receive_count).await
+        self.applier
+            .handle_message(&j.to_body(), receive_count)
+            .await
     }
 }
 
@@ -198,7 +209,10 @@ async fn duplicates_change_the_shop_once() {
     for _ in 0..3 {
         assert_eq!(w.handle(&j, 1).await, Disposition::Done);
     }
-    assert_eq!(w.history(), vec![("A-1".to_string(), "shipped".to_string())]);
+    assert_eq!(
+        w.history(),
+        vec![("A-1".to_string(), "shipped".to_string())]
+    );
     assert_eq!(w.shop.stats(SHOP).status_changes, 1);
     assert_eq!(w.counter("webhooks_applied").await, 1);
     assert_eq!(w.counter("webhooks_ignored").await, 2);
@@ -232,25 +246,42 @@ async fn unknown_orders_unmapped_statuses_and_inactive_connections_are_ignored()
     let mut other = job(999, 3, t(1));
     other.source_id = Some(8);
     other.source_uuid = Some("A-2".into());
-    assert!(is_ignored(&w.applier.process(&other, 1).await, IgnoreReason::UnknownOrder));
+    assert!(is_ignored(
+        &w.applier.process(&other, 1).await,
+        IgnoreReason::UnknownOrder
+    ));
     // Our source but no source_uuid.
     let mut bare = job(998, 3, t(1));
     bare.source_uuid = None;
-    assert!(is_ignored(&w.applier.process(&bare, 1).await, IgnoreReason::UnknownOrder));
+    assert!(is_ignored(
+        &w.applier.process(&bare, 1).await,
+        IgnoreReason::UnknownOrder
+    ));
     // Unmapped KeyCRM status.
-    assert!(is_ignored(&w.applier.process(&job(100, 5, t(1)), 1).await, IgnoreReason::Unmapped));
+    assert!(is_ignored(
+        &w.applier.process(&job(100, 5, t(1)), 1).await,
+        IgnoreReason::Unmapped
+    ));
     // Unknown card.
     assert!(is_ignored(
-        &w.applier.process(&card_job(556, Some(1), 1002, t(1)), 1).await,
+        &w.applier
+            .process(&card_job(556, Some(1), 1002, t(1)), 1)
+            .await,
         IgnoreReason::UnknownOrder
     ));
     assert!(w.history().is_empty());
-    assert!(w.ledger.get(CONN, "A-2").await.unwrap().is_none(), "nothing adopted");
+    assert!(
+        w.ledger.get(CONN, "A-2").await.unwrap().is_none(),
+        "nothing adopted"
+    );
     assert_eq!(w.handle(&other, 1).await, Disposition::Done);
     assert_eq!(w.counter("webhooks_ignored").await, 1);
 
     let off = world_with(false, None, Arc::new(MemoryShop::new())).await;
-    assert!(is_ignored(&off.applier.process(&job(100, 3, t(1)), 1).await, IgnoreReason::Inactive));
+    assert!(is_ignored(
+        &off.applier.process(&job(100, 3, t(1)), 1).await,
+        IgnoreReason::Inactive
+    ));
     assert!(off.history().is_empty());
 
     w.conns.delete(CONN).await.unwrap();
@@ -266,26 +297,43 @@ async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
     let mut j = job(200, 7, t(1));
     j.source_uuid = Some("A-2".into());
     let o = w.applier.process(&j, 1).await;
-    assert!(matches!(o, Outcome::Applied { ref shop_order_id, .. } if shop_order_id == "A-2"), "{o:?}");
+    assert!(
+        matches!(o, Outcome::Applied { ref shop_order_id, .. } if shop_order_id == "A-2"),
+        "{o:?}"
+    );
     assert_eq!(w.status("A-2").as_deref(), Some("shipped"));
-    let e = w.ledger.find_by_keycrm_id(CONN, Target::Order, 200).await.unwrap().unwrap();
+    let e = w
+        .ledger
+        .find_by_keycrm_id(CONN, Target::Order, 200)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.shop_order_id, "A-2");
 
     // A shop order already linked to another KeyCRM order is not taken over.
     let mut intruder = job(201, 12, t(2));
     intruder.source_uuid = Some("A-2".into());
-    assert!(is_ignored(&w.applier.process(&intruder, 1).await, IgnoreReason::UnknownOrder));
+    assert!(is_ignored(
+        &w.applier.process(&intruder, 1).await,
+        IgnoreReason::UnknownOrder
+    ));
     assert_eq!(w.status("A-2").as_deref(), Some("shipped"));
 }
 
 #[tokio::test]
 async fn pipeline_cards_map_through_the_pipeline_status_map() {
     let w = world().await;
-    let o = w.applier.process(&card_job(555, Some(1), 1002, t(1)), 1).await;
+    let o = w
+        .applier
+        .process(&card_job(555, Some(1), 1002, t(1)), 1)
+        .await;
     assert!(matches!(o, Outcome::Applied { .. }), "{o:?}");
     assert_eq!(w.status("A-3").as_deref(), Some("processing"));
     // A status of another pipeline than the map's is unmapped.
-    let o = w.applier.process(&card_job(555, Some(2), 1004, t(2)), 1).await;
+    let o = w
+        .applier
+        .process(&card_job(555, Some(2), 1004, t(2)), 1)
+        .await;
     assert!(is_ignored(&o, IgnoreReason::Unmapped), "{o:?}");
     // Without a pipeline id the status id alone decides.
     w.applier.process(&card_job(555, None, 1004, t(3)), 1).await;
@@ -307,7 +355,10 @@ async fn the_echo_of_our_own_push_keeps_the_shop_status_under_a_many_to_one_map(
         "{o:?}"
     );
     assert_eq!(w.status("A-1").as_deref(), Some("awaiting_payment"));
-    assert!(w.history().is_empty(), "no flip to the first listed alternative");
+    assert!(
+        w.history().is_empty(),
+        "no flip to the first listed alternative"
+    );
 }
 
 #[tokio::test]
@@ -316,9 +367,15 @@ async fn shop_outage_is_retried_with_backoff_then_applied() {
     w.shop.set_down(true);
     let j = job(100, 7, t(1));
     let d = w.handle(&j, 1).await;
-    assert!(matches!(d, Disposition::RetryAfter { delay, .. } if delay == Duration::from_millis(10)), "{d:?}");
+    assert!(
+        matches!(d, Disposition::RetryAfter { delay, .. } if delay == Duration::from_millis(10)),
+        "{d:?}"
+    );
     let d = w.handle(&j, 2).await;
-    assert!(matches!(d, Disposition::RetryAfter { delay, .. } if delay == Duration::from_millis(20)), "{d:?}");
+    assert!(
+        matches!(d, Disposition::RetryAfter { delay, .. } if delay == Duration::from_millis(20)),
+        "{d:?}"
+    );
     assert_eq!(w.status("A-1").as_deref(), Some("new"));
     w.shop.set_down(false);
     assert_eq!(w.handle(&j, 3).await, Disposition::Done);
@@ -355,10 +412,16 @@ async fn refused_statuses_fail_and_missing_shop_orders_are_ignored() {
         },
     );
     let d = w.handle(&job(100, 7, t(1)), 1).await;
-    assert!(matches!(&d, Disposition::GiveUp { reason } if reason.contains("shipped")), "{d:?}");
+    assert!(
+        matches!(&d, Disposition::GiveUp { reason } if reason.contains("shipped")),
+        "{d:?}"
+    );
 
     let w = world().await;
-    w.ledger.adopt(CONN, "GONE", Target::Order, 300).await.unwrap();
+    w.ledger
+        .adopt(CONN, "GONE", Target::Order, 300)
+        .await
+        .unwrap();
     let o = w.applier.process(&job(300, 7, t(1)), 1).await;
     assert!(is_ignored(&o, IgnoreReason::ShopOrderMissing), "{o:?}");
 }
@@ -398,7 +461,11 @@ async fn a_slow_older_write_cannot_leave_the_shop_behind() {
     proceed_tx.send(()).unwrap();
     let o = slow.await.unwrap();
     assert!(matches!(o, Outcome::Applied { .. }), "{o:?}");
-    assert_eq!(w.status("A-1").as_deref(), Some("shipped"), "converged on the newest");
+    assert_eq!(
+        w.status("A-1").as_deref(),
+        Some("shipped"),
+        "converged on the newest"
+    );
     let h: Vec<String> = w.history().into_iter().map(|(_, s)| s).collect();
     assert_eq!(h, vec!["shipped", "processing", "shipped"]);
 }
@@ -420,7 +487,10 @@ async fn the_shop_is_not_set_back_after_it_moved_on() {
     w.handle(&job(100, 7, t(1)), 1).await;
     // The merchant moved on in the shop and order-push recorded it.
     w.shop.add_order(SHOP, "A-1", "done");
-    w.ledger.record_shop_status(CONN, "A-1", "done", Some(12), t(3)).await.unwrap();
+    w.ledger
+        .record_shop_status(CONN, "A-1", "done", Some(12), t(3))
+        .await
+        .unwrap();
     // A late duplicate of the first event must not flip it back.
     let o = w.applier.process(&job(100, 7, t(1)), 1).await;
     assert!(is_ignored(&o, IgnoreReason::Duplicate), "{o:?}");
@@ -439,7 +509,9 @@ async fn consumer_retries_then_redrives_to_the_dead_letter_queue() {
             max_receives: 3,
         },
     ));
-    q.send(Outgoing::new(job(100, 7, t(1)).to_body())).await.unwrap();
+    q.send(Outgoing::new(job(100, 7, t(1)).to_body()))
+        .await
+        .unwrap();
     let opts = ConsumerOptions {
         batch: 10,
         wait: Duration::from_millis(100),
@@ -468,7 +540,12 @@ async fn consumer_writes_a_reasoned_dead_letter_when_it_has_the_queue() {
         wait: Duration::ZERO,
         ..ConsumerOptions::default()
     };
-    assert_eq!(poll_once(&w.applier, &q, Some(dlq.clone()), opts).await.unwrap(), 1);
+    assert_eq!(
+        poll_once(&w.applier, &q, Some(dlq.clone()), opts)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(q.approximate_len().await.unwrap(), 0, "acknowledged");
     let letters = dlq.bodies();
     assert_eq!(letters.len(), 1);
@@ -490,15 +567,16 @@ async fn lambda_batches_report_only_the_failed_items() {
     let mut bad = job(300, 7, t(1));
     bad.source_uuid = Some("A-2".into());
     w.shop.set_down(false);
-    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({
-        "Records": [
-            {"messageId": "m1", "receiptHandle": "r1", "body": good,
-             "attributes": {"ApproximateReceiveCount": "1"}},
-            {"messageId": "m2", "receiptHandle": "r2", "body": "garbage",
-             "attributes": {"ApproximateReceiveCount": "1"}},
-        ]
-    }))
-    .unwrap();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({
+            "Records": [
+                {"messageId": "m1", "receiptHandle": "r1", "body": good,
+                 "attributes": {"ApproximateReceiveCount": "1"}},
+                {"messageId": "m2", "receiptHandle": "r2", "body": "garbage",
+                 "attributes": {"ApproximateReceiveCount": "1"}},
+            ]
+        }))
+        .unwrap();
     let resp = handle_sqs_event(&w.applier, &transport, event).await;
     let failed: Vec<&str> = resp
         .batch_item_failures
@@ -509,11 +587,12 @@ async fn lambda_batches_report_only_the_failed_items() {
     assert_eq!(w.status("A-1").as_deref(), Some("shipped"));
 
     w.shop.set_down(true);
-    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({
-        "Records": [{"messageId": "m3", "receiptHandle": "r3", "body": bad.to_body(),
-                     "attributes": {"ApproximateReceiveCount": "2"}}]
-    }))
-    .unwrap();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({
+            "Records": [{"messageId": "m3", "receiptHandle": "r3", "body": bad.to_body(),
+                         "attributes": {"ApproximateReceiveCount": "2"}}]
+        }))
+        .unwrap();
     let resp = handle_sqs_event(&w.applier, &transport, event).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
 }
@@ -537,6 +616,9 @@ fn queue_urls_from_arns() {
         consumer::queue_url_from_arn("arn:aws-cn:sqs:cn-north-1:123456789012:q").as_deref(),
         Some("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q")
     );
-    assert_eq!(consumer::queue_url_from_arn("arn:aws:sns:eu-central-1:1:q"), None);
+    assert_eq!(
+        consumer::queue_url_from_arn("arn:aws:sns:eu-central-1:1:q"),
+        None
+    );
     assert_eq!(consumer::queue_url_from_arn("garbage"), None);
 }

@@ -62,10 +62,7 @@ pub enum PayloadError {
     #[error("{0} is missing")]
     Missing(&'static str),
     #[error("{field} is invalid: {reason}")]
-    Invalid {
-        field: &'static str,
-        reason: String,
-    },
+    Invalid { field: &'static str, reason: String },
 }
 
 /// Accepts no (or an empty) content type (treated as JSON), `application/json`, `text/json` and
@@ -74,7 +71,12 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError
     let Some(ct) = content_type else {
         return Ok(());
     };
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let ok = essence.is_empty()
         || essence == "application/json"
         || essence == "text/json"
@@ -124,7 +126,11 @@ fn int(v: &Option<Value>, field: &'static str) -> Result<Option<i64>, PayloadErr
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
             .map(Some)
             .ok_or_else(|| invalid("not an integer")),
         Some(Value::String(s)) => s
@@ -136,16 +142,21 @@ fn int(v: &Option<Value>, field: &'static str) -> Result<Option<i64>, PayloadErr
     }
 }
 
-fn timestamp(v: &Option<Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, PayloadError> {
+fn timestamp(
+    v: &Option<Value>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, PayloadError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => keycrm::time::parse(s).map(Some).ok_or_else(|| {
-            PayloadError::Invalid {
-                field,
-                reason: "not a KeyCRM timestamp".into(),
-            }
-        }),
+        Some(Value::String(s)) => {
+            keycrm::time::parse(s)
+                .map(Some)
+                .ok_or_else(|| PayloadError::Invalid {
+                    field,
+                    reason: "not a KeyCRM timestamp".into(),
+                })
+        }
         Some(_) => Err(PayloadError::Invalid {
             field,
             reason: "not a string".into(),
@@ -166,7 +177,9 @@ fn text(v: &Option<Value>) -> Option<String> {
 pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
     // serde would read a struct from a JSON array too; a webhook is an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(PayloadError::Shape("expected a JSON object, got an array".into()));
+        return Err(PayloadError::Shape(
+            "expected a JSON object, got an array".into(),
+        ));
     }
     let env: Envelope = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
@@ -182,13 +195,7 @@ pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
             LEAD_STATUS_EVENT => Event::LeadStatus,
             "" => return Err(PayloadError::Missing("event")),
             // Bounded and printable: the name ends up in logs and the reply.
-            other => Event::Other(
-                other
-                    .chars()
-                    .take(64)
-                    .filter(|c| !c.is_control())
-                    .collect(),
-            ),
+            other => Event::Other(other.chars().take(64).filter(|c| !c.is_control()).collect()),
         },
         Some(_) => {
             return Err(PayloadError::Invalid {
@@ -211,8 +218,8 @@ pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
             reason: "not a positive id".into(),
         });
     }
-    let status_id =
-        int(&ctx.status_id, "context.status_id")?.ok_or(PayloadError::Missing("context.status_id"))?;
+    let status_id = int(&ctx.status_id, "context.status_id")?
+        .ok_or(PayloadError::Missing("context.status_id"))?;
     let changed_at = match timestamp(&ctx.status_changed_at, "context.status_changed_at")? {
         Some(t) => t,
         None => timestamp(&ctx.updated_at, "context.updated_at")?
@@ -250,7 +257,10 @@ mod tests {
         assert_eq!(c.status_id, 1);
         assert_eq!(c.source_id, Some(246));
         assert_eq!(c.source_uuid, None);
-        assert_eq!(c.changed_at, Utc.with_ymd_and_hms(2024, 5, 28, 9, 34, 10).unwrap());
+        assert_eq!(
+            c.changed_at,
+            Utc.with_ymd_and_hms(2024, 5, 28, 9, 34, 10).unwrap()
+        );
     }
 
     #[test]
@@ -265,7 +275,10 @@ mod tests {
         let c = parse(body.as_bytes()).unwrap().change.unwrap();
         assert_eq!((c.id, c.status_id, c.source_id), (42, 3, Some(7)));
         assert_eq!(c.source_uuid.as_deref(), Some("1055"));
-        assert_eq!(c.changed_at, Utc.with_ymd_and_hms(2026, 1, 29, 18, 53, 35).unwrap());
+        assert_eq!(
+            c.changed_at,
+            Utc.with_ymd_and_hms(2026, 1, 29, 18, 53, 35).unwrap()
+        );
     }
 
     #[test]
@@ -304,7 +317,10 @@ mod tests {
                 std::mem::discriminant(want),
                 "{body}: {got:?}"
             );
-            if let (PayloadError::Invalid { field: a, .. }, PayloadError::Invalid { field: b, .. })
+            if let (
+                PayloadError::Invalid { field: a, .. },
+                PayloadError::Invalid { field: b, .. },
+            )
             | (PayloadError::Missing(a), PayloadError::Missing(b)) = (&got, want)
             {
                 assert_eq!(a, b, "{body}");
@@ -332,7 +348,10 @@ mod tests {
             "application/xml",
         ] {
             assert!(
-                matches!(check_content_type(Some(bad)), Err(PayloadError::UnsupportedMediaType(_))),
+                matches!(
+                    check_content_type(Some(bad)),
+                    Err(PayloadError::UnsupportedMediaType(_))
+                ),
                 "{bad}"
             );
         }

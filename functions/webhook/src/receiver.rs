@@ -66,7 +66,8 @@ impl Reply {
 /// 43-character base64url strings; the bounds leave room without reading anything odd.
 fn well_formed(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub struct Receiver {
@@ -109,13 +110,21 @@ impl Receiver {
         token: &str,
     ) -> Result<(Connection, WebhookKind), Reply> {
         if !well_formed(connection_id, 1, 64) || !well_formed(token, 16, 128) {
-            tracing::warn!(route = ROUTE, status = 404, "webhook refused: malformed URL");
+            tracing::warn!(
+                route = ROUTE,
+                status = 404,
+                "webhook refused: malformed URL"
+            );
             return Err(Reply::not_found());
         }
         let conn = match self.connections.get(connection_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                tracing::warn!(route = ROUTE, status = 404, "webhook refused: unknown connection");
+                tracing::warn!(
+                    route = ROUTE,
+                    status = 404,
+                    "webhook refused: unknown connection"
+                );
                 return Err(Reply::not_found());
             }
             Err(e) => {
@@ -146,7 +155,11 @@ impl Receiver {
                 route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
                 event = %event, outcome = "ignored", reason, "webhook ignored"
             );
-            if let Err(e) = self.journal.count(&conn.id, Counter::WebhooksIgnored, 1).await {
+            if let Err(e) = self
+                .journal
+                .count(&conn.id, Counter::WebhooksIgnored, 1)
+                .await
+            {
                 tracing::warn!(connection = %conn.id, error = %e, "could not update the journal");
             }
             Reply::ignored(reason)

@@ -73,9 +73,16 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rx.max_body() as u64) {
-        tracing::warn!(route = ROUTE, status = 413, "webhook refused: body too large");
-        return Reply::error(StatusCode::PAYLOAD_TOO_LARGE, PayloadError::TooLarge(rx.max_body()))
-            .into_response();
+        tracing::warn!(
+            route = ROUTE,
+            status = 413,
+            "webhook refused: body too large"
+        );
+        return Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            PayloadError::TooLarge(rx.max_body()),
+        )
+        .into_response();
     }
     let (conn, kind) = match rx.authenticate(&connection_id, &token).await {
         Ok(found) => found,

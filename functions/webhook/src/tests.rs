@@ -5,7 +5,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use mapping::settings::{PipelineStatusLink, StatusLink};
 use mapping::Settings;
-use queue::{Message, MemoryQueue, Outgoing, Queue, QueueError};
+use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
 use status_apply::StatusJob;
 use std::sync::{Arc, Mutex};
@@ -43,7 +43,10 @@ fn settings() -> Settings {
     }
 }
 
-async fn fixture_with(conns: Arc<dyn ConnectionStore>, queue: Arc<dyn Queue>) -> (Router, Arc<MemoryJournal>) {
+async fn fixture_with(
+    conns: Arc<dyn ConnectionStore>,
+    queue: Arc<dyn Queue>,
+) -> (Router, Arc<MemoryJournal>) {
     let journal = Arc::new(MemoryJournal::default());
     let rx = Receiver::new(conns, queue, journal.clone());
     (router(Arc::new(rx)), journal)
@@ -103,14 +106,26 @@ fn card_body(id: i64, status: i64) -> String {
     .to_string()
 }
 
-async fn send(app: &Router, method: &str, uri: &str, ct: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    ct: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(ct) = ct {
         req = req.header("content-type", ct);
     }
-    let resp = app.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, v)
 }
@@ -121,7 +136,14 @@ fn url(conn: &str, token: &str) -> String {
 
 impl Fixture {
     async fn post(&self, token: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        send(&self.app, "POST", &url(CONN, token), Some("application/json"), body).await
+        send(
+            &self.app,
+            "POST",
+            &url(CONN, token),
+            Some("application/json"),
+            body,
+        )
+        .await
     }
     fn jobs(&self) -> Vec<StatusJob> {
         self.queue
@@ -145,22 +167,37 @@ async fn an_order_status_change_is_enqueued_and_acknowledged() {
     let jobs = f.jobs();
     assert_eq!(jobs.len(), 1);
     let j = &jobs[0];
-    assert_eq!((j.target, j.keycrm_id, j.status_id), (Target::Order, 67526, 3));
+    assert_eq!(
+        (j.target, j.keycrm_id, j.status_id),
+        (Target::Order, 67526, 3)
+    );
     assert_eq!(j.connection_id, CONN);
     assert_eq!(j.source_uuid.as_deref(), Some("A-1"));
     assert_eq!(j.source_id, Some(7));
-    assert_eq!(keycrm::time::format_live(j.changed_at), "2026-03-19T10:00:00.000000Z");
+    assert_eq!(
+        keycrm::time::format_live(j.changed_at),
+        "2026-03-19T10:00:00.000000Z"
+    );
     let raw = &f.queue.bodies()[0];
-    assert!(!raw.contains(&f.orders_token), "the token is not in the job");
+    assert!(
+        !raw.contains(&f.orders_token),
+        "the token is not in the job"
+    );
 }
 
 #[tokio::test]
 async fn a_card_status_change_on_the_cards_url_is_enqueued_as_a_card() {
     let f = fixture(true).await;
     let (status, body) = f.post(&f.cards_token, card_body(13898, 1002)).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"status": "accepted"})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "accepted"}))
+    );
     let j = &f.jobs()[0];
-    assert_eq!((j.target, j.keycrm_id, j.pipeline_id), (Target::Card, 13898, Some(1)));
+    assert_eq!(
+        (j.target, j.keycrm_id, j.pipeline_id),
+        (Target::Card, 13898, Some(1))
+    );
 }
 
 #[tokio::test]
@@ -180,11 +217,25 @@ async fn wrong_tokens_unknown_connections_and_odd_urls_get_the_same_404() {
         "/v1/webhooks/keycrm".to_string(),
     ];
     for u in cases {
-        let got = send(&f.app, "POST", &u, Some("application/json"), order_body(1, 3)).await;
+        let got = send(
+            &f.app,
+            "POST",
+            &u,
+            Some("application/json"),
+            order_body(1, 3),
+        )
+        .await;
         assert_eq!(got, expected, "{u}");
     }
     // Authentication comes first: a bad body with a wrong token is still just 404.
-    let got = send(&f.app, "POST", &url(CONN, &other), Some("text/plain"), "garbage").await;
+    let got = send(
+        &f.app,
+        "POST",
+        &url(CONN, &other),
+        Some("text/plain"),
+        "garbage",
+    )
+    .await;
     assert_eq!(got, expected);
     assert!(f.jobs().is_empty());
 }
@@ -199,7 +250,10 @@ async fn a_rotated_token_fails_at_once() {
     c.webhook_tokens.orders = Some(new_hash);
     c.version += 1;
     f.conns.update(&c).await.unwrap();
-    assert_eq!(f.post(&old, order_body(1, 3)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.post(&old, order_body(1, 3)).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(f.post(&new, order_body(1, 3)).await.0, StatusCode::OK);
     assert_eq!(f.jobs().len(), 2);
 }
@@ -208,22 +262,47 @@ async fn a_rotated_token_fails_at_once() {
 async fn harmless_events_are_answered_200_and_ignored() {
     let f = fixture(true).await;
     let cases = [
-        (f.orders_token.clone(), r#"{"event":"order.change_payment_status","context":{"id":1}}"#.to_string(), "unhandled_event"),
-        (f.orders_token.clone(), card_body(5, 1002), "event_on_wrong_url"),
-        (f.cards_token.clone(), order_body(5, 3), "event_on_wrong_url"),
+        (
+            f.orders_token.clone(),
+            r#"{"event":"order.change_payment_status","context":{"id":1}}"#.to_string(),
+            "unhandled_event",
+        ),
+        (
+            f.orders_token.clone(),
+            card_body(5, 1002),
+            "event_on_wrong_url",
+        ),
+        (
+            f.cards_token.clone(),
+            order_body(5, 3),
+            "event_on_wrong_url",
+        ),
         (f.orders_token.clone(), order_body(5, 99), "unmapped_status"),
         (f.cards_token.clone(), card_body(5, 2001), "unmapped_status"),
     ];
     for (token, body, reason) in cases {
         let got = f.post(&token, body.clone()).await;
-        assert_eq!(got, (StatusCode::OK, json!({"status": "ignored", "reason": reason})), "{body}");
+        assert_eq!(
+            got,
+            (
+                StatusCode::OK,
+                json!({"status": "ignored", "reason": reason})
+            ),
+            "{body}"
+        );
     }
     assert!(f.jobs().is_empty());
     assert_eq!(f.ignored_count().await, 5);
 
     let off = fixture(false).await;
     let got = off.post(&off.orders_token, order_body(5, 3)).await;
-    assert_eq!(got, (StatusCode::OK, json!({"status": "ignored", "reason": "inactive_connection"})));
+    assert_eq!(
+        got,
+        (
+            StatusCode::OK,
+            json!({"status": "ignored", "reason": "inactive_connection"})
+        )
+    );
     assert!(off.jobs().is_empty());
 }
 
@@ -262,15 +341,25 @@ async fn bad_bodies_get_specific_4xx_and_change_nothing() {
 }
 
 fn futures_stream(s: String) -> Body {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        s.into_bytes().chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = s
+        .into_bytes()
+        .chunks(4096)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     Body::from_stream(futures::stream::iter(chunks))
 }
 
 #[tokio::test]
 async fn only_post_is_allowed() {
     let f = fixture(true).await;
-    let (status, v) = send(&f.app, "GET", &url(CONN, &f.orders_token), None, Body::empty()).await;
+    let (status, v) = send(
+        &f.app,
+        "GET",
+        &url(CONN, &f.orders_token),
+        None,
+        Body::empty(),
+    )
+    .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(v["error"].as_str().unwrap().contains("POST"));
     assert!(f.jobs().is_empty());
@@ -286,7 +375,12 @@ impl Queue for DownQueue {
     async fn send(&self, _: Outgoing) -> Result<String, QueueError> {
         Err(QueueError::Unavailable("SQS is down".into()))
     }
-    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<Message>, QueueError> {
+    async fn receive(
+        &self,
+        _: usize,
+        _: Duration,
+        _: Duration,
+    ) -> Result<Vec<Message>, QueueError> {
         Ok(Vec::new())
     }
     async fn delete(&self, _: &str) -> Result<(), QueueError> {
@@ -319,7 +413,11 @@ impl ConnectionStore for DownStore {
     async fn delete(&self, _: &str) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn list(&self, _: Option<String>, _: usize) -> Result<(Vec<Connection>, Option<String>), StoreError> {
+    async fn list(
+        &self,
+        _: Option<String>,
+        _: usize,
+    ) -> Result<(Vec<Connection>, Option<String>), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
 }
@@ -328,10 +426,24 @@ impl ConnectionStore for DownStore {
 async fn when_it_cannot_hand_off_it_answers_503_so_keycrm_retries() {
     let f = fixture(true).await;
     let (app, _) = fixture_with(f.conns.clone(), Arc::new(DownQueue)).await;
-    let (status, _) = send(&app, "POST", &url(CONN, &f.orders_token), Some("application/json"), order_body(1, 3)).await;
+    let (status, _) = send(
+        &app,
+        "POST",
+        &url(CONN, &f.orders_token),
+        Some("application/json"),
+        order_body(1, 3),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let (app, _) = fixture_with(Arc::new(DownStore), f.queue.clone()).await;
-    let (status, _) = send(&app, "POST", &url(CONN, &f.orders_token), Some("application/json"), order_body(1, 3)).await;
+    let (status, _) = send(
+        &app,
+        "POST",
+        &url(CONN, &f.orders_token),
+        Some("application/json"),
+        order_body(1, 3),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(f.jobs().is_empty());
 }
@@ -365,15 +477,38 @@ async fn the_token_never_reaches_the_logs() {
     f.post(&f.cards_token, order_body(1, 3)).await; // ignored
     f.post(&f.orders_token, "{oops").await; // 400
     f.post(&other, order_body(1, 3)).await; // wrong token
-    // A URL with token and id swapped: the "connection id" is a token.
-    send(&f.app, "POST", &url(&f.orders_token, CONN), Some("application/json"), order_body(1, 3)).await;
+                                            // A URL with token and id swapped: the "connection id" is a token.
+    send(
+        &f.app,
+        "POST",
+        &url(&f.orders_token, CONN),
+        Some("application/json"),
+        order_body(1, 3),
+    )
+    .await;
     let (app, _) = fixture_with(f.conns.clone(), Arc::new(DownQueue)).await;
-    send(&app, "POST", &url(CONN, &f.orders_token), Some("application/json"), order_body(1, 3)).await;
+    send(
+        &app,
+        "POST",
+        &url(CONN, &f.orders_token),
+        Some("application/json"),
+        order_body(1, 3),
+    )
+    .await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains(ROUTE), "logs name the route template:\n{text}");
-    assert!(text.contains("webhook accepted") && text.contains("wrong token"), "{text}");
+    assert!(
+        text.contains(ROUTE),
+        "logs name the route template:\n{text}"
+    );
+    assert!(
+        text.contains("webhook accepted") && text.contains("wrong token"),
+        "{text}"
+    );
     for secret in [&f.orders_token, &f.cards_token, &other] {
-        assert!(!text.contains(secret.as_str()), "a token leaked into the logs:\n{text}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "a token leaked into the logs:\n{text}"
+        );
     }
 }

@@ -717,7 +717,8 @@ pub fn pair_variants(offers: &[CrmOffer], variants: &[IndexedVariant]) -> Vec<Op
     let mut used = vec![false; variants.len()];
     let mut out: Vec<Option<String>> = vec![None; offers.len()];
     type Field = fn(&IndexedVariant) -> Option<&str>;
-    let passes: [(fn(&CrmOffer) -> Option<&str>, Field); 2] = [
+    type OfferField = fn(&CrmOffer) -> Option<&str>;
+    let passes: [(OfferField, Field); 2] = [
         (|o| o.sku.as_deref(), |v| v.sku.as_deref()),
         (|o| o.barcode.as_deref(), |v| v.barcode.as_deref()),
     ];
@@ -1200,10 +1201,10 @@ pub fn category_scope(cats: &[Category], filter: &[i64]) -> Option<BTreeSet<i64>
 }
 
 /// The shop category for a KeyCRM category, from the category links.
-pub fn shop_category<'a>(
-    links: &'a BTreeMap<i64, CategoryLink>,
+pub fn shop_category(
+    links: &BTreeMap<i64, CategoryLink>,
     keycrm_category: Option<i64>,
-) -> Option<&'a str> {
+) -> Option<&str> {
     keycrm_category
         .and_then(|c| links.get(&c))
         .map(|l| l.shop_id.as_str())

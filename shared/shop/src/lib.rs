@@ -1,9 +1,12 @@
 //! The shop platform as the connector sees it: two small ports (catalog, orders), an in-memory
 //! shop for unit tests and the local run, and (in `http`) the adapter for the platform's API.
 
+pub mod demo_server;
+pub mod http;
 mod memory;
 
 pub use mapping::shop::*;
+pub use http::HttpShop;
 pub use memory::{MemoryShop, ShopStats};
 
 use async_trait::async_trait;

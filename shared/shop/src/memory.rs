@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShopStats {
     pub products_created: u64,
     pub products_updated: u64,
@@ -199,8 +199,11 @@ impl ShopCatalog for MemoryShop {
             };
             let mut variant_ids = Vec::new();
             self.with(shop_id, |d| {
+                // The platform keeps a create's reference as the product's external id, so an
+                // integration can recognise what it created.
                 let p = d.products.entry(id.clone()).or_insert_with(|| ShopProduct {
                     id: id.clone(),
+                    external_id: Some(u.external_ref.clone()).filter(|r| !r.is_empty()),
                     visible: u.visible.unwrap_or(false),
                     available: true,
                     ..ShopProduct::default()

@@ -628,7 +628,7 @@ mod tests {
                 offer_id: id * 10,
                 shop_id: format!("{shop}-v1"),
                 hash: 3,
-                price: Some(rust_decimal::Decimal::new(1999, 2)),
+                price: Some("19.99".parse().unwrap()),
                 available: Some(true),
                 gone: false,
             }],

@@ -1,0 +1,658 @@
+//! Running one connection's sync job: the lease, the checkpoint after every unit of work, the
+//! pause before the deadline, and how errors end or pause a run.
+
+use crate::checkpoint::{Checkpoint, Phase, VERSION};
+use crate::report;
+use chrono::Utc;
+use keycrm::{KeycrmClient, KeycrmError, Priority};
+use mapping::catalog::CategoryLink;
+use mapping::Settings;
+use queue::Queue;
+use runtime::{ClientsError, KeycrmClients};
+use shop::{ShopCatalog, ShopError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{
+    Connection, ConnectionStore, LinkStore, StatusJournal, StoreError, SyncJob, SyncKind, SyncLease,
+    SyncRun, SyncStore, SyncSummary,
+};
+
+/// One lease per connection, whatever the kind: a price run and a full run never overlap.
+/// (The store keys leases by kind; catalog-sync always takes the `full` slot.)
+pub const LEASE_SLOT: SyncKind = SyncKind::Full;
+
+/// Attempts a run survives in a row (each resume tick is one) before it is failed.
+const MAX_FAILURES: u32 = 12;
+
+/// The adapters a sync needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub sync: Arc<dyn SyncStore>,
+    pub links: Arc<dyn LinkStore>,
+    pub shop: Arc<dyn ShopCatalog>,
+    pub clients: Arc<KeycrmClients>,
+    pub journal: Arc<dyn StatusJournal>,
+    /// The sync-jobs queue (fan-out and resume).
+    pub jobs: Arc<dyn Queue>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Stop starting new work this long before the invocation's deadline.
+    pub safety: Duration,
+    /// How long a lease outlives the invocation's deadline (a crashed run is resumable
+    /// after that).
+    pub lease_slack: Duration,
+    /// Products per shop upsert call (the port allows up to `shop::MAX_UPSERT_BATCH`).
+    pub shop_batch: usize,
+    /// Links read per store page (sweep, prices).
+    pub links_page: usize,
+    /// Shop index page size (resolve).
+    pub shop_page: usize,
+    /// Units of KeyCRM work per invocation (tests force pauses with it); `None` = until the
+    /// deadline.
+    pub max_units: Option<u32>,
+    /// Concurrent sends in a fan-out.
+    pub fan_out: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            safety: Duration::from_secs(60),
+            lease_slack: Duration::from_secs(120),
+            shop_batch: shop::MAX_UPSERT_BATCH,
+            links_page: 100,
+            shop_page: 500,
+            max_units: None,
+            fan_out: 16,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("KeyCRM: {0}")]
+    Keycrm(#[from] KeycrmError),
+    #[error("shop: {0}")]
+    Shop(#[from] ShopError),
+    #[error(transparent)]
+    Clients(#[from] ClientsError),
+    #[error("the sync lease was lost to another run")]
+    LeaseLost,
+    #[error("queue: {0}")]
+    Queue(#[from] queue::QueueError),
+}
+
+impl SyncError {
+    /// Errors a later attempt will not fix: the run ends as failed.
+    fn is_fatal(&self) -> bool {
+        match self {
+            SyncError::Keycrm(e) => !matches!(
+                e,
+                KeycrmError::RateLimited { .. } | KeycrmError::Transient { .. }
+            ),
+            SyncError::Shop(e) => matches!(e, ShopError::Unauthorized),
+            SyncError::Clients(ClientsError::MissingKey(_)) => true,
+            SyncError::Clients(ClientsError::Keycrm(e)) => {
+                !matches!(e, KeycrmError::Transient { .. } | KeycrmError::RateLimited { .. })
+            }
+            SyncError::Store(StoreError::Corrupt(_)) => true,
+            _ => false,
+        }
+    }
+
+    fn lost(&self) -> bool {
+        matches!(
+            self,
+            SyncError::LeaseLost | SyncError::Store(StoreError::Conflict(_))
+        )
+    }
+}
+
+/// What a job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The run ended: `completed`, `refused` (vanish guard) or `failed`.
+    Finished { run_id: String, state: String },
+    /// Checkpointed; the resume schedule continues it.
+    Paused { run_id: String },
+    /// Another invocation holds the connection's lease.
+    Busy,
+    Skipped { reason: String },
+    /// The lease expired and another invocation took the run over.
+    LeaseLost,
+}
+
+pub struct Engine {
+    pub deps: Deps,
+    pub cfg: Config,
+}
+
+/// One unit of work done (the checkpoint is saved after each).
+pub(crate) enum Step {
+    Continue,
+}
+
+/// A run in progress within one invocation.
+pub(crate) struct Run<'a> {
+    pub e: &'a Engine,
+    pub conn: Connection,
+    pub client: KeycrmClient,
+    pub cp: Checkpoint,
+    pub report: SyncRun,
+    pub lease: SyncLease,
+    pub deadline: Instant,
+    /// Units of KeyCRM work done in this invocation.
+    pub units: u32,
+    req_base: u64,
+    saves: u32,
+    pub cat_links: BTreeMap<i64, CategoryLink>,
+    pub resolver: Option<crate::full::Resolver>,
+    pub seen: Option<store::SeenSet>,
+}
+
+impl Run<'_> {
+    pub fn conn_id(&self) -> &str {
+        &self.conn.id
+    }
+
+    pub fn shop_id(&self) -> &str {
+        &self.conn.shop_id
+    }
+
+    pub fn links(&self) -> &dyn LinkStore {
+        self.e.deps.links.as_ref()
+    }
+
+    pub fn shop(&self) -> &dyn ShopCatalog {
+        self.e.deps.shop.as_ref()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.cp.settings
+    }
+
+    /// Whether another unit of work fits in this invocation.
+    fn time_left(&self) -> bool {
+        Instant::now() + self.e.cfg.safety < self.deadline
+            && self.e.cfg.max_units.is_none_or(|m| self.units < m)
+    }
+
+    fn count_requests(&mut self) {
+        let now = self.client.stats().requests;
+        self.report.keycrm_requests += now.saturating_sub(self.req_base);
+        self.req_base = now;
+    }
+
+    fn lease_for(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()) + self.e.cfg.lease_slack
+    }
+
+    /// Saves the checkpoint and extends the lease; `LeaseLost` if another holder took it.
+    pub async fn save(&mut self) -> Result<(), SyncError> {
+        self.count_requests();
+        self.lease.checkpoint = Some(encode(&self.cp)?);
+        self.lease.run = Some(self.report.clone());
+        self.lease = self
+            .e
+            .deps
+            .sync
+            .checkpoint(&self.lease, self.lease_for())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => SyncError::LeaseLost,
+                other => SyncError::Store(other),
+            })?;
+        self.saves += 1;
+        // The report the admin API reads is refreshed every so often during a long run.
+        if self.saves.is_multiple_of(20) {
+            self.e.deps.sync.put_run(&self.report).await?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(cp: &Checkpoint) -> Result<String, SyncError> {
+    serde_json::to_string(cp).map_err(|e| SyncError::Store(StoreError::Corrupt(e.to_string())))
+}
+
+/// Whether the run in progress already does what `job` asks (so the job adds nothing).
+fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
+    if job.requested_by == "resume" {
+        return true;
+    }
+    if let Some(id) = &job.run_id {
+        if *id == cp.run_id {
+            return true;
+        }
+        if job.requested_by == "merchant" {
+            return false;
+        }
+    }
+    if cp.dry_run != job.dry_run {
+        return false;
+    }
+    // A full run writes prices too.
+    cp.kind == job.kind || (cp.kind == SyncKind::Full && job.kind == SyncKind::Prices)
+}
+
+impl Engine {
+    pub fn new(deps: Deps, cfg: Config) -> Self {
+        Engine { deps, cfg }
+    }
+
+    /// Runs (or continues) one connection's sync until it finishes, pauses before
+    /// `deadline`, or cannot run. `settings` (dry runs only) previews unsaved settings.
+    pub async fn run_job(
+        &self,
+        job: &SyncJob,
+        settings: Option<Settings>,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
+        let Some(conn) = self.deps.connections.get(&job.connection_id).await? else {
+            tracing::info!(connection = %job.connection_id, "sync job for a deleted connection");
+            return Ok(JobOutcome::Skipped {
+                reason: "the connection no longer exists".into(),
+            });
+        };
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let lease_for = deadline.saturating_duration_since(Instant::now()) + self.cfg.lease_slack;
+        let Some(lease) = self
+            .deps
+            .sync
+            .acquire(&conn.id, LEASE_SLOT, &holder, lease_for)
+            .await?
+        else {
+            tracing::info!(
+                connection = %conn.id,
+                kind = job.kind.as_str(),
+                requested_by = %job.requested_by,
+                "another sync of this connection is running; job not started"
+            );
+            self.not_started(job, "another sync of this connection is in progress; try again when it has finished")
+                .await?;
+            return Ok(JobOutcome::Busy);
+        };
+
+        let resumed = match lease.checkpoint.as_deref().map(serde_json::from_str::<Checkpoint>) {
+            None => None,
+            Some(Ok(cp)) if cp.v == VERSION => Some(cp),
+            Some(_) => {
+                tracing::error!(connection = %conn.id, "unreadable sync checkpoint; the run is abandoned");
+                let mut run = lease.run.clone().unwrap_or_default();
+                if !run.run_id.is_empty() {
+                    run.state = "failed".into();
+                    run.finished_at = Some(Utc::now());
+                    run.message = Some("the run's saved position could not be read; it was abandoned".into());
+                    self.deps.sync.put_run(&run).await?;
+                }
+                let mut l = lease.clone();
+                l.checkpoint = None;
+                l.run = None;
+                self.deps.sync.finish(&l).await?;
+                return Box::pin(self.run_job(job, settings, deadline)).await;
+            }
+        };
+
+        let Some(cp) = resumed else {
+            return self.start(job, conn, settings, lease, deadline).await;
+        };
+        let covered = covers(&cp, job);
+        let report = lease.run.clone().unwrap_or_else(|| SyncRun {
+            run_id: cp.run_id.clone(),
+            connection_id: conn.id.clone(),
+            kind: Some(cp.kind),
+            dry_run: cp.dry_run,
+            state: "running".into(),
+            started_at: Some(Utc::now()),
+            ..SyncRun::default()
+        });
+        tracing::info!(connection = %conn.id, run = %cp.run_id, phase = ?cp.phase, "resuming sync run");
+        let outcome = self.drive(conn.clone(), cp, report, lease, deadline).await?;
+        if covered {
+            return Ok(outcome);
+        }
+        match outcome {
+            JobOutcome::Finished { .. } if Instant::now() + self.cfg.safety * 2 < deadline => {
+                // The paused run is done and time remains: now the job's own run.
+                let Some(lease) = self
+                    .deps
+                    .sync
+                    .acquire(&conn.id, LEASE_SLOT, &holder, lease_for)
+                    .await?
+                else {
+                    self.not_started(job, "another sync of this connection started meanwhile").await?;
+                    return Ok(JobOutcome::Busy);
+                };
+                self.start(job, conn, settings, lease, deadline).await
+            }
+            other => {
+                self.not_started(job, "an earlier sync of this connection is still in progress; try again when it has finished")
+                    .await?;
+                Ok(other)
+            }
+        }
+    }
+
+    /// Records a merchant's run that could not start (scheduled ones are only logged).
+    async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
+        let Some(run_id) = job.run_id.clone().filter(|_| job.requested_by == "merchant") else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        self.deps
+            .sync
+            .put_run(&SyncRun {
+                run_id,
+                connection_id: job.connection_id.clone(),
+                kind: Some(job.kind),
+                dry_run: job.dry_run,
+                state: "skipped".into(),
+                started_at: Some(now),
+                finished_at: Some(now),
+                message: Some(why.to_string()),
+                ..SyncRun::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        job: &SyncJob,
+        conn: Connection,
+        settings: Option<Settings>,
+        lease: SyncLease,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
+        if let Some(id) = &job.run_id {
+            if job.requested_by != "merchant" && self.deps.sync.get_run(&conn.id, id).await?.is_some() {
+                // A redelivered or retried schedule tick: that run already happened.
+                self.deps.sync.finish(&lease).await?;
+                return Ok(JobOutcome::Skipped {
+                    reason: format!("run {id} already ran"),
+                });
+            }
+        }
+        let mut s = match settings {
+            Some(s) if job.dry_run => s,
+            _ => conn.settings.clone(),
+        };
+        let enabled = match job.kind {
+            SyncKind::Full => s.sync_products || s.sync_categories,
+            SyncKind::Prices => s.sync_products,
+        };
+        let skip = if !conn.active {
+            Some("the connection is inactive")
+        } else if !enabled && !job.dry_run {
+            Some("this sync is turned off in the settings")
+        } else {
+            None
+        };
+        let now = Utc::now();
+        let run_id = job
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut report = SyncRun {
+            run_id: run_id.clone(),
+            connection_id: conn.id.clone(),
+            kind: Some(job.kind),
+            dry_run: job.dry_run,
+            state: "running".into(),
+            started_at: Some(now),
+            ..SyncRun::default()
+        };
+        if let Some(why) = skip {
+            self.deps.sync.finish(&lease).await?;
+            report.state = "skipped".into();
+            report.finished_at = Some(now);
+            report.message = Some(why.into());
+            self.deps.sync.put_run(&report).await?;
+            tracing::info!(connection = %conn.id, run = %run_id, reason = why, "sync skipped");
+            return Ok(JobOutcome::Skipped { reason: why.into() });
+        }
+        if job.dry_run {
+            // A preview shows everything the sync would do once turned on.
+            s.sync_products = true;
+            s.sync_categories = true;
+        }
+        if job.kind == SyncKind::Full {
+            clear_staged(self.deps.links.as_ref(), &conn.id).await?;
+        }
+        let cp = Checkpoint::new(run_id.clone(), job.kind, job.dry_run, now.timestamp_millis(), s);
+        self.deps.sync.put_run(&report).await?;
+        tracing::info!(
+            connection = %conn.id,
+            run = %run_id,
+            kind = job.kind.as_str(),
+            dry_run = job.dry_run,
+            requested_by = %job.requested_by,
+            "sync run started"
+        );
+        self.drive(conn, cp, report, lease, deadline).await
+    }
+
+    /// Works through the run's phases until done, paused or failed.
+    async fn drive(
+        &self,
+        conn: Connection,
+        cp: Checkpoint,
+        mut report: SyncRun,
+        lease: SyncLease,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
+        report.invocations += 1;
+        let client = match self.deps.clients.for_connection(&conn).await {
+            Ok(c) => c.with_priority(Priority::Background),
+            Err(e) => {
+                let err = SyncError::from(e);
+                return self.end_failed(&conn, cp, report, lease, &err).await;
+            }
+        };
+        let req_base = client.stats().requests;
+        let cat_links = self
+            .deps
+            .links
+            .categories(&conn.id)
+            .await?
+            .into_iter()
+            .map(|l| (l.keycrm_id, l))
+            .collect();
+        let mut run = Run {
+            e: self,
+            conn,
+            client,
+            cp,
+            report,
+            lease,
+            deadline,
+            units: 0,
+            req_base,
+            saves: 0,
+            cat_links,
+            resolver: None,
+            seen: None,
+        };
+        loop {
+            if run.cp.phase == Phase::Done {
+                return self.end(run).await;
+            }
+            if !run.time_left() {
+                return self.pause(run, None).await;
+            }
+            let step = match run.cp.phase {
+                Phase::Categories => run.categories().await,
+                Phase::Products => run.products().await,
+                Phase::Resolve => run.resolve().await,
+                Phase::Sweep => run.sweep().await,
+                Phase::Prices => run.prices().await,
+                Phase::Done => continue,
+            };
+            match step {
+                Ok(Step::Continue) => {
+                    run.cp.failures = 0;
+                    match run.save().await {
+                        Ok(()) => {}
+                        Err(e) if e.lost() => return Ok(lost(&run)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) if e.lost() => return Ok(lost(&run)),
+                Err(e) if e.is_fatal() => {
+                    let Run { conn, cp, report, lease, .. } = run;
+                    return self.end_failed(&conn, cp, report, lease, &e).await;
+                }
+                Err(e) => {
+                    run.cp.failures += 1;
+                    if run.cp.failures >= MAX_FAILURES {
+                        let Run { conn, cp, report, lease, .. } = run;
+                        return self.end_failed(&conn, cp, report, lease, &e).await;
+                    }
+                    tracing::warn!(
+                        connection = %run.conn.id,
+                        run = %run.cp.run_id,
+                        error = %e,
+                        attempt = run.cp.failures,
+                        "sync paused after an error; it resumes from its checkpoint"
+                    );
+                    let msg = format!("paused after an error, resuming later: {e}");
+                    return self.pause(run, Some(msg)).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, mut run: Run<'_>, message: Option<String>) -> Result<JobOutcome, SyncError> {
+        run.count_requests();
+        run.report.message = message;
+        run.lease.checkpoint = Some(encode(&run.cp)?);
+        run.lease.run = Some(run.report.clone());
+        match self.deps.sync.pause(&run.lease).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Ok(lost(&run)),
+            Err(e) => return Err(e.into()),
+        }
+        self.deps.sync.put_run(&run.report).await?;
+        tracing::info!(
+            connection = %run.conn.id,
+            run = %run.cp.run_id,
+            phase = ?run.cp.phase,
+            keycrm_requests = run.report.keycrm_requests,
+            "sync paused at its checkpoint"
+        );
+        Ok(JobOutcome::Paused {
+            run_id: run.cp.run_id.clone(),
+        })
+    }
+
+    async fn end(&self, mut run: Run<'_>) -> Result<JobOutcome, SyncError> {
+        run.count_requests();
+        let refused = run.cp.sweep.refused.clone();
+        run.report.state = if refused.is_some() { "refused" } else { "completed" }.into();
+        run.report.message = refused;
+        run.report.finished_at = Some(Utc::now());
+        self.finish(&run.conn, &run.cp, &run.report, &run.lease).await?;
+        tracing::info!(
+            connection = %run.conn.id,
+            run = %run.cp.run_id,
+            state = %run.report.state,
+            keycrm_requests = run.report.keycrm_requests,
+            counts = ?run.report.counts,
+            "sync run finished"
+        );
+        Ok(JobOutcome::Finished {
+            run_id: run.cp.run_id.clone(),
+            state: run.report.state.clone(),
+        })
+    }
+
+    async fn end_failed(
+        &self,
+        conn: &Connection,
+        cp: Checkpoint,
+        mut report: SyncRun,
+        lease: SyncLease,
+        err: &SyncError,
+    ) -> Result<JobOutcome, SyncError> {
+        tracing::error!(connection = %conn.id, run = %cp.run_id, error = %err, "sync run failed");
+        report.state = "failed".into();
+        report.message = Some(err.to_string());
+        report.finished_at = Some(Utc::now());
+        if cp.kind == SyncKind::Full {
+            // The run will not finish: its scratch data goes (nothing is swept).
+            clear_staged(self.deps.links.as_ref(), &conn.id).await?;
+            self.deps.links.clear_seen(&conn.id, cp.mark).await?;
+        }
+        self.finish(conn, &cp, &report, &lease).await?;
+        Ok(JobOutcome::Finished {
+            run_id: cp.run_id,
+            state: "failed".into(),
+        })
+    }
+
+    async fn finish(
+        &self,
+        conn: &Connection,
+        cp: &Checkpoint,
+        report: &SyncRun,
+        lease: &SyncLease,
+    ) -> Result<(), SyncError> {
+        self.deps.sync.put_run(report).await?;
+        match self.deps.sync.finish(lease).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !cp.dry_run {
+            let summary = SyncSummary {
+                run_id: report.run_id.clone(),
+                finished_at: report.finished_at,
+                complete: report.state == "completed",
+                counts: report.counts.clone(),
+                keycrm_requests: report.keycrm_requests,
+                message: report.message.clone(),
+            };
+            if let Err(e) = self
+                .deps
+                .journal
+                .record_sync(&conn.id, cp.kind.as_str(), &summary)
+                .await
+            {
+                // The run's report is stored; the status page's summary is secondary.
+                tracing::warn!(connection = %conn.id, error = %e, "could not record the sync summary");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lost(run: &Run<'_>) -> JobOutcome {
+    tracing::warn!(
+        connection = %run.conn.id,
+        run = %run.cp.run_id,
+        "the sync lease was taken over by another invocation; stopping"
+    );
+    JobOutcome::LeaseLost
+}
+
+/// Deletes every staged product of the connection (scratch of an earlier run).
+pub(crate) async fn clear_staged(links: &dyn LinkStore, conn: &str) -> Result<(), SyncError> {
+    loop {
+        let (page, _) = links.staged_page(conn, None, 500).await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = page.iter().map(|p| p.id).collect();
+        links.delete_staged(conn, &ids).await?;
+    }
+}
+
+/// Shorthand for report items about a product.
+pub(crate) fn product_item(id: i64, shop: Option<&str>, name: &str, detail: Option<String>) -> store::ReportItem {
+    report::item(Some(id), shop, name, detail)
+}

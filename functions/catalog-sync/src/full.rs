@@ -1,0 +1,819 @@
+//! The full sync's phases: categories, the catalog pass, resolving unlinked products, and the
+//! sweep of missing ones.
+
+use crate::checkpoint::{Listing, Phase, SweepState};
+use crate::engine::{product_item, Run, Step, SyncError};
+use crate::report;
+use keycrm::models::{Category, Offer, Product};
+use keycrm::{Pages, ProductFilter};
+use mapping::catalog::{
+    self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
+    descendants, group_offers, link_after_upsert, missing_change, outcome_label, plan_adopt,
+    plan_create, plan_linked, resolve, vanish_guard, with_ancestors, CategoryLink, CrmKeyCounts,
+    CrmProduct, GuardVerdict, LinkedPlan, ProductLink, ReadPlan, Resolution, ResolveContext,
+    ShopIndex, PRODUCTS_PER_BATCH,
+};
+use mapping::settings::MissingProductPolicy;
+use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What resolving needs in memory: the shop's index and the KeyCRM-side key counts. Rebuilt
+/// in each invocation that resolves (it is derived data, never checkpointed).
+pub(crate) struct Resolver {
+    index: ShopIndex,
+    counts: CrmKeyCounts,
+    claims: HashMap<u32, u32>,
+}
+
+/// A shop write that may be refused item by item.
+type ItemResult = Result<UpsertResult, ShopError>;
+
+impl Run<'_> {
+    fn offers_listing(&self, product_ids: &[i64]) -> Pages<Offer> {
+        let mut q = vec![
+            ("include", "product".to_string()),
+            // Archived products count as missing, so their offers are not needed at all.
+            ("filter[is_archived]", "false".to_string()),
+            // A stable order keeps offset paging consistent across pages and invocations.
+            ("sort", "id".to_string()),
+        ];
+        if !product_ids.is_empty() {
+            let ids: Vec<String> = product_ids.iter().map(i64::to_string).collect();
+            q.push(("filter[product_id]", ids.join(",")));
+        }
+        self.client.list("offers", &q)
+    }
+
+    fn products_listing(&self) -> Pages<Product> {
+        let scope = self.cp.scope.clone().unwrap_or_default();
+        let ids: Vec<String> = scope.iter().map(i64::to_string).collect();
+        self.client.list(
+            "products",
+            &[
+                ("filter[category_id]", ids.join(",")),
+                ("filter[is_archived]", "false".to_string()),
+            ],
+        )
+    }
+
+    fn resume<T: serde::de::DeserializeOwned>(&self, listing: &Listing, fresh: impl FnOnce() -> Pages<T>) -> Result<Option<Pages<T>>, SyncError> {
+        Ok(match listing {
+            Listing::Start => Some(fresh()),
+            Listing::Next(url) => Some(Pages::resume(&self.client, url)?),
+            Listing::Done => None,
+        })
+    }
+
+    // ------------------------------------------------------------------ categories
+
+    pub(crate) async fn categories(&mut self) -> Result<Step, SyncError> {
+        let s = self.settings().clone();
+        if s.sync_categories || !s.category_filter.is_empty() {
+            let cats = self.client.categories().await?;
+            self.units += 1;
+            if !s.category_filter.is_empty() {
+                self.cp.scope = Some(descendants(&cats, &s.category_filter).into_iter().collect());
+            }
+            if s.sync_categories {
+                self.write_categories(&cats).await?;
+            }
+        }
+        self.cp.phase = if s.sync_products { Phase::Products } else { Phase::Done };
+        Ok(Step::Continue)
+    }
+
+    async fn write_categories(&mut self, cats: &[Category]) -> Result<(), SyncError> {
+        let chosen: Vec<Category> = match &self.cp.scope {
+            Some(scope) => {
+                let keep = with_ancestors(cats, &scope.iter().copied().collect::<BTreeSet<_>>());
+                cats.iter().filter(|c| keep.contains(&c.id)).cloned().collect()
+            }
+            None => cats.to_vec(),
+        };
+        let (levels, broken) = category_levels(&chosen);
+        for id in broken {
+            report::error(
+                &mut self.report,
+                report::item(Some(id), None, "", Some("the category is on a parent cycle in KeyCRM; not synced".into())),
+            );
+        }
+        let dry = self.cp.dry_run;
+        for level in levels {
+            let mut writes: Vec<(Category, shop::CategoryUpsert, u64)> = Vec::new();
+            for c in &level {
+                let parent = c
+                    .parent_id
+                    .and_then(|p| self.cat_links.get(&p))
+                    .map(|l| l.shop_id.clone());
+                let link = self.cat_links.get(&c.id);
+                match category_upsert(c, parent.as_deref(), link) {
+                    None => report::count(&mut self.report, "category_unchanged", 1),
+                    Some(u) => {
+                        let key = if u.id.is_some() { "category_update" } else { "category_create" };
+                        report::note(&mut self.report, key, report::item(Some(c.id), u.id.as_deref(), &u.name, None));
+                        let h = category_hash(c.name.trim(), parent.as_deref());
+                        writes.push((c.clone(), u, h));
+                    }
+                }
+            }
+            if dry {
+                // Children of categories a real run would create are previewed as updates
+                // of a placeholder, which is close enough for counts.
+                for (c, u, h) in writes {
+                    let shop_id = u.id.unwrap_or_else(|| format!("new:{}", c.id));
+                    self.cat_links.insert(c.id, CategoryLink { keycrm_id: c.id, shop_id, hash: h });
+                }
+                continue;
+            }
+            for chunk in writes.chunks(shop::MAX_UPSERT_BATCH) {
+                let batch: Vec<shop::CategoryUpsert> = chunk.iter().map(|(_, u, _)| u.clone()).collect();
+                let res = self.shop().upsert_categories(self.shop_id(), &batch).await?;
+                let ids: HashMap<String, String> = res.into_iter().collect();
+                let mut new_links = Vec::new();
+                for (c, _, h) in chunk {
+                    if let Some(id) = ids.get(&c.id.to_string()) {
+                        let l = CategoryLink { keycrm_id: c.id, shop_id: id.clone(), hash: *h };
+                        self.cat_links.insert(c.id, l.clone());
+                        new_links.push(l);
+                    }
+                }
+                self.links().put_categories(self.conn_id(), &new_links).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ catalog pass
+
+    pub(crate) async fn products(&mut self) -> Result<Step, SyncError> {
+        if self.cp.plan.is_none() {
+            if self.cp.scope.is_none() {
+                self.cp.plan = Some(ReadPlan::AllOffers);
+            } else {
+                return self.choose_plan().await;
+            }
+        }
+        match self.cp.plan {
+            Some(ReadPlan::ByProducts) => self.products_batch().await,
+            _ => self.offers_page().await,
+        }
+    }
+
+    /// With a category filter: one page of each listing gives the sizes (filtered products,
+    /// all offers); the cheaper plan goes on and the other page is the only one wasted.
+    async fn choose_plan(&mut self) -> Result<Step, SyncError> {
+        let mut products = self.products_listing();
+        let p_page = products.next_page().await?;
+        let mut offers = self.offers_listing(&[]);
+        let o_page = offers.next_page().await?;
+        self.units += 2;
+        let filtered = p_page.as_ref().map_or(0, |p| p.total);
+        let (offers_total, opp) = match &o_page {
+            Some(p) if !p.data.is_empty() => {
+                let distinct: HashSet<i64> = p.data.iter().map(|o| o.product_id).collect();
+                (p.total, p.data.len() as f64 / distinct.len().max(1) as f64)
+            }
+            Some(p) => (p.total, 1.0),
+            None => (0, 1.0),
+        };
+        let plan = catalog::choose_read_plan(offers_total, filtered, opp);
+        let (all, by) = catalog::read_plan_costs(offers_total, filtered, opp);
+        tracing::info!(
+            connection = %self.conn.id,
+            filtered_products = filtered,
+            offers_total,
+            estimate_all_offers = all,
+            estimate_by_products = by,
+            plan = ?plan,
+            "category filter: read plan chosen"
+        );
+        self.cp.plan = Some(plan);
+        match plan {
+            ReadPlan::ByProducts => {
+                self.cp.pending = p_page
+                    .map(|p| p.data.iter().filter(|x| !x.is_archived).map(|x| x.id).collect())
+                    .unwrap_or_default();
+                self.cp.products = Listing::from_cursor(products.cursor());
+            }
+            ReadPlan::AllOffers => {
+                self.cp.offers = Listing::from_cursor(offers.cursor());
+                if let Some(page) = o_page {
+                    let mut groups = group_offers(&page.data);
+                    if !self.cp.offers.is_done() && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id) {
+                        self.cp.carry = groups.pop();
+                    }
+                    self.process(groups).await?;
+                }
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// One `/offers` page: groups by product, the last product carried to the next page.
+    async fn offers_page(&mut self) -> Result<Step, SyncError> {
+        let offers = self.cp.offers.clone();
+        let Some(mut pages) = self.resume(&offers, || self.offers_listing(&[]))? else {
+            if let Some(c) = self.cp.carry.take() {
+                self.process(vec![c]).await?;
+            }
+            self.cp.phase = Phase::Resolve;
+            self.cp.links = Listing::Start;
+            return Ok(Step::Continue);
+        };
+        let page = pages.next_page().await?;
+        self.units += 1;
+        self.cp.offers = Listing::from_cursor(pages.cursor());
+        let Some(page) = page else {
+            self.cp.offers = Listing::Done;
+            return Ok(Step::Continue);
+        };
+        let mut groups = group_offers(&page.data);
+        if let Some(mut c) = self.cp.carry.take() {
+            if groups.first().map(|g| g.id) == Some(c.id) {
+                c.merge(groups.remove(0));
+            }
+            groups.insert(0, c);
+        }
+        if !self.cp.offers.is_done() && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id) {
+            self.cp.carry = groups.pop();
+        }
+        self.process(groups).await?;
+        Ok(Step::Continue)
+    }
+
+    /// Category-filtered plan: the next [`PRODUCTS_PER_BATCH`] filtered products, then all
+    /// their offers by product id.
+    async fn products_batch(&mut self) -> Result<Step, SyncError> {
+        while self.cp.pending.len() < PRODUCTS_PER_BATCH && !self.cp.products.is_done() {
+            let listing = self.cp.products.clone();
+            let Some(mut pages) = self.resume(&listing, || self.products_listing())? else {
+                break;
+            };
+            let page = pages.next_page().await?;
+            self.units += 1;
+            self.cp.products = Listing::from_cursor(pages.cursor());
+            if let Some(p) = page {
+                self.cp.pending.extend(p.data.iter().filter(|x| !x.is_archived).map(|x| x.id));
+            }
+        }
+        if self.cp.pending.is_empty() {
+            self.cp.phase = Phase::Resolve;
+            self.cp.links = Listing::Start;
+            return Ok(Step::Continue);
+        }
+        let n = self.cp.pending.len().min(PRODUCTS_PER_BATCH);
+        let batch: Vec<i64> = self.cp.pending[..n].to_vec();
+        let mut pages = self.offers_listing(&batch);
+        let mut by_id: HashMap<i64, CrmProduct> = HashMap::new();
+        let mut order = Vec::new();
+        while let Some(page) = pages.next_page().await? {
+            self.units += 1;
+            for g in group_offers(&page.data) {
+                match by_id.get_mut(&g.id) {
+                    Some(p) => p.merge(g),
+                    None => {
+                        order.push(g.id);
+                        by_id.insert(g.id, g);
+                    }
+                }
+            }
+        }
+        let groups: Vec<CrmProduct> = order.iter().filter_map(|id| by_id.remove(id)).collect();
+        self.process(groups).await?;
+        self.cp.pending.drain(..n);
+        Ok(Step::Continue)
+    }
+
+    /// Plans and writes one page's products: linked ones now, unlinked ones staged.
+    async fn process(&mut self, groups: Vec<CrmProduct>) -> Result<(), SyncError> {
+        let groups: Vec<CrmProduct> = groups
+            .into_iter()
+            .filter(|g| self.cp.in_scope(g.category_id))
+            .collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = groups.iter().map(|g| g.id).collect();
+        let links: HashMap<i64, ProductLink> = self
+            .links()
+            .get_products(self.conn_id(), &ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.keycrm_id, l))
+            .collect();
+        let mut linked = Vec::new();
+        let mut unlinked = Vec::new();
+        for g in &groups {
+            match links.get(&g.id) {
+                Some(l) => {
+                    let cat = catalog::shop_category(&self.cat_links, g.category_id);
+                    linked.push((g, plan_linked(g, l, self.settings().existing_products, cat), l.clone()));
+                }
+                None => unlinked.push(g.clone()),
+            }
+        }
+        self.apply_linked(linked).await?;
+        if !unlinked.is_empty() {
+            let uid: Vec<i64> = unlinked.iter().map(|p| p.id).collect();
+            let mut earlier: HashMap<i64, CrmProduct> = self
+                .links()
+                .get_staged(self.conn_id(), &uid)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect();
+            // A product already staged in this run (offers spread over pages) is merged.
+            let merged: Vec<CrmProduct> = unlinked
+                .into_iter()
+                .map(|p| match earlier.remove(&p.id) {
+                    Some(mut e) => {
+                        e.merge(p);
+                        e
+                    }
+                    None => p,
+                })
+                .collect();
+            self.links().put_staged(self.conn_id(), &merged).await?;
+        }
+        let offers: Vec<i64> = groups.iter().flat_map(|g| g.offers.iter().map(|o| o.id)).collect();
+        self.cp.seen_seq += 1;
+        self.links()
+            .put_seen(self.conn_id(), self.cp.mark, self.cp.seen_seq, &ids, &offers)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes linked products' plans: upserts (refusals isolated per product), restores,
+    /// price changes; then stores the links that changed.
+    async fn apply_linked(&mut self, plans: Vec<(&CrmProduct, LinkedPlan, ProductLink)>) -> Result<(), SyncError> {
+        let dry = self.cp.dry_run;
+        let mut upserts: Vec<ProductUpsert> = Vec::new();
+        for (_, plan, _) in &plans {
+            if let Some(u) = &plan.upsert {
+                upserts.push(u.clone());
+            }
+        }
+        let mut results: HashMap<String, ItemResult> = HashMap::new();
+        if !dry {
+            for chunk in upserts.chunks(self.e.cfg.shop_batch.max(1)) {
+                for (u, r) in chunk.iter().zip(self.upsert_isolated(chunk).await?) {
+                    results.insert(u.external_ref.clone(), r);
+                }
+            }
+        }
+        let mut states = Vec::new();
+        let mut prices: Vec<VariantPriceChange> = Vec::new();
+        let mut changed: Vec<ProductLink> = Vec::new();
+        let mut gone: Vec<ProductLink> = Vec::new();
+        for (p, mut plan, old) in plans {
+            let label = outcome_label(plan.outcome);
+            if plan.upsert.is_some() && !dry {
+                match results.remove(&p.id.to_string()) {
+                    Some(Ok(r)) => apply_upsert_result(&mut plan.link, p, &r),
+                    Some(Err(ShopError::NotFound(_))) => {
+                        report::error(&mut self.report, product_item(p.id, Some(&old.shop_id), &p.name, Some(
+                            "the linked shop product no longer exists; the link was removed and the product is matched or created again on the next run".into(),
+                        )));
+                        gone.push(old);
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        report::error(&mut self.report, product_item(p.id, Some(&old.shop_id), &p.name, Some(e.to_string())));
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
+            states.extend(plan.state.clone());
+            prices.extend(plan.prices.clone());
+            report::note(&mut self.report, label, product_item(p.id, Some(&old.shop_id), &p.name, None));
+            if plan.link != old {
+                changed.push(plan.link);
+            }
+        }
+        if dry {
+            return Ok(());
+        }
+        let mut failed = self.write_states(&states).await?;
+        failed.extend(self.write_prices(&prices).await?);
+        // A refused write keeps the old link, so the next run tries again.
+        changed.retain(|l| !failed.contains(&l.shop_id));
+        if !changed.is_empty() {
+            self.links().put_products(self.conn_id(), &changed).await?;
+        }
+        if !gone.is_empty() {
+            self.links().delete_products(self.conn_id(), &gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Upserts a batch; if the shop refuses it, retries product by product so one bad item
+    /// only fails itself. Outages and auth failures stop the run (it resumes later).
+    async fn upsert_isolated(&self, batch: &[ProductUpsert]) -> Result<Vec<ItemResult>, SyncError> {
+        match self.shop().upsert_products(self.shop_id(), batch).await {
+            Ok(results) => {
+                let mut by_ref: HashMap<String, UpsertResult> =
+                    results.into_iter().map(|r| (r.external_ref.clone(), r)).collect();
+                Ok(batch
+                    .iter()
+                    .map(|u| {
+                        by_ref.remove(&u.external_ref).ok_or_else(|| {
+                            ShopError::Rejected("the shop did not confirm this product".into())
+                        })
+                    })
+                    .collect())
+            }
+            Err(e) if e.is_retryable() || e == ShopError::Unauthorized => Err(e.into()),
+            Err(e) if batch.len() == 1 => Ok(vec![Err(e)]),
+            Err(_) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for u in batch {
+                    match self.shop().upsert_products(self.shop_id(), std::slice::from_ref(u)).await {
+                        Ok(mut r) if !r.is_empty() => out.push(Ok(r.remove(0))),
+                        Ok(_) => out.push(Err(ShopError::Rejected("the shop did not confirm this product".into()))),
+                        Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
+                        Err(e) => out.push(Err(e)),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Writes state changes; returns the shop products whose change was refused.
+    pub(crate) async fn write_states(&mut self, states: &[shop::ProductStateChange]) -> Result<HashSet<String>, SyncError> {
+        let mut failed = HashSet::new();
+        for chunk in states.chunks(shop::MAX_UPSERT_BATCH) {
+            match self.shop().set_product_states(self.shop_id(), chunk).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
+                Err(_) => {
+                    for c in chunk {
+                        if let Err(e) = self.shop().set_product_states(self.shop_id(), std::slice::from_ref(c)).await {
+                            if e.is_retryable() || e == ShopError::Unauthorized {
+                                return Err(e.into());
+                            }
+                            report::error(&mut self.report, report::item(None, Some(&c.id), "", Some(e.to_string())));
+                            failed.insert(c.id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Writes price changes; returns the shop products with a refused change.
+    pub(crate) async fn write_prices(&mut self, prices: &[VariantPriceChange]) -> Result<HashSet<String>, SyncError> {
+        let mut failed = HashSet::new();
+        for chunk in prices.chunks(500) {
+            match self.shop().set_variant_prices(self.shop_id(), chunk).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
+                Err(_) => {
+                    for c in chunk {
+                        if let Err(e) = self.shop().set_variant_prices(self.shop_id(), std::slice::from_ref(c)).await {
+                            if e.is_retryable() || e == ShopError::Unauthorized {
+                                return Err(e.into());
+                            }
+                            report::error(&mut self.report, report::item(None, Some(&c.product_id), "", Some(format!("variant {}: {e}", c.variant_id))));
+                            failed.insert(c.product_id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    // ------------------------------------------------------------------ resolve
+
+    async fn build_resolver(&self) -> Result<Resolver, SyncError> {
+        let key = self.settings().match_key;
+        let mut index = ShopIndex::new(key);
+        let mut cursor = None;
+        loop {
+            let (page, next) = self
+                .shop()
+                .products_page(self.shop_id(), cursor, self.e.cfg.shop_page)
+                .await?;
+            page.iter().for_each(|p| index.add(p));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let mut counts = CrmKeyCounts::default();
+        let mut claims: HashMap<u32, u32> = HashMap::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.links().staged_page(self.conn_id(), after, 500).await?;
+            for p in &page {
+                counts.add(p.id, &crm_keys(key, p));
+                if let Some(c) = claim(key, &index, p) {
+                    *claims.entry(c).or_insert(0) += 1;
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        tracing::info!(connection = %self.conn.id, shop_products = index.len(), "shop index read for matching");
+        Ok(Resolver { index, counts, claims })
+    }
+
+    /// Decides one page of staged products and writes the result.
+    pub(crate) async fn resolve(&mut self) -> Result<Step, SyncError> {
+        let after = match &self.cp.links {
+            Listing::Start => None,
+            Listing::Next(c) => Some(c.clone()),
+            Listing::Done => return self.resolve_done().await,
+        };
+        let (page, next) = self.links().staged_page(self.conn_id(), after.clone(), 100).await?;
+        if page.is_empty() {
+            return self.resolve_done().await;
+        }
+        if self.resolver.is_none() {
+            self.resolver = Some(self.build_resolver().await?);
+        }
+        let Some(res) = self.resolver.take() else {
+            return Ok(Step::Continue);
+        };
+        let outcome = self.resolve_page(&res, page).await;
+        self.resolver = Some(res);
+        outcome?;
+        self.cp.links = Listing::from_cursor(next);
+        Ok(Step::Continue)
+    }
+
+    async fn resolve_done(&mut self) -> Result<Step, SyncError> {
+        crate::engine::clear_staged(self.links(), self.conn_id()).await?;
+        self.resolver = None;
+        self.cp.phase = Phase::Sweep;
+        self.cp.links = Listing::Start;
+        Ok(Step::Continue)
+    }
+
+    async fn resolve_page(&mut self, r: &Resolver, page: Vec<CrmProduct>) -> Result<(), SyncError> {
+        let s = self.settings().clone();
+        let candidate_ids: Vec<String> = page
+            .iter()
+            .filter_map(|p| claim(s.match_key, &r.index, p))
+            .map(|i| r.index.product(i).id.clone())
+            .collect();
+        let owners: HashMap<String, i64> = if candidate_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.links().owners(self.conn_id(), &candidate_ids).await?.into_iter().collect()
+        };
+        let cx = ResolveContext {
+            key: s.match_key,
+            new_products: s.new_products,
+            existing_products: s.existing_products,
+            index: &r.index,
+            crm_keys: &r.counts,
+            claims: &r.claims,
+        };
+        let dry = self.cp.dry_run;
+        // (product, write, count key)
+        let mut upserts: Vec<(&CrmProduct, ProductUpsert, &'static str)> = Vec::new();
+        let mut adopted: Vec<(&CrmProduct, Vec<VariantPriceChange>, ProductLink)> = Vec::new();
+        for p in &page {
+            let cat = catalog::shop_category(&self.cat_links, p.category_id);
+            match resolve(p, &cx, &|shop_id| owners.get(shop_id).copied()) {
+                Resolution::Create { visible } => match plan_create(p, visible, cat) {
+                    Ok(u) => upserts.push((p, u, "create")),
+                    Err(why) => report::error(&mut self.report, product_item(p.id, None, &p.name, Some(why))),
+                },
+                Resolution::Adopt { index, update } => {
+                    let (u, prices, link) = plan_adopt(p, r.index.product(index), update, cat);
+                    match u {
+                        Some(u) => upserts.push((p, u, "update")),
+                        None => adopted.push((p, prices, link)),
+                    }
+                }
+                Resolution::Skip { reason } => {
+                    report::note(&mut self.report, "skipped", product_item(p.id, None, &p.name, Some(reason)));
+                }
+                Resolution::Ambiguous { detail } => {
+                    tracing::info!(connection = %self.conn.id, keycrm_product = p.id, detail = %detail, "ambiguous product skipped");
+                    report::note(&mut self.report, "ambiguous", product_item(p.id, None, &p.name, Some(detail)));
+                }
+            }
+        }
+        if dry {
+            for (p, u, key) in &upserts {
+                report::note(&mut self.report, key, product_item(p.id, u.id.as_deref(), &p.name, None));
+            }
+            for (p, _, l) in &adopted {
+                report::note(&mut self.report, "link", product_item(p.id, Some(&l.shop_id), &p.name, None));
+            }
+            return Ok(());
+        }
+        let mut new_links = Vec::new();
+        let mut applied = Vec::new();
+        let batch = self.e.cfg.shop_batch.max(1);
+        for chunk in upserts.chunks(batch) {
+            let writes: Vec<ProductUpsert> = chunk.iter().map(|(_, u, _)| u.clone()).collect();
+            let results = self.upsert_isolated(&writes).await?;
+            for ((p, u, key), res) in chunk.iter().zip(results) {
+                match res {
+                    Ok(r) => {
+                        let cat = catalog::shop_category(&self.cat_links, p.category_id);
+                        new_links.push(link_after_upsert(p, &r, cat));
+                        applied.push(p.id);
+                        report::note(&mut self.report, key, product_item(p.id, Some(&r.id), &p.name, None));
+                    }
+                    Err(e) => report::error(&mut self.report, product_item(p.id, u.id.as_deref(), &p.name, Some(e.to_string()))),
+                }
+            }
+        }
+        let prices: Vec<VariantPriceChange> = adopted.iter().flat_map(|(_, c, _)| c.clone()).collect();
+        let failed = self.write_prices(&prices).await?;
+        for (p, _, l) in adopted {
+            if failed.contains(&l.shop_id) {
+                continue;
+            }
+            report::note(&mut self.report, "link", product_item(p.id, Some(&l.shop_id), &p.name, None));
+            applied.push(p.id);
+            new_links.push(l);
+        }
+        if !new_links.is_empty() {
+            self.links().put_products(self.conn_id(), &new_links).await?;
+        }
+        if !applied.is_empty() {
+            self.links().delete_staged(self.conn_id(), &applied).await?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ sweep
+
+    /// Mark and sweep, after a complete pass: count what vanished (the guard), then verify
+    /// each candidate with KeyCRM and apply the missing-product policy.
+    pub(crate) async fn sweep(&mut self) -> Result<Step, SyncError> {
+        let policy = self.settings().missing_products;
+        if policy == MissingProductPolicy::Nothing {
+            return self.sweep_done().await;
+        }
+        if self.seen.is_none() {
+            self.seen = Some(self.links().seen(self.conn_id(), self.cp.mark).await?);
+        }
+        let seen = self.seen.take().unwrap_or_default();
+        let step = self.sweep_unit(policy, &seen).await;
+        self.seen = Some(seen);
+        step
+    }
+
+    async fn sweep_unit(&mut self, policy: MissingProductPolicy, seen: &store::SeenSet) -> Result<Step, SyncError> {
+        if !self.cp.sweep.counted {
+            let (mut linked, mut to_sweep) = (0u64, 0u64);
+            let mut after = None;
+            loop {
+                let (page, next) = self.links().products_page(self.conn_id(), after, 1000).await?;
+                linked += page.len() as u64;
+                to_sweep += page
+                    .iter()
+                    .filter(|l| l.swept.is_none() && !seen.products.contains(&l.keycrm_id))
+                    .count() as u64;
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let refused = match vanish_guard(to_sweep, linked, self.settings().vanish_guard) {
+                GuardVerdict::Allow => None,
+                GuardVerdict::Refuse { message } => {
+                    tracing::warn!(connection = %self.conn.id, to_sweep, linked, "vanish guard refused the sweep");
+                    report::count(&mut self.report, "vanished", to_sweep);
+                    Some(message)
+                }
+            };
+            self.cp.sweep = SweepState { counted: true, to_sweep, linked, refused };
+            return Ok(Step::Continue);
+        }
+        if self.cp.sweep.refused.is_some() {
+            return self.sweep_done().await;
+        }
+        if !self.cp.links.is_done() {
+            let after = match &self.cp.links {
+                Listing::Next(c) => Some(c.clone()),
+                _ => None,
+            };
+            let (page, next) = self.links().products_page(self.conn_id(), after, self.e.cfg.links_page).await?;
+            let mut variant_changes = Vec::new();
+            let mut changed = Vec::new();
+            for mut l in page {
+                if !seen.products.contains(&l.keycrm_id) {
+                    if l.swept.is_none() {
+                        self.cp.queue.push((l.keycrm_id, l.shop_id.clone()));
+                    }
+                    continue;
+                }
+                // Offers that vanished from a product still in KeyCRM: unavailable.
+                let mut touched = false;
+                for v in l.variants.iter_mut().filter(|v| !v.gone && !seen.offers.contains(&v.offer_id)) {
+                    variant_changes.push(VariantPriceChange {
+                        product_id: l.shop_id.clone(),
+                        variant_id: v.shop_id.clone(),
+                        price: None,
+                        available: Some(false),
+                    });
+                    v.gone = true;
+                    v.available = Some(false);
+                    touched = true;
+                }
+                if touched {
+                    changed.push(l);
+                }
+            }
+            report::count(&mut self.report, "variants_unavailable", variant_changes.len() as u64);
+            if !self.cp.dry_run {
+                let failed = self.write_prices(&variant_changes).await?;
+                changed.retain(|l| !failed.contains(&l.shop_id));
+                if !changed.is_empty() {
+                    self.links().put_products(self.conn_id(), &changed).await?;
+                }
+            }
+            self.cp.links = Listing::from_cursor(next);
+        }
+        let page = catalog::PAGE as usize;
+        if self.cp.queue.len() >= page || (self.cp.links.is_done() && !self.cp.queue.is_empty()) {
+            let n = self.cp.queue.len().min(page);
+            let chunk: Vec<(i64, String)> = self.cp.queue[..n].to_vec();
+            self.sweep_chunk(policy, &chunk).await?;
+            self.cp.queue.drain(..n);
+        }
+        if self.cp.links.is_done() && self.cp.queue.is_empty() {
+            return self.sweep_done().await;
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Verifies up to 50 candidates in one `/products` request (a paging shift or a product
+    /// with no active offers must not be taken for a deletion), then sweeps the missing.
+    async fn sweep_chunk(&mut self, policy: MissingProductPolicy, chunk: &[(i64, String)]) -> Result<(), SyncError> {
+        let ids: Vec<i64> = chunk.iter().map(|(k, _)| *k).collect();
+        let found = self
+            .client
+            .products(&ProductFilter {
+                product_ids: ids.clone(),
+                ..ProductFilter::default()
+            })
+            .collect_all()
+            .await?;
+        self.units += 1;
+        let found: HashMap<i64, Product> = found.into_iter().map(|p| (p.id, p)).collect();
+        let links: HashMap<i64, ProductLink> = self
+            .links()
+            .get_products(self.conn_id(), &ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.keycrm_id, l))
+            .collect();
+        let mut states = Vec::new();
+        let mut swept = Vec::new();
+        for (id, shop_id) in chunk {
+            let p = found.get(id);
+            let name = p.map(|p| p.name.clone()).unwrap_or_default();
+            if let Some(p) = p.filter(|p| !p.is_archived && self.cp.in_scope(p.category_id)) {
+                report::note(&mut self.report, "rechecked", product_item(*id, Some(shop_id), &p.name, Some(
+                    "still active in KeyCRM but not listed in this run (no active offers, or the catalog changed while paging); left as it is".into(),
+                )));
+                continue;
+            }
+            let why = match p {
+                None => "deleted in KeyCRM",
+                Some(p) if p.is_archived => "archived in KeyCRM",
+                Some(_) => "moved out of the selected categories",
+            };
+            let Some(mut link) = links.get(id).cloned() else { continue };
+            let Some((change, how)) = missing_change(policy, &link) else { continue };
+            let key = match how {
+                mapping::catalog::Swept::Hidden => "hide",
+                mapping::catalog::Swept::Unavailable => "make_unavailable",
+            };
+            report::note(&mut self.report, key, product_item(*id, Some(shop_id), &name, Some(why.into())));
+            link.swept = Some(how);
+            states.push(change);
+            swept.push(link);
+        }
+        if self.cp.dry_run {
+            return Ok(());
+        }
+        let failed = self.write_states(&states).await?;
+        swept.retain(|l| !failed.contains(&l.shop_id));
+        if !swept.is_empty() {
+            self.links().put_products(self.conn_id(), &swept).await?;
+        }
+        Ok(())
+    }
+
+    async fn sweep_done(&mut self) -> Result<Step, SyncError> {
+        self.links().clear_seen(self.conn_id(), self.cp.mark).await?;
+        self.seen = None;
+        self.cp.phase = Phase::Done;
+        Ok(Step::Continue)
+    }
+}

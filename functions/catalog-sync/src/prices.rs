@@ -1,0 +1,110 @@
+//! The price sync: price and availability (from stock) of linked variants, read 50 offers per
+//! `/offers/stocks` request by id, written only where they changed.
+
+use crate::checkpoint::{Listing, Phase};
+use crate::engine::{Run, Step, SyncError};
+use crate::report;
+use mapping::catalog::{apply_price_change, price_change, ProductLink, PAGE};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+impl Run<'_> {
+    pub(crate) async fn prices(&mut self) -> Result<Step, SyncError> {
+        let per_request = PAGE as usize;
+        // Queue offer ids from the links until a full request's worth is waiting; leftovers
+        // carry over to the next links page, so requests stay full.
+        while self.cp.queue.len() < per_request && !self.cp.links.is_done() {
+            let after = match &self.cp.links {
+                Listing::Next(c) => Some(c.clone()),
+                _ => None,
+            };
+            let (page, next) = self
+                .links()
+                .products_page(self.conn_id(), after, self.e.cfg.links_page)
+                .await?;
+            for l in page.iter().filter(|l| l.swept.is_none()) {
+                for v in l.variants.iter().filter(|v| !v.gone) {
+                    self.cp.queue.push((l.keycrm_id, v.offer_id.to_string()));
+                }
+            }
+            self.cp.links = Listing::from_cursor(next);
+        }
+        if self.cp.queue.is_empty() {
+            self.cp.phase = Phase::Done;
+            return Ok(Step::Continue);
+        }
+        let n = self.cp.queue.len().min(per_request);
+        let chunk: Vec<(i64, i64)> = self.cp.queue[..n]
+            .iter()
+            .filter_map(|(k, o)| o.parse().ok().map(|o| (*k, o)))
+            .collect();
+        self.price_chunk(&chunk).await?;
+        self.cp.queue.drain(..n);
+        Ok(Step::Continue)
+    }
+
+    async fn price_chunk(&mut self, chunk: &[(i64, i64)]) -> Result<(), SyncError> {
+        let offer_ids: Vec<i64> = chunk.iter().map(|(_, o)| *o).collect();
+        let mut stocks: HashMap<i64, (Option<Decimal>, bool)> = HashMap::new();
+        let mut pages = self.client.offer_stocks(&offer_ids);
+        while let Some(page) = pages.next_page().await? {
+            self.units += 1;
+            for s in page.data {
+                stocks.insert(s.id, (s.price, s.available() > Decimal::ZERO));
+            }
+        }
+        let product_ids: Vec<i64> = chunk.iter().map(|(k, _)| *k).collect();
+        let mut links: HashMap<i64, ProductLink> = self
+            .links()
+            .get_products(self.conn_id(), &product_ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.keycrm_id, l))
+            .collect();
+        let mut changes = Vec::new();
+        let mut touched: Vec<i64> = Vec::new();
+        for (kid, oid) in chunk {
+            let Some(link) = links.get_mut(kid) else { continue };
+            let shop_product = link.shop_id.clone();
+            let Some(v) = link.variants.iter_mut().find(|v| v.offer_id == *oid) else { continue };
+            let Some((price, available)) = stocks.get(oid).copied() else {
+                // Deleted since the last full sync: the next one's sweep handles it.
+                report::count(&mut self.report, "not_found", 1);
+                continue;
+            };
+            match price_change(&shop_product, v, price, Some(available)) {
+                Some(c) => {
+                    report::count(&mut self.report, "price_changed", 1);
+                    report::sample(
+                        &mut self.report,
+                        "price_changed",
+                        report::item(Some(*kid), Some(&shop_product), "", Some(format!(
+                            "offer {oid}: price {} → {}, available {:?} → {:?}",
+                            v.price.map(|p| p.to_string()).unwrap_or_else(|| "—".into()),
+                            c.price.or(v.price).map(|p| p.to_string()).unwrap_or_else(|| "—".into()),
+                            v.available,
+                            c.available.or(v.available),
+                        ))),
+                    );
+                    apply_price_change(v, &c);
+                    changes.push(c);
+                    if !touched.contains(kid) {
+                        touched.push(*kid);
+                    }
+                }
+                None => report::count(&mut self.report, "unchanged", 1),
+            }
+        }
+        if self.cp.dry_run || changes.is_empty() {
+            return Ok(());
+        }
+        let failed = self.write_prices(&changes).await?;
+        let updated: Vec<ProductLink> = touched
+            .iter()
+            .filter_map(|k| links.remove(k))
+            .filter(|l| !failed.contains(&l.shop_id))
+            .collect();
+        self.links().put_products(self.conn_id(), &updated).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,591 @@
+//! Order push end to end: events on SQS (moto), the ledger and journal in DynamoDB (moto),
+//! the key in Secrets Manager (moto), and the KeyCRM simulator over HTTP with its rate limit,
+//! fault injection and a compressed clock (a KeyCRM minute lasts one second).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use e2e_tests::emulator;
+use keycrm::{ClientConfig, LocalRateGate, RateBudget, RateGate};
+use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
+use mapping::order_map::MappingReport;
+use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, PipelineStatusLink, StatusLink};
+use mapping::{OrderSyncType, Settings};
+use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome, PushConfig, RetryPolicy};
+use queue::{Outgoing, Queue, SqsQueue};
+use runtime::KeycrmClients;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{
+    Claim, Connection, ConnectionStore, DynamoRateGate, DynamoTable, LedgerEntry, LedgerState,
+    OrderLedger, SecretStore, SecretsManager, StatusJournal, StoreError, Target, WebhookTokens,
+};
+
+const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const TIME_SCALE: f64 = 60.0;
+const VIS: Duration = Duration::from_secs(30);
+
+async fn simulator(keys: &[&str]) -> SimHandle {
+    let accounts = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| AccountSpec {
+            api_key: k.to_string(),
+            seed: 7 + i as u64,
+            products: 20,
+            pipelines_enabled: true,
+        })
+        .collect();
+    keycrm_sim::start(
+        SimConfig {
+            accounts,
+            rate_limit_per_minute: 60,
+            time_scale: TIME_SCALE,
+            public_base_url: None,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn settings(sync: OrderSyncType) -> Settings {
+    Settings {
+        order_sync: sync,
+        source_id: Some(1),
+        status_map: vec![
+            StatusLink { shop_status: "new".into(), keycrm_status_id: 1 },
+            StatusLink { shop_status: "paid".into(), keycrm_status_id: 4 },
+            StatusLink { shop_status: "done".into(), keycrm_status_id: 12 },
+        ],
+        pipeline_status_map: vec![
+            PipelineStatusLink { shop_status: "new".into(), pipeline_id: 1, status_id: 1001 },
+            PipelineStatusLink { shop_status: "paid".into(), pipeline_id: 1, status_id: 1002 },
+        ],
+        payment_map: vec![PaymentLink { shop_method: "cod".into(), keycrm_method_id: 1 }],
+        delivery_map: vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 3 }],
+        addon_fields: match sync {
+            OrderSyncType::Pipelines => vec![
+                AddonLink { addon_id: "channel".into(), field_uuid: "LD_1002".into() },
+                AddonLink { addon_id: "budget".into(), field_uuid: "LD_1003".into() },
+                AddonLink { addon_id: "call_back".into(), field_uuid: "LD_1004".into() },
+            ],
+            _ => vec![
+                AddonLink { addon_id: "channel".into(), field_uuid: "OR_1002".into() },
+                AddonLink { addon_id: "places".into(), field_uuid: "OR_1003".into() },
+                AddonLink { addon_id: "call_back".into(), field_uuid: "OR_1004".into() },
+                AddonLink { addon_id: "wanted_date".into(), field_uuid: "OR_1005".into() },
+            ],
+        },
+        ..Settings::default()
+    }
+}
+
+struct Env {
+    push: OrderPush,
+    sim: SimHandle,
+    table: DynamoTable,
+    orders: SqsQueue,
+    dlq: SqsQueue,
+    key: String,
+    conn: Connection,
+}
+
+fn quick_config(queue: &SqsQueue) -> PushConfig {
+    PushConfig {
+        lease: Duration::from_secs(3),
+        retry: RetryPolicy {
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(2),
+            max_attempts: 25,
+            busy_delay: Duration::from_secs(1),
+            unknown_order_attempts: 4,
+        },
+        recovery_margin: Duration::from_secs(120),
+        source_queue: queue.name().to_string(),
+        ..PushConfig::default()
+    }
+}
+
+/// One shop connected to one simulator account, everything stored on the emulator.
+async fn env_with(
+    sync: OrderSyncType,
+    gate: Option<Arc<dyn RateGate>>,
+    ledger: Option<Arc<dyn OrderLedger>>,
+) -> Env {
+    let key = format!("key-{}", emulator::unique("k"));
+    let sim = simulator(&[&key]).await;
+    let table = emulator::table().await;
+    let (orders, dlq) = emulator::queue(Some(5)).await;
+    let dlq = dlq.unwrap();
+    let secrets = Arc::new(SecretsManager::from_env().await);
+    let secret_name = format!("shop-keycrm/test/keycrm/{}", emulator::unique("s"));
+    secrets.put(&secret_name, &keycrm::ApiKey::new(&key)).await.unwrap();
+    let conn = Connection {
+        id: emulator::unique("conn"),
+        shop_id: emulator::unique("shop"),
+        active: true,
+        keycrm_base_url: sim.base_url(),
+        key_mask: "••••".into(),
+        key_fingerprint: keycrm::ApiKey::new(&key).fingerprint(),
+        secret_name,
+        settings: settings(sync),
+        webhook_tokens: WebhookTokens::default(),
+        version: 1,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    ConnectionStore::create(&table, &conn).await.unwrap();
+    let gate = gate.unwrap_or_else(|| {
+        Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm_scaled(TIME_SCALE)))
+    });
+    let mut client = ClientConfig::with_base_url(sim.base_url());
+    // Shorter than the simulator's commit-then-timeout hang.
+    client.timeout = Duration::from_secs(2);
+    let clients = Arc::new(KeycrmClients::new(secrets, gate, client));
+    let push = OrderPush {
+        connections: Arc::new(table.clone()),
+        ledger: ledger.unwrap_or_else(|| Arc::new(table.clone())),
+        journal: Arc::new(table.clone()),
+        crm: Arc::new(KeycrmProvider {
+            clients,
+            secret_prefix: Some("shop-keycrm/test/keycrm/".into()),
+        }),
+        retry_queue: Arc::new(orders.clone()),
+        dead_letters: Arc::new(dlq.clone()),
+        dictionaries: Arc::new(Dictionaries::default()),
+        config: quick_config(&orders),
+    };
+    Env { push, sim, table, orders, dlq, key, conn }
+}
+
+async fn env(sync: OrderSyncType) -> Env {
+    env_with(sync, None, None).await
+}
+
+fn created_event(shop: &str, order_id: &str, sku: &str) -> String {
+    let mut v: Value = serde_json::from_str(CREATED).unwrap();
+    v["shop_id"] = shop.into();
+    v["event_id"] = format!("evt-{order_id}").into();
+    v["order"]["id"] = order_id.into();
+    v["order"]["number"] = format!("N-{order_id}").into();
+    v["order"]["items"][0]["sku"] = sku.into();
+    v["order"]["addons"] = json!([
+        {"id": "channel", "value": "instagram"},
+        {"id": "places", "value": "2"},
+        {"id": "call_back", "value": true},
+        {"id": "wanted_date", "value": "2026-12-24"},
+        {"id": "budget", "value": "1500,50"}
+    ]);
+    v.to_string()
+}
+
+fn status_event(shop: &str, order_id: &str, status: &str, at: DateTime<Utc>) -> String {
+    json!({
+        "version": 1, "type": "order.status_changed", "event_id": format!("st-{order_id}-{status}"),
+        "shop_id": shop, "occurred_at": at.to_rfc3339(), "order_id": order_id, "status": status,
+        "previous_status": "new", "changed_by": "merchant"
+    })
+    .to_string()
+}
+
+impl Env {
+    async fn publish(&self, bodies: &[String]) {
+        for b in bodies {
+            self.orders.send(Outgoing::new(b.clone())).await.unwrap();
+        }
+    }
+
+    /// Polls the order queue until it stays empty; returns every outcome.
+    async fn drain(&self, limit: Duration) -> Vec<Outcome> {
+        let started = Instant::now();
+        let mut all = Vec::new();
+        let mut idle = 0;
+        loop {
+            assert!(started.elapsed() < limit, "queue not drained in {limit:?}: {all:?}");
+            let r = self
+                .push
+                .poll_once(&self.orders, 10, Duration::from_secs(1), VIS)
+                .await
+                .unwrap();
+            assert!(r.failed_message_ids.is_empty(), "{r:?}");
+            if r.outcomes.is_empty() {
+                if self.orders.approximate_len().await.unwrap() == 0 {
+                    idle += 1;
+                    if idle >= 2 {
+                        return all;
+                    }
+                }
+            } else {
+                idle = 0;
+            }
+            all.extend(r.outcomes.into_iter().map(|o| o.outcome));
+        }
+    }
+
+    fn sim_orders(&self) -> Vec<Value> {
+        self.sim.orders(&self.key)
+    }
+
+    async fn entry(&self, order: &str) -> LedgerEntry {
+        self.push.ledger.get(&self.conn.id, order).await.unwrap().expect("ledger entry")
+    }
+
+    async fn dead_letters(&self) -> Vec<(Value, Option<String>)> {
+        let mut out = Vec::new();
+        loop {
+            let got = self.dlq.receive(10, Duration::from_secs(1), VIS).await.unwrap();
+            if got.is_empty() {
+                return out;
+            }
+            for m in got {
+                out.push((serde_json::from_str(&m.body).unwrap(), m.attribute("kind").map(str::to_string)));
+                self.dlq.delete(&m.receipt).await.unwrap();
+            }
+        }
+    }
+}
+
+fn catalog_sku(env: &Env) -> String {
+    env.sim.catalog(&env.key).offers[0].sku.clone()
+}
+
+fn count_source_uuid(orders: &[Value], uuid: &str) -> usize {
+    orders.iter().filter(|o| o["source_uuid"] == uuid).count()
+}
+
+#[tokio::test]
+async fn every_mapped_field_lands_in_the_keycrm_order() {
+    let env = env(OrderSyncType::Orders).await;
+    let sku = catalog_sku(&env);
+    env.sim.reset_stats();
+    env.publish(&[created_event(&env.conn.shop_id, "E2E-1", &sku)]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(matches!(&out[..], [Outcome::Created { recovered: false, .. }]), "{out:?}");
+
+    let orders = env.sim_orders();
+    assert_eq!(orders.len(), 1);
+    let o = &orders[0];
+    assert_eq!(o["source_id"], 1);
+    assert_eq!(o["source_uuid"], "E2E-1");
+    assert_eq!(o["ordered_at"], "2026-11-28T10:14:52.000000Z");
+    assert_eq!(o["status_id"], 1);
+    assert_eq!(o["buyer"]["full_name"], "Олена Коваленко");
+    assert_eq!(o["buyer"]["phone"], "+380501112233", "normalised to international form");
+    assert_eq!(o["buyer"]["email"], "olena@example.com");
+    assert_eq!(o["buyer_comment"], "Подзвоніть перед доставкою");
+    assert_eq!(o["promocode"], "BF2026");
+    assert_eq!(o["grand_total"], json!(2121), "the total KeyCRM computes equals the shop's");
+    let p = &o["products"];
+    assert_eq!(p[0]["sku"], sku.as_str());
+    assert!(p[0]["offer"].is_object(), "the line is linked to the catalog offer by SKU: {}", p[0]);
+    assert_eq!(p[0]["price"], json!(1290));
+    assert_eq!(p[0]["discount_amount"], json!(90));
+    assert_eq!(p[0]["properties"][0], json!({"name": "Розмір", "value": "M"}));
+    assert_eq!(p[1]["sku"], "BLT-002");
+    assert_eq!(p[1]["quantity"], json!(2));
+    let s = &o["shipping"];
+    assert_eq!(s["delivery_service_id"], 3);
+    assert_eq!(s["warehouse_ref"], "1ec09d88-e1c2-11e3-8c4a-0050568002cf");
+    assert_eq!(s["shipping_address_city"], "Київ");
+    assert_eq!(s["shipping_receive_point"], "Відділення №12");
+    assert_eq!(s["recipient_phone"], "+380501112233");
+    assert_eq!(o["shipping_price"], json!(70));
+    assert_eq!(o["payments"][0]["payment_method_id"], 1);
+    assert_eq!(o["payments"][0]["status"], "not_paid");
+    assert_eq!(o["payments"][0]["amount"], json!(2121));
+    assert_eq!(o["marketing"]["utm_source"], "instagram");
+    assert_eq!(o["marketing"]["utm_medium"], "cpc");
+    assert_eq!(o["marketing"]["utm_campaign"], "black-friday");
+    let fields: BTreeMap<String, Value> = o["custom_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["uuid"].as_str().unwrap().to_string(), f["value"].clone()))
+        .collect();
+    assert_eq!(fields["OR_1002"], json!(["Instagram"]), "select: the option's own spelling");
+    assert_eq!(fields["OR_1003"], json!(2), "number");
+    assert_eq!(fields["OR_1004"], json!(true), "switcher");
+    assert_eq!(fields["OR_1005"], json!("2026-12-24"), "date");
+
+    let e = env.entry("E2E-1").await;
+    assert_eq!((e.state, e.keycrm_id), (LedgerState::Created, o["id"].as_i64()));
+    assert_eq!(e.report.total_mismatch, None);
+    let status = env.table.status(&env.conn.id).await.unwrap();
+    assert_eq!(status.counters["orders_pushed"], 1);
+
+    // Exactly one KeyCRM request per order once the dictionaries are cached.
+    let dictionary_reads = env.sim.stats().total_requests - 1;
+    assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
+    env.publish(&[created_event(&env.conn.shop_id, "E2E-2", &sku), created_event(&env.conn.shop_id, "E2E-3", &sku)]).await;
+    env.drain(Duration::from_secs(30)).await;
+    let stats = env.sim.stats();
+    assert_eq!(stats.endpoint("POST /order"), 3);
+    assert_eq!(stats.total_requests, dictionary_reads + 3);
+    assert_eq!(stats.rate_limited_429, 0);
+}
+
+#[tokio::test]
+async fn a_total_mismatch_is_pushed_and_flagged() {
+    let env = env(OrderSyncType::Orders).await;
+    let mut v: Value = serde_json::from_str(&created_event(&env.conn.shop_id, "MIS-1", "X-1")).unwrap();
+    v["order"]["total"] = json!(2000);
+    env.publish(&[v.to_string()]).await;
+    env.drain(Duration::from_secs(30)).await;
+    assert_eq!(env.sim_orders().len(), 1);
+    let m = env.entry("MIS-1").await.report.total_mismatch.expect("flagged");
+    assert_eq!((m.shop_total, m.computed), (2000.into(), 2121.into()));
+}
+
+#[tokio::test]
+async fn cards_land_in_the_mapped_pipeline_with_contact_products_utm_and_fields() {
+    let env = env(OrderSyncType::Pipelines).await;
+    let mut v: Value = serde_json::from_str(&created_event(&env.conn.shop_id, "CARD-1", "X-1")).unwrap();
+    v["order"]["status"] = "paid".into();
+    env.publish(&[v.to_string()]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(matches!(&out[..], [Outcome::Created { target: Target::Card, .. }]), "{out:?}");
+    let cards = env.sim.cards(&env.key);
+    assert_eq!(cards.len(), 1);
+    let c = &cards[0];
+    assert_eq!(c["title"], "Замовлення №N-CARD-1");
+    assert_eq!(c["pipeline_id"], 1);
+    assert_eq!(c["source_id"], 1);
+    assert_eq!(c["status_id"], 1002, "the mapped status, set right after creation");
+    assert_eq!(c["contact"]["phone"], "+380501112233");
+    assert_eq!(c["contact"]["full_name"], "Олена Коваленко");
+    assert_eq!(c["utm_source"], "instagram");
+    assert_eq!(c["utm_campaign"], "black-friday");
+    assert_eq!(c["products"].as_array().unwrap().len(), 2);
+    assert_eq!(c["products"][0]["price"], json!(1200), "unit price after the line discount");
+    let fields: BTreeMap<String, Value> = c["custom_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["uuid"].as_str().unwrap().to_string(), f["value"].clone()))
+        .collect();
+    assert_eq!(fields["LD_1002"], json!(["Instagram"]));
+    assert_eq!(fields["LD_1003"], json!(1500.5));
+    assert_eq!(fields["LD_1004"], json!(true));
+    assert!(c["manager_comment"].as_str().unwrap().contains("NP ref"), "delivery goes to the comment");
+    let e = env.entry("CARD-1").await;
+    assert_eq!((e.target, e.keycrm_status_id), (Target::Card, Some(1002)));
+}
+
+#[tokio::test]
+async fn duplicate_events_produce_one_order() {
+    let env = env(OrderSyncType::Orders).await;
+    let ev = created_event(&env.conn.shop_id, "DUP-1", "X-1");
+    env.publish(&[ev.clone(), ev.clone(), ev.clone()]).await;
+    env.drain(Duration::from_secs(30)).await;
+    env.publish(&[ev.clone(), ev]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(out.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{out:?}");
+    assert_eq!(count_source_uuid(&env.sim_orders(), "DUP-1"), 1);
+    assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
+}
+
+#[tokio::test]
+async fn commit_then_timeout_produces_one_order_and_one_card() {
+    for sync in [OrderSyncType::Orders, OrderSyncType::Pipelines] {
+        let env = env(sync).await;
+        env.sim.set_faults(Faults { commit_then_timeout: 1, hang_ms: 4000, ..Faults::default() });
+        env.publish(&[created_event(&env.conn.shop_id, "CTT-1", "X-1")]).await;
+        let out = env.drain(Duration::from_secs(60)).await;
+        assert!(out.iter().any(|o| matches!(o, Outcome::Deferred { .. })), "{out:?}");
+        assert!(out.iter().any(|o| matches!(o, Outcome::Created { recovered: true, .. })), "{sync:?}: {out:?}");
+        let stats = env.sim.stats();
+        assert_eq!(stats.commit_then_timeout, 1);
+        match sync {
+            OrderSyncType::Pipelines => {
+                assert_eq!(env.sim.cards(&env.key).len(), 1);
+                assert_eq!(stats.endpoint("POST /pipelines/cards"), 1);
+                assert_eq!(stats.endpoint("GET /pipelines/cards"), 1, "recovered by the card search");
+            }
+            _ => {
+                assert_eq!(count_source_uuid(&env.sim_orders(), "CTT-1"), 1);
+                assert_eq!(stats.endpoint("POST /order"), 1);
+            }
+        }
+        assert_eq!(env.entry("CTT-1").await.state, LedgerState::Created);
+    }
+}
+
+/// The DynamoDB ledger, except that the first `mark_created` and `release` of one order fail
+/// as if the process had died right after KeyCRM answered.
+struct CrashOnce {
+    inner: DynamoTable,
+    order: String,
+    left: AtomicU32,
+}
+
+#[async_trait]
+impl OrderLedger for CrashOnce {
+    async fn claim(&self, c: &str, o: &str, t: Target, h: &str, l: Duration, e: &str) -> Result<Claim, StoreError> {
+        self.inner.claim(c, o, t, h, l, e).await
+    }
+    async fn mark_attempt(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.mark_attempt(c, o, h).await
+    }
+    async fn mark_created(&self, c: &str, o: &str, h: &str, id: i64, r: &MappingReport, s: Option<&str>, k: Option<i64>) -> Result<(), StoreError> {
+        if o == self.order && self.left.load(Ordering::SeqCst) > 0 {
+            return Err(StoreError::Unavailable("process died".into()));
+        }
+        self.inner.mark_created(c, o, h, id, r, s, k).await
+    }
+    async fn mark_failed(&self, c: &str, o: &str, h: &str, e: &str, f: &BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
+        self.inner.mark_failed(c, o, h, e, f).await
+    }
+    async fn mark_skipped(&self, c: &str, o: &str, h: &str, r: &str) -> Result<(), StoreError> {
+        self.inner.mark_skipped(c, o, h, r).await
+    }
+    async fn release(&self, c: &str, o: &str, h: &str, e: &str, m: bool) -> Result<(), StoreError> {
+        if o == self.order && self.left.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Err(StoreError::Unavailable("process died".into()));
+        }
+        self.inner.release(c, o, h, e, m).await
+    }
+    async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
+        self.inner.get(c, o).await
+    }
+    async fn find_by_keycrm_id(&self, c: &str, t: Target, id: i64) -> Result<Option<LedgerEntry>, StoreError> {
+        self.inner.find_by_keycrm_id(c, t, id).await
+    }
+    async fn adopt(&self, c: &str, o: &str, t: Target, id: i64) -> Result<LedgerEntry, StoreError> {
+        self.inner.adopt(c, o, t, id).await
+    }
+    async fn record_keycrm_status(&self, c: &str, o: &str, k: i64, at: DateTime<Utc>, s: &str) -> Result<bool, StoreError> {
+        self.inner.record_keycrm_status(c, o, k, at, s).await
+    }
+    async fn record_shop_status(&self, c: &str, o: &str, s: &str, k: Option<i64>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.record_shop_status(c, o, s, k, at).await
+    }
+    async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
+        self.inner.reset_for_repush(c, o).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_order() {
+    let table = emulator::table().await;
+    let crash = Arc::new(CrashOnce { inner: table, order: "CRASH-1".into(), left: AtomicU32::new(1) });
+    let env = env_with(OrderSyncType::Orders, None, Some(crash)).await;
+    env.publish(&[created_event(&env.conn.shop_id, "CRASH-1", "X-1")]).await;
+    let out = env.drain(Duration::from_secs(60)).await;
+    assert!(out.iter().any(|o| matches!(o, Outcome::Created { recovered: true, .. })), "{out:?}");
+    assert_eq!(count_source_uuid(&env.sim_orders(), "CRASH-1"), 1);
+    assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
+    assert_eq!(env.sim.stats().endpoint("GET /order"), 1, "found by source_uuid");
+}
+
+#[tokio::test]
+async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
+    // A gate ten times faster than the account's budget: 429s are certain.
+    let gate: Arc<dyn RateGate> = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(TIME_SCALE * 10.0)));
+    let env = env_with(OrderSyncType::Orders, Some(gate), None).await;
+    env.sim.set_faults(Faults { error_rate_5xx: 0.25, drop_rate: 0.1, seed: 11, ..Faults::default() });
+    let ids: Vec<String> = (0..30).map(|i| format!("STORM-{i}")).collect();
+    let events: Vec<String> = ids.iter().map(|id| created_event(&env.conn.shop_id, id, "X-1")).collect();
+    env.publish(&events).await;
+    let out = env.drain(Duration::from_secs(240)).await;
+    let orders = env.sim_orders();
+    for id in &ids {
+        assert_eq!(count_source_uuid(&orders, id), 1, "{id}");
+        assert_eq!(env.entry(id).await.state, LedgerState::Created, "{id}");
+    }
+    assert_eq!(orders.len(), ids.len());
+    let stats = env.sim.stats();
+    assert!(stats.rate_limited_429 > 0, "the storm had 429s");
+    assert!(stats.injected_5xx + stats.dropped_connections > 0, "the storm had 5xx and drops");
+    assert!(out.iter().any(|o| matches!(o, Outcome::Deferred { .. })));
+    assert!(env.dead_letters().await.is_empty(), "nothing dead-lettered, nothing lost");
+}
+
+#[tokio::test]
+async fn malformed_events_end_in_the_dead_letter_queue_with_reasons() {
+    let env = env(OrderSyncType::Orders).await;
+    let good = created_event(&env.conn.shop_id, "GOOD-1", "X-1");
+    let mut wrong: Value = serde_json::from_str(&good).unwrap();
+    wrong["order"]["items"][1]["price"] = "450.50".into();
+    wrong["order"]["id"] = "BAD-1".into();
+    let mut missing: Value = serde_json::from_str(&good).unwrap();
+    missing["order"].as_object_mut().unwrap().remove("customer");
+    let mut version: Value = serde_json::from_str(&good).unwrap();
+    version["version"] = 3.into();
+    env.sim.reset_stats();
+    env.publish(&["{not json".to_string(), wrong.to_string(), missing.to_string(), version.to_string(), good]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert_eq!(out.iter().filter(|o| matches!(o, Outcome::Created { .. })).count(), 1, "{out:?}");
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    for (body, kind) in &dead {
+        assert_eq!(kind.as_deref(), Some("malformed"));
+        assert_eq!(body["kind"], "malformed");
+        assert!(!body["reason"].as_str().unwrap().is_empty());
+        assert!(body["original"].is_string());
+    }
+    let reasons: Vec<String> = dead.iter().map(|(b, _)| b["reason"].as_str().unwrap().to_string()).collect();
+    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("order.items[1].price")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("order.customer") && r.contains("required")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("version 3")), "{reasons:?}");
+    let bad = dead.iter().find(|(b, _)| b["order_id"] == "BAD-1").expect("ids kept");
+    assert_eq!(bad.0["shop_id"], env.conn.shop_id.as_str());
+    assert_eq!(env.sim.stats().endpoint("POST /order"), 1, "no KeyCRM call for malformed events");
+}
+
+#[tokio::test]
+async fn a_validation_error_is_visible_and_a_repush_after_the_fix_creates_the_order() {
+    let env = env(OrderSyncType::Orders).await;
+    let mut conn = env.conn.clone();
+    conn.settings.delivery_map = vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 99 }];
+    conn.version += 1;
+    ConnectionStore::update(&env.table, &conn).await.unwrap();
+    env.publish(&[created_event(&env.conn.shop_id, "VAL-1", "X-1")]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(matches!(&out[..], [Outcome::DeadLettered { kind, .. }] if kind == "validation"), "{out:?}");
+    let dead = env.dead_letters().await;
+    assert!(dead[0].0["reason"].as_str().unwrap().contains("shipping.delivery_service_id"), "{dead:?}");
+    let e = env.entry("VAL-1").await;
+    assert_eq!(e.state, LedgerState::Failed);
+    assert!(e.field_errors.contains_key("shipping.delivery_service_id"), "{e:?}");
+    let status = env.table.status(&env.conn.id).await.unwrap();
+    assert_eq!(status.failures[0].shop_order_id, "VAL-1");
+    assert!(status.failures[0].field_errors.contains_key("shipping.delivery_service_id"));
+    assert_eq!(status.counters["orders_failed"], 1);
+
+    conn.settings.delivery_map[0].keycrm_service_id = 3;
+    conn.version += 1;
+    ConnectionStore::update(&env.table, &conn).await.unwrap();
+    order_push::repush(env.push.ledger.as_ref(), &env.orders, &env.conn.id, "VAL-1").await.unwrap();
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(matches!(&out[..], [Outcome::Created { .. }]), "{out:?}");
+    assert_eq!(env.sim_orders()[0]["shipping"]["delivery_service_id"], 3);
+    assert!(env.table.status(&env.conn.id).await.unwrap().failures.is_empty(), "failure cleared");
+}
+
+#[tokio::test]
+async fn shop_status_changes_update_keycrm_and_keycrm_changes_are_not_echoed() {
+    let env = env(OrderSyncType::Orders).await;
+    let shop = env.conn.shop_id.clone();
+    let t0 = Utc::now();
+    // The status change is published right behind the order; it may even be handled first.
+    env.publish(&[status_event(&shop, "ST-1", "paid", t0), created_event(&shop, "ST-1", "X-1")]).await;
+    env.drain(Duration::from_secs(30)).await;
+    let order_id = env.sim_orders()[0]["id"].as_i64().unwrap();
+    assert_eq!(env.sim_orders()[0]["status_id"], 4);
+    assert_eq!(env.sim.stats().endpoint("PUT /order/{id}"), 1);
+
+    // KeyCRM moves it to completed; the status-apply side records what it applied to the shop.
+    env.sim.change_order_status(&env.key, order_id, 12).await.unwrap();
+    let kc_at = Utc::now();
+    assert!(env.push.ledger.record_keycrm_status(&env.conn.id, "ST-1", 12, kc_at, "done").await.unwrap());
+    // The shop announces that change: it must not go back to KeyCRM.
+    env.publish(&[status_event(&shop, "ST-1", "done", kc_at + chrono::Duration::seconds(1))]).await;
+    let out = env.drain(Duration::from_secs(30)).await;
+    assert!(matches!(&out[..], [Outcome::Skipped { .. }]), "{out:?}");
+    assert_eq!(env.sim.stats().endpoint("PUT /order/{id}"), 1, "no ping-pong");
+    assert_eq!(env.table.status(&env.conn.id).await.unwrap().counters["statuses_pushed"], 1);
+}

@@ -1,0 +1,687 @@
+//! Status webhooks end to end: the KeyCRM simulator changes an order or card status and fires
+//! its trigger webhook at the receiver (served on loopback); the receiver hands the job to SQS
+//! (moto); status-apply consumes it and sets the shop order's status. DynamoDB (moto) holds the
+//! connection, the ledger and the journal.
+
+use axum::routing::post;
+use axum::Router;
+use e2e_tests::emulator;
+use keycrm::models::{CardContact, NewBuyer, NewCard, NewOrder, NewOrderProduct};
+use keycrm::{ApiKey, ClientConfig, KeycrmClient, UnlimitedGate};
+use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
+use mapping::settings::{PipelineStatusLink, StatusLink};
+use mapping::{OrderSyncType, Settings};
+use queue::{Queue, SqsQueue};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use shop::MemoryShop;
+use status_apply::{ConsumerOptions, RetryPolicy, StatusApplier};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{
+    tokens, Connection, ConnectionStore, DynamoTable, OrderLedger, StatusJournal, Target,
+    WebhookTokens,
+};
+use tokio::task::JoinHandle;
+
+const SHOP: &str = "shop-e2e";
+const SOURCE: i64 = 1;
+const ORDER_EVENT: &str = "order.change_order_status";
+const CARD_EVENT: &str = "lead.change_lead_status";
+
+fn settings() -> Settings {
+    let link = |s: &str, id| StatusLink {
+        shop_status: s.into(),
+        keycrm_status_id: id,
+    };
+    let plink = |s: &str, id| PipelineStatusLink {
+        shop_status: s.into(),
+        pipeline_id: 1,
+        status_id: id,
+    };
+    Settings {
+        order_sync: OrderSyncType::Orders,
+        source_id: Some(SOURCE),
+        status_map: vec![
+            link("new", 1),
+            link("processing", 3),
+            link("shipped", 7),
+            link("done", 12),
+            link("cancelled", 19),
+        ],
+        pipeline_status_map: vec![
+            plink("new", 1001),
+            plink("processing", 1002),
+            plink("done", 1004),
+        ],
+        ..Settings::default()
+    }
+}
+
+struct Harness {
+    sim: SimHandle,
+    key: String,
+    table: Arc<DynamoTable>,
+    queue: Arc<SqsQueue>,
+    dlq: Arc<SqsQueue>,
+    shop: Arc<MemoryShop>,
+    conn_id: String,
+    orders_token: String,
+    cards_token: String,
+    base: String,
+    crm: KeycrmClient,
+    http: reqwest::Client,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn harness(max_receives: u32) -> Harness {
+    emulator::require();
+    let key = emulator::unique("key");
+    let sim = keycrm_sim::start(
+        SimConfig {
+            accounts: vec![AccountSpec {
+                api_key: key.clone(),
+                seed: 7,
+                products: 5,
+                pipelines_enabled: true,
+            }],
+            rate_limit_per_minute: 0,
+            time_scale: 1.0,
+            public_base_url: None,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("simulator starts");
+    let table = Arc::new(emulator::table().await);
+    let (q, dlq) = emulator::queue(Some(max_receives)).await;
+    let queue = Arc::new(q);
+    let dlq = Arc::new(dlq.expect("dead-letter queue"));
+
+    let (orders_token, orders_hash) = tokens::generate();
+    let (cards_token, cards_hash) = tokens::generate();
+    let conn_id = emulator::unique("conn");
+    let now = chrono::Utc::now();
+    ConnectionStore::create(
+        table.as_ref(),
+        &Connection {
+            id: conn_id.clone(),
+            shop_id: SHOP.into(),
+            active: true,
+            keycrm_base_url: sim.base_url(),
+            key_mask: "••••test".into(),
+            key_fingerprint: "fp".into(),
+            secret_name: "unused".into(),
+            settings: settings(),
+            webhook_tokens: WebhookTokens {
+                orders: Some(orders_hash),
+                cards: Some(cards_hash),
+            },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await
+    .expect("connection stored");
+
+    let shop = Arc::new(MemoryShop::new());
+    let receiver = webhook::Receiver::new(table.clone(), queue.clone(), table.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, webhook::router(Arc::new(receiver))).await;
+    });
+    let applier = Arc::new(StatusApplier::new(
+        table.clone(),
+        table.clone(),
+        shop.clone(),
+        table.clone(),
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(2),
+            max_receives,
+        },
+    ));
+    let consumer = tokio::spawn(status_apply::run_queue_consumer(
+        applier,
+        queue.clone(),
+        None,
+        ConsumerOptions {
+            batch: 10,
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(20),
+        },
+        std::future::pending(),
+    ));
+    let crm = KeycrmClient::new(
+        ClientConfig::with_base_url(sim.base_url()),
+        ApiKey::new(key.clone()),
+        Arc::new(UnlimitedGate),
+    )
+    .expect("client");
+    Harness {
+        sim,
+        key,
+        table,
+        queue,
+        dlq,
+        shop,
+        conn_id,
+        orders_token,
+        cards_token,
+        base,
+        crm,
+        http: reqwest::Client::new(),
+        tasks: vec![server, consumer],
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// KeyCRM stamps status changes to the second: wait for the next one so two changes of one
+/// order carry different `status_changed_at`.
+async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+impl Harness {
+    fn url(&self, token: &str) -> String {
+        format!(
+            "{}/v1/webhooks/keycrm/{}/{}",
+            self.base, self.conn_id, token
+        )
+    }
+
+    fn hook_orders(&self) {
+        self.sim
+            .set_webhook_url(&self.key, ORDER_EVENT, Some(self.url(&self.orders_token)));
+    }
+
+    /// A KeyCRM order for shop order `shop_order`, known to the shop (status `new`).
+    async fn order(&self, shop_order: &str, source_id: i64) -> i64 {
+        let o = self
+            .crm
+            .create_order(&NewOrder {
+                source_id,
+                source_uuid: Some(shop_order.into()),
+                buyer: NewBuyer {
+                    full_name: Some("Олена Коваль".into()),
+                    phone: Some("+380501234567".into()),
+                    ..NewBuyer::default()
+                },
+                products: vec![NewOrderProduct {
+                    sku: "SKU-1".into(),
+                    name: "Сукня".into(),
+                    price: Decimal::from(1200),
+                    quantity: Decimal::from(1),
+                    ..NewOrderProduct::default()
+                }],
+                ..NewOrder::default()
+            })
+            .await
+            .expect("order created in the simulator");
+        self.shop.add_order(SHOP, shop_order, "new");
+        o.id
+    }
+
+    /// A KeyCRM order this connector pushed (linked in the ledger).
+    async fn linked_order(&self, shop_order: &str) -> i64 {
+        let id = self.order(shop_order, SOURCE).await;
+        self.table
+            .adopt(&self.conn_id, shop_order, Target::Order, id)
+            .await
+            .expect("ledger entry");
+        id
+    }
+
+    fn status(&self, shop_order: &str) -> Option<String> {
+        self.shop.order_status(SHOP, shop_order)
+    }
+
+    fn changes(&self, shop_order: &str) -> Vec<String> {
+        self.shop
+            .status_history(SHOP)
+            .into_iter()
+            .filter(|(o, _)| o == shop_order)
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    async fn wait_status(&self, shop_order: &str, want: &str) {
+        eventually(&format!("{shop_order} to become {want}"), 20, || async {
+            self.status(shop_order).as_deref() == Some(want)
+        })
+        .await;
+    }
+
+    async fn counter(&self, name: &str) -> u64 {
+        let st = StatusJournal::status(self.table.as_ref(), &self.conn_id)
+            .await
+            .unwrap();
+        st.counters.get(name).copied().unwrap_or(0)
+    }
+
+    async fn wait_counts(&self, applied: u64, ignored: u64) {
+        eventually(
+            &format!("{applied} applied and {ignored} ignored"),
+            20,
+            || async {
+                self.counter("webhooks_applied").await == applied
+                    && self.counter("webhooks_ignored").await == ignored
+            },
+        )
+        .await;
+    }
+
+    /// Webhook attempts the simulator made, with the status each got.
+    fn attempts(&self, event: &str, entity: i64) -> Vec<Option<u16>> {
+        self.sim
+            .stats()
+            .webhook_log
+            .into_iter()
+            .filter(|a| a.event == event && a.entity_id == entity)
+            .map(|a| a.status)
+            .collect()
+    }
+
+    async fn wait_attempts(&self, event: &str, entity: i64, n: usize) -> Vec<Option<u16>> {
+        eventually(&format!("{n} webhook attempts"), 20, || async {
+            self.attempts(event, entity).len() >= n
+        })
+        .await;
+        self.attempts(event, entity)
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("receiver answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn queue_is_empty(&self) -> bool {
+        self.queue.approximate_len().await.unwrap() == 0
+    }
+}
+
+#[tokio::test]
+async fn order_status_changes_reach_the_shop_order() {
+    let h = harness(5).await;
+    h.hook_orders();
+    let kc = h.linked_order("A-1001").await;
+
+    h.sim.change_order_status(&h.key, kc, 3).await.unwrap();
+    h.wait_status("A-1001", "processing").await;
+    next_second().await;
+    h.sim.change_order_status(&h.key, kc, 7).await.unwrap();
+    h.wait_status("A-1001", "shipped").await;
+
+    assert_eq!(h.changes("A-1001"), vec!["processing", "shipped"]);
+    assert_eq!(h.attempts(ORDER_EVENT, kc), vec![Some(200), Some(200)]);
+    let entry = OrderLedger::get(h.table.as_ref(), &h.conn_id, "A-1001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        entry.applied_from_keycrm.as_deref(),
+        Some("shipped"),
+        "the echo guard names the status applied from KeyCRM"
+    );
+    assert_eq!(entry.keycrm_status_id, Some(7));
+    h.wait_counts(2, 0).await;
+    assert_eq!(h.dlq.approximate_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
+    let h = harness(5).await;
+    h.hook_orders();
+    let kc = h.order("A-2002", SOURCE).await; // not in the ledger
+    h.sim.change_order_status(&h.key, kc, 12).await.unwrap();
+    h.wait_status("A-2002", "done").await;
+    let e = h
+        .table
+        .find_by_keycrm_id(&h.conn_id, Target::Order, kc)
+        .await
+        .unwrap()
+        .expect("adopted");
+    assert_eq!(e.shop_order_id, "A-2002");
+}
+
+#[tokio::test]
+async fn pipeline_card_status_changes_reach_the_shop_order() {
+    let h = harness(5).await;
+    let card = h
+        .crm
+        .create_card(&NewCard {
+            title: Some("Замовлення A-3003".into()),
+            pipeline_id: 1,
+            source_id: Some(SOURCE),
+            contact: CardContact {
+                full_name: Some("Петро Іванов".into()),
+                phone: Some("+380671112233".into()),
+                ..CardContact::default()
+            },
+            ..NewCard::default()
+        })
+        .await
+        .expect("card created");
+    h.shop.add_order(SHOP, "A-3003", "new");
+    h.table
+        .adopt(&h.conn_id, "A-3003", Target::Card, card.id)
+        .await
+        .unwrap();
+    h.sim
+        .set_webhook_url(&h.key, CARD_EVENT, Some(h.url(&h.cards_token)));
+
+    h.sim
+        .change_card_status(&h.key, card.id, 1002)
+        .await
+        .unwrap();
+    h.wait_status("A-3003", "processing").await;
+    next_second().await;
+    h.sim
+        .change_card_status(&h.key, card.id, 1004)
+        .await
+        .unwrap();
+    h.wait_status("A-3003", "done").await;
+    assert_eq!(h.changes("A-3003"), vec!["processing", "done"]);
+
+    // A card event sent to the orders URL is answered 200 and ignored.
+    h.sim
+        .set_webhook_url(&h.key, CARD_EVENT, Some(h.url(&h.orders_token)));
+    next_second().await;
+    h.sim
+        .change_card_status(&h.key, card.id, 1002)
+        .await
+        .unwrap();
+    let attempts = h.wait_attempts(CARD_EVENT, card.id, 3).await;
+    assert_eq!(attempts, vec![Some(200); 3]);
+    h.wait_counts(2, 1).await;
+    assert_eq!(h.status("A-3003").as_deref(), Some("done"));
+}
+
+/// A capture endpoint standing in for the receiver, so deliveries can be replayed in any
+/// order and any number of times.
+async fn capture_server() -> (String, Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = got.clone();
+    let app = Router::new().route(
+        "/capture",
+        post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/capture", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got, task)
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_deliveries_apply_the_newest_once() {
+    let mut h = harness(5).await;
+    let (capture_url, captured, task) = capture_server().await;
+    h.tasks.push(task);
+    h.sim
+        .set_webhook_url(&h.key, ORDER_EVENT, Some(capture_url));
+    let kc = h.linked_order("A-4004").await;
+
+    h.sim.change_order_status(&h.key, kc, 3).await.unwrap();
+    eventually("first capture", 10, || async {
+        captured.lock().unwrap().len() == 1
+    })
+    .await;
+    next_second().await;
+    h.sim.change_order_status(&h.key, kc, 7).await.unwrap();
+    eventually("second capture", 10, || async {
+        captured.lock().unwrap().len() == 2
+    })
+    .await;
+    let (older, newer) = {
+        let c = captured.lock().unwrap();
+        (c[0].clone(), c[1].clone())
+    };
+
+    // Newest first, then the older one late, then KeyCRM's retries of both.
+    let url = h.url(&h.orders_token);
+    for body in [&newer, &older, &newer, &older, &newer] {
+        let (status, reply) = h.post(&url, "application/json", body.clone()).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["status"], "accepted");
+    }
+    h.wait_counts(1, 4).await;
+    assert_eq!(h.status("A-4004").as_deref(), Some("shipped"));
+    assert_eq!(
+        h.changes("A-4004"),
+        vec!["shipped"],
+        "applied once, never set back"
+    );
+    let e = OrderLedger::get(h.table.as_ref(), &h.conn_id, "A-4004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.keycrm_status_id, Some(7));
+    eventually("queue drained", 10, || h.queue_is_empty()).await;
+}
+
+#[tokio::test]
+async fn unknown_orders_and_unmapped_statuses_are_acknowledged_and_ignored() {
+    let h = harness(5).await;
+    h.hook_orders();
+    // Another source's order (a marketplace, say) that this connector never pushed.
+    let foreign = h.order("MP-5005", 2).await;
+    h.sim.change_order_status(&h.key, foreign, 3).await.unwrap();
+    assert_eq!(
+        h.wait_attempts(ORDER_EVENT, foreign, 1).await,
+        vec![Some(200)]
+    );
+    h.wait_counts(0, 1).await;
+    assert!(
+        h.table
+            .find_by_keycrm_id(&h.conn_id, Target::Order, foreign)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing adopted"
+    );
+
+    // A status the merchant did not map (5 = production).
+    let kc = h.linked_order("A-5006").await;
+    h.sim.change_order_status(&h.key, kc, 5).await.unwrap();
+    assert_eq!(h.wait_attempts(ORDER_EVENT, kc, 1).await, vec![Some(200)]);
+    h.wait_counts(0, 2).await;
+    assert!(h.shop.status_history(SHOP).is_empty());
+    assert_eq!(h.status("MP-5005").as_deref(), Some("new"));
+    assert_eq!(h.status("A-5006").as_deref(), Some("new"));
+    assert!(h.queue_is_empty().await);
+}
+
+#[tokio::test]
+async fn an_inactive_connection_acknowledges_and_ignores() {
+    let h = harness(5).await;
+    h.hook_orders();
+    let kc = h.linked_order("A-6006").await;
+    let mut c = ConnectionStore::get(h.table.as_ref(), &h.conn_id)
+        .await
+        .unwrap()
+        .unwrap();
+    c.active = false;
+    c.version += 1;
+    ConnectionStore::update(h.table.as_ref(), &c).await.unwrap();
+
+    h.sim.change_order_status(&h.key, kc, 3).await.unwrap();
+    assert_eq!(h.wait_attempts(ORDER_EVENT, kc, 1).await, vec![Some(200)]);
+    h.wait_counts(0, 1).await;
+    assert_eq!(h.status("A-6006").as_deref(), Some("new"));
+    assert!(h.queue_is_empty().await);
+}
+
+#[tokio::test]
+async fn wrong_and_rotated_tokens_get_404_and_change_nothing() {
+    let h = harness(5).await;
+    let kc = h.linked_order("A-7007").await;
+    let (wrong, _) = tokens::generate();
+    h.sim
+        .set_webhook_url(&h.key, ORDER_EVENT, Some(h.url(&wrong)));
+    h.sim.change_order_status(&h.key, kc, 3).await.unwrap();
+    // KeyCRM tries three times, gets the same 404 each time, gives up.
+    let attempts = h.wait_attempts(ORDER_EVENT, kc, 3).await;
+    assert_eq!(attempts, vec![Some(404); 3]);
+    assert!(h.sim.stats().webhooks_failed >= 1);
+    assert_eq!(h.status("A-7007").as_deref(), Some("new"));
+
+    // Unknown connection: the very same answer.
+    let unknown = format!(
+        "{}/v1/webhooks/keycrm/{}/{}",
+        h.base, "nosuchconnection", h.orders_token
+    );
+    let body = r#"{"event":"order.change_order_status","context":{"id":1,"status_id":3,"status_changed_at":"2026-01-01T00:00:00.000000Z"}}"#;
+    let a = h.post(&unknown, "application/json", body).await;
+    let b = h.post(&h.url(&wrong), "application/json", body).await;
+    assert_eq!(a, (404, serde_json::json!({"error": "not found"})));
+    assert_eq!(a, b);
+
+    // Rotation: the admin API replaces the hash; the old URL fails at once.
+    let old = h.orders_token.clone();
+    let (new, new_hash) = tokens::generate();
+    let mut c = ConnectionStore::get(h.table.as_ref(), &h.conn_id)
+        .await
+        .unwrap()
+        .unwrap();
+    c.webhook_tokens.orders = Some(new_hash);
+    c.version += 1;
+    ConnectionStore::update(h.table.as_ref(), &c).await.unwrap();
+    let (status, _) = h.post(&h.url(&old), "application/json", body).await;
+    assert_eq!(status, 404);
+    h.sim
+        .set_webhook_url(&h.key, ORDER_EVENT, Some(h.url(&new)));
+    next_second().await;
+    h.sim.change_order_status(&h.key, kc, 7).await.unwrap();
+    h.wait_status("A-7007", "shipped").await;
+    assert!(h.queue_is_empty().await);
+}
+
+#[tokio::test]
+async fn a_shop_outage_delays_the_status_but_does_not_lose_it() {
+    let h = harness(5).await;
+    h.hook_orders();
+    let kc = h.linked_order("A-8008").await;
+    h.shop.set_down(true);
+    h.sim.change_order_status(&h.key, kc, 7).await.unwrap();
+    // KeyCRM got its 200 at once; the shop is still down.
+    assert_eq!(h.wait_attempts(ORDER_EVENT, kc, 1).await, vec![Some(200)]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.status("A-8008").as_deref(), Some("new"));
+    h.shop.set_down(false);
+    h.wait_status("A-8008", "shipped").await;
+    h.wait_counts(1, 0).await;
+    assert_eq!(h.dlq.approximate_len().await.unwrap(), 0);
+    eventually("queue drained", 10, || h.queue_is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_status_the_shop_never_takes_ends_in_the_dead_letter_queue_with_a_reason() {
+    let h = harness(2).await;
+    h.hook_orders();
+    let kc = h.linked_order("A-9009").await;
+    h.shop.set_down(true);
+    h.sim.change_order_status(&h.key, kc, 7).await.unwrap();
+    eventually("the dead letter", 30, || async {
+        h.dlq.approximate_len().await.unwrap() == 1
+    })
+    .await;
+    let st = StatusJournal::status(h.table.as_ref(), &h.conn_id)
+        .await
+        .unwrap();
+    let err = st.last_error.expect("journaled").message;
+    assert!(err.contains(&format!("KeyCRM order {kc}")), "{err}");
+    assert!(err.contains("not applied after 2 attempts"), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+    let dead = h
+        .dlq
+        .receive(1, Duration::from_secs(1), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let job = status_apply::StatusJob::parse(&dead[0].body).expect("the original job");
+    assert_eq!((job.keycrm_id, job.status_id), (kc, 7));
+    assert_eq!(h.status("A-9009").as_deref(), Some("new"));
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_and_change_nothing() {
+    let h = harness(5).await;
+    let url = h.url(&h.orders_token);
+    let big = format!(r#"{{"event":"{}"}}"#, "x".repeat(70 * 1024));
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("application/json", big, 413),
+        ("application/x-www-form-urlencoded", "event=order.change_order_status".into(), 415),
+        ("application/json", "{\"event\": oops".into(), 400),
+        ("application/json", "[]".into(), 422),
+        ("application/json", r#"{"event":"order.change_order_status"}"#.into(), 422),
+        ("application/json", r#"{"event":"order.change_order_status","context":{"status_id":3,"status_changed_at":"2026-01-01T00:00:00.000000Z"}}"#.into(), 422),
+        ("application/json", r#"{"event":"order.change_order_status","context":{"id":5,"status_changed_at":"2026-01-01T00:00:00.000000Z"}}"#.into(), 422),
+    ];
+    for (ct, body, want) in cases {
+        let (status, reply) = h.post(&url, ct, body.clone()).await;
+        assert_eq!(status, want, "{}", &body[..body.len().min(60)]);
+        assert!(
+            reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{reply}"
+        );
+    }
+    let (status, _) = h
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 405);
+    assert!(h.queue_is_empty().await);
+    assert_eq!(h.counter("webhooks_ignored").await, 0);
+    assert!(h.shop.status_history(SHOP).is_empty());
+}

@@ -193,9 +193,11 @@ async fn env() -> Env {
 
     let signer = TokenSigner::new("admin-e2e-signing-key-0123456789abcdef").unwrap();
     let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
-    let mut template = ClientConfig::default();
-    template.timeout = Duration::from_secs(5);
-    template.connect_timeout = Duration::from_secs(1);
+    let template = ClientConfig {
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    };
     let clients = Arc::new(KeycrmClients::new(
         Arc::new(secrets.clone()),
         gate,
@@ -349,13 +351,46 @@ impl Env {
     async fn secret_names(&self) -> Vec<String> {
         let conf = aws_config_like().await;
         let client = aws_sdk_secretsmanager::Client::from_conf(conf);
-        let out = client.list_secrets().send().await.unwrap();
-        out.secret_list()
-            .iter()
-            .filter_map(|s| s.name())
-            .filter(|n| n.starts_with(&self.prefix))
-            .map(str::to_string)
-            .collect()
+        // Every page: the emulator holds the secrets of earlier runs too.
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = client
+                .list_secrets()
+                .max_results(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .unwrap();
+            names.extend(
+                out.secret_list()
+                    .iter()
+                    .filter_map(|s| s.name())
+                    .filter(|n| n.starts_with(&self.prefix))
+                    .map(str::to_string),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return names,
+            }
+        }
+    }
+
+    /// What the real webhook receiver makes of a token: the URL kind it opens, or `None`
+    /// (the receiver answers 404).
+    async fn webhook_accepts(&self, conn_id: &str, token: &str) -> Option<store::WebhookKind> {
+        let receiver = webhook::Receiver::new(
+            Arc::new(self.table.clone()),
+            Arc::new(self.order_q.clone()),
+            Arc::new(self.table.clone()),
+        );
+        match receiver.authenticate(conn_id, token).await {
+            Ok((_, kind)) => Some(kind),
+            Err(reply) => {
+                assert_eq!(reply.status, StatusCode::NOT_FOUND);
+                None
+            }
+        }
     }
 
     async fn partition(&self, pk: &str) -> Vec<String> {
@@ -611,6 +646,30 @@ async fn connect_show_and_replace_the_key() {
         keycrm::ApiKey::new(KEY_B).fingerprint()
     );
     assert_eq!(after.webhook_tokens, conn.webhook_tokens);
+    assert_no_key_in_logs();
+}
+
+#[tokio::test]
+async fn two_concurrent_connects_leave_one_connection_and_one_secret() {
+    let e = env().await;
+    let body = || Some(json!({ "api_key": KEY_A }));
+    let (a, b) = tokio::join!(
+        e.call("PUT", "", "shop-a", body()),
+        e.call("PUT", "", "shop-a", body())
+    );
+    let mut statuses = vec![a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    // Either the second saw the first (a key replacement) or lost the race (409).
+    assert!(
+        statuses == vec![200, 201] || statuses == vec![201, 409],
+        "{statuses:?}"
+    );
+    let conn = e.stored("shop-a").await.unwrap();
+    assert_eq!(
+        e.secret_names().await,
+        vec![conn.secret_name],
+        "no orphaned secret"
+    );
     assert_no_key_in_logs();
 }
 
@@ -1021,14 +1080,12 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
 
 #[tokio::test]
 async fn rotating_tokens_stops_the_old_url_at_once() {
+    use store::WebhookKind::{Cards, Orders};
     let e = env().await;
     let r = e.connect("shop-a", KEY_A).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
     let old = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
-    let hash = |c: &store::Connection| c.webhook_tokens.orders.clone().unwrap();
-    assert!(store::tokens::verify(
-        &old,
-        &hash(&e.stored("shop-a").await.unwrap())
-    ));
+    assert_eq!(e.webhook_accepts(&id, &old).await, Some(Orders));
 
     let r = e
         .call("POST", "/webhook-tokens/rotate", "shop-a", None)
@@ -1036,14 +1093,14 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let new = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
     assert_ne!(new, old);
-    let conn = e.stored("shop-a").await.unwrap();
-    assert!(
-        !store::tokens::verify(&old, &hash(&conn)),
-        "the old token no longer matches"
+    assert_eq!(
+        e.webhook_accepts(&id, &old).await,
+        None,
+        "the old URL stops working at once"
     );
-    assert!(store::tokens::verify(&new, &hash(&conn)));
+    assert_eq!(e.webhook_accepts(&id, &new).await, Some(Orders));
     assert!(
-        conn.webhook_tokens.cards.is_none(),
+        r.body["webhooks"]["cards"].is_null(),
         "no card URL outside pipelines"
     );
 
@@ -1068,10 +1125,67 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        store::tokens::verify(&new, &hash(&e.stored("shop-a").await.unwrap())),
+    assert_eq!(
+        e.webhook_accepts(&id, &new).await,
+        Some(Orders),
         "refused rotations change nothing"
     );
+
+    // With pipelines: two URLs, each opening its own kind; rotating one leaves the other.
+    let cat = e.call("GET", "/options", "shop-a", None).await.body["keycrm"]["categories"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let mut pipes = valid_settings(cat);
+    pipes["order_sync"] = json!("pipelines");
+    pipes["default_pipeline_id"] = json!(2);
+    pipes["addon_fields"] = json!([]);
+    let r = e
+        .call(
+            "PUT",
+            "/settings",
+            "shop-a",
+            Some(json!({"version": 2, "settings": pipes})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let card = token_of(r.body["webhooks"]["cards"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &card).await, Some(Cards));
+    assert_eq!(e.webhook_accepts(&id, &new).await, Some(Orders));
+    let r = e
+        .call(
+            "POST",
+            "/webhook-tokens/rotate",
+            "shop-a",
+            Some(json!({"kind": "cards"})),
+        )
+        .await;
+    assert!(
+        r.body["webhooks"]["orders"]["url"].is_null(),
+        "only the rotated URL is shown"
+    );
+    let card2 = token_of(r.body["webhooks"]["cards"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &card).await, None);
+    assert_eq!(e.webhook_accepts(&id, &card2).await, Some(Cards));
+    assert_eq!(e.webhook_accepts(&id, &new).await, Some(Orders));
+    let r = e
+        .call("POST", "/webhook-tokens/rotate", "shop-a", Some(json!({})))
+        .await;
+    let (o3, c3) = (
+        token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap()),
+        token_of(r.body["webhooks"]["cards"]["url"].as_str().unwrap()),
+    );
+    assert_eq!(e.webhook_accepts(&id, &new).await, None);
+    assert_eq!(e.webhook_accepts(&id, &card2).await, None);
+    assert_eq!(e.webhook_accepts(&id, &o3).await, Some(Orders));
+    assert_eq!(e.webhook_accepts(&id, &c3).await, Some(Cards));
+
+    // After a disconnect no URL of the connection opens anything.
+    assert_eq!(
+        e.call("DELETE", "", "shop-a", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.webhook_accepts(&id, &o3).await, None);
+    assert_eq!(e.webhook_accepts(&id, &c3).await, None);
     assert_no_key_in_logs();
 }
 

@@ -27,7 +27,7 @@ const CREATED: &str = include_str!("../../contracts/order-events/examples/order.
 const TIME_SCALE: f64 = 60.0;
 const VIS: Duration = Duration::from_secs(30);
 
-async fn simulator(keys: &[&str]) -> SimHandle {
+async fn simulator(keys: &[&str], time_scale: f64) -> SimHandle {
     let accounts = keys
         .iter()
         .enumerate()
@@ -42,7 +42,7 @@ async fn simulator(keys: &[&str]) -> SimHandle {
         SimConfig {
             accounts,
             rate_limit_per_minute: 60,
-            time_scale: TIME_SCALE,
+            time_scale,
             public_base_url: None,
         },
         "127.0.0.1:0".parse().unwrap(),
@@ -56,27 +56,71 @@ fn settings(sync: OrderSyncType) -> Settings {
         order_sync: sync,
         source_id: Some(1),
         status_map: vec![
-            StatusLink { shop_status: "new".into(), keycrm_status_id: 1 },
-            StatusLink { shop_status: "paid".into(), keycrm_status_id: 4 },
-            StatusLink { shop_status: "done".into(), keycrm_status_id: 12 },
+            StatusLink {
+                shop_status: "new".into(),
+                keycrm_status_id: 1,
+            },
+            StatusLink {
+                shop_status: "paid".into(),
+                keycrm_status_id: 4,
+            },
+            StatusLink {
+                shop_status: "done".into(),
+                keycrm_status_id: 12,
+            },
         ],
         pipeline_status_map: vec![
-            PipelineStatusLink { shop_status: "new".into(), pipeline_id: 1, status_id: 1001 },
-            PipelineStatusLink { shop_status: "paid".into(), pipeline_id: 1, status_id: 1002 },
+            PipelineStatusLink {
+                shop_status: "new".into(),
+                pipeline_id: 1,
+                status_id: 1001,
+            },
+            PipelineStatusLink {
+                shop_status: "paid".into(),
+                pipeline_id: 1,
+                status_id: 1002,
+            },
         ],
-        payment_map: vec![PaymentLink { shop_method: "cod".into(), keycrm_method_id: 1 }],
-        delivery_map: vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 3 }],
+        payment_map: vec![PaymentLink {
+            shop_method: "cod".into(),
+            keycrm_method_id: 1,
+        }],
+        delivery_map: vec![DeliveryLink {
+            shop_method: "nova_poshta".into(),
+            keycrm_service_id: 3,
+        }],
         addon_fields: match sync {
             OrderSyncType::Pipelines => vec![
-                AddonLink { addon_id: "channel".into(), field_uuid: "LD_1002".into() },
-                AddonLink { addon_id: "budget".into(), field_uuid: "LD_1003".into() },
-                AddonLink { addon_id: "call_back".into(), field_uuid: "LD_1004".into() },
+                AddonLink {
+                    addon_id: "channel".into(),
+                    field_uuid: "LD_1002".into(),
+                },
+                AddonLink {
+                    addon_id: "budget".into(),
+                    field_uuid: "LD_1003".into(),
+                },
+                AddonLink {
+                    addon_id: "call_back".into(),
+                    field_uuid: "LD_1004".into(),
+                },
             ],
             _ => vec![
-                AddonLink { addon_id: "channel".into(), field_uuid: "OR_1002".into() },
-                AddonLink { addon_id: "places".into(), field_uuid: "OR_1003".into() },
-                AddonLink { addon_id: "call_back".into(), field_uuid: "OR_1004".into() },
-                AddonLink { addon_id: "wanted_date".into(), field_uuid: "OR_1005".into() },
+                AddonLink {
+                    addon_id: "channel".into(),
+                    field_uuid: "OR_1002".into(),
+                },
+                AddonLink {
+                    addon_id: "places".into(),
+                    field_uuid: "OR_1003".into(),
+                },
+                AddonLink {
+                    addon_id: "call_back".into(),
+                    field_uuid: "OR_1004".into(),
+                },
+                AddonLink {
+                    addon_id: "wanted_date".into(),
+                    field_uuid: "OR_1005".into(),
+                },
             ],
         },
         ..Settings::default()
@@ -114,15 +158,19 @@ async fn env_with(
     sync: OrderSyncType,
     gate: Option<Arc<dyn RateGate>>,
     ledger: Option<Arc<dyn OrderLedger>>,
+    time_scale: f64,
 ) -> Env {
     let key = format!("key-{}", emulator::unique("k"));
-    let sim = simulator(&[&key]).await;
+    let sim = simulator(&[&key], time_scale).await;
     let table = emulator::table().await;
     let (orders, dlq) = emulator::queue(Some(5)).await;
     let dlq = dlq.unwrap();
     let secrets = Arc::new(SecretsManager::from_env().await);
     let secret_name = format!("shop-keycrm/test/keycrm/{}", emulator::unique("s"));
-    secrets.put(&secret_name, &keycrm::ApiKey::new(&key)).await.unwrap();
+    secrets
+        .put(&secret_name, &keycrm::ApiKey::new(&key))
+        .await
+        .unwrap();
     let conn = Connection {
         id: emulator::unique("conn"),
         shop_id: emulator::unique("shop"),
@@ -139,7 +187,10 @@ async fn env_with(
     };
     ConnectionStore::create(&table, &conn).await.unwrap();
     let gate = gate.unwrap_or_else(|| {
-        Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm_scaled(TIME_SCALE)))
+        Arc::new(DynamoRateGate::new(
+            table.clone(),
+            RateBudget::keycrm_scaled(time_scale),
+        ))
     });
     let mut client = ClientConfig::with_base_url(sim.base_url());
     // Shorter than the simulator's commit-then-timeout hang.
@@ -158,11 +209,19 @@ async fn env_with(
         dictionaries: Arc::new(Dictionaries::default()),
         config: quick_config(&orders),
     };
-    Env { push, sim, table, orders, dlq, key, conn }
+    Env {
+        push,
+        sim,
+        table,
+        orders,
+        dlq,
+        key,
+        conn,
+    }
 }
 
 async fn env(sync: OrderSyncType) -> Env {
-    env_with(sync, None, None).await
+    env_with(sync, None, None, TIME_SCALE).await
 }
 
 fn created_event(shop: &str, order_id: &str, sku: &str) -> String {
@@ -200,16 +259,30 @@ impl Env {
 
     /// Polls the order queue until it stays empty; returns every outcome.
     async fn drain(&self, limit: Duration) -> Vec<Outcome> {
+        self.drain_with(1, limit).await
+    }
+
+    /// Like [`Env::drain`] with `pollers` batches handled at once (like concurrent Lambdas).
+    async fn drain_with(&self, pollers: usize, limit: Duration) -> Vec<Outcome> {
         let started = Instant::now();
         let mut all = Vec::new();
         let mut idle = 0;
         loop {
-            assert!(started.elapsed() < limit, "queue not drained in {limit:?}: {all:?}");
-            let r = self
-                .push
-                .poll_once(&self.orders, 10, Duration::from_secs(1), VIS)
-                .await
-                .unwrap();
+            assert!(
+                started.elapsed() < limit,
+                "queue not drained in {limit:?}: {all:?}"
+            );
+            let rounds = futures::future::join_all((0..pollers).map(|_| {
+                self.push
+                    .poll_once(&self.orders, 10, Duration::from_secs(1), VIS)
+            }))
+            .await;
+            let mut r = order_push::BatchResult::default();
+            for one in rounds {
+                let one = one.unwrap();
+                r.failed_message_ids.extend(one.failed_message_ids);
+                r.outcomes.extend(one.outcomes);
+            }
             assert!(r.failed_message_ids.is_empty(), "{r:?}");
             if r.outcomes.is_empty() {
                 if self.orders.approximate_len().await.unwrap() == 0 {
@@ -230,18 +303,30 @@ impl Env {
     }
 
     async fn entry(&self, order: &str) -> LedgerEntry {
-        self.push.ledger.get(&self.conn.id, order).await.unwrap().expect("ledger entry")
+        self.push
+            .ledger
+            .get(&self.conn.id, order)
+            .await
+            .unwrap()
+            .expect("ledger entry")
     }
 
     async fn dead_letters(&self) -> Vec<(Value, Option<String>)> {
         let mut out = Vec::new();
         loop {
-            let got = self.dlq.receive(10, Duration::from_secs(1), VIS).await.unwrap();
+            let got = self
+                .dlq
+                .receive(10, Duration::from_secs(1), VIS)
+                .await
+                .unwrap();
             if got.is_empty() {
                 return out;
             }
             for m in got {
-                out.push((serde_json::from_str(&m.body).unwrap(), m.attribute("kind").map(str::to_string)));
+                out.push((
+                    serde_json::from_str(&m.body).unwrap(),
+                    m.attribute("kind").map(str::to_string),
+                ));
                 self.dlq.delete(&m.receipt).await.unwrap();
             }
         }
@@ -261,9 +346,19 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
     let env = env(OrderSyncType::Orders).await;
     let sku = catalog_sku(&env);
     env.sim.reset_stats();
-    env.publish(&[created_event(&env.conn.shop_id, "E2E-1", &sku)]).await;
+    env.publish(&[created_event(&env.conn.shop_id, "E2E-1", &sku)])
+        .await;
     let out = env.drain(Duration::from_secs(30)).await;
-    assert!(matches!(&out[..], [Outcome::Created { recovered: false, .. }]), "{out:?}");
+    assert!(
+        matches!(
+            &out[..],
+            [Outcome::Created {
+                recovered: false,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
 
     let orders = env.sim_orders();
     assert_eq!(orders.len(), 1);
@@ -273,17 +368,31 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
     assert_eq!(o["ordered_at"], "2026-11-28T10:14:52.000000Z");
     assert_eq!(o["status_id"], 1);
     assert_eq!(o["buyer"]["full_name"], "Олена Коваленко");
-    assert_eq!(o["buyer"]["phone"], "+380501112233", "normalised to international form");
+    assert_eq!(
+        o["buyer"]["phone"], "+380501112233",
+        "normalised to international form"
+    );
     assert_eq!(o["buyer"]["email"], "olena@example.com");
     assert_eq!(o["buyer_comment"], "Подзвоніть перед доставкою");
     assert_eq!(o["promocode"], "BF2026");
-    assert_eq!(o["grand_total"], json!(2121), "the total KeyCRM computes equals the shop's");
+    assert_eq!(
+        o["grand_total"],
+        json!(2121),
+        "the total KeyCRM computes equals the shop's"
+    );
     let p = &o["products"];
     assert_eq!(p[0]["sku"], sku.as_str());
-    assert!(p[0]["offer"].is_object(), "the line is linked to the catalog offer by SKU: {}", p[0]);
+    assert!(
+        p[0]["offer"].is_object(),
+        "the line is linked to the catalog offer by SKU: {}",
+        p[0]
+    );
     assert_eq!(p[0]["price"], json!(1290));
     assert_eq!(p[0]["discount_amount"], json!(90));
-    assert_eq!(p[0]["properties"][0], json!({"name": "Розмір", "value": "M"}));
+    assert_eq!(
+        p[0]["properties"][0],
+        json!({"name": "Розмір", "value": "M"})
+    );
     assert_eq!(p[1]["sku"], "BLT-002");
     assert_eq!(p[1]["quantity"], json!(2));
     let s = &o["shipping"];
@@ -305,13 +414,20 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
         .iter()
         .map(|f| (f["uuid"].as_str().unwrap().to_string(), f["value"].clone()))
         .collect();
-    assert_eq!(fields["OR_1002"], json!(["Instagram"]), "select: the option's own spelling");
+    assert_eq!(
+        fields["OR_1002"],
+        json!(["Instagram"]),
+        "select: the option's own spelling"
+    );
     assert_eq!(fields["OR_1003"], json!(2), "number");
     assert_eq!(fields["OR_1004"], json!(true), "switcher");
     assert_eq!(fields["OR_1005"], json!("2026-12-24"), "date");
 
     let e = env.entry("E2E-1").await;
-    assert_eq!((e.state, e.keycrm_id), (LedgerState::Created, o["id"].as_i64()));
+    assert_eq!(
+        (e.state, e.keycrm_id),
+        (LedgerState::Created, o["id"].as_i64())
+    );
     assert_eq!(e.report.total_mismatch, None);
     let status = env.table.status(&env.conn.id).await.unwrap();
     assert_eq!(status.counters["orders_pushed"], 1);
@@ -319,7 +435,11 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
     // Exactly one KeyCRM request per order once the dictionaries are cached.
     let dictionary_reads = env.sim.stats().total_requests - 1;
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
-    env.publish(&[created_event(&env.conn.shop_id, "E2E-2", &sku), created_event(&env.conn.shop_id, "E2E-3", &sku)]).await;
+    env.publish(&[
+        created_event(&env.conn.shop_id, "E2E-2", &sku),
+        created_event(&env.conn.shop_id, "E2E-3", &sku),
+    ])
+    .await;
     env.drain(Duration::from_secs(30)).await;
     let stats = env.sim.stats();
     assert_eq!(stats.endpoint("POST /order"), 3);
@@ -330,36 +450,59 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
 #[tokio::test]
 async fn a_total_mismatch_is_pushed_and_flagged() {
     let env = env(OrderSyncType::Orders).await;
-    let mut v: Value = serde_json::from_str(&created_event(&env.conn.shop_id, "MIS-1", "X-1")).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&created_event(&env.conn.shop_id, "MIS-1", "X-1")).unwrap();
     v["order"]["total"] = json!(2000);
     env.publish(&[v.to_string()]).await;
     env.drain(Duration::from_secs(30)).await;
     assert_eq!(env.sim_orders().len(), 1);
-    let m = env.entry("MIS-1").await.report.total_mismatch.expect("flagged");
+    let m = env
+        .entry("MIS-1")
+        .await
+        .report
+        .total_mismatch
+        .expect("flagged");
     assert_eq!((m.shop_total, m.computed), (2000.into(), 2121.into()));
 }
 
 #[tokio::test]
 async fn cards_land_in_the_mapped_pipeline_with_contact_products_utm_and_fields() {
     let env = env(OrderSyncType::Pipelines).await;
-    let mut v: Value = serde_json::from_str(&created_event(&env.conn.shop_id, "CARD-1", "X-1")).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&created_event(&env.conn.shop_id, "CARD-1", "X-1")).unwrap();
     v["order"]["status"] = "paid".into();
     env.publish(&[v.to_string()]).await;
     let out = env.drain(Duration::from_secs(30)).await;
-    assert!(matches!(&out[..], [Outcome::Created { target: Target::Card, .. }]), "{out:?}");
+    assert!(
+        matches!(
+            &out[..],
+            [Outcome::Created {
+                target: Target::Card,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
     let cards = env.sim.cards(&env.key);
     assert_eq!(cards.len(), 1);
     let c = &cards[0];
     assert_eq!(c["title"], "Замовлення №N-CARD-1");
     assert_eq!(c["pipeline_id"], 1);
     assert_eq!(c["source_id"], 1);
-    assert_eq!(c["status_id"], 1002, "the mapped status, set right after creation");
+    assert_eq!(
+        c["status_id"], 1002,
+        "the mapped status, set right after creation"
+    );
     assert_eq!(c["contact"]["phone"], "+380501112233");
     assert_eq!(c["contact"]["full_name"], "Олена Коваленко");
     assert_eq!(c["utm_source"], "instagram");
     assert_eq!(c["utm_campaign"], "black-friday");
     assert_eq!(c["products"].as_array().unwrap().len(), 2);
-    assert_eq!(c["products"][0]["price"], json!(1200), "unit price after the line discount");
+    assert_eq!(
+        c["products"][0]["price"],
+        json!(1200),
+        "unit price after the line discount"
+    );
     let fields: BTreeMap<String, Value> = c["custom_fields"]
         .as_array()
         .unwrap()
@@ -369,7 +512,10 @@ async fn cards_land_in_the_mapped_pipeline_with_contact_products_utm_and_fields(
     assert_eq!(fields["LD_1002"], json!(["Instagram"]));
     assert_eq!(fields["LD_1003"], json!(1500.5));
     assert_eq!(fields["LD_1004"], json!(true));
-    assert!(c["manager_comment"].as_str().unwrap().contains("NP ref"), "delivery goes to the comment");
+    assert!(
+        c["manager_comment"].as_str().unwrap().contains("NP ref"),
+        "delivery goes to the comment"
+    );
     let e = env.entry("CARD-1").await;
     assert_eq!((e.target, e.keycrm_status_id), (Target::Card, Some(1002)));
 }
@@ -382,7 +528,10 @@ async fn duplicate_events_produce_one_order() {
     env.drain(Duration::from_secs(30)).await;
     env.publish(&[ev.clone(), ev]).await;
     let out = env.drain(Duration::from_secs(30)).await;
-    assert!(out.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{out:?}");
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })),
+        "{out:?}"
+    );
     assert_eq!(count_source_uuid(&env.sim_orders(), "DUP-1"), 1);
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
 }
@@ -391,18 +540,39 @@ async fn duplicate_events_produce_one_order() {
 async fn commit_then_timeout_produces_one_order_and_one_card() {
     for sync in [OrderSyncType::Orders, OrderSyncType::Pipelines] {
         let env = env(sync).await;
-        env.sim.set_faults(Faults { commit_then_timeout: 1, hang_ms: 4000, ..Faults::default() });
-        env.publish(&[created_event(&env.conn.shop_id, "CTT-1", "X-1")]).await;
+        env.sim.set_faults(Faults {
+            commit_then_timeout: 1,
+            hang_ms: 4000,
+            ..Faults::default()
+        });
+        env.publish(&[created_event(&env.conn.shop_id, "CTT-1", "X-1")])
+            .await;
         let out = env.drain(Duration::from_secs(60)).await;
-        assert!(out.iter().any(|o| matches!(o, Outcome::Deferred { .. })), "{out:?}");
-        assert!(out.iter().any(|o| matches!(o, Outcome::Created { recovered: true, .. })), "{sync:?}: {out:?}");
+        assert!(
+            out.iter().any(|o| matches!(o, Outcome::Deferred { .. })),
+            "{out:?}"
+        );
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Outcome::Created {
+                    recovered: true,
+                    ..
+                }
+            )),
+            "{sync:?}: {out:?}"
+        );
         let stats = env.sim.stats();
         assert_eq!(stats.commit_then_timeout, 1);
         match sync {
             OrderSyncType::Pipelines => {
                 assert_eq!(env.sim.cards(&env.key).len(), 1);
                 assert_eq!(stats.endpoint("POST /pipelines/cards"), 1);
-                assert_eq!(stats.endpoint("GET /pipelines/cards"), 1, "recovered by the card search");
+                assert_eq!(
+                    stats.endpoint("GET /pipelines/cards"),
+                    1,
+                    "recovered by the card search"
+                );
             }
             _ => {
                 assert_eq!(count_source_uuid(&env.sim_orders(), "CTT-1"), 1);
@@ -423,19 +593,43 @@ struct CrashOnce {
 
 #[async_trait]
 impl OrderLedger for CrashOnce {
-    async fn claim(&self, c: &str, o: &str, t: Target, h: &str, l: Duration, e: &str) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        c: &str,
+        o: &str,
+        t: Target,
+        h: &str,
+        l: Duration,
+        e: &str,
+    ) -> Result<Claim, StoreError> {
         self.inner.claim(c, o, t, h, l, e).await
     }
     async fn mark_attempt(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
         self.inner.mark_attempt(c, o, h).await
     }
-    async fn mark_created(&self, c: &str, o: &str, h: &str, id: i64, r: &MappingReport, s: Option<&str>, k: Option<i64>) -> Result<(), StoreError> {
+    async fn mark_created(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        id: i64,
+        r: &MappingReport,
+        s: Option<&str>,
+        k: Option<i64>,
+    ) -> Result<(), StoreError> {
         if o == self.order && self.left.load(Ordering::SeqCst) > 0 {
             return Err(StoreError::Unavailable("process died".into()));
         }
         self.inner.mark_created(c, o, h, id, r, s, k).await
     }
-    async fn mark_failed(&self, c: &str, o: &str, h: &str, e: &str, f: &BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
+    async fn mark_failed(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        e: &str,
+        f: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StoreError> {
         self.inner.mark_failed(c, o, h, e, f).await
     }
     async fn mark_skipped(&self, c: &str, o: &str, h: &str, r: &str) -> Result<(), StoreError> {
@@ -448,18 +642,37 @@ impl OrderLedger for CrashOnce {
         self.inner.release(c, o, h, e, m).await
     }
     async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        self.inner.get(c, o).await
+        OrderLedger::get(&self.inner, c, o).await
     }
-    async fn find_by_keycrm_id(&self, c: &str, t: Target, id: i64) -> Result<Option<LedgerEntry>, StoreError> {
+    async fn find_by_keycrm_id(
+        &self,
+        c: &str,
+        t: Target,
+        id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
         self.inner.find_by_keycrm_id(c, t, id).await
     }
     async fn adopt(&self, c: &str, o: &str, t: Target, id: i64) -> Result<LedgerEntry, StoreError> {
         self.inner.adopt(c, o, t, id).await
     }
-    async fn record_keycrm_status(&self, c: &str, o: &str, k: i64, at: DateTime<Utc>, s: &str) -> Result<bool, StoreError> {
+    async fn record_keycrm_status(
+        &self,
+        c: &str,
+        o: &str,
+        k: i64,
+        at: DateTime<Utc>,
+        s: &str,
+    ) -> Result<bool, StoreError> {
         self.inner.record_keycrm_status(c, o, k, at, s).await
     }
-    async fn record_shop_status(&self, c: &str, o: &str, s: &str, k: Option<i64>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_shop_status(
+        &self,
+        c: &str,
+        o: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.inner.record_shop_status(c, o, s, k, at).await
     }
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
@@ -470,26 +683,68 @@ impl OrderLedger for CrashOnce {
 #[tokio::test]
 async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_order() {
     let table = emulator::table().await;
-    let crash = Arc::new(CrashOnce { inner: table, order: "CRASH-1".into(), left: AtomicU32::new(1) });
-    let env = env_with(OrderSyncType::Orders, None, Some(crash)).await;
-    env.publish(&[created_event(&env.conn.shop_id, "CRASH-1", "X-1")]).await;
+    let crash = Arc::new(CrashOnce {
+        inner: table,
+        order: "CRASH-1".into(),
+        left: AtomicU32::new(1),
+    });
+    let env = env_with(OrderSyncType::Orders, None, Some(crash), TIME_SCALE).await;
+    env.publish(&[created_event(&env.conn.shop_id, "CRASH-1", "X-1")])
+        .await;
     let out = env.drain(Duration::from_secs(60)).await;
-    assert!(out.iter().any(|o| matches!(o, Outcome::Created { recovered: true, .. })), "{out:?}");
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Outcome::Created {
+                recovered: true,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
     assert_eq!(count_source_uuid(&env.sim_orders(), "CRASH-1"), 1);
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
-    assert_eq!(env.sim.stats().endpoint("GET /order"), 1, "found by source_uuid");
+    assert_eq!(
+        env.sim.stats().endpoint("GET /order"),
+        1,
+        "found by source_uuid"
+    );
 }
 
 #[tokio::test]
 async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
-    // A gate ten times faster than the account's budget: 429s are certain.
-    let gate: Arc<dyn RateGate> = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(TIME_SCALE * 10.0)));
-    let env = env_with(OrderSyncType::Orders, Some(gate), None).await;
-    env.sim.set_faults(Faults { error_rate_5xx: 0.25, drop_rate: 0.1, seed: 11, ..Faults::default() });
+    // The account allows 60 requests per 6 s (a KeyCRM minute lasts 6 s here). Another
+    // integration on the same key spends most of that for the first seconds, so the
+    // connector's requests meet 429s however fast the emulator lets it go.
+    let gate: Arc<dyn RateGate> = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(10.0)));
+    let env = env_with(OrderSyncType::Orders, Some(gate), None, 10.0).await;
+    env.sim.set_faults(Faults {
+        error_rate_5xx: 0.25,
+        drop_rate: 0.1,
+        seed: 11,
+        ..Faults::default()
+    });
+    let neighbour = {
+        let (url, key) = (
+            format!("{}/order/source", env.sim.base_url()),
+            env.key.clone(),
+        );
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for _ in 0..120 {
+                let _ = http.get(&url).bearer_auth(&key).send().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let ids: Vec<String> = (0..30).map(|i| format!("STORM-{i}")).collect();
-    let events: Vec<String> = ids.iter().map(|id| created_event(&env.conn.shop_id, id, "X-1")).collect();
+    let events: Vec<String> = ids
+        .iter()
+        .map(|id| created_event(&env.conn.shop_id, id, "X-1"))
+        .collect();
     env.publish(&events).await;
-    let out = env.drain(Duration::from_secs(240)).await;
+    let out = env.drain_with(3, Duration::from_secs(240)).await;
+    neighbour.await.unwrap();
     let orders = env.sim_orders();
     for id in &ids {
         assert_eq!(count_source_uuid(&orders, id), 1, "{id}");
@@ -497,10 +752,20 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
     }
     assert_eq!(orders.len(), ids.len());
     let stats = env.sim.stats();
-    assert!(stats.rate_limited_429 > 0, "the storm had 429s");
-    assert!(stats.injected_5xx + stats.dropped_connections > 0, "the storm had 5xx and drops");
+    let rate_limited = |o: &Outcome| matches!(o, Outcome::Deferred { reason, .. } if reason.contains("rate limit"));
+    assert!(
+        out.iter().any(rate_limited),
+        "orders met 429s and were deferred: {out:?}"
+    );
+    assert!(
+        stats.injected_5xx + stats.dropped_connections > 0,
+        "the storm had 5xx and drops"
+    );
     assert!(out.iter().any(|o| matches!(o, Outcome::Deferred { .. })));
-    assert!(env.dead_letters().await.is_empty(), "nothing dead-lettered, nothing lost");
+    assert!(
+        env.dead_letters().await.is_empty(),
+        "nothing dead-lettered, nothing lost"
+    );
 }
 
 #[tokio::test]
@@ -515,9 +780,22 @@ async fn malformed_events_end_in_the_dead_letter_queue_with_reasons() {
     let mut version: Value = serde_json::from_str(&good).unwrap();
     version["version"] = 3.into();
     env.sim.reset_stats();
-    env.publish(&["{not json".to_string(), wrong.to_string(), missing.to_string(), version.to_string(), good]).await;
+    env.publish(&[
+        "{not json".to_string(),
+        wrong.to_string(),
+        missing.to_string(),
+        version.to_string(),
+        good,
+    ])
+    .await;
     let out = env.drain(Duration::from_secs(30)).await;
-    assert_eq!(out.iter().filter(|o| matches!(o, Outcome::Created { .. })).count(), 1, "{out:?}");
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Outcome::Created { .. }))
+            .count(),
+        1,
+        "{out:?}"
+    );
     let dead = env.dead_letters().await;
     assert_eq!(dead.len(), 4, "{dead:?}");
     for (body, kind) in &dead {
@@ -526,44 +804,96 @@ async fn malformed_events_end_in_the_dead_letter_queue_with_reasons() {
         assert!(!body["reason"].as_str().unwrap().is_empty());
         assert!(body["original"].is_string());
     }
-    let reasons: Vec<String> = dead.iter().map(|(b, _)| b["reason"].as_str().unwrap().to_string()).collect();
-    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("order.items[1].price")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("order.customer") && r.contains("required")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("version 3")), "{reasons:?}");
-    let bad = dead.iter().find(|(b, _)| b["order_id"] == "BAD-1").expect("ids kept");
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|(b, _)| b["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("not valid JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("order.items[1].price")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("order.customer") && r.contains("required")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("version 3")),
+        "{reasons:?}"
+    );
+    let bad = dead
+        .iter()
+        .find(|(b, _)| b["order_id"] == "BAD-1")
+        .expect("ids kept");
     assert_eq!(bad.0["shop_id"], env.conn.shop_id.as_str());
-    assert_eq!(env.sim.stats().endpoint("POST /order"), 1, "no KeyCRM call for malformed events");
+    assert_eq!(
+        env.sim.stats().endpoint("POST /order"),
+        1,
+        "no KeyCRM call for malformed events"
+    );
 }
 
 #[tokio::test]
 async fn a_validation_error_is_visible_and_a_repush_after_the_fix_creates_the_order() {
     let env = env(OrderSyncType::Orders).await;
     let mut conn = env.conn.clone();
-    conn.settings.delivery_map = vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 99 }];
+    conn.settings.delivery_map = vec![DeliveryLink {
+        shop_method: "nova_poshta".into(),
+        keycrm_service_id: 99,
+    }];
     conn.version += 1;
     ConnectionStore::update(&env.table, &conn).await.unwrap();
-    env.publish(&[created_event(&env.conn.shop_id, "VAL-1", "X-1")]).await;
+    env.publish(&[created_event(&env.conn.shop_id, "VAL-1", "X-1")])
+        .await;
     let out = env.drain(Duration::from_secs(30)).await;
-    assert!(matches!(&out[..], [Outcome::DeadLettered { kind, .. }] if kind == "validation"), "{out:?}");
+    assert!(
+        matches!(&out[..], [Outcome::DeadLettered { kind, .. }] if kind == "validation"),
+        "{out:?}"
+    );
     let dead = env.dead_letters().await;
-    assert!(dead[0].0["reason"].as_str().unwrap().contains("shipping.delivery_service_id"), "{dead:?}");
+    assert!(
+        dead[0].0["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shipping.delivery_service_id"),
+        "{dead:?}"
+    );
     let e = env.entry("VAL-1").await;
     assert_eq!(e.state, LedgerState::Failed);
-    assert!(e.field_errors.contains_key("shipping.delivery_service_id"), "{e:?}");
+    assert!(
+        e.field_errors.contains_key("shipping.delivery_service_id"),
+        "{e:?}"
+    );
     let status = env.table.status(&env.conn.id).await.unwrap();
     assert_eq!(status.failures[0].shop_order_id, "VAL-1");
-    assert!(status.failures[0].field_errors.contains_key("shipping.delivery_service_id"));
+    assert!(status.failures[0]
+        .field_errors
+        .contains_key("shipping.delivery_service_id"));
     assert_eq!(status.counters["orders_failed"], 1);
 
     conn.settings.delivery_map[0].keycrm_service_id = 3;
     conn.version += 1;
     ConnectionStore::update(&env.table, &conn).await.unwrap();
-    order_push::repush(env.push.ledger.as_ref(), &env.orders, &env.conn.id, "VAL-1").await.unwrap();
+    order_push::repush(env.push.ledger.as_ref(), &env.orders, &env.conn.id, "VAL-1")
+        .await
+        .unwrap();
     let out = env.drain(Duration::from_secs(30)).await;
     assert!(matches!(&out[..], [Outcome::Created { .. }]), "{out:?}");
     assert_eq!(env.sim_orders()[0]["shipping"]["delivery_service_id"], 3);
-    assert!(env.table.status(&env.conn.id).await.unwrap().failures.is_empty(), "failure cleared");
+    assert!(
+        env.table
+            .status(&env.conn.id)
+            .await
+            .unwrap()
+            .failures
+            .is_empty(),
+        "failure cleared"
+    );
 }
 
 #[tokio::test]
@@ -572,20 +902,45 @@ async fn shop_status_changes_update_keycrm_and_keycrm_changes_are_not_echoed() {
     let shop = env.conn.shop_id.clone();
     let t0 = Utc::now();
     // The status change is published right behind the order; it may even be handled first.
-    env.publish(&[status_event(&shop, "ST-1", "paid", t0), created_event(&shop, "ST-1", "X-1")]).await;
+    env.publish(&[
+        status_event(&shop, "ST-1", "paid", t0),
+        created_event(&shop, "ST-1", "X-1"),
+    ])
+    .await;
     env.drain(Duration::from_secs(30)).await;
     let order_id = env.sim_orders()[0]["id"].as_i64().unwrap();
     assert_eq!(env.sim_orders()[0]["status_id"], 4);
     assert_eq!(env.sim.stats().endpoint("PUT /order/{id}"), 1);
 
     // KeyCRM moves it to completed; the status-apply side records what it applied to the shop.
-    env.sim.change_order_status(&env.key, order_id, 12).await.unwrap();
+    env.sim
+        .change_order_status(&env.key, order_id, 12)
+        .await
+        .unwrap();
     let kc_at = Utc::now();
-    assert!(env.push.ledger.record_keycrm_status(&env.conn.id, "ST-1", 12, kc_at, "done").await.unwrap());
+    assert!(env
+        .push
+        .ledger
+        .record_keycrm_status(&env.conn.id, "ST-1", 12, kc_at, "done")
+        .await
+        .unwrap());
     // The shop announces that change: it must not go back to KeyCRM.
-    env.publish(&[status_event(&shop, "ST-1", "done", kc_at + chrono::Duration::seconds(1))]).await;
+    env.publish(&[status_event(
+        &shop,
+        "ST-1",
+        "done",
+        kc_at + chrono::Duration::seconds(1),
+    )])
+    .await;
     let out = env.drain(Duration::from_secs(30)).await;
     assert!(matches!(&out[..], [Outcome::Skipped { .. }]), "{out:?}");
-    assert_eq!(env.sim.stats().endpoint("PUT /order/{id}"), 1, "no ping-pong");
-    assert_eq!(env.table.status(&env.conn.id).await.unwrap().counters["statuses_pushed"], 1);
+    assert_eq!(
+        env.sim.stats().endpoint("PUT /order/{id}"),
+        1,
+        "no ping-pong"
+    );
+    assert_eq!(
+        env.table.status(&env.conn.id).await.unwrap().counters["statuses_pushed"],
+        1
+    );
 }

@@ -11,115 +11,332 @@ use store::{Claim, LedgerState, MemoryLedger, OrderLedger, StoreError, Target};
 const LEASE: Duration = Duration::from_secs(60);
 
 async fn claims_are_exclusive_and_expire(l: &dyn OrderLedger) {
-    let g = l.claim("c1", "o1", Target::Order, "h1", Duration::from_millis(400), "{\"e\":1}").await.unwrap();
-    let Claim::Granted(e) = g else { panic!("{g:?}") };
-    assert_eq!((e.state, e.attempts, e.maybe_committed), (LedgerState::Pending, 1, false));
+    let g = l
+        .claim(
+            "c1",
+            "o1",
+            Target::Order,
+            "h1",
+            Duration::from_millis(400),
+            "{\"e\":1}",
+        )
+        .await
+        .unwrap();
+    let Claim::Granted(e) = g else {
+        panic!("{g:?}")
+    };
+    assert_eq!(
+        (e.state, e.attempts, e.maybe_committed),
+        (LedgerState::Pending, 1, false)
+    );
     assert_eq!(e.event_json.as_deref(), Some("{\"e\":1}"));
 
-    let busy = l.claim("c1", "o1", Target::Order, "h2", LEASE, "{\"e\":2}").await.unwrap();
+    let busy = l
+        .claim("c1", "o1", Target::Order, "h2", LEASE, "{\"e\":2}")
+        .await
+        .unwrap();
     assert!(matches!(busy, Claim::Busy(_)), "{busy:?}");
     // Only the holder may act.
-    assert!(matches!(l.mark_attempt("c1", "o1", "h2").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        l.mark_attempt("c1", "o1", "h2").await,
+        Err(StoreError::Conflict(_))
+    ));
     l.mark_attempt("c1", "o1", "h1").await.unwrap();
     assert!(l.get("c1", "o1").await.unwrap().unwrap().maybe_committed);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     // h1's lease ran out: it may no longer start a create.
-    assert!(matches!(l.mark_attempt("c1", "o1", "h1").await, Err(StoreError::Conflict(_))));
-    let again = l.claim("c1", "o1", Target::Order, "h2", LEASE, "{\"e\":2}").await.unwrap();
-    let Claim::Granted(e) = again else { panic!("{again:?}") };
+    assert!(matches!(
+        l.mark_attempt("c1", "o1", "h1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let again = l
+        .claim("c1", "o1", Target::Order, "h2", LEASE, "{\"e\":2}")
+        .await
+        .unwrap();
+    let Claim::Granted(e) = again else {
+        panic!("{again:?}")
+    };
     assert_eq!(e.attempts, 2);
     assert!(e.maybe_committed, "the next attempt must search first");
-    assert_eq!(e.event_json.as_deref(), Some("{\"e\":1}"), "the first event is kept");
+    assert_eq!(
+        e.event_json.as_deref(),
+        Some("{\"e\":1}"),
+        "the first event is kept"
+    );
     assert_eq!(e.claim_holder.as_deref(), Some("h2"));
     assert!(e.attempt_started_at.is_some());
     // h1 comes back from the dead: too late.
-    let err = l.mark_created("c1", "o1", "h1", 5, &MappingReport::default(), None, None).await;
+    let err = l
+        .mark_created("c1", "o1", "h1", 5, &MappingReport::default(), None, None)
+        .await;
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
 }
 
 async fn created_entries_are_final_and_indexed(l: &dyn OrderLedger) {
-    let Claim::Granted(_) = l.claim("c1", "o2", Target::Card, "h", LEASE, "{}").await.unwrap() else { panic!() };
+    let Claim::Granted(_) = l
+        .claim("c1", "o2", Target::Card, "h", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     l.mark_attempt("c1", "o2", "h").await.unwrap();
     let report = MappingReport {
         notes: vec!["phone kept in the comment".into()],
-        total_mismatch: Some(TotalMismatch { shop_total: 10.into(), computed: 12.into() }),
+        total_mismatch: Some(TotalMismatch {
+            shop_total: 10.into(),
+            computed: 12.into(),
+        }),
     };
-    l.mark_created("c1", "o2", "h", 301, &report, Some("new"), Some(1001)).await.unwrap();
+    l.mark_created("c1", "o2", "h", 301, &report, Some("new"), Some(1001))
+        .await
+        .unwrap();
     let e = l.get("c1", "o2").await.unwrap().unwrap();
-    assert_eq!((e.state, e.keycrm_id, e.maybe_committed, e.claim_holder.clone()), (LedgerState::Created, Some(301), false, None));
-    assert_eq!(e.report, report, "a total mismatch is flagged in the order's record");
-    assert_eq!((e.shop_status.as_deref(), e.keycrm_status_id), (Some("new"), Some(1001)));
-    assert!(matches!(l.claim("c1", "o2", Target::Card, "h3", LEASE, "{}").await.unwrap(), Claim::AlreadyCreated(_)));
+    assert_eq!(
+        (
+            e.state,
+            e.keycrm_id,
+            e.maybe_committed,
+            e.claim_holder.clone()
+        ),
+        (LedgerState::Created, Some(301), false, None)
+    );
+    assert_eq!(
+        e.report, report,
+        "a total mismatch is flagged in the order's record"
+    );
+    assert_eq!(
+        (e.shop_status.as_deref(), e.keycrm_status_id),
+        (Some("new"), Some(1001))
+    );
+    assert!(matches!(
+        l.claim("c1", "o2", Target::Card, "h3", LEASE, "{}")
+            .await
+            .unwrap(),
+        Claim::AlreadyCreated(_)
+    ));
 
-    let found = l.find_by_keycrm_id("c1", Target::Card, 301).await.unwrap().unwrap();
+    let found = l
+        .find_by_keycrm_id("c1", Target::Card, 301)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.shop_order_id, "o2");
-    assert!(l.find_by_keycrm_id("c1", Target::Order, 301).await.unwrap().is_none(), "orders and cards are apart");
-    assert!(l.find_by_keycrm_id("c2", Target::Card, 301).await.unwrap().is_none(), "connections are apart");
+    assert!(
+        l.find_by_keycrm_id("c1", Target::Order, 301)
+            .await
+            .unwrap()
+            .is_none(),
+        "orders and cards are apart"
+    );
+    assert!(
+        l.find_by_keycrm_id("c2", Target::Card, 301)
+            .await
+            .unwrap()
+            .is_none(),
+        "connections are apart"
+    );
 
     let err = l.reset_for_repush("c1", "o2").await.unwrap_err();
     assert!(err.to_string().contains("already in KeyCRM"), "{err}");
 }
 
 async fn failures_wait_for_a_repush(l: &dyn OrderLedger) {
-    let Claim::Granted(_) = l.claim("c1", "o3", Target::Order, "h", LEASE, "{\"x\":3}").await.unwrap() else { panic!() };
+    let Claim::Granted(_) = l
+        .claim("c1", "o3", Target::Order, "h", LEASE, "{\"x\":3}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     let mut fields = BTreeMap::new();
     fields.insert("buyer.phone".to_string(), vec!["invalid".to_string()]);
-    l.mark_failed("c1", "o3", "h", "KeyCRM validation failed", &fields).await.unwrap();
+    l.mark_failed("c1", "o3", "h", "KeyCRM validation failed", &fields)
+        .await
+        .unwrap();
     let e = l.get("c1", "o3").await.unwrap().unwrap();
-    assert_eq!((e.state, e.field_errors.clone(), e.last_error.as_deref()), (LedgerState::Failed, fields, Some("KeyCRM validation failed")));
-    assert!(matches!(l.claim("c1", "o3", Target::Order, "h2", LEASE, "{}").await.unwrap(), Claim::Settled(_)));
+    assert_eq!(
+        (e.state, e.field_errors.clone(), e.last_error.as_deref()),
+        (
+            LedgerState::Failed,
+            fields,
+            Some("KeyCRM validation failed")
+        )
+    );
+    assert!(matches!(
+        l.claim("c1", "o3", Target::Order, "h2", LEASE, "{}")
+            .await
+            .unwrap(),
+        Claim::Settled(_)
+    ));
 
     let reset = l.reset_for_repush("c1", "o3").await.unwrap();
-    assert_eq!((reset.state, reset.event_json.as_deref()), (LedgerState::Pending, Some("{\"x\":3}")));
-    let Claim::Granted(e) = l.claim("c1", "o3", Target::Order, "h3", LEASE, "{}").await.unwrap() else { panic!() };
+    assert_eq!(
+        (reset.state, reset.event_json.as_deref()),
+        (LedgerState::Pending, Some("{\"x\":3}"))
+    );
+    let Claim::Granted(e) = l
+        .claim("c1", "o3", Target::Order, "h3", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(e.attempts, 2);
-    l.mark_created("c1", "o3", "h3", 77, &MappingReport::default(), None, None).await.unwrap();
+    l.mark_created("c1", "o3", "h3", 77, &MappingReport::default(), None, None)
+        .await
+        .unwrap();
     let e = l.get("c1", "o3").await.unwrap().unwrap();
     assert!(e.field_errors.is_empty() && e.last_error.is_none(), "{e:?}");
 
-    assert!(matches!(l.reset_for_repush("c1", "nope").await, Err(StoreError::NotFound(_))));
-    let Claim::Granted(_) = l.claim("c1", "o4", Target::Order, "h", LEASE, "{}").await.unwrap() else { panic!() };
-    assert!(matches!(l.reset_for_repush("c1", "o4").await, Err(StoreError::Conflict(_))), "live claim");
-    l.mark_skipped("c1", "o4", "h", "order sync is off").await.unwrap();
-    assert_eq!(l.get("c1", "o4").await.unwrap().unwrap().state, LedgerState::Skipped);
-    assert_eq!(l.reset_for_repush("c1", "o4").await.unwrap().state, LedgerState::Pending);
+    assert!(matches!(
+        l.reset_for_repush("c1", "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let Claim::Granted(_) = l
+        .claim("c1", "o4", Target::Order, "h", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        matches!(
+            l.reset_for_repush("c1", "o4").await,
+            Err(StoreError::Conflict(_))
+        ),
+        "live claim"
+    );
+    l.mark_skipped("c1", "o4", "h", "order sync is off")
+        .await
+        .unwrap();
+    assert_eq!(
+        l.get("c1", "o4").await.unwrap().unwrap().state,
+        LedgerState::Skipped
+    );
+    assert_eq!(
+        l.reset_for_repush("c1", "o4").await.unwrap().state,
+        LedgerState::Pending
+    );
 }
 
 async fn release_keeps_what_the_attempt_learned(l: &dyn OrderLedger) {
-    let Claim::Granted(_) = l.claim("c1", "o5", Target::Order, "h", LEASE, "{}").await.unwrap() else { panic!() };
+    let Claim::Granted(_) = l
+        .claim("c1", "o5", Target::Order, "h", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     l.mark_attempt("c1", "o5", "h").await.unwrap();
     l.release("c1", "o5", "h", "timed out", true).await.unwrap();
     let e = l.get("c1", "o5").await.unwrap().unwrap();
-    assert_eq!((e.claim_holder.clone(), e.maybe_committed, e.last_error.as_deref()), (None, true, Some("timed out")));
-    let Claim::Granted(e) = l.claim("c1", "o5", Target::Order, "h2", LEASE, "{}").await.unwrap() else { panic!() };
+    assert_eq!(
+        (
+            e.claim_holder.clone(),
+            e.maybe_committed,
+            e.last_error.as_deref()
+        ),
+        (None, true, Some("timed out"))
+    );
+    let Claim::Granted(e) = l
+        .claim("c1", "o5", Target::Order, "h2", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert!(e.maybe_committed);
-    l.release("c1", "o5", "h2", "rate limited", false).await.unwrap();
+    l.release("c1", "o5", "h2", "rate limited", false)
+        .await
+        .unwrap();
     assert!(!l.get("c1", "o5").await.unwrap().unwrap().maybe_committed);
 }
 
 async fn statuses_from_both_sides(l: &dyn OrderLedger) {
     let t = Utc::now();
-    assert!(matches!(l.record_keycrm_status("c1", "missing", 3, t, "paid").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        l.record_keycrm_status("c1", "missing", 3, t, "paid").await,
+        Err(StoreError::NotFound(_))
+    ));
     let adopted = l.adopt("c1", "o6", Target::Order, 900).await.unwrap();
-    assert_eq!((adopted.state, adopted.keycrm_id), (LedgerState::Created, Some(900)));
+    assert_eq!(
+        (adopted.state, adopted.keycrm_id),
+        (LedgerState::Created, Some(900))
+    );
     // The first KeyCRM id wins.
-    assert_eq!(l.adopt("c1", "o6", Target::Order, 901).await.unwrap().keycrm_id, Some(900));
-    assert_eq!(l.find_by_keycrm_id("c1", Target::Order, 900).await.unwrap().unwrap().shop_order_id, "o6");
+    assert_eq!(
+        l.adopt("c1", "o6", Target::Order, 901)
+            .await
+            .unwrap()
+            .keycrm_id,
+        Some(900)
+    );
+    assert_eq!(
+        l.find_by_keycrm_id("c1", Target::Order, 900)
+            .await
+            .unwrap()
+            .unwrap()
+            .shop_order_id,
+        "o6"
+    );
 
-    assert!(l.record_keycrm_status("c1", "o6", 3, t, "paid").await.unwrap());
-    assert!(!l.record_keycrm_status("c1", "o6", 3, t, "paid").await.unwrap(), "duplicate");
-    assert!(!l.record_keycrm_status("c1", "o6", 1, t - Chrono::seconds(5), "new").await.unwrap(), "stale");
+    assert!(l
+        .record_keycrm_status("c1", "o6", 3, t, "paid")
+        .await
+        .unwrap());
+    assert!(
+        !l.record_keycrm_status("c1", "o6", 3, t, "paid")
+            .await
+            .unwrap(),
+        "duplicate"
+    );
+    assert!(
+        !l.record_keycrm_status("c1", "o6", 1, t - Chrono::seconds(5), "new")
+            .await
+            .unwrap(),
+        "stale"
+    );
     let e = l.get("c1", "o6").await.unwrap().unwrap();
-    assert_eq!((e.applied_from_keycrm.as_deref(), e.shop_status.as_deref(), e.keycrm_status_id), (Some("paid"), Some("paid"), Some(3)));
+    assert_eq!(
+        (
+            e.applied_from_keycrm.as_deref(),
+            e.shop_status.as_deref(),
+            e.keycrm_status_id
+        ),
+        (Some("paid"), Some("paid"), Some(3))
+    );
 
-    l.record_shop_status("c1", "o6", "done", Some(12), t + Chrono::seconds(1)).await.unwrap();
+    l.record_shop_status("c1", "o6", "done", Some(12), t + Chrono::seconds(1))
+        .await
+        .unwrap();
     let e = l.get("c1", "o6").await.unwrap().unwrap();
-    assert_eq!((e.shop_status.as_deref(), e.applied_from_keycrm.clone(), e.keycrm_status_id), (Some("done"), None, Some(12)));
+    assert_eq!(
+        (
+            e.shop_status.as_deref(),
+            e.applied_from_keycrm.clone(),
+            e.keycrm_status_id
+        ),
+        (Some("done"), None, Some(12))
+    );
     // An older shop status recorded late does not overwrite a newer one.
-    l.record_shop_status("c1", "o6", "new", Some(1), t).await.unwrap();
-    assert_eq!(l.get("c1", "o6").await.unwrap().unwrap().shop_status.as_deref(), Some("done"));
-    assert!(matches!(l.record_shop_status("c1", "missing", "x", None, t).await, Err(StoreError::NotFound(_))));
+    l.record_shop_status("c1", "o6", "new", Some(1), t)
+        .await
+        .unwrap();
+    assert_eq!(
+        l.get("c1", "o6")
+            .await
+            .unwrap()
+            .unwrap()
+            .shop_status
+            .as_deref(),
+        Some("done")
+    );
+    assert!(matches!(
+        l.record_shop_status("c1", "missing", "x", None, t).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn contract(l: &dyn OrderLedger) {
@@ -148,7 +365,9 @@ async fn concurrent_claims_grant_exactly_one() {
     for i in 0..8 {
         let t = table.clone();
         handles.push(tokio::spawn(async move {
-            t.claim("c1", "race", Target::Order, &format!("h{i}"), LEASE, "{}").await.unwrap()
+            t.claim("c1", "race", Target::Order, &format!("h{i}"), LEASE, "{}")
+                .await
+                .unwrap()
         }));
     }
     let mut granted = 0;

@@ -149,7 +149,7 @@ fn redact_values(msg: &str) -> String {
 }
 
 /// Where the webhook URLs point: the configured public base, or the one the request came
-/// in on (API Gateway sets `Host` to the API's domain; proxies add `X-Forwarded-*`).
+/// in on (API Gateway sets `Host` to the API's domain and `X-Forwarded-Proto`).
 pub struct PublicBase(pub String);
 
 impl FromRequestParts<AppState> for PublicBase {
@@ -167,8 +167,10 @@ impl FromRequestParts<AppState> for PublicBase {
                 .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let host = header("x-forwarded-host")
-            .or_else(|| header(HOST.as_str()))
+        // `Host` first: API Gateway sets it to the API's own domain, whatever the caller sent
+        // in `X-Forwarded-Host`.
+        let host = header(HOST.as_str())
+            .or_else(|| header("x-forwarded-host"))
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         let Some(host) = host.filter(|h| is_host(h)) else {
             return Err(ApiError::internal(

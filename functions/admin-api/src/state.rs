@@ -19,7 +19,7 @@ pub struct AdminConfig {
     /// else is refused, so the API never sends a merchant's key to an arbitrary host.
     pub allowed_keycrm_base_urls: Vec<String>,
     /// Base of the webhook URLs shown to the merchant (`https://api.example.com`). When unset,
-    /// derived from the request (`X-Forwarded-Proto` + `X-Forwarded-Host`/`Host`).
+    /// derived from the request (`X-Forwarded-Proto` + `Host`).
     pub public_base_url: Option<String>,
     /// How long the settings page's dictionaries are reused before KeyCRM is asked again.
     pub options_ttl: Duration,

@@ -46,6 +46,10 @@ fn shop_reference() -> ShopReference {
 }
 
 async fn harness() -> H {
+    harness_with(Some("https://hooks.example.com")).await
+}
+
+async fn harness_with(public_base: Option<&str>) -> H {
     let sim = keycrm_sim::start(
         SimConfig {
             accounts: vec![AccountSpec {
@@ -74,7 +78,7 @@ async fn harness() -> H {
     let sync_q = Arc::new(MemoryQueue::new("sync"));
     let signer = TokenSigner::new("unit-test-signing-key-0123456789abcdef").unwrap();
     let mut config = AdminConfig::new("test/keycrm/", sim.base_url());
-    config.public_base_url = Some("https://hooks.example.com".into());
+    config.public_base_url = public_base.map(str::to_string);
     let api = AdminApi {
         config,
         signer: signer.clone(),
@@ -279,4 +283,43 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         (st, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_connected"))
     );
+}
+
+#[tokio::test]
+async fn webhook_urls_use_the_address_the_request_came_in_on() {
+    let h = harness_with(None).await;
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/v1/shops/s1/connection")
+        .header("authorization", format!("Bearer {}", h.token("s1")))
+        .header("host", "abc123.execute-api.eu-central-1.amazonaws.com")
+        .header("x-forwarded-proto", "https")
+        .body(Body::from(json!({ "api_key": KEY }).to_string()))
+        .unwrap();
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let url = body["webhooks"]["orders"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(
+            "https://abc123.execute-api.eu-central-1.amazonaws.com/v1/webhooks/keycrm/"
+        ),
+        "{url}"
+    );
+
+    // A host header that is not a host is not turned into a URL.
+    let req = Request::builder()
+        .method("GET")
+        .uri("/v1/shops/s1/connection")
+        .header("authorization", format!("Bearer {}", h.token("s1")))
+        .header("host", "evil.example/x?")
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }

@@ -15,3 +15,6 @@ mod report;
 
 pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
+
+#[cfg(test)]
+mod tests;

@@ -57,14 +57,32 @@ fn settings() -> Settings {
         order_sync: OrderSyncType::Orders,
         source_id: Some(1),
         status_map: vec![
-            StatusLink { shop_status: "new".into(), keycrm_status_id: 1 },
-            StatusLink { shop_status: "paid".into(), keycrm_status_id: 4 },
+            StatusLink {
+                shop_status: "new".into(),
+                keycrm_status_id: 1,
+            },
+            StatusLink {
+                shop_status: "paid".into(),
+                keycrm_status_id: 4,
+            },
         ],
-        payment_map: vec![PaymentLink { shop_method: "cod".into(), keycrm_method_id: 1 }],
-        delivery_map: vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 3 }],
+        payment_map: vec![PaymentLink {
+            shop_method: "cod".into(),
+            keycrm_method_id: 1,
+        }],
+        delivery_map: vec![DeliveryLink {
+            shop_method: "nova_poshta".into(),
+            keycrm_service_id: 3,
+        }],
         addon_fields: vec![
-            AddonLink { addon_id: "gift_wrap".into(), field_uuid: "OR_1001".into() },
-            AddonLink { addon_id: "call_back".into(), field_uuid: "OR_1004".into() },
+            AddonLink {
+                addon_id: "gift_wrap".into(),
+                field_uuid: "OR_1001".into(),
+            },
+            AddonLink {
+                addon_id: "call_back".into(),
+                field_uuid: "OR_1004".into(),
+            },
         ],
         ..Settings::default()
     }
@@ -165,7 +183,10 @@ async fn http_provider(
     let secrets = Arc::new(MemorySecrets::default());
     for (i, k) in keys.iter().enumerate() {
         let c = connection(i, &sim.base_url(), k);
-        secrets.put(&c.secret_name, &ApiKey::new(k)).await.expect("secret");
+        secrets
+            .put(&c.secret_name, &ApiKey::new(k))
+            .await
+            .expect("secret");
         conns.create(&c).await.expect("connection");
     }
     Arc::new(KeycrmClients::new(
@@ -194,16 +215,27 @@ async fn requests_per_order(n: usize) {
     let keys = vec!["bench-key-0".to_string()];
     let sim = simulator(&keys, 0, 1.0).await;
     let stores = memory_stores();
-    let crm = http_provider(&sim, &keys, Arc::new(UnlimitedGate), stores.connections.as_ref()).await;
+    let crm = http_provider(
+        &sim,
+        &keys,
+        Arc::new(UnlimitedGate),
+        stores.connections.as_ref(),
+    )
+    .await;
     let push = handler(stores, crm, Arc::new(MemoryQueue::new("orders")));
 
     let created = run_batches(&push, "shop-0", 0, n).await;
     let s = sim.stats();
     let posts = s.endpoint("POST /order");
     let lookups = s.total_requests - posts;
-    println!("## 1. KeyCRM requests per order (real client, simulator, {n} orders, one connection)");
+    println!(
+        "## 1. KeyCRM requests per order (real client, simulator, {n} orders, one connection)"
+    );
     println!("orders created:                 {created}");
-    println!("POST /order:                    {posts}  ({:.2} per order)", posts as f64 / n as f64);
+    println!(
+        "POST /order:                    {posts}  ({:.2} per order)",
+        posts as f64 / n as f64
+    );
     println!(
         "all KeyCRM requests:            {}  ({:.3} per order)",
         s.total_requests,
@@ -268,7 +300,11 @@ async fn cpu_with_stub(stores: Stores, label: &str, n: usize) {
         .create(&connection(0, "http://stub.invalid/v1", "stub-key"))
         .await
         .expect("connection");
-    let push = handler(stores, Arc::new(StubProvider(stub.clone())), Arc::new(MemoryQueue::new("orders")));
+    let push = handler(
+        stores,
+        Arc::new(StubProvider(stub.clone())),
+        Arc::new(MemoryQueue::new("orders")),
+    );
     // Warm up (dictionaries, allocator, lazy statics).
     run_batches(&push, "shop-0", 0, 20).await;
     let bodies: Vec<Vec<Message>> = (20..20 + n)
@@ -344,21 +380,31 @@ async fn sustained(connections: usize, per_conn: usize, budget: RateBudget, labe
     let stop = Arc::new(AtomicBool::new(false));
     let mut pollers = Vec::new();
     for _ in 0..4 {
-        let (push, queue, created, stop) = (push.clone(), queue.clone(), created.clone(), stop.clone());
+        let (push, queue, created, stop) =
+            (push.clone(), queue.clone(), created.clone(), stop.clone());
         pollers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(r) = push
-                    .poll_once(queue.as_ref(), 10, Duration::from_millis(20), Duration::from_secs(60))
+                    .poll_once(
+                        queue.as_ref(),
+                        10,
+                        Duration::from_millis(20),
+                        Duration::from_secs(60),
+                    )
                     .await
                 {
-                    created.fetch_add(r.count(|o| matches!(o, Outcome::Created { .. })) as u64, Ordering::Relaxed);
+                    created.fetch_add(
+                        r.count(|o| matches!(o, Outcome::Created { .. })) as u64,
+                        Ordering::Relaxed,
+                    );
                 }
             }
         }));
     }
     // Offer 60 orders per (simulated) minute per connection.
     let start = Instant::now();
-    let interval = Duration::from_secs_f64(60.0 / 60.0 / TIME_SCALE);
+    const OFFERED_PER_MINUTE: f64 = 60.0;
+    let interval = Duration::from_secs_f64(60.0 / OFFERED_PER_MINUTE / TIME_SCALE);
     let producer = {
         let queue = queue.clone();
         tokio::spawn(async move {
@@ -366,7 +412,9 @@ async fn sustained(connections: usize, per_conn: usize, budget: RateBudget, labe
                 let due = start + interval * k as u32;
                 tokio::time::sleep_until(due.into()).await;
                 for i in 0..connections {
-                    let _ = queue.send(Outgoing::new(event(&format!("shop-{i}"), k))).await;
+                    let _ = queue
+                        .send(Outgoing::new(event(&format!("shop-{i}"), k)))
+                        .await;
                 }
             }
         })
@@ -388,7 +436,10 @@ async fn sustained(connections: usize, per_conn: usize, budget: RateBudget, labe
     let mut per_key_ok = Vec::new();
     for k in &keys {
         let orders = sim.orders(k);
-        let mut uuids: Vec<String> = orders.iter().filter_map(|o| o["source_uuid"].as_str().map(str::to_string)).collect();
+        let mut uuids: Vec<String> = orders
+            .iter()
+            .filter_map(|o| o["source_uuid"].as_str().map(str::to_string))
+            .collect();
         let n = uuids.len();
         uuids.sort();
         uuids.dedup();
@@ -418,22 +469,35 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    cpu_rt.block_on(cpu_with_stub(memory_stores(), "(a) handler, KeyCRM stubbed at the port, in-memory stores", 5000));
+    cpu_rt.block_on(cpu_with_stub(
+        memory_stores(),
+        "(a) handler, KeyCRM stubbed at the port, in-memory stores",
+        5000,
+    ));
     cpu_with_http(1000);
     if std::env::var("AWS_ENDPOINT_URL").is_ok() {
         cpu_rt.block_on(async {
             let client = store::DynamoTable::client_from_env().await;
             let name = format!("bench-{}", std::process::id());
-            let table = store::DynamoTable::create(&client, &name).await.expect("table on the emulator");
+            let table = store::DynamoTable::create(&client, &name)
+                .await
+                .expect("table on the emulator");
             let stores = Stores {
                 connections: Arc::new(table.clone()),
                 ledger: Arc::new(table.clone()),
                 journal: Arc::new(table),
             };
-            cpu_with_stub(stores, "(c) handler, KeyCRM stubbed, DynamoDB stores on the emulator", 500).await;
+            cpu_with_stub(
+                stores,
+                "(c) handler, KeyCRM stubbed, DynamoDB stores on the emulator",
+                500,
+            )
+            .await;
         });
     } else {
-        println!("(c) skipped: set AWS_ENDPOINT_URL to a DynamoDB emulator to include the AWS SDK's CPU");
+        println!(
+            "(c) skipped: set AWS_ENDPOINT_URL to a DynamoDB emulator to include the AWS SDK's CPU"
+        );
     }
     println!();
 

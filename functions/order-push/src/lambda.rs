@@ -73,11 +73,20 @@ mod tests {
         let event: SqsEvent = serde_json::from_value(raw).unwrap();
         let m = messages(event);
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].id.as_str(), m[0].receipt.as_str(), m[0].receive_count), ("m-1", "r-1", 3));
+        assert_eq!(
+            (m[0].id.as_str(), m[0].receipt.as_str(), m[0].receive_count),
+            ("m-1", "r-1", 3)
+        );
         assert_eq!(m[0].attribute("attempt"), Some("2"));
 
-        let result = BatchResult { failed_message_ids: vec!["m-1".into()], outcomes: vec![] };
+        let result = BatchResult {
+            failed_message_ids: vec!["m-1".into()],
+            outcomes: vec![],
+        };
         let v = serde_json::to_value(response(&result)).unwrap();
-        assert_eq!(v, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+        );
     }
 }

@@ -90,17 +90,24 @@ pub enum Outcome {
         keycrm_status_id: i64,
     },
     /// Acknowledged without a KeyCRM write, for the logged reason.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// A delayed copy was queued as delivery `attempt`.
     Deferred {
         attempt: u32,
         delay: Duration,
         reason: String,
     },
-    DeadLettered { kind: String, reason: String },
+    DeadLettered {
+        kind: String,
+        reason: String,
+    },
     /// Neither a deferred copy nor a dead letter could be sent: the message is reported to
     /// SQS as failed and comes back.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

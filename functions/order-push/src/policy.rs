@@ -41,7 +41,12 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before delivery `attempt + 1`, given what KeyCRM asked for.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
         let exp = self
             .base
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
@@ -64,7 +69,9 @@ impl RetryPolicy {
     /// The total time the schedule spans before giving up (without jitter).
     pub fn span(&self) -> Duration {
         (1..self.max_attempts).fold(Duration::ZERO, |acc, a| {
-            let exp = self.base.saturating_mul(2u32.saturating_pow((a - 1).min(16)));
+            let exp = self
+                .base
+                .saturating_mul(2u32.saturating_pow((a - 1).min(16)));
             acc + exp.min(self.max_delay)
         })
     }
@@ -89,9 +96,15 @@ mod tests {
         let p = RetryPolicy::default();
         let mut rng = StdRng::seed_from_u64(1);
         let d1 = p.delay(1, None, &mut rng);
-        assert!(d1 >= Duration::from_secs(30) && d1 <= Duration::from_secs(36), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_secs(30) && d1 <= Duration::from_secs(36),
+            "{d1:?}"
+        );
         let d3 = p.delay(3, None, &mut rng);
-        assert!(d3 >= Duration::from_secs(120) && d3 <= Duration::from_secs(144), "{d3:?}");
+        assert!(
+            d3 >= Duration::from_secs(120) && d3 <= Duration::from_secs(144),
+            "{d3:?}"
+        );
         assert_eq!(p.delay(20, None, &mut rng), queue::MAX_DELAY);
         assert!(p.span() >= Duration::from_secs(6 * 3600), "{:?}", p.span());
         assert!(p.may_defer(29) && !p.may_defer(30));

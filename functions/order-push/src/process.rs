@@ -212,7 +212,9 @@ impl OrderPush {
                         if conn.is_none() {
                             match self.connections.get_by_shop(&event.shop_id).await {
                                 Ok(c) => conn = Some(c),
-                                Err(e) => tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection"),
+                                Err(e) => {
+                                    tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection")
+                                }
                             }
                         }
                         let progress = Progress::default();
@@ -286,13 +288,24 @@ impl OrderPush {
         }
     }
 
-    async fn ran_out_of_time(&self, event: &OrderEvent, attempt: u32, progress: &Progress) -> Decision {
+    async fn ran_out_of_time(
+        &self,
+        event: &OrderEvent,
+        attempt: u32,
+        progress: &Progress,
+    ) -> Decision {
         let reason = "the attempt ran out of time in this invocation";
         if let Some(c) = progress.take() {
             if self.config.retry.may_defer(attempt) {
                 if let Err(e) = self
                     .ledger
-                    .release(&c.connection_id, &c.shop_order_id, &c.holder, reason, c.maybe_committed)
+                    .release(
+                        &c.connection_id,
+                        &c.shop_order_id,
+                        &c.holder,
+                        reason,
+                        c.maybe_committed,
+                    )
                     .await
                 {
                     tracing::warn!(order = %c.shop_order_id, error = %e, "could not release the claim; it expires with its lease");
@@ -301,7 +314,13 @@ impl OrderPush {
                 let why = format!("retries exhausted after {attempt} attempts: {reason}");
                 if let Err(e) = self
                     .ledger
-                    .mark_failed(&c.connection_id, &c.shop_order_id, &c.holder, &why, &no_fields())
+                    .mark_failed(
+                        &c.connection_id,
+                        &c.shop_order_id,
+                        &c.holder,
+                        &why,
+                        &no_fields(),
+                    )
                     .await
                 {
                     tracing::warn!(order = %c.shop_order_id, error = %e, "could not record the failure");
@@ -386,7 +405,8 @@ impl OrderPush {
                 shop_id,
                 order_id,
             } => {
-                let mut dl = DeadLetter::new(kind, reason.clone(), &self.config.source_queue, &msg.body);
+                let mut dl =
+                    DeadLetter::new(kind, reason.clone(), &self.config.source_queue, &msg.body);
                 dl.shop_id = shop_id.or_else(|| parsed.as_ref().ok().map(|e| e.shop_id.clone()));
                 dl.order_id =
                     order_id.or_else(|| parsed.as_ref().ok().map(|e| e.order_id().to_string()));
@@ -434,7 +454,14 @@ impl OrderPush {
         let holder = uuid::Uuid::new_v4().to_string();
         let claim = self
             .ledger
-            .claim(&conn.id, &order.id, target, &holder, self.config.lease, &msg.body)
+            .claim(
+                &conn.id,
+                &order.id,
+                target,
+                &holder,
+                self.config.lease,
+                &msg.body,
+            )
             .await;
         let entry = match claim {
             Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
@@ -520,7 +547,9 @@ impl OrderPush {
             Ok(api) => api,
             Err(ClientsError::MissingKey(_)) => {
                 let why = "the connection's KeyCRM API key is missing; reconnect and re-push";
-                return self.fail_order(&c, "keycrm_rejected", why.into(), &no_fields()).await;
+                return self
+                    .fail_order(&c, "keycrm_rejected", why.into(), &no_fields())
+                    .await;
             }
             Err(e) => {
                 let maybe = c.entry.maybe_committed;
@@ -539,12 +568,20 @@ impl OrderPush {
             }
         };
         let mapped = match target {
-            Target::Order => map_order(order, &conn.settings, &dict).map(|m| Mapped::Order(Box::new(m))),
-            Target::Card => map_card(order, &conn.settings, &dict).map(|m| Mapped::Card(Box::new(m))),
+            Target::Order => {
+                map_order(order, &conn.settings, &dict).map(|m| Mapped::Order(Box::new(m)))
+            }
+            Target::Card => {
+                map_card(order, &conn.settings, &dict).map(|m| Mapped::Card(Box::new(m)))
+            }
         };
         let mapped = match mapped {
             Ok(m) => m,
-            Err(e) => return self.fail_order(&c, "mapping", e.to_string(), &no_fields()).await,
+            Err(e) => {
+                return self
+                    .fail_order(&c, "mapping", e.to_string(), &no_fields())
+                    .await
+            }
         };
 
         if c.entry.maybe_committed {
@@ -558,7 +595,13 @@ impl OrderPush {
                 Ok(None) => {}
                 Err(e) => {
                     return self
-                        .on_keycrm_error(&c, attempt, e, true, "searching for an earlier attempt's order")
+                        .on_keycrm_error(
+                            &c,
+                            attempt,
+                            e,
+                            true,
+                            "searching for an earlier attempt's order",
+                        )
                         .await
                 }
             }
@@ -578,15 +621,18 @@ impl OrderPush {
             Err(e) => {
                 let maybe = c.entry.maybe_committed;
                 return self
-                    .give_back(&c, attempt, &format!("order ledger unavailable: {e}"), maybe, None)
+                    .give_back(
+                        &c,
+                        attempt,
+                        &format!("order ledger unavailable: {e}"),
+                        maybe,
+                        None,
+                    )
                     .await;
             }
         }
         let created = match &mapped {
-            Mapped::Order(m) => crm
-                .create_order(&m.body)
-                .await
-                .map(|o| (o.id, o.status_id)),
+            Mapped::Order(m) => crm.create_order(&m.body).await.map(|o| (o.id, o.status_id)),
             Mapped::Card(m) => crm.create_card(&m.body).await,
         };
         match created {
@@ -595,7 +641,10 @@ impl OrderPush {
                     .await
             }
             // The search above settled any earlier attempt: only this request can have landed.
-            Err(e) => self.on_keycrm_error(&c, attempt, e, false, "creating it").await,
+            Err(e) => {
+                self.on_keycrm_error(&c, attempt, e, false, "creating it")
+                    .await
+            }
         }
     }
 
@@ -607,9 +656,7 @@ impl OrderPush {
     ) -> Result<Option<(i64, i64)>, KeycrmError> {
         match mapped {
             Mapped::Order(m) => {
-                let found = crm
-                    .find_orders(&c.order.id, Some(m.body.source_id))
-                    .await?;
+                let found = crm.find_orders(&c.order.id, Some(m.body.source_id)).await?;
                 Ok(pick_order(&found, &c.order.id))
             }
             Mapped::Card(m) => {
@@ -671,7 +718,13 @@ impl OrderPush {
             // the retry finds it by search instead of creating it again.
             tracing::error!(connection = %conn.id, order = %order.id, keycrm_id, error = %e, "created in KeyCRM but not recorded");
             return self
-                .give_back(c, attempt, &format!("created as {keycrm_id} but not recorded: {e}"), true, None)
+                .give_back(
+                    c,
+                    attempt,
+                    &format!("created as {keycrm_id} but not recorded: {e}"),
+                    true,
+                    None,
+                )
                 .await;
         }
         c.progress.clear();
@@ -746,7 +799,12 @@ impl OrderPush {
             }
             KeycrmError::Protocol { .. } => {
                 // An unreadable answer to a create may hide a created order.
-                let sent = c.progress.0.lock().ok().and_then(|p| p.as_ref().map(|h| h.maybe_committed));
+                let sent = c
+                    .progress
+                    .0
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.as_ref().map(|h| h.maybe_committed));
                 let maybe = maybe_before || sent.unwrap_or(true);
                 self.give_back(c, attempt, &format!("{doing}: {e}"), maybe, None)
                     .await
@@ -756,7 +814,8 @@ impl OrderPush {
             | KeycrmError::BadRequest { .. }
             | KeycrmError::NotFound { .. } => {
                 let reason = format!("KeyCRM refused {doing}: {e}");
-                self.fail_order(c, "keycrm_rejected", reason, &no_fields()).await
+                self.fail_order(c, "keycrm_rejected", reason, &no_fields())
+                    .await
             }
         }
     }
@@ -857,7 +916,11 @@ impl OrderPush {
         };
         let Some(entry) = entry else {
             if attempt < self.config.retry.unknown_order_attempts {
-                return self.defer(attempt, None, "the order is not known yet (its creation may be on the way)");
+                return self.defer(
+                    attempt,
+                    None,
+                    "the order is not known yet (its creation may be on the way)",
+                );
             }
             return skipped(format!(
                 "order {order_id} was never pushed by this connector; status change dropped"
@@ -888,7 +951,9 @@ impl OrderPush {
             ));
         }
         if let Some(t) = entry.shop_status_at.filter(|t| *t >= event.occurred_at) {
-            return skipped(format!("stale or duplicate: a shop status from {t} is already pushed"));
+            return skipped(format!(
+                "stale or duplicate: a shop status from {t} is already pushed"
+            ));
         }
         if let Some(t) = entry
             .keycrm_status_changed_at

@@ -53,7 +53,10 @@ pub fn is_our_card(c: &CardCandidate, body: &NewCard) -> bool {
         return contact.email.as_deref().is_some_and(|ce| same_text(ce, e));
     }
     if let Some(n) = &want.full_name {
-        return contact.full_name.as_deref().is_some_and(|cn| same_text(cn, n));
+        return contact
+            .full_name
+            .as_deref()
+            .is_some_and(|cn| same_text(cn, n));
     }
     true
 }
@@ -120,7 +123,11 @@ mod tests {
             card(11, "Замовлення №10234", Some("+380671112233")),
             card(15, "Замовлення №10234", Some("+380501112233")),
         ];
-        assert_eq!(pick_card(&found, &b), Some((12, 7)), "oldest match, phones compared normalised");
+        assert_eq!(
+            pick_card(&found, &b),
+            Some((12, 7)),
+            "oldest match, phones compared normalised"
+        );
         assert_eq!(pick_card(&found[..1], &b), None);
     }
 
@@ -136,7 +143,10 @@ mod tests {
         let mut b = body();
         b.contact.phone = None;
         let mut c = card(3, "Замовлення №10234", None);
-        c.contact = Some(CardCandidateContact { email: Some("O@Example.com".into()), ..Default::default() });
+        c.contact = Some(CardCandidateContact {
+            email: Some("O@Example.com".into()),
+            ..Default::default()
+        });
         assert!(is_our_card(&c, &b));
         b.contact.email = None;
         assert!(!is_our_card(&c, &b), "name required now and missing");
@@ -144,7 +154,12 @@ mod tests {
 
     #[test]
     fn orders_match_by_source_uuid_only() {
-        let o = |id: i64, uuid: Option<&str>| Order { id, source_uuid: uuid.map(str::to_string), status_id: 1, ..Order::default() };
+        let o = |id: i64, uuid: Option<&str>| Order {
+            id,
+            source_uuid: uuid.map(str::to_string),
+            status_id: 1,
+            ..Order::default()
+        };
         let found = vec![o(7, Some("10234-x")), o(9, Some("10234")), o(8, None)];
         assert_eq!(pick_order(&found, "10234"), Some((9, 1)));
     }

@@ -91,7 +91,9 @@ impl StubCrm {
 
     /// Fails the next writes, whatever they are.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = StubFault>) {
-        self.lock().faults.extend(faults.into_iter().map(|f| (None, f)));
+        self.lock()
+            .faults
+            .extend(faults.into_iter().map(|f| (None, f)));
     }
 
     /// Fails the next writes of one kind (`create_order`, `set_order_status`, …).

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
-    Claim, Connection, ConnectionStore, LedgerEntry, LedgerState, MemoryConnections,
-    MemoryJournal, MemoryLedger, OrderLedger, StatusJournal, StoreError, Target, WebhookTokens,
+    Claim, Connection, ConnectionStore, LedgerEntry, LedgerState, MemoryConnections, MemoryJournal,
+    MemoryLedger, OrderLedger, StatusJournal, StoreError, Target, WebhookTokens,
 };
 
 const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
@@ -44,16 +44,34 @@ fn reference() -> KeycrmReference {
         options: options
             .iter()
             .enumerate()
-            .map(|(i, v)| CustomFieldOption { id: i as i64 + 1, value: v.to_string() })
+            .map(|(i, v)| CustomFieldOption {
+                id: i as i64 + 1,
+                value: v.to_string(),
+            })
             .collect(),
     };
     KeycrmReference {
         order_statuses: vec![status(1, 1), status(3, 2), status(12, 5)],
         pipelines: vec![PipelineWithStatuses {
-            pipeline: Pipeline { id: 1, name: "Sales".into() },
+            pipeline: Pipeline {
+                id: 1,
+                name: "Sales".into(),
+            },
             statuses: vec![
-                PipelineStatus { id: 101, pipeline_id: 1, title: "new".into(), alias: None, is_final: false },
-                PipelineStatus { id: 102, pipeline_id: 1, title: "paid".into(), alias: None, is_final: false },
+                PipelineStatus {
+                    id: 101,
+                    pipeline_id: 1,
+                    title: "new".into(),
+                    alias: None,
+                    is_final: false,
+                },
+                PipelineStatus {
+                    id: 102,
+                    pipeline_id: 1,
+                    title: "paid".into(),
+                    alias: None,
+                    is_final: false,
+                },
             ],
         }],
         pipelines_enabled: true,
@@ -63,7 +81,10 @@ fn reference() -> KeycrmReference {
             alias: None,
             source_name: Some("novaposhta".into()),
         }],
-        order_fields: vec![field("OR_1002", "select", &["Так", "Ні"]), field("OR_1004", "switcher", &[])],
+        order_fields: vec![
+            field("OR_1002", "select", &["Так", "Ні"]),
+            field("OR_1004", "switcher", &[]),
+        ],
         lead_fields: vec![field("LD_1001", "textarea", &[])],
         ..KeycrmReference::default()
     }
@@ -74,19 +95,48 @@ fn settings(sync: OrderSyncType) -> Settings {
         order_sync: sync,
         source_id: Some(1),
         status_map: vec![
-            StatusLink { shop_status: "new".into(), keycrm_status_id: 1 },
-            StatusLink { shop_status: "paid".into(), keycrm_status_id: 3 },
-            StatusLink { shop_status: "done".into(), keycrm_status_id: 12 },
+            StatusLink {
+                shop_status: "new".into(),
+                keycrm_status_id: 1,
+            },
+            StatusLink {
+                shop_status: "paid".into(),
+                keycrm_status_id: 3,
+            },
+            StatusLink {
+                shop_status: "done".into(),
+                keycrm_status_id: 12,
+            },
         ],
         pipeline_status_map: vec![
-            PipelineStatusLink { shop_status: "new".into(), pipeline_id: 1, status_id: 101 },
-            PipelineStatusLink { shop_status: "paid".into(), pipeline_id: 1, status_id: 102 },
+            PipelineStatusLink {
+                shop_status: "new".into(),
+                pipeline_id: 1,
+                status_id: 101,
+            },
+            PipelineStatusLink {
+                shop_status: "paid".into(),
+                pipeline_id: 1,
+                status_id: 102,
+            },
         ],
-        payment_map: vec![PaymentLink { shop_method: "cod".into(), keycrm_method_id: 1 }],
-        delivery_map: vec![DeliveryLink { shop_method: "nova_poshta".into(), keycrm_service_id: 3 }],
+        payment_map: vec![PaymentLink {
+            shop_method: "cod".into(),
+            keycrm_method_id: 1,
+        }],
+        delivery_map: vec![DeliveryLink {
+            shop_method: "nova_poshta".into(),
+            keycrm_service_id: 3,
+        }],
         addon_fields: vec![
-            AddonLink { addon_id: "gift_wrap".into(), field_uuid: "OR_1002".into() },
-            AddonLink { addon_id: "call_back".into(), field_uuid: "OR_1004".into() },
+            AddonLink {
+                addon_id: "gift_wrap".into(),
+                field_uuid: "OR_1002".into(),
+            },
+            AddonLink {
+                addon_id: "call_back".into(),
+                field_uuid: "OR_1004".into(),
+            },
         ],
         ..Settings::default()
     }
@@ -166,7 +216,15 @@ fn world_with(ledger: Arc<dyn OrderLedger>, config: PushConfig) -> World {
         dictionaries: Arc::new(Dictionaries::default()),
         config,
     };
-    World { push, crm, ledger, journal, connections, retries, dlq }
+    World {
+        push,
+        crm,
+        ledger,
+        journal,
+        connections,
+        retries,
+        dlq,
+    }
 }
 
 fn quick() -> PushConfig {
@@ -185,7 +243,10 @@ fn quick() -> PushConfig {
 
 async fn world(sync: OrderSyncType) -> World {
     let w = world_with(Arc::new(MemoryLedger::new()), quick());
-    w.connections.create(&connection("c1", "shop-1", sync)).await.unwrap();
+    w.connections
+        .create(&connection("c1", "shop-1", sync))
+        .await
+        .unwrap();
     w
 }
 
@@ -199,7 +260,11 @@ impl World {
 
     /// Delivers every deferred copy waiting on the retry queue (with its attributes).
     async fn redeliver(&self) -> Vec<Outcome> {
-        let msgs = self.retries.receive(10, Duration::from_millis(50), Duration::from_secs(30)).await.unwrap();
+        let msgs = self
+            .retries
+            .receive(10, Duration::from_millis(50), Duration::from_secs(30))
+            .await
+            .unwrap();
         for m in &msgs {
             self.retries.delete(&m.receipt).await.unwrap();
         }
@@ -208,11 +273,19 @@ impl World {
     }
 
     async fn dead_letters(&self) -> Vec<serde_json::Value> {
-        self.dlq.bodies().iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+        self.dlq
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
     }
 
     async fn entry(&self, order: &str) -> LedgerEntry {
-        self.ledger.get("c1", order).await.unwrap().expect("ledger entry")
+        self.ledger
+            .get("c1", order)
+            .await
+            .unwrap()
+            .expect("ledger entry")
     }
 
     async fn counter(&self, name: &str) -> u64 {
@@ -228,15 +301,37 @@ fn is_created(o: &Outcome) -> bool {
 async fn a_new_order_is_created_once_with_one_request() {
     let w = world(OrderSyncType::Orders).await;
     let out = w.run(&[&created_event("shop-1", "A1")]).await;
-    assert!(matches!(&out[0], Outcome::Created { keycrm_id: 5001, recovered: false, target: Target::Order, .. }), "{out:?}");
-    assert_eq!(w.crm.total_requests(), 2, "create + one dictionary load: {:?}", w.crm.requests());
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                keycrm_id: 5001,
+                recovered: false,
+                target: Target::Order,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        w.crm.total_requests(),
+        2,
+        "create + one dictionary load: {:?}",
+        w.crm.requests()
+    );
     let orders = w.crm.orders();
     let body = &orders[0].1;
     assert_eq!(body.source_uuid.as_deref(), Some("A1"));
     assert_eq!(body.buyer.phone.as_deref(), Some("+380501112233"));
-    assert_eq!(body.shipping.as_ref().unwrap().warehouse_ref.as_deref(), Some("1ec09d88-e1c2-11e3-8c4a-0050568002cf"));
+    assert_eq!(
+        body.shipping.as_ref().unwrap().warehouse_ref.as_deref(),
+        Some("1ec09d88-e1c2-11e3-8c4a-0050568002cf")
+    );
     let e = w.entry("A1").await;
-    assert_eq!((e.state, e.keycrm_id, e.maybe_committed), (LedgerState::Created, Some(5001), false));
+    assert_eq!(
+        (e.state, e.keycrm_id, e.maybe_committed),
+        (LedgerState::Created, Some(5001), false)
+    );
     assert_eq!(e.shop_status.as_deref(), Some("new"));
     assert_eq!(w.counter("orders_pushed").await, 1);
 
@@ -252,7 +347,12 @@ async fn duplicates_in_one_batch_and_later_make_one_order() {
     let ev = created_event("shop-1", "D1");
     let out = w.run(&[&ev, &ev, &ev]).await;
     assert_eq!(out.iter().filter(|o| is_created(o)).count(), 1, "{out:?}");
-    assert!(out.iter().skip(1).all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{out:?}");
+    assert!(
+        out.iter()
+            .skip(1)
+            .all(|o| matches!(o, Outcome::AlreadyDone { .. })),
+        "{out:?}"
+    );
     let again = w.run(&[&ev]).await;
     assert!(matches!(again[0], Outcome::AlreadyDone { .. }));
     assert_eq!(w.crm.orders().len(), 1);
@@ -262,26 +362,40 @@ async fn duplicates_in_one_batch_and_later_make_one_order() {
 #[tokio::test]
 async fn a_rate_limited_create_is_deferred_and_then_created() {
     let w = world(OrderSyncType::Orders).await;
-    w.crm.fail_next([StubFault::RateLimited(Duration::from_secs(1))]);
+    w.crm
+        .fail_next([StubFault::RateLimited(Duration::from_secs(1))]);
     let mut w = w;
     w.push.config.retry.max_delay = Duration::from_secs(60);
     let out = w.run(&[&created_event("shop-1", "R1")]).await;
     match &out[0] {
         Outcome::Deferred { attempt, delay, .. } => {
             assert_eq!(*attempt, 2);
-            assert!(*delay >= Duration::from_secs(1), "Retry-After is a floor: {delay:?}");
+            assert!(
+                *delay >= Duration::from_secs(1),
+                "Retry-After is a floor: {delay:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
     let e = w.entry("R1").await;
-    assert_eq!((e.state, e.claim_holder.clone(), e.maybe_committed), (LedgerState::Pending, None, false));
+    assert_eq!(
+        (e.state, e.claim_holder.clone(), e.maybe_committed),
+        (LedgerState::Pending, None, false)
+    );
     // The deferred copy carries its attempt number.
-    let copies = w.retries.receive(10, Duration::from_secs(3), Duration::from_secs(30)).await.unwrap();
+    let copies = w
+        .retries
+        .receive(10, Duration::from_secs(3), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(copies[0].attribute("attempt"), Some("2"));
     let r = w.push.handle_batch(copies).await;
     assert!(is_created(&r.outcomes[0].outcome), "{r:?}");
     assert_eq!(w.crm.orders().len(), 1);
-    assert!(!w.crm.requests().contains_key("find_orders"), "a 429 proves nothing was stored");
+    assert!(
+        !w.crm.requests().contains_key("find_orders"),
+        "a 429 proves nothing was stored"
+    );
 }
 
 #[tokio::test]
@@ -292,7 +406,17 @@ async fn commit_then_timeout_is_found_by_source_uuid_not_created_again() {
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     assert!(w.entry("T1").await.maybe_committed);
     let out = w.redeliver().await;
-    assert!(matches!(&out[0], Outcome::Created { recovered: true, keycrm_id: 5001, .. }), "{out:?}");
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                keycrm_id: 5001,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.orders().len(), 1);
     assert_eq!(w.crm.requests()["find_orders"], 1);
     assert_eq!(w.crm.requests()["create_order"], 1);
@@ -302,8 +426,15 @@ async fn commit_then_timeout_is_found_by_source_uuid_not_created_again() {
 #[tokio::test]
 async fn a_5xx_storm_ends_with_every_order_created_once() {
     let w = world(OrderSyncType::Orders).await;
-    w.crm.fail_next([StubFault::Unavailable, StubFault::Unavailable, StubFault::RateLimited(Duration::ZERO), StubFault::Unavailable]);
-    let bodies: Vec<String> = (0..4).map(|i| created_event("shop-1", &format!("S{i}"))).collect();
+    w.crm.fail_next([
+        StubFault::Unavailable,
+        StubFault::Unavailable,
+        StubFault::RateLimited(Duration::ZERO),
+        StubFault::Unavailable,
+    ]);
+    let bodies: Vec<String> = (0..4)
+        .map(|i| created_event("shop-1", &format!("S{i}")))
+        .collect();
     let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
     w.run(&refs).await;
     for _ in 0..4 {
@@ -312,7 +443,12 @@ async fn a_5xx_storm_ends_with_every_order_created_once() {
         }
         w.redeliver().await;
     }
-    let mut uuids: Vec<String> = w.crm.orders().iter().map(|(o, _)| o.source_uuid.clone().unwrap()).collect();
+    let mut uuids: Vec<String> = w
+        .crm
+        .orders()
+        .iter()
+        .map(|(o, _)| o.source_uuid.clone().unwrap())
+        .collect();
     uuids.sort();
     assert_eq!(uuids, vec!["S0", "S1", "S2", "S3"]);
     assert!(w.dlq.bodies().is_empty());
@@ -328,19 +464,43 @@ struct CrashingLedger {
 
 #[async_trait]
 impl OrderLedger for CrashingLedger {
-    async fn claim(&self, c: &str, o: &str, t: Target, h: &str, l: Duration, e: &str) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        c: &str,
+        o: &str,
+        t: Target,
+        h: &str,
+        l: Duration,
+        e: &str,
+    ) -> Result<Claim, StoreError> {
         self.inner.claim(c, o, t, h, l, e).await
     }
     async fn mark_attempt(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
         self.inner.mark_attempt(c, o, h).await
     }
-    async fn mark_created(&self, c: &str, o: &str, h: &str, id: i64, r: &MappingReport, s: Option<&str>, k: Option<i64>) -> Result<(), StoreError> {
+    async fn mark_created(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        id: i64,
+        r: &MappingReport,
+        s: Option<&str>,
+        k: Option<i64>,
+    ) -> Result<(), StoreError> {
         if o == self.crash_order && self.crashes_left.load(Ordering::SeqCst) > 0 {
             return Err(StoreError::Unavailable("crashed".into()));
         }
         self.inner.mark_created(c, o, h, id, r, s, k).await
     }
-    async fn mark_failed(&self, c: &str, o: &str, h: &str, e: &str, f: &BTreeMap<String, Vec<String>>) -> Result<(), StoreError> {
+    async fn mark_failed(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        e: &str,
+        f: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StoreError> {
         self.inner.mark_failed(c, o, h, e, f).await
     }
     async fn mark_skipped(&self, c: &str, o: &str, h: &str, r: &str) -> Result<(), StoreError> {
@@ -355,16 +515,35 @@ impl OrderLedger for CrashingLedger {
     async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
         self.inner.get(c, o).await
     }
-    async fn find_by_keycrm_id(&self, c: &str, t: Target, id: i64) -> Result<Option<LedgerEntry>, StoreError> {
+    async fn find_by_keycrm_id(
+        &self,
+        c: &str,
+        t: Target,
+        id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
         self.inner.find_by_keycrm_id(c, t, id).await
     }
     async fn adopt(&self, c: &str, o: &str, t: Target, id: i64) -> Result<LedgerEntry, StoreError> {
         self.inner.adopt(c, o, t, id).await
     }
-    async fn record_keycrm_status(&self, c: &str, o: &str, k: i64, at: DateTime<Utc>, s: &str) -> Result<bool, StoreError> {
+    async fn record_keycrm_status(
+        &self,
+        c: &str,
+        o: &str,
+        k: i64,
+        at: DateTime<Utc>,
+        s: &str,
+    ) -> Result<bool, StoreError> {
         self.inner.record_keycrm_status(c, o, k, at, s).await
     }
-    async fn record_shop_status(&self, c: &str, o: &str, s: &str, k: Option<i64>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_shop_status(
+        &self,
+        c: &str,
+        o: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.inner.record_shop_status(c, o, s, k, at).await
     }
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
@@ -380,11 +559,17 @@ async fn a_crash_after_the_create_leaves_a_claim_the_retry_recovers_from() {
         crashes_left: AtomicU32::new(1),
     });
     let w = world_with(ledger.clone(), quick());
-    w.connections.create(&connection("c1", "shop-1", OrderSyncType::Orders)).await.unwrap();
+    w.connections
+        .create(&connection("c1", "shop-1", OrderSyncType::Orders))
+        .await
+        .unwrap();
     let out = w.run(&[&created_event("shop-1", "X1")]).await;
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     let e = w.entry("X1").await;
-    assert!(e.maybe_committed && e.claim_holder.is_some(), "nothing after the create was written: {e:?}");
+    assert!(
+        e.maybe_committed && e.claim_holder.is_some(),
+        "nothing after the create was written: {e:?}"
+    );
     assert_eq!(w.crm.orders().len(), 1);
 
     // While the dead attempt's lease runs, a retry waits; after it, the retry searches.
@@ -392,7 +577,16 @@ async fn a_crash_after_the_create_leaves_a_claim_the_retry_recovers_from() {
     assert!(matches!(out[0], Outcome::Deferred { .. }), "busy: {out:?}");
     tokio::time::sleep(Duration::from_millis(350)).await;
     let out = w.redeliver().await;
-    assert!(matches!(&out[0], Outcome::Created { recovered: true, .. }), "{out:?}");
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.orders().len(), 1);
     assert_eq!(w.crm.requests()["create_order"], 1);
 }
@@ -401,10 +595,16 @@ async fn a_crash_after_the_create_leaves_a_claim_the_retry_recovers_from() {
 async fn a_validation_error_fails_the_order_visibly_and_a_repush_after_the_fix_creates_it() {
     let w = world(OrderSyncType::Orders).await;
     let mut errors = BTreeMap::new();
-    errors.insert("shipping.delivery_service_id".to_string(), vec!["The selected delivery service id is invalid.".to_string()]);
+    errors.insert(
+        "shipping.delivery_service_id".to_string(),
+        vec!["The selected delivery service id is invalid.".to_string()],
+    );
     w.crm.fail_next([StubFault::Validation(errors.clone())]);
     let out = w.run(&[&created_event("shop-1", "V1")]).await;
-    assert!(matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "validation"), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "validation"),
+        "{out:?}"
+    );
     let e = w.entry("V1").await;
     assert_eq!(e.state, LedgerState::Failed);
     assert_eq!(e.field_errors, errors);
@@ -414,54 +614,105 @@ async fn a_validation_error_fails_the_order_visibly_and_a_repush_after_the_fix_c
     assert_eq!(status.counters["orders_failed"], 1);
     let dl = &w.dead_letters().await[0];
     assert_eq!(dl["kind"], "validation");
-    assert!(dl["reason"].as_str().unwrap().contains("delivery service id is invalid"), "{dl}");
+    assert!(
+        dl["reason"]
+            .as_str()
+            .unwrap()
+            .contains("delivery service id is invalid"),
+        "{dl}"
+    );
     assert_eq!(dl["order_id"], "V1");
     assert_eq!(dl["shop_id"], "shop-1");
-    assert_eq!(dl["original"].as_str().unwrap(), created_event("shop-1", "V1"));
+    assert_eq!(
+        dl["original"].as_str().unwrap(),
+        created_event("shop-1", "V1")
+    );
 
     // The same event again is not retried behind the merchant's back.
     let out = w.run(&[&created_event("shop-1", "V1")]).await;
-    assert!(matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "failed_earlier"), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "failed_earlier"),
+        "{out:?}"
+    );
 
     // The merchant fixes the mapping and re-pushes.
-    order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1").await.unwrap();
+    order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
+        .await
+        .unwrap();
     let out = w.redeliver().await;
     assert!(is_created(&out[0]), "{out:?}");
-    assert!(w.journal.status("c1").await.unwrap().failures.is_empty(), "failure cleared");
+    assert!(
+        w.journal.status("c1").await.unwrap().failures.is_empty(),
+        "failure cleared"
+    );
     assert_eq!(w.crm.orders().len(), 1);
-    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1").await.unwrap_err();
+    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already in KeyCRM"), "{err}");
-    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "nope").await.unwrap_err();
+    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "nope")
+        .await
+        .unwrap_err();
     assert!(matches!(err, order_push::RepushError::NotFound(_)));
 }
 
 #[tokio::test]
 async fn malformed_events_are_dead_lettered_with_reasons_without_blocking_the_batch() {
     let w = world(OrderSyncType::Orders).await;
-    let mut wrong_type: serde_json::Value = serde_json::from_str(&created_event("shop-1", "M1")).unwrap();
+    let mut wrong_type: serde_json::Value =
+        serde_json::from_str(&created_event("shop-1", "M1")).unwrap();
     wrong_type["order"]["total"] = "2121".into();
-    let mut missing: serde_json::Value = serde_json::from_str(&created_event("shop-1", "M2")).unwrap();
+    let mut missing: serde_json::Value =
+        serde_json::from_str(&created_event("shop-1", "M2")).unwrap();
     missing["order"].as_object_mut().unwrap().remove("items");
-    let mut version: serde_json::Value = serde_json::from_str(&created_event("shop-1", "M3")).unwrap();
+    let mut version: serde_json::Value =
+        serde_json::from_str(&created_event("shop-1", "M3")).unwrap();
     version["version"] = 2.into();
     let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(300 * 1024));
     let good = created_event("shop-1", "OK1");
     let out = w
-        .run(&["not json", &wrong_type.to_string(), &missing.to_string(), &version.to_string(), &huge, &good])
+        .run(&[
+            "not json",
+            &wrong_type.to_string(),
+            &missing.to_string(),
+            &version.to_string(),
+            &huge,
+            &good,
+        ])
         .await;
     assert!(is_created(&out[5]), "{out:?}");
     let dls = w.dead_letters().await;
     assert_eq!(dls.len(), 5);
     let reasons: Vec<&str> = dls.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     assert!(reasons[0].contains("not valid JSON"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("order.total") && r.contains("expected a number")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("order.items") && r.contains("required")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("version 2")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("order.total") && r.contains("expected a number")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("order.items") && r.contains("required")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("version 2")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("bytes")), "{reasons:?}");
     assert!(dls.iter().all(|d| d["kind"] == "malformed"));
-    assert_eq!(w.crm.requests()["create_order"], 1, "no KeyCRM call for malformed events");
+    assert_eq!(
+        w.crm.requests()["create_order"],
+        1,
+        "no KeyCRM call for malformed events"
+    );
     let status = w.journal.status("c1").await.unwrap();
-    assert!(status.last_error.unwrap().message.contains("refused"), "the merchant sees it");
+    assert!(
+        status.last_error.unwrap().message.contains("refused"),
+        "the merchant sees it"
+    );
 }
 
 #[tokio::test]
@@ -471,13 +722,23 @@ async fn sync_none_inactive_and_unknown_shops_are_skipped() {
     inactive.active = false;
     w.connections.create(&inactive).await.unwrap();
     let out = w
-        .run(&[&created_event("shop-1", "N1"), &created_event("shop-2", "N2"), &created_event("shop-9", "N3")])
+        .run(&[
+            &created_event("shop-1", "N1"),
+            &created_event("shop-2", "N2"),
+            &created_event("shop-9", "N3"),
+        ])
         .await;
-    assert!(out.iter().all(|o| matches!(o, Outcome::Skipped { .. })), "{out:?}");
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Skipped { .. })),
+        "{out:?}"
+    );
     assert_eq!(w.crm.total_requests(), 0);
     assert_eq!(w.entry("N1").await.state, LedgerState::Skipped);
     assert_eq!(w.counter("orders_skipped").await, 1);
-    assert_eq!(w.journal.status("c2").await.unwrap().counters["orders_skipped"], 1);
+    assert_eq!(
+        w.journal.status("c2").await.unwrap().counters["orders_skipped"],
+        1
+    );
 }
 
 #[tokio::test]
@@ -490,42 +751,91 @@ async fn status_changes_are_pushed_once_and_never_echoed() {
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     w.run(&[&created_event("shop-1", "ST1")]).await;
     let out = w.redeliver().await;
-    assert!(matches!(out[0], Outcome::StatusPushed { keycrm_status_id: 3, .. }), "{out:?}");
+    assert!(
+        matches!(
+            out[0],
+            Outcome::StatusPushed {
+                keycrm_status_id: 3,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.orders()[0].0.status_id, 3);
     assert_eq!(w.counter("statuses_pushed").await, 1);
 
     // The same event again, and an older one, change nothing.
-    let out = w.run(&[&early, &status_event("shop-1", "ST1", "new", t0 - chrono::Duration::seconds(5))]).await;
-    assert!(out.iter().all(|o| matches!(o, Outcome::Skipped { .. })), "{out:?}");
+    let out = w
+        .run(&[
+            &early,
+            &status_event("shop-1", "ST1", "new", t0 - chrono::Duration::seconds(5)),
+        ])
+        .await;
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Skipped { .. })),
+        "{out:?}"
+    );
 
     // KeyCRM moved it to "done"; the connector applied that to the shop, which echoes it.
     let kc_at = t0 + chrono::Duration::seconds(10);
     w.crm.set_status(5001, 12);
-    assert!(w.ledger.record_keycrm_status("c1", "ST1", 12, kc_at, "done").await.unwrap());
-    let echo = status_event("shop-1", "ST1", "done", kc_at + chrono::Duration::seconds(1));
-    let mut by_keycrm: serde_json::Value = serde_json::from_str(&status_event("shop-1", "ST1", "paid", kc_at + chrono::Duration::seconds(2))).unwrap();
+    assert!(w
+        .ledger
+        .record_keycrm_status("c1", "ST1", 12, kc_at, "done")
+        .await
+        .unwrap());
+    let echo = status_event(
+        "shop-1",
+        "ST1",
+        "done",
+        kc_at + chrono::Duration::seconds(1),
+    );
+    let mut by_keycrm: serde_json::Value = serde_json::from_str(&status_event(
+        "shop-1",
+        "ST1",
+        "paid",
+        kc_at + chrono::Duration::seconds(2),
+    ))
+    .unwrap();
     by_keycrm["changed_by"] = "keycrm".into();
     let out = w.run(&[&echo, &by_keycrm.to_string()]).await;
-    assert!(out.iter().all(|o| matches!(o, Outcome::Skipped { .. })), "{out:?}");
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Skipped { .. })),
+        "{out:?}"
+    );
     assert_eq!(w.crm.requests()["set_order_status"], 1, "no ping-pong");
 
     // A real change by the merchant afterwards goes through.
-    let out = w.run(&[&status_event("shop-1", "ST1", "paid", kc_at + chrono::Duration::seconds(3))]).await;
+    let out = w
+        .run(&[&status_event(
+            "shop-1",
+            "ST1",
+            "paid",
+            kc_at + chrono::Duration::seconds(3),
+        )])
+        .await;
     assert!(matches!(out[0], Outcome::StatusPushed { .. }), "{out:?}");
     assert_eq!(w.crm.orders()[0].0.status_id, 3);
     let e = w.entry("ST1").await;
-    assert_eq!((e.shop_status.as_deref(), e.applied_from_keycrm.clone()), (Some("paid"), None));
+    assert_eq!(
+        (e.shop_status.as_deref(), e.applied_from_keycrm.clone()),
+        (Some("paid"), None)
+    );
 }
 
 #[tokio::test]
 async fn status_changes_of_unknown_orders_are_dropped_after_a_few_tries() {
     let w = world(OrderSyncType::Orders).await;
-    w.run(&[&status_event("shop-1", "GHOST", "paid", Utc::now())]).await;
+    w.run(&[&status_event("shop-1", "GHOST", "paid", Utc::now())])
+        .await;
     let mut last = Vec::new();
     for _ in 0..2 {
         last = w.redeliver().await;
     }
-    assert!(matches!(&last[0], Outcome::Skipped { reason } if reason.contains("never pushed")), "{last:?}");
+    assert!(
+        matches!(&last[0], Outcome::Skipped { reason } if reason.contains("never pushed")),
+        "{last:?}"
+    );
     assert_eq!(w.retries.approximate_len().await.unwrap(), 0);
 }
 
@@ -537,7 +847,10 @@ async fn a_non_default_initial_status_is_set_right_after_creation() {
     w.run(&[&v.to_string()]).await;
     assert_eq!(w.crm.orders()[0].0.status_id, 3);
     let e = w.entry("P1").await;
-    assert_eq!((e.keycrm_status_id, e.shop_status.as_deref()), (Some(3), Some("paid")));
+    assert_eq!(
+        (e.keycrm_status_id, e.shop_status.as_deref()),
+        (Some(3), Some("paid"))
+    );
     assert_eq!(w.crm.requests()["set_order_status"], 1);
 }
 
@@ -546,14 +859,26 @@ async fn an_initial_status_that_cannot_be_set_now_follows_as_a_status_change() {
     let w = world(OrderSyncType::Orders).await;
     let mut v: serde_json::Value = serde_json::from_str(&created_event("shop-1", "Q1")).unwrap();
     v["order"]["status"] = "paid".into();
-    w.crm.fail_next_on("set_order_status", [StubFault::RateLimited(Duration::from_secs(1))]);
+    w.crm.fail_next_on(
+        "set_order_status",
+        [StubFault::RateLimited(Duration::from_secs(1))],
+    );
     let out = w.run(&[&v.to_string()]).await;
     assert!(is_created(&out[0]), "the order exists: {out:?}");
     assert_eq!(w.crm.orders()[0].0.status_id, 1);
     let e = w.entry("Q1").await;
     assert_eq!(e.shop_status, None, "its status is not in KeyCRM yet");
     let out = w.redeliver().await;
-    assert!(matches!(out[0], Outcome::StatusPushed { keycrm_status_id: 3, .. }), "{out:?}");
+    assert!(
+        matches!(
+            out[0],
+            Outcome::StatusPushed {
+                keycrm_status_id: 3,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.orders()[0].0.status_id, 3);
     assert_eq!(w.crm.orders().len(), 1);
 }
@@ -562,16 +887,31 @@ async fn an_initial_status_that_cannot_be_set_now_follows_as_a_status_change() {
 async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_uuid() {
     let w = world(OrderSyncType::Pipelines).await;
     let mut conn = w.connections.get("c1").await.unwrap().unwrap();
-    conn.settings.addon_fields = vec![AddonLink { addon_id: "gift_wrap".into(), field_uuid: "LD_1001".into() }];
+    conn.settings.addon_fields = vec![AddonLink {
+        addon_id: "gift_wrap".into(),
+        field_uuid: "LD_1001".into(),
+    }];
     conn.version += 1;
     w.connections.update(&conn).await.unwrap();
 
     let out = w.run(&[&created_event("shop-1", "K1")]).await;
-    assert!(matches!(&out[0], Outcome::Created { target: Target::Card, .. }), "{out:?}");
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                target: Target::Card,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     let cards = w.crm.cards();
     assert_eq!(cards[0].body.pipeline_id, 1);
     assert_eq!(cards[0].body.title.as_deref(), Some("Замовлення №K1"));
-    assert_eq!(cards[0].body.contact.phone.as_deref(), Some("+380501112233"));
+    assert_eq!(
+        cards[0].body.contact.phone.as_deref(),
+        Some("+380501112233")
+    );
     assert_eq!(cards[0].body.utm_source.as_deref(), Some("instagram"));
     assert_eq!(cards[0].body.custom_fields[0].uuid, "LD_1001");
 
@@ -579,26 +919,51 @@ async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_u
     let out = w.run(&[&created_event("shop-1", "K2")]).await;
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     let out = w.redeliver().await;
-    assert!(matches!(&out[0], Outcome::Created { recovered: true, target: Target::Card, .. }), "{out:?}");
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                target: Target::Card,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.cards().len(), 2);
     assert_eq!(w.crm.requests()["find_cards"], 1);
 
     // A shop status change moves the card.
-    let out = w.run(&[&status_event("shop-1", "K1", "paid", Utc::now())]).await;
-    assert!(matches!(out[0], Outcome::StatusPushed { keycrm_status_id: 102, .. }), "{out:?}");
+    let out = w
+        .run(&[&status_event("shop-1", "K1", "paid", Utc::now())])
+        .await;
+    assert!(
+        matches!(
+            out[0],
+            Outcome::StatusPushed {
+                keycrm_status_id: 102,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert_eq!(w.crm.cards()[0].status_id, 102);
 }
 
 #[tokio::test]
 async fn retries_are_bounded_and_end_in_the_dead_letter_queue() {
     let w = world(OrderSyncType::Orders).await;
-    w.crm.fail_next((0..5).map(|_| StubFault::RateLimited(Duration::ZERO)));
+    w.crm
+        .fail_next((0..5).map(|_| StubFault::RateLimited(Duration::ZERO)));
     w.run(&[&created_event("shop-1", "E1")]).await;
     let mut last = Vec::new();
     for _ in 0..4 {
         last = w.redeliver().await;
     }
-    assert!(matches!(&last[0], Outcome::DeadLettered { kind, reason } if kind == "retries_exhausted" && reason.contains("5 attempts")), "{last:?}");
+    assert!(
+        matches!(&last[0], Outcome::DeadLettered { kind, reason } if kind == "retries_exhausted" && reason.contains("5 attempts")),
+        "{last:?}"
+    );
     assert_eq!(w.entry("E1").await.state, LedgerState::Failed);
     assert_eq!(w.crm.orders().len(), 0);
     assert_eq!(w.journal.status("c1").await.unwrap().failures.len(), 1);
@@ -609,12 +974,24 @@ async fn work_past_the_deadline_is_deferred_and_a_cut_off_attempt_gives_its_clai
     let mut w = world(OrderSyncType::Orders).await;
     w.push.config.deadline_margin = Duration::from_millis(50);
     w.crm.set_latency(Duration::from_millis(400));
-    let msgs = vec![message(&created_event("shop-1", "DL1")), message(&created_event("shop-1", "DL2"))];
-    let r = w.push.handle_batch_until(msgs, Some(Instant::now() + Duration::from_millis(250))).await;
+    let msgs = vec![
+        message(&created_event("shop-1", "DL1")),
+        message(&created_event("shop-1", "DL2")),
+    ];
+    let r = w
+        .push
+        .handle_batch_until(msgs, Some(Instant::now() + Duration::from_millis(250)))
+        .await;
     assert!(r.failed_message_ids.is_empty());
     let outs: Vec<&Outcome> = r.outcomes.iter().map(|o| &o.outcome).collect();
-    assert!(matches!(outs[0], Outcome::Deferred { attempt: 2, .. }), "{outs:?}");
-    assert!(matches!(outs[1], Outcome::Deferred { attempt: 1, .. }), "not started: {outs:?}");
+    assert!(
+        matches!(outs[0], Outcome::Deferred { attempt: 2, .. }),
+        "{outs:?}"
+    );
+    assert!(
+        matches!(outs[1], Outcome::Deferred { attempt: 1, .. }),
+        "not started: {outs:?}"
+    );
     // The cut-off attempt had sent its create: the claim is released with maybe_committed.
     let e = w.entry("DL1").await;
     assert!(e.claim_holder.is_none() && e.maybe_committed, "{e:?}");
@@ -623,6 +1000,15 @@ async fn work_past_the_deadline_is_deferred_and_a_cut_off_attempt_gives_its_clai
     w.crm.set_latency(Duration::ZERO);
     let out = w.redeliver().await;
     assert_eq!(out.iter().filter(|o| is_created(o)).count(), 2, "{out:?}");
-    assert!(out.iter().any(|o| matches!(o, Outcome::Created { recovered: true, .. })), "DL1 was stored before the cut: {out:?}");
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Outcome::Created {
+                recovered: true,
+                ..
+            }
+        )),
+        "DL1 was stored before the cut: {out:?}"
+    );
     assert_eq!(w.crm.orders().len(), 2);
 }

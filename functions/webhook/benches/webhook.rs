@@ -19,7 +19,7 @@ const CONN: &str = "0f8e3c1d2b4a49c7a1e2d3c4b5a69788";
 const WARMUP: usize = 2_000;
 const CALLS: usize = 50_000;
 
-/// A realistic `order.change_order_status` body (~1.4 KiB, the documented key set).
+/// A realistic `order.change_order_status` body (~1.1 KiB, the documented key set).
 fn order_body(id: i64, status: i64) -> String {
     format!(
         r#"{{"event":"order.change_order_status","context":{{"id":{id},"source_uuid":"A-{id}","global_source_uuid":null,"status_on_source":null,"source_id":1,"client_id":88282,"grand_total":45.22,"total_discount":1.8,"margin_sum":40.22,"expenses_sum":1,"discount_amount":1,"discount_percent":2,"shipping_price":"2.00","taxes":"4.00","register_id":null,"fiscal_result":[],"fiscal_status":"done","shipping_type_id":null,"manager_id":108,"status_group_id":2,"status_id":{status},"closed_from":null,"status_changed_at":"2026-05-28T09:34:10.000000Z","status_expired_at":null,"parent_id":null,"manager_comment":null,"client_comment":"Будь ласка, зателефонуйте перед доставкою","payment_status":"part_paid","created_at":"2026-05-28T09:24:01.000000Z","updated_at":"2026-05-28T09:34:20.000000Z","closed_at":null,"deleted_at":null,"ordered_at":"2026-05-28T09:24:01.000000Z","source_updated_at":null,"payments_total":40.02,"products_total":45.22,"is_gift":false,"promocode":null,"gift_message":null,"gift_wrap":false,"last_synced_at":null,"is_expired":false,"has_reserves":false}}}}"#

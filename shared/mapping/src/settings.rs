@@ -345,8 +345,16 @@ impl Settings {
                 ));
             }
         }
+        // A shop method mapped twice would make the lookups' "first wins" silently decide.
+        let mut seen = BTreeSet::new();
         for (i, l) in self.payment_map.iter().enumerate() {
             let f = format!("payment_map[{i}]");
+            if !seen.insert(l.shop_method.as_str()) {
+                errs.push(FieldError::new(
+                    format!("{f}.shop_method"),
+                    format!("shop payment method \"{}\" is mapped twice", l.shop_method),
+                ));
+            }
             if !shop_payments.contains(l.shop_method.as_str()) {
                 errs.push(FieldError::new(
                     format!("{f}.shop_method"),
@@ -360,8 +368,15 @@ impl Settings {
                 ));
             }
         }
+        let mut seen = BTreeSet::new();
         for (i, l) in self.delivery_map.iter().enumerate() {
             let f = format!("delivery_map[{i}]");
+            if !seen.insert(l.shop_method.as_str()) {
+                errs.push(FieldError::new(
+                    format!("{f}.shop_method"),
+                    format!("shop delivery method \"{}\" is mapped twice", l.shop_method),
+                ));
+            }
             if !shop_delivery.contains(l.shop_method.as_str()) {
                 errs.push(FieldError::new(
                     format!("{f}.shop_method"),
@@ -549,6 +564,28 @@ mod tests {
         });
         let errs = s.validate(&crm_reference(), &shop_reference());
         assert!(errs.iter().any(|e| e.message.contains("mapped twice")));
+    }
+
+    #[test]
+    fn methods_mapped_twice_are_refused() {
+        let mut s = valid();
+        s.payment_map.push(PaymentLink {
+            shop_method: "cod".into(),
+            keycrm_method_id: 2,
+        });
+        s.delivery_map.push(DeliveryLink {
+            shop_method: "np".into(),
+            keycrm_service_id: 1,
+        });
+        let fields: Vec<String> = s
+            .validate(&crm_reference(), &shop_reference())
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec!["payment_map[2].shop_method", "delivery_map[1].shop_method"]
+        );
     }
 
     #[test]

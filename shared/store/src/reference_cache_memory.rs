@@ -10,9 +10,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+type Entries = HashMap<String, (SettingsOptions, DateTime<Utc>)>;
+
 #[derive(Default)]
 pub struct MemoryReferenceCache {
-    inner: Mutex<HashMap<String, (SettingsOptions, DateTime<Utc>)>>,
+    inner: Mutex<Entries>,
 }
 
 impl MemoryReferenceCache {
@@ -20,12 +22,7 @@ impl MemoryReferenceCache {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> Result<
-        std::sync::MutexGuard<'_, HashMap<String, (SettingsOptions, DateTime<Utc>)>>,
-        StoreError,
-    > {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("poisoned".into()))

@@ -3,7 +3,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::state::AdminApi;
 use chrono::{DateTime, Utc};
-use keycrm::models::{FieldModel, Pipeline};
+use keycrm::models::FieldModel;
 use keycrm::{KeycrmClient, KeycrmError};
 use mapping::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 use runtime::ClientsError;
@@ -23,7 +23,7 @@ pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference,
         c.custom_fields(FieldModel::Lead),
         c.categories()
     )?;
-    let (pipelines, pipelines_enabled) = match pipelines(c).await {
+    let (pipelines, pipelines_enabled) = match c.pipelines().await {
         Ok(list) => {
             let statuses =
                 futures::future::try_join_all(list.iter().map(|p| c.pipeline_statuses(p.id)))
@@ -50,28 +50,6 @@ pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference,
         lead_fields,
         categories,
     })
-}
-
-/// `GET /pipelines`, read leniently: live accounts name a pipeline `name` or `title`, and
-/// some answers carry both, which the typed model refuses as a duplicate field.
-async fn pipelines(c: &KeycrmClient) -> Result<Vec<Pipeline>, KeycrmError> {
-    let raw: Vec<serde_json::Value> = c.list("pipelines", &[]).collect_all().await?;
-    raw.into_iter()
-        .map(|v| {
-            let id = v
-                .get("id")
-                .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| KeycrmError::Protocol {
-                    detail: "a pipeline without a numeric id".into(),
-                })?;
-            let name = ["name", "title"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
-                .unwrap_or_default()
-                .to_string();
-            Ok(Pipeline { id, name })
-        })
-        .collect()
 }
 
 fn clients_error(conn: &Connection, e: ClientsError) -> ApiError {

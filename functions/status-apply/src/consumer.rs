@@ -71,24 +71,31 @@ impl Transport {
     }
 }
 
-/// Handles a Lambda SQS batch: failed items are reported so only they come back.
+/// Handles a Lambda SQS batch: failed items are reported so only they come back. The
+/// records are processed concurrently, so one slow shop call does not hold up the rest of
+/// the batch past the function's timeout (the ledger keeps concurrent changes of one order
+/// in order, see `apply`).
 pub async fn handle_sqs_event(
     applier: &StatusApplier,
     transport: &Transport,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.clone().unwrap_or_default();
-        let receipt = record.receipt_handle.clone().unwrap_or_default();
+    let outcomes = futures::future::join_all(event.records.into_iter().map(|record| async move {
+        let id = record.message_id.unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        let receipt = record.receipt_handle.unwrap_or_default();
         let receive_count = record
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         let d = applier.handle_message(&body, receive_count).await;
-        if transport.settle(d, &receipt, &body).await == Settled::Leave {
+        (id, transport.settle(d, &receipt, &body).await)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, settled) in outcomes {
+        if settled == Settled::Leave {
             response.add_failure(id);
         }
     }
@@ -148,7 +155,8 @@ pub async fn poll_once(
         .receive(opts.batch, opts.wait, opts.visibility)
         .await?;
     let n = msgs.len();
-    for m in msgs {
+    let transport = &transport;
+    futures::future::join_all(msgs.into_iter().map(|m| async move {
         let d = applier.handle_message(&m.body, m.receive_count).await;
         if transport.settle(d, &m.receipt, &m.body).await == Settled::Ack {
             if let Err(e) = queue.delete(&m.receipt).await {
@@ -156,7 +164,8 @@ pub async fn poll_once(
                 tracing::warn!(error = %e, "could not delete a processed status message");
             }
         }
-    }
+    }))
+    .await;
     Ok(n)
 }
 

@@ -91,26 +91,12 @@ async fn main() -> Result<(), BoxError> {
     .await
 }
 
-/// The shop platform's order API.
-fn shop_port(base_url: &str, _token: String) -> Result<Arc<dyn shop::ShopOrders>, BoxError> {
-    let _ = base_url;
-    Ok(Arc::new(ShopNotWired))
-}
-
-/// Until the shop platform's HTTP adapter lands: every call is "unavailable", so status
-/// changes are retried and then dead-lettered, never dropped.
-struct ShopNotWired;
-
-#[async_trait::async_trait]
-impl shop::ShopOrders for ShopNotWired {
-    async fn reference(&self, _: &str) -> Result<shop::ShopReference, shop::ShopError> {
-        Err(shop::ShopError::Unavailable(
-            "the shop API adapter is not wired yet".into(),
-        ))
-    }
-    async fn set_order_status(&self, _: &str, _: &str, _: &str) -> Result<(), shop::ShopError> {
-        Err(shop::ShopError::Unavailable(
-            "the shop API adapter is not wired yet".into(),
-        ))
-    }
+/// The shop platform's order API. The timeout keeps a batch of concurrent calls well inside
+/// the function's 30 s.
+fn shop_port(base_url: &str, token: String) -> Result<Arc<dyn shop::ShopOrders>, BoxError> {
+    Ok(Arc::new(shop::HttpShop::with_timeout(
+        base_url,
+        token,
+        Duration::from_secs(10),
+    )?))
 }

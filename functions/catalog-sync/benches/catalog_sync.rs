@@ -4,11 +4,15 @@
 //! `cargo bench -p catalog-sync --bench catalog_sync` (sizes and clock via
 //! `BENCH_SIZES=1000,20000,100000`, `BENCH_TIME_SCALE=120`).
 //!
-//! Three processes per catalog size, all this binary in different roles: the KeyCRM
+//! Four processes per catalog size, all this binary in different roles: the KeyCRM
 //! simulator (enforcing 60 requests a minute on a compressed clock), the demo shop (the
-//! platform HTTP contract over an in-memory shop), and the sync worker (the engine with the
-//! HTTP shop adapter and in-memory stores, which stand in for DynamoDB and are counted in
-//! its RSS). The orchestrator drives them over stdin/stdout and prints the figures.
+//! platform HTTP contract over an in-memory shop), the store (in-memory link and sync
+//! stores over a small RPC, standing in for DynamoDB), and the sync worker (the engine with
+//! the HTTP shop adapter and the remote stores) whose CPU and RSS are measured. The
+//! orchestrator drives them over stdin/stdout and prints the figures.
+
+#[path = "support/remote_store.rs"]
+mod remote_store;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -23,6 +27,7 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("sim") => sim_role(),
         Ok("shop") => shop_role(),
+        Ok("store") => store_role(),
         Ok("sync") => sync_role(),
         _ => orchestrate(),
     }
@@ -135,7 +140,9 @@ fn orchestrate() {
         let sim_url = ready["base_url"].as_str().expect("url").to_string();
         let mut shop = Proc::spawn("shop", &[]);
         let shop_url = shop.ask("", "READY");
-        let mut sync = Proc::spawn("sync", &[sim_url.clone(), shop_url.clone(), scale.to_string()]);
+        let mut store = Proc::spawn("store", &[]);
+        let store_url = store.ask("", "READY");
+        let mut sync = Proc::spawn("sync", &[sim_url.clone(), shop_url.clone(), scale.to_string(), store_url]);
         sync.ask("", "READY");
 
         // Full sync #1 (first sync: everything created).
@@ -196,6 +203,7 @@ fn orchestrate() {
         println!("{}", serde_json::to_string_pretty(&row).expect("json"));
         rows.push(row);
         sync.stop();
+        store.stop();
         shop.stop();
         sim.stop();
     }
@@ -323,6 +331,24 @@ fn shop_role() {
     });
 }
 
+// ------------------------------------------------------------------ store role
+
+fn store_role() {
+    rt().block_on(async {
+        let url = remote_store::serve().await;
+        println!("READY {url}");
+        let _ = std::io::stdout().flush();
+        tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {
+                s.clear();
+            }
+        })
+        .await
+        .ok();
+    });
+}
+
 // ------------------------------------------------------------------ sync worker role
 
 fn rusage() -> (f64, f64) {
@@ -340,11 +366,12 @@ fn sync_role() {
     use mapping::settings::MissingProductPolicy;
     use mapping::Settings;
     use std::sync::Arc;
-    use store::{ConnectionStore, MemoryConnections, MemoryJournal, MemoryLinks, MemorySecrets, MemorySync, SecretStore, SyncKind};
+    use store::{ConnectionStore, MemoryConnections, MemoryJournal, MemorySecrets, SecretStore, SyncKind};
 
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let (sim_url, shop_url) = (args[0].clone(), args[1].clone());
     let scale: f64 = args[2].parse().expect("scale");
+    let store_url = args[3].clone();
     rt().block_on(async move {
         let secrets = Arc::new(MemorySecrets::default());
         let key = ApiKey::new(API_KEY);
@@ -362,10 +389,11 @@ fn sync_role() {
             .create(&kit::connection("bench", SHOP_ID, &sim_url, "bench/keycrm", &key, settings))
             .await
             .expect("connection");
-        let links = Arc::new(MemoryLinks::new());
+        let remote = Arc::new(remote_store::Remote::new(store_url));
+        let links = remote.clone();
         let deps = Deps {
             connections: conns,
-            sync: Arc::new(MemorySync::new()),
+            sync: remote,
             links: links.clone(),
             shop: Arc::new(shop::HttpShop::new(&shop_url, SHOP_TOKEN).expect("shop")),
             clients: clients.clone(),

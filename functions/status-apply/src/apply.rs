@@ -325,6 +325,10 @@ impl StatusApplier {
             .await
         {
             Ok(r) => r,
+            // The connection was deleted under us (its ledger partition with it).
+            Err(StoreError::NotFound(_)) => {
+                return ignored(IgnoreReason::UnknownOrder, "ledger entry vanished")
+            }
             Err(e) => return store_outcome("recording the status", e),
         };
         if !recorded {

@@ -5,8 +5,19 @@ use std::sync::Arc;
 use store::DynamoTable;
 use webhook::Receiver;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+fn main() -> Result<(), lambda_http::Error> {
+    // lambda_runtime logs every raw invocation event at TRACE, and this function's events
+    // carry the webhook token in their path: cap that crate at DEBUG whatever RUST_LOG says.
+    // Set before the runtime starts any thread.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    std::env::set_var("RUST_LOG", format!("{filter},lambda_runtime=debug"));
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), lambda_http::Error> {
     runtime::telemetry::init();
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;

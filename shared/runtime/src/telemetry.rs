@@ -4,7 +4,20 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once. Level from `RUST_LOG` (default `info`).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // At TRACE the Lambda runtime logs raw events, and a webhook event's path holds the URL
+    // token: never let it log more than DEBUG, whatever RUST_LOG says.
+    if filter.max_level_hint() == Some(tracing_subscriber::filter::LevelFilter::TRACE) {
+        for directive in [
+            "lambda_runtime=debug",
+            "lambda_runtime_api_client=debug",
+            "lambda_http=debug",
+        ] {
+            if let Ok(d) = directive.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let on_lambda = std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok();
     let json = on_lambda || std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()

@@ -56,7 +56,18 @@ struct Proc {
 impl Proc {
     fn spawn(role: &str, args: &[String]) -> Proc {
         let exe = std::env::current_exe().expect("own path");
-        let mut child = Command::new(exe)
+        // `BENCH_SYNC_WRAPPER="perf record -g -o /tmp/perf.data --"` profiles the sync worker.
+        let wrapper = std::env::var("BENCH_SYNC_WRAPPER").ok().filter(|_| role == "sync");
+        let mut cmd = match &wrapper {
+            Some(w) => {
+                let mut parts = w.split_whitespace();
+                let mut c = Command::new(parts.next().expect("wrapper program"));
+                c.args(parts).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = cmd
             .env(ROLE, role)
             .args(args)
             .stdin(Stdio::piped())

@@ -15,7 +15,8 @@
 //!    compressed clock (a KeyCRM minute lasts one second): 60 orders a minute offered per
 //!    connection, 1 and 4 connections, 4 concurrent pollers (like Lambda concurrency).
 //!
-//! Environment: `BENCH_ORDERS` (default 300) scales sections 1 and 3.
+//! Environment: `BENCH_ORDERS` (default 300) scales sections 1 and 3; `BENCH_SECTIONS`
+//! (e.g. `1,2`) runs only some sections.
 
 use chrono::Utc;
 use keycrm::{ApiKey, ClientConfig, LocalRateGate, RateBudget, RateGate, UnlimitedGate};
@@ -368,7 +369,13 @@ async fn sustained(connections: usize, per_conn: usize, budget: RateBudget, labe
     let gate: Arc<dyn RateGate> = Arc::new(LocalRateGate::new(budget));
     let crm = http_provider(&sim, &keys, gate, stores.connections.as_ref()).await;
     let queue = Arc::new(MemoryQueue::new("orders"));
-    let push = Arc::new(handler(stores, crm, queue.clone()));
+    let mut push = handler(stores, crm, queue.clone());
+    // The deferral schedule on the same compressed clock as the simulator.
+    let policy = &mut push.config.retry;
+    policy.base = policy.base.div_f64(TIME_SCALE);
+    policy.max_delay = policy.max_delay.div_f64(TIME_SCALE);
+    policy.busy_delay = policy.busy_delay.div_f64(TIME_SCALE);
+    let push = Arc::new(push);
     // Warm the dictionaries outside the measured window (a warm Lambda has them).
     for i in 0..connections {
         let warm = message(event(&format!("shop-{i}"), 999_999), 0);
@@ -454,6 +461,11 @@ async fn sustained(connections: usize, per_conn: usize, budget: RateBudget, labe
     );
 }
 
+fn section(n: u8) -> bool {
+    std::env::var("BENCH_SECTIONS")
+        .map_or(true, |v| v.split(',').any(|s| s.trim() == n.to_string()))
+}
+
 fn main() {
     let n = orders_from_env();
     println!("# order-push benchmarks\n");
@@ -462,8 +474,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(requests_per_order(n));
+    if section(1) {
+        rt.block_on(requests_per_order(n));
+    }
+    if section(2) {
+        cpu_section();
+    }
+    if section(3) {
+        throughput_section(&rt, n);
+    }
+}
 
+fn cpu_section() {
     println!("## 2. Consumer CPU per order (thread CPU time, network waits excluded)");
     let cpu_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -500,7 +522,9 @@ fn main() {
         );
     }
     println!();
+}
 
+fn throughput_section(rt: &tokio::runtime::Runtime, n: usize) {
     println!("## 3. Sustained throughput, simulator at 60 requests/min per key (time scale 60)");
     rt.block_on(async {
         sustained(1, n, RateBudget::keycrm_scaled(60.0), "production budget").await;

@@ -45,27 +45,49 @@ struct HeldClaim {
     maybe_committed: bool,
 }
 
+/// What one message's handling leaves behind: the claim it holds (so a cancelled attempt
+/// can give it back) and the counters it bumped (written once per batch and connection).
 #[derive(Clone, Default)]
-struct Progress(Arc<Mutex<Option<HeldClaim>>>);
+struct Progress {
+    claim: Arc<Mutex<Option<HeldClaim>>>,
+    counts: Arc<Mutex<Vec<(String, Counter)>>>,
+}
 
 impl Progress {
     fn hold(&self, c: HeldClaim) {
-        if let Ok(mut p) = self.0.lock() {
+        if let Ok(mut p) = self.claim.lock() {
             *p = Some(c);
         }
     }
     fn sent(&self) {
-        if let Ok(mut p) = self.0.lock() {
+        if let Ok(mut p) = self.claim.lock() {
             if let Some(c) = p.as_mut() {
                 c.maybe_committed = true;
             }
         }
     }
+    fn has_sent(&self) -> Option<bool> {
+        self.claim
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(|h| h.maybe_committed))
+    }
     fn take(&self) -> Option<HeldClaim> {
-        self.0.lock().ok().and_then(|mut p| p.take())
+        self.claim.lock().ok().and_then(|mut p| p.take())
     }
     fn clear(&self) {
         let _ = self.take();
+    }
+    fn count(&self, connection_id: &str, counter: Counter) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.push((connection_id.to_string(), counter));
+        }
+    }
+    fn take_counts(&self) -> Vec<(String, Counter)> {
+        self.counts
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
     }
 }
 
@@ -192,8 +214,10 @@ impl OrderPush {
         let mut out = Vec::with_capacity(items.len());
         // One connection read per shop and batch.
         let mut conn: Option<Option<Connection>> = None;
+        let mut tally: BTreeMap<(String, Counter), u64> = BTreeMap::new();
         for item in items {
             let attempt = attempt_of(&item.msg);
+            let progress = Progress::default();
             let decision = match &item.parsed {
                 Err(e) => self.malformed(&item.msg, e).await,
                 Ok(event) => {
@@ -217,7 +241,6 @@ impl OrderPush {
                                 }
                             }
                         }
-                        let progress = Progress::default();
                         let work = self.decide(&item.msg, attempt, event, conn.as_ref(), &progress);
                         match budget {
                             None => work.await,
@@ -229,6 +252,9 @@ impl OrderPush {
                     }
                 }
             };
+            for key in progress.take_counts() {
+                *tally.entry(key).or_default() += 1;
+            }
             let (outcome, failed) = self.settle(&item.msg, &item.parsed, decision).await;
             out.push((
                 item.position,
@@ -238,6 +264,13 @@ impl OrderPush {
                 },
                 failed,
             ));
+        }
+        // Counters are what the merchant reads on the status page: one write per batch and
+        // connection is enough, and saves a DynamoDB write per order.
+        for ((connection_id, counter), n) in tally {
+            if let Err(e) = self.journal.count(&connection_id, counter, n).await {
+                tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
+            }
         }
         out
     }
@@ -265,7 +298,9 @@ impl OrderPush {
                 self.on_created(msg, attempt, event, order, conn, progress)
                     .await
             }
-            EventBody::StatusChanged(change) => self.on_status(attempt, event, change, conn).await,
+            EventBody::StatusChanged(change) => {
+                self.on_status(attempt, event, change, conn, progress).await
+            }
         }
     }
 
@@ -325,8 +360,14 @@ impl OrderPush {
                 {
                     tracing::warn!(order = %c.shop_order_id, error = %e, "could not record the failure");
                 }
-                self.journal_failure(&c.connection_id, &c.shop_order_id, &why, &no_fields())
-                    .await;
+                self.journal_failure(
+                    &c.connection_id,
+                    &c.shop_order_id,
+                    &why,
+                    &no_fields(),
+                    progress,
+                )
+                .await;
             }
         }
         tracing::warn!(shop = %event.shop_id, order = %event.order_id(), attempt, "attempt cut off by the invocation deadline");
@@ -539,7 +580,7 @@ impl OrderPush {
                 tracing::warn!(order = %order.id, error = %e, "could not record the skip");
             }
             progress.clear();
-            self.count(&conn.id, Counter::OrdersSkipped).await;
+            progress.count(&conn.id, Counter::OrdersSkipped);
             return skipped(reason);
         }
 
@@ -728,7 +769,7 @@ impl OrderPush {
                 .await;
         }
         c.progress.clear();
-        self.count(&conn.id, Counter::OrdersPushed).await;
+        c.progress.count(&conn.id, Counter::OrdersPushed);
         if c.entry.last_error.is_some() {
             if let Err(e) = self.journal.clear_failure(&conn.id, &order.id).await {
                 tracing::warn!(connection = %conn.id, order = %order.id, error = %e, "could not clear the old failure");
@@ -799,13 +840,7 @@ impl OrderPush {
             }
             KeycrmError::Protocol { .. } => {
                 // An unreadable answer to a create may hide a created order.
-                let sent = c
-                    .progress
-                    .0
-                    .lock()
-                    .ok()
-                    .and_then(|p| p.as_ref().map(|h| h.maybe_committed));
-                let maybe = maybe_before || sent.unwrap_or(true);
+                let maybe = maybe_before || c.progress.has_sent().unwrap_or(true);
                 self.give_back(c, attempt, &format!("{doing}: {e}"), maybe, None)
                     .await
             }
@@ -862,7 +897,7 @@ impl OrderPush {
             tracing::warn!(order = %c.order.id, error = %e, "could not record the failure in the ledger");
         }
         c.progress.clear();
-        self.journal_failure(&c.conn.id, &c.order.id, &reason, field_errors)
+        self.journal_failure(&c.conn.id, &c.order.id, &reason, field_errors, &c.progress)
             .await;
         Decision::DeadLetter {
             kind,
@@ -878,6 +913,7 @@ impl OrderPush {
         shop_order_id: &str,
         reason: &str,
         field_errors: &BTreeMap<String, Vec<String>>,
+        progress: &Progress,
     ) {
         let failure = OrderFailure {
             shop_order_id: shop_order_id.to_string(),
@@ -888,13 +924,7 @@ impl OrderPush {
         if let Err(e) = self.journal.record_failure(connection_id, &failure).await {
             tracing::warn!(connection = %connection_id, error = %e, "could not record the failure in the journal");
         }
-        self.count(connection_id, Counter::OrdersFailed).await;
-    }
-
-    async fn count(&self, connection_id: &str, counter: Counter) {
-        if let Err(e) = self.journal.count(connection_id, counter, 1).await {
-            tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
-        }
+        progress.count(connection_id, Counter::OrdersFailed);
     }
 
     // ------------------------------------------------------------------ order.status_changed
@@ -905,6 +935,7 @@ impl OrderPush {
         event: &OrderEvent,
         change: &StatusChange,
         conn: &Connection,
+        progress: &Progress,
     ) -> Decision {
         let order_id = &change.order_id;
         if !conn.active || conn.settings.order_sync == OrderSyncType::None {
@@ -1005,7 +1036,7 @@ impl OrderPush {
                 {
                     tracing::warn!(order = %order_id, error = %e, "status pushed but not recorded");
                 }
-                self.count(&conn.id, Counter::StatusesPushed).await;
+                progress.count(&conn.id, Counter::StatusesPushed);
                 Decision::Ack(Outcome::StatusPushed {
                     shop_order_id: order_id.clone(),
                     keycrm_status_id: status_id,

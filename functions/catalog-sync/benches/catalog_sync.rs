@@ -33,6 +33,14 @@ fn main() {
     }
 }
 
+/// The sync worker runs on one thread, as the Lambda does (`current_thread`).
+fn rt_single() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -97,10 +105,21 @@ impl Proc {
         }
     }
 
-    fn stop(mut self) {
-        // Only our own children, by handle.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        let Proc { mut child, input, output } = self;
+        // Closing stdin ends the role; a child still running after a while is killed (only
+        // our own children, by handle).
+        drop(input);
+        drop(output);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -383,7 +402,7 @@ fn sync_role() {
     let (sim_url, shop_url) = (args[0].clone(), args[1].clone());
     let scale: f64 = args[2].parse().expect("scale");
     let store_url = args[3].clone();
-    rt().block_on(async move {
+    rt_single().block_on(async move {
         let secrets = Arc::new(MemorySecrets::default());
         let key = ApiKey::new(API_KEY);
         secrets.put("bench/keycrm", &key).await.expect("secret");

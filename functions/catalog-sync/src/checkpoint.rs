@@ -82,6 +82,10 @@ pub struct Checkpoint {
     /// The last product of the previous page: its offers may continue on the next one.
     #[serde(default)]
     pub carry: Option<CrmProduct>,
+    /// The highest product id staged so far: only a product at or below it can have been
+    /// staged already (its offers spread over pages), so only those are looked up to merge.
+    #[serde(default)]
+    pub staged_max: i64,
     /// Link-store position (staged products, product links).
     #[serde(default)]
     pub links: Listing,
@@ -119,6 +123,7 @@ impl Checkpoint {
             products: Listing::Start,
             pending: Vec::new(),
             carry: None,
+            staged_max: 0,
             links: Listing::Start,
             queue: Vec::new(),
             sweep: SweepState::default(),

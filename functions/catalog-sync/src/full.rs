@@ -314,14 +314,24 @@ impl Run<'_> {
         }
         self.apply_linked(linked).await?;
         if !unlinked.is_empty() {
-            let uid: Vec<i64> = unlinked.iter().map(|p| p.id).collect();
-            let mut earlier: HashMap<i64, CrmProduct> = self
-                .links()
-                .get_staged(self.conn_id(), &uid)
-                .await?
-                .into_iter()
-                .map(|p| (p.id, p))
+            // Offers are listed by id, and a product's offers are created after the product,
+            // so a product already staged has an id at or below the highest staged so far.
+            let maybe: Vec<i64> = unlinked
+                .iter()
+                .map(|p| p.id)
+                .filter(|id| *id <= self.cp.staged_max)
                 .collect();
+            let mut earlier: HashMap<i64, CrmProduct> = if maybe.is_empty() {
+                HashMap::new()
+            } else {
+                self.links()
+                    .get_staged(self.conn_id(), &maybe)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.id, p))
+                    .collect()
+            };
+            self.cp.staged_max = unlinked.iter().map(|p| p.id).fold(self.cp.staged_max, i64::max);
             // A product already staged in this run (offers spread over pages) is merged.
             let merged: Vec<CrmProduct> = unlinked
                 .into_iter()
@@ -530,7 +540,7 @@ impl Run<'_> {
             Listing::Next(c) => Some(c.clone()),
             Listing::Done => return self.resolve_done().await,
         };
-        let (page, next) = self.links().staged_page(self.conn_id(), after.clone(), 100).await?;
+        let (page, next) = self.links().staged_page(self.conn_id(), after.clone(), 2 * self.e.cfg.shop_batch.max(1)).await?;
         if page.is_empty() {
             return self.resolve_done().await;
         }

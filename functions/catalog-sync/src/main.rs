@@ -64,7 +64,7 @@ async fn handle(engine: &Engine, event: LambdaEvent<Value>) -> Result<Value, Box
     Ok(serde_json::to_value(out)?)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     runtime::telemetry::init();
     let table_name = env_req("TABLE_NAME")?;

@@ -10,7 +10,7 @@
 //!    request body), (b) with the real HTTP client talking to the simulator, which runs on
 //!    other threads so its CPU is not counted; (c) like (a) with the DynamoDB ledger, journal
 //!    and connection store on the emulator when `AWS_ENDPOINT_URL` is set (AWS SDK signing
-//!    and serialisation included).
+//!    and serialisation included), and (d) the CPU of one bare SDK call there, to read (c) by.
 //! 3. Sustained throughput with the simulator limiting each key to 60 requests a minute, on a
 //!    compressed clock (a KeyCRM minute lasts one second): 60 orders a minute offered per
 //!    connection, 1 and 4 connections, 4 concurrent pollers (like Lambda concurrency).
@@ -515,6 +515,17 @@ fn cpu_section() {
                 500,
             )
             .await;
+            // What one SDK call costs on this emulator, to read (c) by.
+            let ledger: Arc<dyn OrderLedger> = Arc::new(store::DynamoTable::new(client, name));
+            let calls = 300;
+            let cpu0 = thread_cpu();
+            for i in 0..calls {
+                let _ = ledger.get("conn-0", &format!("shop-0-{i}")).await;
+            }
+            let per_call = (thread_cpu() - cpu0).as_secs_f64() * 1e6 / calls as f64;
+            println!(
+                "(d) one DynamoDB GetItem through the AWS SDK on the emulator (which closes every connection): CPU {per_call:.1} µs/call"
+            );
         });
     } else {
         println!(

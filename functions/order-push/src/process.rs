@@ -15,6 +15,7 @@ use runtime::ClientsError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use store::ledger::Created;
 use store::{
     Claim, Connection, Counter, LedgerEntry, LedgerState, OrderFailure, StoreError, Target,
 };
@@ -648,11 +649,15 @@ impl OrderPush {
             }
         }
 
-        match self
-            .ledger
-            .mark_attempt(&conn.id, &order.id, &c.holder)
-            .await
-        {
+        // A new entry is stored already marked as attempted (one write less per order).
+        let marked = if c.entry.attempts <= 1 {
+            Ok(())
+        } else {
+            self.ledger
+                .mark_attempt(&conn.id, &order.id, &c.holder)
+                .await
+        };
+        match marked {
             Ok(()) => progress.sent(),
             Err(StoreError::Conflict(_)) => {
                 // Someone else holds the order now; they finish it.
@@ -742,17 +747,16 @@ impl OrderPush {
         }
         let report = mapped.report();
         let shop_status = status_in_place.then_some(order.status.as_str());
+        let created = Created {
+            target: c.target,
+            keycrm_id,
+            report: report.clone(),
+            shop_status: shop_status.map(str::to_string),
+            keycrm_status_id: Some(status_now),
+        };
         if let Err(e) = self
             .ledger
-            .mark_created(
-                &conn.id,
-                &order.id,
-                &c.holder,
-                keycrm_id,
-                report,
-                shop_status,
-                Some(status_now),
-            )
+            .record_created(&conn.id, &order.id, &c.holder, &created)
             .await
         {
             // KeyCRM has it and the ledger does not know yet. `maybe_committed` stays set, so

@@ -22,7 +22,7 @@ pub struct Args {
     pub sim_port: u16,
 
     /// Products in the simulated KeyCRM catalog.
-    #[arg(long, env = "DEMO_PRODUCTS", default_value_t = 300)]
+    #[arg(long, env = "DEMO_PRODUCTS", default_value_t = 1000)]
     pub products: usize,
 
     /// Pending shop orders to push on start.

@@ -36,7 +36,10 @@ pub fn shop_reference() -> ShopReference {
                 addon_type: "select".into(),
             },
         ],
-        payment_methods: vec![named("cod", "Накладений платіж"), named("card", "Карткою онлайн")],
+        payment_methods: vec![
+            named("cod", "Накладений платіж"),
+            named("card", "Карткою онлайн"),
+        ],
         delivery_methods: vec![
             named("nova_poshta", "Нова Пошта"),
             named("ukrposhta", "Укрпошта"),
@@ -76,7 +79,9 @@ pub fn settings_for(crm: &KeycrmReference) -> Settings {
             .filter(|m| m.is_active)
             .find(|m| {
                 let a = m.alias.as_deref().unwrap_or_default().to_lowercase();
-                aliases.iter().any(|x| a.contains(x) || m.name.to_lowercase().contains(x))
+                aliases
+                    .iter()
+                    .any(|x| a.contains(x) || m.name.to_lowercase().contains(x))
             })
             .or_else(|| crm.payment_methods.iter().find(|m| m.is_active))
             .map(|m| m.id)
@@ -170,16 +175,42 @@ impl Lcg {
     }
 }
 
-const FIRST: [&str; 8] = ["Олена", "Андрій", "Марія", "Тарас", "Ірина", "Богдан", "Софія", "Дмитро"];
+const FIRST: [&str; 8] = [
+    "Олена",
+    "Андрій",
+    "Марія",
+    "Тарас",
+    "Ірина",
+    "Богдан",
+    "Софія",
+    "Дмитро",
+];
 const LAST: [&str; 8] = [
-    "Коваленко", "Шевченко", "Бондаренко", "Ткаченко", "Кравченко", "Мельник", "Олійник", "Лисенко",
+    "Коваленко",
+    "Шевченко",
+    "Бондаренко",
+    "Ткаченко",
+    "Кравченко",
+    "Мельник",
+    "Олійник",
+    "Лисенко",
 ];
 const CITIES: [&str; 5] = ["Київ", "Львів", "Одеса", "Харків", "Дніпро"];
 /// Phones as buyers type them; the connector normalises them to +380…
-const PHONES: [&str; 4] = ["050 111 22 {}", "(067) 234-56-{}", "+38 093 777 88 {}", "0631234{}"];
+const PHONES: [&str; 4] = [
+    "050 111 22 {}",
+    "(067) 234-56-{}",
+    "+38 093 777 88 {}",
+    "0631234{}",
+];
 
 /// `order.created` events (contract v1) for `n` pending demo orders.
-pub fn pending_orders(shop_id: &str, items: &[CatalogItem], n: usize, seed: u64) -> Vec<(String, String)> {
+pub fn pending_orders(
+    shop_id: &str,
+    items: &[CatalogItem],
+    n: usize,
+    seed: u64,
+) -> Vec<(String, String)> {
     let mut rng = Lcg(seed ^ 0x5eed);
     let now = chrono::Utc::now();
     (0..n)
@@ -239,17 +270,36 @@ mod tests {
     #[test]
     fn demo_orders_follow_the_contract_and_add_up() {
         let items = vec![
-            CatalogItem { sku: "A-1".into(), name: "Сукня".into(), price: 1290.0 },
-            CatalogItem { sku: "B-2".into(), name: "Пояс".into(), price: 450.5 },
+            CatalogItem {
+                sku: "A-1".into(),
+                name: "Сукня".into(),
+                price: 1290.0,
+            },
+            CatalogItem {
+                sku: "B-2".into(),
+                name: "Пояс".into(),
+                price: 450.5,
+            },
         ];
         let orders = pending_orders("demo-shop", &items, 20, 7);
         assert_eq!(orders.len(), 20);
         for (id, body) in &orders {
             let e = mapping::parse_event(body.as_bytes()).expect("valid contract v1 event");
             assert_eq!(e.order_id(), id);
-            let mapping::EventBody::Created(o) = e.body else { panic!("created") };
-            assert_eq!(mapping::order_map::computed_total(&o), o.total, "totals add up");
-            assert!(o.customer.phone.as_deref().and_then(mapping::phone::normalize).is_some());
+            let mapping::EventBody::Created(o) = e.body else {
+                panic!("created")
+            };
+            assert_eq!(
+                mapping::order_map::computed_total(&o),
+                o.total,
+                "totals add up"
+            );
+            assert!(o
+                .customer
+                .phone
+                .as_deref()
+                .and_then(mapping::phone::normalize)
+                .is_some());
         }
     }
 }

@@ -97,7 +97,9 @@ pub enum Claim {
 }
 
 impl LedgerEntry {
-    /// A fresh entry, claimed by `holder` until `now + lease`.
+    /// A fresh entry, claimed by `holder` until `now + lease`, as `claim` returns it
+    /// (`maybe_committed` false: no earlier attempt exists). Adapters store it already marked
+    /// as attempted, see [`OrderLedger::claim`].
     pub fn claimed(
         connection_id: &str,
         shop_order_id: &str,
@@ -146,10 +148,25 @@ pub fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// What became of an order in KeyCRM, for [`OrderLedger::record_created`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Created {
+    pub target: Target,
+    pub keycrm_id: i64,
+    pub report: MappingReport,
+    pub shop_status: Option<String>,
+    pub keycrm_status_id: Option<i64>,
+}
+
 /// Semantics every adapter follows (the order-push design in `docs/order-push.md`):
 ///
 /// - `claim` creates the entry (`Granted`), or re-takes a `Pending` entry whose claim expired
 ///   or was released (`Granted`, `attempts + 1`, the stored event and `maybe_committed` kept).
+///   A *new* entry is stored already marked as attempted (`maybe_committed`,
+///   `attempt_started_at = now`), so the first attempt needs no separate `mark_attempt`
+///   write; the `Granted` entry still says `maybe_committed: false` (nothing earlier exists).
+///   `release` then records what the attempt really did. Re-taken claims call
+///   `mark_attempt` before sending.
 ///   `Created` answers `AlreadyCreated`, `Failed`/`Skipped` answer `Settled`, a live claim of
 ///   someone else answers `Busy`.
 /// - `mark_*` and `release` act only for the current holder (`Conflict` otherwise: the claim
@@ -191,6 +208,27 @@ pub trait OrderLedger: Send + Sync {
         shop_status: Option<&str>,
         keycrm_status_id: Option<i64>,
     ) -> Result<(), StoreError>;
+
+    /// `mark_created` for a caller that knows the target: adapters can then write the
+    /// KeyCRM-id index in the same single conditional write.
+    async fn record_created(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        created: &Created,
+    ) -> Result<(), StoreError> {
+        self.mark_created(
+            connection_id,
+            shop_order_id,
+            holder,
+            created.keycrm_id,
+            &created.report,
+            created.shop_status.as_deref(),
+            created.keycrm_status_id,
+        )
+        .await
+    }
 
     async fn mark_failed(
         &self,

@@ -84,7 +84,7 @@ impl OrderLedger for MemoryLedger {
         let mut m = self.lock()?;
         let k = key(connection_id, shop_order_id);
         let Some(e) = m.get_mut(&k) else {
-            let e = LedgerEntry::claimed(
+            let granted = LedgerEntry::claimed(
                 connection_id,
                 shop_order_id,
                 target,
@@ -93,8 +93,11 @@ impl OrderLedger for MemoryLedger {
                 event_json,
                 now,
             );
-            m.insert(k, e.clone());
-            return Ok(Claim::Granted(e));
+            let mut stored = granted.clone();
+            stored.maybe_committed = true;
+            stored.attempt_started_at = Some(now);
+            m.insert(k, stored);
+            return Ok(Claim::Granted(granted));
         };
         Ok(match e.state {
             LedgerState::Created => Claim::AlreadyCreated(e.clone()),

@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use mapping::catalog::{CategoryLink, CrmProduct, ProductLink};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{LinkStore, MemoryLinks, MemorySync, SeenSet, StoreError, SyncKind, SyncLease, SyncRun, SyncStore};
@@ -37,18 +36,18 @@ pub enum Call {
     ListRuns { conn: String, limit: usize },
 }
 
-#[derive(Serialize, Deserialize)]
-pub enum Reply {
-    Ok(Value),
-    Conflict(String),
-    Err(String),
-}
+/// The answer: 200 with the result as the body, 409 for a lost condition, 500 otherwise.
+pub type Reply = (axum::http::StatusCode, String);
 
 fn ok<T: Serialize>(r: Result<T, StoreError>) -> Reply {
+    use axum::http::StatusCode;
     match r {
-        Ok(v) => Reply::Ok(serde_json::to_value(v).unwrap_or(Value::Null)),
-        Err(StoreError::Conflict(m)) => Reply::Conflict(m),
-        Err(e) => Reply::Err(e.to_string()),
+        Ok(v) => match serde_json::to_string(&v) {
+            Ok(body) => (StatusCode::OK, body),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        Err(StoreError::Conflict(m)) => (StatusCode::CONFLICT, m),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -95,7 +94,7 @@ pub async fn serve() -> String {
         .route(
             "/rpc",
             post(|axum::extract::State(b): axum::extract::State<Arc<Backend>>, axum::Json(call): axum::Json<Call>| async move {
-                axum::Json(dispatch(&b, call).await)
+                dispatch(&b, call).await
             }),
         )
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
@@ -121,20 +120,19 @@ impl Remote {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T, StoreError> {
-        let reply: Reply = self
+        let resp = self
             .http
             .post(&self.url)
             .json(&call)
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .json()
-            .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        match reply {
-            Reply::Ok(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string())),
-            Reply::Conflict(m) => Err(StoreError::Conflict(m)),
-            Reply::Err(m) => Err(StoreError::Unavailable(m)),
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        match status {
+            200 => serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt(e.to_string())),
+            409 => Err(StoreError::Conflict(String::from_utf8_lossy(&body).into_owned())),
+            _ => Err(StoreError::Unavailable(String::from_utf8_lossy(&body).into_owned())),
         }
     }
 }

@@ -201,7 +201,7 @@ const PHONES: [&str; 4] = [
     "050 111 22 {}",
     "(067) 234-56-{}",
     "+38 093 777 88 {}",
-    "0631234{}",
+    "063 123 45 {}",
 ];
 
 /// `order.created` events (contract v1) for `n` pending demo orders.

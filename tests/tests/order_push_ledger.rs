@@ -6,6 +6,7 @@ use e2e_tests::emulator;
 use mapping::order_map::{MappingReport, TotalMismatch};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use store::ledger::Created;
 use store::{Claim, LedgerState, MemoryLedger, OrderLedger, StoreError, Target};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -28,6 +29,13 @@ async fn claims_are_exclusive_and_expire(l: &dyn OrderLedger) {
     assert_eq!(
         (e.state, e.attempts, e.maybe_committed),
         (LedgerState::Pending, 1, false)
+    );
+    // Stored already marked as attempted: a crash before any other write still makes the
+    // next attempt search first.
+    let stored = l.get("c1", "o1").await.unwrap().unwrap();
+    assert!(
+        stored.maybe_committed && stored.attempt_started_at.is_some(),
+        "{stored:?}"
     );
     assert_eq!(e.event_json.as_deref(), Some("{\"e\":1}"));
 
@@ -140,6 +148,40 @@ async fn created_entries_are_final_and_indexed(l: &dyn OrderLedger) {
 
     let err = l.reset_for_repush("c1", "o2").await.unwrap_err();
     assert!(err.to_string().contains("already in KeyCRM"), "{err}");
+
+    // The target-aware form writes the same in one step.
+    let Claim::Granted(_) = l
+        .claim("c1", "o7", Target::Order, "h", LEASE, "{}")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let created = Created {
+        target: Target::Order,
+        keycrm_id: 5001,
+        report: MappingReport::default(),
+        shop_status: Some("paid".into()),
+        keycrm_status_id: Some(3),
+    };
+    assert!(matches!(
+        l.record_created("c1", "o7", "other", &created).await,
+        Err(StoreError::Conflict(_))
+    ));
+    l.record_created("c1", "o7", "h", &created).await.unwrap();
+    let e = l
+        .find_by_keycrm_id("c1", Target::Order, 5001)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.shop_order_id.as_str(), e.state, e.maybe_committed),
+        ("o7", LedgerState::Created, false)
+    );
+    assert_eq!(
+        (e.shop_status.as_deref(), e.keycrm_status_id),
+        (Some("paid"), Some(3))
+    );
 }
 
 async fn failures_wait_for_a_repush(l: &dyn OrderLedger) {

@@ -29,6 +29,16 @@ pub(crate) struct Resolver {
 type ItemResult = Result<UpsertResult, ShopError>;
 
 impl Run<'_> {
+    /// The shop category a product goes in: only while category sync is on (otherwise the
+    /// merchant files products and the sync leaves the field alone).
+    fn shop_category(&self, keycrm_category: Option<i64>) -> Option<&str> {
+        if self.settings().sync_categories {
+            catalog::shop_category(&self.cat_links, keycrm_category)
+        } else {
+            None
+        }
+    }
+
     fn offers_listing(&self, product_ids: &[i64]) -> Pages<Offer> {
         let mut q = vec![
             ("include", "product".to_string()),
@@ -306,7 +316,7 @@ impl Run<'_> {
         for g in &groups {
             match links.get(&g.id) {
                 Some(l) => {
-                    let cat = catalog::shop_category(&self.cat_links, g.category_id);
+                    let cat = self.shop_category(g.category_id);
                     linked.push((g, plan_linked(g, l, self.settings().existing_products, cat), l.clone()));
                 }
                 None => unlinked.push(g.clone()),
@@ -590,7 +600,7 @@ impl Run<'_> {
         let mut upserts: Vec<(&CrmProduct, ProductUpsert, &'static str)> = Vec::new();
         let mut adopted: Vec<(&CrmProduct, Vec<VariantPriceChange>, ProductLink)> = Vec::new();
         for p in &page {
-            let cat = catalog::shop_category(&self.cat_links, p.category_id);
+            let cat = self.shop_category(p.category_id);
             match resolve(p, &cx, &|shop_id| owners.get(shop_id).copied()) {
                 Resolution::Create { visible } => match plan_create(p, visible, cat) {
                     Ok(u) => upserts.push((p, u, "create")),
@@ -630,7 +640,7 @@ impl Run<'_> {
             for ((p, u, key), res) in chunk.iter().zip(results) {
                 match res {
                     Ok(r) => {
-                        let cat = catalog::shop_category(&self.cat_links, p.category_id);
+                        let cat = self.shop_category(p.category_id);
                         new_links.push(link_after_upsert(p, &r, cat));
                         applied.push(p.id);
                         report::note(&mut self.report, key, product_item(p.id, Some(&r.id), &p.name, None));

@@ -181,14 +181,22 @@ impl ShopCatalog for MemoryShop {
                 batch.len()
             )));
         }
+        // A refused batch writes nothing (the platform contract): check before writing.
+        let missing = self.with(shop_id, |d| {
+            batch
+                .iter()
+                .filter_map(|u| u.id.as_ref())
+                .find(|id| !d.products.contains_key(*id))
+                .cloned()
+        });
+        if let Some(id) = missing {
+            return Err(ShopError::NotFound(format!("product {id}")));
+        }
         let mut results = Vec::new();
         let (mut created, mut updated) = (0, 0);
         for u in batch {
             let id = match &u.id {
                 Some(id) => {
-                    if !self.with(shop_id, |d| d.products.contains_key(id)) {
-                        return Err(ShopError::NotFound(format!("product {id}")));
-                    }
                     updated += 1;
                     id.clone()
                 }

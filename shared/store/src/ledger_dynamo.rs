@@ -7,7 +7,7 @@
 
 use crate::connection::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
-use crate::ledger::{lease_end, Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+use crate::ledger::{lease_end, Claim, Created, LedgerEntry, LedgerState, OrderLedger, Target};
 use crate::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -216,12 +216,43 @@ impl Update {
     }
 
     /// Runs it; `Ok(None)` when the condition did not hold.
+    /// Runs it and returns the item as written; `Ok(None)` when the condition did not hold.
     async fn run(
         self,
         table: &DynamoTable,
         connection_id: &str,
         shop_order_id: &str,
     ) -> Result<Option<LedgerEntry>, StoreError> {
+        match self
+            .send(table, connection_id, shop_order_id, ReturnValue::AllNew)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => item.as_ref().map(from_item).transpose(),
+        }
+    }
+
+    /// Runs it without reading the item back (smaller answers for the steps on the order
+    /// path); `Ok(false)` when the condition did not hold.
+    async fn run_quiet(
+        self,
+        table: &DynamoTable,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .send(table, connection_id, shop_order_id, ReturnValue::None)
+            .await?
+            .is_some())
+    }
+
+    async fn send(
+        self,
+        table: &DynamoTable,
+        connection_id: &str,
+        shop_order_id: &str,
+        answer: ReturnValue,
+    ) -> Result<Option<Option<Item>>, StoreError> {
         let res = table
             .client
             .update_item()
@@ -234,11 +265,11 @@ impl Update {
             .set_condition_expression(self.condition.clone())
             .set_expression_attribute_names(Some(self.names))
             .set_expression_attribute_values((!self.values.is_empty()).then_some(self.values))
-            .return_values(ReturnValue::AllNew)
+            .return_values(answer)
             .send()
             .await;
         match res {
-            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
+            Ok(out) => Ok(Some(out.attributes)),
             Err(e) => match dynamo::sdk(e) {
                 StoreError::Conflict(_) => Ok(None),
                 other => Err(other),
@@ -289,9 +320,10 @@ impl DynamoTable {
         shop_order_id: &str,
         update: Update,
     ) -> Result<(), StoreError> {
-        match update.run(self, connection_id, shop_order_id).await? {
-            Some(_) => Ok(()),
-            None => Err(lost_claim(shop_order_id)),
+        if update.run_quiet(self, connection_id, shop_order_id).await? {
+            Ok(())
+        } else {
+            Err(lost_claim(shop_order_id))
         }
     }
 }
@@ -320,11 +352,14 @@ impl OrderLedger for DynamoTable {
                 event_json,
                 now,
             );
+            let mut stored = fresh.clone();
+            stored.maybe_committed = true;
+            stored.attempt_started_at = Some(now);
             let put = self
                 .client
                 .put_item()
                 .table_name(&self.name)
-                .set_item(Some(to_item(&fresh)?))
+                .set_item(Some(to_item(&stored)?))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
@@ -404,15 +439,34 @@ impl OrderLedger for DynamoTable {
         if current.claim_holder.as_deref() != Some(holder) {
             return Err(lost_claim(shop_order_id));
         }
+        let created = Created {
+            target: current.target,
+            keycrm_id,
+            report: report.clone(),
+            shop_status: shop_status.map(str::to_string),
+            keycrm_status_id,
+        };
+        self.record_created(connection_id, shop_order_id, holder, &created)
+            .await
+    }
+
+    async fn record_created(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        c: &Created,
+    ) -> Result<(), StoreError> {
         let mut u = as_holder(holder)
             .set("state", dynamo::s("created"))
-            .set("keycrm_id", dynamo::n(keycrm_id))
+            .set("target", dynamo::s(c.target.as_str()))
+            .set("keycrm_id", dynamo::n(c.keycrm_id))
             .set(
                 GSI1_PK,
-                dynamo::s(kc_pk(connection_id, current.target, keycrm_id)),
+                dynamo::s(kc_pk(connection_id, c.target, c.keycrm_id)),
             )
             .set(GSI1_SK, dynamo::s(order_sk(shop_order_id)))
-            .set("report", dynamo::json(report)?)
+            .set("report", dynamo::json(&c.report)?)
             .set(
                 "field_errors",
                 dynamo::json(&BTreeMap::<String, Vec<String>>::new())?,
@@ -422,10 +476,10 @@ impl OrderLedger for DynamoTable {
             .remove("claim_holder")
             .remove("claim_until")
             .remove("last_error");
-        if let Some(s) = shop_status {
+        if let Some(s) = &c.shop_status {
             u = u.set("shop_status", dynamo::s(s));
         }
-        if let Some(id) = keycrm_status_id {
+        if let Some(id) = c.keycrm_status_id {
             u = u.set("keycrm_status_id", dynamo::n(id));
         }
         self.holder_step(connection_id, shop_order_id, u).await
@@ -571,7 +625,7 @@ impl OrderLedger for DynamoTable {
                 &["keycrm_status_changed_at"],
                 vec![ts(changed_at)],
             );
-        if u.run(self, connection_id, shop_order_id).await?.is_some() {
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
             return Ok(true);
         }
         match self.ledger_item(connection_id, shop_order_id).await? {
@@ -602,7 +656,7 @@ impl OrderLedger for DynamoTable {
         if let Some(id) = keycrm_status_id {
             u = u.set("keycrm_status_id", dynamo::n(id));
         }
-        if u.run(self, connection_id, shop_order_id).await?.is_some() {
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
             return Ok(());
         }
         // A newer shop status was recorded meanwhile: it stands.

@@ -109,21 +109,3 @@ async fn full_sync_creates_then_writes_nothing_when_unchanged() {
     assert_eq!(h.sim.stats().rate_limited_429, 0);
 }
 
-#[tokio::test]
-#[ignore]
-async fn debug_counts() {
-    let h = harness(5000, on()).await;
-    h.sim.reset_stats();
-    let t = std::time::Instant::now();
-    run(&h, SyncKind::Full).await;
-    let r = &h.sync.list_runs("c1", 1).await.unwrap()[0];
-    let st = h.sim.stats();
-    let snap = h.sim.catalog("k1");
-    let active_offers = snap.offers.iter().filter(|o| !o.is_archived).count();
-    println!("{:?}\nrequests {} sim {:?} floor {} cats {} elapsed {:?}", r.counts, r.keycrm_requests, st.requests_by_endpoint, active_offers.div_ceil(50), snap.categories.len(), t.elapsed());
-    h.shop.reset_stats("s1");
-    h.sim.reset_stats();
-    run(&h, SyncKind::Full).await;
-    let r = &h.sync.list_runs("c1", 1).await.unwrap()[0];
-    println!("{:?}\nrequests {} {:?} shop {:?}", r.counts, r.keycrm_requests, h.sim.stats().requests_by_endpoint, h.shop.stats("s1"));
-}

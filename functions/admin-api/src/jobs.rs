@@ -9,10 +9,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use order_push::RepushError;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use store::{LedgerState, SyncJob, SyncKind, SyncRun};
+use store::{SyncJob, SyncKind, SyncRun};
 
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 100;
@@ -204,53 +205,37 @@ pub async fn repush_order(
     if !conn.active {
         return Err(inactive());
     }
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "order_not_found",
-            "the connector has no record of this order",
-        )
-    };
-    let entry = api
+    // The previous error is shown back to the merchant with the acceptance.
+    let previous_error = api
         .ledger
         .get(&conn.id, &order_id)
         .await?
-        .ok_or_else(not_found)?;
-    match entry.state {
-        LedgerState::Created => {
-            return Err(ApiError::conflict(
-                "already_in_keycrm",
-                "this order is already in KeyCRM",
-            ))
+        .and_then(|e| e.last_error);
+    // The same re-push order-push offers: reset the ledger entry, queue the stored event.
+    order_push::repush(
+        api.ledger.as_ref(),
+        api.order_queue.as_ref(),
+        &conn.id,
+        &order_id,
+    )
+    .await
+    .map_err(|e| match e {
+        RepushError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+            "the connector has no record of this order",
+        ),
+        RepushError::AlreadyInKeycrm { .. } => {
+            ApiError::conflict("already_in_keycrm", "this order is already in KeyCRM")
         }
-        // A pending entry whose claim ran out (a crashed attempt) may be re-pushed; the
-        // ledger refuses a live claim below.
-        LedgerState::Pending | LedgerState::Failed | LedgerState::Skipped => {}
-    }
-    // Checked before the reset, so an entry that cannot be sent again is left as it is.
-    if entry.event_json.is_none() {
-        return Err(no_stored_event());
-    }
-    let previous_error = entry.last_error.clone();
-    let entry = match api.ledger.reset_for_repush(&conn.id, &order_id).await {
-        Ok(e) => e,
-        Err(store::StoreError::NotFound(_)) => return Err(not_found()),
-        Err(store::StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
-                "push_in_progress",
-                "this order is in KeyCRM already or being pushed right now",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some(event) = entry.event_json.clone() else {
-        return Err(no_stored_event());
-    };
-    api.order_queue
-        // Same marker as order-push's own re-push (informational).
-        .send(Outgoing::new(event).with_attribute("repush", "1"))
-        .await
-        .map_err(queue_unavailable)?;
+        RepushError::InProgress(_) => ApiError::conflict(
+            "push_in_progress",
+            "this order is in KeyCRM already or being pushed right now",
+        ),
+        RepushError::NoStoredEvent(_) => no_stored_event(),
+        RepushError::Store(e) => e.into(),
+        RepushError::Queue(e) => queue_unavailable(e),
+    })?;
     tracing::info!(connection = %conn.id, order = %order_id, "order re-push queued");
     Ok((
         StatusCode::ACCEPTED,

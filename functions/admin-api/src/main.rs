@@ -4,52 +4,13 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
 use queue::SqsQueue;
-use runtime::{config, env_opt, env_req, KeycrmClients};
+use runtime::{config, env_opt, env_req, KeycrmClients, PlatformSecret};
 use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What this function needs from the platform secret (`PLATFORM_SECRET_ARN`, a JSON object).
-struct PlatformSecret {
-    signer: TokenSigner,
-    shop_api_token: String,
-}
-
-async fn platform_secret(
-    client: &aws_sdk_secretsmanager::Client,
-    arn: &str,
-) -> Result<PlatformSecret, BoxError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the platform secret failed: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let text = out
-        .secret_string
-        .ok_or("the platform secret has no string value")?;
-    // Parse errors would quote the secret; say only what is wrong.
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|_| "the platform secret is not a JSON object")?;
-    let field = |name: &str| {
-        doc.get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| format!("the platform secret has no {name}"))
-    };
-    Ok(PlatformSecret {
-        signer: TokenSigner::new(field("admin_token_signing_key")?)?,
-        shop_api_token: field("shop_api_token")?,
-    })
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -79,9 +40,11 @@ async fn main() -> Result<(), BoxError> {
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    let sm = aws_sdk_secretsmanager::Client::new(&aws);
-    let platform = platform_secret(&sm, &platform_secret_arn).await?;
-    let secrets = Arc::new(SecretsManager::new(sm));
+    let platform = PlatformSecret::load(&platform_secret_arn).await?;
+    let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
+    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+        &aws,
+    )));
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     // The shared per-key budget: every function spending one KeyCRM key goes through it.
@@ -94,7 +57,7 @@ async fn main() -> Result<(), BoxError> {
     let clients = Arc::new(KeycrmClients::new(secrets.clone(), gate, template));
     let shop = HttpShop::with_timeout(
         &shop_api_base,
-        platform.shop_api_token,
+        platform.shop_api_token()?,
         Duration::from_secs(10),
     )
     .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
@@ -102,7 +65,7 @@ async fn main() -> Result<(), BoxError> {
     let table = Arc::new(table);
     let api = AdminApi {
         config: cfg,
-        signer: platform.signer,
+        signer,
         connections: table.clone(),
         secrets,
         journal: table.clone(),

@@ -25,6 +25,9 @@ pub(crate) struct Resolver {
     claims: HashMap<u32, u32>,
 }
 
+/// Links read per sweep step (few of them lead to writes).
+const SWEEP_PAGE: usize = 1000;
+
 /// A shop write that may be refused item by item.
 type ItemResult = Result<UpsertResult, ShopError>;
 
@@ -691,11 +694,11 @@ impl Run<'_> {
             let (mut linked, mut to_sweep) = (0u64, 0u64);
             let mut after = None;
             loop {
-                let (page, next) = self.links().products_page(self.conn_id(), after, 1000).await?;
+                let (page, next) = self.links().product_states_page(self.conn_id(), after, 1000).await?;
                 linked += page.len() as u64;
                 to_sweep += page
                     .iter()
-                    .filter(|l| l.swept.is_none() && !seen.products.contains(&l.keycrm_id))
+                    .filter(|(id, swept)| !swept && !seen.products.contains(id))
                     .count() as u64;
                 match next {
                     Some(n) => after = Some(n),
@@ -721,7 +724,7 @@ impl Run<'_> {
                 Listing::Next(c) => Some(c.clone()),
                 _ => None,
             };
-            let (page, next) = self.links().products_page(self.conn_id(), after, self.e.cfg.links_page).await?;
+            let (page, next) = self.links().products_page(self.conn_id(), after, SWEEP_PAGE).await?;
             let mut variant_changes = Vec::new();
             let mut changed = Vec::new();
             for mut l in page {

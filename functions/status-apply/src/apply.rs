@@ -107,7 +107,8 @@ impl Default for RetryPolicy {
         RetryPolicy {
             base: Duration::from_secs(30),
             cap: Duration::from_secs(900),
-            max_receives: 5,
+            // template.yaml's StatusUpdatesQueue maxReceiveCount.
+            max_receives: 10,
         }
     }
 }

@@ -5,42 +5,13 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
-use runtime::{env_opt, env_req};
+use runtime::{env_opt, env_req, PlatformSecret};
 use status_apply::{handle_sqs_event, queue_url_from_arn, RetryPolicy, StatusApplier, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 use store::DynamoTable;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// One value of the platform secret (`PLATFORM_SECRET_ARN`, a JSON object).
-async fn platform_value(
-    client: &aws_sdk_secretsmanager::Client,
-    arn: &str,
-    key: &str,
-) -> Result<String, BoxError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the platform secret failed: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let text = out
-        .secret_string
-        .ok_or("the platform secret has no string value")?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|_| "the platform secret is not a JSON object")?;
-    Ok(doc
-        .get(key)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| format!("the platform secret has no {key}"))?
-        .to_string())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -53,7 +24,7 @@ async fn main() -> Result<(), BoxError> {
         base: Duration::from_secs(env_parse("STATUS_RETRY_BASE_SECS", 30u64)?),
         cap: Duration::from_secs(env_parse("STATUS_RETRY_CAP_SECS", 900u64)?),
         // Must equal the status queue's redrive maxReceiveCount (template.yaml).
-        max_receives: env_parse("STATUS_MAX_RECEIVES", 5u32)?,
+        max_receives: env_parse("STATUS_MAX_RECEIVES", 10u32)?,
     };
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -62,8 +33,9 @@ async fn main() -> Result<(), BoxError> {
         table_name,
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let sm = aws_sdk_secretsmanager::Client::new(&aws);
-    let shop_token = platform_value(&sm, &platform_secret, "shop_api_token").await?;
+    let shop_token = PlatformSecret::load(&platform_secret)
+        .await?
+        .shop_api_token()?;
     let shop = shop_port(&shop_base_url, shop_token)?;
 
     let applier = StatusApplier::new(table.clone(), table.clone(), shop, table, policy);

@@ -4,7 +4,9 @@
 
 pub mod clients;
 pub mod config;
+pub mod platform;
 pub mod telemetry;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
+pub use platform::{PlatformSecret, PlatformSecretError};

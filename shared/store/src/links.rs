@@ -45,6 +45,14 @@ pub trait LinkStore: Send + Sync {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<ProductLink>, Option<String>), StoreError>;
+    /// `(KeyCRM product id, swept)` of every link, a page at a time: what the vanish guard
+    /// counts, without reading whole links.
+    async fn product_states_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError>;
     /// `(shop product id, KeyCRM product id)` for those of `shop_ids` that are linked.
     async fn owners(
         &self,
@@ -231,6 +239,7 @@ impl LinkStore for DynamoTable {
         for l in last.values() {
             let mut item = doc_item(&pk, product_sk(l.keycrm_id), l)?;
             item.insert("shop_id".into(), dynamo::s(&l.shop_id));
+            item.insert("swept".into(), dynamo::b(l.swept.is_some()));
             items.push(item);
             reverse.insert(&l.shop_id, l.keycrm_id);
         }

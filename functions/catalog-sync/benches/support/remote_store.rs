@@ -16,6 +16,7 @@ pub enum Call {
     PutProducts { conn: String, links: Vec<ProductLink> },
     DeleteProducts { conn: String, links: Vec<ProductLink> },
     ProductsPage { conn: String, after: Option<String>, limit: usize },
+    ProductStatesPage { conn: String, after: Option<String>, limit: usize },
     Owners { conn: String, shop_ids: Vec<String> },
     Categories { conn: String },
     PutCategories { conn: String, links: Vec<CategoryLink> },
@@ -63,6 +64,7 @@ pub async fn dispatch(b: &Backend, call: Call) -> Reply {
         Call::PutProducts { conn, links } => ok(l.put_products(&conn, &links).await),
         Call::DeleteProducts { conn, links } => ok(l.delete_products(&conn, &links).await),
         Call::ProductsPage { conn, after, limit } => ok(l.products_page(&conn, after, limit).await),
+        Call::ProductStatesPage { conn, after, limit } => ok(l.product_states_page(&conn, after, limit).await),
         Call::Owners { conn, shop_ids } => ok(l.owners(&conn, &shop_ids).await),
         Call::Categories { conn } => ok(l.categories(&conn).await),
         Call::PutCategories { conn, links } => ok(l.put_categories(&conn, &links).await),
@@ -154,6 +156,9 @@ impl LinkStore for Remote {
     }
     async fn products_page(&self, conn: &str, after: Option<String>, limit: usize) -> Result<(Vec<ProductLink>, Option<String>), StoreError> {
         self.call(Call::ProductsPage { conn: s(conn), after, limit }).await
+    }
+    async fn product_states_page(&self, conn: &str, after: Option<String>, limit: usize) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
+        self.call(Call::ProductStatesPage { conn: s(conn), after, limit }).await
     }
     async fn owners(&self, conn: &str, shop_ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
         self.call(Call::Owners { conn: s(conn), shop_ids: shop_ids.to_vec() }).await

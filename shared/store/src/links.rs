@@ -273,6 +273,41 @@ impl LinkStore for DynamoTable {
         Ok((links, next))
     }
 
+    async fn product_states_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
+        let pk = links_pk(conn);
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#p = :p AND begins_with(#s, :f)")
+            .projection_expression("#s, swept")
+            .expression_attribute_names("#p", PK)
+            .expression_attribute_names("#s", SK)
+            .expression_attribute_values(":p", dynamo::s(&pk))
+            .expression_attribute_values(":f", dynamo::s("P#"))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(sk) = after {
+            q = q.set_exclusive_start_key(Some(dynamo::key(&pk, sk)));
+        }
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        let next = out.last_evaluated_key.and_then(|k| dynamo::get_s(&k, SK));
+        let states = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                let id = dynamo::get_s(i, SK)?.strip_prefix("P#")?.parse().ok()?;
+                Some((id, dynamo::get_b(i, "swept").unwrap_or(false)))
+            })
+            .collect();
+        Ok((states, next))
+    }
+
     async fn owners(
         &self,
         conn: &str,
@@ -530,6 +565,18 @@ impl LinkStore for MemoryLinks {
         limit: usize,
     ) -> Result<(Vec<ProductLink>, Option<String>), StoreError> {
         self.with(conn, |c| page_after(&c.products, after, limit))
+    }
+
+    async fn product_states_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
+        self.with(conn, |c| {
+            let (page, next) = page_after(&c.products, after, limit);
+            (page.iter().map(|l| (l.keycrm_id, l.swept.is_some())).collect(), next)
+        })
     }
 
     async fn owners(

@@ -32,9 +32,16 @@ async fn product_links_round_trip_page_and_find_owners() {
     t.put_products("c1", &links).await.unwrap();
     let got = t.get_products("c1", &[5, 6, 999, 5]).await.unwrap();
     assert_eq!(got.len(), 2);
-    assert!(got.contains(&links[4]) && got.contains(&links[5]), "u64 hashes and decimals survive");
+    assert!(
+        got.contains(&links[4]) && got.contains(&links[5]),
+        "u64 hashes and decimals survive"
+    );
     let ids: Vec<i64> = (1..=130).collect();
-    assert_eq!(t.get_products("c1", &ids).await.unwrap().len(), 130, "more than one BatchGet");
+    assert_eq!(
+        t.get_products("c1", &ids).await.unwrap().len(),
+        130,
+        "more than one BatchGet"
+    );
 
     let mut seen = 0;
     let mut after = None;
@@ -47,18 +54,68 @@ async fn product_links_round_trip_page_and_find_owners() {
         }
     }
     assert_eq!(seen, 130);
-    assert!(t.products_page("c2", None, 50).await.unwrap().0.is_empty(), "per connection");
+    assert!(
+        t.products_page("c2", None, 50).await.unwrap().0.is_empty(),
+        "per connection"
+    );
 
-    let mut owners = t.owners("c1", &["p3".into(), "p4".into(), "nope".into()]).await.unwrap();
+    let mut states = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = t.product_states_page("c1", after, 40).await.unwrap();
+        states.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    states.sort();
+    assert_eq!(states.len(), 130);
+    assert_eq!(
+        states[3],
+        (4, true),
+        "the swept flag without reading the link"
+    );
+    assert_eq!(states[4], (5, false));
+
+    let mut owners = t
+        .owners("c1", &["p3".into(), "p4".into(), "nope".into()])
+        .await
+        .unwrap();
     owners.sort();
     assert_eq!(owners, vec![("p3".to_string(), 3), ("p4".to_string(), 4)]);
     t.delete_products("c1", &[links[2].clone()]).await.unwrap();
     assert!(t.owners("c1", &["p3".into()]).await.unwrap().is_empty());
     assert!(t.get_products("c1", &[3]).await.unwrap().is_empty());
 
-    t.put_categories("c1", &[CategoryLink { keycrm_id: 11, shop_id: "c-a".into(), hash: 9 }]).await.unwrap();
-    t.put_categories("c1", &[CategoryLink { keycrm_id: 11, shop_id: "c-a".into(), hash: 10 }]).await.unwrap();
-    assert_eq!(t.categories("c1").await.unwrap(), vec![CategoryLink { keycrm_id: 11, shop_id: "c-a".into(), hash: 10 }]);
+    t.put_categories(
+        "c1",
+        &[CategoryLink {
+            keycrm_id: 11,
+            shop_id: "c-a".into(),
+            hash: 9,
+        }],
+    )
+    .await
+    .unwrap();
+    t.put_categories(
+        "c1",
+        &[CategoryLink {
+            keycrm_id: 11,
+            shop_id: "c-a".into(),
+            hash: 10,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.categories("c1").await.unwrap(),
+        vec![CategoryLink {
+            keycrm_id: 11,
+            shop_id: "c-a".into(),
+            hash: 10
+        }]
+    );
 }
 
 #[tokio::test]
@@ -68,7 +125,12 @@ async fn staged_products_and_seen_ids() {
         .map(|i| CrmProduct {
             id: i,
             name: format!("Сукня {i}"),
-            offers: vec![CrmOffer { id: i * 10, sku: Some(format!("S-{i}")), price: Decimal::from(i), ..CrmOffer::default() }],
+            offers: vec![CrmOffer {
+                id: i * 10,
+                sku: Some(format!("S-{i}")),
+                price: Decimal::from(i),
+                ..CrmOffer::default()
+            }],
             ..CrmProduct::default()
         })
         .collect();
@@ -77,17 +139,24 @@ async fn staged_products_and_seen_ids() {
     let (first, next) = t.staged_page("c1", None, 25).await.unwrap();
     assert_eq!(first.len(), 25);
     // Deleting what was read does not disturb the cursor.
-    t.delete_staged("c1", &first.iter().map(|p| p.id).collect::<Vec<_>>()).await.unwrap();
+    t.delete_staged("c1", &first.iter().map(|p| p.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let (second, _) = t.staged_page("c1", next, 100).await.unwrap();
     assert_eq!(second.len(), 35);
     assert_eq!(t.staged_page("c1", None, 100).await.unwrap().0.len(), 35);
 
-    t.put_seen("c1", 1000, 1, &[1, 2, 3], &[10, 20]).await.unwrap();
+    t.put_seen("c1", 1000, 1, &[1, 2, 3], &[10, 20])
+        .await
+        .unwrap();
     t.put_seen("c1", 1000, 2, &[4], &[40]).await.unwrap();
     t.put_seen("c1", 2000, 1, &[9], &[90]).await.unwrap();
     let s = t.seen("c1", 1000).await.unwrap();
     assert_eq!(s.products.len(), 4);
-    assert!(s.offers.contains(&40) && !s.offers.contains(&90), "runs apart");
+    assert!(
+        s.offers.contains(&40) && !s.offers.contains(&90),
+        "runs apart"
+    );
     t.clear_seen("c1", 1000).await.unwrap();
     assert!(t.seen("c1", 1000).await.unwrap().products.is_empty());
     assert_eq!(t.seen("c1", 2000).await.unwrap().products.len(), 1);
@@ -97,21 +166,53 @@ async fn staged_products_and_seen_ids() {
 async fn leases_never_overlap_and_paused_runs_are_found_for_resume() {
     let t = emulator::table().await;
     let long = Duration::from_secs(60);
-    let mut a = t.acquire("c1", SyncKind::Full, "a", long).await.unwrap().unwrap();
-    assert!(t.acquire("c1", SyncKind::Full, "b", long).await.unwrap().is_none());
-    assert!(t.acquire("c1", SyncKind::Full, "a", long).await.unwrap().is_some(), "re-entrant");
+    let mut a = t
+        .acquire("c1", SyncKind::Full, "a", long)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t
+        .acquire("c1", SyncKind::Full, "b", long)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        t.acquire("c1", SyncKind::Full, "a", long)
+            .await
+            .unwrap()
+            .is_some(),
+        "re-entrant"
+    );
     a.checkpoint = Some(r#"{"page":3}"#.into());
-    a.run = Some(SyncRun { run_id: "r1".into(), connection_id: "c1".into(), state: "running".into(), ..SyncRun::default() });
+    a.run = Some(SyncRun {
+        run_id: "r1".into(),
+        connection_id: "c1".into(),
+        state: "running".into(),
+        ..SyncRun::default()
+    });
     let a = t.checkpoint(&a, long).await.unwrap();
     assert_eq!(a.checkpoint.as_deref(), Some(r#"{"page":3}"#));
-    assert!(t.unfinished(10).await.unwrap().is_empty(), "a held lease is not resumable");
+    assert!(
+        t.unfinished(10).await.unwrap().is_empty(),
+        "a held lease is not resumable"
+    );
     t.pause(&a).await.unwrap();
-    assert_eq!(t.unfinished(10).await.unwrap(), vec![("c1".to_string(), SyncKind::Full)]);
+    assert_eq!(
+        t.unfinished(10).await.unwrap(),
+        vec![("c1".to_string(), SyncKind::Full)]
+    );
 
-    let b = t.acquire("c1", SyncKind::Full, "b", long).await.unwrap().unwrap();
+    let b = t
+        .acquire("c1", SyncKind::Full, "b", long)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(b.checkpoint.as_deref(), Some(r#"{"page":3}"#));
     assert_eq!(b.run.as_ref().unwrap().run_id, "r1");
-    assert!(matches!(t.checkpoint(&a, long).await, Err(StoreError::Conflict(_))), "a lost it");
+    assert!(
+        matches!(t.checkpoint(&a, long).await, Err(StoreError::Conflict(_))),
+        "a lost it"
+    );
     assert!(matches!(t.pause(&a).await, Err(StoreError::Conflict(_))));
     let mut done = b.clone();
     done.checkpoint = None;
@@ -119,17 +220,36 @@ async fn leases_never_overlap_and_paused_runs_are_found_for_resume() {
     assert_eq!(done.checkpoint, None);
     t.finish(&done).await.unwrap();
     assert!(t.unfinished(10).await.unwrap().is_empty());
-    let c = t.acquire("c1", SyncKind::Full, "c", long).await.unwrap().unwrap();
+    let c = t
+        .acquire("c1", SyncKind::Full, "c", long)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(c.checkpoint.is_none() && c.run.is_none());
 
     // A crashed holder's lease expires and is taken over with its checkpoint.
-    let mut x = t.acquire("c2", SyncKind::Full, "x", Duration::from_millis(200)).await.unwrap().unwrap();
+    let mut x = t
+        .acquire("c2", SyncKind::Full, "x", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
     x.checkpoint = Some("cp".into());
     t.checkpoint(&x, Duration::from_millis(200)).await.unwrap();
-    assert!(t.acquire("c2", SyncKind::Full, "y", long).await.unwrap().is_none());
+    assert!(t
+        .acquire("c2", SyncKind::Full, "y", long)
+        .await
+        .unwrap()
+        .is_none());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(t.unfinished(10).await.unwrap(), vec![("c2".to_string(), SyncKind::Full)]);
-    let y = t.acquire("c2", SyncKind::Full, "y", long).await.unwrap().unwrap();
+    assert_eq!(
+        t.unfinished(10).await.unwrap(),
+        vec![("c2".to_string(), SyncKind::Full)]
+    );
+    let y = t
+        .acquire("c2", SyncKind::Full, "y", long)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(y.checkpoint.as_deref(), Some("cp"));
 }
 
@@ -160,7 +280,10 @@ async fn run_reports_by_id_and_newest_first() {
     let runs = t.list_runs("c1", 10).await.unwrap();
     let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, vec!["r1", "r3", "r2"]);
-    assert_eq!(t.get_run("c1", "r2").await.unwrap().unwrap().counts["create"], 5);
+    assert_eq!(
+        t.get_run("c1", "r2").await.unwrap().unwrap().counts["create"],
+        5
+    );
     assert_eq!(t.list_runs("c1", 2).await.unwrap().len(), 2);
     assert!(t.get_run("c1", "nope").await.unwrap().is_none());
     assert!(t.list_runs("c9", 5).await.unwrap().is_empty());

@@ -50,7 +50,10 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn scale() -> f64 {
-    std::env::var("BENCH_TIME_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(120.0)
+    std::env::var("BENCH_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120.0)
 }
 
 // ------------------------------------------------------------------ orchestrator
@@ -65,7 +68,9 @@ impl Proc {
     fn spawn(role: &str, args: &[String]) -> Proc {
         let exe = std::env::current_exe().expect("own path");
         // `BENCH_SYNC_WRAPPER="perf record -g -o /tmp/perf.data --"` profiles the sync worker.
-        let wrapper = std::env::var("BENCH_SYNC_WRAPPER").ok().filter(|_| role == "sync");
+        let wrapper = std::env::var("BENCH_SYNC_WRAPPER")
+            .ok()
+            .filter(|_| role == "sync");
         let mut cmd = match &wrapper {
             Some(w) => {
                 let mut parts = w.split_whitespace();
@@ -85,7 +90,11 @@ impl Proc {
             .expect("spawn role");
         let input = child.stdin.take().expect("stdin");
         let output = BufReader::new(child.stdout.take().expect("stdout"));
-        Proc { child, input, output }
+        Proc {
+            child,
+            input,
+            output,
+        }
     }
 
     /// Sends a command and returns the reply line (after its tag).
@@ -106,7 +115,11 @@ impl Proc {
     }
 
     fn stop(self) {
-        let Proc { mut child, input, output } = self;
+        let Proc {
+            mut child,
+            input,
+            output,
+        } = self;
         // Closing stdin ends the role; a child still running after a while is killed (only
         // our own children, by handle).
         drop(input);
@@ -166,40 +179,62 @@ fn orchestrate() {
     for n in sizes {
         let started = Instant::now();
         let mut sim = Proc::spawn("sim", &[n.to_string(), scale.to_string()]);
-        let ready: serde_json::Value = serde_json::from_str(&sim.ask("", "READY")).expect("sim ready");
+        let ready: serde_json::Value =
+            serde_json::from_str(&sim.ask("", "READY")).expect("sim ready");
         let sim_url = ready["base_url"].as_str().expect("url").to_string();
         let mut shop = Proc::spawn("shop", &[]);
         let shop_url = shop.ask("", "READY");
         let mut store = Proc::spawn("store", &[]);
         let store_url = store.ask("", "READY");
-        let mut sync = Proc::spawn("sync", &[sim_url.clone(), shop_url.clone(), scale.to_string(), store_url]);
+        let mut sync = Proc::spawn(
+            "sync",
+            &[
+                sim_url.clone(),
+                shop_url.clone(),
+                scale.to_string(),
+                store_url,
+            ],
+        );
         sync.ask("", "READY");
 
         // Full sync #1 (first sync: everything created).
         sim.ask("RESET", "OK");
-        let full1: serde_json::Value = serde_json::from_str(&sync.ask("full", "DONE")).expect("full1");
-        let sim1: serde_json::Value = serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
+        let full1: serde_json::Value =
+            serde_json::from_str(&sync.ask("full", "DONE")).expect("full1");
+        let sim1: serde_json::Value =
+            serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
         let created = get(&shop_stats(&shop_url), "products_created");
 
         // Full sync #2, nothing changed.
         shop_reset(&shop_url);
         sim.ask("RESET", "OK");
-        let full2: serde_json::Value = serde_json::from_str(&sync.ask("full", "DONE")).expect("full2");
-        let sim2: serde_json::Value = serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
+        let full2: serde_json::Value =
+            serde_json::from_str(&sync.ask("full", "DONE")).expect("full2");
+        let sim2: serde_json::Value =
+            serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
         let w2 = shop_stats(&shop_url);
-        let writes2 = ["products_created", "products_updated", "state_changes", "price_changes", "category_writes"]
-            .iter()
-            .map(|k| get(&w2, k))
-            .sum::<u64>();
+        let writes2 = [
+            "products_created",
+            "products_updated",
+            "state_changes",
+            "price_changes",
+            "category_writes",
+        ]
+        .iter()
+        .map(|k| get(&w2, k))
+        .sum::<u64>();
 
         // 1% of prices change; a price sync.
         let changed: u64 = sim.ask("CHANGE 0.01", "CHANGED").parse().expect("changed");
         shop_reset(&shop_url);
         sim.ask("RESET", "OK");
-        let prices: serde_json::Value = serde_json::from_str(&sync.ask("prices", "DONE")).expect("prices");
-        let sim3: serde_json::Value = serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
+        let prices: serde_json::Value =
+            serde_json::from_str(&sync.ask("prices", "DONE")).expect("prices");
+        let sim3: serde_json::Value =
+            serde_json::from_str(&sim.ask("STATS", "STATS")).expect("stats");
         let w3 = shop_stats(&shop_url);
-        let peak: serde_json::Value = serde_json::from_str(&sync.ask("exit", "PEAK")).expect("peak");
+        let peak: serde_json::Value =
+            serde_json::from_str(&sync.ask("exit", "PEAK")).expect("peak");
 
         let floor = get(&ready, "floor");
         let price_floor = get(&full1, "linked_offers").div_ceil(50);
@@ -268,7 +303,10 @@ fn orchestrate() {
 // ------------------------------------------------------------------ simulator role
 
 fn sim_role() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).expect("products");
     let scale: f64 = args.get(1).and_then(|a| a.parse().ok()).expect("scale");
     rt().block_on(async move {
@@ -344,15 +382,23 @@ fn sim_role() {
 fn shop_role() {
     rt().block_on(async {
         let shop = std::sync::Arc::new(shop::MemoryShop::new());
-        let (addr, _h) = shop::demo_server::serve(shop, SHOP_TOKEN.into(), "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serve demo shop");
+        let (addr, _h) = shop::demo_server::serve(
+            shop,
+            SHOP_TOKEN.into(),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("serve demo shop");
         println!("READY http://{addr}/v1");
         let _ = std::io::stdout().flush();
         // Until the orchestrator closes our stdin (or kills us).
         tokio::task::spawn_blocking(|| {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 s.clear();
             }
         })
@@ -370,7 +416,11 @@ fn store_role() {
         let _ = std::io::stdout().flush();
         tokio::task::spawn_blocking(|| {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 s.clear();
             }
         })
@@ -387,7 +437,10 @@ fn rusage() -> (f64, f64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is in KiB on Linux.
-    (secs(u.ru_utime) + secs(u.ru_stime), u.ru_maxrss as f64 / 1024.0)
+    (
+        secs(u.ru_utime) + secs(u.ru_stime),
+        u.ru_maxrss as f64 / 1024.0,
+    )
 }
 
 fn sync_role() {
@@ -396,9 +449,14 @@ fn sync_role() {
     use mapping::settings::MissingProductPolicy;
     use mapping::Settings;
     use std::sync::Arc;
-    use store::{ConnectionStore, MemoryConnections, MemoryJournal, MemorySecrets, SecretStore, SyncKind};
+    use store::{
+        ConnectionStore, MemoryConnections, MemoryJournal, MemorySecrets, SecretStore, SyncKind,
+    };
 
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let (sim_url, shop_url) = (args[0].clone(), args[1].clone());
     let scale: f64 = args[2].parse().expect("scale");
     let store_url = args[3].clone();
@@ -407,7 +465,11 @@ fn sync_role() {
         let key = ApiKey::new(API_KEY);
         secrets.put("bench/keycrm", &key).await.expect("secret");
         let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(scale)));
-        let clients = Arc::new(runtime::KeycrmClients::new(secrets, gate, ClientConfig::with_base_url(&sim_url)));
+        let clients = Arc::new(runtime::KeycrmClients::new(
+            secrets,
+            gate,
+            ClientConfig::with_base_url(&sim_url),
+        ));
         let conns = Arc::new(MemoryConnections::default());
         let settings = Settings {
             sync_products: true,
@@ -416,7 +478,14 @@ fn sync_role() {
             ..Settings::default()
         };
         conns
-            .create(&kit::connection("bench", SHOP_ID, &sim_url, "bench/keycrm", &key, settings))
+            .create(&kit::connection(
+                "bench",
+                SHOP_ID,
+                &sim_url,
+                "bench/keycrm",
+                &key,
+                settings,
+            ))
             .await
             .expect("connection");
         let remote = Arc::new(remote_store::Remote::new(store_url));
@@ -430,7 +499,13 @@ fn sync_role() {
             journal: Arc::new(MemoryJournal::default()),
             jobs: Arc::new(queue::MemoryQueue::new("jobs")),
         };
-        let engine = Engine::new(deps, Config { safety: Duration::from_secs(1), ..Config::default() });
+        let engine = Engine::new(
+            deps,
+            Config {
+                safety: Duration::from_secs(1),
+                ..Config::default()
+            },
+        );
         println!("READY");
         let _ = std::io::stdout().flush();
         let mut lines = BufReader::new(std::io::stdin()).lines();
@@ -444,9 +519,15 @@ fn sync_role() {
             let (cpu0, _) = rusage();
             let wait0 = clients_wait(&engine).await;
             let t0 = Instant::now();
-            let (out, invocations) = kit::run_to_end(&engine, &kit::job("bench", kind, false), None, Duration::from_secs(6 * 3600), 10)
-                .await
-                .expect("sync");
+            let (out, invocations) = kit::run_to_end(
+                &engine,
+                &kit::job("bench", kind, false),
+                None,
+                Duration::from_secs(6 * 3600),
+                10,
+            )
+            .await
+            .expect("sync");
             let wall = t0.elapsed().as_secs_f64();
             let (cpu1, _) = rusage();
             let wait1 = clients_wait(&engine).await;
@@ -454,12 +535,18 @@ fn sync_role() {
                 JobOutcome::Finished { run_id, .. } => run_id.clone(),
                 other => panic!("sync did not finish: {other:?}"),
             };
-            let run = store::SyncStore::get_run(engine.deps.sync.as_ref(), "bench", &run_id).await.expect("run").expect("report");
+            let run = store::SyncStore::get_run(engine.deps.sync.as_ref(), "bench", &run_id)
+                .await
+                .expect("run")
+                .expect("report");
             let linked_offers: usize = {
                 let mut n = 0;
                 let mut after = None;
                 loop {
-                    let (page, next) = store::LinkStore::products_page(links.as_ref(), "bench", after, 1000).await.expect("links");
+                    let (page, next) =
+                        store::LinkStore::products_page(links.as_ref(), "bench", after, 1000)
+                            .await
+                            .expect("links");
                     n += page.iter().map(|l| l.variants.len()).sum::<usize>();
                     match next {
                         Some(c) => after = Some(c),

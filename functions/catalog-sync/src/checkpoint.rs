@@ -106,7 +106,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn new(run_id: String, kind: SyncKind, dry_run: bool, mark: i64, settings: Settings) -> Self {
+    pub fn new(
+        run_id: String,
+        kind: SyncKind,
+        dry_run: bool,
+        mark: i64,
+        settings: Settings,
+    ) -> Self {
         Checkpoint {
             v: VERSION,
             run_id,

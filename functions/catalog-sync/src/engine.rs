@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
-    Connection, ConnectionStore, LinkStore, StatusJournal, StoreError, SyncJob, SyncKind, SyncLease,
-    SyncRun, SyncStore, SyncSummary,
+    Connection, ConnectionStore, LinkStore, StatusJournal, StoreError, SyncJob, SyncKind,
+    SyncLease, SyncRun, SyncStore, SyncSummary,
 };
 
 /// One lease per connection, whatever the kind: a price run and a full run never overlap.
@@ -98,9 +98,10 @@ impl SyncError {
             ),
             SyncError::Shop(e) => matches!(e, ShopError::Unauthorized),
             SyncError::Clients(ClientsError::MissingKey(_)) => true,
-            SyncError::Clients(ClientsError::Keycrm(e)) => {
-                !matches!(e, KeycrmError::Transient { .. } | KeycrmError::RateLimited { .. })
-            }
+            SyncError::Clients(ClientsError::Keycrm(e)) => !matches!(
+                e,
+                KeycrmError::Transient { .. } | KeycrmError::RateLimited { .. }
+            ),
             SyncError::Store(StoreError::Corrupt(_)) => true,
             _ => false,
         }
@@ -118,12 +119,19 @@ impl SyncError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
     /// The run ended: `completed`, `refused` (vanish guard) or `failed`.
-    Finished { run_id: String, state: String },
+    Finished {
+        run_id: String,
+        state: String,
+    },
     /// Checkpointed; the resume schedule continues it.
-    Paused { run_id: String },
+    Paused {
+        run_id: String,
+    },
     /// Another invocation holds the connection's lease.
     Busy,
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The lease expired and another invocation took the run over.
     LeaseLost,
 }
@@ -154,6 +162,8 @@ pub(crate) struct Run<'a> {
     pub cat_links: BTreeMap<i64, CategoryLink>,
     pub resolver: Option<crate::full::Resolver>,
     pub seen: Option<store::SeenSet>,
+    /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
+    pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
 }
 
 impl Run<'_> {
@@ -274,12 +284,19 @@ impl Engine {
                 requested_by = %job.requested_by,
                 "another sync of this connection is running; job not started"
             );
-            self.not_started(job, "another sync of this connection is in progress; try again when it has finished")
-                .await?;
+            self.not_started(
+                job,
+                "another sync of this connection is in progress; try again when it has finished",
+            )
+            .await?;
             return Ok(JobOutcome::Busy);
         };
 
-        let resumed = match lease.checkpoint.as_deref().map(serde_json::from_str::<Checkpoint>) {
+        let resumed = match lease
+            .checkpoint
+            .as_deref()
+            .map(serde_json::from_str::<Checkpoint>)
+        {
             None => None,
             Some(Ok(cp)) if cp.v == VERSION => Some(cp),
             Some(_) => {
@@ -288,7 +305,8 @@ impl Engine {
                 if !run.run_id.is_empty() {
                     run.state = "failed".into();
                     run.finished_at = Some(Utc::now());
-                    run.message = Some("the run's saved position could not be read; it was abandoned".into());
+                    run.message =
+                        Some("the run's saved position could not be read; it was abandoned".into());
                     self.deps.sync.put_run(&run).await?;
                 }
                 let mut l = lease.clone();
@@ -313,7 +331,9 @@ impl Engine {
             ..SyncRun::default()
         });
         tracing::info!(connection = %conn.id, run = %cp.run_id, phase = ?cp.phase, "resuming sync run");
-        let outcome = self.drive(conn.clone(), cp, report, lease, deadline).await?;
+        let outcome = self
+            .drive(conn.clone(), cp, report, lease, deadline)
+            .await?;
         if covered {
             return Ok(outcome);
         }
@@ -326,7 +346,8 @@ impl Engine {
                     .acquire(&conn.id, LEASE_SLOT, &holder, lease_for)
                     .await?
                 else {
-                    self.not_started(job, "another sync of this connection started meanwhile").await?;
+                    self.not_started(job, "another sync of this connection started meanwhile")
+                        .await?;
                     return Ok(JobOutcome::Busy);
                 };
                 self.start(job, conn, settings, lease, deadline).await
@@ -341,7 +362,11 @@ impl Engine {
 
     /// Records a merchant's run that could not start (scheduled ones are only logged).
     async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
-        let Some(run_id) = job.run_id.clone().filter(|_| job.requested_by == "merchant") else {
+        let Some(run_id) = job
+            .run_id
+            .clone()
+            .filter(|_| job.requested_by == "merchant")
+        else {
             return Ok(());
         };
         let now = Utc::now();
@@ -371,7 +396,9 @@ impl Engine {
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
         if let Some(id) = &job.run_id {
-            if job.requested_by != "merchant" && self.deps.sync.get_run(&conn.id, id).await?.is_some() {
+            if job.requested_by != "merchant"
+                && self.deps.sync.get_run(&conn.id, id).await?.is_some()
+            {
                 // A redelivered or retried schedule tick: that run already happened.
                 self.deps.sync.finish(&lease).await?;
                 return Ok(JobOutcome::Skipped {
@@ -425,7 +452,13 @@ impl Engine {
         if job.kind == SyncKind::Full {
             clear_staged(self.deps.links.as_ref(), &conn.id).await?;
         }
-        let cp = Checkpoint::new(run_id.clone(), job.kind, job.dry_run, now.timestamp_millis(), s);
+        let cp = Checkpoint::new(
+            run_id.clone(),
+            job.kind,
+            job.dry_run,
+            now.timestamp_millis(),
+            s,
+        );
         self.deps.sync.put_run(&report).await?;
         tracing::info!(
             connection = %conn.id,
@@ -478,6 +511,7 @@ impl Engine {
             cat_links,
             resolver: None,
             seen: None,
+            price_links: std::collections::HashMap::new(),
         };
         loop {
             if run.cp.phase == Phase::Done {
@@ -505,13 +539,25 @@ impl Engine {
                 }
                 Err(e) if e.lost() => return Ok(lost(&run)),
                 Err(e) if e.is_fatal() => {
-                    let Run { conn, cp, report, lease, .. } = run;
+                    let Run {
+                        conn,
+                        cp,
+                        report,
+                        lease,
+                        ..
+                    } = run;
                     return self.end_failed(&conn, cp, report, lease, &e).await;
                 }
                 Err(e) => {
                     run.cp.failures += 1;
                     if run.cp.failures >= MAX_FAILURES {
-                        let Run { conn, cp, report, lease, .. } = run;
+                        let Run {
+                            conn,
+                            cp,
+                            report,
+                            lease,
+                            ..
+                        } = run;
                         return self.end_failed(&conn, cp, report, lease, &e).await;
                     }
                     tracing::warn!(
@@ -528,7 +574,11 @@ impl Engine {
         }
     }
 
-    async fn pause(&self, mut run: Run<'_>, message: Option<String>) -> Result<JobOutcome, SyncError> {
+    async fn pause(
+        &self,
+        mut run: Run<'_>,
+        message: Option<String>,
+    ) -> Result<JobOutcome, SyncError> {
         run.count_requests();
         run.report.message = message;
         run.lease.checkpoint = Some(encode(&run.cp)?);
@@ -554,10 +604,16 @@ impl Engine {
     async fn end(&self, mut run: Run<'_>) -> Result<JobOutcome, SyncError> {
         run.count_requests();
         let refused = run.cp.sweep.refused.clone();
-        run.report.state = if refused.is_some() { "refused" } else { "completed" }.into();
+        run.report.state = if refused.is_some() {
+            "refused"
+        } else {
+            "completed"
+        }
+        .into();
         run.report.message = refused;
         run.report.finished_at = Some(Utc::now());
-        self.finish(&run.conn, &run.cp, &run.report, &run.lease).await?;
+        self.finish(&run.conn, &run.cp, &run.report, &run.lease)
+            .await?;
         tracing::info!(
             connection = %run.conn.id,
             run = %run.cp.run_id,
@@ -653,6 +709,11 @@ pub(crate) async fn clear_staged(links: &dyn LinkStore, conn: &str) -> Result<()
 }
 
 /// Shorthand for report items about a product.
-pub(crate) fn product_item(id: i64, shop: Option<&str>, name: &str, detail: Option<String>) -> store::ReportItem {
+pub(crate) fn product_item(
+    id: i64,
+    shop: Option<&str>,
+    name: &str,
+    detail: Option<String>,
+) -> store::ReportItem {
     report::item(Some(id), shop, name, detail)
 }

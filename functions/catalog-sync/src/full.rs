@@ -69,7 +69,11 @@ impl Run<'_> {
         )
     }
 
-    fn resume<T: serde::de::DeserializeOwned>(&self, listing: &Listing, fresh: impl FnOnce() -> Pages<T>) -> Result<Option<Pages<T>>, SyncError> {
+    fn resume<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: &Listing,
+        fresh: impl FnOnce() -> Pages<T>,
+    ) -> Result<Option<Pages<T>>, SyncError> {
         Ok(match listing {
             Listing::Start => Some(fresh()),
             Listing::Next(url) => Some(Pages::resume(&self.client, url)?),
@@ -91,7 +95,11 @@ impl Run<'_> {
                 self.write_categories(&cats).await?;
             }
         }
-        self.cp.phase = if s.sync_products { Phase::Products } else { Phase::Done };
+        self.cp.phase = if s.sync_products {
+            Phase::Products
+        } else {
+            Phase::Done
+        };
         Ok(Step::Continue)
     }
 
@@ -99,7 +107,10 @@ impl Run<'_> {
         let chosen: Vec<Category> = match &self.cp.scope {
             Some(scope) => {
                 let keep = with_ancestors(cats, &scope.iter().copied().collect::<BTreeSet<_>>());
-                cats.iter().filter(|c| keep.contains(&c.id)).cloned().collect()
+                cats.iter()
+                    .filter(|c| keep.contains(&c.id))
+                    .cloned()
+                    .collect()
             }
             None => cats.to_vec(),
         };
@@ -107,7 +118,12 @@ impl Run<'_> {
         for id in broken {
             report::error(
                 &mut self.report,
-                report::item(Some(id), None, "", Some("the category is on a parent cycle in KeyCRM; not synced".into())),
+                report::item(
+                    Some(id),
+                    None,
+                    "",
+                    Some("the category is on a parent cycle in KeyCRM; not synced".into()),
+                ),
             );
         }
         let dry = self.cp.dry_run;
@@ -122,8 +138,16 @@ impl Run<'_> {
                 match category_upsert(c, parent.as_deref(), link) {
                     None => report::count(&mut self.report, "category_unchanged", 1),
                     Some(u) => {
-                        let key = if u.id.is_some() { "category_update" } else { "category_create" };
-                        report::note(&mut self.report, key, report::item(Some(c.id), u.id.as_deref(), &u.name, None));
+                        let key = if u.id.is_some() {
+                            "category_update"
+                        } else {
+                            "category_create"
+                        };
+                        report::note(
+                            &mut self.report,
+                            key,
+                            report::item(Some(c.id), u.id.as_deref(), &u.name, None),
+                        );
                         let h = category_hash(c.name.trim(), parent.as_deref());
                         writes.push((c.clone(), u, h));
                     }
@@ -134,23 +158,40 @@ impl Run<'_> {
                 // of a placeholder, which is close enough for counts.
                 for (c, u, h) in writes {
                     let shop_id = u.id.unwrap_or_else(|| format!("new:{}", c.id));
-                    self.cat_links.insert(c.id, CategoryLink { keycrm_id: c.id, shop_id, hash: h });
+                    self.cat_links.insert(
+                        c.id,
+                        CategoryLink {
+                            keycrm_id: c.id,
+                            shop_id,
+                            hash: h,
+                        },
+                    );
                 }
                 continue;
             }
             for chunk in writes.chunks(shop::MAX_UPSERT_BATCH) {
-                let batch: Vec<shop::CategoryUpsert> = chunk.iter().map(|(_, u, _)| u.clone()).collect();
-                let res = self.shop().upsert_categories(self.shop_id(), &batch).await?;
+                let batch: Vec<shop::CategoryUpsert> =
+                    chunk.iter().map(|(_, u, _)| u.clone()).collect();
+                let res = self
+                    .shop()
+                    .upsert_categories(self.shop_id(), &batch)
+                    .await?;
                 let ids: HashMap<String, String> = res.into_iter().collect();
                 let mut new_links = Vec::new();
                 for (c, _, h) in chunk {
                     if let Some(id) = ids.get(&c.id.to_string()) {
-                        let l = CategoryLink { keycrm_id: c.id, shop_id: id.clone(), hash: *h };
+                        let l = CategoryLink {
+                            keycrm_id: c.id,
+                            shop_id: id.clone(),
+                            hash: *h,
+                        };
                         self.cat_links.insert(c.id, l.clone());
                         new_links.push(l);
                     }
                 }
-                self.links().put_categories(self.conn_id(), &new_links).await?;
+                self.links()
+                    .put_categories(self.conn_id(), &new_links)
+                    .await?;
             }
         }
         Ok(())
@@ -204,7 +245,13 @@ impl Run<'_> {
         match plan {
             ReadPlan::ByProducts => {
                 self.cp.pending = p_page
-                    .map(|p| p.data.iter().filter(|x| !x.is_archived).map(|x| x.id).collect())
+                    .map(|p| {
+                        p.data
+                            .iter()
+                            .filter(|x| !x.is_archived)
+                            .map(|x| x.id)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 self.cp.products = Listing::from_cursor(products.cursor());
             }
@@ -212,7 +259,9 @@ impl Run<'_> {
                 self.cp.offers = Listing::from_cursor(offers.cursor());
                 if let Some(page) = o_page {
                     let mut groups = group_offers(&page.data);
-                    if !self.cp.offers.is_done() && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id) {
+                    if !self.cp.offers.is_done()
+                        && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id)
+                    {
                         self.cp.carry = groups.pop();
                     }
                     self.process(groups).await?;
@@ -247,7 +296,9 @@ impl Run<'_> {
             }
             groups.insert(0, c);
         }
-        if !self.cp.offers.is_done() && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id) {
+        if !self.cp.offers.is_done()
+            && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id)
+        {
             self.cp.carry = groups.pop();
         }
         self.process(groups).await?;
@@ -266,7 +317,9 @@ impl Run<'_> {
             self.units += 1;
             self.cp.products = Listing::from_cursor(pages.cursor());
             if let Some(p) = page {
-                self.cp.pending.extend(p.data.iter().filter(|x| !x.is_archived).map(|x| x.id));
+                self.cp
+                    .pending
+                    .extend(p.data.iter().filter(|x| !x.is_archived).map(|x| x.id));
             }
         }
         if self.cp.pending.is_empty() {
@@ -320,7 +373,11 @@ impl Run<'_> {
             match links.get(&g.id) {
                 Some(l) => {
                     let cat = self.shop_category(g.category_id);
-                    linked.push((g, plan_linked(g, l, self.settings().existing_products, cat), l.clone()));
+                    linked.push((
+                        g,
+                        plan_linked(g, l, self.settings().existing_products, cat),
+                        l.clone(),
+                    ));
                 }
                 None => unlinked.push(g.clone()),
             }
@@ -344,7 +401,10 @@ impl Run<'_> {
                     .map(|p| (p.id, p))
                     .collect()
             };
-            self.cp.staged_max = unlinked.iter().map(|p| p.id).fold(self.cp.staged_max, i64::max);
+            self.cp.staged_max = unlinked
+                .iter()
+                .map(|p| p.id)
+                .fold(self.cp.staged_max, i64::max);
             // A product already staged in this run (offers spread over pages) is merged.
             let merged: Vec<CrmProduct> = unlinked
                 .into_iter()
@@ -358,17 +418,29 @@ impl Run<'_> {
                 .collect();
             self.links().put_staged(self.conn_id(), &merged).await?;
         }
-        let offers: Vec<i64> = groups.iter().flat_map(|g| g.offers.iter().map(|o| o.id)).collect();
+        let offers: Vec<i64> = groups
+            .iter()
+            .flat_map(|g| g.offers.iter().map(|o| o.id))
+            .collect();
         self.cp.seen_seq += 1;
         self.links()
-            .put_seen(self.conn_id(), self.cp.mark, self.cp.seen_seq, &ids, &offers)
+            .put_seen(
+                self.conn_id(),
+                self.cp.mark,
+                self.cp.seen_seq,
+                &ids,
+                &offers,
+            )
             .await?;
         Ok(())
     }
 
     /// Writes linked products' plans: upserts (refusals isolated per product), restores,
     /// price changes; then stores the links that changed.
-    async fn apply_linked(&mut self, plans: Vec<(&CrmProduct, LinkedPlan, ProductLink)>) -> Result<(), SyncError> {
+    async fn apply_linked(
+        &mut self,
+        plans: Vec<(&CrmProduct, LinkedPlan, ProductLink)>,
+    ) -> Result<(), SyncError> {
         let dry = self.cp.dry_run;
         let mut upserts: Vec<ProductUpsert> = Vec::new();
         for (_, plan, _) in &plans {
@@ -401,7 +473,10 @@ impl Run<'_> {
                         continue;
                     }
                     Some(Err(e)) => {
-                        report::error(&mut self.report, product_item(p.id, Some(&old.shop_id), &p.name, Some(e.to_string())));
+                        report::error(
+                            &mut self.report,
+                            product_item(p.id, Some(&old.shop_id), &p.name, Some(e.to_string())),
+                        );
                         continue;
                     }
                     None => continue,
@@ -409,7 +484,11 @@ impl Run<'_> {
             }
             states.extend(plan.state.clone());
             prices.extend(plan.prices.clone());
-            report::note(&mut self.report, label, product_item(p.id, Some(&old.shop_id), &p.name, None));
+            report::note(
+                &mut self.report,
+                label,
+                product_item(p.id, Some(&old.shop_id), &p.name, None),
+            );
             if plan.link != old {
                 changed.push(plan.link);
             }
@@ -435,8 +514,10 @@ impl Run<'_> {
     async fn upsert_isolated(&self, batch: &[ProductUpsert]) -> Result<Vec<ItemResult>, SyncError> {
         match self.shop().upsert_products(self.shop_id(), batch).await {
             Ok(results) => {
-                let mut by_ref: HashMap<String, UpsertResult> =
-                    results.into_iter().map(|r| (r.external_ref.clone(), r)).collect();
+                let mut by_ref: HashMap<String, UpsertResult> = results
+                    .into_iter()
+                    .map(|r| (r.external_ref.clone(), r))
+                    .collect();
                 Ok(batch
                     .iter()
                     .map(|u| {
@@ -451,10 +532,18 @@ impl Run<'_> {
             Err(_) => {
                 let mut out = Vec::with_capacity(batch.len());
                 for u in batch {
-                    match self.shop().upsert_products(self.shop_id(), std::slice::from_ref(u)).await {
+                    match self
+                        .shop()
+                        .upsert_products(self.shop_id(), std::slice::from_ref(u))
+                        .await
+                    {
                         Ok(mut r) if !r.is_empty() => out.push(Ok(r.remove(0))),
-                        Ok(_) => out.push(Err(ShopError::Rejected("the shop did not confirm this product".into()))),
-                        Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
+                        Ok(_) => out.push(Err(ShopError::Rejected(
+                            "the shop did not confirm this product".into(),
+                        ))),
+                        Err(e) if e.is_retryable() || e == ShopError::Unauthorized => {
+                            return Err(e.into())
+                        }
                         Err(e) => out.push(Err(e)),
                     }
                 }
@@ -464,7 +553,10 @@ impl Run<'_> {
     }
 
     /// Writes state changes; returns the shop products whose change was refused.
-    pub(crate) async fn write_states(&mut self, states: &[shop::ProductStateChange]) -> Result<HashSet<String>, SyncError> {
+    pub(crate) async fn write_states(
+        &mut self,
+        states: &[shop::ProductStateChange],
+    ) -> Result<HashSet<String>, SyncError> {
         let mut failed = HashSet::new();
         for chunk in states.chunks(shop::MAX_UPSERT_BATCH) {
             match self.shop().set_product_states(self.shop_id(), chunk).await {
@@ -472,11 +564,18 @@ impl Run<'_> {
                 Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
                 Err(_) => {
                     for c in chunk {
-                        if let Err(e) = self.shop().set_product_states(self.shop_id(), std::slice::from_ref(c)).await {
+                        if let Err(e) = self
+                            .shop()
+                            .set_product_states(self.shop_id(), std::slice::from_ref(c))
+                            .await
+                        {
                             if e.is_retryable() || e == ShopError::Unauthorized {
                                 return Err(e.into());
                             }
-                            report::error(&mut self.report, report::item(None, Some(&c.id), "", Some(e.to_string())));
+                            report::error(
+                                &mut self.report,
+                                report::item(None, Some(&c.id), "", Some(e.to_string())),
+                            );
                             failed.insert(c.id.clone());
                         }
                     }
@@ -487,7 +586,10 @@ impl Run<'_> {
     }
 
     /// Writes price changes; returns the shop products with a refused change.
-    pub(crate) async fn write_prices(&mut self, prices: &[VariantPriceChange]) -> Result<HashSet<String>, SyncError> {
+    pub(crate) async fn write_prices(
+        &mut self,
+        prices: &[VariantPriceChange],
+    ) -> Result<HashSet<String>, SyncError> {
         let mut failed = HashSet::new();
         for chunk in prices.chunks(500) {
             match self.shop().set_variant_prices(self.shop_id(), chunk).await {
@@ -495,11 +597,23 @@ impl Run<'_> {
                 Err(e) if e.is_retryable() || e == ShopError::Unauthorized => return Err(e.into()),
                 Err(_) => {
                     for c in chunk {
-                        if let Err(e) = self.shop().set_variant_prices(self.shop_id(), std::slice::from_ref(c)).await {
+                        if let Err(e) = self
+                            .shop()
+                            .set_variant_prices(self.shop_id(), std::slice::from_ref(c))
+                            .await
+                        {
                             if e.is_retryable() || e == ShopError::Unauthorized {
                                 return Err(e.into());
                             }
-                            report::error(&mut self.report, report::item(None, Some(&c.product_id), "", Some(format!("variant {}: {e}", c.variant_id))));
+                            report::error(
+                                &mut self.report,
+                                report::item(
+                                    None,
+                                    Some(&c.product_id),
+                                    "",
+                                    Some(format!("variant {}: {e}", c.variant_id)),
+                                ),
+                            );
                             failed.insert(c.product_id.clone());
                         }
                     }
@@ -543,7 +657,11 @@ impl Run<'_> {
             }
         }
         tracing::info!(connection = %self.conn.id, shop_products = index.len(), "shop index read for matching");
-        Ok(Resolver { index, counts, claims })
+        Ok(Resolver {
+            index,
+            counts,
+            claims,
+        })
     }
 
     /// Decides one page of staged products and writes the result.
@@ -553,7 +671,14 @@ impl Run<'_> {
             Listing::Next(c) => Some(c.clone()),
             Listing::Done => return self.resolve_done().await,
         };
-        let (page, next) = self.links().staged_page(self.conn_id(), after.clone(), 2 * self.e.cfg.shop_batch.max(1)).await?;
+        let (page, next) = self
+            .links()
+            .staged_page(
+                self.conn_id(),
+                after.clone(),
+                2 * self.e.cfg.shop_batch.max(1),
+            )
+            .await?;
         if page.is_empty() {
             return self.resolve_done().await;
         }
@@ -588,7 +713,11 @@ impl Run<'_> {
         let owners: HashMap<String, i64> = if candidate_ids.is_empty() {
             HashMap::new()
         } else {
-            self.links().owners(self.conn_id(), &candidate_ids).await?.into_iter().collect()
+            self.links()
+                .owners(self.conn_id(), &candidate_ids)
+                .await?
+                .into_iter()
+                .collect()
         };
         let cx = ResolveContext {
             key: s.match_key,
@@ -607,7 +736,10 @@ impl Run<'_> {
             match resolve(p, &cx, &|shop_id| owners.get(shop_id).copied()) {
                 Resolution::Create { visible } => match plan_create(p, visible, cat) {
                     Ok(u) => upserts.push((p, u, "create")),
-                    Err(why) => report::error(&mut self.report, product_item(p.id, None, &p.name, Some(why))),
+                    Err(why) => report::error(
+                        &mut self.report,
+                        product_item(p.id, None, &p.name, Some(why)),
+                    ),
                 },
                 Resolution::Adopt { index, update } => {
                     let (u, prices, link) = plan_adopt(p, r.index.product(index), update, cat);
@@ -617,20 +749,36 @@ impl Run<'_> {
                     }
                 }
                 Resolution::Skip { reason } => {
-                    report::note(&mut self.report, "skipped", product_item(p.id, None, &p.name, Some(reason)));
+                    report::note(
+                        &mut self.report,
+                        "skipped",
+                        product_item(p.id, None, &p.name, Some(reason)),
+                    );
                 }
                 Resolution::Ambiguous { detail } => {
                     tracing::info!(connection = %self.conn.id, keycrm_product = p.id, detail = %detail, "ambiguous product skipped");
-                    report::note(&mut self.report, "ambiguous", product_item(p.id, None, &p.name, Some(detail)));
+                    report::note(
+                        &mut self.report,
+                        "ambiguous",
+                        product_item(p.id, None, &p.name, Some(detail)),
+                    );
                 }
             }
         }
         if dry {
             for (p, u, key) in &upserts {
-                report::note(&mut self.report, key, product_item(p.id, u.id.as_deref(), &p.name, None));
+                report::note(
+                    &mut self.report,
+                    key,
+                    product_item(p.id, u.id.as_deref(), &p.name, None),
+                );
             }
             for (p, _, l) in &adopted {
-                report::note(&mut self.report, "link", product_item(p.id, Some(&l.shop_id), &p.name, None));
+                report::note(
+                    &mut self.report,
+                    "link",
+                    product_item(p.id, Some(&l.shop_id), &p.name, None),
+                );
             }
             return Ok(());
         }
@@ -646,24 +794,38 @@ impl Run<'_> {
                         let cat = self.shop_category(p.category_id);
                         new_links.push(link_after_upsert(p, &r, cat));
                         applied.push(p.id);
-                        report::note(&mut self.report, key, product_item(p.id, Some(&r.id), &p.name, None));
+                        report::note(
+                            &mut self.report,
+                            key,
+                            product_item(p.id, Some(&r.id), &p.name, None),
+                        );
                     }
-                    Err(e) => report::error(&mut self.report, product_item(p.id, u.id.as_deref(), &p.name, Some(e.to_string()))),
+                    Err(e) => report::error(
+                        &mut self.report,
+                        product_item(p.id, u.id.as_deref(), &p.name, Some(e.to_string())),
+                    ),
                 }
             }
         }
-        let prices: Vec<VariantPriceChange> = adopted.iter().flat_map(|(_, c, _)| c.clone()).collect();
+        let prices: Vec<VariantPriceChange> =
+            adopted.iter().flat_map(|(_, c, _)| c.clone()).collect();
         let failed = self.write_prices(&prices).await?;
         for (p, _, l) in adopted {
             if failed.contains(&l.shop_id) {
                 continue;
             }
-            report::note(&mut self.report, "link", product_item(p.id, Some(&l.shop_id), &p.name, None));
+            report::note(
+                &mut self.report,
+                "link",
+                product_item(p.id, Some(&l.shop_id), &p.name, None),
+            );
             applied.push(p.id);
             new_links.push(l);
         }
         if !new_links.is_empty() {
-            self.links().put_products(self.conn_id(), &new_links).await?;
+            self.links()
+                .put_products(self.conn_id(), &new_links)
+                .await?;
         }
         if !applied.is_empty() {
             self.links().delete_staged(self.conn_id(), &applied).await?;
@@ -689,12 +851,19 @@ impl Run<'_> {
         step
     }
 
-    async fn sweep_unit(&mut self, policy: MissingProductPolicy, seen: &store::SeenSet) -> Result<Step, SyncError> {
+    async fn sweep_unit(
+        &mut self,
+        policy: MissingProductPolicy,
+        seen: &store::SeenSet,
+    ) -> Result<Step, SyncError> {
         if !self.cp.sweep.counted {
             let (mut linked, mut to_sweep) = (0u64, 0u64);
             let mut after = None;
             loop {
-                let (page, next) = self.links().product_states_page(self.conn_id(), after, 1000).await?;
+                let (page, next) = self
+                    .links()
+                    .product_states_page(self.conn_id(), after, 1000)
+                    .await?;
                 linked += page.len() as u64;
                 to_sweep += page
                     .iter()
@@ -713,7 +882,12 @@ impl Run<'_> {
                     Some(message)
                 }
             };
-            self.cp.sweep = SweepState { counted: true, to_sweep, linked, refused };
+            self.cp.sweep = SweepState {
+                counted: true,
+                to_sweep,
+                linked,
+                refused,
+            };
             return Ok(Step::Continue);
         }
         if self.cp.sweep.refused.is_some() {
@@ -724,7 +898,10 @@ impl Run<'_> {
                 Listing::Next(c) => Some(c.clone()),
                 _ => None,
             };
-            let (page, next) = self.links().products_page(self.conn_id(), after, SWEEP_PAGE).await?;
+            let (page, next) = self
+                .links()
+                .products_page(self.conn_id(), after, SWEEP_PAGE)
+                .await?;
             let mut variant_changes = Vec::new();
             let mut changed = Vec::new();
             for mut l in page {
@@ -736,7 +913,11 @@ impl Run<'_> {
                 }
                 // Offers that vanished from a product still in KeyCRM: unavailable.
                 let mut touched = false;
-                for v in l.variants.iter_mut().filter(|v| !v.gone && !seen.offers.contains(&v.offer_id)) {
+                for v in l
+                    .variants
+                    .iter_mut()
+                    .filter(|v| !v.gone && !seen.offers.contains(&v.offer_id))
+                {
                     variant_changes.push(VariantPriceChange {
                         product_id: l.shop_id.clone(),
                         variant_id: v.shop_id.clone(),
@@ -751,7 +932,11 @@ impl Run<'_> {
                     changed.push(l);
                 }
             }
-            report::count(&mut self.report, "variants_unavailable", variant_changes.len() as u64);
+            report::count(
+                &mut self.report,
+                "variants_unavailable",
+                variant_changes.len() as u64,
+            );
             if !self.cp.dry_run {
                 let failed = self.write_prices(&variant_changes).await?;
                 changed.retain(|l| !failed.contains(&l.shop_id));
@@ -776,7 +961,11 @@ impl Run<'_> {
 
     /// Verifies up to 50 candidates in one `/products` request (a paging shift or a product
     /// with no active offers must not be taken for a deletion), then sweeps the missing.
-    async fn sweep_chunk(&mut self, policy: MissingProductPolicy, chunk: &[(i64, String)]) -> Result<(), SyncError> {
+    async fn sweep_chunk(
+        &mut self,
+        policy: MissingProductPolicy,
+        chunk: &[(i64, String)],
+    ) -> Result<(), SyncError> {
         let ids: Vec<i64> = chunk.iter().map(|(k, _)| *k).collect();
         let found = self
             .client
@@ -811,13 +1000,21 @@ impl Run<'_> {
                 Some(p) if p.is_archived => "archived in KeyCRM",
                 Some(_) => "moved out of the selected categories",
             };
-            let Some(mut link) = links.get(id).cloned() else { continue };
-            let Some((change, how)) = missing_change(policy, &link) else { continue };
+            let Some(mut link) = links.get(id).cloned() else {
+                continue;
+            };
+            let Some((change, how)) = missing_change(policy, &link) else {
+                continue;
+            };
             let key = match how {
                 mapping::catalog::Swept::Hidden => "hide",
                 mapping::catalog::Swept::Unavailable => "make_unavailable",
             };
-            report::note(&mut self.report, key, product_item(*id, Some(shop_id), &name, Some(why.into())));
+            report::note(
+                &mut self.report,
+                key,
+                product_item(*id, Some(shop_id), &name, Some(why.into())),
+            );
             link.swept = Some(how);
             states.push(change);
             swept.push(link);
@@ -834,7 +1031,9 @@ impl Run<'_> {
     }
 
     async fn sweep_done(&mut self) -> Result<Step, SyncError> {
-        self.links().clear_seen(self.conn_id(), self.cp.mark).await?;
+        self.links()
+            .clear_seen(self.conn_id(), self.cp.mark)
+            .await?;
         self.seen = None;
         self.cp.phase = Phase::Done;
         Ok(Step::Continue)

@@ -76,7 +76,11 @@ impl Engine {
                 }
             }
             ScheduleKind::Full | ScheduleKind::Prices => {
-                let sync_kind = if kind == ScheduleKind::Full { SyncKind::Full } else { SyncKind::Prices };
+                let sync_kind = if kind == ScheduleKind::Full {
+                    SyncKind::Full
+                } else {
+                    SyncKind::Prices
+                };
                 let run_id = scheduled_run_id(sync_kind);
                 let mut cursor = None;
                 loop {

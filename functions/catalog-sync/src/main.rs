@@ -6,7 +6,7 @@ use catalog_sync::{Config, Deps, Engine, ScheduleInput};
 use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::SqsQueue;
-use runtime::{env_req, KeycrmClients};
+use runtime::{env_req, KeycrmClients, PlatformSecret};
 use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
@@ -14,29 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The platform secret (`PLATFORM_SECRET_ARN`) is a JSON object; the shop API token is its
-/// `shop_api_token`.
-async fn shop_token(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<String, BoxError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the platform secret failed: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let text = out.secret_string.ok_or("the platform secret has no string value")?;
-    let doc: Value = serde_json::from_str(&text).map_err(|_| "the platform secret is not a JSON object")?;
-    Ok(doc
-        .get("shop_api_token")
-        .and_then(Value::as_str)
-        .ok_or("the platform secret has no shop_api_token")?
-        .to_string())
-}
 
 async fn handle(engine: &Engine, event: LambdaEvent<Value>) -> Result<Value, BoxError> {
     let left = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
@@ -72,11 +49,11 @@ async fn main() -> Result<(), BoxError> {
     let shop_base = env_req("SHOP_API_BASE_URL")?;
     let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
-    let sm = aws_sdk_secretsmanager::Client::new(&aws);
-    let token = shop_token(&sm, &platform_secret).await?;
-    let secrets = Arc::new(SecretsManager::new(sm));
+    let token = PlatformSecret::load(&platform_secret)
+        .await?
+        .shop_api_token()?;
+    let secrets = Arc::new(SecretsManager::from_env().await);
     // The per-key budget shared with order push: the sync asks with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(secrets, gate, ClientConfig::default()));

@@ -22,10 +22,11 @@ impl Run<'_> {
                 .links()
                 .products_page(self.conn_id(), after, self.e.cfg.links_page)
                 .await?;
-            for l in page.iter().filter(|l| l.swept.is_none()) {
+            for l in page.into_iter().filter(|l| l.swept.is_none()) {
                 for v in l.variants.iter().filter(|v| !v.gone) {
                     self.cp.queue.push((l.keycrm_id, v.offer_id.to_string()));
                 }
+                self.price_links.insert(l.keycrm_id, l);
             }
             self.cp.links = Listing::from_cursor(next);
         }
@@ -40,6 +41,10 @@ impl Run<'_> {
             .collect();
         self.price_chunk(&chunk).await?;
         self.cp.queue.drain(..n);
+        // Keep only the links still waiting in the queue.
+        let waiting: std::collections::HashSet<i64> =
+            self.cp.queue.iter().map(|(k, _)| *k).collect();
+        self.price_links.retain(|k, _| waiting.contains(k));
         Ok(Step::Continue)
     }
 
@@ -53,20 +58,35 @@ impl Run<'_> {
                 stocks.insert(s.id, (s.price, s.available() > Decimal::ZERO));
             }
         }
-        let product_ids: Vec<i64> = chunk.iter().map(|(k, _)| *k).collect();
-        let mut links: HashMap<i64, ProductLink> = self
-            .links()
-            .get_products(self.conn_id(), &product_ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.keycrm_id, l))
-            .collect();
+        // Links come from this invocation's reads; after a resume, from the store.
+        let mut links: HashMap<i64, ProductLink> = HashMap::new();
+        let mut missing = Vec::new();
+        for (k, _) in chunk {
+            if links.contains_key(k) {
+                continue;
+            }
+            match self.price_links.get(k) {
+                Some(l) => {
+                    links.insert(*k, l.clone());
+                }
+                None => missing.push(*k),
+            }
+        }
+        if !missing.is_empty() {
+            for l in self.links().get_products(self.conn_id(), &missing).await? {
+                links.insert(l.keycrm_id, l);
+            }
+        }
         let mut changes = Vec::new();
         let mut touched: Vec<i64> = Vec::new();
         for (kid, oid) in chunk {
-            let Some(link) = links.get_mut(kid) else { continue };
+            let Some(link) = links.get_mut(kid) else {
+                continue;
+            };
             let shop_product = link.shop_id.clone();
-            let Some(v) = link.variants.iter_mut().find(|v| v.offer_id == *oid) else { continue };
+            let Some(v) = link.variants.iter_mut().find(|v| v.offer_id == *oid) else {
+                continue;
+            };
             let Some((price, available)) = stocks.get(oid).copied() else {
                 // Deleted since the last full sync: the next one's sweep handles it.
                 report::count(&mut self.report, "not_found", 1);
@@ -78,13 +98,21 @@ impl Run<'_> {
                     report::sample(
                         &mut self.report,
                         "price_changed",
-                        report::item(Some(*kid), Some(&shop_product), "", Some(format!(
-                            "offer {oid}: price {} → {}, available {:?} → {:?}",
-                            v.price.map(|p| p.to_string()).unwrap_or_else(|| "—".into()),
-                            c.price.or(v.price).map(|p| p.to_string()).unwrap_or_else(|| "—".into()),
-                            v.available,
-                            c.available.or(v.available),
-                        ))),
+                        report::item(
+                            Some(*kid),
+                            Some(&shop_product),
+                            "",
+                            Some(format!(
+                                "offer {oid}: price {} → {}, available {:?} → {:?}",
+                                v.price.map(|p| p.to_string()).unwrap_or_else(|| "—".into()),
+                                c.price
+                                    .or(v.price)
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_else(|| "—".into()),
+                                v.available,
+                                c.available.or(v.available),
+                            )),
+                        ),
                     );
                     apply_price_change(v, &c);
                     changes.push(c);
@@ -99,6 +127,13 @@ impl Run<'_> {
             return Ok(());
         }
         let failed = self.write_prices(&changes).await?;
+        for k in &touched {
+            if let (Some(l), true) = (links.get(k), self.price_links.contains_key(k)) {
+                if !failed.contains(&l.shop_id) {
+                    self.price_links.insert(*k, l.clone());
+                }
+            }
+        }
         let updated: Vec<ProductLink> = touched
             .iter()
             .filter_map(|k| links.remove(k))

@@ -7,7 +7,12 @@ pub const SAMPLES: usize = 5;
 /// Per-item errors kept per run.
 pub const MAX_ERRORS: usize = 50;
 
-pub fn item(keycrm_id: Option<i64>, shop_id: Option<&str>, name: &str, detail: Option<String>) -> ReportItem {
+pub fn item(
+    keycrm_id: Option<i64>,
+    shop_id: Option<&str>,
+    name: &str,
+    detail: Option<String>,
+) -> ReportItem {
     ReportItem {
         keycrm_id,
         shop_id: shop_id.map(str::to_string),

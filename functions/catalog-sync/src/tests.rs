@@ -12,7 +12,10 @@ use runtime::KeycrmClients;
 use shop::MemoryShop;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{ConnectionStore, MemoryConnections, MemoryJournal, MemoryLinks, MemorySecrets, MemorySync, SecretStore, SyncKind, SyncStore};
+use store::{
+    ConnectionStore, MemoryConnections, MemoryJournal, MemoryLinks, MemorySecrets, MemorySync,
+    SecretStore, SyncKind, SyncStore,
+};
 
 const SCALE: f64 = 600.0;
 
@@ -27,7 +30,12 @@ struct H {
 async fn harness(products: usize, settings: Settings) -> H {
     let sim = keycrm_sim::start(
         SimConfig {
-            accounts: vec![AccountSpec { api_key: "k1".into(), seed: 7, products, pipelines_enabled: false }],
+            accounts: vec![AccountSpec {
+                api_key: "k1".into(),
+                seed: 7,
+                products,
+                pipelines_enabled: false,
+            }],
             rate_limit_per_minute: 60,
             time_scale: SCALE,
             public_base_url: None,
@@ -44,7 +52,17 @@ async fn harness(products: usize, settings: Settings) -> H {
     cc.retry = keycrm::RetryPolicy::default();
     let clients = Arc::new(KeycrmClients::new(secrets, gate, cc));
     let conns = Arc::new(MemoryConnections::default());
-    conns.create(&kit::connection("c1", "s1", &sim.base_url(), "sec/c1", &key, settings)).await.unwrap();
+    conns
+        .create(&kit::connection(
+            "c1",
+            "s1",
+            &sim.base_url(),
+            "sec/c1",
+            &key,
+            settings,
+        ))
+        .await
+        .unwrap();
     let shop = Arc::new(MemoryShop::new());
     let links = Arc::new(MemoryLinks::new());
     let sync = Arc::new(MemorySync::new());
@@ -57,8 +75,17 @@ async fn harness(products: usize, settings: Settings) -> H {
         journal: Arc::new(MemoryJournal::default()),
         jobs: Arc::new(MemoryQueue::new("jobs")),
     };
-    let cfg = Config { safety: Duration::from_millis(50), ..Config::default() };
-    H { sim, shop, links, sync, engine: Engine::new(deps, cfg) }
+    let cfg = Config {
+        safety: Duration::from_millis(50),
+        ..Config::default()
+    };
+    H {
+        sim,
+        shop,
+        links,
+        sync,
+        engine: Engine::new(deps, cfg),
+    }
 }
 
 fn on() -> Settings {
@@ -72,40 +99,70 @@ fn on() -> Settings {
 }
 
 async fn run(h: &H, kind: SyncKind) -> JobOutcome {
-    kit::run_to_end(&h.engine, &kit::job("c1", kind, false), None, Duration::from_secs(60), 50)
-        .await
-        .unwrap()
-        .0
+    kit::run_to_end(
+        &h.engine,
+        &kit::job("c1", kind, false),
+        None,
+        Duration::from_secs(60),
+        50,
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 #[tokio::test]
 async fn full_sync_creates_then_writes_nothing_when_unchanged() {
     let h = harness(120, on()).await;
     let out = run(&h, SyncKind::Full).await;
-    assert!(matches!(out, JobOutcome::Finished { ref state, .. } if state == "completed"), "{out:?}");
+    assert!(
+        matches!(out, JobOutcome::Finished { ref state, .. } if state == "completed"),
+        "{out:?}"
+    );
     let snap = h.sim.catalog("k1");
     let active = snap.products.iter().filter(|p| !p.is_archived).count();
     let dupes = snap.duplicate_skus().len();
     let stats = h.shop.stats("s1");
-    assert!(stats.products_created as usize >= active - 2 * dupes && stats.products_created as usize <= active, "{stats:?} active {active} dupes {dupes}");
+    assert!(
+        stats.products_created as usize >= active - 2 * dupes
+            && stats.products_created as usize <= active,
+        "{stats:?} active {active} dupes {dupes}"
+    );
     assert_eq!(h.links.product_count("c1") as u64, stats.products_created);
     let runs = h.sync.list_runs("c1", 5).await.unwrap();
-    assert_eq!(runs[0].counts.get("ambiguous").copied().unwrap_or(0) as usize, 2 * dupes, "{:?}", runs[0].counts);
+    assert_eq!(
+        runs[0].counts.get("ambiguous").copied().unwrap_or(0) as usize,
+        2 * dupes,
+        "{:?}",
+        runs[0].counts
+    );
     assert!(stats.category_writes > 0);
 
     h.shop.reset_stats("s1");
     let out = run(&h, SyncKind::Full).await;
     assert!(matches!(out, JobOutcome::Finished { .. }), "{out:?}");
-    assert_eq!(h.shop.stats("s1"), shop::ShopStats::default(), "nothing changed, nothing written");
+    assert_eq!(
+        h.shop.stats("s1"),
+        shop::ShopStats::default(),
+        "nothing changed, nothing written"
+    );
 
-    h.sim.catalog_mutate("k1", keycrm_sim::CatalogMutation::ChangePricesPercent { share: 0.05, seed: 3 });
+    h.sim.catalog_mutate(
+        "k1",
+        keycrm_sim::CatalogMutation::ChangePricesPercent {
+            share: 0.05,
+            seed: 3,
+        },
+    );
     let out = run(&h, SyncKind::Prices).await;
     assert!(matches!(out, JobOutcome::Finished { .. }), "{out:?}");
     let s = h.shop.stats("s1");
-    assert!(s.price_changes > 0 && s.products_updated == 0 && s.products_created == 0, "{s:?}");
+    assert!(
+        s.price_changes > 0 && s.products_updated == 0 && s.products_created == 0,
+        "{s:?}"
+    );
     h.shop.reset_stats("s1");
     run(&h, SyncKind::Prices).await;
     assert_eq!(h.shop.stats("s1").price_changes, 0);
     assert_eq!(h.sim.stats().rate_limited_429, 0);
 }
-

@@ -235,7 +235,7 @@ pub fn pending_orders(
             let total = ((items_total + cost) * 100.0).round() / 100.0;
             let name = format!("{} {}", rng.pick(&FIRST), rng.pick(&LAST));
             let phone = rng.pick(&PHONES).replace("{}", &format!("{:02}", i % 100));
-            let paid = rng.next() % 2 == 0;
+            let paid = rng.next().is_multiple_of(2);
             let event = json!({
                 "version": 1,
                 "event_id": format!("demo-{shop_id}-{order_id}-created"),

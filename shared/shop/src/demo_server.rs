@@ -181,11 +181,17 @@ pub fn router(shop: Arc<MemoryShop>, token: String) -> Router {
     };
     Router::new()
         .route("/v1/shops/{shop}/catalog/products", get(products))
-        .route("/v1/shops/{shop}/catalog/products/batch", post(upsert_products))
+        .route(
+            "/v1/shops/{shop}/catalog/products/batch",
+            post(upsert_products),
+        )
         .route("/v1/shops/{shop}/catalog/products/state", post(states))
         .route("/v1/shops/{shop}/catalog/variants/prices", post(prices))
         .route("/v1/shops/{shop}/catalog/categories", get(categories))
-        .route("/v1/shops/{shop}/catalog/categories/batch", post(upsert_categories))
+        .route(
+            "/v1/shops/{shop}/catalog/categories/batch",
+            post(upsert_categories),
+        )
         .route("/v1/shops/{shop}/reference", get(reference))
         .route("/v1/shops/{shop}/orders/{order}/status", put(order_status))
         .route("/__demo/shops/{shop}/stats", get(stats))
@@ -231,7 +237,12 @@ mod tests {
         let cats = shop
             .upsert_categories(
                 "s1",
-                &[CategoryUpsert { id: None, external_ref: "10".into(), name: "Сукні".into(), parent_id: None }],
+                &[CategoryUpsert {
+                    id: None,
+                    external_ref: "10".into(),
+                    name: "Сукні".into(),
+                    parent_id: None,
+                }],
             )
             .await
             .unwrap();
@@ -262,34 +273,66 @@ mod tests {
         let vid = created[0].variants[0].1.clone();
         let (page, next) = shop.products_page("s1", None, 10).await.unwrap();
         assert_eq!((page.len(), next), (1, None));
-        assert_eq!(page[0].external_id.as_deref(), Some("7"), "external_ref becomes the external id");
+        assert_eq!(
+            page[0].external_id.as_deref(),
+            Some("7"),
+            "external_ref becomes the external id"
+        );
         assert!(!page[0].visible);
 
         shop.set_variant_prices(
             "s1",
-            &[VariantPriceChange { product_id: pid.clone(), variant_id: vid, price: Some(Decimal::from(90)), available: None }],
+            &[VariantPriceChange {
+                product_id: pid.clone(),
+                variant_id: vid,
+                price: Some(Decimal::from(90)),
+                available: None,
+            }],
         )
         .await
         .unwrap();
-        shop.set_product_states("s1", &[ProductStateChange { id: pid.clone(), visible: Some(true), available: None }])
-            .await
-            .unwrap();
+        shop.set_product_states(
+            "s1",
+            &[ProductStateChange {
+                id: pid.clone(),
+                visible: Some(true),
+                available: None,
+            }],
+        )
+        .await
+        .unwrap();
         let p = mem.product("s1", &pid).unwrap();
         assert!(p.visible);
         assert_eq!(p.variants[0].price, Some(Decimal::from(90)));
 
         shop.set_order_status("s1", "o1", "paid").await.unwrap();
         assert_eq!(mem.order_status("s1", "o1").as_deref(), Some("paid"));
-        assert!(matches!(shop.set_order_status("s1", "zz", "paid").await, Err(ShopError::NotFound(_))));
-        assert_eq!(shop.reference("s1").await.unwrap(), ShopReference::default());
+        assert!(matches!(
+            shop.set_order_status("s1", "zz", "paid").await,
+            Err(ShopError::NotFound(_))
+        ));
+        assert_eq!(
+            shop.reference("s1").await.unwrap(),
+            ShopReference::default()
+        );
 
         let missing = shop
-            .upsert_products("s1", &[ProductUpsert { id: Some("nope".into()), external_ref: "1".into(), ..ProductUpsert::default() }])
+            .upsert_products(
+                "s1",
+                &[ProductUpsert {
+                    id: Some("nope".into()),
+                    external_ref: "1".into(),
+                    ..ProductUpsert::default()
+                }],
+            )
             .await;
         assert!(matches!(missing, Err(ShopError::NotFound(_))));
 
         let wrong = HttpShop::new(&format!("http://{addr}/v1"), "bad").unwrap();
-        assert_eq!(wrong.reference("s1").await.unwrap_err(), ShopError::Unauthorized);
+        assert_eq!(
+            wrong.reference("s1").await.unwrap_err(),
+            ShopError::Unauthorized
+        );
         mem.set_down(true);
         assert!(shop.categories("s1").await.unwrap_err().is_retryable());
     }

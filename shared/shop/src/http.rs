@@ -143,7 +143,11 @@ impl HttpShop {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<Option<T>, ShopError> {
-        let retries = if method == Method::GET { self.read_retries } else { 0 };
+        let retries = if method == Method::GET {
+            self.read_retries
+        } else {
+            0
+        };
         let mut attempt = 0;
         loop {
             match self.call_once(method.clone(), url, query, body).await {
@@ -197,13 +201,21 @@ impl HttpShop {
         Err(classify(status, &bytes))
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: &str, query: &[(&str, String)]) -> Result<T, ShopError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ShopError> {
         self.call::<(), T>(Method::GET, url, query, None)
             .await?
             .ok_or_else(|| ShopError::Unavailable("empty answer from the shop API".into()))
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, url: &str, body: &B) -> Result<Option<T>, ShopError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<Option<T>, ShopError> {
         self.call(Method::POST, url, &[], Some(body)).await
     }
 }
@@ -302,7 +314,9 @@ impl ShopCatalog for HttpShop {
             if let Some(c) = cursor.take() {
                 q.push(("cursor", c));
             }
-            let page: Page<ShopCategory> = self.get(&self.url(shop_id, "catalog/categories"), &q).await?;
+            let page: Page<ShopCategory> = self
+                .get(&self.url(shop_id, "catalog/categories"), &q)
+                .await?;
             out.extend(page.items);
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
@@ -326,7 +340,12 @@ impl ShopCatalog for HttpShop {
             .post(&self.url(shop_id, "catalog/categories/batch"), &body)
             .await?;
         Ok(res
-            .map(|r| r.results.into_iter().map(|c| (c.external_ref, c.id)).collect())
+            .map(|r| {
+                r.results
+                    .into_iter()
+                    .map(|c| (c.external_ref, c.id))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -364,9 +383,18 @@ mod tests {
             classify(StatusCode::UNPROCESSABLE_ENTITY, body),
             ShopError::Rejected("item 3: price must be positive".into())
         );
-        assert_eq!(classify(StatusCode::UNAUTHORIZED, b""), ShopError::Unauthorized);
-        assert_eq!(classify(StatusCode::FORBIDDEN, b"{}"), ShopError::Unauthorized);
-        assert!(matches!(classify(StatusCode::NOT_FOUND, b"{}"), ShopError::NotFound(_)));
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED, b""),
+            ShopError::Unauthorized
+        );
+        assert_eq!(
+            classify(StatusCode::FORBIDDEN, b"{}"),
+            ShopError::Unauthorized
+        );
+        assert!(matches!(
+            classify(StatusCode::NOT_FOUND, b"{}"),
+            ShopError::NotFound(_)
+        ));
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, b"").is_retryable());
         assert!(classify(StatusCode::BAD_GATEWAY, b"<html>").is_retryable());
         assert!(!classify(StatusCode::BAD_REQUEST, b"").is_retryable());
@@ -378,7 +406,10 @@ mod tests {
         assert_eq!(segment("shop-1_x.y~"), "shop-1_x.y~");
         let shop = HttpShop::new("http://127.0.0.1:1/v1/", "secret-token").unwrap();
         assert!(!format!("{shop:?}").contains("secret-token"));
-        assert_eq!(shop.url("s 1", "reference"), "http://127.0.0.1:1/v1/shops/s%201/reference");
+        assert_eq!(
+            shop.url("s 1", "reference"),
+            "http://127.0.0.1:1/v1/shops/s%201/reference"
+        );
         assert!(HttpShop::new("ftp://x", "t").is_err());
     }
 }

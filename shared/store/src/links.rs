@@ -575,7 +575,12 @@ impl LinkStore for MemoryLinks {
     ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
         self.with(conn, |c| {
             let (page, next) = page_after(&c.products, after, limit);
-            (page.iter().map(|l| (l.keycrm_id, l.swept.is_some())).collect(), next)
+            (
+                page.iter()
+                    .map(|l| (l.keycrm_id, l.swept.is_some()))
+                    .collect(),
+                next,
+            )
         })
     }
 

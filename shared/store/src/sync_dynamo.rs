@@ -67,11 +67,7 @@ fn kind_of(s: &str) -> Option<SyncKind> {
 
 impl DynamoTable {
     /// Writes run + checkpoint and sets the lease's end, if `lease.holder` still holds it.
-    async fn save_lease(
-        &self,
-        lease: &SyncLease,
-        until: DateTime<Utc>,
-    ) -> Result<Item, StoreError> {
+    async fn save_lease(&self, lease: &SyncLease, until: DateTime<Utc>) -> Result<(), StoreError> {
         let mut set = vec!["#u = :u"];
         let mut remove = Vec::new();
         let mut req = self
@@ -86,8 +82,7 @@ impl DynamoTable {
             .expression_attribute_names("#h", "lease_holder")
             .expression_attribute_names("#u", "lease_until")
             .expression_attribute_values(":h", dynamo::s(&lease.holder))
-            .expression_attribute_values(":u", dynamo::n(ms(until)))
-            .return_values(ReturnValue::AllNew);
+            .expression_attribute_values(":u", dynamo::n(ms(until)));
         match &lease.run {
             Some(run) => {
                 set.push("run_doc = :r");
@@ -121,12 +116,11 @@ impl DynamoTable {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let out = req
-            .update_expression(expr)
+        req.update_expression(expr)
             .send()
             .await
             .map_err(|e| lost(dynamo::sdk(e)))?;
-        Ok(out.attributes.unwrap_or_default())
+        Ok(())
     }
 }
 
@@ -180,8 +174,13 @@ impl SyncStore for DynamoTable {
         lease: &SyncLease,
         extend_by: Duration,
     ) -> Result<SyncLease, StoreError> {
-        let item = self.save_lease(lease, later(extend_by)).await?;
-        lease_from(&item, &lease.connection_id, lease.kind)
+        // The caller's lease is what was written: no need to read it back.
+        let until = later(extend_by);
+        self.save_lease(lease, until).await?;
+        Ok(SyncLease {
+            until: at_ms(ms(until)),
+            ..lease.clone()
+        })
     }
 
     async fn finish(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -204,7 +203,6 @@ impl SyncStore for DynamoTable {
     async fn pause(&self, lease: &SyncLease) -> Result<(), StoreError> {
         self.save_lease(lease, Utc::now() - chrono::Duration::milliseconds(1))
             .await
-            .map(|_| ())
     }
 
     async fn unfinished(&self, limit: usize) -> Result<Vec<(String, SyncKind)>, StoreError> {

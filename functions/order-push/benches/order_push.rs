@@ -23,7 +23,7 @@ use keycrm::{ApiKey, ClientConfig, LocalRateGate, RateBudget, RateGate, Unlimite
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, StatusLink};
 use mapping::{KeycrmReference, OrderSyncType, Settings};
-use order_push::stub::{StubCrm, StubProvider};
+use order_push::memory_crm::{MemoryCrm, MemoryCrmProvider};
 use order_push::{CrmProvider, Dictionaries, OrderPush, Outcome, PushConfig};
 use queue::{MemoryQueue, Message, Outgoing, Queue};
 use runtime::KeycrmClients;
@@ -295,7 +295,7 @@ fn stub_reference() -> KeycrmReference {
 
 /// Section 2a / 2c: CPU per order with KeyCRM stubbed at the port.
 async fn cpu_with_stub(stores: Stores, label: &str, n: usize) {
-    let stub = Arc::new(StubCrm::forgetful(stub_reference()));
+    let stub = Arc::new(MemoryCrm::forgetful(stub_reference()));
     stores
         .connections
         .create(&connection(0, "http://stub.invalid/v1", "stub-key"))
@@ -303,7 +303,7 @@ async fn cpu_with_stub(stores: Stores, label: &str, n: usize) {
         .expect("connection");
     let push = handler(
         stores,
-        Arc::new(StubProvider(stub.clone())),
+        Arc::new(MemoryCrmProvider(stub.clone())),
         Arc::new(MemoryQueue::new("orders")),
     );
     // Warm up (dictionaries, allocator, lazy statics).

@@ -10,11 +10,11 @@
 pub mod crm;
 pub mod dictionaries;
 pub mod lambda;
+pub mod memory_crm;
 pub mod policy;
 mod process;
 pub mod recovery;
 mod repush;
-pub mod stub;
 
 pub use crm::{CrmApi, CrmProvider, KeycrmProvider};
 pub use dictionaries::Dictionaries;

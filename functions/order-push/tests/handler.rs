@@ -1,4 +1,4 @@
-//! The handler with in-memory adapters and the transport-free KeyCRM stub: every path of the
+//! The handler with in-memory adapters and the transport-free in-memory KeyCRM: every path of the
 //! design, fast. The same paths against DynamoDB/SQS (moto) and the KeyCRM simulator are in
 //! `tests/tests/order_push_*.rs` at the workspace root.
 
@@ -8,7 +8,7 @@ use keycrm::models::*;
 use mapping::order_map::MappingReport;
 use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, PipelineStatusLink, StatusLink};
 use mapping::{KeycrmReference, OrderSyncType, PipelineWithStatuses, Settings};
-use order_push::stub::{StubCrm, StubFault, StubProvider};
+use order_push::memory_crm::{MemoryCrm, MemoryCrmFault, MemoryCrmProvider};
 use order_push::{Dictionaries, OrderPush, Outcome, PushConfig, RetryPolicy};
 use queue::{MemoryQueue, Message, Queue};
 use std::collections::BTreeMap;
@@ -192,7 +192,7 @@ fn message(body: &str) -> Message {
 
 struct World {
     push: OrderPush,
-    crm: Arc<StubCrm>,
+    crm: Arc<MemoryCrm>,
     ledger: Arc<dyn OrderLedger>,
     journal: Arc<MemoryJournal>,
     connections: Arc<MemoryConnections>,
@@ -201,7 +201,7 @@ struct World {
 }
 
 fn world_with(ledger: Arc<dyn OrderLedger>, config: PushConfig) -> World {
-    let crm = Arc::new(StubCrm::new(reference()));
+    let crm = Arc::new(MemoryCrm::new(reference()));
     let journal = Arc::new(MemoryJournal::default());
     let connections = Arc::new(MemoryConnections::default());
     let retries = Arc::new(MemoryQueue::new("orders"));
@@ -210,7 +210,7 @@ fn world_with(ledger: Arc<dyn OrderLedger>, config: PushConfig) -> World {
         connections: connections.clone(),
         ledger: ledger.clone(),
         journal: journal.clone(),
-        crm: Arc::new(StubProvider(crm.clone())),
+        crm: Arc::new(MemoryCrmProvider(crm.clone())),
         retry_queue: retries.clone(),
         dead_letters: dlq.clone(),
         dictionaries: Arc::new(Dictionaries::default()),
@@ -363,7 +363,7 @@ async fn duplicates_in_one_batch_and_later_make_one_order() {
 async fn a_rate_limited_create_is_deferred_and_then_created() {
     let w = world(OrderSyncType::Orders).await;
     w.crm
-        .fail_next([StubFault::RateLimited(Duration::from_secs(1))]);
+        .fail_next([MemoryCrmFault::RateLimited(Duration::from_secs(1))]);
     let mut w = w;
     w.push.config.retry.max_delay = Duration::from_secs(60);
     let out = w.run(&[&created_event("shop-1", "R1")]).await;
@@ -401,7 +401,7 @@ async fn a_rate_limited_create_is_deferred_and_then_created() {
 #[tokio::test]
 async fn commit_then_timeout_is_found_by_source_uuid_not_created_again() {
     let w = world(OrderSyncType::Orders).await;
-    w.crm.fail_next([StubFault::CommitThenTimeout]);
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
     let out = w.run(&[&created_event("shop-1", "T1")]).await;
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     assert!(w.entry("T1").await.maybe_committed);
@@ -427,10 +427,10 @@ async fn commit_then_timeout_is_found_by_source_uuid_not_created_again() {
 async fn a_5xx_storm_ends_with_every_order_created_once() {
     let w = world(OrderSyncType::Orders).await;
     w.crm.fail_next([
-        StubFault::Unavailable,
-        StubFault::Unavailable,
-        StubFault::RateLimited(Duration::ZERO),
-        StubFault::Unavailable,
+        MemoryCrmFault::Unavailable,
+        MemoryCrmFault::Unavailable,
+        MemoryCrmFault::RateLimited(Duration::ZERO),
+        MemoryCrmFault::Unavailable,
     ]);
     let bodies: Vec<String> = (0..4)
         .map(|i| created_event("shop-1", &format!("S{i}")))
@@ -599,7 +599,8 @@ async fn a_validation_error_fails_the_order_visibly_and_a_repush_after_the_fix_c
         "shipping.delivery_service_id".to_string(),
         vec!["The selected delivery service id is invalid.".to_string()],
     );
-    w.crm.fail_next([StubFault::Validation(errors.clone())]);
+    w.crm
+        .fail_next([MemoryCrmFault::Validation(errors.clone())]);
     let out = w.run(&[&created_event("shop-1", "V1")]).await;
     assert!(
         matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "validation"),
@@ -861,7 +862,7 @@ async fn an_initial_status_that_cannot_be_set_now_follows_as_a_status_change() {
     v["order"]["status"] = "paid".into();
     w.crm.fail_next_on(
         "set_order_status",
-        [StubFault::RateLimited(Duration::from_secs(1))],
+        [MemoryCrmFault::RateLimited(Duration::from_secs(1))],
     );
     let out = w.run(&[&v.to_string()]).await;
     assert!(is_created(&out[0]), "the order exists: {out:?}");
@@ -915,7 +916,7 @@ async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_u
     assert_eq!(cards[0].body.utm_source.as_deref(), Some("instagram"));
     assert_eq!(cards[0].body.custom_fields[0].uuid, "LD_1001");
 
-    w.crm.fail_next([StubFault::CommitThenTimeout]);
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
     let out = w.run(&[&created_event("shop-1", "K2")]).await;
     assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
     let out = w.redeliver().await;
@@ -954,7 +955,7 @@ async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_u
 async fn retries_are_bounded_and_end_in_the_dead_letter_queue() {
     let w = world(OrderSyncType::Orders).await;
     w.crm
-        .fail_next((0..5).map(|_| StubFault::RateLimited(Duration::ZERO)));
+        .fail_next((0..5).map(|_| MemoryCrmFault::RateLimited(Duration::ZERO)));
     w.run(&[&created_event("shop-1", "E1")]).await;
     let mut last = Vec::new();
     for _ in 0..4 {

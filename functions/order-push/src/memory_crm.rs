@@ -17,7 +17,7 @@ use store::Connection;
 
 /// How the next write fails.
 #[derive(Clone, Debug)]
-pub enum StubFault {
+pub enum MemoryCrmFault {
     RateLimited(Duration),
     /// 5xx before anything was stored.
     Unavailable,
@@ -27,7 +27,7 @@ pub enum StubFault {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct StubCard {
+pub struct MemoryCard {
     pub id: i64,
     pub status_id: i64,
     pub created_at: DateTime<Utc>,
@@ -37,25 +37,25 @@ pub struct StubCard {
 #[derive(Default)]
 struct State {
     orders: Vec<(Order, NewOrder)>,
-    cards: Vec<StubCard>,
+    cards: Vec<MemoryCard>,
     next_id: i64,
     /// Pending faults, each for one kind of write (`None`: any write).
-    faults: VecDeque<(Option<&'static str>, StubFault)>,
+    faults: VecDeque<(Option<&'static str>, MemoryCrmFault)>,
     requests: BTreeMap<&'static str, u64>,
     bytes_sent: u64,
     latency: Duration,
 }
 
-pub struct StubCrm {
+pub struct MemoryCrm {
     reference: KeycrmReference,
     /// When true, created bodies are not kept (the benchmark measures the consumer, not this).
     forgetful: bool,
     state: Mutex<State>,
 }
 
-impl StubCrm {
+impl MemoryCrm {
     pub fn new(reference: KeycrmReference) -> Self {
-        StubCrm {
+        MemoryCrm {
             reference,
             forgetful: false,
             state: Mutex::new(State {
@@ -65,9 +65,9 @@ impl StubCrm {
         }
     }
 
-    /// A stub that keeps only counters.
+    /// An in-memory KeyCRM that keeps only counters.
     pub fn forgetful(reference: KeycrmReference) -> Self {
-        StubCrm {
+        MemoryCrm {
             forgetful: true,
             ..Self::new(reference)
         }
@@ -90,14 +90,14 @@ impl StubCrm {
     }
 
     /// Fails the next writes, whatever they are.
-    pub fn fail_next(&self, faults: impl IntoIterator<Item = StubFault>) {
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = MemoryCrmFault>) {
         self.lock()
             .faults
             .extend(faults.into_iter().map(|f| (None, f)));
     }
 
     /// Fails the next writes of one kind (`create_order`, `set_order_status`, …).
-    pub fn fail_next_on(&self, op: &'static str, faults: impl IntoIterator<Item = StubFault>) {
+    pub fn fail_next_on(&self, op: &'static str, faults: impl IntoIterator<Item = MemoryCrmFault>) {
         self.lock()
             .faults
             .extend(faults.into_iter().map(|f| (Some(op), f)));
@@ -107,7 +107,7 @@ impl StubCrm {
         self.lock().orders.clone()
     }
 
-    pub fn cards(&self) -> Vec<StubCard> {
+    pub fn cards(&self) -> Vec<MemoryCard> {
         self.lock().cards.clone()
     }
 
@@ -147,14 +147,16 @@ impl StubCrm {
             .map(|(_, f)| f);
         match next {
             None => Ok(false),
-            Some(StubFault::RateLimited(d)) => Err(KeycrmError::RateLimited { retry_after: d }),
-            Some(StubFault::Unavailable) => Err(KeycrmError::Transient {
+            Some(MemoryCrmFault::RateLimited(d)) => {
+                Err(KeycrmError::RateLimited { retry_after: d })
+            }
+            Some(MemoryCrmFault::Unavailable) => Err(KeycrmError::Transient {
                 status: Some(503),
                 detail: "HTTP 503".into(),
                 maybe_committed: true,
             }),
-            Some(StubFault::CommitThenTimeout) => Ok(true),
-            Some(StubFault::Validation(errors)) => Err(KeycrmError::Validation {
+            Some(MemoryCrmFault::CommitThenTimeout) => Ok(true),
+            Some(MemoryCrmFault::Validation(errors)) => Err(KeycrmError::Validation {
                 message: "The given data was invalid.".into(),
                 errors,
             }),
@@ -171,7 +173,7 @@ fn lost_answer() -> KeycrmError {
 }
 
 #[async_trait]
-impl CrmApi for StubCrm {
+impl CrmApi for MemoryCrm {
     async fn create_order(&self, body: &NewOrder) -> Result<Order, KeycrmError> {
         let bytes = serde_json::to_vec(body).map_err(|e| KeycrmError::Protocol {
             detail: e.to_string(),
@@ -255,7 +257,7 @@ impl CrmApi for StubCrm {
                 .map(|st| st.id)
                 .unwrap_or(1);
             if !self.forgetful {
-                s.cards.push(StubCard {
+                s.cards.push(MemoryCard {
                     id,
                     status_id,
                     created_at: Utc::now(),
@@ -324,11 +326,11 @@ impl CrmApi for StubCrm {
     }
 }
 
-/// Hands the same stub to every connection.
-pub struct StubProvider(pub Arc<StubCrm>);
+/// Hands the same in-memory KeyCRM to every connection.
+pub struct MemoryCrmProvider(pub Arc<MemoryCrm>);
 
 #[async_trait]
-impl CrmProvider for StubProvider {
+impl CrmProvider for MemoryCrmProvider {
     async fn crm_for(&self, _conn: &Connection) -> Result<Arc<dyn CrmApi>, ClientsError> {
         Ok(self.0.clone())
     }

@@ -4,14 +4,14 @@
 use crate::checkpoint::{Listing, Phase, SweepState};
 use crate::engine::{product_item, Run, Step, SyncError};
 use crate::report;
-use keycrm::models::{Category, Offer, Product};
+use keycrm::models::{Category, Product};
 use keycrm::{Pages, ProductFilter};
 use mapping::catalog::{
     self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
     descendants, group_offers, link_after_upsert, missing_change, outcome_label, plan_adopt,
     plan_create, plan_linked, resolve, vanish_guard, with_ancestors, CategoryLink, CrmKeyCounts,
-    CrmProduct, GuardVerdict, LinkedPlan, ProductLink, ReadPlan, Resolution, ResolveContext,
-    ShopIndex, PRODUCTS_PER_BATCH,
+    CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution,
+    ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
 };
 use mapping::settings::MissingProductPolicy;
 use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
@@ -42,7 +42,7 @@ impl Run<'_> {
         }
     }
 
-    fn offers_listing(&self, product_ids: &[i64]) -> Pages<Offer> {
+    fn offers_listing(&self, product_ids: &[i64]) -> Pages<ListedOffer> {
         let mut q = vec![
             ("include", "product".to_string()),
             // Archived products count as missing, so their offers are not needed at all.
@@ -143,11 +143,9 @@ impl Run<'_> {
                         } else {
                             "category_create"
                         };
-                        report::note(
-                            &mut self.report,
-                            key,
-                            report::item(Some(c.id), u.id.as_deref(), &u.name, None),
-                        );
+                        report::note(&mut self.report, key, || {
+                            report::item(Some(c.id), u.id.as_deref(), &u.name, None)
+                        });
                         let h = category_hash(c.name.trim(), parent.as_deref());
                         writes.push((c.clone(), u, h));
                     }
@@ -258,10 +256,9 @@ impl Run<'_> {
             ReadPlan::AllOffers => {
                 self.cp.offers = Listing::from_cursor(offers.cursor());
                 if let Some(page) = o_page {
-                    let mut groups = group_offers(&page.data);
-                    if !self.cp.offers.is_done()
-                        && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id)
-                    {
+                    let last = page.data.last().map(|o| o.product_id);
+                    let mut groups = group_offers(page.data);
+                    if !self.cp.offers.is_done() && last == groups.last().map(|g| g.id) {
                         self.cp.carry = groups.pop();
                     }
                     self.process(groups).await?;
@@ -289,16 +286,15 @@ impl Run<'_> {
             self.cp.offers = Listing::Done;
             return Ok(Step::Continue);
         };
-        let mut groups = group_offers(&page.data);
+        let last = page.data.last().map(|o| o.product_id);
+        let mut groups = group_offers(page.data);
         if let Some(mut c) = self.cp.carry.take() {
             if groups.first().map(|g| g.id) == Some(c.id) {
                 c.merge(groups.remove(0));
             }
             groups.insert(0, c);
         }
-        if !self.cp.offers.is_done()
-            && page.data.last().map(|o| o.product_id) == groups.last().map(|g| g.id)
-        {
+        if !self.cp.offers.is_done() && last == groups.last().map(|g| g.id) {
             self.cp.carry = groups.pop();
         }
         self.process(groups).await?;
@@ -334,7 +330,7 @@ impl Run<'_> {
         let mut order = Vec::new();
         while let Some(page) = pages.next_page().await? {
             self.units += 1;
-            for g in group_offers(&page.data) {
+            for g in group_offers(page.data) {
                 match by_id.get_mut(&g.id) {
                     Some(p) => p.merge(g),
                     None => {
@@ -376,7 +372,7 @@ impl Run<'_> {
                     linked.push((
                         g,
                         plan_linked(g, l, self.settings().existing_products, cat),
-                        l.clone(),
+                        l,
                     ));
                 }
                 None => unlinked.push(g.clone()),
@@ -439,7 +435,7 @@ impl Run<'_> {
     /// price changes; then stores the links that changed.
     async fn apply_linked(
         &mut self,
-        plans: Vec<(&CrmProduct, LinkedPlan, ProductLink)>,
+        plans: Vec<(&CrmProduct, LinkedPlan, &ProductLink)>,
     ) -> Result<(), SyncError> {
         let dry = self.cp.dry_run;
         let mut upserts: Vec<ProductUpsert> = Vec::new();
@@ -469,7 +465,7 @@ impl Run<'_> {
                         report::error(&mut self.report, product_item(p.id, Some(&old.shop_id), &p.name, Some(
                             "the linked shop product no longer exists; the link was removed and the product is matched or created again on the next run".into(),
                         )));
-                        gone.push(old);
+                        gone.push(old.clone());
                         continue;
                     }
                     Some(Err(e)) => {
@@ -484,12 +480,10 @@ impl Run<'_> {
             }
             states.extend(plan.state.clone());
             prices.extend(plan.prices.clone());
-            report::note(
-                &mut self.report,
-                label,
-                product_item(p.id, Some(&old.shop_id), &p.name, None),
-            );
-            if plan.link != old {
+            report::note(&mut self.report, label, || {
+                product_item(p.id, Some(&old.shop_id), &p.name, None)
+            });
+            if plan.link != *old {
                 changed.push(plan.link);
             }
         }
@@ -749,36 +743,28 @@ impl Run<'_> {
                     }
                 }
                 Resolution::Skip { reason } => {
-                    report::note(
-                        &mut self.report,
-                        "skipped",
-                        product_item(p.id, None, &p.name, Some(reason)),
-                    );
+                    report::note(&mut self.report, "skipped", || {
+                        product_item(p.id, None, &p.name, Some(reason))
+                    });
                 }
                 Resolution::Ambiguous { detail } => {
                     tracing::info!(connection = %self.conn.id, keycrm_product = p.id, detail = %detail, "ambiguous product skipped");
-                    report::note(
-                        &mut self.report,
-                        "ambiguous",
-                        product_item(p.id, None, &p.name, Some(detail)),
-                    );
+                    report::note(&mut self.report, "ambiguous", || {
+                        product_item(p.id, None, &p.name, Some(detail))
+                    });
                 }
             }
         }
         if dry {
             for (p, u, key) in &upserts {
-                report::note(
-                    &mut self.report,
-                    key,
-                    product_item(p.id, u.id.as_deref(), &p.name, None),
-                );
+                report::note(&mut self.report, key, || {
+                    product_item(p.id, u.id.as_deref(), &p.name, None)
+                });
             }
             for (p, _, l) in &adopted {
-                report::note(
-                    &mut self.report,
-                    "link",
-                    product_item(p.id, Some(&l.shop_id), &p.name, None),
-                );
+                report::note(&mut self.report, "link", || {
+                    product_item(p.id, Some(&l.shop_id), &p.name, None)
+                });
             }
             return Ok(());
         }
@@ -794,11 +780,9 @@ impl Run<'_> {
                         let cat = self.shop_category(p.category_id);
                         new_links.push(link_after_upsert(p, &r, cat));
                         applied.push(p.id);
-                        report::note(
-                            &mut self.report,
-                            key,
-                            product_item(p.id, Some(&r.id), &p.name, None),
-                        );
+                        report::note(&mut self.report, key, || {
+                            product_item(p.id, Some(&r.id), &p.name, None)
+                        });
                     }
                     Err(e) => report::error(
                         &mut self.report,
@@ -814,11 +798,9 @@ impl Run<'_> {
             if failed.contains(&l.shop_id) {
                 continue;
             }
-            report::note(
-                &mut self.report,
-                "link",
-                product_item(p.id, Some(&l.shop_id), &p.name, None),
-            );
+            report::note(&mut self.report, "link", || {
+                product_item(p.id, Some(&l.shop_id), &p.name, None)
+            });
             applied.push(p.id);
             new_links.push(l);
         }
@@ -990,9 +972,11 @@ impl Run<'_> {
             let p = found.get(id);
             let name = p.map(|p| p.name.clone()).unwrap_or_default();
             if let Some(p) = p.filter(|p| !p.is_archived && self.cp.in_scope(p.category_id)) {
-                report::note(&mut self.report, "rechecked", product_item(*id, Some(shop_id), &p.name, Some(
+                report::note(&mut self.report, "rechecked", || {
+                    product_item(*id, Some(shop_id), &p.name, Some(
                     "still active in KeyCRM but not listed in this run (no active offers, or the catalog changed while paging); left as it is".into(),
-                )));
+                ))
+                });
                 continue;
             }
             let why = match p {
@@ -1010,11 +994,9 @@ impl Run<'_> {
                 mapping::catalog::Swept::Hidden => "hide",
                 mapping::catalog::Swept::Unavailable => "make_unavailable",
             };
-            report::note(
-                &mut self.report,
-                key,
-                product_item(*id, Some(shop_id), &name, Some(why.into())),
-            );
+            report::note(&mut self.report, key, || {
+                product_item(*id, Some(shop_id), &name, Some(why.into()))
+            });
             link.swept = Some(how);
             states.push(change);
             swept.push(link);

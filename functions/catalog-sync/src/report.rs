@@ -22,8 +22,14 @@ pub fn item(
 }
 
 pub fn count(run: &mut SyncRun, key: &str, n: u64) {
-    if n > 0 {
-        *run.counts.entry(key.to_string()).or_insert(0) += n;
+    if n == 0 {
+        return;
+    }
+    match run.counts.get_mut(key) {
+        Some(v) => *v += n,
+        None => {
+            run.counts.insert(key.to_string(), n);
+        }
     }
 }
 
@@ -34,10 +40,12 @@ pub fn sample(run: &mut SyncRun, key: &str, it: ReportItem) {
     }
 }
 
-/// Counts and samples at once.
-pub fn note(run: &mut SyncRun, key: &str, it: ReportItem) {
+/// Counts and samples at once; the sample is only built while there is room for it.
+pub fn note(run: &mut SyncRun, key: &str, it: impl FnOnce() -> ReportItem) {
     count(run, key, 1);
-    sample(run, key, it);
+    if run.samples.get(key).is_none_or(|l| l.len() < SAMPLES) {
+        sample(run, key, it());
+    }
 }
 
 pub fn error(run: &mut SyncRun, it: ReportItem) {

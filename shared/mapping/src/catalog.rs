@@ -15,7 +15,7 @@ use crate::shop::{
     CategoryUpsert, ProductStateChange, ProductUpsert, ShopProduct, UpsertResult,
     VariantPriceChange, VariantUpsert,
 };
-use keycrm::models::{Category, Offer, Product};
+use keycrm::models::{Category, Property};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -70,17 +70,64 @@ pub struct CrmOffer {
     pub properties: Vec<(String, String)>,
 }
 
+/// An `/offers?include=product` row as the sync reads it: only the fields it uses are
+/// decoded (the rest of KeyCRM's row is skipped while parsing, which matters at 50 rows a page
+/// and thousands of pages).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ListedOffer {
+    pub id: i64,
+    #[serde(default)]
+    pub product_id: i64,
+    #[serde(default)]
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub barcode: Option<String>,
+    #[serde(default, deserialize_with = "keycrm::money::req")]
+    pub price: Decimal,
+    #[serde(default, deserialize_with = "keycrm::money::opt")]
+    pub quantity: Option<Decimal>,
+    #[serde(default, deserialize_with = "keycrm::money::opt")]
+    pub in_reserve: Option<Decimal>,
+    #[serde(default)]
+    pub properties: Vec<Property>,
+    #[serde(default)]
+    pub is_archived: bool,
+    #[serde(default)]
+    pub product: Option<ListedProduct>,
+}
+
+/// The product embedded in a [`ListedOffer`].
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ListedProduct {
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+    #[serde(default)]
+    pub attachments_data: Option<Vec<String>>,
+    #[serde(default)]
+    pub is_archived: bool,
+    #[serde(default)]
+    pub category_id: Option<i64>,
+}
+
 impl CrmOffer {
-    pub fn from_keycrm(o: &Offer) -> Self {
+    pub fn from_listed(o: ListedOffer) -> Self {
+        let available = o
+            .quantity
+            .map(|q| (q - o.in_reserve.unwrap_or_default()) > Decimal::ZERO);
         CrmOffer {
             id: o.id,
             sku: clean(o.sku.as_deref()),
             barcode: clean(o.barcode.as_deref()),
             price: o.price,
-            available: o.available().map(|q| q > Decimal::ZERO),
+            available,
             properties: o
                 .properties
-                .iter()
+                .into_iter()
                 .filter(|p| !p.name.trim().is_empty())
                 .map(|p| (p.name.trim().to_string(), p.value.trim().to_string()))
                 .collect(),
@@ -89,12 +136,12 @@ impl CrmOffer {
 }
 
 impl CrmProduct {
-    pub fn from_keycrm(p: &Product) -> Self {
+    pub fn from_listed(p: ListedProduct) -> Self {
         let mut images: Vec<String> = p
             .attachments_data
-            .iter()
+            .into_iter()
             .flatten()
-            .filter_map(|u| clean(Some(u)))
+            .filter_map(|u| clean(Some(&u)))
             .collect();
         if images.is_empty() {
             images.extend(clean(p.thumbnail_url.as_deref()));
@@ -111,17 +158,14 @@ impl CrmProduct {
     }
 
     /// The product an offer belongs to (from `include=product`), with that offer.
-    pub fn from_offer(o: &Offer) -> Self {
-        let mut p = match &o.product {
-            Some(p) => CrmProduct::from_keycrm(p),
-            None => CrmProduct {
-                id: o.product_id,
-                ..CrmProduct::default()
-            },
+    pub fn from_offer(mut o: ListedOffer) -> Self {
+        let mut p = match o.product.take() {
+            Some(p) => CrmProduct::from_listed(p),
+            None => CrmProduct::default(),
         };
         p.id = o.product_id;
         p.archived |= o.is_archived;
-        p.offers.push(CrmOffer::from_keycrm(o));
+        p.offers.push(CrmOffer::from_listed(o));
         p
     }
 
@@ -150,16 +194,20 @@ impl CrmProduct {
 
 /// Groups a page of offers by product, in page order. Offers of one product that are not
 /// adjacent on the page are merged into the first group.
-pub fn group_offers(offers: &[Offer]) -> Vec<CrmProduct> {
+pub fn group_offers(offers: Vec<ListedOffer>) -> Vec<CrmProduct> {
     let mut out: Vec<CrmProduct> = Vec::new();
     let mut at: HashMap<i64, usize> = HashMap::new();
-    for o in offers {
-        let p = CrmProduct::from_offer(o);
-        match at.get(&p.id) {
-            Some(&i) => out[i].merge(p),
+    for mut o in offers {
+        match at.get(&o.product_id) {
+            // Adjacent offers carry the same embedded product: only the offer is new.
+            Some(&i) if i + 1 == out.len() => {
+                o.product = None;
+                out[i].add_offer(CrmOffer::from_listed(o));
+            }
+            Some(&i) => out[i].merge(CrmProduct::from_offer(o)),
             None => {
-                at.insert(p.id, out.len());
-                out.push(p);
+                at.insert(o.product_id, out.len());
+                out.push(CrmProduct::from_offer(o));
             }
         }
     }
@@ -1291,35 +1339,24 @@ mod tests {
 
     #[test]
     fn offers_group_by_product_and_keep_blanks_out() {
-        let mk = |id: i64, pid: i64, sku: &str| Offer {
-            id,
-            product_id: pid,
-            sku: Some(sku.into()),
-            barcode: Some("  ".into()),
-            price: d(100),
-            quantity: Some(d(3)),
-            in_reserve: Some(d(3)),
-            properties: vec![
-                Property {
-                    name: "Колір".into(),
-                    value: "білий".into(),
-                },
-                Property {
-                    name: " ".into(),
-                    value: "x".into(),
-                },
-            ],
-            product: Some(Product {
-                id: pid,
-                name: format!("  Товар {pid} "),
-                description: Some("   ".into()),
-                thumbnail_url: Some("https://t/p.webp".into()),
-                category_id: Some(0),
-                ..Product::default()
-            }),
-            ..Offer::default()
+        // A live-shaped row: unused fields (purchased price, timestamps, aggregates) are
+        // skipped while parsing; money may be a number or a string.
+        let mk = |id: i64, pid: i64, sku: &str| -> ListedOffer {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "product_id": pid, "sku": sku, "barcode": "  ",
+                "price": 100, "purchased_price": "37.5", "quantity": 3, "in_reserve": "3",
+                "weight": null, "is_default": false, "is_archived": false,
+                "created_at": "2023-06-20T12:27:55.000000Z",
+                "properties": [{"name": "Колір", "value": "білий"}, {"name": " ", "value": "x"}],
+                "product": {
+                    "id": pid, "name": format!("  Товар {pid} "), "description": "   ",
+                    "thumbnail_url": "https://t/p.webp", "category_id": 0, "min_price": 100,
+                    "properties_agg": {"Колір": ["білий"]}, "sources": [], "has_offers": true
+                }
+            }))
+            .unwrap()
         };
-        let groups = group_offers(&[
+        let groups = group_offers(vec![
             mk(2, 10, "A"),
             mk(1, 10, "B"),
             mk(3, 11, "C"),

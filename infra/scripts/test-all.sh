@@ -214,7 +214,8 @@ start_moto
 run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
 run_step "cargo clippy --workspace --all-targets --locked -- -D warnings" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
-run_step "cargo test --workspace --locked $*" cargo test --workspace --locked "$@"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+run_step "cargo test --workspace --locked --no-fail-fast $*" cargo test --workspace --locked --no-fail-fast "$@"
 
 # Template checks do not need moto; stop it now so it does not outlive the Rust tests.
 stop_moto

@@ -86,6 +86,11 @@ pub struct Checkpoint {
     /// staged already (its offers spread over pages), so only those are looked up to merge.
     #[serde(default)]
     pub staged_max: i64,
+    /// Whether the connection had any product link when the catalog pass began. Without
+    /// links (a first sync) nothing can go missing: links are not looked up and seen ids are
+    /// not recorded.
+    #[serde(default)]
+    pub had_links: Option<bool>,
     /// Link-store position (staged products, product links).
     #[serde(default)]
     pub links: Listing,
@@ -130,6 +135,7 @@ impl Checkpoint {
             pending: Vec::new(),
             carry: None,
             staged_max: 0,
+            had_links: None,
             links: Listing::Start,
             queue: Vec::new(),
             sweep: SweepState::default(),

@@ -198,6 +198,13 @@ impl Run<'_> {
     // ------------------------------------------------------------------ catalog pass
 
     pub(crate) async fn products(&mut self) -> Result<Step, SyncError> {
+        if self.cp.had_links.is_none() {
+            let (any, _) = self
+                .links()
+                .product_states_page(self.conn_id(), None, 1)
+                .await?;
+            self.cp.had_links = Some(!any.is_empty());
+        }
         if self.cp.plan.is_none() {
             if self.cp.scope.is_none() {
                 self.cp.plan = Some(ReadPlan::AllOffers);
@@ -356,13 +363,17 @@ impl Run<'_> {
             return Ok(());
         }
         let ids: Vec<i64> = groups.iter().map(|g| g.id).collect();
-        let links: HashMap<i64, ProductLink> = self
-            .links()
-            .get_products(self.conn_id(), &ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.keycrm_id, l))
-            .collect();
+        let had_links = self.cp.had_links != Some(false);
+        let links: HashMap<i64, ProductLink> = if had_links {
+            self.links()
+                .get_products(self.conn_id(), &ids)
+                .await?
+                .into_iter()
+                .map(|l| (l.keycrm_id, l))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut linked = Vec::new();
         let mut unlinked = Vec::new();
         for g in &groups {
@@ -418,16 +429,18 @@ impl Run<'_> {
             .iter()
             .flat_map(|g| g.offers.iter().map(|o| o.id))
             .collect();
-        self.cp.seen_seq += 1;
-        self.links()
-            .put_seen(
-                self.conn_id(),
-                self.cp.mark,
-                self.cp.seen_seq,
-                &ids,
-                &offers,
-            )
-            .await?;
+        if had_links {
+            self.cp.seen_seq += 1;
+            self.links()
+                .put_seen(
+                    self.conn_id(),
+                    self.cp.mark,
+                    self.cp.seen_seq,
+                    &ids,
+                    &offers,
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -821,7 +834,8 @@ impl Run<'_> {
     /// each candidate with KeyCRM and apply the missing-product policy.
     pub(crate) async fn sweep(&mut self) -> Result<Step, SyncError> {
         let policy = self.settings().missing_products;
-        if policy == MissingProductPolicy::Nothing {
+        // Every link of a run that began without any was made from a product it saw.
+        if policy == MissingProductPolicy::Nothing || self.cp.had_links == Some(false) {
             return self.sweep_done().await;
         }
         if self.seen.is_none() {

@@ -37,20 +37,27 @@ fn clean(s: Option<&str>) -> Option<String> {
 // ------------------------------------------------------------------ compact KeyCRM catalog
 
 /// A KeyCRM product with the offers seen for it: the only catalog state the sync holds.
+/// (Stored field names are short: staged products and links are read on every run.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CrmProduct {
     pub id: i64,
     #[serde(default)]
+    #[serde(rename = "n")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "d")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "c")]
     pub category_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "i")]
     pub images: Vec<String>,
     #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(rename = "x")]
     pub archived: bool,
     #[serde(default)]
+    #[serde(rename = "o")]
     pub offers: Vec<CrmOffer>,
 }
 
@@ -59,14 +66,19 @@ pub struct CrmProduct {
 pub struct CrmOffer {
     pub id: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "s")]
     pub sku: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "b")]
     pub barcode: Option<String>,
+    #[serde(rename = "p")]
     pub price: Decimal,
     /// From stock (on hand minus reserved); `None` when KeyCRM reports no stock for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "a")]
     pub available: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "pr")]
     pub properties: Vec<(String, String)>,
 }
 
@@ -284,31 +296,42 @@ pub enum Swept {
 /// A KeyCRM product linked to a shop product, with what was last written.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProductLink {
+    #[serde(rename = "k")]
     pub keycrm_id: i64,
+    #[serde(rename = "s")]
     pub shop_id: String,
     /// [`content_hash`] of the last content write; 0 = the content was never written.
     #[serde(default)]
+    #[serde(rename = "h")]
     pub hash: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "w")]
     pub swept: Option<Swept>,
     #[serde(default)]
+    #[serde(rename = "v")]
     pub variants: Vec<VariantLink>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VariantLink {
+    #[serde(rename = "o")]
     pub offer_id: i64,
+    #[serde(rename = "s")]
     pub shop_id: String,
     /// [`variant_hash`] of the last write; 0 = never written.
     #[serde(default)]
+    #[serde(rename = "h")]
     pub hash: u64,
     /// Last price written (`None`: never written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "p")]
     pub price: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "a")]
     pub available: Option<bool>,
     /// The offer vanished from KeyCRM and the variant was made unavailable.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(rename = "g")]
     pub gone: bool,
 }
 
@@ -1262,7 +1285,6 @@ pub fn shop_category(
 mod tests {
     use super::*;
     use crate::shop::ShopVariant;
-    use keycrm::models::Property;
 
     fn d(v: i64) -> Decimal {
         Decimal::from(v)

@@ -5,8 +5,8 @@ pub mod demo_server;
 pub mod http;
 mod memory;
 
-pub use mapping::shop::*;
 pub use http::HttpShop;
+pub use mapping::shop::*;
 pub use memory::{MemoryShop, ShopStats};
 
 use async_trait::async_trait;

@@ -974,6 +974,7 @@ struct Crashing {
     inner: Arc<dyn ShopCatalog>,
     after: u32,
     calls: AtomicU32,
+    hung: tokio::sync::Notify,
 }
 
 #[async_trait]
@@ -993,6 +994,7 @@ impl ShopCatalog for Crashing {
     ) -> Result<Vec<UpsertResult>, ShopError> {
         let r = self.inner.upsert_products(s, b).await;
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.after {
+            self.hung.notify_one();
             futures::future::pending::<()>().await;
         }
         r
@@ -1029,10 +1031,11 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
         inner: w.deps.shop.clone(),
         after: 1,
         calls: AtomicU32::new(0),
+        hung: tokio::sync::Notify::new(),
     });
     let crash_engine = Engine::new(
         Deps {
-            shop: crashing,
+            shop: crashing.clone(),
             ..w.deps.clone()
         },
         Config {
@@ -1045,16 +1048,16 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
     w.sim.reset_stats();
     // The invocation is killed while the second create batch is in flight (already stored
     // in the shop, its links not yet).
-    let killed = tokio::time::timeout(
-        Duration::from_secs(5),
-        crash_engine.run_job(
-            &kit::job(CONN, SyncKind::Full, false),
+    // Dropping the invocation's future while it hangs is the crash.
+    let first = kit::job(CONN, SyncKind::Full, false);
+    tokio::select! {
+        r = crash_engine.run_job(
+            &first,
             None,
             Instant::now() + Duration::from_secs(10),
-        ),
-    )
-    .await;
-    assert!(killed.is_err(), "the crashing invocation never returned");
+        ) => panic!("the crashing invocation returned: {r:?}"),
+        _ = crashing.hung.notified() => {}
+    }
     let mid = w.products().len();
     assert_eq!(mid, 100, "two batches of 50 reached the shop");
     // Its lease is still held: a second invocation does not overlap it.
@@ -1068,8 +1071,15 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
         .await
         .unwrap();
     assert_eq!(busy, JobOutcome::Busy);
-    // Once the lease expires, the resume schedule finds the run and it finishes.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Once the lease expires (deadline + 1 s of slack), the resume schedule finds the run.
+    let until = Instant::now() + Duration::from_secs(30);
+    while w.table.unfinished(10).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the crashed run's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_eq!(
         w.table.unfinished(10).await.unwrap(),
         vec![(CONN.to_string(), SyncKind::Full)]
@@ -1112,7 +1122,24 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
 
 #[tokio::test]
 async fn two_runs_of_one_connection_never_overlap() {
-    let w = world(400, on()).await;
+    let w = world(100, on()).await;
+    // The first run is held inside its first shop write until the second has been tried.
+    let holding = Arc::new(Holding {
+        inner: w.deps.shop.clone(),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+        held: std::sync::atomic::AtomicBool::new(false),
+    });
+    let held = Engine::new(
+        Deps {
+            shop: holding.clone(),
+            ..w.deps.clone()
+        },
+        Config {
+            safety: Duration::from_millis(100),
+            ..Config::default()
+        },
+    );
     let job = kit::job(CONN, SyncKind::Full, false);
     let merchant = SyncJob {
         requested_by: "merchant".into(),
@@ -1121,13 +1148,15 @@ async fn two_runs_of_one_connection_never_overlap() {
         ..job.clone()
     };
     let (a, b) = tokio::join!(
-        w.engine
-            .run_job(&job, None, Instant::now() + Duration::from_secs(60)),
+        held.run_job(&job, None, Instant::now() + Duration::from_secs(60)),
         async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            w.engine
+            holding.entered.notified().await;
+            let b = w
+                .engine
                 .run_job(&merchant, None, Instant::now() + Duration::from_secs(60))
-                .await
+                .await;
+            holding.release.notify_one();
+            b
         }
     );
     assert!(completed(&a.unwrap()));
@@ -1142,6 +1171,53 @@ async fn two_runs_of_one_connection_never_overlap() {
     assert!(skipped.message.unwrap().contains("in progress"));
     let runs = w.table.list_runs(CONN, 10).await.unwrap();
     assert_eq!(runs.iter().filter(|r| r.state == "completed").count(), 1);
+}
+
+/// A shop whose first category write waits for a signal (a run caught mid-way).
+struct Holding {
+    inner: Arc<dyn ShopCatalog>,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    held: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl ShopCatalog for Holding {
+    async fn products_page(
+        &self,
+        s: &str,
+        c: Option<String>,
+        l: usize,
+    ) -> Result<(Vec<ShopProduct>, Option<String>), ShopError> {
+        self.inner.products_page(s, c, l).await
+    }
+    async fn upsert_products(
+        &self,
+        s: &str,
+        b: &[ProductUpsert],
+    ) -> Result<Vec<UpsertResult>, ShopError> {
+        self.inner.upsert_products(s, b).await
+    }
+    async fn set_product_states(&self, s: &str, c: &[ProductStateChange]) -> Result<(), ShopError> {
+        self.inner.set_product_states(s, c).await
+    }
+    async fn set_variant_prices(&self, s: &str, c: &[VariantPriceChange]) -> Result<(), ShopError> {
+        self.inner.set_variant_prices(s, c).await
+    }
+    async fn categories(&self, s: &str) -> Result<Vec<ShopCategory>, ShopError> {
+        self.inner.categories(s).await
+    }
+    async fn upsert_categories(
+        &self,
+        s: &str,
+        b: &[shop::CategoryUpsert],
+    ) -> Result<Vec<(String, String)>, ShopError> {
+        if !self.held.swap(true, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.upsert_categories(s, b).await
+    }
 }
 
 #[tokio::test]
@@ -1367,6 +1443,13 @@ async fn schedules_fan_out_per_connection_and_resume_paused_runs() {
             .run_id
     );
     // The same tick delivered again (a retry) is not a second run.
+    // A resume job for a run that has finished meanwhile starts nothing.
+    let late = w
+        .engine
+        .on_message(&msgs[0].body, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(matches!(late, JobOutcome::Skipped { .. }), "{late:?}");
     let dup = w
         .engine
         .on_message(&tick, Instant::now() + Duration::from_secs(30))

@@ -318,6 +318,13 @@ impl Engine {
         };
 
         let Some(cp) = resumed else {
+            if job.requested_by == "resume" {
+                // The run finished meanwhile (or the job was delivered twice): nothing to do.
+                self.deps.sync.finish(&lease).await?;
+                return Ok(JobOutcome::Skipped {
+                    reason: "no paused run to resume".into(),
+                });
+            }
             return self.start(job, conn, settings, lease, deadline).await;
         };
         let covered = covers(&cp, job);

@@ -345,51 +345,34 @@ impl Settings {
                 ));
             }
         }
-        // A shop method mapped twice would make the lookups' "first wins" silently decide.
-        let mut seen = BTreeSet::new();
-        for (i, l) in self.payment_map.iter().enumerate() {
-            let f = format!("payment_map[{i}]");
-            if !seen.insert(l.shop_method.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_method"),
-                    format!("shop payment method \"{}\" is mapped twice", l.shop_method),
-                ));
-            }
-            if !shop_payments.contains(l.shop_method.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_method"),
-                    format!("the shop has no payment method \"{}\"", l.shop_method),
-                ));
-            }
-            if crm.payment_method(l.keycrm_method_id).is_none() {
-                errs.push(FieldError::new(
-                    format!("{f}.keycrm_method_id"),
-                    format!("KeyCRM has no payment method {}", l.keycrm_method_id),
-                ));
-            }
-        }
-        let mut seen = BTreeSet::new();
-        for (i, l) in self.delivery_map.iter().enumerate() {
-            let f = format!("delivery_map[{i}]");
-            if !seen.insert(l.shop_method.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_method"),
-                    format!("shop delivery method \"{}\" is mapped twice", l.shop_method),
-                ));
-            }
-            if !shop_delivery.contains(l.shop_method.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_method"),
-                    format!("the shop has no delivery method \"{}\"", l.shop_method),
-                ));
-            }
-            if crm.delivery_service(l.keycrm_service_id).is_none() {
-                errs.push(FieldError::new(
-                    format!("{f}.keycrm_service_id"),
-                    format!("KeyCRM has no delivery service {}", l.keycrm_service_id),
-                ));
-            }
-        }
+        check_method_map(
+            &mut errs,
+            MethodMap {
+                name: "payment_map",
+                what: "payment method",
+                crm_field: "keycrm_method_id",
+                crm_what: "payment method",
+            },
+            self.payment_map
+                .iter()
+                .map(|l| (l.shop_method.as_str(), l.keycrm_method_id)),
+            &shop_payments,
+            |id| crm.payment_method(id).is_some(),
+        );
+        check_method_map(
+            &mut errs,
+            MethodMap {
+                name: "delivery_map",
+                what: "delivery method",
+                crm_field: "keycrm_service_id",
+                crm_what: "delivery service",
+            },
+            self.delivery_map
+                .iter()
+                .map(|l| (l.shop_method.as_str(), l.keycrm_service_id)),
+            &shop_delivery,
+            |id| crm.delivery_service(id).is_some(),
+        );
 
         // Completeness: order push must be able to place every new order somewhere.
         match self.order_sync {
@@ -431,6 +414,47 @@ impl Settings {
             }
         }
         errs
+    }
+}
+
+/// Names used in the errors of one shop-method -> KeyCRM-id mapping.
+struct MethodMap {
+    name: &'static str,
+    what: &'static str,
+    crm_field: &'static str,
+    crm_what: &'static str,
+}
+
+/// Payment and delivery maps follow one rule: each shop method once, existing on both sides.
+/// A shop method mapped twice would make the lookups' "first wins" silently decide.
+fn check_method_map<'a>(
+    errs: &mut Vec<FieldError>,
+    m: MethodMap,
+    entries: impl Iterator<Item = (&'a str, i64)>,
+    shop_methods: &BTreeSet<&str>,
+    crm_has: impl Fn(i64) -> bool,
+) {
+    let mut seen = BTreeSet::new();
+    for (i, (shop_method, crm_id)) in entries.enumerate() {
+        let f = format!("{}[{i}]", m.name);
+        if !seen.insert(shop_method) {
+            errs.push(FieldError::new(
+                format!("{f}.shop_method"),
+                format!("shop {} \"{shop_method}\" is mapped twice", m.what),
+            ));
+        }
+        if !shop_methods.contains(shop_method) {
+            errs.push(FieldError::new(
+                format!("{f}.shop_method"),
+                format!("the shop has no {} \"{shop_method}\"", m.what),
+            ));
+        }
+        if !crm_has(crm_id) {
+            errs.push(FieldError::new(
+                format!("{f}.{}", m.crm_field),
+                format!("KeyCRM has no {} {crm_id}", m.crm_what),
+            ));
+        }
     }
 }
 

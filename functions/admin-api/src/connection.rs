@@ -324,8 +324,8 @@ pub async fn put_settings(
         return Err(ApiError::conflict(
             "version_conflict",
             format!(
-                "the connection changed since it was read (version {} now, {} sent); reload and try again",
-                conn.version, req.version
+                "the connection changed since it was read (it is at version {} now); reload and try again",
+                conn.version
             ),
         ));
     }

@@ -190,3 +190,44 @@ async fn a_429_pauses_every_instance() {
         start.elapsed()
     );
 }
+
+/// AWS SDK text (ARNs, account ids, request ids) stays in the operators' log: a real SDK
+/// failure becomes a plain reason, and the status page never shows AWS resource names,
+/// whatever text reaches the journal.
+#[tokio::test]
+async fn aws_error_text_never_reaches_the_status_page() {
+    use store::StatusJournal;
+    let t = emulator::table().await;
+    let missing = store::DynamoTable::new(t.client.clone(), emulator::unique("no-such-table"));
+    let err = ConnectionStore::get(&missing, "c1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("DynamoDB refused the request (ResourceNotFoundException)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Requested resource not found") && !text.contains("service error"),
+        "SDK text in a store error: {text}"
+    );
+    let sdk_text = "no KeyCRM client: service error: AccessDeniedException: User: \
+        arn:aws:sts::123456789012:assumed-role/r/order-push is not authorized to perform: \
+        secretsmanager:GetSecretValue on resource: \
+        arn:aws:secretsmanager:eu-central-1:123456789012:secret:shop-keycrm/dev/keycrm/c1";
+    t.record_error("c1", sdk_text).await.unwrap();
+    t.record_failure(
+        "c1",
+        &store::OrderFailure {
+            shop_order_id: "A-7".into(),
+            at: Utc::now(),
+            reason: sdk_text.into(),
+            field_errors: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let s = t.status("c1").await.unwrap();
+    let shown = serde_json::to_string(&s).unwrap();
+    assert!(!shown.contains("arn:"), "{shown}");
+    assert!(!shown.contains("123456789012"), "{shown}");
+    assert!(shown.contains("no KeyCRM client"), "{shown}");
+}

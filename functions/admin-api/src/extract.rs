@@ -429,7 +429,7 @@ mod tests {
             (format!(r#"{{"when": "{V}"}}"#), "when", "invalid value"),
             (format!(r#"{{"mode": {{"{V}": 1}}}}"#), "mode", ""),
             (
-                format!(r#"{{"flag": 12345678901234567}}"#),
+                r#"{"flag": 12345678901234567}"#.to_string(),
                 "flag",
                 "expected a boolean, got a number",
             ),

@@ -393,7 +393,7 @@ mod tests {
             ),
             format!(r#"{{"event":"order.change_order_status","context":{{"{V}"}}}}"#),
             format!(r#"{{"event":"{V}","#),
-            format!("{V}"),
+            V.to_string(),
         ];
         for body in bodies {
             let e = parse(body.as_bytes()).expect_err(&body);

@@ -1,6 +1,7 @@
 //! Storage ports and their adapters. One DynamoDB table holds everything (layout in
 //! `DATA_MODEL.md`); in-memory adapters serve unit tests and the local run.
 
+pub mod aws_error;
 pub mod batch;
 pub mod connection;
 pub mod dynamo;

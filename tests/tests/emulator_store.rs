@@ -51,23 +51,118 @@ async fn one_connection_per_shop_and_optimistic_updates() {
     assert!(!t.get("c1").await.unwrap().unwrap().active);
 }
 
+async fn put_raw(t: &store::DynamoTable, pk: &str, sk: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    t.client
+        .put_item()
+        .table_name(&t.name)
+        .item("pk", AttributeValue::S(pk.into()))
+        .item("sk", AttributeValue::S(sk.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn sort_keys(t: &store::DynamoTable, pk: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = t
+        .client
+        .query()
+        .table_name(&t.name)
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
+}
+
+/// Deleting is a mark first (the connection is gone for everyone and its shop is free at
+/// once), then a purge in bounded steps that can stop and resume anywhere, then the mark goes.
 #[tokio::test]
-async fn delete_removes_the_connection_and_frees_the_shop() {
+async fn delete_marks_first_frees_the_shop_and_purges_in_steps() {
     let t = emulator::table().await;
-    t.create(&connection("c1", "shop-1")).await.unwrap();
+    let c1 = connection("c1", "shop-1");
+    t.create(&c1).await.unwrap();
     t.create(&connection("c3", "shop-3")).await.unwrap();
-    t.delete("c1").await.unwrap();
-    assert!(t.get("c1").await.unwrap().is_none());
-    assert!(t.get_by_shop("shop-1").await.unwrap().is_none());
-    t.create(&connection("c9", "shop-1")).await.unwrap();
+    for i in 0..40 {
+        put_raw(&t, "LINKS#c1", &format!("P#{i}")).await;
+        put_raw(&t, "CONN#c1", &format!("ORDER#o-{i}")).await;
+    }
+    put_raw(&t, "CONN#c3", "ORDER#keep").await;
+
+    // Never a live connection's data.
     assert!(matches!(
-        t.delete("nope").await,
-        Err(StoreError::NotFound(_))
+        t.purge("c1", 10).await,
+        Err(StoreError::Conflict(_))
     ));
+    assert!(matches!(t.remove("c1").await, Err(StoreError::Conflict(_))));
+    assert_eq!(sort_keys(&t, "LINKS#c1").await.len(), 40);
+    // Only the version that was read.
+    let stale = Connection {
+        version: 9,
+        ..c1.clone()
+    };
+    assert!(matches!(
+        t.mark_deleting(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    t.mark_deleting(&c1).await.unwrap();
+    assert!(
+        t.get("c1").await.unwrap().is_none(),
+        "gone for every consumer"
+    );
+    assert!(t.get_by_shop("shop-1").await.unwrap().is_none());
+    let (listed, _) = t.list(None, 100).await.unwrap();
+    assert!(listed.iter().all(|c| c.id != "c1"), "no schedule lists it");
+    assert_eq!(
+        t.list_deleting(None, 10).await.unwrap().0,
+        vec!["c1".to_string()]
+    );
+    let (doc, _since) = t.get_deleting("c1").await.unwrap().unwrap();
+    assert_eq!(
+        doc.secret_name, c1.secret_name,
+        "the cleanup still knows the key's name"
+    );
+    let v2 = Connection {
+        version: 2,
+        ..c1.clone()
+    };
+    assert!(matches!(t.update(&v2).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        t.mark_deleting(&c1).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The shop connects again while the old data is still there.
+    t.create(&connection("c9", "shop-1")).await.unwrap();
+    assert_eq!(t.get_by_shop("shop-1").await.unwrap().unwrap().id, "c9");
+
+    let mut passes = 0;
+    while !t.purge("c1", 25).await.unwrap() {
+        passes += 1;
+        assert!(passes < 20, "the purge makes progress");
+    }
+    assert!(passes >= 3, "80 items in steps of 25: {passes}");
+    assert!(t.purge("c1", 25).await.unwrap(), "idempotent");
+    assert!(sort_keys(&t, "LINKS#c1").await.is_empty());
+    assert_eq!(sort_keys(&t, "CONN#c1").await, vec!["META".to_string()]);
+    t.remove("c1").await.unwrap();
+    t.remove("c1").await.unwrap();
+    assert!(t.get_deleting("c1").await.unwrap().is_none());
+    assert!(t.list_deleting(None, 10).await.unwrap().0.is_empty());
+    assert!(sort_keys(&t, "CONN#c1").await.is_empty());
+
     assert!(
         t.get("c3").await.unwrap().is_some(),
         "other connections untouched"
     );
+    assert_eq!(sort_keys(&t, "CONN#c3").await.len(), 2);
+    assert_eq!(t.get_by_shop("shop-1").await.unwrap().unwrap().id, "c9");
 }
 
 #[tokio::test]

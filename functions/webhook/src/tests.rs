@@ -410,7 +410,26 @@ impl ConnectionStore for DownStore {
     async fn update(&self, _: &Connection) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn delete(&self, _: &str) -> Result<(), StoreError> {
+    async fn mark_deleting(&self, _: &Connection) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn get_deleting(
+        &self,
+        _: &str,
+    ) -> Result<Option<(Connection, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn list_deleting(
+        &self,
+        _: Option<String>,
+        _: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn purge(&self, _: &str, _: usize) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn remove(&self, _: &str) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn list(

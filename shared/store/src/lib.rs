@@ -21,7 +21,10 @@ mod sync_dynamo;
 mod sync_memory;
 pub mod tokens;
 
-pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
+pub use connection::{
+    CleanupJob, Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens,
+    CLEANUP_GRACE,
+};
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;

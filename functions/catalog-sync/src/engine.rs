@@ -470,13 +470,22 @@ impl Engine {
         if job.kind == SyncKind::Full {
             clear_staged(self.deps.links.as_ref(), &conn.id).await?;
         }
-        let cp = Checkpoint::new(
+        let mut cp = Checkpoint::new(
             run_id.clone(),
             job.kind,
             job.dry_run,
             now.timestamp_millis(),
             s,
         );
+        // The shop is compared with KeyCRM by every full run that syncs products, by a
+        // merchant's price run, and by a scheduled price run once a day (`drift.rs`).
+        cp.drift = match job.kind {
+            SyncKind::Full => cp.settings.sync_products,
+            SyncKind::Prices => {
+                job.requested_by == "merchant"
+                    || crate::drift::drift_due(&self.deps.journal.status(&conn.id).await?, now)
+            }
+        };
         self.deps.sync.put_run(&report).await?;
         tracing::info!(
             connection = %conn.id,
@@ -551,6 +560,7 @@ impl Engine {
                 Phase::Resolve => run.resolve().await,
                 Phase::Sweep => run.sweep().await,
                 Phase::Prices => run.prices().await,
+                Phase::Drift => run.drift().await,
                 Phase::Done => continue,
             };
             match step {

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod cleanup;
+pub mod drift;
 pub mod engine;
 mod full;
 pub mod handler;

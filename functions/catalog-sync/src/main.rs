@@ -6,7 +6,7 @@ use catalog_sync::{Config, Deps, Engine, ScheduleInput};
 use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::SqsQueue;
-use runtime::{env_req, KeycrmClients, PlatformSecret};
+use runtime::{env_req, KeycrmClients};
 use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
@@ -47,12 +47,9 @@ async fn main() -> Result<(), BoxError> {
     let table_name = env_req("TABLE_NAME")?;
     let queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_base = env_req("SHOP_API_BASE_URL")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
 
     let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
-    let token = PlatformSecret::load(&platform_secret)
-        .await?
-        .shop_api_token()?;
+    let token = runtime::shop_api_token_from_env().await?;
     let secrets = Arc::new(SecretsManager::from_env().await);
     // The per-key budget shared with order push: the sync asks with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));

@@ -9,4 +9,6 @@ pub mod telemetry;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
-pub use platform::{PlatformSecret, PlatformSecretError};
+pub use platform::{
+    admin_token_signing_key_from_env, shop_api_token_from_env, PlatformSecret, PlatformSecretError,
+};

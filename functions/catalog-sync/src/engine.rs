@@ -481,9 +481,15 @@ impl Engine {
         // merchant's price run, and by a scheduled price run once a day (`drift.rs`).
         cp.drift = match job.kind {
             SyncKind::Full => cp.settings.sync_products,
+            // Unreadable journal: compare once more rather than not at all.
             SyncKind::Prices => {
                 job.requested_by == "merchant"
-                    || crate::drift::drift_due(&self.deps.journal.status(&conn.id).await?, now)
+                    || self
+                        .deps
+                        .journal
+                        .status(&conn.id)
+                        .await
+                        .map_or(true, |st| crate::drift::drift_due(&st, now))
             }
         };
         self.deps.sync.put_run(&report).await?;

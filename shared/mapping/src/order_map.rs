@@ -55,17 +55,36 @@ pub enum MappingError {
     NoPipeline(String),
     #[error("pipeline {0} no longer exists in KeyCRM; fix the mapping and re-push")]
     UnknownPipeline(i64),
+    /// The contract bounds every amount, so a parsed event never gets here; the arithmetic
+    /// is checked anyway so that no input can panic the consumer.
+    #[error("the order's amounts are too large to add up")]
+    AmountOutOfRange,
 }
 
-/// The sum KeyCRM will compute from what we send.
-pub fn computed_total(o: &ShopOrder) -> Decimal {
-    let lines: Decimal = o
-        .items
-        .iter()
-        .map(|i| (i.price - i.discount) * i.quantity)
-        .sum();
+/// The sum KeyCRM will compute from what we send. Every step is checked: amounts come from
+/// outside.
+pub fn computed_total(o: &ShopOrder) -> Result<Decimal, MappingError> {
+    let mut lines = Decimal::ZERO;
+    for i in &o.items {
+        let line = unit_price(i)?
+            .checked_mul(i.quantity)
+            .ok_or(MappingError::AmountOutOfRange)?;
+        lines = lines
+            .checked_add(line)
+            .ok_or(MappingError::AmountOutOfRange)?;
+    }
     let delivery = o.delivery.as_ref().map(|d| d.cost).unwrap_or_default();
-    lines + delivery - o.discount
+    lines
+        .checked_add(delivery)
+        .and_then(|t| t.checked_sub(o.discount))
+        .ok_or(MappingError::AmountOutOfRange)
+}
+
+/// A line's unit price after its discount.
+fn unit_price(i: &crate::events::LineItem) -> Result<Decimal, MappingError> {
+    i.price
+        .checked_sub(i.discount)
+        .ok_or(MappingError::AmountOutOfRange)
 }
 
 fn opt(s: &Option<String>) -> Option<String> {
@@ -86,7 +105,7 @@ fn common(
     o: &ShopOrder,
     settings: &Settings,
     fields_of: impl Fn(&str) -> Option<CustomField>,
-) -> Common {
+) -> Result<Common, MappingError> {
     let mut report = MappingReport::default();
     let mut comment_lines = Vec::new();
 
@@ -162,7 +181,7 @@ fn common(
         }
     }
 
-    let computed = computed_total(o);
+    let computed = computed_total(o)?;
     if computed != o.total {
         report.total_mismatch = Some(TotalMismatch {
             shop_total: o.total,
@@ -174,13 +193,13 @@ fn common(
         ));
     }
 
-    Common {
+    Ok(Common {
         buyer_phone,
         payments,
         fields,
         report,
         comment_lines,
-    }
+    })
 }
 
 fn display(v: &Value) -> String {
@@ -323,7 +342,7 @@ pub fn map_order(
     crm: &KeycrmReference,
 ) -> Result<MappedOrder, MappingError> {
     let source_id = settings.source_id.ok_or(MappingError::NoSource)?;
-    let mut c = common(o, settings, |uuid| crm.order_field(uuid).cloned());
+    let mut c = common(o, settings, |uuid| crm.order_field(uuid).cloned())?;
 
     let shipping = o.delivery.as_ref().map(|d| {
         let service_id = settings.delivery_service_for(&d.method);
@@ -435,7 +454,7 @@ pub fn map_card(
         .pipeline(pipeline_id)
         .ok_or(MappingError::UnknownPipeline(pipeline_id))?;
     let first_status = pipeline.statuses.first().map(|s| s.id);
-    let mut c = common(o, settings, |uuid| crm.lead_field(uuid).cloned());
+    let mut c = common(o, settings, |uuid| crm.lead_field(uuid).cloned())?;
 
     // Cards have no shipping block: the delivery goes into the comment a manager reads.
     if let Some(d) = &o.delivery {
@@ -476,14 +495,16 @@ pub fn map_card(
         products: o
             .items
             .iter()
-            .map(|i| CardProduct {
-                sku: i.sku.trim().to_string(),
-                name: i.name.clone(),
-                price: i.price - i.discount,
-                quantity: i.quantity,
-                picture: opt(&i.picture),
+            .map(|i| {
+                Ok(CardProduct {
+                    sku: i.sku.trim().to_string(),
+                    name: i.name.clone(),
+                    price: unit_price(i)?,
+                    quantity: i.quantity,
+                    picture: opt(&i.picture),
+                })
             })
-            .collect(),
+            .collect::<Result<_, MappingError>>()?,
         payments: c.payments,
         custom_fields: c.fields,
     };

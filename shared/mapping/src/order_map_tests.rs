@@ -126,7 +126,7 @@ fn every_mapped_field_lands_in_the_order_body() {
 #[test]
 fn the_example_totals_add_up() {
     // 1290-90 + 2*450.5 + 70 - 50 = 2121
-    assert_eq!(computed_total(&order()), dec("2121"));
+    assert_eq!(computed_total(&order()), Ok(dec("2121")));
 }
 
 #[test]
@@ -315,4 +315,28 @@ fn a_later_pipeline_status_is_set_after_create() {
     s.pipeline_status_map[0].status_id = 102;
     let m = map_card(&order(), &s, &crm_reference()).unwrap();
     assert_eq!(m.status_after_create, Some(102));
+}
+
+#[test]
+fn absurd_amounts_are_an_error_never_a_panic() {
+    // Built directly, past the contract's bounds (the parser refuses such events).
+    let mut o = order();
+    o.items[0].price = Decimal::MAX;
+    o.items[0].discount = Decimal::ZERO;
+    o.items[0].quantity = dec("10000000000");
+    assert_eq!(computed_total(&o), Err(MappingError::AmountOutOfRange));
+    let crm = crm_reference();
+    assert_eq!(
+        map_order(&o, &settings(), &crm).map(|_| ()),
+        Err(MappingError::AmountOutOfRange)
+    );
+    assert_eq!(
+        map_card(&o, &settings(), &crm).map(|_| ()),
+        Err(MappingError::AmountOutOfRange)
+    );
+    // A discount that would push a line below Decimal's range.
+    let mut o = order();
+    o.items[0].price = Decimal::MIN;
+    o.items[0].discount = Decimal::MAX;
+    assert_eq!(computed_total(&o), Err(MappingError::AmountOutOfRange));
 }

@@ -538,14 +538,28 @@ fn transport_error(e: &reqwest::Error, is_write: bool) -> KeycrmError {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
+/// The longest `Retry-After` taken from an answer: SQS cannot delay a message longer, and no
+/// rate limit of KeyCRM's (a minute) needs more. Longer values are clamped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
+/// `Retry-After` as delta-seconds or an HTTP date, clamped to [`MAX_RETRY_AFTER`]. Whatever
+/// the header holds (`1e20`, `inf`, `-5`, a date in 9999), this never panics: the value comes
+/// from the network.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let clamped = secs.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(clamped).unwrap_or(MAX_RETRY_AFTER));
     }
     let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    let wait = at
+        .signed_duration_since(Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -821,6 +835,28 @@ mod tests {
             classify(StatusCode::IM_A_TEAPOT, b"", None, "/", false),
             KeycrmError::Protocol { .. }
         ));
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_clamped_or_ignored_never_a_panic() {
+        assert_eq!(parse_retry_after("1e20"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("86400"), Some(MAX_RETRY_AFTER));
+        for v in ["inf", "-inf", "NaN", "-5", "", "9".repeat(400).as_str()] {
+            let got = parse_retry_after(v);
+            assert!(
+                got.is_none() || got == Some(MAX_RETRY_AFTER),
+                "{v}: {got:?}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

@@ -116,12 +116,37 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
     }
 }
 
-/// After a 429: nobody sends on this key before `retry_after` has passed.
+/// The longest pause one 429 may put on a key. The gate is shared by every function spending
+/// the key, and its item outlives any one invocation: an unbounded `Retry-After` (a proxy's
+/// `86400`, a hostile `1e20`) would freeze orders, syncs and the settings page alike. KeyCRM's
+/// window is a minute; a pause of two covers it, and a key still limited afterwards simply
+/// answers 429 again and is paused again.
+pub const MAX_PENALTY: Duration = Duration::from_secs(120);
+
+/// How far ahead a slot can legitimately be booked. Reservations are bounded by the callers'
+/// deadlines (minutes at most); a state further ahead than this was not written by this
+/// scheduler's rules (an unclamped pause recorded by an older version) and is not honoured.
+pub const MAX_AHEAD: Duration = Duration::from_secs(3600);
+
+/// After a 429: nobody sends on this key before `retry_after` (at most [`MAX_PENALTY`]) has
+/// passed.
 pub fn penalized(state: GateState, now_us: i64, retry_after: Duration) -> GateState {
-    let until = now_us + retry_after.as_micros() as i64;
+    let pause = retry_after.min(MAX_PENALTY);
+    let until = now_us.saturating_add(i64::try_from(pause.as_micros()).unwrap_or(i64::MAX));
     GateState {
         tat_us: state.tat_us.max(until),
         bg_tat_us: state.bg_tat_us.max(until),
+    }
+}
+
+/// The state with any booking beyond [`MAX_AHEAD`] dropped: applied to every state read
+/// before scheduling, so a key frozen by an old, unclamped pause thaws at once.
+pub fn sanitized(state: GateState, now_us: i64) -> GateState {
+    let horizon = now_us.saturating_add(i64::try_from(MAX_AHEAD.as_micros()).unwrap_or(i64::MAX));
+    let sane = |t: i64| if t > horizon { now_us } else { t };
+    GateState {
+        tat_us: sane(state.tat_us),
+        bg_tat_us: sane(state.bg_tat_us),
     }
 }
 
@@ -181,7 +206,8 @@ impl RateGate for LocalRateGate {
                     .lock()
                     .map_err(|_| GateError("gate state poisoned".into()))?;
                 let state = keys.entry(key.to_string()).or_default();
-                let d = decide(*state, now_us(), priority, &self.budget);
+                let now = now_us();
+                let d = decide(sanitized(*state, now), now, priority, &self.budget);
                 if let Decision::Reserve { next, .. } = d {
                     *state = next;
                 }
@@ -203,7 +229,8 @@ impl RateGate for LocalRateGate {
             .lock()
             .map_err(|_| GateError("gate state poisoned".into()))?;
         let state = keys.entry(key.to_string()).or_default();
-        *state = penalized(*state, now_us(), retry_after);
+        let now = now_us();
+        *state = penalized(sanitized(*state, now), now, retry_after);
         Ok(())
     }
 }
@@ -323,6 +350,50 @@ mod tests {
             Decision::Reserve { at_us, .. } => assert_eq!(at_us, 2_001_000),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_huge_retry_after_pauses_the_key_for_at_most_max_penalty() {
+        let now = 1_000_000;
+        for ra in [
+            Duration::from_secs(86_400),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            let s = penalized(GateState::default(), now, ra);
+            let max = now + MAX_PENALTY.as_micros() as i64;
+            assert_eq!((s.tat_us, s.bg_tat_us), (max, max), "{ra:?}");
+        }
+        // Near the end of time nothing overflows either.
+        let s = penalized(GateState::default(), i64::MAX - 5, Duration::MAX);
+        assert_eq!(s.tat_us, i64::MAX);
+    }
+
+    #[test]
+    fn a_key_frozen_far_ahead_by_an_old_pause_thaws() {
+        let b = budget();
+        let now = 5_000_000_000;
+        let frozen = GateState {
+            tat_us: now + 86_400_000_000 * 365,
+            bg_tat_us: now + 86_400_000_000 * 365,
+        };
+        assert_eq!(
+            sanitized(frozen, now),
+            GateState {
+                tat_us: now,
+                bg_tat_us: now
+            }
+        );
+        assert!(matches!(
+            decide(sanitized(frozen, now), now, Priority::Interactive, &b),
+            Decision::Reserve { at_us, .. } if at_us == now
+        ));
+        // Ordinary bookings are kept.
+        let busy = GateState {
+            tat_us: now + 30_000_000,
+            bg_tat_us: now + 2_000_000,
+        };
+        assert_eq!(sanitized(busy, now), busy);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::dynamo::{self, DynamoTable, EXPIRES_AT};
 use crate::StoreError;
 use async_trait::async_trait;
-use keycrm::gate::{decide, now_us, penalized, sleep_until_us, Decision, GateState};
+use keycrm::gate::{decide, now_us, penalized, sanitized, sleep_until_us, Decision, GateState};
 use keycrm::{GateError, Priority, RateBudget, RateGate};
 use std::time::Duration;
 
@@ -93,7 +93,8 @@ impl RateGate for DynamoRateGate {
         let mut conflicts = 0u32;
         loop {
             let (state, ver) = self.load(key).await.map_err(gate_err)?;
-            match decide(state, now_us(), priority, &self.budget) {
+            let now = now_us();
+            match decide(sanitized(state, now), now, priority, &self.budget) {
                 Decision::Reserve { at_us, next } => {
                     if self.store(key, next, ver).await.map_err(gate_err)? {
                         sleep_until_us(at_us).await;
@@ -112,7 +113,8 @@ impl RateGate for DynamoRateGate {
     async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError> {
         for _ in 0..10 {
             let (state, ver) = self.load(key).await.map_err(gate_err)?;
-            let next = penalized(state, now_us(), retry_after);
+            let now = now_us();
+            let next = penalized(sanitized(state, now), now, retry_after);
             if next == state || self.store(key, next, ver).await.map_err(gate_err)? {
                 return Ok(());
             }

@@ -2,6 +2,7 @@
 //! retried requests, and streamed pagination.
 
 pub mod client;
+pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod models;

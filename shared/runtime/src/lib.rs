@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod config;
 pub mod platform;
+pub mod sqs_batch;
 pub mod telemetry;
 
 pub use clients::{ClientsError, KeycrmClients};

@@ -11,8 +11,10 @@ use mapping::events::{EventBody, EventError, OrderEvent, ShopOrder, StatusChange
 use mapping::order_map::{map_card, map_order, MappedCard, MappedOrder, MappingReport};
 use mapping::OrderSyncType;
 use queue::{DeadLetter, Message, Outgoing};
+use runtime::sqs_batch::{isolate, panic_reason, respond_by, Budget, Run, Settled, Settlements};
 use runtime::ClientsError;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::ledger::Created;
@@ -153,6 +155,37 @@ struct Item {
     parsed: Result<OrderEvent, EventError>,
 }
 
+/// Parses one message; even a panic in the parser stays this message's refusal.
+fn parse(msg: &Message) -> Result<OrderEvent, EventError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        mapping::parse_event(msg.body.as_bytes())
+    }))
+    .unwrap_or_else(|p| Err(EventError::Internal(panic_reason(p.as_ref()))))
+}
+
+/// What the messages of one batch came to, recorded as each one settles.
+#[derive(Clone)]
+struct Ledgered {
+    settlements: Settlements,
+    outcomes: Arc<Mutex<Vec<(usize, MessageOutcome)>>>,
+}
+
+impl Ledgered {
+    fn record(&self, position: usize, outcome: MessageOutcome, failed: bool) {
+        self.settlements.settle(
+            &outcome.message_id,
+            if failed {
+                Settled::Redeliver
+            } else {
+                Settled::Done
+            },
+        );
+        if let Ok(mut o) = self.outcomes.lock() {
+            o.push((position, outcome));
+        }
+    }
+}
+
 impl OrderPush {
     /// Handles one batch with no deadline (tests, the local runner).
     pub async fn handle_batch(&self, messages: Vec<Message>) -> BatchResult {
@@ -162,16 +195,61 @@ impl OrderPush {
     /// Handles one batch. Messages of one shop run in order (the rate gate serialises a key's
     /// requests anyway, and `order.created` then precedes a status change of the same
     /// order); shops run concurrently, so one slow or rate-limited shop does not hold up the
-    /// others. Work that cannot finish before `deadline` (less the margin) is deferred.
+    /// others. Each message runs isolated (`runtime::sqs_batch::isolate`): a panic
+    /// dead-letters that message alone. Work that cannot finish before `deadline` (less the
+    /// margin) is deferred, and the result is ready before the deadline whatever still runs:
+    /// a message that was settled is never reported for redelivery.
     pub async fn handle_batch_until(
         &self,
         messages: Vec<Message>,
         deadline: Option<Instant>,
     ) -> BatchResult {
+        let budget = Budget::new(deadline, self.config.deadline_margin);
+        let book = Ledgered {
+            settlements: Settlements::new(&messages),
+            outcomes: Arc::new(Mutex::new(Vec::new())),
+        };
+        let ids: Vec<(usize, String)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, m.id.clone()))
+            .collect();
+        respond_by(
+            budget.answer_by(),
+            &book.settlements,
+            self.run_batch(messages, budget, &book),
+        )
+        .await;
+        let mut outcomes = book
+            .outcomes
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        for (position, id) in ids {
+            if !outcomes.iter().any(|(p, _)| *p == position) {
+                outcomes.push((
+                    position,
+                    MessageOutcome {
+                        message_id: id,
+                        outcome: Outcome::Failed {
+                            reason: "not settled before the invocation deadline".into(),
+                        },
+                    },
+                ));
+            }
+        }
+        outcomes.sort_by_key(|(p, _)| *p);
+        BatchResult {
+            failed_message_ids: book.settlements.redeliver(),
+            outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+        }
+    }
+
+    async fn run_batch(&self, messages: Vec<Message>, budget: Budget, book: &Ledgered) {
         let mut groups: Vec<Vec<Item>> = Vec::new();
         let mut by_shop: HashMap<String, usize> = HashMap::new();
         for (position, msg) in messages.into_iter().enumerate() {
-            let parsed = mapping::parse_event(msg.body.as_bytes());
+            let parsed = parse(&msg);
             let item = Item {
                 position,
                 msg,
@@ -188,31 +266,14 @@ impl OrderPush {
                 Err(_) => groups.push(vec![item]),
             }
         }
-        let mut done: Vec<(usize, MessageOutcome, bool)> = futures::stream::iter(groups)
-            .map(|g| self.run_group(g, deadline))
+        futures::stream::iter(groups)
+            .map(|g| self.run_group(g, budget, book))
             .buffer_unordered(self.config.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        done.sort_by_key(|(pos, _, _)| *pos);
-        let mut result = BatchResult::default();
-        for (_, outcome, failed) in done {
-            if failed {
-                result.failed_message_ids.push(outcome.message_id.clone());
-            }
-            result.outcomes.push(outcome);
-        }
-        result
+            .collect::<Vec<()>>()
+            .await;
     }
 
-    async fn run_group(
-        &self,
-        items: Vec<Item>,
-        deadline: Option<Instant>,
-    ) -> Vec<(usize, MessageOutcome, bool)> {
-        let mut out = Vec::with_capacity(items.len());
+    async fn run_group(&self, items: Vec<Item>, budget: Budget, book: &Ledgered) {
         // One connection read per shop and batch.
         let mut conn: Option<Option<Connection>> = None;
         let mut tally: BTreeMap<(String, Counter), u64> = BTreeMap::new();
@@ -221,35 +282,28 @@ impl OrderPush {
             let progress = Progress::default();
             let decision = match &item.parsed {
                 Err(e) => self.malformed(&item.msg, e).await,
+                Ok(_) if !budget.may_start() => {
+                    // Not started: the same attempt comes back with the next invocation.
+                    Decision::Defer {
+                        delay: Duration::from_secs(1),
+                        reason: "not started before the invocation deadline".into(),
+                        next_attempt: attempt,
+                    }
+                }
                 Ok(event) => {
-                    let budget = deadline.map(|d| {
-                        d.saturating_duration_since(Instant::now())
-                            .saturating_sub(self.config.deadline_margin)
-                    });
-                    if budget.is_some_and(|b| b.is_zero()) {
-                        // Not started: the same attempt comes back with the next invocation.
-                        Decision::Defer {
-                            delay: Duration::from_secs(1),
-                            reason: "not started before the invocation deadline".into(),
-                            next_attempt: attempt,
-                        }
-                    } else {
-                        if conn.is_none() {
-                            match self.connections.get_by_shop(&event.shop_id).await {
-                                Ok(c) => conn = Some(c),
-                                Err(e) => {
-                                    tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection")
-                                }
+                    if conn.is_none() {
+                        match self.connections.get_by_shop(&event.shop_id).await {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection")
                             }
                         }
-                        let work = self.decide(&item.msg, attempt, event, conn.as_ref(), &progress);
-                        match budget {
-                            None => work.await,
-                            Some(b) => match tokio::time::timeout(b, work).await {
-                                Ok(d) => d,
-                                Err(_) => self.ran_out_of_time(event, attempt, &progress).await,
-                            },
-                        }
+                    }
+                    let work = self.decide(&item.msg, attempt, event, conn.as_ref(), &progress);
+                    match isolate(budget.work_until(), work).await {
+                        Run::Finished(d) => d,
+                        Run::OutOfTime => self.ran_out_of_time(event, attempt, &progress).await,
+                        Run::Panicked(reason) => self.panicked(event, reason, &progress).await,
                     }
                 }
             };
@@ -257,14 +311,14 @@ impl OrderPush {
                 *tally.entry(key).or_default() += 1;
             }
             let (outcome, failed) = self.settle(&item.msg, &item.parsed, decision).await;
-            out.push((
+            book.record(
                 item.position,
                 MessageOutcome {
                     message_id: item.msg.id.clone(),
                     outcome,
                 },
                 failed,
-            ));
+            );
         }
         // Counters are what the merchant reads on the status page: one write per batch and
         // connection is enough, and saves a DynamoDB write per order.
@@ -273,7 +327,42 @@ impl OrderPush {
                 tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
             }
         }
-        out
+    }
+
+    /// A message whose processing panicked (a bug met by this input): the order it claimed is
+    /// marked failed (a re-push searches first if it may have reached KeyCRM) and the event is
+    /// dead-lettered with the reason. Its batch-mates are not affected.
+    async fn panicked(&self, event: &OrderEvent, reason: String, progress: &Progress) -> Decision {
+        if let Some(c) = progress.take() {
+            if let Err(e) = self
+                .ledger
+                .mark_failed(
+                    &c.connection_id,
+                    &c.shop_order_id,
+                    &c.holder,
+                    &reason,
+                    &no_fields(),
+                )
+                .await
+            {
+                tracing::warn!(order = %c.shop_order_id, error = %e, "could not record the failure; the claim expires with its lease");
+            }
+            self.journal_failure(
+                &c.connection_id,
+                &c.shop_order_id,
+                &reason,
+                &no_fields(),
+                progress,
+            )
+            .await;
+        }
+        tracing::error!(shop = %event.shop_id, order = %event.order_id(), reason = %reason, "order event dead-lettered after an internal error");
+        Decision::DeadLetter {
+            kind: "internal_error",
+            reason,
+            shop_id: None,
+            order_id: None,
+        }
     }
 
     async fn decide(

@@ -1013,3 +1013,195 @@ async fn work_past_the_deadline_is_deferred_and_a_cut_off_attempt_gives_its_clai
     );
     assert_eq!(w.crm.orders().len(), 2);
 }
+
+/// A KeyCRM port with a bug: it panics on one order (as `rust_decimal` did on absurd amounts).
+struct PanickingCrm {
+    inner: Arc<MemoryCrm>,
+    poison: &'static str,
+}
+
+#[async_trait]
+impl order_push::CrmApi for PanickingCrm {
+    async fn create_order(&self, body: &NewOrder) -> Result<Order, keycrm::KeycrmError> {
+        if body
+            .source_uuid
+            .as_deref()
+            .is_some_and(|u| u.ends_with(self.poison))
+        {
+            panic!("Multiplication overflowed");
+        }
+        self.inner.create_order(body).await
+    }
+    async fn find_orders(
+        &self,
+        uuid: &str,
+        source: Option<i64>,
+    ) -> Result<Vec<Order>, keycrm::KeycrmError> {
+        self.inner.find_orders(uuid, source).await
+    }
+    async fn set_order_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_order_status(id, status).await
+    }
+    async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), keycrm::KeycrmError> {
+        self.inner.create_card(body).await
+    }
+    async fn find_cards(
+        &self,
+        pipeline: Option<i64>,
+        source: Option<i64>,
+        window: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<Vec<order_push::crm::CardCandidate>, keycrm::KeycrmError> {
+        self.inner.find_cards(pipeline, source, window).await
+    }
+    async fn set_card_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_card_status(id, status).await
+    }
+    async fn load_reference(
+        &self,
+        sync: OrderSyncType,
+    ) -> Result<KeycrmReference, keycrm::KeycrmError> {
+        self.inner.load_reference(sync).await
+    }
+}
+
+struct PanickingProvider(Arc<PanickingCrm>);
+
+#[async_trait]
+impl order_push::CrmProvider for PanickingProvider {
+    async fn crm_for(
+        &self,
+        _conn: &Connection,
+    ) -> Result<Arc<dyn order_push::CrmApi>, runtime::ClientsError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn absurd_event(shop: &str, order_id: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&created_event(shop, order_id)).unwrap();
+    // Schema-valid before the contract had bounds; `rust_decimal` panicked multiplying them.
+    v["order"]["items"][0]["price"] = serde_json::json!(1e20);
+    v["order"]["items"][0]["quantity"] = serde_json::json!(1e10);
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_poison_order_is_dead_lettered_alone_and_its_batch_mates_are_created() {
+    let w = world(OrderSyncType::Orders).await;
+    w.connections
+        .create(&connection("c2", "shop-2", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    let out = w
+        .run(&[
+            &created_event("shop-1", "M1"),
+            &absurd_event("shop-1", "P1"),
+            &created_event("shop-1", "M2"),
+            &created_event("shop-2", "M3"),
+        ])
+        .await;
+    assert!(
+        is_created(&out[0]) && is_created(&out[2]) && is_created(&out[3]),
+        "{out:?}"
+    );
+    match &out[1] {
+        Outcome::DeadLettered { kind, reason } => {
+            assert_eq!(kind, "malformed");
+            assert!(reason.contains("order.items[0].price"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.crm.orders().len(), 3, "the mates are in KeyCRM once each");
+    let letters = w.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["order_id"], "P1");
+    assert_eq!(letters[0]["kind"], "malformed");
+}
+
+#[tokio::test]
+async fn an_unforeseen_panic_dead_letters_only_its_message_with_a_reason() {
+    let mut w = world(OrderSyncType::Orders).await;
+    w.push.crm = Arc::new(PanickingProvider(Arc::new(PanickingCrm {
+        inner: w.crm.clone(),
+        poison: "BUG1",
+    })));
+    w.connections
+        .create(&connection("c2", "shop-2", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    let out = w
+        .run(&[
+            &created_event("shop-1", "BUG1"),
+            &created_event("shop-1", "OK1"),
+            &created_event("shop-2", "OK2"),
+        ])
+        .await;
+    match &out[0] {
+        Outcome::DeadLettered { kind, reason } => {
+            assert_eq!(kind, "internal_error");
+            assert!(reason.contains("Multiplication overflowed"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(is_created(&out[1]) && is_created(&out[2]), "{out:?}");
+    // The poisoned order is visibly failed (a re-push searches KeyCRM first), not stuck.
+    let e = w.entry("BUG1").await;
+    assert_eq!(e.state, LedgerState::Failed);
+    assert!(e.maybe_committed, "a re-push must look before creating");
+    assert_eq!(w.counter("orders_failed").await, 1);
+    let letters = w.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["kind"], "internal_error");
+    assert_eq!(letters[0]["order_id"], "BUG1");
+}
+
+#[tokio::test]
+async fn the_answer_is_ready_before_the_deadline_even_when_settling_hangs() {
+    // The dead-letter queue stalls (an SQS call that never answers): the batch result still
+    // comes back before the invocation deadline, with the created order settled as done.
+    struct StalledQueue;
+    #[async_trait]
+    impl Queue for StalledQueue {
+        fn name(&self) -> &str {
+            "stalled"
+        }
+        async fn send(&self, _m: queue::Outgoing) -> Result<String, queue::QueueError> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(String::new())
+        }
+        async fn receive(
+            &self,
+            _max: usize,
+            _wait: Duration,
+            _visibility: Duration,
+        ) -> Result<Vec<Message>, queue::QueueError> {
+            Ok(vec![])
+        }
+        async fn delete(&self, _receipt: &str) -> Result<(), queue::QueueError> {
+            Ok(())
+        }
+        async fn change_visibility(
+            &self,
+            _receipt: &str,
+            _visibility: Duration,
+        ) -> Result<(), queue::QueueError> {
+            Ok(())
+        }
+        async fn approximate_len(&self) -> Result<usize, queue::QueueError> {
+            Ok(0)
+        }
+    }
+    let mut w = world(OrderSyncType::Orders).await;
+    w.push.dead_letters = Arc::new(StalledQueue);
+    w.push.config.deadline_margin = Duration::from_millis(200);
+    let ok = message(&created_event("shop-1", "FINE1"));
+    let bad = message("{not json");
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(1500);
+    let r = w
+        .push
+        .handle_batch_until(vec![ok.clone(), bad.clone()], Some(deadline))
+        .await;
+    assert!(Instant::now() < deadline, "answered after the deadline");
+    assert_eq!(r.failed_message_ids, vec![bad.id.clone()], "{r:?}");
+    assert!(is_created(&r.outcomes[0].outcome), "{r:?}");
+}

@@ -39,6 +39,9 @@ pub enum EventError {
     UnknownType(String),
     #[error("field {path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// Reading the event failed in an unforeseen way (a bug met by this input).
+    #[error("event could not be read: {0}")]
+    Internal(String),
 }
 
 impl EventError {

@@ -77,11 +77,13 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The answer margin is a quarter of the settle margin, at most half a second: the
+    /// answer always comes after the work stops and before the invocation ends.
     pub fn new(deadline: Option<Instant>, settle_margin: Duration) -> Self {
         Budget {
             deadline,
             settle_margin,
-            answer_margin: Duration::from_millis(500),
+            answer_margin: (settle_margin / 4).min(Duration::from_millis(500)),
         }
     }
 

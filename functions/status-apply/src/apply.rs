@@ -17,9 +17,10 @@
 use crate::job::StatusJob;
 use chrono::{DateTime, Utc};
 use mapping::Settings;
+use runtime::sqs_batch::{isolate, Run};
 use shop::{ShopError, ShopOrders};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{
     Connection, ConnectionStore, Counter, LedgerEntry, OrderLedger, StatusJournal, StoreError,
     Target,
@@ -206,6 +207,50 @@ impl StatusApplier {
 
     pub fn policy(&self) -> RetryPolicy {
         self.policy
+    }
+
+    /// [`Self::handle_message`] isolated from its batch-mates and bounded in time: a panic
+    /// gives the message up with a readable reason (it goes to the dead-letter queue), and
+    /// work still running at `until` is stopped and tried again later (given up on the last
+    /// allowed delivery). Every step of `process` leaves the ledger consistent, so stopping
+    /// it anywhere is safe: a recorded change is finished by the next delivery.
+    pub async fn handle_message_until(
+        &self,
+        body: &str,
+        receive_count: u32,
+        until: Option<Instant>,
+    ) -> Disposition {
+        match isolate(until, self.handle_message(body, receive_count)).await {
+            Run::Finished(d) => d,
+            Run::Panicked(reason) => {
+                let reason = format!("status change not applied: {reason}");
+                if let Ok(job) = StatusJob::parse(body) {
+                    self.give_up(&job.connection_id, &reason).await;
+                }
+                Disposition::GiveUp { reason }
+            }
+            Run::OutOfTime => {
+                let reason = "the invocation ran out of time before the change was applied";
+                if receive_count < self.policy.max_receives {
+                    let delay = self.policy.delay(receive_count);
+                    tracing::warn!(
+                        attempt = receive_count,
+                        retry_in_secs = delay.as_secs_f64(),
+                        "{reason}; will retry"
+                    );
+                    Disposition::RetryAfter {
+                        delay,
+                        reason: reason.into(),
+                    }
+                } else {
+                    let reason = format!("not applied after {receive_count} attempts: {reason}");
+                    if let Ok(job) = StatusJob::parse(body) {
+                        self.give_up(&job.connection_id, &reason).await;
+                    }
+                    Disposition::GiveUp { reason }
+                }
+            }
+        }
     }
 
     /// Processes one queue message and decides its fate; logs and journals the outcome.

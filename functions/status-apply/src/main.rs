@@ -58,7 +58,8 @@ async fn main() -> Result<(), BoxError> {
             source: url.map(|u| Arc::new(SqsQueue::new(sqs.clone(), u)) as Arc<dyn Queue>),
             dead_letter: dead_letter.clone(),
         };
-        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload).await)
+        let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
+        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload, deadline).await)
     }))
     .await
 }

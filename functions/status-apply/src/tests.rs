@@ -108,6 +108,26 @@ fn policy() -> RetryPolicy {
     }
 }
 
+/// A shop order order-push created in KeyCRM as `keycrm_id` (claim, then record it).
+async fn seed_linked(ledger: &MemoryLedger, order: &str, target: Target, keycrm_id: i64) {
+    let holder = format!("seed-{order}");
+    ledger
+        .claim(CONN, order, target, &holder, Duration::from_secs(60), "{}")
+        .await
+        .unwrap();
+    let created = store::ledger::Created {
+        target,
+        keycrm_id,
+        report: Default::default(),
+        shop_status: None,
+        keycrm_status_id: None,
+    };
+    ledger
+        .record_created(CONN, order, &holder, &created)
+        .await
+        .unwrap();
+}
+
 async fn world_with(
     active: bool,
     shop_port: Option<Arc<dyn ShopOrders>>,
@@ -116,8 +136,8 @@ async fn world_with(
     let conns = Arc::new(MemoryConnections::default());
     conns.create(&connection(active)).await.unwrap();
     let ledger = Arc::new(MemoryLedger::default());
-    ledger.adopt(CONN, "A-1", Target::Order, 100).await.unwrap();
-    ledger.adopt(CONN, "A-3", Target::Card, 555).await.unwrap();
+    seed_linked(&ledger, "A-1", Target::Order, 100).await;
+    seed_linked(&ledger, "A-3", Target::Card, 555).await;
     shop.add_order(SHOP, "A-1", "new");
     shop.add_order(SHOP, "A-2", "new");
     shop.add_order(SHOP, "A-3", "new");
@@ -418,10 +438,7 @@ async fn refused_statuses_fail_and_missing_shop_orders_are_ignored() {
     );
 
     let w = world().await;
-    w.ledger
-        .adopt(CONN, "GONE", Target::Order, 300)
-        .await
-        .unwrap();
+    seed_linked(&w.ledger, "GONE", Target::Order, 300).await;
     let o = w.applier.process(&job(300, 7, t(1)), 1).await;
     assert!(is_ignored(&o, IgnoreReason::ShopOrderMissing), "{o:?}");
 }
@@ -577,7 +594,7 @@ async fn lambda_batches_report_only_the_failed_items() {
             ]
         }))
         .unwrap();
-    let resp = handle_sqs_event(&w.applier, &transport, event).await;
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
     let failed: Vec<&str> = resp
         .batch_item_failures
         .iter()
@@ -593,7 +610,7 @@ async fn lambda_batches_report_only_the_failed_items() {
                          "attributes": {"ApproximateReceiveCount": "2"}}]
         }))
         .unwrap();
-    let resp = handle_sqs_event(&w.applier, &transport, event).await;
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
 }
 
@@ -621,4 +638,119 @@ fn queue_urls_from_arns() {
         None
     );
     assert_eq!(consumer::queue_url_from_arn("garbage"), None);
+}
+
+/// A shop port with a bug on one order (it panics) and a stall on another (it never answers).
+struct FaultyShop {
+    inner: Arc<MemoryShop>,
+    panic_on: &'static str,
+    hang_on: &'static str,
+}
+
+#[async_trait]
+impl ShopOrders for FaultyShop {
+    async fn reference(&self, shop_id: &str) -> Result<ShopReference, ShopError> {
+        self.inner.reference(shop_id).await
+    }
+    async fn set_order_status(
+        &self,
+        shop_id: &str,
+        order: &str,
+        status: &str,
+    ) -> Result<(), ShopError> {
+        if order == self.panic_on {
+            panic!("index out of bounds: the len is 0 but the index is 3");
+        }
+        if order == self.hang_on {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.inner.set_order_status(shop_id, order, status).await
+    }
+}
+
+fn sqs_event(records: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({"messageId": id, "receiptHandle": format!("r-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+async fn faulty_world() -> World {
+    let shop = Arc::new(MemoryShop::new());
+    let port: Arc<dyn ShopOrders> = Arc::new(FaultyShop {
+        inner: shop.clone(),
+        panic_on: "A-3",
+        hang_on: "A-4",
+    });
+    let w = world_with(true, Some(port), shop).await;
+    w.shop.add_order(SHOP, "A-4", "new");
+    w.shop.add_order(SHOP, "A-5", "new");
+    seed_linked(&w.ledger, "A-4", Target::Order, 104).await;
+    seed_linked(&w.ledger, "A-5", Target::Order, 105).await;
+    w
+}
+
+#[tokio::test]
+async fn a_poison_status_change_is_dead_lettered_alone_with_a_reason() {
+    let w = faulty_world().await;
+    let dlq = Arc::new(MemoryQueue::new("status-dlq"));
+    let transport = Transport {
+        source: Some(Arc::new(MemoryQueue::new("status"))),
+        dead_letter: Some(dlq.clone()),
+    };
+    let event = sqs_event(&[
+        ("ok-1", job(100, 7, t(1)).to_body()),
+        ("poison", card_job(555, Some(1), 1002, t(1)).to_body()),
+        ("ok-2", job(105, 3, t(1)).to_body()),
+    ]);
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(w.status("A-1").as_deref(), Some("shipped"));
+    assert_eq!(w.status("A-5").as_deref(), Some("processing"));
+    let letters = dlq.bodies();
+    assert_eq!(letters.len(), 1);
+    let letter: queue::DeadLetter = serde_json::from_str(&letters[0]).unwrap();
+    assert!(letter.reason.contains("panic"), "{}", letter.reason);
+    assert_eq!(
+        letter.original,
+        card_job(555, Some(1), 1002, t(1)).to_body()
+    );
+    let st = w.journal.status(CONN).await.unwrap();
+    assert!(st.last_error.unwrap().message.contains("panic"));
+}
+
+#[tokio::test]
+async fn a_hung_change_is_cut_at_the_deadline_and_applied_ones_are_not_redelivered() {
+    let w = faulty_world().await;
+    let q = Arc::new(MemoryQueue::new("status"));
+    let transport = Transport {
+        source: Some(q.clone()),
+        dead_letter: None,
+    };
+    let event = sqs_event(&[
+        ("ok-1", job(100, 7, t(1)).to_body()),
+        ("hang", job(104, 7, t(1)).to_body()),
+        ("ok-2", job(105, 3, t(1)).to_body()),
+    ]);
+    let deadline = std::time::Instant::now() + consumer::SETTLE_MARGIN + Duration::from_millis(300);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        handle_sqs_event(&w.applier, &transport, event, Some(deadline)),
+    )
+    .await
+    .expect("the batch answers before the invocation is killed");
+    assert!(std::time::Instant::now() < deadline, "answered in time");
+    let failed: Vec<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["hang"], "only the unfinished one comes back");
+    assert_eq!(w.status("A-1").as_deref(), Some("shipped"));
+    assert_eq!(w.status("A-5").as_deref(), Some("processing"));
+    assert_eq!(w.counter("webhooks_applied").await, 2);
 }

@@ -131,7 +131,9 @@ pub async fn isolate<T, F>(until: Option<Instant>, work: F) -> Run<T>
 where
     F: Future<Output = T>,
 {
-    let guarded = AssertUnwindSafe(keycrm::deadline::scope(until, work)).catch_unwind();
+    // Boxed: a message's processing can be a large future (a catalog run), and the wrappers
+    // below must not multiply it on the stack.
+    let guarded = AssertUnwindSafe(Box::pin(keycrm::deadline::scope(until, work))).catch_unwind();
     let outcome = match until {
         None => guarded.await,
         Some(u) => match tokio::time::timeout_at(u.into(), guarded).await {

@@ -220,6 +220,18 @@ async fn a_huge_retry_after_never_freezes_the_shared_key() {
         ahead <= keycrm::gate::MAX_PENALTY.as_micros() as i64,
         "paused {ahead} µs ahead"
     );
+    // A caller whose invocation ends before the pause is told at once and books nothing.
+    let started = Instant::now();
+    let slot = gate
+        .acquire_until(
+            "k",
+            Priority::Interactive,
+            Some(keycrm::gate::now_us() + 300_000),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(slot, keycrm::Slot::TooLate(_)), "{slot:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // A key an older version froze for a year (unclamped pause) thaws at once.
     let far = keycrm::gate::now_us() + 365 * 86_400 * 1_000_000;

@@ -169,14 +169,52 @@ pub async fn sleep_until_us(at_us: i64) {
 #[error("rate gate unavailable: {0}")]
 pub struct GateError(pub String);
 
+/// What asking for a slot came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Reserved, and its time has come: send now. Holds how long the caller waited.
+    Granted(Duration),
+    /// The next free slot is after the caller's latest start: nothing was reserved (the slot
+    /// stays free for someone with time to use it). Holds how long until that slot.
+    TooLate(Duration),
+}
+
 /// A per-key request budget shared by everything that calls KeyCRM with that key.
 /// `key` is the key's fingerprint, never the key itself.
 #[async_trait]
 pub trait RateGate: Send + Sync {
-    /// Waits for a slot; returns how long it waited.
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError>;
+    /// Waits for a slot that starts no later than `latest_us` (wall-clock microseconds; `None`:
+    /// however long it takes). A caller's wait is thus bounded by its invocation's time, and
+    /// a slot it could not use is never booked.
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError>;
+
+    /// Waits for a slot, however long it takes; returns how long it waited.
+    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+        match self.acquire_until(key, priority, None).await? {
+            Slot::Granted(waited) => Ok(waited),
+            Slot::TooLate(_) => Err(GateError("no slot without a deadline".into())),
+        }
+    }
+
     /// Records a 429 so every caller on this key pauses.
     async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError>;
+}
+
+/// Whether a slot (or a look-again time) at `at_us` is beyond the caller's latest start:
+/// `Some(how long until it)` if so.
+pub fn too_late(at_us: i64, latest_us: Option<i64>, now_us: i64) -> Option<Duration> {
+    let latest = latest_us?;
+    (at_us > latest).then(|| Duration::from_micros(u64::try_from(at_us - now_us).unwrap_or(0)))
+}
+
+/// Microseconds since `started`, as a wait.
+pub fn waited_since(started_us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(now_us() - started_us).unwrap_or(0))
 }
 
 /// The in-process gate: right for one process (the local runner, tests, a single Lambda).
@@ -197,17 +235,34 @@ impl LocalRateGate {
 
 #[async_trait]
 impl RateGate for LocalRateGate {
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
         let started = now_us();
         loop {
+            let now = now_us();
             let decision = {
                 let mut keys = self
                     .keys
                     .lock()
                     .map_err(|_| GateError("gate state poisoned".into()))?;
                 let state = keys.entry(key.to_string()).or_default();
-                let now = now_us();
                 let d = decide(sanitized(*state, now), now, priority, &self.budget);
+                match d {
+                    Decision::Reserve { at_us, .. } => {
+                        if let Some(wait) = too_late(at_us, latest_us, now) {
+                            return Ok(Slot::TooLate(wait));
+                        }
+                    }
+                    Decision::Wait { until_us } => {
+                        if let Some(wait) = too_late(until_us, latest_us, now) {
+                            return Ok(Slot::TooLate(wait));
+                        }
+                    }
+                }
                 if let Decision::Reserve { next, .. } = d {
                     *state = next;
                 }
@@ -216,7 +271,7 @@ impl RateGate for LocalRateGate {
             match decision {
                 Decision::Reserve { at_us, .. } => {
                     sleep_until_us(at_us).await;
-                    return Ok(Duration::from_micros((now_us() - started).max(0) as u64));
+                    return Ok(Slot::Granted(waited_since(started)));
                 }
                 Decision::Wait { until_us } => sleep_until_us(until_us).await,
             }
@@ -241,8 +296,13 @@ pub struct UnlimitedGate;
 
 #[async_trait]
 impl RateGate for UnlimitedGate {
-    async fn acquire(&self, _key: &str, _priority: Priority) -> Result<Duration, GateError> {
-        Ok(Duration::ZERO)
+    async fn acquire_until(
+        &self,
+        _key: &str,
+        _priority: Priority,
+        _latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
+        Ok(Slot::Granted(Duration::ZERO))
     }
     async fn penalize(&self, _key: &str, _retry_after: Duration) -> Result<(), GateError> {
         Ok(())
@@ -401,6 +461,42 @@ mod tests {
         let b = RateBudget::keycrm_scaled(60.0);
         assert_eq!(b.window, Duration::from_secs(1));
         assert_eq!(b.interval_us(), (1e6 / 60.0 * 1.03f64).ceil() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_callers_deadline_is_refused_and_books_nothing() {
+        let gate = LocalRateGate::new(RateBudget {
+            requests: 60,
+            window: Duration::from_secs(60),
+            background_share: 1.0,
+            safety: 1.0,
+        });
+        gate.penalize("k", Duration::from_secs(60)).await.unwrap();
+        let started = std::time::Instant::now();
+        let latest = now_us() + 200_000;
+        let slot = gate
+            .acquire_until("k", Priority::Interactive, Some(latest))
+            .await
+            .unwrap();
+        assert!(
+            matches!(slot, Slot::TooLate(w) if w > Duration::from_secs(50)),
+            "{slot:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "did not wait");
+        // Nothing was booked: the paused slot is still the next one, for anyone.
+        let s = gate.keys.lock().unwrap()["k"];
+        assert!(s.tat_us <= now_us() + 60_000_000);
+        let again = gate
+            .acquire_until("k", Priority::Background, Some(latest))
+            .await
+            .unwrap();
+        assert!(matches!(again, Slot::TooLate(_)), "{again:?}");
+        // A slot within the deadline is granted as before.
+        let free = gate
+            .acquire_until("other", Priority::Interactive, Some(now_us() + 1_000_000))
+            .await
+            .unwrap();
+        assert!(matches!(free, Slot::Granted(_)), "{free:?}");
     }
 
     #[tokio::test]

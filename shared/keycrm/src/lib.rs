@@ -16,6 +16,6 @@ pub use client::{
     DEFAULT_BASE_URL, PAGE_LIMIT,
 };
 pub use error::KeycrmError;
-pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, UnlimitedGate};
+pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

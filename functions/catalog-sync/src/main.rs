@@ -11,6 +11,7 @@ use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
 use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
+use std::time::Duration;
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,15 +44,22 @@ async fn main() -> Result<(), BoxError> {
     // Unreadable or crashing jobs go here with their reason.
     let dlq_url = env_opt("SYNC_DLQ_URL");
 
-    let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
-    let token = PlatformSecret::load(&platform_secret)
+    // Timeouts that fit the function's 900 s (template.yaml).
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(900),
+    ))
+    .await;
+    let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
+    let token = PlatformSecret::load_with(&aws, &platform_secret)
         .await?
         .shop_api_token()?;
-    let secrets = Arc::new(SecretsManager::from_env().await);
+    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+        &aws,
+    )));
     // The per-key budget shared with order push: the sync asks with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(secrets, gate, ClientConfig::default()));
-    let sqs = SqsQueue::client_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
     let jobs = Arc::new(SqsQueue::new(sqs.clone(), queue_url));
     let sync_queue_name = jobs.name().to_string();
     let table = Arc::new(table);

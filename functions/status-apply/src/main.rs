@@ -27,13 +27,17 @@ async fn main() -> Result<(), BoxError> {
         max_receives: env_parse("STATUS_MAX_RECEIVES", 10u32)?,
     };
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 30 s (template.yaml) and the consumer's settle margin.
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(30),
+    ))
+    .await;
     let table = Arc::new(DynamoTable::new(
         aws_sdk_dynamodb::Client::new(&aws),
         table_name,
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let shop_token = PlatformSecret::load(&platform_secret)
+    let shop_token = PlatformSecret::load_with(&aws, &platform_secret)
         .await?
         .shop_api_token()?;
     let shop = shop_port(&shop_base_url, shop_token)?;

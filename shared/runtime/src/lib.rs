@@ -2,6 +2,7 @@
 //! clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
 //! the local runner.
 
+pub mod aws;
 pub mod clients;
 pub mod config;
 pub mod platform;

@@ -337,8 +337,10 @@ fn catalog_sku(env: &Env) -> String {
     env.sim.catalog(&env.key).offers[0].sku.clone()
 }
 
-fn count_source_uuid(orders: &[Value], uuid: &str) -> usize {
-    orders.iter().filter(|o| o["source_uuid"] == uuid).count()
+/// Orders named with this shop's key for shop order `order` (`<shop id>:<order id>`).
+fn count_source_uuid(orders: &[Value], shop: &str, order: &str) -> usize {
+    let key = mapping::source_key::source_uuid(shop, order);
+    orders.iter().filter(|o| o["source_uuid"] == key).count()
 }
 
 #[tokio::test]
@@ -364,7 +366,7 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
     assert_eq!(orders.len(), 1);
     let o = &orders[0];
     assert_eq!(o["source_id"], 1);
-    assert_eq!(o["source_uuid"], "E2E-1");
+    assert_eq!(o["source_uuid"], format!("{}:E2E-1", env.conn.shop_id));
     assert_eq!(o["ordered_at"], "2026-11-28T10:14:52.000000Z");
     assert_eq!(o["status_id"], 1);
     assert_eq!(o["buyer"]["full_name"], "Олена Коваленко");
@@ -532,7 +534,10 @@ async fn duplicate_events_produce_one_order() {
         out.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })),
         "{out:?}"
     );
-    assert_eq!(count_source_uuid(&env.sim_orders(), "DUP-1"), 1);
+    assert_eq!(
+        count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "DUP-1"),
+        1
+    );
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
 }
 
@@ -575,7 +580,10 @@ async fn commit_then_timeout_produces_one_order_and_one_card() {
                 );
             }
             _ => {
-                assert_eq!(count_source_uuid(&env.sim_orders(), "CTT-1"), 1);
+                assert_eq!(
+                    count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "CTT-1"),
+                    1
+                );
                 assert_eq!(stats.endpoint("POST /order"), 1);
             }
         }
@@ -702,7 +710,10 @@ async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_or
         )),
         "{out:?}"
     );
-    assert_eq!(count_source_uuid(&env.sim_orders(), "CRASH-1"), 1);
+    assert_eq!(
+        count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "CRASH-1"),
+        1
+    );
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
     assert_eq!(
         env.sim.stats().endpoint("GET /order"),
@@ -747,7 +758,7 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
     neighbour.await.unwrap();
     let orders = env.sim_orders();
     for id in &ids {
-        assert_eq!(count_source_uuid(&orders, id), 1, "{id}");
+        assert_eq!(count_source_uuid(&orders, &env.conn.shop_id, id), 1, "{id}");
         assert_eq!(env.entry(id).await.state, LedgerState::Created, "{id}");
     }
     assert_eq!(orders.len(), ids.len());

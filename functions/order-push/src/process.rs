@@ -2,14 +2,14 @@
 
 use crate::crm::CrmApi;
 use crate::policy::{attempt_of, ATTEMPT_ATTRIBUTE};
-use crate::recovery::{card_window, pick_card, pick_order};
+use crate::recovery::{card_window, find_card, pick_legacy_order, pick_order, CardQuery};
 use crate::{BatchResult, MessageOutcome, OrderPush, Outcome};
 use chrono::Utc;
 use futures::StreamExt;
 use keycrm::KeycrmError;
 use mapping::events::{EventBody, EventError, OrderEvent, ShopOrder, StatusChange};
 use mapping::order_map::{map_card, map_order, MappedCard, MappedOrder, MappingReport};
-use mapping::OrderSyncType;
+use mapping::{source_key, OrderSyncType};
 use queue::{DeadLetter, Message, Outgoing};
 use runtime::sqs_batch::{isolate, panic_reason, respond_by, Budget, Run, Settled, Settlements};
 use runtime::ClientsError;
@@ -699,12 +699,10 @@ impl OrderPush {
             }
         };
         let mapped = match target {
-            Target::Order => {
-                map_order(order, &conn.settings, &dict).map(|m| Mapped::Order(Box::new(m)))
-            }
-            Target::Card => {
-                map_card(order, &conn.settings, &dict).map(|m| Mapped::Card(Box::new(m)))
-            }
+            Target::Order => map_order(&event.shop_id, order, &conn.settings, &dict)
+                .map(|m| Mapped::Order(Box::new(m))),
+            Target::Card => map_card(&event.shop_id, order, &conn.settings, &dict)
+                .map(|m| Mapped::Card(Box::new(m))),
         };
         let mapped = match mapped {
             Ok(m) => m,
@@ -789,19 +787,40 @@ impl OrderPush {
         c: &Claimed<'_>,
         mapped: &Mapped,
     ) -> Result<Option<(i64, i64)>, KeycrmError> {
+        let (shop, order) = (c.event.shop_id.as_str(), c.order.id.as_str());
         match mapped {
             Mapped::Order(m) => {
-                let found = crm.find_orders(&c.order.id, Some(m.body.source_id)).await?;
-                Ok(pick_order(&found, &c.order.id))
+                // In any source: the merchant may have changed it since the attempt.
+                let key = source_key::source_uuid(shop, order);
+                let found = crm.find_orders(&key, None).await?;
+                if let Some(hit) = pick_order(&found, &key) {
+                    return Ok(Some(hit));
+                }
+                if c.entry.scoped_key {
+                    return Ok(None);
+                }
+                // An older version's attempt named it by the bare id.
+                let found = crm.find_orders(order, None).await?;
+                Ok(pick_legacy_order(
+                    &found,
+                    order,
+                    m.body.source_id,
+                    c.order.created_at,
+                ))
             }
             Mapped::Card(m) => {
-                let window = card_window(
-                    c.entry.attempt_started_at,
-                    Utc::now(),
-                    self.config.recovery_margin,
-                );
-                let found = crm.find_cards(None, m.body.source_id, window).await?;
-                Ok(pick_card(&found, &m.body))
+                let q = CardQuery {
+                    shop_id: shop,
+                    order_id: order,
+                    legacy: (!c.entry.scoped_key).then_some(&m.body),
+                    window: card_window(
+                        c.entry.attempt_started_at,
+                        Utc::now(),
+                        self.config.lease,
+                        self.config.recovery_margin,
+                    ),
+                };
+                find_card(crm, &q).await
             }
         }
     }

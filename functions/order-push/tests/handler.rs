@@ -321,7 +321,8 @@ async fn a_new_order_is_created_once_with_one_request() {
     );
     let orders = w.crm.orders();
     let body = &orders[0].1;
-    assert_eq!(body.source_uuid.as_deref(), Some("A1"));
+    // Named with its shop: another shop on the same KeyCRM account may have an order A1.
+    assert_eq!(body.source_uuid.as_deref(), Some("shop-1:A1"));
     assert_eq!(body.buyer.phone.as_deref(), Some("+380501112233"));
     assert_eq!(
         body.shipping.as_ref().unwrap().warehouse_ref.as_deref(),
@@ -450,7 +451,10 @@ async fn a_5xx_storm_ends_with_every_order_created_once() {
         .map(|(o, _)| o.source_uuid.clone().unwrap())
         .collect();
     uuids.sort();
-    assert_eq!(uuids, vec!["S0", "S1", "S2", "S3"]);
+    assert_eq!(
+        uuids,
+        vec!["shop-1:S0", "shop-1:S1", "shop-1:S2", "shop-1:S3"]
+    );
     assert!(w.dlq.bodies().is_empty());
 }
 
@@ -932,7 +936,11 @@ async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_u
         "{out:?}"
     );
     assert_eq!(w.crm.cards().len(), 2);
-    assert_eq!(w.crm.requests()["find_cards"], 1);
+    assert_eq!(
+        w.crm.requests()["cards_page"],
+        1,
+        "found by its marker in one request"
+    );
 
     // A shop status change moves the card.
     let out = w
@@ -1045,13 +1053,13 @@ impl order_push::CrmApi for PanickingCrm {
     async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), keycrm::KeycrmError> {
         self.inner.create_card(body).await
     }
-    async fn find_cards(
+    async fn cards_page(
         &self,
-        pipeline: Option<i64>,
-        source: Option<i64>,
         window: (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Vec<order_push::crm::CardCandidate>, keycrm::KeycrmError> {
-        self.inner.find_cards(pipeline, source, window).await
+        with_contact: bool,
+        page: u32,
+    ) -> Result<order_push::crm::CardPage, keycrm::KeycrmError> {
+        self.inner.cards_page(window, with_contact, page).await
     }
     async fn set_card_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
         self.inner.set_card_status(id, status).await
@@ -1204,4 +1212,155 @@ async fn the_answer_is_ready_before_the_deadline_even_when_settling_hangs() {
     assert!(Instant::now() < deadline, "answered after the deadline");
     assert_eq!(r.failed_message_ids, vec![bad.id.clone()], "{r:?}");
     assert!(is_created(&r.outcomes[0].outcome), "{r:?}");
+}
+
+async fn two_shops_on_one_account(sync: OrderSyncType) -> World {
+    // Both connections use the same KeyCRM account (the provider hands out one CRM) and,
+    // misconfigured or not, the same source.
+    let w = world(sync).await;
+    w.connections
+        .create(&connection("c2", "shop-2", sync))
+        .await
+        .unwrap();
+    w
+}
+
+#[tokio::test]
+async fn two_shops_on_one_account_never_take_each_others_orders() {
+    let w = two_shops_on_one_account(OrderSyncType::Orders).await;
+    // Shop 1's order 77 is in KeyCRM; shop 2's order 77 commits and loses its answer.
+    w.run(&[&created_event("shop-1", "77")]).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    let out = w.run(&[&created_event("shop-2", "77")]).await;
+    assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
+    let out = w.redeliver().await;
+    let recovered_id = match &out[0] {
+        Outcome::Created {
+            recovered: true,
+            keycrm_id,
+            connection_id,
+            ..
+        } => {
+            assert_eq!(connection_id, "c2");
+            *keycrm_id
+        }
+        other => panic!("{other:?}"),
+    };
+    let orders = w.crm.orders();
+    assert_eq!(orders.len(), 2, "one order per shop");
+    let shop1 = w.ledger.get("c1", "77").await.unwrap().unwrap();
+    assert_ne!(shop1.keycrm_id, Some(recovered_id), "not shop 1's order");
+    let mine = orders.iter().find(|(o, _)| o.id == recovered_id).unwrap();
+    assert_eq!(mine.0.source_uuid.as_deref(), Some("shop-2:77"));
+}
+
+#[tokio::test]
+async fn a_source_changed_between_two_attempts_does_not_duplicate_the_order() {
+    let w = world(OrderSyncType::Orders).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    w.run(&[&created_event("shop-1", "SRC1")]).await;
+    // The merchant picks another KeyCRM source before the retry.
+    let mut conn = w.connections.get("c1").await.unwrap().unwrap();
+    conn.settings.source_id = Some(2);
+    conn.version += 1;
+    w.connections.update(&conn).await.unwrap();
+    let out = w.redeliver().await;
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.crm.orders().len(), 1, "found in the old source");
+}
+
+#[tokio::test]
+async fn an_attempt_an_older_version_made_is_found_by_its_bare_id() {
+    let ledger = Arc::new(MemoryLedger::new());
+    let w = world_with(ledger.clone(), quick());
+    w.connections
+        .create(&connection("c1", "shop-1", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    // What the older version left: its create reached KeyCRM under the bare id, the
+    // answer was lost, the claim was released with maybe_committed.
+    let event = created_event("shop-1", "OLD1");
+    use order_push::CrmApi;
+    w.crm
+        .create_order(&NewOrder {
+            source_id: 1,
+            source_uuid: Some("OLD1".into()),
+            ..NewOrder::default()
+        })
+        .await
+        .unwrap();
+    // Another shop's legacy order 'OLD1' in another source is not ours.
+    w.crm
+        .create_order(&NewOrder {
+            source_id: 9,
+            source_uuid: Some("OLD1".into()),
+            ..NewOrder::default()
+        })
+        .await
+        .unwrap();
+    let mut legacy = LedgerEntry::claimed(
+        "c1",
+        "OLD1",
+        Target::Order,
+        "old-holder",
+        Duration::ZERO,
+        &event,
+        Utc::now(),
+    );
+    legacy.claim_holder = None;
+    legacy.claim_until = None;
+    legacy.maybe_committed = true;
+    legacy.scoped_key = false;
+    ledger.put(legacy);
+    let out = w.run(&[&event]).await;
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                keycrm_id: 5001,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.crm.orders().len(), 2, "nothing created");
+}
+
+#[tokio::test]
+async fn cards_of_two_shops_with_the_same_number_and_buyer_are_told_apart() {
+    let w = two_shops_on_one_account(OrderSyncType::Pipelines).await;
+    // Same number, same buyer, same title, same minute: only the marker differs.
+    w.run(&[&created_event("shop-1", "N5")]).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    w.run(&[&created_event("shop-2", "N5")]).await;
+    let out = w.redeliver().await;
+    let id = match &out[0] {
+        Outcome::Created {
+            recovered: true,
+            keycrm_id,
+            target: Target::Card,
+            ..
+        } => *keycrm_id,
+        other => panic!("{other:?}"),
+    };
+    let cards = w.crm.cards();
+    assert_eq!(cards.len(), 2);
+    let shop1 = w.ledger.get("c1", "N5").await.unwrap().unwrap();
+    assert_ne!(shop1.keycrm_id, Some(id), "shop 2 recovered its own card");
+    let mine = cards.iter().find(|c| c.id == id).unwrap();
+    assert!(mapping::source_key::has_card_marker(
+        mine.body.manager_comment.as_deref(),
+        "shop-2",
+        "N5"
+    ));
 }

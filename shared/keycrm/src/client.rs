@@ -363,6 +363,20 @@ impl KeycrmClient {
 
     // ---------------------------------------------------------------- plumbing
 
+    /// Page `page` (from 1) of a listing at `limit=50`, with where it stands in the listing.
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        page: u32,
+    ) -> Result<Page<T>, KeycrmError> {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        q.push(("limit", PAGE_LIMIT.to_string()));
+        q.push(("page", page.max(1).to_string()));
+        let url = self.url(path, &q)?;
+        self.fetch_page(&url).await
+    }
+
     /// A paginated listing at `limit=50`.
     pub fn list<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Pages<T> {
         let mut q: Vec<(&str, String)> = query.to_vec();

@@ -8,6 +8,7 @@ use crate::events::{AddonValue, ShopOrder};
 use crate::phone;
 use crate::reference::KeycrmReference;
 use crate::settings::Settings;
+use crate::source_key;
 use keycrm::models::{
     CardContact, CardProduct, CustomField, CustomFieldValue, Marketing, NewBuyer, NewCard,
     NewOrder, NewOrderProduct, NewPayment, NewShipping, Property,
@@ -335,8 +336,9 @@ fn default_order_status(crm: &KeycrmReference) -> i64 {
         .unwrap_or(1)
 }
 
-/// `POST /order` body for a shop order.
+/// `POST /order` body for a shop order of shop `shop_id`.
 pub fn map_order(
+    shop_id: &str,
     o: &ShopOrder,
     settings: &Settings,
     crm: &KeycrmReference,
@@ -410,7 +412,7 @@ pub fn map_order(
 
     let body = NewOrder {
         source_id,
-        source_uuid: Some(o.id.clone()),
+        source_uuid: Some(source_key::source_uuid(shop_id, &o.id)),
         ordered_at: Some(keycrm::time::format_request(o.created_at)),
         buyer: NewBuyer {
             full_name: opt(&o.customer.name),
@@ -435,8 +437,11 @@ pub fn map_order(
     })
 }
 
-/// `POST /pipelines/cards` body for a shop order.
+/// `POST /pipelines/cards` body for a shop order of shop `shop_id`. The manager comment opens
+/// with the order's marker line ([`source_key::card_marker`]): cards have no `source_uuid`,
+/// and recovery finds the card by that line.
 pub fn map_card(
+    shop_id: &str,
     o: &ShopOrder,
     settings: &Settings,
     crm: &KeycrmReference,
@@ -476,6 +481,8 @@ pub fn map_card(
         c.comment_lines
             .insert(0, format!("Коментар покупця: {comment}"));
     }
+    c.comment_lines
+        .insert(0, source_key::card_marker(shop_id, &o.id));
     let utm = o.utm.clone().unwrap_or_default();
     let body = NewCard {
         title: Some(format!("Замовлення №{}", o.number)),

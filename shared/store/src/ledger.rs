@@ -62,6 +62,11 @@ pub struct LedgerEntry {
     pub maybe_committed: bool,
     /// When the last create attempt was sent (card recovery searches from here).
     pub attempt_started_at: Option<DateTime<Utc>>,
+    /// Every create attempt for this entry named the order with its shop-scoped key
+    /// (`mapping::source_key`). False for entries an older version attempted with the bare
+    /// shop order id: recovery then also looks for that legacy form.
+    #[serde(default)]
+    pub scoped_key: bool,
     pub last_error: Option<String>,
     #[serde(default)]
     pub field_errors: BTreeMap<String, Vec<String>>,
@@ -120,6 +125,7 @@ impl LedgerEntry {
             attempts: 1,
             maybe_committed: false,
             attempt_started_at: None,
+            scoped_key: true,
             last_error: None,
             field_errors: BTreeMap::new(),
             report: MappingReport::default(),

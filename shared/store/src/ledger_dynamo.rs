@@ -76,6 +76,7 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     put("target", dynamo::s(e.target.as_str()));
     put("attempts", dynamo::n(e.attempts));
     put("maybe_committed", dynamo::b(e.maybe_committed));
+    put("scoped_key", dynamo::b(e.scoped_key));
     put("field_errors", dynamo::json(&e.field_errors)?);
     put("report", dynamo::json(&e.report)?);
     put("created_at", ts(e.created_at));
@@ -131,6 +132,7 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         attempts: dynamo::get_n(item, "attempts").unwrap_or(0),
         maybe_committed: dynamo::get_b(item, "maybe_committed").unwrap_or(false),
         attempt_started_at: get_ts(item, "attempt_started_at"),
+        scoped_key: dynamo::get_b(item, "scoped_key").unwrap_or(false),
         last_error: dynamo::get_s(item, "last_error"),
         field_errors: dynamo::get_json(item, "field_errors")?.unwrap_or_default(),
         report: dynamo::get_json(item, "report")?.unwrap_or_default(),
@@ -412,6 +414,7 @@ impl OrderLedger for DynamoTable {
         let now = Utc::now();
         let u = Update::default()
             .set("maybe_committed", dynamo::b(true))
+            .set("scoped_key", dynamo::b(true))
             .set("attempt_started_at", ts(now))
             .set("updated_at", ts(now))
             .when(

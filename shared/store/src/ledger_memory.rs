@@ -50,6 +50,13 @@ impl MemoryLedger {
             .unwrap_or_default()
     }
 
+    /// Stores an entry as it is (tests and tools: e.g. one an older version left behind).
+    pub fn put(&self, entry: LedgerEntry) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key(&entry.connection_id, &entry.shop_order_id), entry);
+        }
+    }
+
     /// Runs `f` on the entry if `holder` holds its claim.
     fn as_holder(
         &self,
@@ -130,6 +137,7 @@ impl OrderLedger for MemoryLedger {
             .filter(|e| e.claim_holder.as_deref() == Some(holder) && e.claim_is_live(now))
             .ok_or_else(|| lost_claim(shop_order_id))?;
         e.maybe_committed = true;
+        e.scoped_key = true;
         e.attempt_started_at = Some(now);
         e.updated_at = now;
         Ok(())

@@ -686,6 +686,30 @@ impl OrderLedger for CrashOnce {
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
         self.inner.reset_for_repush(c, o).await
     }
+    async fn reserve_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        at: DateTime<Utc>,
+        h: &str,
+        lease: Duration,
+    ) -> Result<store::PushReservation, StoreError> {
+        self.inner.reserve_shop_push(c, o, at, h, lease).await
+    }
+    async fn finish_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_shop_push(c, o, h, s, k, at).await
+    }
+    async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_shop_push(c, o, h).await
+    }
 }
 
 #[tokio::test]

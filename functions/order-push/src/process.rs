@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::ledger::Created;
 use store::{
-    Claim, Connection, Counter, LedgerEntry, LedgerState, OrderFailure, StoreError, Target,
+    Claim, Connection, Counter, LedgerEntry, LedgerState, OrderFailure, PushReservation,
+    StoreError, Target,
 };
 
 /// What to do with a message.
@@ -1129,17 +1130,64 @@ impl OrderPush {
             }
             Err(e) => return self.defer(attempt, None, &format!("no KeyCRM client: {e}")),
         };
+        // Reserve this change before writing KeyCRM: of two pushes of one order running at
+        // once, the newer waits for the older, and an older one arriving later is stale.
+        let holder = uuid::Uuid::new_v4().to_string();
+        let reserved = self
+            .ledger
+            .reserve_shop_push(
+                &conn.id,
+                order_id,
+                event.occurred_at,
+                &holder,
+                self.config.lease,
+            )
+            .await;
+        match reserved {
+            Ok(PushReservation::Granted) => {}
+            Ok(PushReservation::Stale(e)) => {
+                return skipped(format!(
+                    "stale: the order's status is newer (shop {}, KeyCRM {})",
+                    e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    e.keycrm_status_changed_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ))
+            }
+            Ok(PushReservation::Busy(_)) => {
+                let policy = &self.config.retry;
+                if policy.may_defer(attempt) {
+                    return Decision::Defer {
+                        delay: policy.busy_delay,
+                        reason: "another status change of this order is being pushed".into(),
+                        next_attempt: attempt + 1,
+                    };
+                }
+                return self.defer(attempt, None, "another status push kept the order busy");
+            }
+            Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
+        }
         let set = match entry.target {
             Target::Order => crm.set_order_status(keycrm_id, status_id).await,
             Target::Card => crm.set_card_status(keycrm_id, status_id).await,
         };
+        if set.is_err() {
+            if let Err(e) = self
+                .ledger
+                .release_shop_push(&conn.id, order_id, &holder)
+                .await
+            {
+                tracing::warn!(order = %order_id, error = %e, "could not release the status push; it expires with its lease");
+            }
+        }
         match set {
             Ok(()) => {
                 if let Err(e) = self
                     .ledger
-                    .record_shop_status(
+                    .finish_shop_push(
                         &conn.id,
                         order_id,
+                        &holder,
                         &change.status,
                         Some(status_id),
                         event.occurred_at,

@@ -553,6 +553,30 @@ impl OrderLedger for CrashingLedger {
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
         self.inner.reset_for_repush(c, o).await
     }
+    async fn reserve_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        at: DateTime<Utc>,
+        h: &str,
+        lease: Duration,
+    ) -> Result<store::PushReservation, StoreError> {
+        self.inner.reserve_shop_push(c, o, at, h, lease).await
+    }
+    async fn finish_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_shop_push(c, o, h, s, k, at).await
+    }
+    async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_shop_push(c, o, h).await
+    }
 }
 
 #[tokio::test]
@@ -1363,4 +1387,125 @@ async fn cards_of_two_shops_with_the_same_number_and_buyer_are_told_apart() {
         "shop-2",
         "N5"
     ));
+}
+
+/// KeyCRM whose status update to `hold` is held until the test lets it through.
+struct HeldStatusCrm {
+    inner: Arc<MemoryCrm>,
+    hold: i64,
+    #[allow(clippy::type_complexity)]
+    gate: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait]
+impl order_push::CrmApi for HeldStatusCrm {
+    async fn create_order(&self, body: &NewOrder) -> Result<Order, keycrm::KeycrmError> {
+        self.inner.create_order(body).await
+    }
+    async fn find_orders(
+        &self,
+        uuid: &str,
+        source: Option<i64>,
+    ) -> Result<Vec<Order>, keycrm::KeycrmError> {
+        self.inner.find_orders(uuid, source).await
+    }
+    async fn set_order_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        if status == self.hold {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((arrived, proceed)) = gate {
+                let _ = arrived.send(());
+                let _ = proceed.await;
+            }
+        }
+        self.inner.set_order_status(id, status).await
+    }
+    async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), keycrm::KeycrmError> {
+        self.inner.create_card(body).await
+    }
+    async fn cards_page(
+        &self,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        with_contact: bool,
+        page: u32,
+    ) -> Result<order_push::crm::CardPage, keycrm::KeycrmError> {
+        self.inner.cards_page(window, with_contact, page).await
+    }
+    async fn set_card_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_card_status(id, status).await
+    }
+    async fn load_reference(
+        &self,
+        sync: OrderSyncType,
+    ) -> Result<KeycrmReference, keycrm::KeycrmError> {
+        self.inner.load_reference(sync).await
+    }
+}
+
+struct HeldProvider(Arc<HeldStatusCrm>);
+
+#[async_trait]
+impl order_push::CrmProvider for HeldProvider {
+    async fn crm_for(
+        &self,
+        _conn: &Connection,
+    ) -> Result<Arc<dyn order_push::CrmApi>, runtime::ClientsError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn concurrent_status_pushes_of_one_order_land_in_order() {
+    let mut w = world(OrderSyncType::Orders).await;
+    w.run(&[&created_event("shop-1", "R1")]).await;
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+    let (proceed_tx, proceed_rx) = tokio::sync::oneshot::channel();
+    w.push.crm = Arc::new(HeldProvider(Arc::new(HeldStatusCrm {
+        inner: w.crm.clone(),
+        hold: 3,
+        gate: std::sync::Mutex::new(Some((arrived_tx, proceed_rx))),
+    })));
+    let t1 = Utc::now() - chrono::Duration::seconds(10);
+    let older = message(&status_event("shop-1", "R1", "paid", t1));
+    let newer = message(&status_event("shop-1", "R1", "done", Utc::now()));
+    // The older push reaches KeyCRM slowly; the newer one arrives in another invocation
+    // while it is in flight.
+    let (first, second) = tokio::join!(w.push.handle_batch(vec![older]), async {
+        arrived_rx.await.unwrap();
+        let r = w.push.handle_batch(vec![newer]).await;
+        proceed_tx.send(()).unwrap();
+        r
+    });
+    assert!(
+        matches!(
+            first.outcomes[0].outcome,
+            Outcome::StatusPushed {
+                keycrm_status_id: 3,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    assert!(
+        matches!(second.outcomes[0].outcome, Outcome::Deferred { .. }),
+        "the newer change waits for the one in flight: {second:?}"
+    );
+    let out = w.redeliver().await;
+    assert!(
+        matches!(
+            out[0],
+            Outcome::StatusPushed {
+                keycrm_status_id: 12,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let (order, _) = &w.crm.orders()[0];
+    assert_eq!(order.status_id, 12, "KeyCRM ends on the newest status");
+    assert_eq!(w.entry("R1").await.shop_status.as_deref(), Some("done"));
 }

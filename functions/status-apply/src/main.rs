@@ -2,14 +2,17 @@
 //! adapters, and hand each SQS batch to the library (partial batch responses).
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
-use runtime::{env_opt, env_req, PlatformSecret};
-use status_apply::{handle_sqs_event, queue_url_from_arn, RetryPolicy, StatusApplier, Transport};
+use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use status_apply::{
+    handle_sqs_event, queue_url_from_arn, KeycrmOrigins, RetryPolicy, StatusApplier, Transport,
+};
 use std::sync::Arc;
 use std::time::Duration;
-use store::DynamoTable;
+use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -42,7 +45,22 @@ async fn main() -> Result<(), BoxError> {
         .shop_api_token()?;
     let shop = shop_port(&shop_base_url, shop_token)?;
 
-    let applier = StatusApplier::new(table.clone(), table.clone(), shop, table, policy);
+    // KeyCRM is read only to verify an order before adopting it into the ledger; the reads
+    // spend the connection's per-key budget through the shared gate.
+    let gate = Arc::new(DynamoRateGate::new((*table).clone(), RateBudget::keycrm()));
+    let clients = Arc::new(KeycrmClients::new(
+        Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            &aws,
+        ))),
+        gate,
+        ClientConfig::default(),
+    ));
+    let keycrm = Arc::new(KeycrmOrigins {
+        clients,
+        secret_prefix: env_opt("SECRET_PREFIX"),
+    });
+    let applier =
+        StatusApplier::new(table.clone(), table.clone(), shop, table, policy).with_keycrm(keycrm);
     let source_url = env_opt("STATUS_QUEUE_URL");
     let dead_letter: Option<Arc<dyn Queue>> = env_opt("STATUS_DLQ_URL")
         .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>);

@@ -285,6 +285,12 @@ impl KeycrmClient {
         self.get_json(url).await
     }
 
+    /// `GET /order/{id}` without relations: the order row (source, `source_uuid`, status).
+    pub async fn get_order_row(&self, id: i64) -> Result<Order, KeycrmError> {
+        let url = self.url(&format!("order/{id}"), &[])?;
+        self.get_json(url).await
+    }
+
     /// Orders carrying our shop order id, optionally restricted to our source.
     pub async fn find_orders_by_source_uuid(
         &self,

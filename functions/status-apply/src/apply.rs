@@ -135,7 +135,7 @@ pub struct StatusApplier {
 
 /// What resolving a job's KeyCRM entity to a shop order came to.
 enum Resolved {
-    Entry(LedgerEntry),
+    Entry(Box<LedgerEntry>),
     /// Not an order of this connection (or not provably one): ignored.
     NotOurs(String),
     /// Cannot be decided now (the order is being created, KeyCRM unavailable): retried.
@@ -371,7 +371,7 @@ impl StatusApplier {
             return ignored(IgnoreReason::Inactive, "connection is switched off");
         }
         let entry = match self.resolve(&conn, job).await {
-            Ok(Resolved::Entry(e)) => e,
+            Ok(Resolved::Entry(e)) => *e,
             Ok(Resolved::NotOurs(why)) => return ignored(IgnoreReason::UnknownOrder, why),
             Ok(Resolved::Later(reason)) => return Outcome::Retry { reason },
             Err(e) => return store_outcome("looking up the order", e),
@@ -540,7 +540,7 @@ impl StatusApplier {
             .find_by_keycrm_id(&conn.id, job.target, job.keycrm_id)
             .await?
         {
-            return Ok(Resolved::Entry(e));
+            return Ok(Resolved::Entry(Box::new(e)));
         }
         let not_ours = |why: String| Ok(Resolved::NotOurs(why));
         if job.target == Target::Card {
@@ -642,7 +642,7 @@ impl StatusApplier {
                         tracing::warn!(connection = %conn.id, order = %order, error = %err, "could not clear the old failure");
                     }
                 }
-                Ok(Resolved::Entry(e))
+                Ok(Resolved::Entry(Box::new(e)))
             }
             Err(StoreError::Conflict(why)) => not_ours(why),
             Err(StoreError::NotFound(_)) => not_ours(format!("shop order {order} vanished")),

@@ -591,6 +591,72 @@ async fn commit_then_timeout_produces_one_order_and_one_card() {
     }
 }
 
+#[tokio::test]
+async fn card_recovery_on_a_busy_shared_account_is_exact_and_bounded() {
+    let env = env(OrderSyncType::Pipelines).await;
+    // Another shop on the same KeyCRM account just created 160 cards that look like ours:
+    // same number, title, buyer and source, minutes apart at most.
+    let other = keycrm::KeycrmClient::new(
+        ClientConfig::with_base_url(env.sim.base_url()),
+        keycrm::ApiKey::new(&env.key),
+        Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(TIME_SCALE))),
+    )
+    .unwrap();
+    for i in 0..160 {
+        other
+            .create_card(&keycrm::models::NewCard {
+                title: Some("Замовлення №CTT-2".into()),
+                pipeline_id: 1,
+                source_id: Some(1),
+                manager_comment: Some(mapping::source_key::card_marker(
+                    &format!("other-shop-{i}"),
+                    "CTT-2",
+                )),
+                contact: keycrm::models::CardContact {
+                    full_name: Some("Олена Коваленко".into()),
+                    email: Some("olena@example.com".into()),
+                    phone: Some("+380501112233".into()),
+                },
+                ..keycrm::models::NewCard::default()
+            })
+            .await
+            .unwrap();
+    }
+    env.sim.reset_stats();
+    env.sim.set_faults(Faults {
+        commit_then_timeout: 1,
+        hang_ms: 4000,
+        ..Faults::default()
+    });
+    env.publish(&[created_event(&env.conn.shop_id, "CTT-2", "X-1")])
+        .await;
+    let out = env.drain(Duration::from_secs(60)).await;
+    let id = out
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Created {
+                recovered: true,
+                keycrm_id,
+                ..
+            } => Some(*keycrm_id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let cards = env.sim.cards(&env.key);
+    assert_eq!(cards.len(), 161, "not created twice");
+    let mine = cards.iter().find(|c| c["id"] == id).unwrap();
+    assert!(
+        mapping::source_key::has_card_marker(
+            mine["manager_comment"].as_str(),
+            &env.conn.shop_id,
+            "CTT-2"
+        ),
+        "recovered this shop's own card: {mine}"
+    );
+    let searches = env.sim.stats().endpoint("GET /pipelines/cards");
+    assert!((1..=5).contains(&searches), "{searches} card listings");
+}
+
 /// The DynamoDB ledger, except that the first `mark_created` and `release` of one order fail
 /// as if the process had died right after KeyCRM answered.
 struct CrashOnce {

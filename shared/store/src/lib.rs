@@ -20,7 +20,10 @@ mod sync_dynamo;
 mod sync_memory;
 pub mod tokens;
 
-pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
+pub use connection::{
+    Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind, WebhookTokens,
+};
+pub use tokens::TokenKey;
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;

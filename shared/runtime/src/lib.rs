@@ -6,7 +6,9 @@ pub mod clients;
 pub mod config;
 pub mod platform;
 pub mod telemetry;
+pub mod token_key;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
 pub use platform::{PlatformSecret, PlatformSecretError};
+pub use token_key::{load_token_key, TokenKeySecretError};

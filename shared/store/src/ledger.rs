@@ -332,6 +332,15 @@ pub trait OrderLedger: Send + Sync {
         shop_order_id: &str,
     ) -> Result<LedgerEntry, StoreError>;
 
+    /// Takes a `Skipped` entry out of the skipped orders for a push: `Skipped` -> claimable
+    /// `Pending`, conditionally, so that of two requests only one gets it. `Conflict` for
+    /// any other state, `NotFound` if there is no such order.
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError>;
+
     /// Up to `limit` orders skipped on purpose (inactive connection, order sync off) that
     /// the connector first recorded at or after `since`, oldest first.
     async fn skipped(

@@ -725,6 +725,34 @@ impl OrderLedger for DynamoTable {
         }
     }
 
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let u = Update::default()
+            .set("state", dynamo::s("pending"))
+            .set("updated_at", ts(Utc::now()))
+            .remove("claim_holder")
+            .remove("claim_until")
+            .remove(GSI1_PK)
+            .remove(GSI1_SK)
+            .when(
+                "attribute_exists(pk) AND #state = {0}",
+                &["state"],
+                vec![dynamo::s("skipped")],
+            );
+        if let Some(e) = u.run(self, connection_id, shop_order_id).await? {
+            return Ok(e);
+        }
+        match self.ledger_item(connection_id, shop_order_id).await? {
+            None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "order {shop_order_id} is not skipped"
+            ))),
+        }
+    }
+
     async fn skipped(
         &self,
         connection_id: &str,

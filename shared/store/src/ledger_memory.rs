@@ -357,6 +357,27 @@ impl OrderLedger for MemoryLedger {
         Ok(e.clone())
     }
 
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        if e.state != LedgerState::Skipped {
+            return Err(StoreError::Conflict(format!(
+                "order {shop_order_id} is not skipped"
+            )));
+        }
+        e.state = LedgerState::Pending;
+        e.claim_holder = None;
+        e.claim_until = None;
+        e.updated_at = Utc::now();
+        Ok(e.clone())
+    }
+
     async fn skipped(
         &self,
         connection_id: &str,

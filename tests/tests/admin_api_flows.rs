@@ -96,6 +96,7 @@ struct Env {
     order_q: SqsQueue,
     spec: OpenApi,
     dead_base: String,
+    token_key: store::TokenKey,
 }
 
 struct Resp {
@@ -192,6 +193,7 @@ async fn env() -> Env {
     drop(dead);
 
     let signer = TokenSigner::new("admin-e2e-signing-key-0123456789abcdef").unwrap();
+    let token_key = store::TokenKey::generate();
     let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
     let template = ClientConfig {
         timeout: Duration::from_secs(5),
@@ -210,12 +212,14 @@ async fn env() -> Env {
     let api = AdminApi {
         config,
         signer: signer.clone(),
+        token_key: token_key.clone(),
         connections: table_arc.clone(),
         secrets: Arc::new(secrets.clone()),
         journal: table_arc.clone(),
         cache: table_arc.clone(),
         ledger: table_arc.clone(),
         sync: table_arc.clone(),
+        links: table_arc.clone(),
         clients,
         shop,
         order_queue: Arc::new(order_q.clone()),
@@ -236,6 +240,7 @@ async fn env() -> Env {
         order_q,
         spec,
         dead_base,
+        token_key,
     }
 }
 
@@ -383,6 +388,7 @@ impl Env {
             Arc::new(self.table.clone()),
             Arc::new(self.order_q.clone()),
             Arc::new(self.table.clone()),
+            self.token_key.clone(),
         );
         match receiver.authenticate(conn_id, token).await {
             Ok((_, kind)) => Some(kind),

@@ -171,9 +171,10 @@ pub async fn compare(
             })
             .collect();
         for l in &links {
-            let same = l.variants.iter().any(|v| {
-                v.hash != 0 && seen.get(&v.offer_id) == Some(&(l.keycrm_id, v.hash))
-            });
+            let same = l
+                .variants
+                .iter()
+                .any(|v| v.hash != 0 && seen.get(&v.offer_id) == Some(&(l.keycrm_id, v.hash)));
             if same {
                 return Ok(Verdict::Same);
             }

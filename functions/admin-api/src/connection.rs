@@ -67,7 +67,11 @@ pub(crate) async fn require_connection(api: &AdminApi, shop_id: &str) -> ApiResu
         .ok_or_else(ApiError::not_connected)
 }
 
-pub(crate) async fn view(api: &AdminApi, conn: &Connection, base: &str) -> ApiResult<ConnectionView> {
+pub(crate) async fn view(
+    api: &AdminApi,
+    conn: &Connection,
+    base: &str,
+) -> ApiResult<ConnectionView> {
     let status = api.journal.status(&conn.id).await?;
     let runs = api.sync.list_runs(&conn.id, 10).await?;
     Ok(ConnectionView::build(
@@ -264,14 +268,7 @@ struct KeyChange {
 }
 
 fn mismatch(reasons: &[Msg]) -> ApiError {
-    let pick = |f: fn(&Msg) -> &str| {
-        reasons
-            .iter()
-            .take(3)
-            .map(f)
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let pick = |f: fn(&Msg) -> &str| reasons.iter().take(3).map(f).collect::<Vec<_>>().join("; ");
     ApiError::conflict(
         "account_mismatch",
         Msg::new(
@@ -515,7 +512,8 @@ pub async fn put_settings(
     api.connections.update(&next).await?;
     tracing::info!(connection = %next.id, version = next.version, "settings saved");
     let (b, s) = (&conn.settings, &next.settings);
-    let turned_on = (s.sync_products && !b.sync_products) || (s.sync_categories && !b.sync_categories);
+    let turned_on =
+        (s.sync_products && !b.sync_products) || (s.sync_categories && !b.sync_categories);
     let started = if turned_on && next.active {
         start_full_sync_if_idle(&api, &next, &auth.shop_id).await
     } else {

@@ -42,10 +42,7 @@ impl FromRequestParts<AppState> for ShopAuth {
                         "the shop token has expired",
                         "термін дії токена магазину минув",
                     ),
-                    _ => Msg::new(
-                        "the shop token is not valid",
-                        "токен магазину недійсний",
-                    ),
+                    _ => Msg::new("the shop token is not valid", "токен магазину недійсний"),
                 })
             })?;
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)

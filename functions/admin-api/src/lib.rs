@@ -132,7 +132,10 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
-        error::Msg::new("no such admin API route", "такого маршруту в admin API немає"),
+        error::Msg::new(
+            "no such admin API route",
+            "такого маршруту в admin API немає",
+        ),
     )
 }
 

@@ -10,7 +10,9 @@ use shop::ShopReference;
 use std::collections::BTreeMap;
 use store::journal::JournalError;
 use store::tokens::{self, Credential, TokenKey};
-use store::{Connection, ConnectionStatus, OrderFailure, SyncKind, SyncRun, SyncSummary, WebhookKind};
+use store::{
+    Connection, ConnectionStatus, OrderFailure, SyncKind, SyncRun, SyncSummary, WebhookKind,
+};
 
 /// KeyCRM trigger events each webhook URL is meant for.
 pub fn trigger_event(kind: WebhookKind) -> &'static str {

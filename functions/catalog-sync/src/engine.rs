@@ -616,7 +616,10 @@ impl Engine {
 
     async fn end(&self, mut run: Run<'_>) -> Result<JobOutcome, SyncError> {
         run.count_requests();
-        let refused = match (run.cp.sweep.refused.clone(), run.cp.categories_refused.clone()) {
+        let refused = match (
+            run.cp.sweep.refused.clone(),
+            run.cp.categories_refused.clone(),
+        ) {
             (Some(p), Some(c)) => Some(format!("{p} {c}")),
             (p, c) => p.or(c),
         };

@@ -10,9 +10,9 @@ use mapping::catalog::{
     self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
     descendants, group_offers, link_after_upsert, missing_category_change, missing_change,
     outcome_label, plan_adopt, plan_create, plan_linked, resolve, restore_category_change,
-    vanish_guard, vanished_categories, with_ancestors, CategoryLink, CrmKeyCounts,
-    CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution,
-    ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
+    vanish_guard, vanished_categories, with_ancestors, CategoryLink, CrmKeyCounts, CrmProduct,
+    GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution, ResolveContext,
+    ShopIndex, PRODUCTS_PER_BATCH,
 };
 use mapping::settings::MissingProductPolicy;
 use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
@@ -732,7 +732,10 @@ impl Run<'_> {
         let mut claims: HashMap<u32, u32> = HashMap::new();
         let mut after = None;
         loop {
-            let (page, next) = self.links().staged_page(self.links_id(), after, 500).await?;
+            let (page, next) = self
+                .links()
+                .staged_page(self.links_id(), after, 500)
+                .await?;
             for p in &page {
                 counts.add(p.id, &crm_keys(key, p));
                 if let Some(c) = claim(key, &index, p, creating.contains(&p.id)) {
@@ -947,7 +950,9 @@ impl Run<'_> {
                 .await?;
         }
         if !applied.is_empty() {
-            self.links().delete_staged(self.links_id(), &applied).await?;
+            self.links()
+                .delete_staged(self.links_id(), &applied)
+                .await?;
         }
         // Linked now (or refused): nothing of this step is in flight any more.
         self.cp.creating.clear();

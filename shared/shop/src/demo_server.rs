@@ -3,8 +3,8 @@
 //! `GET /__demo/shops/{shop}/stats` and `POST /__demo/shops/{shop}/stats/reset` (write counters).
 
 use crate::http::{
-    CategoryBatch, CategoryResult, CategoryResults, ErrorBody, Page, PriceChanges, ProductBatch,
-    CategoryStateChanges, ProductResults, StateChanges, StatusBody, MAX_PAGE,
+    CategoryBatch, CategoryResult, CategoryResults, CategoryStateChanges, ErrorBody, Page,
+    PriceChanges, ProductBatch, ProductResults, StateChanges, StatusBody, MAX_PAGE,
 };
 use crate::*;
 use axum::extract::{Path, Query, Request, State};
@@ -338,7 +338,9 @@ mod tests {
             id: cid.clone(),
             visible: Some(visible),
         };
-        shop.set_category_states("s1", &[hide(false)]).await.unwrap();
+        shop.set_category_states("s1", &[hide(false)])
+            .await
+            .unwrap();
         assert!(mem.category_hidden("s1", &cid));
         shop.set_category_states("s1", &[hide(true)]).await.unwrap();
         assert!(!mem.category_hidden("s1", &cid));

@@ -132,9 +132,7 @@ impl Connection {
     pub fn webhook_wanted(&self, kind: WebhookKind) -> bool {
         match kind {
             WebhookKind::Orders => true,
-            WebhookKind::Cards => {
-                self.settings.order_sync == mapping::OrderSyncType::Pipelines
-            }
+            WebhookKind::Cards => self.settings.order_sync == mapping::OrderSyncType::Pipelines,
         }
     }
 

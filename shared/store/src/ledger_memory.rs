@@ -394,9 +394,7 @@ impl OrderLedger for MemoryLedger {
             })
             .cloned()
             .collect();
-        out.sort_by(|a, b| {
-            (a.created_at, &a.shop_order_id).cmp(&(b.created_at, &b.shop_order_id))
-        });
+        out.sort_by(|a, b| (a.created_at, &a.shop_order_id).cmp(&(b.created_at, &b.shop_order_id)));
         out.truncate(limit);
         Ok(out)
     }

@@ -23,7 +23,6 @@ pub mod tokens;
 pub use connection::{
     Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind, WebhookTokens,
 };
-pub use tokens::TokenKey;
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;
@@ -38,3 +37,4 @@ pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
 pub use sync_memory::MemorySync;
+pub use tokens::TokenKey;

@@ -255,6 +255,11 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
+    // Turning product sync on started a full sync at once; the status says so.
+    let started = body["sync_started"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(body["status"]["running_sync"]["run_id"], started.as_str());
+    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
+    assert_eq!(job.run_id.as_deref(), Some(started.as_str()));
 
     let (st, body) = h
         .call(
@@ -265,7 +270,7 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{body}");
-    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
+    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[1]).unwrap();
     assert_eq!(job.run_id.as_deref(), body["run_id"].as_str());
     assert_eq!(
         (job.connection_id.as_str(), job.requested_by.as_str()),

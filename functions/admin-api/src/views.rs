@@ -347,6 +347,38 @@ mod tests {
         }
     }
 
+    fn run(id: &str, state: &str, dry_run: bool, minutes_ago: i64) -> SyncRun {
+        SyncRun {
+            run_id: id.into(),
+            state: state.into(),
+            dry_run,
+            kind: Some(SyncKind::Full),
+            started_at: Some(Utc::now() - chrono::Duration::minutes(minutes_ago)),
+            ..SyncRun::default()
+        }
+    }
+
+    #[test]
+    fn the_running_sync_is_a_real_run_still_queued_or_running() {
+        assert!(running_sync(&[]).is_none());
+        let runs = [
+            run("preview", "queued", true, 1),
+            run("done", "completed", false, 2),
+            run("lost", "queued", false, 90),
+        ];
+        assert!(
+            running_sync(&runs).is_none(),
+            "previews, finished runs and jobs queued long ago do not count"
+        );
+        let runs = [
+            run("preview", "running", true, 1),
+            run("r1", "running", false, 300),
+        ];
+        assert_eq!(running_sync(&runs).map(|r| r.run_id), Some("r1".into()));
+        let runs = [run("q1", "queued", false, 5)];
+        assert_eq!(running_sync(&runs).map(|r| r.state), Some("queued".into()));
+    }
+
     #[test]
     fn tree_nests_children_and_survives_orphans_and_cycles() {
         let t = category_tree(&[

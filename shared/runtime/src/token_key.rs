@@ -14,10 +14,13 @@ pub enum TokenKeySecretError {
     Invalid(#[from] TokenKeyError),
 }
 
-/// Reads the key from Secrets Manager (the secret's text; surrounding whitespace ignored).
-pub async fn load_token_key(arn: &str) -> Result<TokenKey, TokenKeySecretError> {
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_secretsmanager::Client::new(&conf);
+/// Reads the key from Secrets Manager (the secret's text; surrounding whitespace ignored),
+/// with the function's AWS configuration (its timeouts: [`crate::aws::sdk_config`]).
+pub async fn load_token_key(
+    conf: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<TokenKey, TokenKeySecretError> {
+    let client = aws_sdk_secretsmanager::Client::new(conf);
     let out = client
         .get_secret_value()
         .secret_id(arn)

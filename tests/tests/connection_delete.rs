@@ -19,8 +19,8 @@ use queue::{Queue, SqsQueue};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{
-    CategoryUpsert, MemoryShop, ProductStateChange, ProductUpsert, ShopCatalog, ShopCategory,
-    ShopError, ShopProduct, UpsertResult, VariantPriceChange,
+    CategoryStateChange, CategoryUpsert, MemoryShop, ProductStateChange, ProductUpsert,
+    ShopCatalog, ShopCategory, ShopError, ShopProduct, UpsertResult, VariantPriceChange,
 };
 use status_apply::{IgnoreReason, Outcome, RetryPolicy, StatusApplier, StatusJob};
 use std::sync::Arc;
@@ -43,6 +43,7 @@ struct Env {
     sync_q: SqsQueue,
     clients: Arc<KeycrmClients>,
     shop: Arc<MemoryShop>,
+    token_key: store::TokenKey,
 }
 
 async fn env() -> Env {
@@ -86,6 +87,7 @@ async fn env() -> Env {
     config.cleanup_delay = Duration::ZERO;
     let t = Arc::new(table.clone());
     let shop = Arc::new(MemoryShop::new());
+    let token_key = store::TokenKey::generate();
     let router = admin_api::router(AdminApi {
         config,
         signer: signer.clone(),
@@ -99,6 +101,8 @@ async fn env() -> Env {
         shop: shop.clone(),
         order_queue: Arc::new(order_q),
         sync_queue: Arc::new(sync_q.clone()),
+        token_key: token_key.clone(),
+        links: t.clone(),
     });
     Env {
         router,
@@ -109,6 +113,7 @@ async fn env() -> Env {
         sync_q,
         clients,
         shop,
+        token_key,
     }
 }
 
@@ -287,6 +292,7 @@ async fn delete_answers_at_once_and_the_cleanup_runs_in_the_background() {
         Arc::new(e.table.clone()),
         Arc::new(q),
         Arc::new(e.table.clone()),
+        e.token_key.clone(),
     );
     let refused = receiver.authenticate(&id, &token).await.expect_err("404");
     assert_eq!(refused.status, StatusCode::NOT_FOUND);
@@ -462,6 +468,13 @@ impl ShopCatalog for DeletingShop {
     ) -> Result<Vec<(String, String)>, ShopError> {
         self.delete_now().await;
         self.inner.upsert_categories(shop_id, batch).await
+    }
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        self.inner.set_category_states(shop_id, changes).await
     }
 }
 

@@ -998,8 +998,10 @@ fn only_the_admin_api_writes_keycrm_keys_and_only_it_and_the_cleanup_delete_them
             }
             for a in list_of(st.get("Action")) {
                 let ok = match a.as_str() {
+                    // status-apply reads a key for one thing: reading a KeyCRM order back
+                    // before adopting it into the ledger. The internet-facing webhook never.
                     "secretsmanager:GetSecretValue" | "secretsmanager:DescribeSecret" => {
-                        id != "WebhookFunction" && id != "StatusApplyFunction"
+                        id != "WebhookFunction"
                     }
                     "secretsmanager:DeleteSecret" => {
                         id == "AdminApiFunction" || id == "CatalogSyncFunction"

@@ -164,12 +164,21 @@ async fn connect_and_replace_at_trace() {
         shop: Arc::new(MemoryShop::new()),
         order_queue: Arc::new(order_q),
         sync_queue: Arc::new(sync_q),
+        token_key: store::TokenKey::generate(),
+        links: table_arc.clone(),
     });
     let token = signer.mint("shop-trace", 600);
 
     // Connect (CreateSecret), replace the key (PutSecretValue), read it back (GetSecretValue).
     let (status, body) = call(&router, &token, "PUT", Some(json!({"api_key": KEY_1}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The webhook URL's token is shown to the merchant, never logged.
+    let answer: Value = serde_json::from_str(&body).expect("JSON answer");
+    let url_token = answer["webhooks"]["orders"]["url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .expect("the orders URL is shown")
+        .to_string();
     let (status, body) = call(&router, &token, "PUT", Some(json!({"api_key": KEY_2}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let conn = ConnectionStore::get_by_shop(&table, "shop-trace")
@@ -197,6 +206,10 @@ async fn connect_and_replace_at_trace() {
     for key in [KEY_1, KEY_2] {
         assert!(!text.contains(key), "a KeyCRM key reached the log");
     }
+    assert!(
+        !text.contains(&url_token),
+        "a webhook URL token reached the log"
+    );
     // And the caps held: no SDK or HTTP crate line below INFO.
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);

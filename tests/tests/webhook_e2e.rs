@@ -9,52 +9,48 @@ use e2e_tests::emulator;
 use keycrm::models::{CardContact, NewBuyer, NewCard, NewOrder, NewOrderProduct};
 use keycrm::{ApiKey, ClientConfig, KeycrmClient, UnlimitedGate};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
-use mapping::settings::{PipelineStatusLink, StatusLink};
+use mapping::settings::{CardStatusMap, OrderStatusMap};
 use mapping::{OrderSyncType, Settings};
 use queue::{Queue, SqsQueue};
+use runtime::KeycrmClients;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use shop::MemoryShop;
-use status_apply::{ConsumerOptions, RetryPolicy, StatusApplier};
+use status_apply::{ConsumerOptions, KeycrmOrigins, RetryPolicy, StatusApplier};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
-    tokens, Connection, ConnectionStore, DynamoTable, OrderLedger, StatusJournal, Target,
-    WebhookTokens,
+    tokens, Connection, ConnectionStore, DynamoTable, MemorySecrets, OrderLedger, SecretStore,
+    StatusJournal, Target, WebhookGenerations, WebhookKind, WebhookTokens,
 };
 use tokio::task::JoinHandle;
 
 const SHOP: &str = "shop-e2e";
+const SECRET: &str = "shop-keycrm/e2e/keycrm/conn";
 const SOURCE: i64 = 1;
 const ORDER_EVENT: &str = "order.change_order_status";
 const CARD_EVENT: &str = "lead.change_lead_status";
 
 fn settings() -> Settings {
-    let link = |s: &str, id| StatusLink {
-        shop_status: s.into(),
-        keycrm_status_id: id,
-    };
-    let plink = |s: &str, id| PipelineStatusLink {
-        shop_status: s.into(),
-        pipeline_id: 1,
-        status_id: id,
-    };
+    let link = |s: &str, id| (s.to_string(), id);
+    let plink = |s: &str, id| (s.to_string(), 1, id);
     Settings {
-        order_sync: OrderSyncType::Orders,
+        // Pipelines: the connection has both URLs (orders and cards).
+        order_sync: OrderSyncType::Pipelines,
         source_id: Some(SOURCE),
-        status_map: vec![
+        order_statuses: OrderStatusMap::from_legacy(vec![
             link("new", 1),
             link("processing", 3),
             link("shipped", 7),
             link("done", 12),
             link("cancelled", 19),
-        ],
-        pipeline_status_map: vec![
+        ]),
+        card_statuses: CardStatusMap::from_legacy(vec![
             plink("new", 1001),
             plink("processing", 1002),
             plink("done", 1004),
-        ],
+        ]),
         ..Settings::default()
     }
 }
@@ -69,6 +65,7 @@ struct Harness {
     conn_id: String,
     orders_token: String,
     cards_token: String,
+    token_key: store::TokenKey,
     base: String,
     crm: KeycrmClient,
     http: reqwest::Client,
@@ -107,9 +104,11 @@ async fn harness(max_receives: u32) -> Harness {
     let queue = Arc::new(q);
     let dlq = Arc::new(dlq.expect("dead-letter queue"));
 
-    let (orders_token, orders_hash) = tokens::generate();
-    let (cards_token, cards_hash) = tokens::generate();
+    // URL tokens derive from the key (what admin-api shows, what the receiver checks).
+    let token_key = store::TokenKey::generate();
     let conn_id = emulator::unique("conn");
+    let orders_token = tokens::derive(&token_key, &conn_id, WebhookKind::Orders, 1);
+    let cards_token = tokens::derive(&token_key, &conn_id, WebhookKind::Cards, 1);
     let now = chrono::Utc::now();
     ConnectionStore::create(
         table.as_ref(),
@@ -120,12 +119,15 @@ async fn harness(max_receives: u32) -> Harness {
             keycrm_base_url: sim.base_url(),
             key_mask: "••••test".into(),
             key_fingerprint: "fp".into(),
-            secret_name: "unused".into(),
+            secret_name: SECRET.into(),
             settings: settings(),
-            webhook_tokens: WebhookTokens {
-                orders: Some(orders_hash),
-                cards: Some(cards_hash),
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: WebhookGenerations {
+                orders: 1,
+                cards: 1,
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -135,23 +137,45 @@ async fn harness(max_receives: u32) -> Harness {
     .expect("connection stored");
 
     let shop = Arc::new(MemoryShop::new());
-    let receiver = webhook::Receiver::new(table.clone(), queue.clone(), table.clone());
+    let receiver = webhook::Receiver::new(
+        table.clone(),
+        queue.clone(),
+        table.clone(),
+        token_key.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, webhook::router(Arc::new(receiver))).await;
     });
-    let applier = Arc::new(StatusApplier::new(
-        table.clone(),
-        table.clone(),
-        shop.clone(),
-        table.clone(),
-        RetryPolicy {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(2),
-            max_receives,
-        },
+    // status-apply reads a KeyCRM order back before adopting it, with the connection's key.
+    let secrets = Arc::new(MemorySecrets::default());
+    secrets
+        .put(SECRET, &ApiKey::new(key.clone()))
+        .await
+        .unwrap();
+    let clients = Arc::new(KeycrmClients::new(
+        secrets,
+        Arc::new(UnlimitedGate),
+        ClientConfig::with_base_url(sim.base_url()),
     ));
+    let applier = Arc::new(
+        StatusApplier::new(
+            table.clone(),
+            table.clone(),
+            shop.clone(),
+            table.clone(),
+            RetryPolicy {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(2),
+                max_receives,
+            },
+        )
+        .with_keycrm(Arc::new(KeycrmOrigins {
+            clients,
+            secret_prefix: Some("shop-keycrm/e2e/keycrm/".into()),
+        })),
+    );
     let consumer = tokio::spawn(status_apply::run_queue_consumer(
         applier,
         queue.clone(),
@@ -179,6 +203,7 @@ async fn harness(max_receives: u32) -> Harness {
         conn_id,
         orders_token,
         cards_token,
+        token_key,
         base,
         crm,
         http: reqwest::Client::new(),
@@ -225,11 +250,16 @@ impl Harness {
 
     /// A KeyCRM order for shop order `shop_order`, known to the shop (status `new`).
     async fn order(&self, shop_order: &str, source_id: i64) -> i64 {
+        self.order_named(shop_order, shop_order, source_id).await
+    }
+
+    /// A KeyCRM order named `source_uuid` for shop order `shop_order`.
+    async fn order_named(&self, source_uuid: &str, shop_order: &str, source_id: i64) -> i64 {
         let o = self
             .crm
             .create_order(&NewOrder {
                 source_id,
-                source_uuid: Some(shop_order.into()),
+                source_uuid: Some(source_uuid.into()),
                 buyer: NewBuyer {
                     full_name: Some("Олена Коваль".into()),
                     phone: Some("+380501234567".into()),
@@ -253,11 +283,35 @@ impl Harness {
     /// A KeyCRM order this connector pushed (linked in the ledger).
     async fn linked_order(&self, shop_order: &str) -> i64 {
         let id = self.order(shop_order, SOURCE).await;
-        self.table
-            .adopt(&self.conn_id, shop_order, Target::Order, id)
-            .await
-            .expect("ledger entry");
+        self.link(shop_order, Target::Order, id).await;
         id
+    }
+
+    /// Records in the ledger that order-push created `shop_order` as `keycrm_id`.
+    async fn link(&self, shop_order: &str, target: Target, keycrm_id: i64) {
+        let holder = format!("e2e-{shop_order}");
+        self.table
+            .claim(
+                &self.conn_id,
+                shop_order,
+                target,
+                &holder,
+                Duration::from_secs(60),
+                "{}",
+            )
+            .await
+            .expect("claimed");
+        let created = store::ledger::Created {
+            target,
+            keycrm_id,
+            report: Default::default(),
+            shop_status: None,
+            keycrm_status_id: None,
+        };
+        self.table
+            .record_created(&self.conn_id, shop_order, &holder, &created)
+            .await
+            .expect("recorded");
     }
 
     fn status(&self, shop_order: &str) -> Option<String> {
@@ -370,10 +424,29 @@ async fn order_status_changes_reach_the_shop_order() {
 }
 
 #[tokio::test]
-async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
+async fn an_order_whose_create_answer_was_lost_is_adopted_after_reading_it_back() {
     let h = harness(5).await;
     h.hook_orders();
-    let kc = h.order("A-2002", SOURCE).await; // not in the ledger
+    // order-push's create reached KeyCRM, its answer was lost, the claim was released.
+    h.table
+        .claim(
+            &h.conn_id,
+            "A-2002",
+            Target::Order,
+            "lost",
+            Duration::from_secs(60),
+            "{}",
+        )
+        .await
+        .unwrap();
+    h.table
+        .release(&h.conn_id, "A-2002", "lost", "timed out", true)
+        .await
+        .unwrap();
+    let kc = h
+        .order_named(&format!("{SHOP}:A-2002"), "A-2002", SOURCE)
+        .await;
+    h.sim.reset_stats();
     h.sim.change_order_status(&h.key, kc, 12).await.unwrap();
     h.wait_status("A-2002", "done").await;
     let e = h
@@ -383,6 +456,30 @@ async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
         .unwrap()
         .expect("adopted");
     assert_eq!(e.shop_order_id, "A-2002");
+    assert_eq!(
+        h.sim.stats().endpoint("GET /order/{id}"),
+        1,
+        "read back once before adopting"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_for_an_order_the_ledger_does_not_know_adopts_nothing() {
+    let h = harness(5).await;
+    h.hook_orders();
+    // Named like this shop's order, but never pushed by it (forged, or pushed elsewhere):
+    // marking it created would stop the real order.created from ever being pushed.
+    let kc = h
+        .order_named(&format!("{SHOP}:A-2007"), "A-2007", SOURCE)
+        .await;
+    h.sim.change_order_status(&h.key, kc, 12).await.unwrap();
+    assert_eq!(h.wait_attempts(ORDER_EVENT, kc, 1).await, vec![Some(200)]);
+    h.wait_counts(0, 1).await;
+    assert!(OrderLedger::get(h.table.as_ref(), &h.conn_id, "A-2007")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(h.status("A-2007").as_deref(), Some("new"));
 }
 
 #[tokio::test]
@@ -404,10 +501,7 @@ async fn pipeline_card_status_changes_reach_the_shop_order() {
         .await
         .expect("card created");
     h.shop.add_order(SHOP, "A-3003", "new");
-    h.table
-        .adopt(&h.conn_id, "A-3003", Target::Card, card.id)
-        .await
-        .unwrap();
+    h.link("A-3003", Target::Card, card.id).await;
     h.sim
         .set_webhook_url(&h.key, CARD_EVENT, Some(h.url(&h.cards_token)));
 
@@ -585,14 +679,14 @@ async fn wrong_and_rotated_tokens_get_404_and_change_nothing() {
     assert_eq!(a, (404, serde_json::json!({"error": "not found"})));
     assert_eq!(a, b);
 
-    // Rotation: the admin API replaces the hash; the old URL fails at once.
+    // Rotation: the admin API bumps the generation; the old URL fails at once.
     let old = h.orders_token.clone();
-    let (new, new_hash) = tokens::generate();
     let mut c = ConnectionStore::get(h.table.as_ref(), &h.conn_id)
         .await
         .unwrap()
         .unwrap();
-    c.webhook_tokens.orders = Some(new_hash);
+    let generation = c.rotate_webhook(WebhookKind::Orders);
+    let new = tokens::derive(&h.token_key, &h.conn_id, WebhookKind::Orders, generation);
     c.version += 1;
     ConnectionStore::update(h.table.as_ref(), &c).await.unwrap();
     let (status, _) = h.post(&h.url(&old), "application/json", body).await;

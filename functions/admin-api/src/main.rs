@@ -21,6 +21,7 @@ async fn main() -> Result<(), BoxError> {
     let order_queue_url = env_req("ORDER_QUEUE_URL")?;
     let sync_queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_api_base = env_req("SHOP_API_BASE_URL")?;
+    let token_key_arn = env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
 
     let mut cfg = AdminConfig::new(
         secret_prefix,
@@ -37,11 +38,16 @@ async fn main() -> Result<(), BoxError> {
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 29 s (template.yaml).
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(29),
+    ))
+    .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    // Two secrets: the signing key (admin-api only) and the shop API token.
-    let signer = TokenSigner::new(runtime::admin_token_signing_key_from_env().await?)?;
-    let shop_api_token = runtime::shop_api_token_from_env().await?;
+    // Separate secrets: the signing key (admin-api only), the shop API token, the token key.
+    let signer = TokenSigner::new(runtime::admin_token_signing_key_from_env(&aws).await?)?;
+    let shop_api_token = runtime::shop_api_token_from_env(&aws).await?;
+    let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
     )));
@@ -62,12 +68,14 @@ async fn main() -> Result<(), BoxError> {
     let api = AdminApi {
         config: cfg,
         signer,
+        token_key,
         connections: table.clone(),
         secrets,
         journal: table.clone(),
         cache: table.clone(),
         ledger: table.clone(),
         sync: table.clone(),
+        links: table.clone(),
         clients,
         shop: Arc::new(shop),
         order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),

@@ -50,7 +50,7 @@ impl Run<'_> {
             HashMap::new()
         } else {
             self.links()
-                .owners(self.conn_id(), &shop_ids)
+                .owners(self.links_id(), &shop_ids)
                 .await?
                 .into_iter()
                 .collect()
@@ -62,7 +62,7 @@ impl Run<'_> {
             HashMap::new()
         } else {
             self.links()
-                .get_products(self.conn_id(), &keycrm_ids)
+                .get_products(self.links_id(), &keycrm_ids)
                 .await?
                 .into_iter()
                 .map(|l| (l.keycrm_id, l))

@@ -2,13 +2,17 @@
 //! clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
 //! the local runner.
 
+pub mod aws;
 pub mod clients;
 pub mod config;
 pub mod platform;
+pub mod sqs_batch;
 pub mod telemetry;
+pub mod token_key;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
 pub use platform::{
     admin_token_signing_key_from_env, shop_api_token_from_env, PlatformSecret, PlatformSecretError,
 };
+pub use token_key::{load_token_key, TokenKeySecretError};

@@ -37,9 +37,13 @@ pub struct PlatformSecret {
 }
 
 impl PlatformSecret {
-    pub async fn load(arn: &str) -> Result<Self, PlatformSecretError> {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = aws_sdk_secretsmanager::Client::new(&conf);
+    /// Reads the secret with the SDK configuration the function built
+    /// ([`crate::aws::sdk_config`]).
+    pub async fn load_with(
+        conf: &aws_config::SdkConfig,
+        arn: &str,
+    ) -> Result<Self, PlatformSecretError> {
+        let client = aws_sdk_secretsmanager::Client::new(conf);
         let out = client
             .get_secret_value()
             .secret_id(arn)
@@ -51,6 +55,12 @@ impl PlatformSecret {
                 )
             })?;
         Self::parse(&out.secret_string.ok_or(PlatformSecretError::NotText)?)
+    }
+
+    /// [`Self::load_with`] a configuration of its own (tools, the local run).
+    pub async fn load(arn: &str) -> Result<Self, PlatformSecretError> {
+        let conf = crate::aws::sdk_config(crate::aws::AwsTimeouts::local()).await;
+        Self::load_with(&conf, arn).await
     }
 
     pub fn parse(text: &str) -> Result<Self, PlatformSecretError> {
@@ -80,16 +90,21 @@ impl PlatformSecret {
     }
 }
 
-/// The shop API token, from the secret `SHOP_API_TOKEN_SECRET_ARN` names.
-pub async fn shop_api_token_from_env() -> Result<String, PlatformSecretError> {
-    PlatformSecret::load(&env_req(SHOP_API_TOKEN_SECRET_ENV)?)
+/// The shop API token, from the secret `SHOP_API_TOKEN_SECRET_ARN` names, read with the
+/// function's AWS configuration.
+pub async fn shop_api_token_from_env(
+    conf: &aws_config::SdkConfig,
+) -> Result<String, PlatformSecretError> {
+    PlatformSecret::load_with(conf, &env_req(SHOP_API_TOKEN_SECRET_ENV)?)
         .await?
         .shop_api_token()
 }
 
 /// The admin-token signing key, from the secret `ADMIN_TOKEN_SECRET_ARN` names (admin-api only).
-pub async fn admin_token_signing_key_from_env() -> Result<String, PlatformSecretError> {
-    PlatformSecret::load(&env_req(ADMIN_TOKEN_SECRET_ENV)?)
+pub async fn admin_token_signing_key_from_env(
+    conf: &aws_config::SdkConfig,
+) -> Result<String, PlatformSecretError> {
+    PlatformSecret::load_with(conf, &env_req(ADMIN_TOKEN_SECRET_ENV)?)
         .await?
         .admin_token_signing_key()
 }
@@ -109,12 +124,17 @@ mod tests {
 
     #[tokio::test]
     async fn each_secret_is_named_by_its_own_variable() {
+        let conf = crate::aws::sdk_config(crate::aws::AwsTimeouts::local()).await;
         if std::env::var(SHOP_API_TOKEN_SECRET_ENV).is_err() {
-            let err = shop_api_token_from_env().await.err().unwrap().to_string();
+            let err = shop_api_token_from_env(&conf)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains("SHOP_API_TOKEN_SECRET_ARN"), "{err}");
         }
         if std::env::var(ADMIN_TOKEN_SECRET_ENV).is_err() {
-            let err = admin_token_signing_key_from_env()
+            let err = admin_token_signing_key_from_env(&conf)
                 .await
                 .err()
                 .unwrap()

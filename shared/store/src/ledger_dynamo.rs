@@ -3,11 +3,16 @@
 //! single conditional `PutItem`/`UpdateItem` (no read-modify-write). Times are fixed-width
 //! UTC strings (`2026-11-28T10:15:00.000000Z`) so conditions can compare them as text.
 //! Once the KeyCRM id is known the item carries `gsi1pk = KC#{connection}#{target}#{id}`, the
-//! lookup the status webhooks use.
+//! lookup the status webhooks use. While an order is skipped it carries
+//! `gsi1pk = SKIPPED#{connection}`, `gsi1sk = created_at` instead (the orders a merchant can
+//! push later); a re-push removes it.
 
 use crate::connection::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
-use crate::ledger::{lease_end, Claim, Created, LedgerEntry, LedgerState, OrderLedger, Target};
+use crate::ledger::{
+    future_horizon, lease_end, not_adoptable, Claim, Created, LedgerEntry, LedgerState,
+    OrderLedger, PushReservation, Target,
+};
 use crate::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -22,6 +27,10 @@ fn order_sk(shop_order_id: &str) -> String {
 
 fn kc_pk(connection_id: &str, target: Target, keycrm_id: i64) -> String {
     format!("KC#{connection_id}#{}#{keycrm_id}", target.as_str())
+}
+
+fn skipped_pk(connection_id: &str) -> String {
+    format!("SKIPPED#{connection_id}")
 }
 
 fn ts(t: DateTime<Utc>) -> AttributeValue {
@@ -76,6 +85,7 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     put("target", dynamo::s(e.target.as_str()));
     put("attempts", dynamo::n(e.attempts));
     put("maybe_committed", dynamo::b(e.maybe_committed));
+    put("scoped_key", dynamo::b(e.scoped_key));
     put("field_errors", dynamo::json(&e.field_errors)?);
     put("report", dynamo::json(&e.report)?);
     put("created_at", ts(e.created_at));
@@ -115,6 +125,12 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     if let Some(v) = &e.applied_from_keycrm {
         put("applied_from_keycrm", dynamo::s(v));
     }
+    if let Some(v) = &e.push_holder {
+        put("push_holder", dynamo::s(v));
+    }
+    if let Some(t) = e.push_until {
+        put("push_until", ts(t));
+    }
     Ok(item)
 }
 
@@ -131,6 +147,7 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         attempts: dynamo::get_n(item, "attempts").unwrap_or(0),
         maybe_committed: dynamo::get_b(item, "maybe_committed").unwrap_or(false),
         attempt_started_at: get_ts(item, "attempt_started_at"),
+        scoped_key: dynamo::get_b(item, "scoped_key").unwrap_or(false),
         last_error: dynamo::get_s(item, "last_error"),
         field_errors: dynamo::get_json(item, "field_errors")?.unwrap_or_default(),
         report: dynamo::get_json(item, "report")?.unwrap_or_default(),
@@ -140,6 +157,8 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         keycrm_status_id: dynamo::get_n(item, "keycrm_status_id"),
         keycrm_status_changed_at: get_ts(item, "keycrm_status_changed_at"),
         applied_from_keycrm: dynamo::get_s(item, "applied_from_keycrm"),
+        push_holder: dynamo::get_s(item, "push_holder"),
+        push_until: get_ts(item, "push_until"),
         created_at: get_ts(item, "created_at").unwrap_or(now),
         updated_at: get_ts(item, "updated_at").unwrap_or(now),
     })
@@ -175,6 +194,13 @@ impl Update {
     fn set(mut self, attr: &str, v: AttributeValue) -> Self {
         let (n, v) = (self.name(attr), self.value(v));
         self.set.push(format!("{n} = {v}"));
+        self
+    }
+
+    /// `attr = from` (another attribute's value).
+    fn copy(mut self, attr: &str, from: &str) -> Self {
+        let (n, f) = (self.name(attr), self.name(from));
+        self.set.push(format!("{n} = {f}"));
         self
     }
 
@@ -276,6 +302,12 @@ impl Update {
             },
         }
     }
+}
+
+fn lost_push(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the status push reservation on order {shop_order_id} is no longer held"
+    ))
 }
 
 fn lost_claim(shop_order_id: &str) -> StoreError {
@@ -412,6 +444,7 @@ impl OrderLedger for DynamoTable {
         let now = Utc::now();
         let u = Update::default()
             .set("maybe_committed", dynamo::b(true))
+            .set("scoped_key", dynamo::b(true))
             .set("attempt_started_at", ts(now))
             .set("updated_at", ts(now))
             .when(
@@ -514,6 +547,9 @@ impl OrderLedger for DynamoTable {
             .set("state", dynamo::s("skipped"))
             .set("last_error", dynamo::s(reason))
             .set("updated_at", ts(Utc::now()))
+            // Listed for "push skipped orders", oldest first.
+            .set(GSI1_PK, dynamo::s(skipped_pk(connection_id)))
+            .copy(GSI1_SK, "created_at")
             .remove("claim_holder")
             .remove("claim_until");
         self.holder_step(connection_id, shop_order_id, u).await
@@ -558,15 +594,18 @@ impl OrderLedger for DynamoTable {
             .key_condition_expression("#p = :p")
             .expression_attribute_names("#p", GSI1_PK)
             .expression_attribute_values(":p", dynamo::s(kc_pk(connection_id, target, keycrm_id)))
-            .limit(1)
+            // One, or a few after account switches: the newest push is the current account's.
+            .limit(16)
             .send()
             .await
             .map_err(dynamo::sdk)?;
-        out.items
+        let entries = out
+            .items
             .unwrap_or_default()
-            .first()
+            .iter()
             .map(from_item)
-            .transpose()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(entries.into_iter().max_by_key(|e| e.pushed_at()))
     }
 
     async fn adopt(
@@ -583,26 +622,30 @@ impl OrderLedger for DynamoTable {
             .set("target", dynamo::s(target.as_str()))
             .set(GSI1_PK, dynamo::s(kc_pk(connection_id, target, keycrm_id)))
             .set(GSI1_SK, dynamo::s(order_sk(shop_order_id)))
-            .set("connection_id", dynamo::s(connection_id))
-            .set("shop_order_id", dynamo::s(shop_order_id))
             .set("maybe_committed", dynamo::b(false))
+            .set(
+                "field_errors",
+                dynamo::json(&BTreeMap::<String, Vec<String>>::new())?,
+            )
             .set("updated_at", ts(now))
-            .set_if_absent("attempts", dynamo::n(0))
-            .set_if_absent("created_at", ts(now))
             .remove("claim_holder")
             .remove("claim_until")
-            // The first KeyCRM id recorded wins: never re-point an order at another entity.
+            .remove("last_error")
             .when(
-                "attribute_not_exists(#keycrm_id) OR #keycrm_id = {0}",
-                &["keycrm_id"],
-                vec![dynamo::n(keycrm_id)],
+                "attribute_exists(pk) AND attribute_not_exists(#keycrm_id) AND \
+                 (#state = {0} OR (#state = {1} AND \
+                  (attribute_not_exists(#claim_until) OR #claim_until < {2})))",
+                &["keycrm_id", "state", "claim_until"],
+                vec![dynamo::s("failed"), dynamo::s("pending"), ts(now)],
             );
         if let Some(e) = u.run(self, connection_id, shop_order_id).await? {
             return Ok(e);
         }
-        self.ledger_item(connection_id, shop_order_id)
-            .await?
-            .ok_or_else(|| StoreError::Conflict(format!("order {shop_order_id} vanished")))
+        match self.ledger_item(connection_id, shop_order_id).await? {
+            None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+            Some(e) if e.keycrm_id == Some(keycrm_id) && e.target == target => Ok(e),
+            Some(e) => Err(not_adoptable(&e)),
+        }
     }
 
     async fn record_keycrm_status(
@@ -619,11 +662,12 @@ impl OrderLedger for DynamoTable {
             .set("applied_from_keycrm", dynamo::s(shop_status))
             .set("shop_status", dynamo::s(shop_status))
             .set("updated_at", ts(Utc::now()))
+            // A stored time beyond the horizon is no real change time: it never blocks.
             .when(
                 "attribute_exists(pk) AND (attribute_not_exists(#keycrm_status_changed_at) \
-                 OR #keycrm_status_changed_at < {0})",
+                 OR #keycrm_status_changed_at < {0} OR #keycrm_status_changed_at > {1})",
                 &["keycrm_status_changed_at"],
-                vec![ts(changed_at)],
+                vec![ts(changed_at), ts(future_horizon(Utc::now()))],
             );
         if u.run_quiet(self, connection_id, shop_order_id).await? {
             return Ok(true);
@@ -666,17 +710,127 @@ impl OrderLedger for DynamoTable {
         }
     }
 
+    async fn reserve_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        occurred_at: DateTime<Utc>,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<PushReservation, StoreError> {
+        let now = Utc::now();
+        let u = Update::default()
+            .set("push_holder", dynamo::s(holder))
+            .set("push_until", ts(lease_end(now, lease)))
+            .set("updated_at", ts(now))
+            .when(
+                "attribute_exists(pk) AND #state = {0} \
+                 AND (attribute_not_exists(#shop_status_at) OR #shop_status_at < {1}) \
+                 AND (attribute_not_exists(#keycrm_status_changed_at) \
+                      OR #keycrm_status_changed_at <= {1} OR #keycrm_status_changed_at > {2}) \
+                 AND (attribute_not_exists(#push_until) OR #push_until < {3} \
+                      OR #push_holder = {4})",
+                &[
+                    "state",
+                    "shop_status_at",
+                    "keycrm_status_changed_at",
+                    "push_until",
+                    "push_holder",
+                ],
+                vec![
+                    dynamo::s("created"),
+                    ts(occurred_at),
+                    ts(future_horizon(now)),
+                    ts(now),
+                    dynamo::s(holder),
+                ],
+            );
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            return Ok(PushReservation::Granted);
+        }
+        let Some(e) = self.ledger_item(connection_id, shop_order_id).await? else {
+            return Err(StoreError::NotFound(format!("order {shop_order_id}")));
+        };
+        let horizon = future_horizon(Utc::now());
+        let stale = e.state != LedgerState::Created
+            || e.shop_status_at.is_some_and(|t| t >= occurred_at)
+            || e.keycrm_status_changed_at
+                .is_some_and(|t| t > occurred_at && t <= horizon);
+        Ok(if stale {
+            PushReservation::Stale(e)
+        } else {
+            PushReservation::Busy(e)
+        })
+    }
+
+    async fn finish_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default()
+            .set("shop_status", dynamo::s(shop_status))
+            .set("shop_status_at", ts(occurred_at))
+            .set("updated_at", ts(Utc::now()))
+            .remove("applied_from_keycrm")
+            .remove("push_holder")
+            .remove("push_until")
+            .when(
+                "#push_holder = {0}",
+                &["push_holder"],
+                vec![dynamo::s(holder)],
+            );
+        if let Some(id) = keycrm_status_id {
+            u = u.set("keycrm_status_id", dynamo::n(id));
+        }
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            Ok(())
+        } else {
+            Err(lost_push(shop_order_id))
+        }
+    }
+
+    async fn release_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let u = Update::default()
+            .set("updated_at", ts(Utc::now()))
+            .remove("push_holder")
+            .remove("push_until")
+            .when(
+                "#push_holder = {0}",
+                &["push_holder"],
+                vec![dynamo::s(holder)],
+            );
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            Ok(())
+        } else {
+            Err(lost_push(shop_order_id))
+        }
+    }
+
     async fn reset_for_repush(
         &self,
         connection_id: &str,
         shop_order_id: &str,
     ) -> Result<LedgerEntry, StoreError> {
         let now = Utc::now();
+        // None of the states a reset accepts has a KeyCRM id, so the index attributes can only
+        // be the skipped-orders listing, which the order leaves now.
         let u = Update::default()
             .set("state", dynamo::s("pending"))
             .set("updated_at", ts(now))
             .remove("claim_holder")
             .remove("claim_until")
+            .remove(GSI1_PK)
+            .remove(GSI1_SK)
             .when(
                 "attribute_exists(pk) AND (#state IN ({0}, {1}) OR (#state = {2} AND \
                  (attribute_not_exists(#claim_until) OR #claim_until < {3})))",
@@ -700,5 +854,102 @@ impl OrderLedger for DynamoTable {
                 "order {shop_order_id} is being pushed right now"
             ))),
         }
+    }
+
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let u = Update::default()
+            .set("state", dynamo::s("pending"))
+            .set("updated_at", ts(Utc::now()))
+            .remove("claim_holder")
+            .remove("claim_until")
+            .remove(GSI1_PK)
+            .remove(GSI1_SK)
+            .when(
+                "attribute_exists(pk) AND #state = {0}",
+                &["state"],
+                vec![dynamo::s("skipped")],
+            );
+        if let Some(e) = u.run(self, connection_id, shop_order_id).await? {
+            return Ok(e);
+        }
+        match self.ledger_item(connection_id, shop_order_id).await? {
+            None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "order {shop_order_id} is not skipped"
+            ))),
+        }
+    }
+
+    async fn skipped(
+        &self,
+        connection_id: &str,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(GSI1)
+            .expression_attribute_names("#p", GSI1_PK)
+            .expression_attribute_values(":p", dynamo::s(skipped_pk(connection_id)))
+            .limit(limit.clamp(1, 1000) as i32);
+        q = match since {
+            Some(t) => q
+                .key_condition_expression("#p = :p AND #s >= :since")
+                .expression_attribute_names("#s", GSI1_SK)
+                .expression_attribute_values(":since", ts(t)),
+            None => q.key_condition_expression("#p = :p"),
+        };
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(from_item)
+            // The index is eventually consistent: an entry reset a moment ago may still show.
+            .filter(|e| !matches!(e, Ok(e) if e.state != LedgerState::Skipped))
+            .collect()
+    }
+
+    async fn sample_created(
+        &self,
+        connection_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        // A few pages at most: a sample, not a census.
+        for _ in 0..4 {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :p AND begins_with(sk, :o)")
+                .filter_expression("#state = :created")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":p", dynamo::s(conn_pk(connection_id)))
+                .expression_attribute_values(":o", dynamo::s("ORDER#"))
+                .expression_attribute_values(":created", dynamo::s("created"))
+                .scan_index_forward(false)
+                .limit(200)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo::sdk)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if found.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort_by_key(|e| std::cmp::Reverse(e.pushed_at()));
+        found.truncate(limit);
+        Ok(found)
     }
 }

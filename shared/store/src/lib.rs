@@ -22,8 +22,8 @@ mod sync_memory;
 pub mod tokens;
 
 pub use connection::{
-    CleanupJob, Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens,
-    CLEANUP_GRACE,
+    CleanupJob, Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind,
+    WebhookTokens, CLEANUP_GRACE,
 };
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
@@ -31,7 +31,7 @@ pub use gate::DynamoRateGate;
 pub use journal::{
     ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary,
 };
-pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, PushReservation, Target};
 pub use ledger_memory::MemoryLedger;
 pub use links::{LinkStore, MemoryLinks, SeenSet};
 pub use reference_cache::ReferenceCache;
@@ -39,3 +39,4 @@ pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
 pub use sync_memory::MemorySync;
+pub use tokens::TokenKey;

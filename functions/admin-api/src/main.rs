@@ -8,7 +8,7 @@ use runtime::{config, env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DynamoRateGate, DynamoTable, SecretsManager};
+use store::{DynamoRateGate, DynamoTable};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -48,9 +48,9 @@ async fn main() -> Result<(), BoxError> {
     let signer = TokenSigner::new(runtime::admin_token_signing_key_from_env(&aws).await?)?;
     let shop_api_token = runtime::shop_api_token_from_env(&aws).await?;
     let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
-    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-        &aws,
-    )));
+    // KeyCRM keys, envelope-encrypted in the table; keys kept in Secrets Manager by an older
+    // version are moved on first read.
+    let secrets = runtime::key_store(&aws, &table, runtime::KeyAccess::Manage);
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     // The shared per-key budget: every function spending one KeyCRM key goes through it.

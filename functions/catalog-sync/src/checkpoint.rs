@@ -133,6 +133,10 @@ pub struct Checkpoint {
     /// Consecutive failed attempts; the run fails after too many.
     #[serde(default)]
     pub failures: u32,
+    /// Consecutive hand-offs because the key's budget had no slot soon (no progress in
+    /// between); the run fails after too many (a key some other client keeps at its limit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waits: u32,
     /// KeyCRM products whose create was sent to the shop in the resolve step in progress:
     /// if the run crashed before their links were stored, their external id is how they are
     /// recognised as ours (even under create-only), never created twice.
@@ -144,6 +148,10 @@ pub struct Checkpoint {
     /// Why the vanish guard refused to hide categories KeyCRM no longer has, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories_refused: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Checkpoint {
@@ -182,6 +190,7 @@ impl Checkpoint {
             seen_seq: 0,
             scope: None,
             failures: 0,
+            waits: 0,
             creating: Vec::new(),
             category_ids: None,
             categories_refused: None,

@@ -25,6 +25,11 @@ pub const LEASE_SLOT: SyncKind = SyncKind::Full;
 /// Attempts a run survives in a row (each resume tick is one) before it is failed.
 const MAX_FAILURES: u32 = 12;
 
+/// Hand-offs in a row for want of a slot on the key (no unit of work done in between) before
+/// the run is failed: with waits of up to 15 minutes each, many hours of a key that some other
+/// client keeps at its limit.
+const MAX_BUDGET_WAITS: u32 = 48;
+
 /// The adapters a sync needs.
 #[derive(Clone)]
 pub struct Deps {
@@ -62,6 +67,21 @@ pub struct Config {
     pub cleanup_batch: usize,
     /// How often a running sync checks that its connection still exists.
     pub deletion_check: Duration,
+    /// When each connection's scheduled runs start (the tick schedule).
+    pub spread: mapping::schedule::Spread,
+    /// The longest one invocation works on a run before handing the rest to a continuation
+    /// (a time slice); `None`: until the invocation's deadline.
+    pub slice: Option<Duration>,
+    /// Whether a run that stops before it is done (time slice or deadline over, or the key's
+    /// budget has no slot soon) sends its own continuation to the sync-jobs queue, keeping
+    /// its lease for it, instead of waiting for the resume tick.
+    pub hand_off: bool,
+    /// How long a handed-off lease stays reserved beyond the continuation's delay. After that
+    /// a lost or late continuation is covered by the resume tick.
+    pub hand_off_grace: Duration,
+    /// Sync jobs of one SQS batch run at once (each on its own key's budget, so they mostly
+    /// wait side by side instead of each holding its own invocation).
+    pub jobs_at_once: usize,
 }
 
 impl Default for Config {
@@ -77,6 +97,32 @@ impl Default for Config {
             cleanup_grace: store::CLEANUP_GRACE,
             cleanup_batch: 500,
             deletion_check: Duration::from_secs(20),
+            spread: mapping::schedule::Spread::default(),
+            slice: None,
+            hand_off: false,
+            hand_off_grace: Duration::from_secs(20 * 60),
+            jobs_at_once: 1,
+        }
+    }
+}
+
+/// How long a sync waits in-process for its key's next slot before handing the rest of the
+/// run to a delayed continuation (`ClientConfig::max_gate_wait` of catalog-sync's client).
+/// Ordinary pacing at the background share is one slot every 1.29 s; a slot further away than
+/// this means the key is busy with orders or paused by a 429, and sleeping through it would
+/// only bill the Lambda (BENCHMARKS.md, "Fleet").
+pub const MAX_GATE_WAIT: Duration = Duration::from_secs(10);
+
+impl Config {
+    /// The settings of the deployed function, chosen with the fleet cost model
+    /// (BENCHMARKS.md, "Fleet"): jobs of a batch run side by side, a run works in time slices
+    /// of at most five minutes, and hands what is left to its own delayed continuation.
+    pub fn lambda() -> Self {
+        Config {
+            slice: Some(Duration::from_secs(300)),
+            hand_off: true,
+            jobs_at_once: 10,
+            ..Config::default()
         }
     }
 }
@@ -113,6 +159,18 @@ impl SyncError {
             ),
             SyncError::Store(StoreError::Corrupt(_)) => true,
             _ => false,
+        }
+    }
+
+    /// The key's budget has no slot soon (the gate's answer, or KeyCRM's 429 after the
+    /// client's retries): how long until it may have one. Not a failure of the run.
+    fn budget_wait(&self) -> Option<Duration> {
+        match self {
+            SyncError::Keycrm(KeycrmError::RateLimited { retry_after })
+            | SyncError::Clients(ClientsError::Keycrm(KeycrmError::RateLimited { retry_after })) => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -166,6 +224,8 @@ pub(crate) struct Run<'a> {
     pub deadline: Instant,
     /// Units of KeyCRM work done in this invocation.
     pub units: u32,
+    /// When this invocation started on the run (time slices count from here).
+    started: Instant,
     req_base: u64,
     saves: u32,
     pub cat_links: BTreeMap<i64, CategoryLink>,
@@ -201,10 +261,11 @@ impl Run<'_> {
         &self.cp.settings
     }
 
-    /// Whether another unit of work fits in this invocation.
+    /// Whether another unit of work fits in this invocation (and its time slice).
     fn time_left(&self) -> bool {
         Instant::now() + self.e.cfg.safety < self.deadline
             && self.e.cfg.max_units.is_none_or(|m| self.units < m)
+            && self.e.cfg.slice.is_none_or(|s| self.started.elapsed() < s)
     }
 
     fn count_requests(&mut self) {
@@ -278,13 +339,27 @@ impl Engine {
         settings: Option<Settings>,
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
+        self.run_job_as(job, settings, deadline, None).await
+    }
+
+    /// [`Engine::run_job`], taking over the lease a previous time slice handed to `handoff`
+    /// (a continuation), if given.
+    pub async fn run_job_as(
+        &self,
+        job: &SyncJob,
+        settings: Option<Settings>,
+        deadline: Instant,
+        handoff: Option<String>,
+    ) -> Result<JobOutcome, SyncError> {
         let Some(conn) = self.deps.connections.get(&job.connection_id).await? else {
             tracing::info!(connection = %job.connection_id, "sync job for a deleted connection");
             return Ok(JobOutcome::Skipped {
                 reason: "the connection no longer exists".into(),
             });
         };
-        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let holder = handoff
+            .filter(|h| !h.is_empty() && h.len() <= 64)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let lease_for = deadline.saturating_duration_since(Instant::now()) + self.cfg.lease_slack;
         let Some(lease) = self
             .deps
@@ -327,7 +402,7 @@ impl Engine {
                 l.checkpoint = None;
                 l.run = None;
                 self.deps.sync.finish(&l).await?;
-                return Box::pin(self.run_job(job, settings, deadline)).await;
+                return Box::pin(self.run_job_as(job, settings, deadline, None)).await;
             }
         };
 
@@ -543,6 +618,7 @@ impl Engine {
             lease,
             deadline,
             units: 0,
+            started: Instant::now(),
             req_base,
             saves: 0,
             cat_links,
@@ -557,7 +633,7 @@ impl Engine {
                 return self.end(run).await;
             }
             if !run.time_left() {
-                return self.pause(run, None).await;
+                return self.pause_or_hand_off(run, None, Duration::ZERO).await;
             }
             if run.checked_at.elapsed() >= self.cfg.deletion_check {
                 run.checked_at = Instant::now();
@@ -578,6 +654,7 @@ impl Engine {
             match step {
                 Ok(Step::Continue) => {
                     run.cp.failures = 0;
+                    run.cp.waits = 0;
                     match run.save().await {
                         Ok(()) => {}
                         Err(e) if e.lost() => return Ok(lost(&run)),
@@ -585,6 +662,29 @@ impl Engine {
                     }
                 }
                 Err(e) if e.lost() => return Ok(lost(&run)),
+                Err(e) if e.budget_wait().is_some() => {
+                    let wait = e.budget_wait().unwrap_or_default();
+                    run.cp.waits += 1;
+                    if run.cp.waits > MAX_BUDGET_WAITS {
+                        let Run {
+                            conn,
+                            cp,
+                            report,
+                            lease,
+                            ..
+                        } = run;
+                        return self.end_failed(&conn, cp, report, lease, &e).await;
+                    }
+                    // No sleeping on a far slot: the rest goes to a delayed continuation.
+                    tracing::info!(
+                        connection = %run.conn.id,
+                        run = %run.cp.run_id,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "the key's budget has no slot soon; the run continues later"
+                    );
+                    let msg = "waiting for the KeyCRM key's request budget".to_string();
+                    return self.pause_or_hand_off(run, Some(msg), wait).await;
+                }
                 Err(e) if e.is_fatal() => {
                     let Run {
                         conn,
@@ -631,6 +731,70 @@ impl Engine {
         }
         Ok(JobOutcome::Skipped {
             reason: "the connection was deleted".into(),
+        })
+    }
+
+    /// Stops the run here to continue it after `after`: with hand-off on, the lease is kept
+    /// for a continuation message sent to the sync-jobs queue (delayed by `after`); otherwise,
+    /// or if that message cannot be sent, the run is paused for the resume tick.
+    async fn pause_or_hand_off(
+        &self,
+        mut run: Run<'_>,
+        message: Option<String>,
+        after: Duration,
+    ) -> Result<JobOutcome, SyncError> {
+        if !self.cfg.hand_off {
+            return self.pause(run, message).await;
+        }
+        let after = after.min(queue::MAX_DELAY);
+        run.count_requests();
+        run.report.message = message.clone();
+        run.lease.checkpoint = Some(encode(&run.cp)?);
+        run.lease.run = Some(run.report.clone());
+        // The lease stays with this holder until the continuation takes it over.
+        match self
+            .deps
+            .sync
+            .checkpoint(&run.lease, after + self.cfg.hand_off_grace)
+            .await
+        {
+            Ok(l) => run.lease = l,
+            Err(StoreError::Conflict(_)) => return Ok(lost(&run)),
+            Err(e) => return Err(e.into()),
+        }
+        let continuation = crate::handler::JobMessage {
+            job: SyncJob {
+                connection_id: run.conn.id.clone(),
+                kind: run.cp.kind,
+                dry_run: run.cp.dry_run,
+                requested_by: "resume".into(),
+                run_id: None,
+            },
+            settings: None,
+            handoff: Some(run.lease.holder.clone()),
+        };
+        let body = serde_json::to_string(&continuation)
+            .map_err(|e| SyncError::Store(StoreError::Corrupt(e.to_string())))?;
+        if let Err(e) = self
+            .deps
+            .jobs
+            .send(queue::Outgoing::new(body).delayed(after))
+            .await
+        {
+            tracing::warn!(connection = %run.conn.id, run = %run.cp.run_id, error = %e, "could not send the run's continuation; the resume tick continues it");
+            return self.pause(run, message).await;
+        }
+        self.deps.sync.put_run(&run.report).await?;
+        tracing::info!(
+            connection = %run.conn.id,
+            run = %run.cp.run_id,
+            phase = ?run.cp.phase,
+            after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            keycrm_requests = run.report.keycrm_requests,
+            "sync handed off to its continuation"
+        );
+        Ok(JobOutcome::Paused {
+            run_id: run.cp.run_id.clone(),
         })
     }
 

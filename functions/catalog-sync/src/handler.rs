@@ -1,29 +1,55 @@
-//! The two ways the function is invoked: an EventBridge schedule tick (`{"kind": "full" |
-//! "prices" | "resume"}`) fans out one job per connection onto the sync-jobs queue, and a
-//! sync-jobs message runs one connection's job.
+//! The two ways the function is invoked: an EventBridge schedule tick fans out jobs onto the
+//! sync-jobs queue, and a sync-jobs message runs one connection's job.
+//!
+//! Schedule inputs: `{"kind":"tick","at":"<scheduled time>"}` every 15 minutes starts the
+//! connections whose slot falls in that tick (`mapping::schedule`: the nightly full runs
+//! spread over a window, the price runs over each 4-hour period); `{"kind":"resume"}` every
+//! 5 minutes re-enqueues paused and crashed runs; `{"kind":"full"}` / `{"kind":"prices"}`
+//! start every connection at once (for operators; no schedule sends them).
 
 use crate::engine::{Engine, JobOutcome, SyncError};
-use chrono::{Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use futures::stream::{self, StreamExt};
+use mapping::schedule::SlotKind;
 use mapping::Settings;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use store::{CleanupJob, SyncJob, SyncKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
+    /// Every connection's full sync at once (operators; the schedule uses `Tick`).
     Full,
+    /// Every connection's price sync at once (operators; the schedule uses `Tick`).
     Prices,
     /// Re-enqueue paused or crashed runs (every 5 minutes).
     Resume,
+    /// The spread schedule's tick: only the connections whose slot falls in it.
+    Tick,
 }
 
 /// The EventBridge schedule's input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleInput {
     pub kind: ScheduleKind,
+    /// The tick's scheduled time (EventBridge Scheduler's `<aws.scheduler.scheduled-time>`),
+    /// so a tick retried minutes late still starts the slots of the tick it stands for.
+    /// Absent or unreadable: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+impl ScheduleInput {
+    /// The instant the tick stands for.
+    pub fn tick_time(&self) -> DateTime<Utc> {
+        self.at
+            .as_deref()
+            .and_then(|a| DateTime::parse_from_rfc3339(a.trim()).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now)
+    }
 }
 
 /// A sync-jobs message: a [`SyncJob`], optionally with proposed `settings` a dry run should
@@ -34,12 +60,30 @@ pub struct JobMessage {
     pub job: SyncJob,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Settings>,
+    /// A continuation: the lease holder the previous time slice handed its lease to. The job
+    /// takes the lease over (it is held for it until then), so nothing else starts meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
 }
 
 impl JobMessage {
     /// Reads a sync-jobs message; the error says what is wrong with it (for the dead letter).
     pub fn parse(body: &str) -> Result<JobMessage, String> {
         serde_json::from_str(body).map_err(|e| format!("unreadable sync job: {e}"))
+    }
+}
+
+/// Moves a connection's key out of Secrets Manager if it is still there (logged; a failure
+/// leaves it readable where it is, and the next night tries again).
+async fn migrate_key(engine: &Engine, conn: &store::Connection) {
+    match engine.deps.clients.secrets().migrate(&conn.secret_name).await {
+        Ok(true) => {
+            tracing::info!(connection = %conn.id, "KeyCRM API key moved to envelope encryption")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, error = %e, "could not move the KeyCRM API key out of Secrets Manager")
+        }
     }
 }
 
@@ -66,21 +110,39 @@ fn scheduled_run_id(kind: SyncKind) -> String {
 }
 
 impl Engine {
-    /// A schedule tick: one job per connection that wants this sync, or per paused run.
+    /// A schedule input: [`Engine::on_schedule`] at the tick's scheduled time.
+    pub async fn on_schedule_input(&self, input: &ScheduleInput) -> Result<FanOut, SyncError> {
+        self.on_schedule_at(input.kind, input.tick_time()).await
+    }
+
+    /// A schedule tick now: one job per connection that wants this sync, or per paused run.
     pub async fn on_schedule(&self, kind: ScheduleKind) -> Result<FanOut, SyncError> {
-        let mut jobs: Vec<SyncJob> = Vec::new();
+        self.on_schedule_at(kind, Utc::now()).await
+    }
+
+    /// A schedule tick standing for `at`.
+    pub async fn on_schedule_at(
+        &self,
+        kind: ScheduleKind,
+        at: DateTime<Utc>,
+    ) -> Result<FanOut, SyncError> {
+        // Each job with the delay that places its start (spread ticks only).
+        let mut jobs: Vec<(SyncJob, Duration)> = Vec::new();
         let mut cleanups: Vec<String> = Vec::new();
         let mut out = FanOut::default();
         match kind {
             ScheduleKind::Resume => {
                 for (connection_id, kind) in self.deps.sync.unfinished(10_000).await? {
-                    jobs.push(SyncJob {
-                        connection_id,
-                        kind,
-                        dry_run: false,
-                        requested_by: "resume".into(),
-                        run_id: None,
-                    });
+                    jobs.push((
+                        SyncJob {
+                            connection_id,
+                            kind,
+                            dry_run: false,
+                            requested_by: "resume".into(),
+                            run_id: None,
+                        },
+                        Duration::ZERO,
+                    ));
                 }
                 // Deleted connections whose cleanup has not finished (never queued, paused,
                 // crashed, or dead-lettered): one cleanup job each.
@@ -115,13 +177,58 @@ impl Engine {
                             out.skipped += 1;
                             continue;
                         }
-                        jobs.push(SyncJob {
-                            connection_id: c.id,
-                            kind: sync_kind,
-                            dry_run: false,
-                            requested_by: "schedule".into(),
-                            run_id: Some(run_id.clone()),
-                        });
+                        jobs.push((
+                            SyncJob {
+                                connection_id: c.id,
+                                kind: sync_kind,
+                                dry_run: false,
+                                requested_by: "schedule".into(),
+                                run_id: Some(run_id.clone()),
+                            },
+                            Duration::ZERO,
+                        ));
+                    }
+                    match next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
+                }
+            }
+            ScheduleKind::Tick => {
+                let tick = self.cfg.spread.tick_start(at);
+                let mut cursor = None;
+                loop {
+                    let (page, next) = self.deps.connections.list(cursor, 100).await?;
+                    for c in page {
+                        let dues = self.cfg.spread.due(&c.id, tick);
+                        if dues.iter().any(|d| d.kind == SlotKind::Full) {
+                            // Once a night per connection: a KeyCRM key an older version kept
+                            // in Secrets Manager moves to envelope encryption.
+                            migrate_key(self, &c).await;
+                        }
+                        for due in dues {
+                            let s = &c.settings;
+                            let (sync_kind, wanted) = match due.kind {
+                                SlotKind::Full => {
+                                    (SyncKind::Full, s.sync_products || s.sync_categories)
+                                }
+                                SlotKind::Prices => (SyncKind::Prices, s.sync_products),
+                            };
+                            if !(c.active && wanted) {
+                                out.skipped += 1;
+                                continue;
+                            }
+                            jobs.push((
+                                SyncJob {
+                                    connection_id: c.id.clone(),
+                                    kind: sync_kind,
+                                    dry_run: false,
+                                    requested_by: "schedule".into(),
+                                    run_id: Some(due.run_id),
+                                },
+                                due.delay,
+                            ));
+                        }
                     }
                     match next {
                         Some(n) => cursor = Some(n),
@@ -132,23 +239,23 @@ impl Engine {
         }
         let bodies = jobs
             .iter()
-            .map(|job| {
+            .map(|(job, delay)| {
                 serde_json::to_string(job)
-                    .map(|b| (job.connection_id.clone(), b))
+                    .map(|b| (job.connection_id.clone(), b, *delay))
                     .map_err(|e| e.to_string())
             })
             .chain(
                 cleanups
                     .iter()
-                    .map(|id| Ok((id.clone(), CleanupJob::new(id).to_body()))),
+                    .map(|id| Ok((id.clone(), CleanupJob::new(id).to_body(), Duration::ZERO))),
             )
             .collect::<Vec<_>>();
         let results: Vec<Result<(), String>> = stream::iter(bodies)
             .map(|job| async move {
-                let (connection_id, body) = job?;
+                let (connection_id, body, delay) = job?;
                 self.deps
                     .jobs
-                    .send(Outgoing::new(body))
+                    .send(Outgoing::new(body).delayed(delay))
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("connection {connection_id}: {e}"))
@@ -199,7 +306,8 @@ impl Engine {
         msg: JobMessage,
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
-        self.run_job(&msg.job, msg.settings, deadline).await
+        self.run_job_as(&msg.job, msg.settings, deadline, msg.handoff)
+            .await
     }
 }
 
@@ -219,6 +327,14 @@ mod tests {
         assert!(m.settings.unwrap().sync_products);
         let s: ScheduleInput = serde_json::from_str(r#"{"kind":"resume"}"#).unwrap();
         assert_eq!(s.kind, ScheduleKind::Resume);
+        let t: ScheduleInput =
+            serde_json::from_str(r#"{"kind":"tick","at":"2025-06-01T22:15:00Z"}"#).unwrap();
+        assert_eq!(t.kind, ScheduleKind::Tick);
+        assert_eq!(t.tick_time().to_rfc3339(), "2025-06-01T22:15:00+00:00");
+        // An unreadable time (a template typo) still ticks, at the time it runs.
+        let bad: ScheduleInput =
+            serde_json::from_str(r#"{"kind":"tick","at":"<aws.scheduler.oops>"}"#).unwrap();
+        assert!((Utc::now() - bad.tick_time()).num_seconds().abs() < 5);
         assert!(scheduled_run_id(SyncKind::Full).starts_with("full-"));
     }
 }

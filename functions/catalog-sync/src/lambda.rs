@@ -1,4 +1,8 @@
-//! The sync-jobs SQS consumer on Lambda (batch size 1 in the template; any size works).
+//! The sync-jobs SQS consumer on Lambda.
+//!
+//! The jobs of a batch run side by side (up to `Config::jobs_at_once`): each spends its own
+//! key's budget, so most of a job's time is waiting for its next slot, and one invocation
+//! waiting for ten keys costs what one waiting for one key does.
 //!
 //! Each job runs isolated from its batch-mates and from the process
 //! (`runtime::sqs_batch::isolate`): a job that cannot be read, or whose run panics, goes to
@@ -10,6 +14,7 @@ use crate::engine::Engine;
 use crate::handler::JobMessage;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::{DeadLetter, Message, Queue};
+use futures::StreamExt;
 use runtime::sqs_batch::{self, isolate, respond_by, Budget, Run, Settled, Settlements};
 use std::time::{Duration, Instant};
 
@@ -34,11 +39,16 @@ pub async fn handle_sqs(
     let budget = Budget::new(deadline, SETTLE_MARGIN);
     let messages = sqs_batch::messages(event);
     let settlements = Settlements::new(&messages);
+    let at_once = engine.cfg.jobs_at_once.max(1);
     respond_by(budget.answer_by(), &settlements, async {
-        for m in &messages {
-            let settled = handle_one(engine, m, budget, dead_letters).await;
-            settlements.settle(&m.id, settled);
-        }
+        futures::stream::iter(&messages)
+            .map(|m| async {
+                let settled = handle_one(engine, m, budget, dead_letters).await;
+                settlements.settle(&m.id, settled);
+            })
+            .buffer_unordered(at_once)
+            .collect::<Vec<()>>()
+            .await;
     })
     .await
 }

@@ -17,7 +17,7 @@ pub mod lambda;
 mod prices;
 mod report;
 
-pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT};
+pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT, MAX_GATE_WAIT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
 
 #[cfg(test)]

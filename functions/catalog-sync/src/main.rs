@@ -12,7 +12,7 @@ use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DynamoRateGate, DynamoTable, SecretsManager};
+use store::{DynamoRateGate, DynamoTable};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,8 +29,8 @@ async fn handle(
         return Ok(serde_json::to_value(response)?);
     }
     let input: ScheduleInput = serde_json::from_value(event.payload)
-        .map_err(|e| format!("unexpected input (want {{\"kind\":\"full\"|\"prices\"|\"resume\"}} or an SQS batch): {e}"))?;
-    let out = engine.on_schedule(input.kind).await?;
+        .map_err(|e| format!("unexpected input (want {{\"kind\":\"tick\"|\"resume\"|\"full\"|\"prices\"}} or an SQS batch): {e}"))?;
+    let out = engine.on_schedule_input(&input).await?;
     Ok(serde_json::to_value(out)?)
 }
 
@@ -50,12 +50,17 @@ async fn main() -> Result<(), BoxError> {
     .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let token = runtime::shop_api_token_from_env(&aws).await?;
-    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-        &aws,
-    )));
+    // KeyCRM keys, envelope-encrypted in the table; the nightly tick moves keys an older
+    // version kept in Secrets Manager.
+    let secrets = runtime::key_store(&aws, &table, runtime::KeyAccess::Manage);
     // The per-key budget shared with order push: the sync asks with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
-    let clients = Arc::new(KeycrmClients::new(secrets, gate, ClientConfig::default()));
+    // A far slot is handed to a delayed continuation, not slept through (engine::MAX_GATE_WAIT).
+    let client_config = ClientConfig {
+        max_gate_wait: Some(catalog_sync::MAX_GATE_WAIT),
+        ..ClientConfig::default()
+    };
+    let clients = Arc::new(KeycrmClients::new(secrets, gate, client_config));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let jobs = Arc::new(SqsQueue::new(sqs.clone(), queue_url));
     let sync_queue_name = jobs.name().to_string();
@@ -69,7 +74,7 @@ async fn main() -> Result<(), BoxError> {
         journal: table,
         jobs,
     };
-    let engine = Engine::new(deps, Config::default());
+    let engine = Engine::new(deps, Config::lambda());
     let engine = &engine;
     let dlq = dlq_url.map(|url| SqsQueue::new(sqs.clone(), url));
     let source_queue = sync_queue_name;

@@ -26,6 +26,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::{ConnectionStore, OrderLedger, StatusJournal, Target};
 
+/// The longest an order waits in the Lambda for its key's next request slot. A key with a
+/// backlog (a shop importing thousands of orders, or another function spending the budget)
+/// books slots further ahead; an order whose slot is further away than this is deferred with
+/// a delayed copy instead (at least as long as the wait), so no invocation sleeps on one
+/// shop's budget while other shops' orders queue behind it. Three slots of KeyCRM's 60 a
+/// minute: an ordinary burst of a few orders of one shop still goes through at once, and at
+/// most three invocations at a time can be waiting on any one key (BENCHMARKS.md, "Fleet").
+pub const MAX_GATE_WAIT: Duration = Duration::from_secs(3);
+
 #[derive(Clone, Debug)]
 pub struct PushConfig {
     /// How long a claim on an order lasts. Longer than any one attempt can run (the Lambda

@@ -9,7 +9,7 @@ use queue::{Queue, SqsQueue};
 use runtime::{env_opt, env_req, KeycrmClients};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DynamoRateGate, DynamoTable, SecretsManager};
+use store::{DynamoRateGate, DynamoTable};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -30,11 +30,12 @@ async fn main() -> Result<(), Error> {
     let source_queue = order_queue.name().to_string();
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(
-        Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-            &aws,
-        ))),
+        runtime::key_store(&aws, &table, runtime::KeyAccess::Read),
         gate,
-        ClientConfig::default(),
+        ClientConfig {
+            max_gate_wait: Some(order_push::MAX_GATE_WAIT),
+            ..ClientConfig::default()
+        },
     ));
     let handler = Arc::new(OrderPush {
         connections: Arc::new(table.clone()),

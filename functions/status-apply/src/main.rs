@@ -12,7 +12,7 @@ use status_apply::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DynamoRateGate, DynamoTable, SecretsManager};
+use store::{DynamoRateGate, DynamoTable};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,9 +46,7 @@ async fn main() -> Result<(), BoxError> {
     // spend the connection's per-key budget through the shared gate.
     let gate = Arc::new(DynamoRateGate::new((*table).clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(
-        Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-            &aws,
-        ))),
+        runtime::key_store(&aws, &table, runtime::KeyAccess::Read),
         gate,
         ClientConfig::default(),
     ));

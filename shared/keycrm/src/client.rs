@@ -34,6 +34,11 @@ pub struct ClientConfig {
     /// not start this long before it is not sent (and no rate-gate slot is booked for it):
     /// a write cut off in flight would leave its outcome unknown.
     pub min_request_time: Duration,
+    /// The longest a request waits in-process for its rate-gate slot (and for a retry
+    /// pause). A slot further away answers at once as rate-limited (`retry_after` = how far
+    /// away it is), so the caller can hand the work to a delayed message instead of holding a
+    /// Lambda that only sleeps. `None`: wait as long as the deadline allows.
+    pub max_gate_wait: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +49,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             min_request_time: Duration::from_secs(2),
+            max_gate_wait: None,
         }
     }
 }
@@ -86,6 +92,7 @@ struct Inner {
     retry: RetryPolicy,
     timeout: Duration,
     min_request_time: Duration,
+    max_gate_wait: Option<Duration>,
     counters: Counters,
 }
 
@@ -147,6 +154,7 @@ impl KeycrmClient {
                 retry: config.retry,
                 timeout: config.timeout,
                 min_request_time: config.min_request_time,
+                max_gate_wait: config.max_gate_wait,
                 counters: Counters::default(),
             }),
             priority: Priority::Interactive,
@@ -456,7 +464,13 @@ impl KeycrmClient {
             if latest.is_some_and(|l| l <= Instant::now()) {
                 return Err(out_of_time());
             }
-            let latest_us = latest.map(|l| {
+            // The latest the slot may start: the deadline's, and no further than the patience.
+            let patience = self.inner.max_gate_wait.map(|w| Instant::now() + w);
+            let slot_latest = match (latest, patience) {
+                (Some(l), Some(p)) => Some(l.min(p)),
+                (l, p) => l.or(p),
+            };
+            let latest_us = slot_latest.map(|l| {
                 let left = l.saturating_duration_since(Instant::now());
                 gate::now_us().saturating_add(i64::try_from(left.as_micros()).unwrap_or(i64::MAX))
             });
@@ -516,7 +530,10 @@ impl KeycrmClient {
             match policy.delay_after(attempt, &err, &mut rng) {
                 // A pause that would end past the latest start is not taken: the caller gets
                 // the error and decides (defer, pause the run).
-                Some(delay) if latest.is_some_and(|l| Instant::now() + delay > l) => {
+                Some(delay)
+                    if latest.is_some_and(|l| Instant::now() + delay > l)
+                        || self.inner.max_gate_wait.is_some_and(|w| delay > w) =>
+                {
                     return Err(err)
                 }
                 Some(delay) => {

@@ -7,6 +7,7 @@ pub mod lang;
 pub mod order_map;
 pub mod phone;
 pub mod reference;
+pub mod schedule;
 pub mod settings;
 pub mod settings_problem;
 pub mod shop;

@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod clients;
 pub mod config;
+pub mod key_store;
 pub mod platform;
 pub mod sqs_batch;
 pub mod telemetry;
@@ -12,6 +13,7 @@ pub mod token_key;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
+pub use key_store::{key_store, KeyAccess};
 pub use platform::{
     admin_token_signing_key_from_env, shop_api_token_from_env, PlatformSecret, PlatformSecretError,
 };

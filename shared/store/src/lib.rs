@@ -5,6 +5,7 @@ pub mod aws_error;
 pub mod batch;
 pub mod connection;
 pub mod dynamo;
+pub mod envelope;
 mod error;
 pub mod gate;
 pub mod journal;
@@ -26,6 +27,7 @@ pub use connection::{
     WebhookTokens, CLEANUP_GRACE,
 };
 pub use dynamo::DynamoTable;
+pub use envelope::EnvelopeSecrets;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;
 pub use journal::{

@@ -17,6 +17,11 @@ pub trait SecretStore: Send + Sync {
     async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError>;
     /// Removes the secret at once (no recovery window: a disconnected merchant's key must go).
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Moves a key kept where an older version stored it into this store, if it is there and
+    /// this store may move keys; `true` if one was moved. Idempotent.
+    async fn migrate(&self, _name: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 #
 #   bash infra/scripts/test-all.sh [extra cargo test args...]
 #
-# 1. makes sure a Python venv with moto (local DynamoDB/SQS/Secrets Manager emulator), cfn-lint and
+# 1. makes sure a Python venv with moto (local DynamoDB/SQS/Secrets Manager/KMS emulator), cfn-lint and
 #    aws-sam-translator exists under ${SHOP_KEYCRM_CACHE:-$HOME/.cache/shop-keycrm}/venv
 #    (created or repaired when missing or incomplete; reused otherwise);
 # 2. starts moto_server on 127.0.0.1 with a free port and points the AWS SDK at it through
@@ -22,7 +22,7 @@ MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 SAM_TRANSLATOR_VERSION="1.115.0"
 PIP_REQUIREMENTS=(
-  "moto[dynamodb,sqs,secretsmanager]==${MOTO_VERSION}"
+  "moto[dynamodb,sqs,secretsmanager,kms]==${MOTO_VERSION}"
   "flask"
   "flask-cors"
   "cfn-lint==${CFN_LINT_VERSION}"
@@ -93,7 +93,7 @@ for dist, want in pins.items():
 # presence of the unpinned server deps and of what the dynamodb extra pulls in
 for dist in ("flask", "flask-cors", "werkzeug", "boto3", "docker", "py-partiql-parser"):
     md.version(dist)
-import flask, flask_cors, moto.server, moto.dynamodb, moto.sqs, moto.secretsmanager  # noqa: E401,F401
+import flask, flask_cors, moto.server, moto.dynamodb, moto.sqs, moto.secretsmanager, moto.kms  # noqa: E401,F401
 import cfnlint, samtranslator.translator.transform  # noqa: E401,F401
 PY
 }

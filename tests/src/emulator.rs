@@ -66,3 +66,23 @@ pub async fn queue(max_receives: Option<u32>) -> (queue::SqsQueue, Option<queue:
         }
     }
 }
+
+/// A fresh symmetric KMS key on the emulator: its client and key id.
+pub async fn kms_key() -> (aws_sdk_kms::Client, String) {
+    require();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&conf);
+    let key = kms
+        .create_key()
+        .description(unique("keycrm-keys"))
+        .send()
+        .await
+        .expect("create a KMS key on the emulator (moto needs the kms extra)");
+    let id = key
+        .key_metadata
+        .map(|m| m.key_id)
+        .expect("the new key's id");
+    (kms, id)
+}

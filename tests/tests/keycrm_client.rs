@@ -494,6 +494,53 @@ async fn a_busy_key_never_makes_a_caller_wait_past_its_deadline() {
     );
 }
 
+/// `max_gate_wait`: a slot further away than the client's patience is not slept through, even
+/// without a deadline; the caller gets "rate limited, try in …" at once and can hand the work
+/// to a delayed message. A near slot is simply waited for.
+#[tokio::test]
+async fn a_far_slot_is_refused_at_once_and_a_near_one_is_waited_for() {
+    let sim = sim(5, 0, 1.0).await;
+    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm()));
+    let mut cfg = ClientConfig::with_base_url(sim.base_url());
+    cfg.max_gate_wait = Some(Duration::from_secs(3));
+    let c = KeycrmClient::new(cfg, ApiKey::new(KEY), gate.clone()).unwrap();
+    let fp = ApiKey::new(KEY).fingerprint();
+    // Near: the key's next slot is a second away.
+    gate.penalize(&fp, Duration::from_secs(1)).await.unwrap();
+    let started = Instant::now();
+    c.sources().await.expect("a near slot is waited for");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Far: a 429 paused the key for a minute.
+    gate.penalize(&fp, Duration::from_secs(60)).await.unwrap();
+    let before = sim.stats().total_requests;
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), c.sources())
+        .await
+        .expect("returned instead of sleeping through the pause")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(err, KeycrmError::RateLimited { retry_after } if retry_after > Duration::from_secs(50)),
+        "{err:?}"
+    );
+    assert_eq!(sim.stats().total_requests, before, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_patient_client_does_not_sleep_through_a_long_retry_after() {
+    let url = always_429("40").await;
+    let mut cfg = ClientConfig::with_base_url(url);
+    cfg.max_gate_wait = Some(Duration::from_secs(3));
+    let c = KeycrmClient::new(cfg, ApiKey::new(KEY), Arc::new(UnlimitedGate)).unwrap();
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), c.sources())
+        .await
+        .expect("returned instead of sleeping 40 s")
+        .unwrap_err();
+    assert!(matches!(err, KeycrmError::RateLimited { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 #[tokio::test]
 async fn a_request_never_outlives_the_deadline_it_runs_under() {
     let sim = sim(5, 0, 1.0).await;

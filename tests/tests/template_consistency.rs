@@ -1096,3 +1096,304 @@ fn every_http_route_has_its_own_throttle_and_the_webhook_route_is_apart() {
     }
     fail_if_any("HTTP API throttles", &problems);
 }
+
+// ------------------------------------------------------------------ many shops (issue 14)
+
+/// A template parameter's `Default`, `MinValue` and `MaxValue`.
+fn parameter_numbers(template: &Value, name: &str) -> Option<(u64, u64, u64)> {
+    let p = template.get("Parameters")?.get(name)?;
+    Some((
+        literal_u64(p.get("Default")?)?,
+        literal_u64(p.get("MinValue")?)?,
+        literal_u64(p.get("MaxValue")?)?,
+    ))
+}
+
+/// A number that is a literal or `!Ref` to a numeric parameter: its value (the default) and,
+/// for a parameter, the range a deployer may choose from.
+fn number_or_parameter(template: &Value, v: &Value) -> Result<(u64, u64, u64), String> {
+    if let Some(n) = literal_u64(v) {
+        return Ok((n, n, n));
+    }
+    let names = refs(v);
+    let [name] = names.iter().collect::<Vec<_>>()[..] else {
+        return Err(format!(
+            "`{}` is neither a number nor one !Ref",
+            describe(v)
+        ));
+    };
+    parameter_numbers(template, name)
+        .ok_or_else(|| format!("parameter {name} lacks a numeric Default/MinValue/MaxValue"))
+}
+
+/// Every SQS event source caps the concurrency it may drive (no queue can take the account's
+/// whole Lambda concurrency), within SQS's 2..=1000; the webhook and the admin API keep
+/// reserved capacity a sync storm cannot take; and the defaults fit the default account limit
+/// with AWS's 100 unreserved kept.
+#[test]
+fn every_queue_consumer_is_capped_and_the_http_functions_keep_reserved_capacity() {
+    let template = load_template();
+    let mut problems = Vec::new();
+    let mut capped = 0u64;
+    let mut sources = 0;
+    for (id, function) in resources_of_type(&template, FUNCTION_TYPE) {
+        let Some(events) = props(function)
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping)
+        else {
+            continue;
+        };
+        for (event_id, event) in events {
+            if event.get("Type").and_then(Value::as_str) != Some("SQS") {
+                continue;
+            }
+            sources += 1;
+            let where_ = format!("{id}.Events.{}", event_id.as_str().unwrap_or("?"));
+            let Some(max) = event
+                .get("Properties")
+                .and_then(|p| p.get("ScalingConfig"))
+                .and_then(|s| s.get("MaximumConcurrency"))
+            else {
+                problems.push(format!("{where_}: no ScalingConfig.MaximumConcurrency"));
+                continue;
+            };
+            match number_or_parameter(&template, max) {
+                Ok((default, min, max)) if min >= 2 && max <= 1000 && (min..=max).contains(&default) => {
+                    capped += default
+                }
+                Ok(range) => problems.push(format!(
+                    "{where_}: MaximumConcurrency (default, min, max) {range:?} outside SQS's 2..=1000"
+                )),
+                Err(e) => problems.push(format!("{where_}: MaximumConcurrency {e}")),
+            }
+        }
+    }
+    assert!(sources >= 3, "expected the three queue consumers");
+    let mut reserved = 0u64;
+    for id in ["WebhookFunction", "AdminApiFunction"] {
+        let Some(f) = resource(&template, id) else {
+            problems.push(format!("{id} is missing"));
+            continue;
+        };
+        let Some(rce) = props(f).and_then(|p| p.get("ReservedConcurrentExecutions")) else {
+            problems.push(format!("{id}: no ReservedConcurrentExecutions"));
+            continue;
+        };
+        // `!If [Condition, !Ref Parameter, !Ref AWS::NoValue]` (0 = no reservation) or a number.
+        let params: Vec<String> = refs(rce)
+            .into_iter()
+            .filter(|r| r != "AWS::NoValue")
+            .collect();
+        match params.as_slice() {
+            [p] => match parameter_numbers(&template, p) {
+                Some((default, _, _)) if default > 0 => reserved += default,
+                other => problems.push(format!(
+                    "{id}: reservation parameter {p} must default above 0, got {other:?}"
+                )),
+            },
+            _ => match literal_u64(rce) {
+                Some(n) if n > 0 => reserved += n,
+                _ => problems.push(format!(
+                    "{id}: ReservedConcurrentExecutions `{}` names no reservation",
+                    describe(rce)
+                )),
+            },
+        }
+    }
+    if capped + reserved > 900 {
+        problems.push(format!(
+            "the defaults ({capped} for queues + {reserved} reserved) do not fit an account's default 1000 with 100 unreserved"
+        ));
+    }
+    fail_if_any("concurrency", &problems);
+}
+
+/// Scheduled syncs are spread: one tick at the rate `mapping::schedule::Spread` assumes, in
+/// UTC, carrying its scheduled time; no schedule starts every shop at once any more. The
+/// sync consumer takes the batches catalog-sync runs side by side, and may continue its own
+/// runs (Lambda -> SQS -> Lambda by design).
+#[test]
+fn scheduled_syncs_start_from_a_spread_tick_and_continue_their_own_runs() {
+    let template = load_template();
+    let mut problems = Vec::new();
+    let f = resource(&template, "CatalogSyncFunction").expect("CatalogSyncFunction");
+    let events = props(f)
+        .and_then(|p| p.get("Events"))
+        .and_then(Value::as_mapping)
+        .expect("catalog-sync events");
+    let spread = mapping::schedule::Spread::default();
+    let mut ticks = 0;
+    let mut resumes = 0;
+    for (event_id, event) in events {
+        let where_ = format!(
+            "CatalogSyncFunction.Events.{}",
+            event_id.as_str().unwrap_or("?")
+        );
+        let p = event.get("Properties");
+        match event.get("Type").and_then(Value::as_str) {
+            Some("ScheduleV2") => {
+                let input: serde_json::Value = p
+                    .and_then(|p| p.get("Input"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default();
+                let parsed: Result<catalog_sync::ScheduleInput, _> =
+                    serde_json::from_value(input.clone());
+                let expr = p
+                    .and_then(|p| p.get("ScheduleExpression"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                match parsed.map(|i| i.kind) {
+                    Ok(catalog_sync::ScheduleKind::Tick) => {
+                        ticks += 1;
+                        let want = format!("cron(0/{} * * * ? *)", spread.tick_min);
+                        if expr != want {
+                            problems.push(format!("{where_}: `{expr}`, the spread needs `{want}`"));
+                        }
+                        let tz = p
+                            .and_then(|p| p.get("ScheduleExpressionTimezone"))
+                            .and_then(Value::as_str);
+                        if tz.is_some_and(|t| t != "UTC") {
+                            problems.push(format!("{where_}: the spread is in UTC, not {tz:?}"));
+                        }
+                        if input.get("at").and_then(|v| v.as_str())
+                            != Some("<aws.scheduler.scheduled-time>")
+                        {
+                            problems.push(format!(
+                                "{where_}: the input must carry the scheduled time: {input}"
+                            ));
+                        }
+                    }
+                    Ok(catalog_sync::ScheduleKind::Resume) => resumes += 1,
+                    Ok(kind) => problems.push(format!(
+                        "{where_}: {kind:?} starts every shop at once; the tick spreads them"
+                    )),
+                    Err(e) => problems.push(format!("{where_}: unreadable input {input}: {e}")),
+                }
+            }
+            Some("SQS") => {
+                let batch = p.and_then(|p| p.get("BatchSize")).and_then(literal_u64);
+                let side_by_side = catalog_sync::Config::lambda().jobs_at_once as u64;
+                if batch != Some(side_by_side) {
+                    problems.push(format!(
+                        "{where_}: BatchSize {batch:?}; catalog-sync runs {side_by_side} jobs side by side"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if (ticks, resumes) != (1, 1) {
+        problems.push(format!(
+            "expected one spread tick and one resume schedule, found {ticks} and {resumes}"
+        ));
+    }
+    if props(f)
+        .and_then(|p| p.get("RecursiveLoop"))
+        .and_then(Value::as_str)
+        != Some("Allow")
+    {
+        problems.push(
+            "CatalogSyncFunction must allow its own continuations (RecursiveLoop: Allow)".into(),
+        );
+    }
+    fail_if_any("spread schedules", &problems);
+}
+
+/// KeyCRM keys are envelope-encrypted under one KMS key: only the admin API and catalog-sync
+/// (which moves old keys) may make data keys, the functions that call KeyCRM may unwrap them,
+/// always only for this purpose; the webhook may do neither; nobody creates Secrets Manager
+/// secrets for keys any more.
+#[test]
+fn keycrm_keys_are_sealed_under_one_kms_key_with_least_privilege() {
+    let template = load_template();
+    let mut problems = Vec::new();
+    let key = resource(&template, "KeycrmKeysKey").expect("KeycrmKeysKey");
+    if key.get("Type").and_then(Value::as_str) != Some("AWS::KMS::Key") {
+        problems.push("KeycrmKeysKey is not an AWS::KMS::Key".into());
+    }
+    if key.get("DeletionPolicy").and_then(Value::as_str) != Some("Retain") {
+        problems.push("KeycrmKeysKey must be retained: the sealed keys need it".into());
+    }
+    if props(key)
+        .and_then(|p| p.get("EnableKeyRotation"))
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        problems.push("KeycrmKeysKey must rotate".into());
+    }
+    let expected: BTreeMap<&str, Vec<&str>> = [
+        (
+            "AdminApiFunction",
+            vec!["kms:Decrypt", "kms:GenerateDataKey"],
+        ),
+        (
+            "CatalogSyncFunction",
+            vec!["kms:Decrypt", "kms:GenerateDataKey"],
+        ),
+        ("OrderPushFunction", vec!["kms:Decrypt"]),
+        ("StatusApplyFunction", vec!["kms:Decrypt"]),
+        ("WebhookFunction", vec![]),
+    ]
+    .into();
+    for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {
+        let mut granted = std::collections::BTreeSet::new();
+        for st in statements(f) {
+            let actions = list_of(st.get("Action"));
+            for a in &actions {
+                if matches!(
+                    a.as_str(),
+                    "secretsmanager:CreateSecret" | "secretsmanager:PutSecretValue"
+                ) {
+                    problems.push(format!(
+                        "{id} may `{a}`: keys are not kept in Secrets Manager any more"
+                    ));
+                }
+            }
+            let kms: Vec<&String> = actions.iter().filter(|a| a.starts_with("kms:")).collect();
+            if kms.is_empty() {
+                continue;
+            }
+            let on_key = st
+                .get("Resource")
+                .map(|r| get_att_arn_target(r).as_deref() == Ok("KeycrmKeysKey"))
+                .unwrap_or(false);
+            if !on_key {
+                problems.push(format!(
+                    "{id}: KMS actions {kms:?} not limited to KeycrmKeysKey"
+                ));
+            }
+            let purpose = st
+                .get("Condition")
+                .and_then(|c| c.get("StringEquals"))
+                .and_then(|c| c.get("kms:EncryptionContext:purpose"))
+                .and_then(Value::as_str);
+            if purpose != Some(store::envelope::PURPOSE) {
+                problems.push(format!(
+                    "{id}: KMS actions {kms:?} without the condition purpose = {}",
+                    store::envelope::PURPOSE
+                ));
+            }
+            granted.extend(kms.into_iter().cloned());
+        }
+        let want: std::collections::BTreeSet<String> = expected
+            .get(id.as_str())
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        if granted != want {
+            problems.push(format!("{id} may {granted:?}; it needs {want:?}"));
+        }
+        let env = environment(&template, f);
+        let told = env.get(runtime::key_store::KMS_KEY_VAR);
+        match (want.is_empty(), told) {
+            (true, None) => {}
+            (false, Some(v)) if get_att_arn_target(v).as_deref() == Ok("KeycrmKeysKey") => {}
+            (_, other) => problems.push(format!(
+                "{id}: {} is {:?}",
+                runtime::key_store::KMS_KEY_VAR,
+                other.map(describe)
+            )),
+        }
+    }
+    fail_if_any("KeyCRM key encryption", &problems);
+}

@@ -76,7 +76,13 @@ impl JobMessage {
 /// Moves a connection's key out of Secrets Manager if it is still there (logged; a failure
 /// leaves it readable where it is, and the next night tries again).
 async fn migrate_key(engine: &Engine, conn: &store::Connection) {
-    match engine.deps.clients.secrets().migrate(&conn.secret_name).await {
+    match engine
+        .deps
+        .clients
+        .secrets()
+        .migrate(&conn.secret_name)
+        .await
+    {
         Ok(true) => {
             tracing::info!(connection = %conn.id, "KeyCRM API key moved to envelope encryption")
         }

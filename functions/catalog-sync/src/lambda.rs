@@ -13,8 +13,8 @@
 use crate::engine::Engine;
 use crate::handler::JobMessage;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::{DeadLetter, Message, Queue};
 use futures::StreamExt;
+use queue::{DeadLetter, Message, Queue};
 use runtime::sqs_batch::{self, isolate, respond_by, Budget, Run, Settled, Settlements};
 use std::time::{Duration, Instant};
 

@@ -22,3 +22,5 @@ pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fleet;

@@ -426,10 +426,7 @@ mod tests {
                     .filter(|(_, d)| d.kind == SlotKind::Full)
                     .map(|(_, d)| d.run_id.clone())
                     .collect();
-                let count = got
-                    .iter()
-                    .filter(|(_, d)| d.kind == SlotKind::Full)
-                    .count();
+                let count = got.iter().filter(|(_, d)| d.kind == SlotKind::Full).count();
                 assert_eq!(count, fulls.len());
                 assert!((1..=2).contains(&count));
             }

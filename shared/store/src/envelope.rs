@@ -131,7 +131,11 @@ impl EnvelopeSecrets {
         }
     }
 
-    async fn read_item(&self, name: &str, consistent: bool) -> Result<Option<dynamo::Item>, StoreError> {
+    async fn read_item(
+        &self,
+        name: &str,
+        consistent: bool,
+    ) -> Result<Option<dynamo::Item>, StoreError> {
         let out = self
             .table
             .client
@@ -161,8 +165,9 @@ impl EnvelopeSecrets {
                 "KMS returned no data key".to_string(),
             ));
         };
-        let cipher = Aes256Gcm::new_from_slice(plain.as_ref())
-            .map_err(|_| StoreError::Unavailable("KMS returned a data key of the wrong size".into()))?;
+        let cipher = Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| {
+            StoreError::Unavailable("KMS returned a data key of the wrong size".into())
+        })?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let sealed = cipher
@@ -176,20 +181,31 @@ impl EnvelopeSecrets {
             .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
         let mut item = dynamo::key(Self::pk(name), "KEY");
         item.insert("v".into(), dynamo::n(VERSION));
-        item.insert("dek".into(), AttributeValue::B(DynBlob::new(wrapped.into_inner())));
-        item.insert("nonce".into(), AttributeValue::B(DynBlob::new(nonce.to_vec())));
+        item.insert(
+            "dek".into(),
+            AttributeValue::B(DynBlob::new(wrapped.into_inner())),
+        );
+        item.insert(
+            "nonce".into(),
+            AttributeValue::B(DynBlob::new(nonce.to_vec())),
+        );
         item.insert("ct".into(), AttributeValue::B(DynBlob::new(sealed)));
-        item.insert("updated_at".into(), dynamo::s(chrono::Utc::now().to_rfc3339()));
+        item.insert(
+            "updated_at".into(),
+            dynamo::s(chrono::Utc::now().to_rfc3339()),
+        );
         Ok(item)
     }
 
     async fn open(&self, name: &str, item: &dynamo::Item) -> Result<ApiKey, StoreError> {
-        let unreadable = || StoreError::Corrupt("a stored KeyCRM API key could not be decrypted".into());
+        let unreadable =
+            || StoreError::Corrupt("a stored KeyCRM API key could not be decrypted".into());
         let bin = |k: &str| match item.get(k) {
             Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
             _ => None,
         };
-        let (Some(wrapped), Some(nonce), Some(sealed)) = (bin("dek"), bin("nonce"), bin("ct")) else {
+        let (Some(wrapped), Some(nonce), Some(sealed)) = (bin("dek"), bin("nonce"), bin("ct"))
+        else {
             return Err(unreadable());
         };
         if nonce.len() != NONCE_LEN {
@@ -263,9 +279,13 @@ impl SecretStore for EnvelopeSecrets {
         };
         if self.migrate {
             match self.put(name, &key).await {
-                Ok(()) => tracing::info!("a KeyCRM API key was moved from Secrets Manager to envelope encryption"),
+                Ok(()) => tracing::info!(
+                    "a KeyCRM API key was moved from Secrets Manager to envelope encryption"
+                ),
                 // The key was read; moving it can wait for the next read.
-                Err(e) => tracing::warn!(error = %e, "could not move a KeyCRM API key out of Secrets Manager"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not move a KeyCRM API key out of Secrets Manager")
+                }
             }
         }
         Ok(Some(key))

@@ -101,16 +101,15 @@ pub struct FanOut {
     pub failed: usize,
 }
 
-/// Schedule ticks name their runs by kind and hour, so a retried tick or a redelivered job
-/// does not run the same sync twice.
-fn scheduled_run_id(kind: SyncKind) -> String {
-    let now = Utc::now();
+/// Schedule ticks name their runs by kind and the hour they stand for, so a retried tick or a
+/// redelivered job does not run the same sync twice.
+fn scheduled_run_id(kind: SyncKind, at: DateTime<Utc>) -> String {
     format!(
         "{}-{}",
         kind.as_str(),
-        now.with_minute(0)
+        at.with_minute(0)
             .and_then(|t| t.with_second(0))
-            .unwrap_or(now)
+            .unwrap_or(at)
             .format("%Y%m%dT%H")
     )
 }
@@ -168,7 +167,7 @@ impl Engine {
                 } else {
                     SyncKind::Prices
                 };
-                let run_id = scheduled_run_id(sync_kind);
+                let run_id = scheduled_run_id(sync_kind, at);
                 let mut cursor = None;
                 loop {
                     let (page, next) = self.deps.connections.list(cursor, 100).await?;
@@ -341,6 +340,6 @@ mod tests {
         let bad: ScheduleInput =
             serde_json::from_str(r#"{"kind":"tick","at":"<aws.scheduler.oops>"}"#).unwrap();
         assert!((Utc::now() - bad.tick_time()).num_seconds().abs() < 5);
-        assert!(scheduled_run_id(SyncKind::Full).starts_with("full-"));
+        assert!(scheduled_run_id(SyncKind::Full, Utc::now()).starts_with("full-"));
     }
 }

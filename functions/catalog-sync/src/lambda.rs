@@ -40,11 +40,12 @@ pub async fn handle_sqs(
     let messages = sqs_batch::messages(event);
     let settlements = Settlements::new(&messages);
     let at_once = engine.cfg.jobs_at_once.max(1);
+    let settled_into = &settlements;
     respond_by(budget.answer_by(), &settlements, async {
-        futures::stream::iter(&messages)
-            .map(|m| async {
-                let settled = handle_one(engine, m, budget, dead_letters).await;
-                settlements.settle(&m.id, settled);
+        futures::stream::iter(messages.iter().cloned())
+            .map(|m| async move {
+                let settled = handle_one(engine, &m, budget, dead_letters).await;
+                settled_into.settle(&m.id, settled);
             })
             .buffer_unordered(at_once)
             .collect::<Vec<()>>()

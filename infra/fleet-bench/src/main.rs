@@ -1,0 +1,60 @@
+//! The fleet benchmark (BENCHMARKS.md, "Fleet"): thousands of shops on one deployment for a
+//! simulated day, with the real handlers (order-push, catalog-sync, the webhook receiver,
+//! status-apply) on in-memory adapters that count what the AWS calls would cost, the KeyCRM
+//! simulator with one API key per shop (60 requests a minute each, time-scaled), and queues
+//! and a Lambda pool with the deployed concurrency limits. It prints the figures of issue 14
+//! and the cost per shop per month from `prices.rs`.
+//!
+//! ```text
+//! cargo run --release -p fleet-bench                      # 2,000 shops, the design as deployed
+//! FLEET_DESIGN=before cargo run --release -p fleet-bench  # the design before issue 14
+//! FLEET_SHOPS=200 FLEET_SCALE=240 cargo run --release -p fleet-bench
+//! ```
+
+mod clock;
+mod fleet;
+mod meter;
+mod pool;
+mod ports;
+mod prices;
+mod queues;
+mod report;
+mod world;
+
+use std::time::Duration;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let shops: usize = env("FLEET_SHOPS", 2000);
+    let scale: f64 = env("FLEET_SCALE", 240.0);
+    let hours: i64 = env("FLEET_HOURS", 24);
+    let seed: u64 = env("FLEET_SEED", 14);
+    let design = match std::env::var("FLEET_DESIGN").as_deref() {
+        Ok("before") => world::Design::before(),
+        _ => world::Design::after(),
+    };
+    let threads: usize = env("FLEET_THREADS", 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = std::time::Instant::now();
+    let outcome = rt.block_on(world::run(world::Params {
+        shops,
+        scale,
+        hours,
+        seed,
+        product_scale: env("FLEET_PRODUCT_SCALE", 1.0),
+        design,
+    }));
+    report::print(&outcome, started.elapsed());
+    // Background tasks (the simulator, pollers) end with the process.
+    rt.shutdown_timeout(Duration::from_millis(100));
+}

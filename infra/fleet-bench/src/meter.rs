@@ -1,0 +1,378 @@
+//! What the fleet's AWS calls would cost, counted as they happen: per shop (for the cost per
+//! shop), per operation (to see what dominates) and per function (Lambda).
+//!
+//! The counting adapters (`ports.rs`, `queues.rs`) charge units here with the DynamoDB rules
+//! for item sizes (reads in 4 KB units, half for eventually consistent ones; writes in 1 KB
+//! units, GSI copies again), and add the modelled latency of each call to the invocation it
+//! was made in (`pool.rs` adds it to the billed duration: in-memory adapters answer at once).
+
+use std::collections::BTreeMap;
+use std::ops::{Add, AddAssign, Mul, Sub};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Units of everything that is billed, for one shop or the whole fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub invocations: f64,
+    pub gb_s: f64,
+    pub rru: f64,
+    pub wru: f64,
+    pub sqs: f64,
+    pub http: f64,
+    pub kms: f64,
+    pub sm_calls: f64,
+    pub log_bytes: f64,
+    pub traces: f64,
+}
+
+impl Add for Usage {
+    type Output = Usage;
+    fn add(self, o: Usage) -> Usage {
+        Usage {
+            invocations: self.invocations + o.invocations,
+            gb_s: self.gb_s + o.gb_s,
+            rru: self.rru + o.rru,
+            wru: self.wru + o.wru,
+            sqs: self.sqs + o.sqs,
+            http: self.http + o.http,
+            kms: self.kms + o.kms,
+            sm_calls: self.sm_calls + o.sm_calls,
+            log_bytes: self.log_bytes + o.log_bytes,
+            traces: self.traces + o.traces,
+        }
+    }
+}
+
+impl AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        *self = *self + o;
+    }
+}
+
+impl Sub for Usage {
+    type Output = Usage;
+    fn sub(self, o: Usage) -> Usage {
+        self + o * -1.0
+    }
+}
+
+impl Mul<f64> for Usage {
+    type Output = Usage;
+    fn mul(self, k: f64) -> Usage {
+        Usage {
+            invocations: self.invocations * k,
+            gb_s: self.gb_s * k,
+            rru: self.rru * k,
+            wru: self.wru * k,
+            sqs: self.sqs * k,
+            http: self.http * k,
+            kms: self.kms * k,
+            sm_calls: self.sm_calls * k,
+            log_bytes: self.log_bytes * k,
+            traces: self.traces * k,
+        }
+    }
+}
+
+/// One operation's totals.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpStat {
+    pub calls: u64,
+    pub rru: f64,
+    pub wru: f64,
+}
+
+/// One function's totals.
+#[derive(Clone, Debug, Default)]
+pub struct FnStat {
+    pub invocations: u64,
+    pub cold_starts: u64,
+    pub gb_s: f64,
+    pub billed_s: f64,
+    pub throttled: u64,
+    pub peak_concurrency: u64,
+    /// Virtual seconds in which the function was invoked (X-Ray's reservoir samples the first
+    /// request of every second).
+    pub seconds: std::collections::HashSet<i64>,
+}
+
+/// Who a call is attributed to.
+pub type Shop = Option<usize>;
+
+pub struct Meter {
+    shops: Vec<Mutex<Usage>>,
+    fleet: Mutex<Usage>,
+    ops: Mutex<BTreeMap<&'static str, OpStat>>,
+    functions: Mutex<BTreeMap<&'static str, FnStat>>,
+    /// Log bytes not yet attributed (the log layer cannot tell the shop).
+    pub log_bytes: AtomicU64,
+    pub log_events: AtomicU64,
+}
+
+/// Latency of AWS calls, in virtual microseconds, per call kind (typical in-region figures).
+pub mod latency {
+    pub const DYNAMODB_US: u64 = 5_000;
+    pub const SQS_US: u64 = 10_000;
+    pub const KMS_US: u64 = 8_000;
+    pub const SECRETS_US: u64 = 15_000;
+}
+
+tokio::task_local! {
+    /// The modelled AWS latency of the invocation in progress (virtual µs).
+    static CALLS: Arc<AtomicU64>;
+}
+
+/// Runs `fut` collecting the modelled latency of the AWS calls it makes.
+pub async fn collecting<F: std::future::Future>(acc: Arc<AtomicU64>, fut: F) -> F::Output {
+    CALLS.scope(acc, fut).await
+}
+
+/// Adds a call's modelled latency to the invocation in progress (if any).
+pub fn wait(us: u64) {
+    let _ = CALLS.try_with(|a| a.fetch_add(us, Ordering::Relaxed));
+}
+
+/// Read units of an item of `bytes` (strongly consistent: 1 per 4 KB).
+pub fn read_units(bytes: usize, consistent: bool) -> f64 {
+    let units = bytes.max(1).div_ceil(4096) as f64;
+    if consistent {
+        units
+    } else {
+        units / 2.0
+    }
+}
+
+/// Write units of an item of `bytes` (1 per KB).
+pub fn write_units(bytes: usize) -> f64 {
+    bytes.max(1).div_ceil(1024) as f64
+}
+
+impl Meter {
+    pub fn new(shops: usize) -> Self {
+        Meter {
+            shops: (0..shops).map(|_| Mutex::new(Usage::default())).collect(),
+            fleet: Mutex::new(Usage::default()),
+            ops: Mutex::new(BTreeMap::new()),
+            functions: Mutex::new(BTreeMap::new()),
+            log_bytes: AtomicU64::new(0),
+            log_events: AtomicU64::new(0),
+        }
+    }
+
+    fn charge(&self, shop: Shop, u: Usage) {
+        let slot = match shop.and_then(|i| self.shops.get(i)) {
+            Some(s) => s,
+            None => &self.fleet,
+        };
+        if let Ok(mut g) = slot.lock() {
+            *g += u;
+        }
+    }
+
+    /// A DynamoDB operation.
+    pub fn dynamo(&self, shop: Shop, op: &'static str, rru: f64, wru: f64) {
+        wait(latency::DYNAMODB_US);
+        self.charge(
+            shop,
+            Usage {
+                rru,
+                wru,
+                ..Usage::default()
+            },
+        );
+        if let Ok(mut ops) = self.ops.lock() {
+            let e = ops.entry(op).or_default();
+            e.calls += 1;
+            e.rru += rru;
+            e.wru += wru;
+        }
+    }
+
+    pub fn sqs(&self, shop: Shop, requests: f64) {
+        wait(latency::SQS_US);
+        self.charge(
+            shop,
+            Usage {
+                sqs: requests,
+                ..Usage::default()
+            },
+        );
+    }
+
+    /// SQS requests the event source mapping makes (no handler is waiting on them).
+    pub fn sqs_by_poller(&self, shop: Shop, requests: f64) {
+        self.charge(
+            shop,
+            Usage {
+                sqs: requests,
+                ..Usage::default()
+            },
+        );
+    }
+
+    pub fn http(&self, shop: Shop) {
+        self.charge(
+            shop,
+            Usage {
+                http: 1.0,
+                ..Usage::default()
+            },
+        );
+    }
+
+    pub fn kms(&self, shop: Shop) {
+        wait(latency::KMS_US);
+        self.charge(
+            shop,
+            Usage {
+                kms: 1.0,
+                ..Usage::default()
+            },
+        );
+    }
+
+    pub fn secrets_manager(&self, shop: Shop) {
+        wait(latency::SECRETS_US);
+        self.charge(
+            shop,
+            Usage {
+                sm_calls: 1.0,
+                ..Usage::default()
+            },
+        );
+    }
+
+    /// One Lambda invocation of `function`, billed `billed_s` at `memory_mb`, shared by the
+    /// shops whose messages it handled (`None` entries: the fleet's own work).
+    pub fn lambda(
+        &self,
+        function: &'static str,
+        shops: &[Shop],
+        billed_s: f64,
+        memory_mb: u32,
+        cold: bool,
+        at_second: i64,
+    ) {
+        let gb_s = billed_s * f64::from(memory_mb) / 1024.0;
+        let n = shops.len().max(1) as f64;
+        let share = Usage {
+            invocations: 1.0 / n,
+            gb_s: gb_s / n,
+            ..Usage::default()
+        };
+        if shops.is_empty() {
+            self.charge(None, share);
+        }
+        for s in shops {
+            self.charge(*s, share);
+        }
+        if let Ok(mut f) = self.functions.lock() {
+            let e = f.entry(function).or_default();
+            e.invocations += 1;
+            e.gb_s += gb_s;
+            e.billed_s += billed_s;
+            if cold {
+                e.cold_starts += 1;
+            }
+            e.seconds.insert(at_second);
+        }
+    }
+
+    pub fn throttled(&self, function: &'static str) {
+        if let Ok(mut f) = self.functions.lock() {
+            f.entry(function).or_default().throttled += 1;
+        }
+    }
+
+    pub fn concurrency(&self, function: &'static str, now: u64) {
+        if let Ok(mut f) = self.functions.lock() {
+            let e = f.entry(function).or_default();
+            e.peak_concurrency = e.peak_concurrency.max(now);
+        }
+    }
+
+    /// A snapshot of every shop's usage and the fleet's own.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            shops: self
+                .shops
+                .iter()
+                .map(|m| m.lock().map(|g| *g).unwrap_or_default())
+                .collect(),
+            fleet: self.fleet.lock().map(|g| *g).unwrap_or_default(),
+            ops: self.ops.lock().map(|g| g.clone()).unwrap_or_default(),
+            functions: self.functions.lock().map(|g| g.clone()).unwrap_or_default(),
+            log_bytes: self.log_bytes.load(Ordering::Relaxed) as f64,
+            log_events: self.log_events.load(Ordering::Relaxed) as f64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub shops: Vec<Usage>,
+    pub fleet: Usage,
+    pub ops: BTreeMap<&'static str, OpStat>,
+    pub functions: BTreeMap<&'static str, FnStat>,
+    pub log_bytes: f64,
+    pub log_events: f64,
+}
+
+impl Snapshot {
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let shops = self
+            .shops
+            .iter()
+            .enumerate()
+            .map(|(i, u)| *u - earlier.shops.get(i).copied().unwrap_or_default())
+            .collect();
+        let ops = self
+            .ops
+            .iter()
+            .map(|(k, v)| {
+                let e = earlier.ops.get(k).copied().unwrap_or_default();
+                (
+                    *k,
+                    OpStat {
+                        calls: v.calls - e.calls,
+                        rru: v.rru - e.rru,
+                        wru: v.wru - e.wru,
+                    },
+                )
+            })
+            .collect();
+        let functions = self
+            .functions
+            .iter()
+            .map(|(k, v)| {
+                let e = earlier.functions.get(k).cloned().unwrap_or_default();
+                (
+                    *k,
+                    FnStat {
+                        invocations: v.invocations - e.invocations,
+                        cold_starts: v.cold_starts - e.cold_starts,
+                        gb_s: v.gb_s - e.gb_s,
+                        billed_s: v.billed_s - e.billed_s,
+                        throttled: v.throttled - e.throttled,
+                        peak_concurrency: v.peak_concurrency,
+                        seconds: v.seconds.difference(&e.seconds).copied().collect(),
+                    },
+                )
+            })
+            .collect();
+        Snapshot {
+            shops,
+            fleet: self.fleet - earlier.fleet,
+            ops,
+            functions,
+            log_bytes: self.log_bytes - earlier.log_bytes,
+            log_events: self.log_events - earlier.log_events,
+        }
+    }
+
+    pub fn total(&self) -> Usage {
+        self.shops.iter().fold(self.fleet, |a, u| a + *u)
+    }
+}

@@ -1,0 +1,178 @@
+//! Lambda as the fleet meets it: functions with their memory, timeout and concurrency (an SQS
+//! event source mapping runs at most `MaximumConcurrency` invocations; reserved functions have
+//! their own share; everything else competes for the account's unreserved concurrency), warm
+//! instances that keep their caches and go cold when idle, and billed duration.
+//!
+//! Billed duration = the invocation's wall time on the bench's clock (rate-gate waits,
+//! KeyCRM's latency, the handler's CPU) + the modelled latency of its AWS calls (the in-memory
+//! adapters answer at once) + the init of a cold start. CPU time is magnified by the clock's
+//! scale like everything else, which makes short invocations look longer than on Lambda: the
+//! figures err on the expensive side.
+
+use crate::clock::Clock;
+use crate::meter::{collecting, Meter, Shop};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore};
+
+/// A function as deployed.
+#[derive(Clone, Debug)]
+pub struct Function {
+    pub name: &'static str,
+    pub memory_mb: u32,
+    /// Virtual.
+    pub timeout: Duration,
+    /// SQS event source: batch size and batching window (virtual).
+    pub batch: usize,
+    pub window: Duration,
+    /// Invocations at once: the event source's MaximumConcurrency, or the reservation.
+    pub max_concurrency: usize,
+    /// Has reserved concurrency (does not compete for the account's pool).
+    pub reserved: bool,
+    /// Secrets Manager reads of a cold start (the platform secrets it loads in `main`).
+    pub init_secret_reads: u32,
+}
+
+/// A warm instance: the handler with its caches, and when it was made and last used.
+pub struct Instance<H> {
+    pub handler: Option<Arc<H>>,
+    created: Option<Instant>,
+    last_used: Option<Instant>,
+}
+
+impl<H> Default for Instance<H> {
+    fn default() -> Self {
+        Instance {
+            handler: None,
+            created: None,
+            last_used: None,
+        }
+    }
+}
+
+/// Lambda reclaims an instance idle this long (virtual), and none lives longer than the
+/// maximum age.
+const IDLE_RECLAIM: Duration = Duration::from_secs(15 * 60);
+const MAX_AGE: Duration = Duration::from_secs(2 * 3600);
+/// Billed init of a cold start (virtual): runtime start, SDK configuration, secrets.
+const INIT: Duration = Duration::from_millis(250);
+
+pub struct Pool {
+    pub clock: Clock,
+    pub meter: Arc<Meter>,
+    /// The account's unreserved concurrency.
+    pub account: Arc<Semaphore>,
+    in_flight: dashless::Counts,
+}
+
+mod dashless {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// Invocations in flight per function.
+    #[derive(Default)]
+    pub struct Counts(Mutex<HashMap<&'static str, u64>>);
+
+    impl Counts {
+        pub fn enter(&self, f: &'static str) -> u64 {
+            let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let e = m.entry(f).or_default();
+            *e += 1;
+            *e
+        }
+        pub fn leave(&self, f: &'static str) {
+            let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = m.get_mut(f) {
+                *e = e.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(clock: Clock, meter: Arc<Meter>, account_unreserved: usize) -> Self {
+        Pool {
+            clock,
+            meter,
+            account: Arc::new(Semaphore::new(account_unreserved)),
+            in_flight: Default::default(),
+        }
+    }
+
+    /// Runs one invocation of `f` on `instance` (made warm with `make` if cold), for the
+    /// messages of `shops`; `work` gets the handler and the invocation's deadline (real).
+    pub async fn invoke<H, T, Fut>(
+        &self,
+        f: &Function,
+        instance: &Mutex<Instance<H>>,
+        make: impl FnOnce() -> H,
+        shops: Vec<Shop>,
+        work: impl FnOnce(Arc<H>, Instant) -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        let _permit = if f.reserved {
+            None
+        } else {
+            match self.account.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    // Throttled: Lambda makes the event source back off and try again.
+                    self.meter.throttled(f.name);
+                    Some(
+                        self.account
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the account pool is never closed"),
+                    )
+                }
+            }
+        };
+        let (handler, cold) = {
+            let mut inst = instance.lock().await;
+            let now = Instant::now();
+            let expired = match (inst.created, inst.last_used) {
+                (Some(c), Some(l)) => {
+                    self.clock.virt(now - l) > IDLE_RECLAIM || self.clock.virt(now - c) > MAX_AGE
+                }
+                _ => true,
+            };
+            if expired || inst.handler.is_none() {
+                inst.handler = Some(Arc::new(make()));
+                inst.created = Some(now);
+            }
+            inst.last_used = Some(now);
+            (inst.handler.clone().expect("made above"), expired)
+        };
+        if cold {
+            for _ in 0..f.init_secret_reads {
+                self.meter.secrets_manager(None);
+            }
+        }
+        let concurrent = self.in_flight.enter(f.name);
+        self.meter.concurrency(f.name, concurrent);
+        let started = Instant::now();
+        let deadline = started + self.clock.real(f.timeout);
+        let calls = Arc::new(AtomicU64::new(0));
+        let out = collecting(calls.clone(), work(handler, deadline)).await;
+        self.in_flight.leave(f.name);
+        if let Ok(mut inst) = instance.try_lock() {
+            inst.last_used = Some(Instant::now());
+        }
+        let wall = self.clock.virt(started.elapsed());
+        let mut billed = wall + Duration::from_micros(calls.load(Ordering::Relaxed));
+        if cold {
+            billed += INIT;
+        }
+        let billed = billed.min(f.timeout + INIT);
+        // Lambda bills in whole milliseconds.
+        let billed_s = (billed.as_secs_f64() * 1000.0).ceil() / 1000.0;
+        let second = self.clock.at(started).timestamp();
+        self.meter
+            .lambda(f.name, &shops, billed_s, f.memory_mb, cold, second);
+        out
+    }
+}

@@ -1,0 +1,393 @@
+//! The figures: timing of the night and the peak, what was counted, and what it costs.
+
+use crate::fleet::Profile;
+use crate::meter::{Snapshot, Usage};
+use crate::prices::{Prices, AWS_US_EAST_1};
+use crate::world::Outcome;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+static METER_LOGS: OnceLock<(Arc<std::sync::atomic::AtomicU64>, Arc<std::sync::atomic::AtomicU64>)> =
+    OnceLock::new();
+
+/// A log sink that only counts: the functions' INFO logs as CloudWatch would ingest them.
+#[derive(Clone)]
+struct Counting;
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((bytes, events)) = METER_LOGS.get() {
+            bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            if buf.ends_with(b"\n") {
+                events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs are formatted as on Lambda (JSON, `RUST_LOG=info`) and counted, not kept;
+/// `FLEET_LOG` (an env filter) also prints them to stderr.
+pub fn install_log_counter() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer};
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let events = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let _ = METER_LOGS.set((bytes, events));
+    let counted = fmt::layer()
+        .json()
+        .with_writer(|| Counting)
+        .with_filter(EnvFilter::new("info,keycrm_sim=off"));
+    let shown = std::env::var("FLEET_LOG").ok().map(|f| {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(EnvFilter::new(f))
+    });
+    let _ = tracing_subscriber::registry().with(counted).with(shown).try_init();
+}
+
+/// Log bytes and events counted so far.
+pub fn logged() -> (f64, f64) {
+    METER_LOGS
+        .get()
+        .map(|(b, e)| (b.load(Ordering::Relaxed) as f64, e.load(Ordering::Relaxed) as f64))
+        .unwrap_or_default()
+}
+
+/// Dollars by service.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bill {
+    lambda: f64,
+    dynamodb: f64,
+    sqs: f64,
+    http: f64,
+    kms: f64,
+    secrets: f64,
+    logs: f64,
+    xray: f64,
+    storage: f64,
+}
+
+impl Bill {
+    fn of(u: &Usage, p: &Prices) -> Bill {
+        Bill {
+            lambda: u.invocations * p.lambda_request + u.gb_s * p.lambda_gb_second,
+            dynamodb: u.rru * p.dynamodb_rru + u.wru * p.dynamodb_wru,
+            sqs: u.sqs * p.sqs_request,
+            http: u.http * p.http_api_request,
+            kms: u.kms * p.kms_request,
+            secrets: u.sm_calls * p.secrets_manager_call,
+            logs: u.log_bytes / 1e9 * p.logs_gb_ingested,
+            xray: u.traces * p.xray_trace,
+            storage: 0.0,
+        }
+    }
+    fn scaled(self, k: f64) -> Bill {
+        Bill {
+            lambda: self.lambda * k,
+            dynamodb: self.dynamodb * k,
+            sqs: self.sqs * k,
+            http: self.http * k,
+            kms: self.kms * k,
+            secrets: self.secrets * k,
+            logs: self.logs * k,
+            xray: self.xray * k,
+            storage: self.storage * k,
+        }
+    }
+    fn total(&self) -> f64 {
+        self.lambda
+            + self.dynamodb
+            + self.sqs
+            + self.http
+            + self.kms
+            + self.secrets
+            + self.logs
+            + self.xray
+            + self.storage
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Lambda's platform lines per invocation (START, END, REPORT) in bytes.
+const PLATFORM_LOG_BYTES: f64 = 380.0;
+/// A ledger entry (the order event and the push's bookkeeping) in bytes, and its gsi1 copy.
+const LEDGER_ITEM_BYTES: f64 = 1_700.0;
+
+/// Spreads what the meter could not attribute to a shop (logs, traces) by invocations.
+fn with_shared(day: &Snapshot, logs_bytes: f64) -> (Vec<Usage>, Usage) {
+    let total = day.total();
+    let traces: f64 = day
+        .functions
+        .values()
+        .map(|f| {
+            let first = f.seconds.len() as f64;
+            first.min(f.invocations as f64) + 0.05 * (f.invocations as f64 - first).max(0.0)
+        })
+        .sum();
+    let logs = logs_bytes + PLATFORM_LOG_BYTES * total.invocations;
+    let share = |u: &Usage| {
+        let k = if total.invocations > 0.0 {
+            u.invocations / total.invocations
+        } else {
+            0.0
+        };
+        Usage {
+            log_bytes: logs * k,
+            traces: traces * k,
+            ..*u
+        }
+    };
+    (day.shops.iter().map(share).collect(), share(&day.fleet))
+}
+
+pub fn print(o: &Outcome, real: Duration) {
+    let p = &AWS_US_EAST_1;
+    let d = &o.params.design;
+    let days = o.day_hours / 24.0;
+    let per_day = 1.0 / days.max(1e-9);
+    println!("# Fleet benchmark ({} design)\n", d.name);
+    println!(
+        "{} shops, {} products ({} offers pages a full pass), {:.0} orders/day offered; KeyCRM clock x{}; ran {:.1} real minutes.\n",
+        o.shops.len(),
+        o.shops.iter().map(|s| s.products).sum::<usize>(),
+        o.sim.endpoint("GET /offers"),
+        o.shops.iter().map(|s| s.orders_per_day).sum::<f64>(),
+        o.params.scale,
+        real.as_secs_f64() / 60.0
+    );
+
+    // ---- timing
+    let n = &o.night;
+    let mut durs = n.durations_min.clone();
+    println!("## Timing\n");
+    println!("| Figure | Value |\n|---|---|");
+    if let (Some(w), Some(l)) = (n.window_start, n.last_finish) {
+        let m = (l - w).num_seconds() as f64 / 60.0;
+        println!(
+            "| nightly full sync: last run finished | {:.0} KeyCRM minutes after the window opened ({:.1}% of the day) |",
+            m,
+            m / 14.4
+        );
+    }
+    println!(
+        "| nightly full runs completed / other / unfinished | {} / {} / {} |",
+        n.completed, n.other, n.unfinished
+    );
+    println!(
+        "| nightly run duration p50 / p99 / max | {:.1} / {:.1} / {:.1} KeyCRM minutes |",
+        pct(&mut durs, 0.5),
+        pct(&mut durs, 0.99),
+        pct(&mut durs, 1.0)
+    );
+    let mut peak: Vec<f64> = o.order_latency.iter().filter(|(p, _)| *p).map(|(_, l)| *l).collect();
+    let mut all: Vec<f64> = o.order_latency.iter().map(|(_, l)| *l).collect();
+    println!(
+        "| order event → KeyCRM order at the evening peak, p50 / p99 (n = {}) | {:.1} s / {:.1} s |",
+        peak.len(),
+        pct(&mut peak, 0.5),
+        pct(&mut peak, 0.99)
+    );
+    println!(
+        "| same, whole day, p50 / p99 / max (n = {} of {} sent) | {:.1} s / {:.1} s / {:.1} s |",
+        all.len(),
+        o.orders_sent,
+        pct(&mut all, 0.5),
+        pct(&mut all, 0.99),
+        pct(&mut all, 1.0)
+    );
+    let mut st = o.status_latency.clone();
+    println!(
+        "| KeyCRM status change → shop, p50 / p99 (n = {} of {} changes) | {:.1} s / {:.1} s |",
+        st.len(),
+        o.statuses_changed,
+        pct(&mut st, 0.5),
+        pct(&mut st, 0.99)
+    );
+    println!(
+        "| KeyCRM requests / 429s | {} / **{}** |",
+        o.sim.total_requests, o.sim.rate_limited_429
+    );
+    println!(
+        "| webhooks delivered / failed after KeyCRM's 3 attempts / throttled answers | {} / {} / {} |",
+        o.sim.webhooks_delivered, o.sim.webhooks_failed, o.webhook_throttled
+    );
+    println!(
+        "| dead letters (orders / statuses / sync jobs) | {} / {} / {} |",
+        o.dead_letters[0], o.dead_letters[1], o.dead_letters[2]
+    );
+    println!(
+        "| onboarding: first full sync of every shop | {:.0} KeyCRM minutes |",
+        o.onboarding_virtual.as_secs_f64() / 60.0
+    );
+
+    // ---- counts
+    let (shops, fleet) = with_shared(&o.day, o.day_log_bytes);
+    let total = shops.iter().fold(fleet, |a, u| a + *u) * per_day;
+    println!("\n## What one day counted (per day)\n");
+    println!("| Function | invocations | cold starts | GB-s | peak concurrency | throttled |\n|---|---:|---:|---:|---:|---:|");
+    for (name, f) in &o.day.functions {
+        println!(
+            "| {} | {:.0} | {} | {:.0} | {} | {} |",
+            name,
+            f.invocations as f64 * per_day,
+            f.cold_starts,
+            f.gb_s * per_day,
+            f.peak_concurrency,
+            f.throttled
+        );
+    }
+    println!("\n| Service | units a day |\n|---|---:|");
+    println!("| Lambda invocations | {:.0} |", total.invocations);
+    println!("| Lambda GB-seconds | {:.0} |", total.gb_s);
+    println!("| DynamoDB read units | {:.0} |", total.rru);
+    println!("| DynamoDB write units | {:.0} |", total.wru);
+    println!("| SQS requests | {:.0} |", total.sqs);
+    println!("| API Gateway requests | {:.0} |", total.http);
+    println!("| KMS requests | {:.0} |", total.kms);
+    println!("| Secrets Manager calls | {:.0} |", total.sm_calls);
+    println!("| log bytes (app + platform) | {:.0} |", total.log_bytes);
+    println!("| X-Ray traces | {:.0} |", total.traces);
+    println!("\nDynamoDB by operation (per day, largest first):\n");
+    println!("| Operation | calls | RRU | WRU |\n|---|---:|---:|---:|");
+    let mut ops: Vec<_> = o.day.ops.iter().collect();
+    ops.sort_by(|a, b| (b.1.wru + b.1.rru / 5.0).total_cmp(&(a.1.wru + a.1.rru / 5.0)));
+    for (k, v) in ops.iter().take(14) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} |",
+            k,
+            v.calls as f64 * per_day,
+            v.rru * per_day,
+            v.wru * per_day
+        );
+    }
+
+    // ---- cost
+    let month = p.days_per_month;
+    let key_month = match d.keys {
+        crate::ports::KeyStore::SecretsManager => p.secret_month,
+        crate::ports::KeyStore::Envelope => 0.0,
+    };
+    let storage = |i: usize| -> f64 {
+        let s = &o.shops[i];
+        let links = o.link_bytes.get(i).copied().unwrap_or(0) as f64;
+        let ledger = s.orders_per_day * 365.0 * LEDGER_ITEM_BYTES * 2.0;
+        (links + ledger) / 1e9 * (p.dynamodb_gb_month + p.dynamodb_pitr_gb_month)
+    };
+    let shop_bill = |i: usize| -> Bill {
+        let mut b = Bill::of(&(shops[i] * per_day), p).scaled(month);
+        b.secrets += key_month;
+        b.storage = storage(i);
+        b
+    };
+    println!("\n## Cost per shop per month ({} design, prices of `infra/fleet-bench/src/prices.rs`)\n", d.name);
+    println!("| Shop | Lambda | DynamoDB | SQS | HTTP API | KMS | Secrets Manager | logs | X-Ray | storage (1 year of orders) | **total** |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for profile in [Profile::Small, Profile::Typical, Profile::Large] {
+        let idx: Vec<usize> = o
+            .shops
+            .iter()
+            .filter(|s| s.probe == Some(profile))
+            .map(|s| s.index)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let mut sum = Bill::default();
+        for i in &idx {
+            let b = shop_bill(*i);
+            sum = Bill {
+                lambda: sum.lambda + b.lambda,
+                dynamodb: sum.dynamodb + b.dynamodb,
+                sqs: sum.sqs + b.sqs,
+                http: sum.http + b.http,
+                kms: sum.kms + b.kms,
+                secrets: sum.secrets + b.secrets,
+                logs: sum.logs + b.logs,
+                xray: sum.xray + b.xray,
+                storage: sum.storage + b.storage,
+            };
+        }
+        let b = sum.scaled(1.0 / idx.len() as f64);
+        println!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | **${:.4}** |",
+            profile.label(),
+            b.lambda,
+            b.dynamodb,
+            b.sqs,
+            b.http,
+            b.kms,
+            b.secrets,
+            b.logs,
+            b.xray,
+            b.storage,
+            b.total()
+        );
+    }
+    let fleet_total: f64 = (0..o.shops.len()).map(|i| shop_bill(i).total()).sum();
+    println!(
+        "| every shop of this fleet, average | | | | | | | | | | ${:.4} |",
+        fleet_total / o.shops.len().max(1) as f64
+    );
+
+    // One-time: the first sync of a shop.
+    let (onb, _) = with_shared(&o.onboarding, 0.0);
+    println!("\nOnce per shop, its first full sync (onboarding):\n");
+    println!("| Shop | Lambda | DynamoDB | other | **total** |\n|---|---:|---:|---:|---:|");
+    for profile in [Profile::Small, Profile::Typical, Profile::Large] {
+        if let Some(s) = o.shops.iter().find(|s| s.probe == Some(profile)) {
+            let b = Bill::of(&onb[s.index], p);
+            println!(
+                "| {} | {:.4} | {:.4} | {:.4} | **${:.4}** |",
+                profile.label(),
+                b.lambda,
+                b.dynamodb,
+                b.total() - b.lambda - b.dynamodb,
+                b.total()
+            );
+        }
+    }
+
+    // The deployment's own monthly base.
+    let own = Bill::of(&(fleet * per_day), p).scaled(month);
+    let kms_key = match d.keys {
+        crate::ports::KeyStore::Envelope => p.kms_key_month,
+        crate::ports::KeyStore::SecretsManager => 0.0,
+    };
+    let secrets = 3.0 * p.secret_month;
+    let alarms = 8.0 * p.alarm_month;
+    // Three event source mappings, five pollers each, a 20 s long poll when idle.
+    let polling = 3.0 * 5.0 * 3.0 * 60.0 * 24.0 * month * p.sqs_request;
+    println!("\nFixed monthly base of one deployment:\n");
+    println!("| Item | $ / month |\n|---|---:|");
+    println!("| schedules' own invocations and reads (tick, resume) | {:.4} |", own.total());
+    println!("| event source mappings' idle long polls (3 queues x 5 pollers, modelled) | {polling:.4} |");
+    println!("| platform secrets (3) | {secrets:.4} |");
+    if kms_key > 0.0 {
+        println!("| KMS key for the KeyCRM keys (+$1 after each of its first two yearly rotations) | {kms_key:.4} |");
+    }
+    println!("| CloudWatch alarms (8) | {alarms:.4} |");
+    println!(
+        "| **total** | **{:.2}** |",
+        own.total() + polling + secrets + kms_key + alarms
+    );
+    println!(
+        "\nThe whole fleet: ${:.2} a month for {} shops plus the base.",
+        fleet_total,
+        o.shops.len()
+    );
+}

@@ -54,6 +54,7 @@ impl Design {
                 max_concurrency: sync_max,
                 reserved: false,
                 init_secret_reads: 1,
+                fixed_margin: catalog_sync::lambda::SETTLE_MARGIN,
             },
             Function {
                 name: "order-push",
@@ -64,6 +65,8 @@ impl Design {
                 max_concurrency: order_max,
                 reserved: false,
                 init_secret_reads: 0,
+                // Its margin is configured (`PushConfig::deadline_margin`, scaled).
+                fixed_margin: Duration::ZERO,
             },
             Function {
                 name: "status-apply",
@@ -74,6 +77,7 @@ impl Design {
                 max_concurrency: status_max,
                 reserved: false,
                 init_secret_reads: 1,
+                fixed_margin: status_apply::consumer::SETTLE_MARGIN,
             },
         )
     }
@@ -710,6 +714,7 @@ async fn webhook_server(w: Arc<World>, token_key: store::TokenKey) -> (String, A
             max_concurrency: reserved.unwrap_or(ACCOUNT_CONCURRENCY),
             reserved: reserved.is_some(),
             init_secret_reads: 1,
+            fixed_margin: Duration::ZERO,
         },
         instances: Arc::new((0..reserved.unwrap_or(50)).map(|_| Mutex::new(Instance::default())).collect()),
         reserved: reserved.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),

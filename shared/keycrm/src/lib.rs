@@ -7,6 +7,7 @@ pub mod error;
 pub mod gate;
 pub mod models;
 pub mod money;
+pub mod observe;
 pub mod retry;
 pub mod secret;
 pub mod time;
@@ -16,6 +17,7 @@ pub use client::{
     DEFAULT_BASE_URL, PAGE_LIMIT,
 };
 pub use error::KeycrmError;
+pub use observe::{RequestObserver, RequestOutcome};
 pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

@@ -8,6 +8,8 @@ use keycrm::{KeycrmClient, KeycrmError, Priority};
 use mapping::catalog::CategoryLink;
 use mapping::Settings;
 use queue::Queue;
+use runtime::metrics::catalog::{SYNC_RUNS, SYNC_RUN_DURATION};
+use runtime::metrics::{count, observe};
 use runtime::{ClientsError, KeycrmClients};
 use shop::{ShopCatalog, ShopError};
 use std::collections::BTreeMap;
@@ -258,7 +260,21 @@ impl Engine {
 
     /// Runs (or continues) one connection's sync until it finishes, pauses before
     /// `deadline`, or cannot run. `settings` (dry runs only) previews unsaved settings.
+    /// Counted in the metrics by how it ended (`SyncRuns`).
     pub async fn run_job(
+        &self,
+        job: &SyncJob,
+        settings: Option<Settings>,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
+        let out = self.run_job_once(job, settings, deadline).await;
+        if let Ok(o) = &out {
+            count(&SYNC_RUNS, &[outcome_label(o), job.kind.as_str()], 1);
+        }
+        out
+    }
+
+    async fn run_job_once(
         &self,
         job: &SyncJob,
         settings: Option<Settings>,
@@ -313,7 +329,7 @@ impl Engine {
                 l.checkpoint = None;
                 l.run = None;
                 self.deps.sync.finish(&l).await?;
-                return Box::pin(self.run_job(job, settings, deadline)).await;
+                return Box::pin(self.run_job_once(job, settings, deadline)).await;
             }
         };
 
@@ -619,6 +635,7 @@ impl Engine {
         .into();
         run.report.message = refused;
         run.report.finished_at = Some(Utc::now());
+        observe_duration(&run.report);
         self.finish(&run.conn, &run.cp, &run.report, &run.lease)
             .await?;
         tracing::info!(
@@ -647,6 +664,7 @@ impl Engine {
         report.state = "failed".into();
         report.message = Some(err.to_string());
         report.finished_at = Some(Utc::now());
+        observe_duration(&report);
         if cp.kind == SyncKind::Full {
             // The run will not finish: its scratch data goes (nothing is swept).
             clear_staged(self.deps.links.as_ref(), &conn.id).await?;
@@ -692,6 +710,37 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The `outcome` label of a job's end in `SyncRuns`.
+pub fn outcome_label(o: &JobOutcome) -> &'static str {
+    match o {
+        JobOutcome::Finished { state, .. } => match state.as_str() {
+            "completed" => "completed",
+            "refused" => "refused",
+            _ => "failed",
+        },
+        JobOutcome::Paused { .. } => "paused",
+        JobOutcome::Busy => "busy",
+        JobOutcome::Skipped { .. } => "skipped",
+        JobOutcome::LeaseLost => "lease_lost",
+    }
+}
+
+/// A finished run's wall time, from its start to its end across invocations.
+fn observe_duration(report: &SyncRun) {
+    let (Some(start), Some(end)) = (report.started_at, report.finished_at) else {
+        return;
+    };
+    let Ok(took) = (end - start).to_std() else {
+        return;
+    };
+    let label = match report.state.as_str() {
+        "completed" => "completed",
+        "refused" => "refused",
+        _ => "failed",
+    };
+    observe(&SYNC_RUN_DURATION, &[label], took);
 }
 
 fn lost(run: &Run<'_>) -> JobOutcome {

@@ -2,6 +2,7 @@
 //! and SQS adapters, serve the router through API Gateway (HTTP API).
 
 use std::sync::Arc;
+use runtime::metrics::{Emitter, Function};
 use store::DynamoTable;
 use webhook::Receiver;
 
@@ -36,5 +37,12 @@ async fn run() -> Result<(), lambda_http::Error> {
         queue_url,
     ));
     let receiver = Arc::new(Receiver::new(table.clone(), queue, table));
-    lambda_http::run(webhook::router(receiver)).await
+    // One EMF flush per request (accepted / ignored / refused, by reason).
+    let metrics = Emitter::new(Function::Webhook);
+    lambda_http::run(runtime::metrics::http::layer(
+        webhook::router(receiver),
+        metrics,
+        None,
+    ))
+    .await
 }

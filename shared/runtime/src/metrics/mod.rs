@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod emf;
+pub mod http;
 mod keycrm;
 mod shop;
 
@@ -25,7 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::{Counter, StatusJournal};
 
 /// KeyCRM traffic of one connection within one invocation: the merchant-facing share of
@@ -267,17 +268,30 @@ impl Emitter {
 
     /// Runs one invocation's `work`, then flushes what it recorded.
     pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        self.run_until(None, work).await
+    }
+
+    /// [`Self::run`] for an invocation that must answer by `flush_by`: the journal writes of
+    /// the flush give up then (the EMF lines are written regardless; they take no time).
+    pub async fn run_until<F: Future>(&self, flush_by: Option<Instant>, work: F) -> F::Output {
         let recorder = Recorder::new(self.function);
         let out = scope(recorder.clone(), work).await;
-        self.flush(&recorder).await;
+        self.flush(&recorder, flush_by).await;
         out
     }
 
-    /// Writes what `recorder` holds: usage to the journal, EMF lines to the sink. Never
-    /// fails the invocation: a journal error is logged and the metrics still go out.
-    pub async fn flush(&self, recorder: &Recorder) {
+    /// Writes what `recorder` holds: EMF lines to the sink, usage to the journal (until
+    /// `flush_by`). Never fails the invocation: a journal error is logged.
+    pub async fn flush(&self, recorder: &Recorder, flush_by: Option<Instant>) {
         let (samples, usage) = recorder.take();
-        if let Some(journal) = &self.journal {
+        self.write_lines(&samples);
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        if usage.is_empty() {
+            return;
+        }
+        let writes = async {
             for (conn, u) in &usage {
                 let mut counts = vec![(Counter::KeycrmRequests, u.keycrm_requests)];
                 if u.keycrm_rate_limited > 0 {
@@ -287,7 +301,18 @@ impl Emitter {
                     tracing::warn!(connection = %conn, error = %e, "could not add KeyCRM usage to the connection's status");
                 }
             }
+        };
+        match flush_by {
+            None => writes.await,
+            Some(by) => {
+                if tokio::time::timeout_at(by.into(), writes).await.is_err() {
+                    tracing::warn!("KeyCRM usage not added to the connections' status: the invocation's time ran out");
+                }
+            }
         }
+    }
+
+    fn write_lines(&self, samples: &[Sample]) {
         if samples.is_empty() {
             return;
         }
@@ -295,7 +320,7 @@ impl Emitter {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        let lines: Vec<String> = emf::documents(self.function, now_ms, &samples)
+        let lines: Vec<String> = emf::documents(self.function, now_ms, samples)
             .iter()
             .map(serde_json::Value::to_string)
             .collect();
@@ -337,6 +362,8 @@ mod tests {
         assert_eq!(plain["OrdersPushed"], 3.0);
         assert_eq!(plain["RateGateWait"], 40.0);
         let status = journal.status("c1").await.unwrap();
+        // The figures went out once.
+        assert_eq!(lines.documents().len(), 2);
         assert_eq!(status.counters["keycrm_requests"], 2);
         assert_eq!(status.counters["keycrm_rate_limited"], 1);
 

@@ -400,6 +400,57 @@ mod tests {
         assert_eq!(s["WebhooksApplied"], 5.0);
     }
 
+    /// A journal whose writes hang (a stalled DynamoDB).
+    struct Stalled;
+
+    #[async_trait::async_trait]
+    impl StatusJournal for Stalled {
+        async fn count(&self, _: &str, _: Counter, _: u64) -> Result<(), store::StoreError> {
+            std::future::pending().await
+        }
+        async fn record_error(&self, _: &str, _: &str) -> Result<(), store::StoreError> {
+            Ok(())
+        }
+        async fn record_failure(
+            &self,
+            _: &str,
+            _: &store::OrderFailure,
+        ) -> Result<(), store::StoreError> {
+            Ok(())
+        }
+        async fn clear_failure(&self, _: &str, _: &str) -> Result<(), store::StoreError> {
+            Ok(())
+        }
+        async fn record_sync(
+            &self,
+            _: &str,
+            _: &str,
+            _: &store::SyncSummary,
+        ) -> Result<(), store::StoreError> {
+            Ok(())
+        }
+        async fn status(&self, _: &str) -> Result<store::ConnectionStatus, store::StoreError> {
+            Ok(Default::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_journal_never_holds_the_answer_past_its_time() {
+        let (sink, lines) = Sink::memory();
+        let e = Emitter::new(Function::OrderPush)
+            .with_sink(sink)
+            .with_journal(Arc::new(Stalled));
+        let started = Instant::now();
+        e.run_until(Some(Instant::now() + Duration::from_millis(100)), async {
+            count(&ORDERS_PUSHED, &[], 1);
+            keycrm_usage("c1", false);
+        })
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The metrics went out before the journal was tried.
+        assert_eq!(lines.documents().len(), 1);
+    }
+
     #[test]
     fn wrong_label_counts_still_make_valid_documents() {
         let r = Recorder::new(Function::OrderPush);

@@ -233,6 +233,13 @@ fn encode(cp: &Checkpoint) -> Result<String, SyncError> {
     serde_json::to_string(cp).map_err(|e| SyncError::Store(StoreError::Corrupt(e.to_string())))
 }
 
+/// A run someone asked for now (the merchant on the settings page, or an operator with
+/// `ops sync`): its report exists before it starts (state `queued`), it runs even when a
+/// scheduled run with the same id ran, and when it cannot start its report says why.
+fn on_demand(job: &SyncJob) -> bool {
+    matches!(job.requested_by.as_str(), "merchant" | "operator")
+}
+
 /// Whether the run in progress already does what `job` asks (so the job adds nothing).
 fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
     if job.requested_by == "resume" {
@@ -242,7 +249,7 @@ fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
         if *id == cp.run_id {
             return true;
         }
-        if job.requested_by == "merchant" {
+        if on_demand(job) {
             return false;
         }
     }
@@ -388,7 +395,7 @@ impl Engine {
         let Some(run_id) = job
             .run_id
             .clone()
-            .filter(|_| job.requested_by == "merchant")
+            .filter(|_| on_demand(job))
         else {
             return Ok(());
         };
@@ -419,7 +426,7 @@ impl Engine {
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
         if let Some(id) = &job.run_id {
-            if job.requested_by != "merchant"
+            if !on_demand(job)
                 && self.deps.sync.get_run(&conn.id, id).await?.is_some()
             {
                 // A redelivered or retried schedule tick: that run already happened.

@@ -69,7 +69,8 @@ impl Progress {
     pub fn finish(self) {
         match &self.bar {
             Some(b) => b.finish_and_clear(),
-            None if self.done % LINE_EVERY != 0 => self.line(),
+            // Short runs print nothing; long ones end with the final count.
+            None if self.done > LINE_EVERY && self.done % LINE_EVERY != 0 => self.line(),
             None => {}
         }
     }

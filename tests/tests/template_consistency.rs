@@ -924,7 +924,14 @@ fn dashboard_and_alarms_use_exactly_the_metrics_the_code_emits() {
             }
         }
     }
+    let docs = fs::read_to_string(repo_root().join("docs/operations.md")).unwrap_or_default();
     for m in metrics_catalog::ALL {
+        if !docs.contains(&format!("`{}`", m.name)) {
+            problems.push(format!(
+                "metric `{}` is emitted but docs/operations.md does not explain it",
+                m.name
+            ));
+        }
         if !on_dashboard.contains(m.name) {
             problems.push(format!(
                 "metric `{}` is emitted but not on the dashboard ({})",

@@ -155,7 +155,7 @@ pub const WEBHOOKS_REFUSED: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "webhook calls answered 4xx (not_found: unknown connection or wrong token; too_large, unsupported_media_type, not_json, invalid_body, missing_context)",
+    help: "webhook calls answered 4xx (404: malformed_url, unknown_connection, wrong_token, unknown_route; method_not_allowed, too_large, unsupported_media_type, not_json, invalid_body, missing_context)",
 };
 pub const WEBHOOKS_UNAVAILABLE: Metric = Metric {
     name: "WebhooksUnavailable",
@@ -228,7 +228,7 @@ pub const SYNC_JOBS_FAILED: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "sync jobs dead-lettered (malformed, internal_error) or left to SQS after a transient failure (transient, deadline)",
+    help: "sync jobs dead-lettered (malformed, internal_error), left to SQS after a transient failure (transient, deadline), or not queued by a schedule tick (enqueue_failed)",
 };
 
 // ---------------------------------------------------------------- KeyCRM and the shop API

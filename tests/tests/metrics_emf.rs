@@ -153,7 +153,9 @@ async fn one_order_emits_its_push_its_keycrm_requests_and_its_gate_waits() {
         ..Settings::default()
     };
     let conn = connection(&conn_id, &shop_id, &sim, &key, settings);
-    ConnectionStore::create(table.as_ref(), &conn).await.unwrap();
+    ConnectionStore::create(table.as_ref(), &conn)
+        .await
+        .unwrap();
     let secrets = Arc::new(MemorySecrets::default());
     secrets
         .put(&conn.secret_name, &ApiKey::new(&key))
@@ -187,10 +189,7 @@ async fn one_order_emits_its_push_its_keycrm_requests_and_its_gate_waits() {
     let mut event: Value = serde_json::from_str(CREATED).unwrap();
     event["shop_id"] = shop_id.clone().into();
     event["order"]["id"] = "M-1".into();
-    orders
-        .send(Outgoing::new(event.to_string()))
-        .await
-        .unwrap();
+    orders.send(Outgoing::new(event.to_string())).await.unwrap();
 
     let (sink, lines) = Sink::memory();
     let emitter = Emitter::new(Function::OrderPush)
@@ -216,9 +215,11 @@ async fn one_order_emits_its_push_its_keycrm_requests_and_its_gate_waits() {
     assert_eq!(pushed, 1.0);
     assert_eq!(sets, json!([["function"]]));
     assert!(metric(&docs, "OrdersFailed", &[("reason", "validation")]).is_none());
-    let (ok, sets) =
-        metric(&docs, "KeycrmRequests", &[("outcome", "ok")]).expect("KeycrmRequests");
-    assert_eq!(ok as u64, sent, "every request the simulator saw is counted");
+    let (ok, sets) = metric(&docs, "KeycrmRequests", &[("outcome", "ok")]).expect("KeycrmRequests");
+    assert_eq!(
+        ok as u64, sent,
+        "every request the simulator saw is counted"
+    );
     assert_eq!(sets, json!([["function", "outcome"], ["function"]]));
     assert_eq!(observations(&docs, "RateGateWait"), sent as usize);
     assert_eq!(observations(&docs, "KeycrmLatency"), sent as usize);
@@ -272,10 +273,19 @@ async fn one_webhook_emits_accepted_at_the_receiver_and_applied_in_status_apply(
         },
     );
     conn.webhook_tokens.orders = Some(hash);
-    ConnectionStore::create(table.as_ref(), &conn).await.unwrap();
+    ConnectionStore::create(table.as_ref(), &conn)
+        .await
+        .unwrap();
     // The order order-push created as KeyCRM order 501.
     table
-        .claim(&conn_id, "W-1", Target::Order, "h", Duration::from_secs(60), "{}")
+        .claim(
+            &conn_id,
+            "W-1",
+            Target::Order,
+            "h",
+            Duration::from_secs(60),
+            "{}",
+        )
         .await
         .unwrap();
     table
@@ -356,7 +366,10 @@ async fn one_webhook_emits_accepted_at_the_receiver_and_applied_in_status_apply(
         .await
         .unwrap();
     assert_eq!(received, 1);
-    assert_eq!(shop.order_status(&shop_id, "W-1").as_deref(), Some("shipped"));
+    assert_eq!(
+        shop.order_status(&shop_id, "W-1").as_deref(),
+        Some("shipped")
+    );
     let docs = documents(&apply_lines, "status-apply");
     assert_eq!(metric(&docs, "WebhooksApplied", &[]).unwrap().0, 1.0);
     assert!(metric(&docs, "ShopApiErrors", &[("reason", "unavailable")]).is_none());
@@ -458,7 +471,10 @@ async fn one_sync_emits_its_outcome_duration_catalog_writes_and_requests() {
     );
     assert!(metric(&docs, "CatalogWrites", &[("kind", "categories")]).is_some());
     let (ok, _) = metric(&docs, "KeycrmRequests", &[("outcome", "ok")]).unwrap();
-    assert_eq!(ok as u64, run.keycrm_requests, "the run report and the metric agree");
+    assert_eq!(
+        ok as u64, run.keycrm_requests,
+        "the run report and the metric agree"
+    );
     assert_no_identifiers(&lines, &[&conn_id, &shop_id, &key, &run_id]);
     // Its key's traffic on the connection's status as well.
     let status = table.status(&conn_id).await.unwrap();

@@ -744,7 +744,9 @@ fn dashboard_body(template: &Value) -> serde_json::Value {
     let mut rest = body;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').expect("an unclosed ${ in the dashboard body");
+        let end = rest[start..]
+            .find('}')
+            .expect("an unclosed ${ in the dashboard body");
         out.push('0');
         rest = &rest[start + end + 1..];
     }
@@ -779,7 +781,12 @@ fn parse_search(expr: &str) -> Option<(String, BTreeSet<String>)> {
 fn dashboard_uses(body: &serde_json::Value) -> (Vec<MetricUse>, Vec<String>) {
     let mut uses = Vec::new();
     let mut problems = Vec::new();
-    for (i, w) in body["widgets"].as_array().expect("widgets").iter().enumerate() {
+    for (i, w) in body["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .enumerate()
+    {
         let title = w["properties"]["title"].as_str().unwrap_or("(untitled)");
         let place = format!("dashboard widget {i} \"{title}\"");
         let Some(metrics) = w["properties"]["metrics"].as_array() else {
@@ -790,7 +797,11 @@ fn dashboard_uses(body: &serde_json::Value) -> (Vec<MetricUse>, Vec<String>) {
                 problems.push(format!("{place}: a metrics row is not an array"));
                 continue;
             };
-            if let Some(expr) = row.first().and_then(|o| o.get("expression")).and_then(|e| e.as_str()) {
+            if let Some(expr) = row
+                .first()
+                .and_then(|o| o.get("expression"))
+                .and_then(|e| e.as_str())
+            {
                 if expr.contains("SEARCH(") && expr.contains(metrics_catalog::NAMESPACE) {
                     match parse_search(expr) {
                         Some((name, dims)) => uses.push(MetricUse {
@@ -805,8 +816,10 @@ fn dashboard_uses(body: &serde_json::Value) -> (Vec<MetricUse>, Vec<String>) {
                 continue;
             }
             let strings: Vec<&str> = row.iter().filter_map(|v| v.as_str()).collect();
-            if strings.iter().any(|s| *s == ".") {
-                problems.push(format!("{place}: write metrics out in full, not with \".\" shorthand"));
+            if strings.contains(&".") {
+                problems.push(format!(
+                    "{place}: write metrics out in full, not with \".\" shorthand"
+                ));
                 continue;
             }
             if strings.first() != Some(&metrics_catalog::NAMESPACE) {
@@ -817,8 +830,10 @@ fn dashboard_uses(body: &serde_json::Value) -> (Vec<MetricUse>, Vec<String>) {
                 continue;
             };
             let pairs = &strings[2..];
-            if pairs.len() % 2 != 0 {
-                problems.push(format!("{place}: {name}: dimensions are not name/value pairs"));
+            if !pairs.len().is_multiple_of(2) {
+                problems.push(format!(
+                    "{place}: {name}: dimensions are not name/value pairs"
+                ));
                 continue;
             }
             let mut dims = BTreeSet::new();
@@ -848,12 +863,14 @@ fn alarm_uses(template: &Value) -> Vec<MetricUse> {
     let mut uses = Vec::new();
     for (id, alarm) in resources_of_type(template, "AWS::CloudWatch::Alarm") {
         let p = props(alarm).expect("alarm properties");
-        let mut stats: Vec<(Option<&Value>, Option<&Value>, Option<&Value>)> = vec![(
-            p.get("Namespace"),
-            p.get("MetricName"),
-            p.get("Dimensions"),
-        )];
-        for m in p.get("Metrics").and_then(Value::as_sequence).into_iter().flatten() {
+        let mut stats: Vec<(Option<&Value>, Option<&Value>, Option<&Value>)> =
+            vec![(p.get("Namespace"), p.get("MetricName"), p.get("Dimensions"))];
+        for m in p
+            .get("Metrics")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             let metric = m.get("MetricStat").and_then(|s| s.get("Metric"));
             stats.push((
                 metric.and_then(|x| x.get("Namespace")),
@@ -903,9 +920,10 @@ fn dashboard_and_alarms_use_exactly_the_metrics_the_code_emits() {
             continue;
         };
         // CloudWatch matches dimensions exactly: the set asked for must be one published.
-        let published = m.dimension_sets().iter().any(|set| {
-            set.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>() == u.dims
-        });
+        let published = m
+            .dimension_sets()
+            .iter()
+            .any(|set| set.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>() == u.dims);
         if !published {
             problems.push(format!(
                 "{}: `{}` is asked for with dimensions {:?}, but it is published only under {:?}",
@@ -966,10 +984,14 @@ fn every_alarm_says_what_to_do_and_has_a_runbook_section() {
             problems.push(format!("{id}: its description does not point at {anchor}"));
         }
         if description.len() > 1024 {
-            problems.push(format!("{id}: description longer than CloudWatch's 1024 characters"));
+            problems.push(format!(
+                "{id}: description longer than CloudWatch's 1024 characters"
+            ));
         }
         if !headings.contains(&id) {
-            problems.push(format!("{id}: docs/operations.md has no section `### {id}`"));
+            problems.push(format!(
+                "{id}: docs/operations.md has no section `### {id}`"
+            ));
         }
         let actions = props(alarm).and_then(|p| p.get("AlarmActions"));
         if actions.is_none() {
@@ -979,7 +1001,12 @@ fn every_alarm_says_what_to_do_and_has_a_runbook_section() {
     // The dashboard's alarm widget shows every alarm (the raw body, placeholders intact).
     let raw = resources_of_type(&template, "AWS::CloudWatch::Dashboard")
         .first()
-        .and_then(|(_, d)| props(d)?.get("DashboardBody").and_then(sub_text).map(str::to_string))
+        .and_then(|(_, d)| {
+            props(d)?
+                .get("DashboardBody")
+                .and_then(sub_text)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     for (id, _) in resources_of_type(&template, "AWS::CloudWatch::Alarm") {
         if !raw.contains(&format!("${{{id}.Arn}}")) {
@@ -1015,20 +1042,26 @@ fn lambdas_log_filter_never_drops_the_metric_lines() {
         .and_then(|l| l.get("LogFormat"))
         .and_then(Value::as_str);
     if format != Some("JSON") {
-        problems.push(format!("Globals.Function.LoggingConfig.LogFormat is {format:?}, expected JSON"));
+        problems.push(format!(
+            "Globals.Function.LoggingConfig.LogFormat is {format:?}, expected JSON"
+        ));
     }
     fail_if_any("log filtering", &problems);
 }
 
 #[test]
 fn search_expressions_and_dashboard_parsing_work() {
-    let (name, dims) =
-        parse_search("SEARCH('{ShopKeycrm,function,reason} MetricName=\"OrdersFailed\"', 'Sum', 300)")
-            .unwrap();
+    let (name, dims) = parse_search(
+        "SEARCH('{ShopKeycrm,function,reason} MetricName=\"OrdersFailed\"', 'Sum', 300)",
+    )
+    .unwrap();
     assert_eq!(name, "OrdersFailed");
     assert_eq!(
         dims,
-        ["function", "reason"].iter().map(|s| s.to_string()).collect()
+        ["function", "reason"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
     assert!(parse_search("SEARCH('{AWS/SQS,QueueName} MetricName=\"X\"', 'Sum', 300)").is_none());
     let body: serde_json::Value = serde_json::json!({"widgets": [{"properties": {"title": "t", "metrics": [

@@ -392,11 +392,7 @@ impl Engine {
 
     /// Records a merchant's run that could not start (scheduled ones are only logged).
     async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
-        let Some(run_id) = job
-            .run_id
-            .clone()
-            .filter(|_| on_demand(job))
-        else {
+        let Some(run_id) = job.run_id.clone().filter(|_| on_demand(job)) else {
             return Ok(());
         };
         let now = Utc::now();
@@ -426,9 +422,7 @@ impl Engine {
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
         if let Some(id) = &job.run_id {
-            if !on_demand(job)
-                && self.deps.sync.get_run(&conn.id, id).await?.is_some()
-            {
+            if !on_demand(job) && self.deps.sync.get_run(&conn.id, id).await?.is_some() {
                 // A redelivered or retried schedule tick: that run already happened.
                 self.deps.sync.finish(&lease).await?;
                 return Ok(JobOutcome::Skipped {

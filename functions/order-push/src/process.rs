@@ -395,10 +395,13 @@ impl OrderPush {
                 )
             }
             Some(None) => {
-                return skipped("no_connection", format!(
-                    "shop {} has no KeyCRM connection; event dropped",
-                    event.shop_id
-                ))
+                return skipped(
+                    "no_connection",
+                    format!(
+                        "shop {} has no KeyCRM connection; event dropped",
+                        event.shop_id
+                    ),
+                )
             }
             Some(Some(c)) => c,
         };
@@ -1008,7 +1011,7 @@ impl OrderPush {
                     Some(retry_after),
                     "rate_limited",
                 )
-                    .await
+                .await
             }
             KeycrmError::Transient {
                 maybe_committed, ..
@@ -1022,7 +1025,7 @@ impl OrderPush {
                     None,
                     "keycrm_unavailable",
                 )
-                    .await
+                .await
             }
             KeycrmError::Protocol { .. } => {
                 // An unreadable answer to a create may hide a created order.
@@ -1035,7 +1038,7 @@ impl OrderPush {
                     None,
                     "keycrm_unavailable",
                 )
-                    .await
+                .await
             }
             KeycrmError::Unauthorized
             | KeycrmError::Forbidden { .. }
@@ -1158,9 +1161,12 @@ impl OrderPush {
                     "the order is not known yet (its creation may be on the way)",
                 );
             }
-            return skipped("unknown_order", format!(
-                "order {order_id} was never pushed by this connector; status change dropped"
-            ));
+            return skipped(
+                "unknown_order",
+                format!(
+                    "order {order_id} was never pushed by this connector; status change dropped"
+                ),
+            );
         };
         match entry.state {
             LedgerState::Pending => {
@@ -1172,10 +1178,13 @@ impl OrderPush {
                 )
             }
             LedgerState::Failed | LedgerState::Skipped => {
-                return skipped("not_in_keycrm", format!(
-                    "order {order_id} is not in KeyCRM ({:?}); status change dropped",
-                    entry.state
-                ))
+                return skipped(
+                    "not_in_keycrm",
+                    format!(
+                        "order {order_id} is not in KeyCRM ({:?}); status change dropped",
+                        entry.state
+                    ),
+                )
             }
             LedgerState::Created => {}
         }
@@ -1192,15 +1201,19 @@ impl OrderPush {
             );
         }
         if entry.applied_from_keycrm.as_deref() == Some(change.status.as_str()) {
-            return skipped("echo", format!(
-                "\"{}\" is the status the connector applied from KeyCRM (not echoed)",
-                change.status
-            ));
+            return skipped(
+                "echo",
+                format!(
+                    "\"{}\" is the status the connector applied from KeyCRM (not echoed)",
+                    change.status
+                ),
+            );
         }
         if let Some(t) = entry.shop_status_at.filter(|t| *t >= event.occurred_at) {
-            return skipped("stale", format!(
-                "stale or duplicate: a shop status from {t} is already pushed"
-            ));
+            return skipped(
+                "stale",
+                format!("stale or duplicate: a shop status from {t} is already pushed"),
+            );
         }
         if let Some(t) = entry
             .keycrm_status_changed_at
@@ -1219,10 +1232,13 @@ impl OrderPush {
                 .map(|(_, s)| s),
         };
         let Some(status_id) = status_id else {
-            return skipped("unmapped_status", format!(
-                "shop status \"{}\" is not mapped; KeyCRM keeps its status",
-                change.status
-            ));
+            return skipped(
+                "unmapped_status",
+                format!(
+                    "shop status \"{}\" is not mapped; KeyCRM keeps its status",
+                    change.status
+                ),
+            );
         };
         let crm = match self.crm.crm_for(conn).await {
             Ok(api) => api,
@@ -1259,13 +1275,16 @@ impl OrderPush {
         match reserved {
             Ok(PushReservation::Granted) => {}
             Ok(PushReservation::Stale(e)) => {
-                return skipped("stale", format!(
-                    "stale: the order's status is newer (shop {}, KeyCRM {})",
-                    e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                    e.keycrm_status_changed_at
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default()
-                ))
+                return skipped(
+                    "stale",
+                    format!(
+                        "stale: the order's status is newer (shop {}, KeyCRM {})",
+                        e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        e.keycrm_status_changed_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                )
             }
             Ok(PushReservation::Busy(_)) => {
                 let policy = &self.config.retry;
@@ -1328,16 +1347,22 @@ impl OrderPush {
                     keycrm_status_id: status_id,
                 })
             }
-            Err(KeycrmError::RateLimited { retry_after }) => {
-                self.defer(attempt, Some(retry_after), "rate_limited", "KeyCRM rate limit")
-            }
+            Err(KeycrmError::RateLimited { retry_after }) => self.defer(
+                attempt,
+                Some(retry_after),
+                "rate_limited",
+                "KeyCRM rate limit",
+            ),
             Err(e @ (KeycrmError::Transient { .. } | KeycrmError::Protocol { .. })) => {
                 self.defer(attempt, None, "keycrm_unavailable", &e.to_string())
             }
-            Err(KeycrmError::NotFound { .. }) => skipped("keycrm_gone", format!(
-                "KeyCRM {} {keycrm_id} no longer exists; status change dropped",
-                entry.target.as_str()
-            )),
+            Err(KeycrmError::NotFound { .. }) => skipped(
+                "keycrm_gone",
+                format!(
+                    "KeyCRM {} {keycrm_id} no longer exists; status change dropped",
+                    entry.target.as_str()
+                ),
+            ),
             Err(e) => {
                 let reason = format!("KeyCRM refused the status \"{}\": {e}", change.status);
                 let fields = match &e {

@@ -1,8 +1,8 @@
 //! Lambda wiring for the KeyCRM webhook receiver: read the environment, build the DynamoDB
 //! and SQS adapters, serve the router through API Gateway (HTTP API).
 
-use std::sync::Arc;
 use runtime::metrics::{Emitter, Function};
+use std::sync::Arc;
 use store::DynamoTable;
 use webhook::Receiver;
 

@@ -399,11 +399,7 @@ pub async fn redrive(
         let _ = writeln!(text, "  {l}");
     }
     for (k, n) in &counts {
-        let _ = writeln!(
-            text,
-            "  {}{k}: {n}",
-            if dry_run { "would be " } else { "" }
-        );
+        let _ = writeln!(text, "  {}{k}: {n}", if dry_run { "would be " } else { "" });
     }
     for f in &failures {
         let _ = writeln!(text, "  FAILED {f}");

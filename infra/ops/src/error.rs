@@ -83,7 +83,12 @@ pub fn classify_aws(text: &str, what: &str) -> OpsError {
                 .into(),
         );
     }
-    if any(&["ProfileFile", "profile file", "could not find profile", "profile `"]) {
+    if any(&[
+        "ProfileFile",
+        "profile file",
+        "could not find profile",
+        "profile `",
+    ]) {
         return OpsError::Aws(format!(
             "the AWS profile could not be used ({}). Check --profile / AWS_PROFILE against ~/.aws/config.",
             short(text)
@@ -95,18 +100,35 @@ pub fn classify_aws(text: &str, what: &str) -> OpsError {
             short(text)
         ));
     }
-    if any(&["ResourceNotFoundException", "NonExistentQueue", "QueueDoesNotExist"]) {
+    if any(&[
+        "ResourceNotFoundException",
+        "NonExistentQueue",
+        "QueueDoesNotExist",
+    ]) {
         return OpsError::NotFound(format!(
             "{what} does not exist in this account and region ({})",
             short(text)
         ));
     }
-    if any(&["region"]) && any(&["no region", "region is not", "missing region", "invalid region"]) {
+    if any(&["region"])
+        && any(&[
+            "no region",
+            "region is not",
+            "missing region",
+            "invalid region",
+        ])
+    {
         return OpsError::Aws(
             "no AWS region: set AWS_REGION or --region (the deployment's region)".into(),
         );
     }
-    if any(&["dispatch failure", "connection refused", "timed out", "dns error", "io error"]) {
+    if any(&[
+        "dispatch failure",
+        "connection refused",
+        "timed out",
+        "dns error",
+        "io error",
+    ]) {
         return OpsError::Aws(format!(
             "AWS could not be reached ({}). Check the network, AWS_REGION and AWS_ENDPOINT_URL.",
             short(text)
@@ -136,12 +158,17 @@ mod tests {
             "dispatch failure: other: the credential provider was not enabled",
             "x",
         );
-        assert!(matches!(&none, OpsError::Aws(m) if m.contains("no AWS credentials")), "{none}");
+        assert!(
+            matches!(&none, OpsError::Aws(m) if m.contains("no AWS credentials")),
+            "{none}"
+        );
         let missing = classify_aws(
             "service error: ResourceNotFoundException: Requested resource not found",
             "table `t`",
         );
-        assert!(matches!(&missing, OpsError::NotFound(m) if m.contains("table `t` does not exist")));
+        assert!(
+            matches!(&missing, OpsError::NotFound(m) if m.contains("table `t` does not exist"))
+        );
         let denied = classify_aws("AccessDeniedException: User is not authorized", "x");
         assert!(matches!(denied, OpsError::Aws(_)));
         assert_eq!(OpsError::Usage("x".into()).exit_code(), 2);

@@ -48,9 +48,7 @@ fn sync_word(s: Option<&SyncSummary>) -> String {
 
 /// A connection needs a look: open failures, an error, or a last sync that did not finish.
 fn failing(s: &ConnectionStatus) -> bool {
-    !s.failures.is_empty()
-        || s.last_error.is_some()
-        || s.last_sync.values().any(|x| !x.complete)
+    !s.failures.is_empty() || s.last_error.is_some() || s.last_sync.values().any(|x| !x.complete)
 }
 
 /// The connection of `shop`, or a clear not-found.
@@ -74,7 +72,11 @@ fn status_json(c: &Connection, s: &ConnectionStatus) -> Value {
 }
 
 /// `ops connections`.
-pub async fn connections(ops: &Ops, only_failing: bool, limit: Option<usize>) -> Result<Output, OpsError> {
+pub async fn connections(
+    ops: &Ops,
+    only_failing: bool,
+    limit: Option<usize>,
+) -> Result<Output, OpsError> {
     let table = ops.table().await?;
     let mut all: Vec<Connection> = Vec::new();
     let mut cursor = None;
@@ -128,8 +130,16 @@ pub async fn connections(ops: &Ops, only_failing: bool, limit: Option<usize>) ->
     let _ = writeln!(
         text,
         "{:<20} {:<34} {:<8} {:<26} {:<26} {:>7} {:>7} {:>6} {:>8} {:>5}  LAST ERROR",
-        "SHOP", "CONNECTION", "STATE", "LAST FULL SYNC", "LAST PRICE SYNC", "PUSHED", "FAILED",
-        "OPEN", "KEYCRM", "429"
+        "SHOP",
+        "CONNECTION",
+        "STATE",
+        "LAST FULL SYNC",
+        "LAST PRICE SYNC",
+        "PUSHED",
+        "FAILED",
+        "OPEN",
+        "KEYCRM",
+        "429"
     );
     for r in &rows {
         let _ = writeln!(text, "{r}");
@@ -203,18 +213,19 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
         set(&c.webhook_tokens.orders),
         set(&c.webhook_tokens.cards)
     );
-    let _ = writeln!(
-        t,
-        "order sync      {:?}",
-        c.settings.order_sync
-    );
+    let _ = writeln!(t, "order sync      {:?}", c.settings.order_sync);
     let _ = writeln!(
         t,
         "catalog sync    products {}, categories {}",
         c.settings.sync_products, c.settings.sync_categories
     );
     let _ = writeln!(t, "connected       {}", at(Some(c.created_at)));
-    let _ = writeln!(t, "settings saved  {} (version {})", at(Some(c.updated_at)), c.version);
+    let _ = writeln!(
+        t,
+        "settings saved  {} (version {})",
+        at(Some(c.updated_at)),
+        c.version
+    );
     let _ = writeln!(t, "counters");
     for (k, v) in &s.counters {
         let _ = writeln!(t, "  {k:<22} {v}");
@@ -251,7 +262,13 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     };
     let _ = writeln!(t, "open failures   {}", s.failures.len());
     for f in s.failures.iter().take(10) {
-        let _ = writeln!(t, "  {} order {}: {}", at(Some(f.at)), f.shop_order_id, cut(&f.reason, 160));
+        let _ = writeln!(
+            t,
+            "  {} order {}: {}",
+            at(Some(f.at)),
+            f.shop_order_id,
+            cut(&f.reason, 160)
+        );
     }
     let mut j = status_json(&c, &s);
     j["keycrm_base_url"] = json!(c.keycrm_base_url);
@@ -329,13 +346,24 @@ pub async fn order(ops: &Ops, shop: &str, order_id: &str, live: bool) -> Result<
         )));
     };
     let s = table.status(&c.id).await?;
-    let failure = s.failures.iter().find(|f| f.shop_order_id == e.shop_order_id);
+    let failure = s
+        .failures
+        .iter()
+        .find(|f| f.shop_order_id == e.shop_order_id);
     let mut t = String::new();
-    let _ = writeln!(t, "order           {} of shop {}", e.shop_order_id, c.shop_id);
+    let _ = writeln!(
+        t,
+        "order           {} of shop {}",
+        e.shop_order_id, c.shop_id
+    );
     let _ = writeln!(t, "state           {:?}", e.state);
     let _ = match e.keycrm_id {
         Some(id) => writeln!(t, "in KeyCRM       {} {id}", e.target.as_str()),
-        None => writeln!(t, "in KeyCRM       not linked (would be an {})", e.target.as_str()),
+        None => writeln!(
+            t,
+            "in KeyCRM       not linked (would be an {})",
+            e.target.as_str()
+        ),
     };
     let _ = writeln!(t, "attempts        {}", e.attempts);
     if e.maybe_committed {
@@ -345,7 +373,11 @@ pub async fn order(ops: &Ops, shop: &str, order_id: &str, live: bool) -> Result<
         );
     }
     if e.claim_is_live(Utc::now()) {
-        let _ = writeln!(t, "claimed until   {} (an attempt runs now)", at(e.claim_until));
+        let _ = writeln!(
+            t,
+            "claimed until   {} (an attempt runs now)",
+            at(e.claim_until)
+        );
     }
     if e.push_holder.is_some() {
         let _ = writeln!(t, "status push     in flight until {}", at(e.push_until));
@@ -433,7 +465,10 @@ async fn keycrm_now(ops: &Ops, c: &Connection, e: &LedgerEntry) -> (String, Valu
                 json!({"id": o.id, "status_id": o.status_id, "status_changed_at": o.status_changed_at,
                        "source_uuid": o.source_uuid}),
             ),
-            Err(err) => (format!("not read: {err}"), json!({"error": err.to_string()})),
+            Err(err) => (
+                format!("not read: {err}"),
+                json!({"error": err.to_string()}),
+            ),
         },
         Target::Card => match client.get_card(id).await {
             Ok(card) => {
@@ -454,7 +489,10 @@ async fn keycrm_now(ops: &Ops, c: &Connection, e: &LedgerEntry) -> (String, Valu
                     json!({"id": card.id, "pipeline_id": card.pipeline_id, "status_id": card.status_id}),
                 )
             }
-            Err(err) => (format!("not read: {err}"), json!({"error": err.to_string()})),
+            Err(err) => (
+                format!("not read: {err}"),
+                json!({"error": err.to_string()}),
+            ),
         },
     }
 }

@@ -27,7 +27,9 @@ pub struct Letter {
 }
 
 fn text(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer).and_then(Value::as_str).map(str::to_string)
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// What the original message names: `(shop, order, connection)`.
@@ -49,7 +51,14 @@ fn ids(queue: QueueArg, original: &str) -> (Option<String>, Option<String>, Opti
 pub fn parse(queue: QueueArg, msg: &Message) -> Letter {
     let wrapped = serde_json::from_str::<DeadLetter>(&msg.body).ok();
     let (kind, reason, failed_at, original, shop, order) = match wrapped {
-        Some(d) => (d.kind, d.reason, Some(d.failed_at), d.original, d.shop_id, d.order_id),
+        Some(d) => (
+            d.kind,
+            d.reason,
+            Some(d.failed_at),
+            d.original,
+            d.shop_id,
+            d.order_id,
+        ),
         None => (
             MOVED_BY_SQS.to_string(),
             format!(
@@ -137,7 +146,10 @@ mod tests {
         let original = r#"{"type":"order.created","shop_id":"s1","order":{"id":"A-1"}}"#;
         let mut d = DeadLetter::new("validation", "KeyCRM refused: phone", "q", original);
         d.shop_id = Some("s1".into());
-        let l = parse(QueueArg::Orders, &msg(&serde_json::to_string(&d).unwrap(), 1));
+        let l = parse(
+            QueueArg::Orders,
+            &msg(&serde_json::to_string(&d).unwrap(), 1),
+        );
         assert_eq!(l.kind, "validation");
         assert_eq!(l.reason, "KeyCRM refused: phone");
         assert_eq!(l.original, original);
@@ -170,14 +182,15 @@ mod tests {
             connection_id: Some("c1".into()),
             original: String::new(),
         };
-        let f = |kind: Option<&str>, shop: Option<&str>, conn: Option<&str>, reason: Option<&str>| {
-            Filter {
-                kind: kind.map(Into::into),
-                shop: shop.map(Into::into),
-                connection: conn.map(Into::into),
-                reason: reason.map(|r| r.to_lowercase()),
-            }
-        };
+        let f =
+            |kind: Option<&str>, shop: Option<&str>, conn: Option<&str>, reason: Option<&str>| {
+                Filter {
+                    kind: kind.map(Into::into),
+                    shop: shop.map(Into::into),
+                    connection: conn.map(Into::into),
+                    reason: reason.map(|r| r.to_lowercase()),
+                }
+            };
         assert!(f(None, None, None, None).matches(&l));
         assert!(f(Some("validation"), Some("s1"), None, Some("PHONE")).matches(&l));
         assert!(!f(Some("mapping"), None, None, None).matches(&l));

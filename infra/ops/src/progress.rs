@@ -48,7 +48,7 @@ impl Progress {
                 }
                 b.set_position(self.done);
             }
-            None if self.done % LINE_EVERY == 0 => self.line(),
+            None if self.done.is_multiple_of(LINE_EVERY) => self.line(),
             None => {}
         }
     }
@@ -70,7 +70,7 @@ impl Progress {
         match &self.bar {
             Some(b) => b.finish_and_clear(),
             // Short runs print nothing; long ones end with the final count.
-            None if self.done > LINE_EVERY && self.done % LINE_EVERY != 0 => self.line(),
+            None if self.done > LINE_EVERY && !self.done.is_multiple_of(LINE_EVERY) => self.line(),
             None => {}
         }
     }

@@ -11,7 +11,12 @@ use queue::{Outgoing, Queue};
 use serde_json::json;
 use store::{SyncJob, SyncKind, SyncRun, SyncStore};
 
-pub async fn start(ops: &Ops, shop: &str, kind: SyncKindArg, dry_run: bool) -> Result<Output, OpsError> {
+pub async fn start(
+    ops: &Ops,
+    shop: &str,
+    kind: SyncKindArg,
+    dry_run: bool,
+) -> Result<Output, OpsError> {
     let conn = require_connection(ops, shop).await?;
     let kind = match kind {
         SyncKindArg::Full => SyncKind::Full,

@@ -101,12 +101,10 @@ impl Target {
     }
 
     fn stack(&self) -> Option<String> {
-        self.args.stack.clone().or_else(|| {
-            self.args
-                .stage
-                .as_ref()
-                .map(|s| format!("shop-keycrm-{s}"))
-        })
+        self.args
+            .stack
+            .clone()
+            .or_else(|| self.args.stage.as_ref().map(|s| format!("shop-keycrm-{s}")))
     }
 
     fn no_target() -> OpsError {
@@ -135,11 +133,7 @@ impl Target {
             .map_err(|e| {
                 classify_aws(
                     &DisplayErrorContext(&e).to_string(),
-                    &format!(
-                        "table `{}` (region {})",
-                        printable(&name),
-                        self.region()
-                    ),
+                    &format!("table `{}` (region {})", printable(&name), self.region()),
                 )
             })?;
         Ok(DynamoTable::new(self.dynamodb.clone(), name))
@@ -270,7 +264,15 @@ mod tests {
         for ok in ["dev", "prod", "eu-1", "a", "abcdefghijklmnopqrst"] {
             assert!(valid_stage(ok), "{ok}");
         }
-        for bad in ["", "Prod", "1dev", "dev_1", "dev!", "abcdefghijklmnopqrstu", "-dev"] {
+        for bad in [
+            "",
+            "Prod",
+            "1dev",
+            "dev_1",
+            "dev!",
+            "abcdefghijklmnopqrstu",
+            "-dev",
+        ] {
             assert!(!valid_stage(bad), "{bad}");
         }
         assert_eq!(printable("a\nb\u{7}c"), "abc");

@@ -147,7 +147,13 @@ impl Stage {
     }
 
     /// A connection of `shop` with its key stored in Secrets Manager.
-    async fn connect(&self, shop: &str, key: &str, base_url: &str, settings: Settings) -> Connection {
+    async fn connect(
+        &self,
+        shop: &str,
+        key: &str,
+        base_url: &str,
+        settings: Settings,
+    ) -> Connection {
         let id = emulator::unique("conn").replace('-', "");
         let secret_name = format!("shop-keycrm/{}/keycrm/{id}", self.stage);
         SecretsManager::from_env()
@@ -269,15 +275,28 @@ async fn simulator(key: &str, products: usize) -> SimHandle {
 async fn connections_lists_state_syncs_failures_and_usage_never_a_secret() {
     let s = stage().await;
     let key_a = emulator::unique("secret-key-a");
-    let a = s.connect("shop-a", &key_a, "http://127.0.0.1:9/v1", settings()).await;
+    let a = s
+        .connect("shop-a", &key_a, "http://127.0.0.1:9/v1", settings())
+        .await;
     let mut b = s
-        .connect("shop-b", &emulator::unique("secret-key-b"), "http://127.0.0.1:9/v1", settings())
+        .connect(
+            "shop-b",
+            &emulator::unique("secret-key-b"),
+            "http://127.0.0.1:9/v1",
+            settings(),
+        )
         .await;
     b.active = false;
     b.version += 1;
     s.table.update(&b).await.unwrap();
     s.table
-        .count_many(&a.id, &[(store::Counter::OrdersPushed, 41), (store::Counter::KeycrmRequests, 97)])
+        .count_many(
+            &a.id,
+            &[
+                (store::Counter::OrdersPushed, 41),
+                (store::Counter::KeycrmRequests, 97),
+            ],
+        )
         .await
         .unwrap();
     s.table
@@ -308,19 +327,30 @@ async fn connections_lists_state_syncs_failures_and_usage_never_a_secret() {
 
     let r = s.run(&["connections"]).await;
     ok(&r);
-    assert!(r.out.contains("shop-a") && r.out.contains("shop-b"), "{}", r.out);
+    assert!(
+        r.out.contains("shop-a") && r.out.contains("shop-b"),
+        "{}",
+        r.out
+    );
     assert!(r.out.contains("inactive"));
     assert!(r.out.contains("KeyCRM refused the order: phone"));
     assert!(r.out.contains("2 connection(s)"));
     let line_a = r.out.lines().find(|l| l.starts_with("shop-a")).unwrap();
-    assert!(line_a.contains(" 41 ") && line_a.contains(" 97 "), "{line_a}");
+    assert!(
+        line_a.contains(" 41 ") && line_a.contains(" 97 "),
+        "{line_a}"
+    );
     for secret in [&key_a, a.webhook_tokens.orders.as_ref().unwrap()] {
         assert!(!r.out.contains(secret.as_str()), "a secret was printed");
     }
 
     let r = s.run(&["connections", "--failing"]).await;
     ok(&r);
-    assert!(r.out.contains("shop-a") && !r.out.contains("shop-b"), "{}", r.out);
+    assert!(
+        r.out.contains("shop-a") && !r.out.contains("shop-b"),
+        "{}",
+        r.out
+    );
 
     let r = s.run(&["--json", "connections"]).await;
     ok(&r);
@@ -332,7 +362,9 @@ async fn connections_lists_state_syncs_failures_and_usage_never_a_secret() {
 async fn connection_shows_its_health_and_never_a_key_or_token() {
     let s = stage().await;
     let key = emulator::unique("secret-key");
-    let c = s.connect("shop-h", &key, "http://127.0.0.1:9/v1", settings()).await;
+    let c = s
+        .connect("shop-h", &key, "http://127.0.0.1:9/v1", settings())
+        .await;
     s.table
         .record_error(&c.id, "the shop API is unavailable: 503")
         .await
@@ -397,7 +429,14 @@ async fn order_shows_its_ledger_history_and_where_it_is_in_keycrm() {
         .await
         .unwrap();
     s.table
-        .claim(&c.id, "A-1", Target::Order, "h", Duration::from_secs(60), &created_event("shop-o", "A-1"))
+        .claim(
+            &c.id,
+            "A-1",
+            Target::Order,
+            "h",
+            Duration::from_secs(60),
+            &created_event("shop-o", "A-1"),
+        )
         .await
         .unwrap();
     s.table
@@ -444,12 +483,22 @@ fn letter(kind: &str, reason: &str, shop: &str, order: &str) -> Outgoing {
 async fn dlq_show_lists_the_reasons_and_leaves_every_letter_in_place() {
     let s = stage().await;
     let dlq = s.q("OrderEventsDLQ");
-    dlq.send(letter("validation", "KeyCRM refused the order: phone invalid", "shop-1", "A-1"))
-        .await
-        .unwrap();
-    dlq.send(letter("mapping", "no KeyCRM source is configured", "shop-2", "B-1"))
-        .await
-        .unwrap();
+    dlq.send(letter(
+        "validation",
+        "KeyCRM refused the order: phone invalid",
+        "shop-1",
+        "A-1",
+    ))
+    .await
+    .unwrap();
+    dlq.send(letter(
+        "mapping",
+        "no KeyCRM source is configured",
+        "shop-2",
+        "B-1",
+    ))
+    .await
+    .unwrap();
     // Moved by the redrive policy: no reason recorded.
     dlq.send(Outgoing::new(created_event("shop-1", "A-2")))
         .await
@@ -461,18 +510,26 @@ async fn dlq_show_lists_the_reasons_and_leaves_every_letter_in_place() {
     assert!(r.out.contains("phone invalid"));
     assert!(r.out.contains("no KeyCRM source is configured"));
     assert!(r.out.contains("max_receives"));
-    assert!(r.out.contains("by kind: mapping 1, max_receives 1, validation 1"));
+    assert!(r
+        .out
+        .contains("by kind: mapping 1, max_receives 1, validation 1"));
     assert!(!r.out.contains("order.created"), "bodies only with --body");
 
-    let r = s.run(&["dlq", "show", "orders", "--kind", "validation"]).await;
+    let r = s
+        .run(&["dlq", "show", "orders", "--kind", "validation"])
+        .await;
     ok(&r);
     assert!(r.out.starts_with("1 dead letter(s)"), "{}", r.out);
     assert!(r.out.contains("2 other letter(s)"));
-    let r = s.run(&["dlq", "show", "orders", "--shop", "shop-1", "--body"]).await;
+    let r = s
+        .run(&["dlq", "show", "orders", "--shop", "shop-1", "--body"])
+        .await;
     ok(&r);
     assert!(r.out.starts_with("2 dead letter(s)"), "{}", r.out);
     assert!(r.out.contains("order.created"));
-    let r = s.run(&["--json", "dlq", "show", "orders", "--reason", "SOURCE"]).await;
+    let r = s
+        .run(&["--json", "dlq", "show", "orders", "--reason", "SOURCE"])
+        .await;
     ok(&r);
     let v: Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(v["count"], 1);
@@ -486,12 +543,24 @@ async fn dlq_show_lists_the_reasons_and_leaves_every_letter_in_place() {
 async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress() {
     let s = stage().await;
     let c = s
-        .connect("shop-r", &emulator::unique("k"), "http://127.0.0.1:9/v1", settings())
+        .connect(
+            "shop-r",
+            &emulator::unique("k"),
+            "http://127.0.0.1:9/v1",
+            settings(),
+        )
         .await;
     // A-1 failed validation (its ledger entry says so), A-2 is in KeyCRM already.
     for (order, created) in [("A-1", false), ("A-2", true)] {
         s.table
-            .claim(&c.id, order, Target::Order, "h", Duration::from_secs(60), &created_event("shop-r", order))
+            .claim(
+                &c.id,
+                order,
+                Target::Order,
+                "h",
+                Duration::from_secs(60),
+                &created_event("shop-r", order),
+            )
             .await
             .unwrap();
         if created {
@@ -512,18 +581,34 @@ async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress(
                 .unwrap();
         } else {
             s.table
-                .mark_failed(&c.id, order, "h", "KeyCRM refused the order: phone", &Default::default())
+                .mark_failed(
+                    &c.id,
+                    order,
+                    "h",
+                    "KeyCRM refused the order: phone",
+                    &Default::default(),
+                )
                 .await
                 .unwrap();
         }
     }
     let dlq = s.q("OrderEventsDLQ");
-    dlq.send(letter("validation", "KeyCRM refused the order: phone", "shop-r", "A-1"))
-        .await
-        .unwrap();
-    dlq.send(letter("failed_earlier", "order A-2 failed earlier", "shop-r", "A-2"))
-        .await
-        .unwrap();
+    dlq.send(letter(
+        "validation",
+        "KeyCRM refused the order: phone",
+        "shop-r",
+        "A-1",
+    ))
+    .await
+    .unwrap();
+    dlq.send(letter(
+        "failed_earlier",
+        "order A-2 failed earlier",
+        "shop-r",
+        "A-2",
+    ))
+    .await
+    .unwrap();
     dlq.send(letter("mapping", "no source", "shop-r", "A-3"))
         .await
         .unwrap();
@@ -538,7 +623,10 @@ async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress(
     assert!(r.out.contains("would send back"));
     assert_eq!(s.visible("OrderEventsDLQ").await, 3);
     assert!(s.drain("OrderEventsQueue").await.is_empty());
-    let entry = OrderLedger::get(&s.table, &c.id, "A-1").await.unwrap().unwrap();
+    let entry = OrderLedger::get(&s.table, &c.id, "A-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.state, LedgerState::Failed);
 
     // Only validation and failed_earlier letters: A-1 re-pushed, A-2's letter removed.
@@ -546,7 +634,10 @@ async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress(
         let r = s.run(&["dlq", "redrive", "orders", "--kind", kind]).await;
         ok(&r);
     }
-    let entry = OrderLedger::get(&s.table, &c.id, "A-1").await.unwrap().unwrap();
+    let entry = OrderLedger::get(&s.table, &c.id, "A-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.state, LedgerState::Pending, "reset for the re-push");
     let sent = s.drain("OrderEventsQueue").await;
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -571,7 +662,11 @@ async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress(
     let r = s.run(&["dlq", "redrive", "statuses"]).await;
     ok(&r);
     assert!(r.out.contains("sent back: 60"), "{}", r.out);
-    assert!(r.err.contains("redrive: 25 letters"), "no progress: {}", r.err);
+    assert!(
+        r.err.contains("redrive: 25 letters"),
+        "no progress: {}",
+        r.err
+    );
     assert!(r.err.contains("redrive: 50 letters"), "{}", r.err);
     assert!(r.err.contains("redrive: 60 letters"), "{}", r.err);
     assert_eq!(s.drain("StatusUpdatesQueue").await.len(), 60);
@@ -596,7 +691,11 @@ async fn sync_queues_an_operator_run_that_catalog_sync_carries_out_under_its_id(
         .to_string();
     let runs = s.run(&["runs", "shop-s"]).await;
     ok(&runs);
-    assert!(runs.out.contains(&run_id) && runs.out.contains("queued"), "{}", runs.out);
+    assert!(
+        runs.out.contains(&run_id) && runs.out.contains("queued"),
+        "{}",
+        runs.out
+    );
 
     // catalog-sync takes the job off the queue and runs it under the operator's run id.
     let jobs = s.drain("SyncJobsQueue").await;
@@ -638,10 +737,15 @@ async fn sync_queues_an_operator_run_that_catalog_sync_carries_out_under_its_id(
     let runs = s.run(&["runs", "shop-s"]).await;
     ok(&runs);
     let line = runs.out.lines().find(|l| l.starts_with(&run_id)).unwrap();
-    assert!(line.contains("completed") && line.contains("full"), "{line}");
+    assert!(
+        line.contains("completed") && line.contains("full"),
+        "{line}"
+    );
 
     // A dry run of prices; an inactive connection is refused.
-    let r = s.run(&["sync", "shop-s", "--kind", "prices", "--dry-run"]).await;
+    let r = s
+        .run(&["sync", "shop-s", "--kind", "prices", "--dry-run"])
+        .await;
     ok(&r);
     let job: SyncJob = serde_json::from_str(&s.drain("SyncJobsQueue").await[0].0).unwrap();
     assert!(job.dry_run);
@@ -659,7 +763,12 @@ async fn sync_queues_an_operator_run_that_catalog_sync_carries_out_under_its_id(
 async fn runs_lists_recent_reports_newest_first() {
     let s = stage().await;
     let c = s
-        .connect("shop-n", &emulator::unique("k"), "http://127.0.0.1:9/v1", settings())
+        .connect(
+            "shop-n",
+            &emulator::unique("k"),
+            "http://127.0.0.1:9/v1",
+            settings(),
+        )
         .await;
     let t0 = Utc::now() - chrono::Duration::hours(2);
     for (i, state) in ["completed", "failed"].iter().enumerate() {
@@ -685,7 +794,11 @@ async fn runs_lists_recent_reports_newest_first() {
     let r = s.run(&["runs", "shop-n"]).await;
     ok(&r);
     let lines: Vec<&str> = r.out.lines().collect();
-    assert!(lines[1].starts_with("run1") && lines[2].starts_with("run0"), "{}", r.out);
+    assert!(
+        lines[1].starts_with("run1") && lines[2].starts_with("run0"),
+        "{}",
+        r.out
+    );
     assert!(lines[1].contains("failed") && lines[1].contains("KeyCRM: unauthorized"));
     assert!(lines[2].contains("1m35s") && lines[2].contains("create=3"));
     assert!(r.out.contains("2 run(s)"));
@@ -780,7 +893,16 @@ async fn clear_errors_for_a_bad_stage_a_missing_table_or_queue_and_wrong_credent
         "{}/123456789012/no-such-queue",
         std::env::var("AWS_ENDPOINT_URL").unwrap()
     );
-    let r = ops(&["--table", &s.table.name, "--order-dlq-url", &gone, "dlq", "show", "orders"]).await;
+    let r = ops(&[
+        "--table",
+        &s.table.name,
+        "--order-dlq-url",
+        &gone,
+        "dlq",
+        "show",
+        "orders",
+    ])
+    .await;
     assert_eq!(r.code, 1);
     assert!(r.err.contains("does not exist"), "{}", r.err);
 
@@ -808,7 +930,12 @@ async fn clear_errors_for_a_bad_stage_a_missing_table_or_queue_and_wrong_credent
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ],
-        &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ],
     )
     .await;
     assert_eq!(r.code, 1, "{}", r.err);

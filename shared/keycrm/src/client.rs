@@ -485,7 +485,7 @@ impl KeycrmClient {
                     }
                     return Err(KeycrmError::RateLimited {
                         retry_after: next.min(MAX_RETRY_AFTER),
-                    })
+                    });
                 }
             };
             let c = &self.inner.counters;

@@ -17,7 +17,7 @@ pub use client::{
     DEFAULT_BASE_URL, PAGE_LIMIT,
 };
 pub use error::KeycrmError;
-pub use observe::{RequestObserver, RequestOutcome};
 pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
+pub use observe::{RequestObserver, RequestOutcome};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

@@ -273,7 +273,8 @@ pub const SHOP_API_ERRORS: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "failed calls to the shop platform's API (unavailable, unauthorized, rejected, not_found)",
+    help:
+        "failed calls to the shop platform's API (unavailable, unauthorized, rejected, not_found)",
 };
 
 // ---------------------------------------------------------------- admin API
@@ -340,9 +341,17 @@ mod tests {
             // Every label is in the fullest set, or its value would never be published.
             let widest: BTreeSet<_> = m.sets.iter().flat_map(|s| s.iter()).collect();
             for l in m.labels {
-                assert!(widest.contains(l), "{}: label {l} is never published", m.name);
+                assert!(
+                    widest.contains(l),
+                    "{}: label {l} is never published",
+                    m.name
+                );
             }
-            assert!(m.name.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+            assert!(m
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase()));
             assert!(!m.labels.contains(&"function"));
         }
         assert_eq!(by_name("OrdersFailed"), Some(&ORDERS_FAILED));

@@ -44,7 +44,12 @@ impl Values {
             Values::Sum(s) if i == 0 => Some(json!(s)),
             Values::Sum(_) => None,
             Values::List(v) => {
-                let part: Vec<f64> = v.iter().skip(i * MAX_VALUES).take(MAX_VALUES).copied().collect();
+                let part: Vec<f64> = v
+                    .iter()
+                    .skip(i * MAX_VALUES)
+                    .take(MAX_VALUES)
+                    .copied()
+                    .collect();
                 match part.len() {
                     0 => None,
                     1 => Some(json!(part[0])),
@@ -67,8 +72,7 @@ fn dimension_values(s: &Sample) -> BTreeMap<&'static str, &'static str> {
 
 /// The EMF documents for `samples`, stamped `timestamp_ms` (epoch milliseconds).
 pub fn documents(function: Function, timestamp_ms: u64, samples: &[Sample]) -> Vec<Value> {
-    let mut groups: BTreeMap<BTreeMap<&'static str, &'static str>, Vec<&Sample>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<BTreeMap<&'static str, &'static str>, Vec<&Sample>> = BTreeMap::new();
     for s in samples {
         groups.entry(dimension_values(s)).or_default().push(s);
     }
@@ -150,11 +154,15 @@ pub fn validate(doc: &Value) -> Result<(), String> {
             .and_then(Value::as_array)
             .ok_or("no Metrics")?
         {
-            let name = m.get("Name").and_then(Value::as_str).ok_or("a metric without Name")?;
+            let name = m
+                .get("Name")
+                .and_then(Value::as_str)
+                .ok_or("a metric without Name")?;
             match doc.get(name) {
                 Some(Value::Number(_)) => {}
                 Some(Value::Array(a))
-                    if !a.is_empty() && a.len() <= MAX_VALUES && a.iter().all(Value::is_number) => {}
+                    if !a.is_empty() && a.len() <= MAX_VALUES && a.iter().all(Value::is_number) => {
+                }
                 _ => return Err(format!("metric {name} has no numeric value")),
             }
         }
@@ -203,14 +211,20 @@ mod tests {
             assert_eq!(d["function"], "order-push");
             assert_eq!(d["_aws"]["Timestamp"], 1_700_000_000_000u64);
         }
-        let plain = docs.iter().find(|d| d.get("OrdersPushed").is_some()).unwrap();
+        let plain = docs
+            .iter()
+            .find(|d| d.get("OrdersPushed").is_some())
+            .unwrap();
         assert_eq!(plain["OrdersPushed"], 3.0);
         assert_eq!(plain["RateGateWait"], json!([0.0, 12.5]));
         assert_eq!(
             plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["function"]])
         );
-        let failed = docs.iter().find(|d| d.get("OrdersFailed").is_some()).unwrap();
+        let failed = docs
+            .iter()
+            .find(|d| d.get("OrdersFailed").is_some())
+            .unwrap();
         assert_eq!(failed["reason"], "validation");
         assert_eq!(
             failed["_aws"]["CloudWatchMetrics"][0],
@@ -238,7 +252,12 @@ mod tests {
             .collect();
         assert_eq!(lens, vec![100, 100, 50]);
         // The count is published once, not three times.
-        assert_eq!(docs.iter().filter(|d| d.get("KeycrmRateLimited").is_some()).count(), 1);
+        assert_eq!(
+            docs.iter()
+                .filter(|d| d.get("KeycrmRateLimited").is_some())
+                .count(),
+            1
+        );
         for d in &docs {
             validate(d).unwrap();
         }

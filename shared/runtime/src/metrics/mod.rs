@@ -358,7 +358,10 @@ mod tests {
         for d in &docs {
             emf::validate(d).unwrap();
         }
-        let plain = docs.iter().find(|d| d.get("OrdersPushed").is_some()).unwrap();
+        let plain = docs
+            .iter()
+            .find(|d| d.get("OrdersPushed").is_some())
+            .unwrap();
         assert_eq!(plain["OrdersPushed"], 3.0);
         assert_eq!(plain["RateGateWait"], 40.0);
         let status = journal.status("c1").await.unwrap();
@@ -396,7 +399,10 @@ mod tests {
         let w = docs.iter().find(|d| d["function"] == "webhook").unwrap();
         assert_eq!(w["WebhooksAccepted"], 2.0);
         assert!(w.get("WebhooksApplied").is_none());
-        let s = docs.iter().find(|d| d["function"] == "status-apply").unwrap();
+        let s = docs
+            .iter()
+            .find(|d| d["function"] == "status-apply")
+            .unwrap();
         assert_eq!(s["WebhooksApplied"], 5.0);
     }
 

@@ -461,6 +461,7 @@ async fn one_sync_emits_its_outcome_duration_catalog_writes_and_requests() {
     let (_, sets) = metric(&docs, "SyncRunDuration", &[("outcome", "completed")]).unwrap();
     assert_eq!(sets, json!([["function", "outcome"]]));
     assert_eq!(observations(&docs, "SyncRunDuration"), 1);
+    assert!(metric(&docs, "SyncInvocationTime", &[("outcome", "completed")]).is_some());
     let products = shop.products(&shop_id).len() as f64;
     assert!(products > 0.0);
     assert_eq!(

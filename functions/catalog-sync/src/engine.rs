@@ -8,7 +8,7 @@ use keycrm::{KeycrmClient, KeycrmError, Priority};
 use mapping::catalog::CategoryLink;
 use mapping::Settings;
 use queue::Queue;
-use runtime::metrics::catalog::{SYNC_RUNS, SYNC_RUN_DURATION};
+use runtime::metrics::catalog::{SYNC_INVOCATION_TIME, SYNC_RUNS, SYNC_RUN_DURATION};
 use runtime::metrics::{count, observe};
 use runtime::{ClientsError, KeycrmClients};
 use shop::{ShopCatalog, ShopError};
@@ -274,9 +274,12 @@ impl Engine {
         settings: Option<Settings>,
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
+        let started = Instant::now();
         let out = self.run_job_once(job, settings, deadline).await;
         if let Ok(o) = &out {
-            count(&SYNC_RUNS, &[outcome_label(o), job.kind.as_str()], 1);
+            let label = outcome_label(o);
+            count(&SYNC_RUNS, &[label, job.kind.as_str()], 1);
+            observe(&SYNC_INVOCATION_TIME, &[label], started.elapsed());
         }
         out
     }

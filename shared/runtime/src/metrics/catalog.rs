@@ -216,6 +216,13 @@ pub const SYNC_RUN_DURATION: Metric = Metric {
     sets: &[&["outcome"]],
     help: "wall time of a finished run from its start to its end, across invocations (completed, failed, refused)",
 };
+pub const SYNC_INVOCATION_TIME: Metric = Metric {
+    name: "SyncInvocationTime",
+    unit: Unit::Milliseconds,
+    labels: &["outcome"],
+    sets: &[&["outcome"]],
+    help: "time one invocation worked on a connection's sync, by how it ended (a paused run's share of work, a completed run's last part, ...)",
+};
 pub const SYNC_JOBS_ENQUEUED: Metric = Metric {
     name: "SyncJobsEnqueued",
     unit: Unit::Count,
@@ -306,6 +313,7 @@ pub const ALL: &[&Metric] = &[
     &STOCK_WRITES,
     &SYNC_RUNS,
     &SYNC_RUN_DURATION,
+    &SYNC_INVOCATION_TIME,
     &SYNC_JOBS_ENQUEUED,
     &SYNC_JOBS_FAILED,
     &KEYCRM_REQUESTS,

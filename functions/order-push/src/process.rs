@@ -333,10 +333,25 @@ impl OrderPush {
             );
         }
         // Counters are what the merchant reads on the status page: one write per batch and
-        // connection is enough, and saves a DynamoDB write per order.
+        // connection is enough, and saves a DynamoDB write per order. The KeyCRM requests this
+        // group spent for the connection go in the same write (the metrics flush would
+        // otherwise write them separately).
+        let mut by_connection: BTreeMap<String, Vec<(Counter, u64)>> = BTreeMap::new();
         for ((connection_id, counter), n) in tally {
-            if let Err(e) = self.journal.count(&connection_id, counter, n).await {
-                tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
+            by_connection.entry(connection_id).or_default().push((counter, n));
+        }
+        if let Some(conn) = conn.flatten() {
+            if let Some(u) = runtime::metrics::take_usage(&conn.id) {
+                let counts = by_connection.entry(conn.id.clone()).or_default();
+                counts.push((Counter::KeycrmRequests, u.keycrm_requests));
+                if u.keycrm_rate_limited > 0 {
+                    counts.push((Counter::KeycrmRateLimited, u.keycrm_rate_limited));
+                }
+            }
+        }
+        for (connection_id, counts) in by_connection {
+            if let Err(e) = self.journal.count_many(&connection_id, &counts).await {
+                tracing::warn!(connection = %connection_id, error = %e, "could not count");
             }
         }
     }

@@ -144,6 +144,16 @@ pub fn keycrm_usage(connection_id: &str, rate_limited: bool) {
     let _ = CURRENT.try_with(|r| r.keycrm_usage(connection_id, rate_limited));
 }
 
+/// Takes the KeyCRM usage of `connection_id` recorded so far in the current invocation, for a
+/// caller that writes it with its own counters (one status write instead of two); the flush
+/// then writes only what was not taken.
+pub fn take_usage(connection_id: &str) -> Option<Usage> {
+    CURRENT
+        .try_with(|r| r.with(|reg| reg.usage.remove(connection_id)))
+        .ok()
+        .flatten()
+}
+
 /// Lines captured in memory (tests, benchmarks).
 #[derive(Clone, Debug, Default)]
 pub struct Captured(Arc<Mutex<Vec<String>>>);
@@ -369,6 +379,23 @@ mod tests {
         assert_eq!(lines.documents().len(), 2);
         assert_eq!(status.counters["keycrm_requests"], 2);
         assert_eq!(status.counters["keycrm_rate_limited"], 1);
+
+        // A caller may take a connection's usage to write it with its own counters.
+        let taken = e
+            .run(async {
+                keycrm_usage("c2", true);
+                take_usage("c2")
+            })
+            .await;
+        assert_eq!(
+            taken,
+            Some(Usage {
+                keycrm_requests: 1,
+                keycrm_rate_limited: 1
+            })
+        );
+        assert!(journal.status("c2").await.unwrap().counters["keycrm_requests"] == 0);
+        assert_eq!(take_usage("c1"), None, "outside an invocation");
 
         // Nothing recorded: nothing written. Outside an invocation: nothing recorded.
         lines.clear();

@@ -12,7 +12,7 @@ use chrono::Utc;
 use e2e_tests::emulator;
 use keycrm::{ApiKey, ClientConfig, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
-use mapping::settings::StatusLink;
+use mapping::settings::OrderStatusMap;
 use mapping::{OrderSyncType, Settings};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome, PushConfig};
 use queue::{MemoryQueue, Outgoing, Queue};
@@ -63,6 +63,9 @@ fn connection(id: &str, shop: &str, sim: &SimHandle, key: &str, settings: Settin
         secret_name: format!("shop-keycrm/test/keycrm/{id}"),
         settings,
         webhook_tokens: WebhookTokens::default(),
+        webhook_generations: Default::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -146,10 +149,7 @@ async fn one_order_emits_its_push_its_keycrm_requests_and_its_gate_waits() {
     let settings = Settings {
         order_sync: OrderSyncType::Orders,
         source_id: Some(1),
-        status_map: vec![StatusLink {
-            shop_status: "new".into(),
-            keycrm_status_id: 1,
-        }],
+        order_statuses: OrderStatusMap::from_legacy(vec![("new".into(), 1)]),
         ..Settings::default()
     };
     let conn = connection(&conn_id, &shop_id, &sim, &key, settings);
@@ -248,7 +248,7 @@ async fn one_webhook_emits_accepted_at_the_receiver_and_applied_in_status_apply(
     let table = Arc::new(emulator::table().await);
     let (q, _) = emulator::queue(None).await;
     let queue: Arc<dyn Queue> = Arc::new(q);
-    let (token, hash) = tokens::generate();
+    let token_key = store::TokenKey::generate();
     let conn_id = emulator::unique("conn");
     let shop_id = emulator::unique("shop");
     let mut conn = connection(
@@ -259,20 +259,15 @@ async fn one_webhook_emits_accepted_at_the_receiver_and_applied_in_status_apply(
         Settings {
             order_sync: OrderSyncType::Orders,
             source_id: Some(1),
-            status_map: vec![
-                StatusLink {
-                    shop_status: "new".into(),
-                    keycrm_status_id: 1,
-                },
-                StatusLink {
-                    shop_status: "shipped".into(),
-                    keycrm_status_id: 7,
-                },
-            ],
+            order_statuses: OrderStatusMap::from_legacy(vec![
+                ("new".into(), 1),
+                ("shipped".into(), 7),
+            ]),
             ..Settings::default()
         },
     );
-    conn.webhook_tokens.orders = Some(hash);
+    conn.webhook_generations.orders = 1;
+    let token = tokens::derive(&token_key, &conn_id, store::WebhookKind::Orders, 1);
     ConnectionStore::create(table.as_ref(), &conn)
         .await
         .unwrap();
@@ -308,7 +303,12 @@ async fn one_webhook_emits_accepted_at_the_receiver_and_applied_in_status_apply(
 
     // The receiver, as the Lambda serves it: one metrics invocation per request.
     let (sink, hook_lines) = Sink::memory();
-    let receiver = webhook::Receiver::new(table.clone(), queue.clone(), table.clone());
+    let receiver = webhook::Receiver::new(
+        table.clone(),
+        queue.clone(),
+        table.clone(),
+        token_key.clone(),
+    );
     let app = runtime::metrics::http::layer(
         webhook::router(Arc::new(receiver)),
         Emitter::new(Function::Webhook).with_sink(sink),

@@ -338,7 +338,10 @@ impl OrderPush {
         // otherwise write them separately).
         let mut by_connection: BTreeMap<String, Vec<(Counter, u64)>> = BTreeMap::new();
         for ((connection_id, counter), n) in tally {
-            by_connection.entry(connection_id).or_default().push((counter, n));
+            by_connection
+                .entry(connection_id)
+                .or_default()
+                .push((counter, n));
         }
         if let Some(conn) = conn.flatten() {
             if let Some(u) = runtime::metrics::take_usage(&conn.id) {
@@ -1209,6 +1212,13 @@ impl OrderPush {
                 format!("order {order_id} has no KeyCRM id recorded"),
             );
         };
+        if !entry.in_current_account(conn.account_switched_at) {
+            // Its KeyCRM id names an unrelated order or card in the account used now.
+            return skipped(
+                "previous_account",
+                format!("order {order_id} was pushed to the connection's previous KeyCRM account"),
+            );
+        }
         if change.changed_by.as_deref() == Some("keycrm") {
             return skipped(
                 "echo",

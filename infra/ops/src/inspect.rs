@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::{
     Connection, ConnectionStatus, ConnectionStore, DynamoRateGate, LedgerEntry, OrderLedger,
-    SecretsManager, StatusJournal, SyncRun, SyncStore, SyncSummary, Target,
+    SecretsManager, StatusJournal, SyncRun, SyncStore, SyncSummary, Target, WebhookKind,
 };
 
 fn at(t: Option<DateTime<Utc>>) -> String {
@@ -192,7 +192,21 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     let s = table.status(&c.id).await?;
     let runs = table.list_runs(&c.id, 1).await?;
     let key = key_stored(ops, &c).await;
-    let set = |h: &Option<String>| if h.is_some() { "set" } else { "not set" };
+    // Whether each URL was issued; never a token or a hash of one.
+    let issued = |kind: WebhookKind| {
+        let generation = c.webhook_generations.get(kind);
+        let legacy = match kind {
+            WebhookKind::Orders => c.webhook_tokens.orders.is_some(),
+            WebhookKind::Cards => c.webhook_tokens.cards.is_some(),
+        };
+        if legacy {
+            "issued (legacy token)".to_string()
+        } else if generation > 0 {
+            format!("issued (generation {generation})")
+        } else {
+            "not issued".to_string()
+        }
+    };
     let mut t = String::new();
     let _ = writeln!(t, "shop            {}", c.shop_id);
     let _ = writeln!(t, "connection      {}", c.id);
@@ -210,8 +224,8 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     let _ = writeln!(
         t,
         "webhook URLs    orders {}, cards {}",
-        set(&c.webhook_tokens.orders),
-        set(&c.webhook_tokens.cards)
+        issued(WebhookKind::Orders),
+        issued(WebhookKind::Cards)
     );
     let _ = writeln!(t, "order sync      {:?}", c.settings.order_sync);
     let _ = writeln!(
@@ -274,7 +288,8 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     j["keycrm_base_url"] = json!(c.keycrm_base_url);
     j["key_mask"] = json!(c.key_mask);
     j["key_stored"] = json!(key);
-    j["webhooks"] = json!({"orders": c.webhook_tokens.orders.is_some(), "cards": c.webhook_tokens.cards.is_some()});
+    j["webhooks"] =
+        json!({"orders": issued(WebhookKind::Orders), "cards": issued(WebhookKind::Cards)});
     j["failures"] = json!(s.failures);
     j["latest_run"] = json!(runs.first());
     Ok(Output { text: t, json: j })

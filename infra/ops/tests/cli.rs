@@ -9,7 +9,7 @@ use e2e_tests::emulator;
 use keycrm::models::{NewBuyer, NewOrder, NewOrderProduct};
 use keycrm::{ApiKey, ClientConfig, KeycrmClient, LocalRateGate, RateBudget, UnlimitedGate};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
-use mapping::settings::StatusLink;
+use mapping::settings::OrderStatusMap;
 use mapping::{OrderSyncType, Settings};
 use queue::{DeadLetter, MemoryQueue, Outgoing, Queue, SqsQueue};
 use rust_decimal::Decimal;
@@ -24,7 +24,7 @@ use store::ledger::Created;
 use store::{
     tokens, Connection, ConnectionStore, DynamoTable, LedgerState, OrderFailure, OrderLedger,
     SecretStore, SecretsManager, StatusJournal, SyncJob, SyncRun, SyncStore, SyncSummary, Target,
-    WebhookTokens,
+    WebhookGenerations, WebhookTokens,
 };
 
 /// Variables the host may have set that would point the tool elsewhere.
@@ -161,7 +161,8 @@ impl Stage {
             .put(&secret_name, &ApiKey::new(key))
             .await
             .unwrap();
-        let (_, orders_hash) = tokens::generate();
+        // Orders: a derived URL (generation 1); cards: a legacy token's hash.
+        let (_, cards_hash) = tokens::generate();
         let c = Connection {
             id,
             shop_id: shop.into(),
@@ -172,9 +173,15 @@ impl Stage {
             secret_name,
             settings,
             webhook_tokens: WebhookTokens {
-                orders: Some(orders_hash),
-                cards: None,
+                orders: None,
+                cards: Some(cards_hash),
             },
+            webhook_generations: WebhookGenerations {
+                orders: 1,
+                cards: 0,
+            },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: Utc::now(),
             updated_at: Utc::now(),
@@ -231,16 +238,7 @@ fn settings() -> Settings {
         source_id: Some(1),
         sync_products: true,
         sync_categories: true,
-        status_map: vec![
-            StatusLink {
-                shop_status: "new".into(),
-                keycrm_status_id: 1,
-            },
-            StatusLink {
-                shop_status: "shipped".into(),
-                keycrm_status_id: 7,
-            },
-        ],
+        order_statuses: OrderStatusMap::from_legacy(vec![("new".into(), 1), ("shipped".into(), 7)]),
         ..Settings::default()
     }
 }
@@ -340,7 +338,7 @@ async fn connections_lists_state_syncs_failures_and_usage_never_a_secret() {
         line_a.contains(" 41 ") && line_a.contains(" 97 "),
         "{line_a}"
     );
-    for secret in [&key_a, a.webhook_tokens.orders.as_ref().unwrap()] {
+    for secret in [&key_a, a.webhook_tokens.cards.as_ref().unwrap()] {
         assert!(!r.out.contains(secret.as_str()), "a secret was printed");
     }
 
@@ -375,11 +373,16 @@ async fn connection_shows_its_health_and_never_a_key_or_token() {
     assert!(r.out.contains(&c.id));
     assert!(r.out.contains("active"));
     assert!(r.out.contains("stored"), "{}", r.out);
-    assert!(r.out.contains("orders set, cards not set"));
+    assert!(
+        r.out
+            .contains("orders issued (generation 1), cards issued (legacy token)"),
+        "{}",
+        r.out
+    );
     assert!(r.out.contains("the shop API is unavailable: 503"));
     assert!(r.out.contains(&c.key_mask));
     assert!(!r.out.contains(&key), "the key was printed");
-    assert!(!r.out.contains(c.webhook_tokens.orders.as_ref().unwrap()));
+    assert!(!r.out.contains(c.webhook_tokens.cards.as_ref().unwrap()));
 
     // The key gone from Secrets Manager: said plainly.
     SecretsManager::from_env()

@@ -117,7 +117,7 @@ pub const ORDER_EVENTS_SKIPPED: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "order events acknowledged without a KeyCRM write (duplicate, no_connection, inactive, echo, stale, unmapped_status, unknown_order, not_in_keycrm, keycrm_gone)",
+    help: "order events acknowledged without a KeyCRM write (duplicate, no_connection, inactive, echo, stale, unmapped_status, unknown_order, not_in_keycrm, keycrm_gone, previous_account)",
 };
 pub const STATUSES_PUSHED: Metric = Metric {
     name: "StatusesPushed",
@@ -193,7 +193,7 @@ pub const CATALOG_WRITES: Metric = Metric {
     unit: Unit::Count,
     labels: &["kind"],
     sets: &[&["kind"], &[]],
-    help: "items the shop accepted from a catalog write (products, categories, states: visibility)",
+    help: "items the shop accepted from a catalog write (products, categories, states: product visibility, category_states)",
 };
 pub const STOCK_WRITES: Metric = Metric {
     name: "StockWrites",

@@ -5,8 +5,9 @@
 use super::catalog::{CATALOG_WRITES, SHOP_API_ERRORS, STOCK_WRITES};
 use async_trait::async_trait;
 use shop::{
-    CategoryUpsert, ProductStateChange, ProductUpsert, ShopCatalog, ShopCategory, ShopError,
-    ShopOrders, ShopProduct, ShopReference, UpsertResult, VariantPriceChange,
+    CategoryStateChange, CategoryUpsert, ProductStateChange, ProductUpsert, ShopCatalog,
+    ShopCategory, ShopError, ShopOrders, ShopProduct, ShopReference, UpsertResult,
+    VariantPriceChange,
 };
 use std::sync::Arc;
 
@@ -77,6 +78,16 @@ impl ShopCatalog for MeteredCatalog {
 
     async fn categories(&self, shop_id: &str) -> Result<Vec<ShopCategory>, ShopError> {
         metered(self.0.categories(shop_id).await)
+    }
+
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        metered(self.0.set_category_states(shop_id, changes).await)?;
+        writes("category_states", changes.len());
+        Ok(())
     }
 
     async fn upsert_categories(

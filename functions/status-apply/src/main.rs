@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
 use runtime::metrics::{Emitter, Function, MeteredOrders};
-use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use runtime::{env_opt, env_req, KeycrmClients};
 use status_apply::{
     handle_sqs_event, queue_url_from_arn, KeycrmOrigins, RetryPolicy, StatusApplier, Transport,
 };
@@ -23,7 +23,6 @@ async fn main() -> Result<(), BoxError> {
 
     let table_name = env_req("TABLE_NAME")?;
     let shop_base_url = env_req("SHOP_API_BASE_URL")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
     let policy = RetryPolicy {
         base: Duration::from_secs(env_parse("STATUS_RETRY_BASE_SECS", 30u64)?),
         cap: Duration::from_secs(env_parse("STATUS_RETRY_CAP_SECS", 900u64)?),
@@ -41,9 +40,7 @@ async fn main() -> Result<(), BoxError> {
         table_name,
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let shop_token = PlatformSecret::load_with(&aws, &platform_secret)
-        .await?
-        .shop_api_token()?;
+    let shop_token = runtime::shop_api_token_from_env(&aws).await?;
     // Metered: shop API failures show in the metrics.
     let shop: Arc<dyn shop::ShopOrders> =
         Arc::new(MeteredOrders(shop_port(&shop_base_url, shop_token)?));

@@ -23,7 +23,7 @@ impl IntoResponse for Reply {
 
 fn refused(e: &PayloadError) -> StatusCode {
     match e {
-        PayloadError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        PayloadError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         PayloadError::NotJson(_) => StatusCode::BAD_REQUEST,
         PayloadError::Shape(_) | PayloadError::Missing(_) | PayloadError::Invalid { .. } => {
@@ -35,7 +35,7 @@ fn refused(e: &PayloadError) -> StatusCode {
 /// The metric reason of a refused body.
 fn refusal(e: &PayloadError) -> &'static str {
     match e {
-        PayloadError::UnsupportedMediaType(_) => "unsupported_media_type",
+        PayloadError::UnsupportedMediaType => "unsupported_media_type",
         PayloadError::TooLarge(_) => "too_large",
         PayloadError::NotJson(_) => "not_json",
         PayloadError::Shape(_) | PayloadError::Missing(_) | PayloadError::Invalid { .. } => {

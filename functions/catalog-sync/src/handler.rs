@@ -13,6 +13,8 @@ use futures::stream::{self, StreamExt};
 use mapping::schedule::SlotKind;
 use mapping::Settings;
 use queue::Outgoing;
+use runtime::metrics::catalog::{SYNC_JOBS_ENQUEUED, SYNC_JOBS_FAILED};
+use runtime::metrics::count;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use store::{CleanupJob, SyncJob, SyncKind};
@@ -242,27 +244,36 @@ impl Engine {
                 }
             }
         }
+        // Counted by the kind of job queued (a tick queues full and price syncs); `None`:
+        // the resume tick's jobs.
+        let counted_as = |job: &SyncJob| match kind {
+            ScheduleKind::Resume => None,
+            _ => Some(job.kind),
+        };
         let bodies = jobs
             .iter()
             .map(|(job, delay)| {
                 serde_json::to_string(job)
-                    .map(|b| (job.connection_id.clone(), b, *delay))
+                    .map(|b| (job.connection_id.clone(), b, *delay, counted_as(job)))
                     .map_err(|e| e.to_string())
             })
-            .chain(
-                cleanups
-                    .iter()
-                    .map(|id| Ok((id.clone(), CleanupJob::new(id).to_body(), Duration::ZERO))),
-            )
+            .chain(cleanups.iter().map(|id| {
+                Ok((
+                    id.clone(),
+                    CleanupJob::new(id).to_body(),
+                    Duration::ZERO,
+                    None,
+                ))
+            }))
             .collect::<Vec<_>>();
-        let results: Vec<Result<(), String>> = stream::iter(bodies)
+        let results: Vec<Result<Option<SyncKind>, String>> = stream::iter(bodies)
             .map(|job| async move {
-                let (connection_id, body, delay) = job?;
+                let (connection_id, body, delay, counted) = job?;
                 self.deps
                     .jobs
                     .send(Outgoing::new(body).delayed(delay))
                     .await
-                    .map(|_| ())
+                    .map(|_| counted)
                     .map_err(|e| format!("connection {connection_id}: {e}"))
             })
             .buffer_unordered(self.cfg.fan_out.max(1))
@@ -270,9 +281,14 @@ impl Engine {
             .await;
         for r in results {
             match r {
-                Ok(()) => out.enqueued += 1,
+                Ok(counted) => {
+                    let kind_label = counted.map_or("resume", SyncKind::as_str);
+                    out.enqueued += 1;
+                    count(&SYNC_JOBS_ENQUEUED, &[kind_label], 1);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "could not enqueue a sync job");
+                    count(&SYNC_JOBS_FAILED, &["enqueue_failed"], 1);
                     out.failed += 1;
                 }
             }

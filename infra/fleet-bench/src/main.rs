@@ -6,9 +6,10 @@
 //! and the cost per shop per month from `prices.rs`.
 //!
 //! ```text
-//! cargo run --release -p fleet-bench                      # 2,000 shops, the design as deployed
-//! FLEET_DESIGN=before cargo run --release -p fleet-bench  # the design before issue 14
-//! FLEET_SHOPS=200 FLEET_SCALE=240 cargo run --release -p fleet-bench
+//! cargo run --profile fleet -p fleet-bench                      # 2,000 shops, the design as deployed
+//! FLEET_DESIGN=before cargo run --profile fleet -p fleet-bench  # the design before issue 14
+//! FLEET_DESIGN=sleep cargo run --profile fleet -p fleet-bench   # syncs sleep on the gate, no slices
+//! FLEET_SHOPS=200 FLEET_SCALE=240 cargo run --profile fleet -p fleet-bench
 //! ```
 
 mod clock;
@@ -37,6 +38,7 @@ fn main() {
     let seed: u64 = env("FLEET_SEED", 14);
     let design = match std::env::var("FLEET_DESIGN").as_deref() {
         Ok("before") => world::Design::before(),
+        Ok("sleep") => world::Design::sleep(),
         _ => world::Design::after(),
     };
     let threads: usize = env("FLEET_THREADS", 2);

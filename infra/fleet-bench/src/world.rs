@@ -101,6 +101,18 @@ impl Design {
         }
     }
 
+    /// As deployed, except that a sync sleeps on its key's gate for as long as it takes and
+    /// works until the invocation's deadline (no time slices, no hand-off): the other side of
+    /// the sleep-vs-hand-off choice (BENCHMARKS.md, "Fleet").
+    pub fn sleep() -> Self {
+        let mut d = Self::after();
+        d.name = "sleep";
+        d.sync_cfg.slice = None;
+        d.sync_cfg.hand_off = false;
+        d.sync_gate_wait = None;
+        d
+    }
+
     /// As deployed now (template.yaml defaults).
     pub fn after() -> Self {
         let (sync, order, status) = Self::functions(10, 20, 10, 20, 5);

@@ -4,6 +4,7 @@
 
 use crate::gate::{self, Priority, RateGate, Slot};
 use crate::models::*;
+use crate::observe::{RequestObserver, RequestOutcome};
 use crate::retry::RetryPolicy;
 use crate::{time, ApiKey, KeycrmError};
 use chrono::{DateTime, Utc};
@@ -39,6 +40,8 @@ pub struct ClientConfig {
     /// away it is), so the caller can hand the work to a delayed message instead of holding a
     /// Lambda that only sleeps. `None`: wait as long as the deadline allows.
     pub max_gate_wait: Option<Duration>,
+    /// Told about every request, gate wait and gate refusal (metrics); `None`: nobody.
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +53,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             min_request_time: Duration::from_secs(2),
             max_gate_wait: None,
+            observer: None,
         }
     }
 }
@@ -94,6 +98,7 @@ struct Inner {
     min_request_time: Duration,
     max_gate_wait: Option<Duration>,
     counters: Counters,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 #[derive(Clone)]
@@ -156,6 +161,7 @@ impl KeycrmClient {
                 min_request_time: config.min_request_time,
                 max_gate_wait: config.max_gate_wait,
                 counters: Counters::default(),
+                observer: config.observer,
             }),
             priority: Priority::Interactive,
         })
@@ -488,9 +494,12 @@ impl KeycrmClient {
                 Slot::Granted(w) => w,
                 // The key's budget has no slot within this work's time: like a 429, try later.
                 Slot::TooLate(next) => {
+                    if let Some(o) = &self.inner.observer {
+                        o.gate_refused();
+                    }
                     return Err(KeycrmError::RateLimited {
                         retry_after: next.min(MAX_RETRY_AFTER),
-                    })
+                    });
                 }
             };
             let c = &self.inner.counters;
@@ -499,6 +508,9 @@ impl KeycrmClient {
                 Ordering::Relaxed,
             );
             c.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = &self.inner.observer {
+                o.gate_wait(waited);
+            }
 
             // Never past the deadline, whatever the configured timeout.
             let timeout = match deadline {
@@ -509,9 +521,16 @@ impl KeycrmClient {
                     .max(Duration::from_millis(1)),
                 None => self.inner.timeout,
             };
+            let sent = Instant::now();
             let result = self
                 .send_once(&method, &url, body.as_deref(), replay, timeout)
                 .await;
+            if let Some(o) = &self.inner.observer {
+                o.request(
+                    RequestOutcome::of(result.as_ref().map(|_| ())),
+                    sent.elapsed(),
+                );
+            }
             let err = match result {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => e,

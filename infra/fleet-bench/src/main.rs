@@ -54,6 +54,7 @@ fn main() {
         hours,
         seed,
         product_scale: env("FLEET_PRODUCT_SCALE", 1.0),
+        onboard_hours: env("FLEET_ONBOARD_HOURS", 12),
         design,
     }));
     report::print(&outcome, started.elapsed());

@@ -159,9 +159,8 @@ impl Pool {
         let concurrent = self.in_flight.enter(f.name);
         self.meter.concurrency(f.name, concurrent);
         let started = Instant::now();
-        let deadline = started
-            + self.clock.real(f.timeout.saturating_sub(f.fixed_margin))
-            + f.fixed_margin;
+        let deadline =
+            started + self.clock.real(f.timeout.saturating_sub(f.fixed_margin)) + f.fixed_margin;
         let calls = Arc::new(AtomicU64::new(0));
         let out = collecting(calls.clone(), work(handler, deadline)).await;
         self.in_flight.leave(f.name);

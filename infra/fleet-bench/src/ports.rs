@@ -100,9 +100,7 @@ impl ConnectionStore for Connections {
     }
     async fn get(&self, id: &str) -> Result<Option<store::Connection>, StoreError> {
         let got = self.inner.get(id).await?;
-        let r = got
-            .as_ref()
-            .map_or(1.0, |c| read_units(self.size(c), true));
+        let r = got.as_ref().map_or(1.0, |c| read_units(self.size(c), true));
         self.ctx
             .meter
             .dynamo(self.ctx.index.conn(id), "connections.get", r, 0.0);
@@ -111,9 +109,12 @@ impl ConnectionStore for Connections {
     async fn get_by_shop(&self, shop_id: &str) -> Result<Option<store::Connection>, StoreError> {
         let got = self.inner.get_by_shop(shop_id).await?;
         let r = 1.0 + got.as_ref().map_or(0.0, |c| read_units(self.size(c), true));
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.shop(shop_id), "connections.get_by_shop", r, 0.0);
+        self.ctx.meter.dynamo(
+            self.ctx.index.shop(shop_id),
+            "connections.get_by_shop",
+            r,
+            0.0,
+        );
         Ok(got)
     }
     async fn update(&self, conn: &store::Connection) -> Result<(), StoreError> {
@@ -136,9 +137,12 @@ impl ConnectionStore for Connections {
         &self,
         id: &str,
     ) -> Result<Option<(store::Connection, DateTime<Utc>)>, StoreError> {
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.conn(id), "connections.get_deleting", 1.0, 0.0);
+        self.ctx.meter.dynamo(
+            self.ctx.index.conn(id),
+            "connections.get_deleting",
+            1.0,
+            0.0,
+        );
         self.inner.get_deleting(id).await
     }
     async fn list_deleting(
@@ -240,7 +244,14 @@ impl OrderLedger for Ledger {
     ) -> Result<Claim, StoreError> {
         let out = self
             .inner
-            .claim(connection_id, shop_order_id, target, holder, lease, event_json)
+            .claim(
+                connection_id,
+                shop_order_id,
+                target,
+                holder,
+                lease,
+                event_json,
+            )
             .await?;
         let size = LEDGER_ATTRS + event_json.len();
         let known = self
@@ -258,7 +269,9 @@ impl OrderLedger for Ledger {
                 0.0,
                 write_units(size),
             ),
-            Claim::Granted(_) => self.update("ledger.claim (retake)", connection_id, shop_order_id, None),
+            Claim::Granted(_) => {
+                self.update("ledger.claim (retake)", connection_id, shop_order_id, None)
+            }
             _ => {
                 // The conditional put fails, then the entry is read (consistent) to answer.
                 self.update("ledger.claim (taken)", connection_id, shop_order_id, None);
@@ -284,7 +297,15 @@ impl OrderLedger for Ledger {
         self.read("ledger.mark_created (read)", c, o, true);
         self.update("ledger.mark_created", c, o, Some(true));
         self.inner
-            .mark_created(c, o, holder, keycrm_id, report, shop_status, keycrm_status_id)
+            .mark_created(
+                c,
+                o,
+                holder,
+                keycrm_id,
+                report,
+                shop_status,
+                keycrm_status_id,
+            )
             .await
     }
     async fn record_created(
@@ -306,9 +327,17 @@ impl OrderLedger for Ledger {
         field_errors: &BTreeMap<String, Vec<String>>,
     ) -> Result<(), StoreError> {
         self.update("ledger.mark_failed", c, o, None);
-        self.inner.mark_failed(c, o, holder, error, field_errors).await
+        self.inner
+            .mark_failed(c, o, holder, error, field_errors)
+            .await
     }
-    async fn mark_skipped(&self, c: &str, o: &str, holder: &str, reason: &str) -> Result<(), StoreError> {
+    async fn mark_skipped(
+        &self,
+        c: &str,
+        o: &str,
+        holder: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.update("ledger.mark_skipped", c, o, Some(true));
         self.inner.mark_skipped(c, o, holder, reason).await
     }
@@ -321,7 +350,9 @@ impl OrderLedger for Ledger {
         maybe_committed: bool,
     ) -> Result<(), StoreError> {
         self.update("ledger.release", c, o, None);
-        self.inner.release(c, o, holder, error, maybe_committed).await
+        self.inner
+            .release(c, o, holder, error, maybe_committed)
+            .await
     }
     async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
         self.read("ledger.get", c, o, true);
@@ -338,9 +369,12 @@ impl OrderLedger for Ledger {
             Some(e) => read_units(self.item(c, &e.shop_order_id).0, false),
             None => 0.5,
         };
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.conn(c), "ledger.find_by_keycrm_id (gsi1)", r, 0.0);
+        self.ctx.meter.dynamo(
+            self.ctx.index.conn(c),
+            "ledger.find_by_keycrm_id (gsi1)",
+            r,
+            0.0,
+        );
         Ok(got)
     }
     async fn adopt(
@@ -488,7 +522,10 @@ impl LinkStore for Links {
         let mut distinct = ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        let found: f64 = out.iter().map(|l| read_units(Self::link_bytes(l), false)).sum();
+        let found: f64 = out
+            .iter()
+            .map(|l| read_units(Self::link_bytes(l), false))
+            .sum();
         let missing = distinct.len().saturating_sub(out.len()) as f64 * 0.5;
         self.charge(conn, "links.get_products (BatchGet)", found + missing, 0.0);
         Ok(out)
@@ -525,7 +562,12 @@ impl LinkStore for Links {
     ) -> Result<(Vec<ProductLink>, Option<String>), StoreError> {
         let (page, next) = self.inner.products_page(conn, after, limit).await?;
         let bytes: usize = page.iter().map(Self::link_bytes).sum();
-        self.charge(conn, "links.products_page (Query)", read_units(bytes, false), 0.0);
+        self.charge(
+            conn,
+            "links.products_page (Query)",
+            read_units(bytes, false),
+            0.0,
+        );
         Ok((page, next))
     }
     async fn product_states_page(
@@ -537,10 +579,19 @@ impl LinkStore for Links {
         let (page, next) = self.inner.product_states_page(conn, after, limit).await?;
         // A projection does not make the items read smaller.
         let bytes = page.len() * self.avg_link(conn);
-        self.charge(conn, "links.product_states_page (Query)", read_units(bytes, false), 0.0);
+        self.charge(
+            conn,
+            "links.product_states_page (Query)",
+            read_units(bytes, false),
+            0.0,
+        );
         Ok((page, next))
     }
-    async fn owners(&self, conn: &str, shop_ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn owners(
+        &self,
+        conn: &str,
+        shop_ids: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut d: Vec<&String> = shop_ids.iter().collect();
         d.sort();
         d.dedup();
@@ -550,7 +601,12 @@ impl LinkStore for Links {
     async fn categories(&self, conn: &str) -> Result<Vec<CategoryLink>, StoreError> {
         let out = self.inner.categories(conn).await?;
         let bytes: usize = out.iter().map(|c| json_len(c) + ITEM_OVERHEAD).sum();
-        self.charge(conn, "links.categories (Query)", read_units(bytes, false), 0.0);
+        self.charge(
+            conn,
+            "links.categories (Query)",
+            read_units(bytes, false),
+            0.0,
+        );
         Ok(out)
     }
     async fn put_categories(&self, conn: &str, links: &[CategoryLink]) -> Result<(), StoreError> {
@@ -571,7 +627,12 @@ impl LinkStore for Links {
     }
     async fn get_staged(&self, conn: &str, ids: &[i64]) -> Result<Vec<CrmProduct>, StoreError> {
         let out = self.inner.get_staged(conn, ids).await?;
-        self.charge(conn, "links.get_staged (BatchGet)", ids.len() as f64 * 0.5, 0.0);
+        self.charge(
+            conn,
+            "links.get_staged (BatchGet)",
+            ids.len() as f64 * 0.5,
+            0.0,
+        );
         Ok(out)
     }
     async fn staged_page(
@@ -582,7 +643,12 @@ impl LinkStore for Links {
     ) -> Result<(Vec<CrmProduct>, Option<String>), StoreError> {
         let (page, next) = self.inner.staged_page(conn, after, limit).await?;
         let bytes: usize = page.iter().map(|p| json_len(p) + ITEM_OVERHEAD).sum();
-        self.charge(conn, "links.staged_page (Query)", read_units(bytes, false), 0.0);
+        self.charge(
+            conn,
+            "links.staged_page (Query)",
+            read_units(bytes, false),
+            0.0,
+        );
         Ok((page, next))
     }
     async fn delete_staged(&self, conn: &str, ids: &[i64]) -> Result<(), StoreError> {
@@ -693,7 +759,10 @@ impl SyncStore for Sync {
         holder: &str,
         lease: Duration,
     ) -> Result<Option<SyncLease>, StoreError> {
-        let out = self.inner.acquire(connection_id, kind, holder, lease).await?;
+        let out = self
+            .inner
+            .acquire(connection_id, kind, holder, lease)
+            .await?;
         let keep = self
             .leases
             .lock()
@@ -703,10 +772,18 @@ impl SyncStore for Sync {
             Some(l) => Some((Self::lease_bytes(l), l.checkpoint.is_some())),
             None => keep,
         };
-        self.write("sync.acquire", connection_id, now.or(Some((ITEM_OVERHEAD + 80, false))));
+        self.write(
+            "sync.acquire",
+            connection_id,
+            now.or(Some((ITEM_OVERHEAD + 80, false))),
+        );
         Ok(out)
     }
-    async fn checkpoint(&self, lease: &SyncLease, extend_by: Duration) -> Result<SyncLease, StoreError> {
+    async fn checkpoint(
+        &self,
+        lease: &SyncLease,
+        extend_by: Duration,
+    ) -> Result<SyncLease, StoreError> {
         self.write(
             "sync.checkpoint",
             &lease.connection_id,
@@ -732,9 +809,12 @@ impl SyncStore for Sync {
             .lock()
             .map(|m| m.values().filter(|(_, g)| *g).map(|(b, _)| *b).sum())
             .unwrap_or(0);
-        self.ctx
-            .meter
-            .dynamo(None, "sync.unfinished (gsi1)", read_units(bytes, false), 0.0);
+        self.ctx.meter.dynamo(
+            None,
+            "sync.unfinished (gsi1)",
+            read_units(bytes, false),
+            0.0,
+        );
         self.inner.unfinished(limit).await
     }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
@@ -750,15 +830,20 @@ impl SyncStore for Sync {
     async fn get_run(&self, c: &str, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
         let out = self.inner.get_run(c, run_id).await?;
         let r = 1.0 + out.as_ref().map_or(0.0, |r| read_units(json_len(r), true));
-        self.ctx.meter.dynamo(self.ctx.index.conn(c), "sync.get_run", r, 0.0);
+        self.ctx
+            .meter
+            .dynamo(self.ctx.index.conn(c), "sync.get_run", r, 0.0);
         Ok(out)
     }
     async fn list_runs(&self, c: &str, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
         let out = self.inner.list_runs(c, limit).await?;
         let bytes: usize = out.iter().map(json_len).sum();
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.conn(c), "sync.list_runs", read_units(bytes, false), 0.0);
+        self.ctx.meter.dynamo(
+            self.ctx.index.conn(c),
+            "sync.list_runs",
+            read_units(bytes, false),
+            0.0,
+        );
         Ok(out)
     }
 }
@@ -820,7 +905,12 @@ impl StatusJournal for Journal {
             .dynamo(self.ctx.index.conn(conn), "journal.clear_failure", 0.0, 1.0);
         self.inner.clear_failure(conn, shop_order_id).await
     }
-    async fn record_sync(&self, conn: &str, kind: &str, summary: &SyncSummary) -> Result<(), StoreError> {
+    async fn record_sync(
+        &self,
+        conn: &str,
+        kind: &str,
+        summary: &SyncSummary,
+    ) -> Result<(), StoreError> {
         self.status_write("journal.record_sync", conn, Some((kind, json_len(summary))));
         self.inner.record_sync(conn, kind, summary).await
     }

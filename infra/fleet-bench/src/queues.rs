@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::meter::Shop;
 use crate::ports::Ctx;
 use async_trait::async_trait;
-use queue::{Message, MemoryQueue, Outgoing, Queue, QueueError, Redrive};
+use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError, Redrive};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,12 @@ pub fn shop_of(ctx: &Ctx, body: &str) -> Shop {
 }
 
 impl Scaled {
-    pub fn new(name: &str, clock: Clock, ctx: Ctx, dead_letter: Option<(Arc<MemoryQueue>, u32)>) -> Self {
+    pub fn new(
+        name: &str,
+        clock: Clock,
+        ctx: Ctx,
+        dead_letter: Option<(Arc<MemoryQueue>, u32)>,
+    ) -> Self {
         let inner = match dead_letter {
             Some((dlq, max)) => MemoryQueue::with_redrive(
                 name,

@@ -9,8 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-static METER_LOGS: OnceLock<(Arc<std::sync::atomic::AtomicU64>, Arc<std::sync::atomic::AtomicU64>)> =
-    OnceLock::new();
+static METER_LOGS: OnceLock<(
+    Arc<std::sync::atomic::AtomicU64>,
+    Arc<std::sync::atomic::AtomicU64>,
+)> = OnceLock::new();
 
 /// A log sink that only counts: the functions' INFO logs as CloudWatch would ingest them.
 #[derive(Clone)]
@@ -49,14 +51,22 @@ pub fn install_log_counter() {
             .with_writer(std::io::stderr)
             .with_filter(EnvFilter::new(f))
     });
-    let _ = tracing_subscriber::registry().with(counted).with(shown).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(counted)
+        .with(shown)
+        .try_init();
 }
 
 /// Log bytes and events counted so far.
 pub fn logged() -> (f64, f64) {
     METER_LOGS
         .get()
-        .map(|(b, e)| (b.load(Ordering::Relaxed) as f64, e.load(Ordering::Relaxed) as f64))
+        .map(|(b, e)| {
+            (
+                b.load(Ordering::Relaxed) as f64,
+                e.load(Ordering::Relaxed) as f64,
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -194,7 +204,12 @@ pub fn print(o: &Outcome, real: Duration) {
         pct(&mut durs, 0.99),
         pct(&mut durs, 1.0)
     );
-    let mut peak: Vec<f64> = o.order_latency.iter().filter(|(p, _)| *p).map(|(_, l)| *l).collect();
+    let mut peak: Vec<f64> = o
+        .order_latency
+        .iter()
+        .filter(|(p, _)| *p)
+        .map(|(_, l)| *l)
+        .collect();
     let mut all: Vec<f64> = o.order_latency.iter().map(|(_, l)| *l).collect();
     println!(
         "| order event → KeyCRM order at the evening peak, p50 / p99 (n = {}) | {:.1} s / {:.1} s |",
@@ -294,7 +309,10 @@ pub fn print(o: &Outcome, real: Duration) {
         b.storage = storage(i);
         b
     };
-    println!("\n## Cost per shop per month ({} design, prices of `infra/fleet-bench/src/prices.rs`)\n", d.name);
+    println!(
+        "\n## Cost per shop per month ({} design, prices of `infra/fleet-bench/src/prices.rs`)\n",
+        d.name
+    );
     println!("| Shop | Lambda | DynamoDB | SQS | HTTP API | KMS | Secrets Manager | logs | X-Ray | storage (1 year of orders) | **total** |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for profile in [Profile::Small, Profile::Typical, Profile::Large] {
@@ -374,7 +392,10 @@ pub fn print(o: &Outcome, real: Duration) {
     let polling = 3.0 * 5.0 * 3.0 * 60.0 * 24.0 * month * p.sqs_request;
     println!("\nFixed monthly base of one deployment:\n");
     println!("| Item | $ / month |\n|---|---:|");
-    println!("| schedules' own invocations and reads (tick, resume) | {:.4} |", own.total());
+    println!(
+        "| schedules' own invocations and reads (tick, resume) | {:.4} |",
+        own.total()
+    );
     println!("| event source mappings' idle long polls (3 queues x 5 pollers, modelled) | {polling:.4} |");
     println!("| platform secrets (3) | {secrets:.4} |");
     if kms_key > 0.0 {

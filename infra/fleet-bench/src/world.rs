@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use keycrm::{ApiKey, ClientConfig, RateBudget, RetryPolicy as ClientRetry};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome as PushOutcome, PushConfig};
-use queue::{Message, MemoryQueue, Outgoing, Queue};
+use queue::{MemoryQueue, Message, Outgoing, Queue};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shop::{MemoryShop, ShopError, ShopOrders, ShopReference};
@@ -43,7 +43,13 @@ pub struct Design {
 const ACCOUNT_CONCURRENCY: usize = 1000;
 
 impl Design {
-    fn functions(sync_batch: usize, sync_window: u64, sync_max: usize, order_max: usize, status_max: usize) -> (Function, Function, Function) {
+    fn functions(
+        sync_batch: usize,
+        sync_window: u64,
+        sync_max: usize,
+        order_max: usize,
+        status_max: usize,
+    ) -> (Function, Function, Function) {
         (
             Function {
                 name: "catalog-sync",
@@ -86,7 +92,8 @@ impl Design {
     /// moment (03:00 Kyiv, and every 4 hours), one job per invocation sleeping on the gate, no
     /// cap on the sync and status consumers, order push capped at 5, no reservations.
     pub fn before() -> Self {
-        let (sync, order, status) = Self::functions(1, 0, ACCOUNT_CONCURRENCY, 5, ACCOUNT_CONCURRENCY);
+        let (sync, order, status) =
+            Self::functions(1, 0, ACCOUNT_CONCURRENCY, 5, ACCOUNT_CONCURRENCY);
         Design {
             name: "before",
             keys: KeyStore::SecretsManager,
@@ -211,10 +218,27 @@ impl ShopOrders for RecordingOrders {
     async fn reference(&self, shop_id: &str) -> Result<ShopReference, ShopError> {
         self.inner.reference(shop_id).await
     }
-    async fn set_order_status(&self, shop_id: &str, order_id: &str, status: &str) -> Result<(), ShopError> {
-        self.inner.set_order_status(shop_id, order_id, status).await?;
-        let key = (shop_id.to_string(), order_id.to_string(), status.to_string());
-        if let Some(at) = self.watch.changed.lock().ok().and_then(|mut m| m.remove(&key)) {
+    async fn set_order_status(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        status: &str,
+    ) -> Result<(), ShopError> {
+        self.inner
+            .set_order_status(shop_id, order_id, status)
+            .await?;
+        let key = (
+            shop_id.to_string(),
+            order_id.to_string(),
+            status.to_string(),
+        );
+        if let Some(at) = self
+            .watch
+            .changed
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&key))
+        {
             let l = (self.clock.now() - at).num_milliseconds() as f64 / 1000.0;
             if let Ok(mut v) = self.watch.status_latency.lock() {
                 v.push(l);
@@ -337,7 +361,9 @@ impl World {
                 ctx: self.ctx.clone(),
                 scale_delays: false,
             }),
-            dictionaries: Arc::new(Dictionaries::new(c.real(order_push::dictionaries::DEFAULT_TTL))),
+            dictionaries: Arc::new(Dictionaries::new(
+                c.real(order_push::dictionaries::DEFAULT_TTL),
+            )),
             config: PushConfig {
                 lease: c.real(d.lease),
                 retry: order_push::RetryPolicy {
@@ -389,7 +415,9 @@ impl World {
         }
         if !msgs.is_empty() {
             // One ReceiveMessage (the empty long polls are in the fixed base).
-            self.ctx.meter.sqs_by_poller(shop_of(&self.ctx, &msgs[0].body), 1.0);
+            self.ctx
+                .meter
+                .sqs_by_poller(shop_of(&self.ctx, &msgs[0].body), 1.0);
         }
         msgs
     }
@@ -404,7 +432,9 @@ impl World {
         }
         if any {
             // One DeleteMessageBatch.
-            self.ctx.meter.sqs_by_poller(shop_of(&self.ctx, &msgs[0].body), 1.0);
+            self.ctx
+                .meter
+                .sqs_by_poller(shop_of(&self.ctx, &msgs[0].body), 1.0);
         }
     }
 
@@ -425,9 +455,13 @@ async fn order_poller(w: Arc<World>) {
         let batch = msgs.clone();
         let result = w
             .pool
-            .invoke(&f, &inst, || w.order_push(), shops, |h, deadline| async move {
-                h.handle_batch_until(batch, Some(deadline)).await
-            })
+            .invoke(
+                &f,
+                &inst,
+                || w.order_push(),
+                shops,
+                |h, deadline| async move { h.handle_batch_until(batch, Some(deadline)).await },
+            )
             .await;
         let now = w.clock.now();
         for o in &result.outcomes {
@@ -470,7 +504,8 @@ async fn order_poller(w: Arc<World>) {
                 }
             }
         }
-        w.delete_done(&w.order_q, &msgs, &result.failed_message_ids).await;
+        w.delete_done(&w.order_q, &msgs, &result.failed_message_ids)
+            .await;
     }
 }
 
@@ -495,9 +530,15 @@ async fn status_poller(w: Arc<World>) {
         let t = &transport;
         let resp = w
             .pool
-            .invoke(&f, &inst, || w.applier(), w.shops_of(&msgs), |h, deadline| async move {
-                status_apply::handle_sqs_event(&h, t, event, Some(deadline)).await
-            })
+            .invoke(
+                &f,
+                &inst,
+                || w.applier(),
+                w.shops_of(&msgs),
+                |h, deadline| async move {
+                    status_apply::handle_sqs_event(&h, t, event, Some(deadline)).await
+                },
+            )
             .await;
         let failed: Vec<String> = resp
             .batch_item_failures
@@ -590,9 +631,13 @@ async fn scheduler(w: Arc<World>, from: DateTime<Utc>, until: DateTime<Utc>, res
             let view = view.clone();
             let out = w
                 .pool
-                .invoke(&f, &inst, || w.engine(view), vec![], |h, _| async move {
-                    h.on_schedule_at(kind, t).await
-                })
+                .invoke(
+                    &f,
+                    &inst,
+                    || w.engine(view),
+                    vec![],
+                    |h, _| async move { h.on_schedule_at(kind, t).await },
+                )
                 .await;
             if let Err(e) = out {
                 eprintln!("schedule {kind:?} at {t} failed: {e}");
@@ -662,7 +707,11 @@ async fn managers(w: Arc<World>) {
                     w.clock.now(),
                 );
             }
-            if w.sim.change_order_status(&s.api_key, keycrm_id, status).await.is_ok() {
+            if w.sim
+                .change_order_status(&s.api_key, keycrm_id, status)
+                .await
+                .is_ok()
+            {
                 w.watch.statuses_changed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -714,8 +763,7 @@ async fn webhook_server(w: Arc<World>, token_key: store::TokenKey) -> (String, A
             .iter()
             .find(|m| m.try_lock().is_ok())
             .unwrap_or(&st.instances[0]);
-        st.w
-            .pool
+        st.w.pool
             .invoke(&st.f, slot, || (), vec![shop], |_, _| next.run(req))
             .await
     }
@@ -739,7 +787,11 @@ async fn webhook_server(w: Arc<World>, token_key: store::TokenKey) -> (String, A
             init_secret_reads: 1,
             fixed_margin: Duration::ZERO,
         },
-        instances: Arc::new((0..reserved.unwrap_or(50)).map(|_| Mutex::new(Instance::default())).collect()),
+        instances: Arc::new(
+            (0..reserved.unwrap_or(50))
+                .map(|_| Mutex::new(Instance::default()))
+                .collect(),
+        ),
         reserved: reserved.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         throttled: Arc::new(AtomicU64::new(0)),
     };
@@ -767,7 +819,10 @@ pub async fn run(params: Params) -> Outcome {
     let start = day_start();
     // Onboarding (every shop's first full sync) runs before the day; the biggest catalog
     // (100,000 products) needs about 10 KeyCRM hours of its key's budget.
-    let clock = Clock::new(start - chrono::Duration::hours(params.onboard_hours), params.scale);
+    let clock = Clock::new(
+        start - chrono::Duration::hours(params.onboard_hours),
+        params.scale,
+    );
     let meter = Arc::new(Meter::new(specs.len()));
     eprintln!(
         "fleet-bench: {} shops, {} products, {:.0} orders/day, design {}, KeyCRM clock x{}",
@@ -803,7 +858,10 @@ pub async fn run(params: Params) -> Outcome {
         latency_ms: (250.0 / params.scale).round().max(1.0) as u64,
         ..Faults::default()
     });
-    eprintln!("fleet-bench: simulator ready after {:?}", clock_real_elapsed(&clock));
+    eprintln!(
+        "fleet-bench: simulator ready after {:?}",
+        clock_real_elapsed(&clock)
+    );
 
     let mut index = Index::default();
     for s in &specs {
@@ -819,17 +877,35 @@ pub async fn run(params: Params) -> Outcome {
         index: Arc::new(index),
     };
     let stores = Stores {
-        conns: Arc::new(ports::Connections::new(Arc::new(store::MemoryConnections::default()), ctx.clone())),
-        ledger: Arc::new(ports::Ledger::new(Arc::new(store::MemoryLedger::new()), ctx.clone())),
-        links: Arc::new(ports::Links::new(Arc::new(store::MemoryLinks::new()), ctx.clone())),
-        sync: Arc::new(ports::Sync::new(Arc::new(store::MemorySync::new()), ctx.clone())),
-        journal: Arc::new(ports::Journal::new(Arc::new(store::MemoryJournal::default()), ctx.clone())),
+        conns: Arc::new(ports::Connections::new(
+            Arc::new(store::MemoryConnections::default()),
+            ctx.clone(),
+        )),
+        ledger: Arc::new(ports::Ledger::new(
+            Arc::new(store::MemoryLedger::new()),
+            ctx.clone(),
+        )),
+        links: Arc::new(ports::Links::new(
+            Arc::new(store::MemoryLinks::new()),
+            ctx.clone(),
+        )),
+        sync: Arc::new(ports::Sync::new(
+            Arc::new(store::MemorySync::new()),
+            ctx.clone(),
+        )),
+        journal: Arc::new(ports::Journal::new(
+            Arc::new(store::MemoryJournal::default()),
+            ctx.clone(),
+        )),
         keys: Arc::new(ports::Keys {
             inner: Arc::new(store::MemorySecrets::default()),
             ctx: ctx.clone(),
             model: params.design.keys,
         }),
-        gate: Arc::new(ports::Gate::new(RateBudget::keycrm_scaled(params.scale), ctx.clone())),
+        gate: Arc::new(ports::Gate::new(
+            RateBudget::keycrm_scaled(params.scale),
+            ctx.clone(),
+        )),
         shop: Arc::new(MemoryShop::new()),
     };
     let dlqs = [
@@ -837,11 +913,31 @@ pub async fn run(params: Params) -> Outcome {
         Arc::new(MemoryQueue::new("status-updates-dlq")),
         Arc::new(MemoryQueue::new("sync-jobs-dlq")),
     ];
-    let order_q = Arc::new(Scaled::new("order-events", clock, ctx.clone(), Some((dlqs[0].clone(), 5))));
-    let status_q = Arc::new(Scaled::new("status-updates", clock, ctx.clone(), Some((dlqs[1].clone(), 10))));
-    let sync_q = Arc::new(Scaled::new("sync-jobs", clock, ctx.clone(), Some((dlqs[2].clone(), 5))));
-    let reserved = params.design.webhook_reserved.unwrap_or(0) + params.design.webhook_reserved.map_or(0, |_| 10);
-    let pool = Arc::new(Pool::new(clock, meter.clone(), ACCOUNT_CONCURRENCY - reserved));
+    let order_q = Arc::new(Scaled::new(
+        "order-events",
+        clock,
+        ctx.clone(),
+        Some((dlqs[0].clone(), 5)),
+    ));
+    let status_q = Arc::new(Scaled::new(
+        "status-updates",
+        clock,
+        ctx.clone(),
+        Some((dlqs[1].clone(), 10)),
+    ));
+    let sync_q = Arc::new(Scaled::new(
+        "sync-jobs",
+        clock,
+        ctx.clone(),
+        Some((dlqs[2].clone(), 5)),
+    ));
+    let reserved = params.design.webhook_reserved.unwrap_or(0)
+        + params.design.webhook_reserved.map_or(0, |_| 10);
+    let pool = Arc::new(Pool::new(
+        clock,
+        meter.clone(),
+        ACCOUNT_CONCURRENCY - reserved,
+    ));
     let shops = Arc::new(specs.clone());
     let w = Arc::new(World {
         clock,
@@ -867,7 +963,11 @@ pub async fn run(params: Params) -> Outcome {
     let before = meter.snapshot();
     for s in shops.iter() {
         let key = ApiKey::new(s.api_key.clone());
-        w.stores.keys.put(&s.secret, &key).await.expect("key stored");
+        w.stores
+            .keys
+            .put(&s.secret, &key)
+            .await
+            .expect("key stored");
         let mut c = catalog_sync::kit::connection(
             &s.conn_id,
             &s.shop_id,
@@ -876,14 +976,20 @@ pub async fn run(params: Params) -> Outcome {
             &key,
             fleet::settings(),
         );
-        c.webhook_generations = WebhookGenerations { orders: 1, cards: 1 };
+        c.webhook_generations = WebhookGenerations {
+            orders: 1,
+            cards: 1,
+        };
         w.stores.conns.create(&c).await.expect("connection stored");
         w.stores.shop.set_reference(&s.shop_id, shop_reference());
         let token = store::tokens::derive(&token_key, &s.conn_id, store::WebhookKind::Orders, 1);
         sim.set_webhook_url(
             &s.api_key,
             "order.change_order_status",
-            Some(format!("{webhook_base}/v1/webhooks/keycrm/{}/{token}", s.conn_id)),
+            Some(format!(
+                "{webhook_base}/v1/webhooks/keycrm/{}/{token}",
+                s.conn_id
+            )),
         );
     }
 
@@ -898,9 +1004,24 @@ pub async fn run(params: Params) -> Outcome {
         tokio::spawn(status_poller(w.clone()));
     }
 
-    // Onboarding: every shop's first full sync (turning the flows on starts one).
+    // Onboarding: every shop's first full sync (turning the flows on starts one). Merchants
+    // connect over time, not all in one second: a shop connects when the sync queue is
+    // short (all at once would hold every run's continuation in a queue far longer than its
+    // lease's grace, and the resume tick would queue each run again and again).
     let onboard_started = clock.now();
+    // Runs paused after an error wait for the resume tick, as deployed.
+    let resumer = tokio::spawn(scheduler(
+        w.clone(),
+        onboard_started,
+        start + chrono::Duration::hours(params.hours),
+        true,
+    ));
     for s in shops.iter() {
+        while w.sync_q.approximate_len().await.unwrap_or(0)
+            > 2 * w.design.sync.max_concurrency * w.design.sync.batch
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let job = JobMessage {
             job: SyncJob {
                 connection_id: s.conn_id.clone(),
@@ -917,13 +1038,6 @@ pub async fn run(params: Params) -> Outcome {
             .send(Outgoing::new(serde_json::to_string(&job).expect("job")))
             .await;
     }
-    // Runs paused after an error wait for the resume tick, as deployed.
-    let resumer = tokio::spawn(scheduler(
-        w.clone(),
-        onboard_started,
-        start + chrono::Duration::hours(params.hours),
-        true,
-    ));
     wait_until_synced(&w).await;
     resumer.abort();
     let onboarding_virtual = (clock.now() - onboard_started).to_std().unwrap_or_default();
@@ -934,7 +1048,9 @@ pub async fn run(params: Params) -> Outcome {
     );
     let onboarding = meter.snapshot().since(&before);
     if clock.now() > start {
-        eprintln!("fleet-bench: warning: onboarding ran past the day's start; raise FLEET_ONBOARD_HOURS");
+        eprintln!(
+            "fleet-bench: warning: onboarding ran past the day's start; raise FLEET_ONBOARD_HOURS"
+        );
     }
     clock.sleep_until(start).await;
     sim.reset_stats();
@@ -981,7 +1097,10 @@ pub async fn run(params: Params) -> Outcome {
     let night = night_runs(&w, start, end).await;
     let link_bytes = shops
         .iter()
-        .map(|s| w.stores.links.inner.product_count(&s.conn_id) * w.stores.links.average_bytes(&s.conn_id))
+        .map(|s| {
+            w.stores.links.inner.product_count(&s.conn_id)
+                * w.stores.links.average_bytes(&s.conn_id)
+        })
         .collect();
     let dead_letters = [
         dlqs[0].approximate_len().await.unwrap_or(0),
@@ -996,9 +1115,19 @@ pub async fn run(params: Params) -> Outcome {
         onboarding_virtual,
         day,
         night,
-        order_latency: w.watch.order_latency.lock().map(|v| v.clone()).unwrap_or_default(),
+        order_latency: w
+            .watch
+            .order_latency
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
         orders_sent,
-        status_latency: w.watch.status_latency.lock().map(|v| v.clone()).unwrap_or_default(),
+        status_latency: w
+            .watch
+            .status_latency
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
         statuses_changed: w.watch.statuses_changed.load(Ordering::Relaxed),
         sim: sim.stats(),
         link_bytes,
@@ -1019,7 +1148,11 @@ fn shop_reference() -> ShopReference {
         name: name.into(),
     };
     ShopReference {
-        order_statuses: vec![n("new", "Нове"), n("paid", "Оплачене"), n("done", "Виконане")],
+        order_statuses: vec![
+            n("new", "Нове"),
+            n("paid", "Оплачене"),
+            n("done", "Виконане"),
+        ],
         order_addons: vec![],
         payment_methods: vec![n("cod", "Накладений платіж")],
         delivery_methods: vec![n("nova_poshta", "Нова Пошта")],
@@ -1034,7 +1167,14 @@ async fn wait_until_synced(w: &Arc<World>) {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let queued = w.sync_q.approximate_len().await.unwrap_or(1);
-        let unfinished = w.stores.sync.inner.unfinished(1).await.map(|u| u.len()).unwrap_or(1);
+        let unfinished = w
+            .stores
+            .sync
+            .inner
+            .unfinished(1)
+            .await
+            .map(|u| u.len())
+            .unwrap_or(1);
         if queued == 0 && unfinished == 0 {
             quiet += 1;
             if quiet >= 5 {
@@ -1067,7 +1207,9 @@ async fn night_runs(w: &Arc<World>, from: DateTime<Utc>, to: DateTime<Utc>) -> N
     };
     let window = if w.design.spread {
         // Tonight's window opens at 22:00 UTC.
-        from.date_naive().and_hms_opt(22, 0, 0).map(|d| Utc.from_utc_datetime(&d))
+        from.date_naive()
+            .and_hms_opt(22, 0, 0)
+            .map(|d| Utc.from_utc_datetime(&d))
     } else {
         // 03:00 Kyiv = 00:00 UTC.
         (from + chrono::Duration::days(1))
@@ -1080,7 +1222,13 @@ async fn night_runs(w: &Arc<World>, from: DateTime<Utc>, to: DateTime<Utc>) -> N
         return out;
     };
     for s in w.shops.iter() {
-        let runs = w.stores.sync.inner.list_runs(&s.conn_id, 20).await.unwrap_or_default();
+        let runs = w
+            .stores
+            .sync
+            .inner
+            .list_runs(&s.conn_id, 20)
+            .await
+            .unwrap_or_default();
         let night = runs.iter().find(|r| {
             r.kind == Some(SyncKind::Full)
                 && r.started_at

@@ -432,6 +432,7 @@ async fn one_sync_emits_its_outcome_duration_catalog_writes_and_requests() {
     let msg = JobMessage {
         job: kit::job(&conn_id, store::SyncKind::Full, false),
         settings: None,
+        handoff: None,
     };
     let outcome = emitter
         .run(engine.on_job(msg, Instant::now() + Duration::from_secs(120)))

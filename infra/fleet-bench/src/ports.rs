@@ -689,7 +689,7 @@ impl LinkStore for Links {
             .ok()
             .and_then(|mut m| m.remove(&(conn.to_string(), mark)))
             .unwrap_or_default();
-        let per = if items > 0 { bytes / items } else { 0 };
+        let per = bytes.checked_div(items).unwrap_or(0);
         self.charge(
             conn,
             "links.clear_seen",

@@ -192,6 +192,9 @@ struct Stores {
     shop: Arc<MemoryShop>,
 }
 
+/// A due KeyCRM status change: (virtual µs, shop, keycrm id, status id, shop order id).
+type Due = (i64, usize, i64, i64, String);
+
 /// Latency bookkeeping.
 #[derive(Default)]
 struct Watch {
@@ -203,7 +206,7 @@ struct Watch {
     status_latency: StdMutex<Vec<f64>>,
     statuses_changed: AtomicU64,
     /// Due KeyCRM status changes: (virtual µs, shop, keycrm id, status id, shop order id).
-    due: StdMutex<BinaryHeap<std::cmp::Reverse<(i64, usize, i64, i64, String)>>>,
+    due: StdMutex<BinaryHeap<std::cmp::Reverse<Due>>>,
 }
 
 /// The shop's order API, recording when a KeyCRM status reached the shop.
@@ -743,10 +746,7 @@ async fn webhook_server(w: Arc<World>, token_key: store::TokenKey) -> (String, A
         let shop = st.w.ctx.index.conn(&conn);
         st.w.ctx.meter.http(shop);
         let _permit = match &st.reserved {
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => None,
-            },
+            Some(sem) => sem.clone().try_acquire_owned().ok(),
             None => None,
         };
         let throttled = match &st.reserved {
@@ -1004,24 +1004,12 @@ pub async fn run(params: Params) -> Outcome {
         tokio::spawn(status_poller(w.clone()));
     }
 
-    // Onboarding: every shop's first full sync (turning the flows on starts one). Merchants
-    // connect over time, not all in one second: a shop connects when the sync queue is
-    // short (all at once would hold every run's continuation in a queue far longer than its
-    // lease's grace, and the resume tick would queue each run again and again).
+    // Onboarding: every shop's first full sync (turning the flows on starts one), all at
+    // once. Runs paused after an error are resumed when the queue has run dry
+    // (`wait_until_synced`), not by the 5-minute tick: with 2,000 runs queued at once their
+    // continuations wait longer than a lease's grace, and the tick would queue them again.
     let onboard_started = clock.now();
-    // Runs paused after an error wait for the resume tick, as deployed.
-    let resumer = tokio::spawn(scheduler(
-        w.clone(),
-        onboard_started,
-        start + chrono::Duration::hours(params.hours),
-        true,
-    ));
     for s in shops.iter() {
-        while w.sync_q.approximate_len().await.unwrap_or(0)
-            > 2 * w.design.sync.max_concurrency * w.design.sync.batch
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         let job = JobMessage {
             job: SyncJob {
                 connection_id: s.conn_id.clone(),
@@ -1039,7 +1027,6 @@ pub async fn run(params: Params) -> Outcome {
             .await;
     }
     wait_until_synced(&w).await;
-    resumer.abort();
     let onboarding_virtual = (clock.now() - onboard_started).to_std().unwrap_or_default();
     eprintln!(
         "fleet-bench: onboarding (first syncs) done in {:.0} KeyCRM minutes ({:?} real)",
@@ -1182,6 +1169,11 @@ async fn wait_until_synced(w: &Arc<World>) {
             }
         } else {
             quiet = 0;
+        }
+        if queued == 0 && unfinished > 0 {
+            // Paused runs: what the resume tick would do.
+            let e = w.engine(w.sync_q.clone());
+            let _ = e.on_schedule_at(ScheduleKind::Resume, w.clock.now()).await;
         }
         if last.elapsed() > Duration::from_secs(30) {
             last = Instant::now();

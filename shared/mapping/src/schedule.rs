@@ -340,7 +340,7 @@ mod tests {
     fn starts_are_spread_evenly_over_the_window() {
         let s = Spread::default();
         let n = 4000;
-        let mut per_tick = vec![0usize; 20];
+        let mut per_tick = [0usize; 20];
         for id in ids(n) {
             let tick = (s.full_offset_s(&id) / (15 * 60)) as usize;
             per_tick[tick] += 1;

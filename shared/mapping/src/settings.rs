@@ -100,6 +100,9 @@ pub struct DeliveryLink {
 pub struct Settings {
     #[serde(default)]
     pub sync_products: bool,
+    /// Realtime stock (KeyCRM's stock webhook); meaningful only with `sync_products`.
+    #[serde(default)]
+    pub realtime_stock: bool,
     #[serde(default)]
     pub sync_categories: bool,
     /// KeyCRM category ids to take products from (with their descendants); empty = all.
@@ -143,6 +146,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             sync_products: false,
+            realtime_stock: false,
             sync_categories: false,
             category_filter: Vec::new(),
             match_key: MatchKey::default(),

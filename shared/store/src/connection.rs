@@ -35,6 +35,9 @@ pub struct Connection {
 pub struct WebhookTokens {
     pub orders: Option<String>,
     pub cards: Option<String>,
+    /// KeyCRM's stock webhook (realtime stock).
+    #[serde(default)]
+    pub stock: Option<String>,
 }
 
 /// Which webhook URL a call came in on.
@@ -43,6 +46,7 @@ pub struct WebhookTokens {
 pub enum WebhookKind {
     Orders,
     Cards,
+    Stock,
 }
 
 impl WebhookKind {
@@ -50,6 +54,7 @@ impl WebhookKind {
         match self {
             WebhookKind::Orders => "orders",
             WebhookKind::Cards => "cards",
+            WebhookKind::Stock => "stock",
         }
     }
 }
@@ -59,6 +64,7 @@ impl WebhookTokens {
         match kind {
             WebhookKind::Orders => self.orders.as_deref(),
             WebhookKind::Cards => self.cards.as_deref(),
+            WebhookKind::Stock => self.stock.as_deref(),
         }
     }
 }

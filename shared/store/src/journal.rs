@@ -19,6 +19,12 @@ pub enum Counter {
     StatusesPushed,
     WebhooksApplied,
     WebhooksIgnored,
+    /// Offers signalled by KeyCRM's stock webhook (accepted deliveries).
+    StockSignals,
+    /// Shop variants whose availability realtime stock changed.
+    StockChanged,
+    /// Signalled offers no link of this connection holds.
+    StockUnlinked,
 }
 
 impl Counter {
@@ -30,16 +36,22 @@ impl Counter {
             Counter::StatusesPushed => "statuses_pushed",
             Counter::WebhooksApplied => "webhooks_applied",
             Counter::WebhooksIgnored => "webhooks_ignored",
+            Counter::StockSignals => "stock_signals",
+            Counter::StockChanged => "stock_changed",
+            Counter::StockUnlinked => "stock_unlinked",
         }
     }
 
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 9] = [
         Counter::OrdersPushed,
         Counter::OrdersFailed,
         Counter::OrdersSkipped,
         Counter::StatusesPushed,
         Counter::WebhooksApplied,
         Counter::WebhooksIgnored,
+        Counter::StockSignals,
+        Counter::StockChanged,
+        Counter::StockUnlinked,
     ];
 }
 

@@ -125,6 +125,7 @@ async fn harness(max_receives: u32) -> Harness {
             webhook_tokens: WebhookTokens {
                 orders: Some(orders_hash),
                 cards: Some(cards_hash),
+                stock: None,
             },
             version: 1,
             created_at: now,

@@ -106,6 +106,7 @@ fn main() {
                 webhook_tokens: WebhookTokens {
                     orders: Some(hash),
                     cards: None,
+                    stock: None,
                 },
                 version: 1,
                 created_at: now,

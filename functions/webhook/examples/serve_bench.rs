@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             webhook_tokens: WebhookTokens {
                 orders: Some(hash),
                 cards: None,
+                stock: None,
             },
             version: 1,
             created_at: now,

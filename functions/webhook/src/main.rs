@@ -21,16 +21,25 @@ async fn run() -> Result<(), lambda_http::Error> {
     runtime::telemetry::init();
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;
+    let stock_queue_url = runtime::env_req("STOCK_QUEUE_URL")?;
+    let defaults = stock_apply::FlushConfig::default();
+    let stock_config = stock_apply::FlushConfig {
+        window: std::time::Duration::from_secs(runtime::config::env_parse(
+            "STOCK_WINDOW_SECS",
+            defaults.window.as_secs(),
+        )?),
+        ..defaults
+    };
     // One shared configuration load keeps the cold start short.
     let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = Arc::new(DynamoTable::new(
         aws_sdk_dynamodb::Client::new(&conf),
         table_name,
     ));
-    let queue = Arc::new(queue::SqsQueue::new(
-        aws_sdk_sqs::Client::new(&conf),
-        queue_url,
-    ));
-    let receiver = Arc::new(Receiver::new(table.clone(), queue, table));
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue = Arc::new(queue::SqsQueue::new(sqs.clone(), queue_url));
+    let flushes = Arc::new(queue::SqsQueue::new(sqs, stock_queue_url));
+    let stock = webhook::StockIntake::new(table.clone(), flushes, table.clone(), stock_config);
+    let receiver = Arc::new(Receiver::new(table.clone(), queue, table).with_stock(stock));
     lambda_http::run(webhook::router(receiver)).await
 }

@@ -75,6 +75,8 @@ pub struct Receiver {
     queue: Arc<dyn Queue>,
     journal: Arc<dyn StatusJournal>,
     max_body: usize,
+    /// The stock URL's hand-off (realtime stock); see `stock.rs`.
+    stock: Option<crate::stock::StockIntake>,
 }
 
 impl Receiver {
@@ -88,6 +90,7 @@ impl Receiver {
             queue,
             journal,
             max_body: MAX_BODY,
+            stock: None,
         }
     }
 
@@ -96,8 +99,24 @@ impl Receiver {
         self
     }
 
+    /// Enables the stock URL's hand-off.
+    pub fn with_stock(mut self, intake: crate::stock::StockIntake) -> Self {
+        self.stock = Some(intake);
+        self
+    }
+
+    pub(crate) fn stock(&self) -> Option<&crate::stock::StockIntake> {
+        self.stock.as_ref()
+    }
+
+    /// Largest body of the status URLs.
     pub fn max_body(&self) -> usize {
         self.max_body
+    }
+
+    /// Largest body any URL takes: what is refused before authentication.
+    pub fn max_body_any(&self) -> usize {
+        self.max_body.max(crate::stock::MAX_STOCK_BODY)
     }
 
     /// Finds the connection and which of its URLs the token belongs to. The connection is
@@ -132,14 +151,16 @@ impl Receiver {
                 return Err(Reply::unavailable());
             }
         };
-        // Both hashes are always checked so the time taken does not depend on which matched.
+        // Every hash is always checked so the time taken does not depend on which matched.
         let check = |h: Option<&str>| h.is_some_and(|h| tokens::verify(token, h));
         let orders = check(conn.webhook_tokens.hash_for(WebhookKind::Orders));
         let cards = check(conn.webhook_tokens.hash_for(WebhookKind::Cards));
-        let kind = match (orders, cards) {
-            (true, _) => WebhookKind::Orders,
-            (false, true) => WebhookKind::Cards,
-            (false, false) => {
+        let stock = check(conn.webhook_tokens.hash_for(WebhookKind::Stock));
+        let kind = match (orders, cards, stock) {
+            (true, _, _) => WebhookKind::Orders,
+            (false, true, _) => WebhookKind::Cards,
+            (false, false, true) => WebhookKind::Stock,
+            (false, false, false) => {
                 tracing::warn!(route = ROUTE, status = 404, connection = %conn.id, "webhook refused: wrong token");
                 return Err(Reply::not_found());
             }
@@ -171,7 +192,8 @@ impl Receiver {
             (WebhookKind::Orders, Event::OrderStatus) => Target::Order,
             (WebhookKind::Cards, Event::LeadStatus) => Target::Card,
             (_, Event::Other(_)) => return ignore("unhandled_event").await,
-            // An order trigger pointed at the cards URL or the reverse.
+            // An order trigger pointed at the cards URL or the reverse (stock URL deliveries
+            // never get here: the router hands them to `stock.rs`).
             _ => return ignore("event_on_wrong_url").await,
         };
         let Some(change) = delivery.change else {

@@ -70,6 +70,7 @@ async fn fixture(active: bool) -> Fixture {
             webhook_tokens: WebhookTokens {
                 orders: Some(orders_hash),
                 cards: Some(cards_hash),
+                stock: None,
             },
             version: 1,
             created_at: now,

@@ -16,8 +16,8 @@
 use crate::job::FlushJob;
 use crate::source::{SourceError, StockSource};
 use mapping::stock::{plan_chunk, record_in_links, ChunkInput, OfferOutcome, OFFERS_PER_REQUEST};
-use shop::VariantPriceChange;
 use queue::{Outgoing, Queue};
+use shop::VariantPriceChange;
 use shop::{ShopCatalog, ShopError};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -206,27 +206,21 @@ impl Flusher {
         let leftovers = self.stock.in_flight(&conn.id).await?;
         let pending = self.stock.pending(&conn.id).await?;
         let leftover_set: BTreeSet<i64> = leftovers.iter().copied().collect();
-        let fresh: Vec<i64> = pending
-            .into_iter()
-            .filter(|o| !leftover_set.contains(o))
+        let work: Vec<i64> = leftovers
+            .iter()
+            .copied()
+            .chain(pending.into_iter().filter(|o| !leftover_set.contains(o)))
             .collect();
-        let chunks = leftovers
-            .chunks(OFFERS_PER_REQUEST)
-            .map(|c| (c.to_vec(), false))
-            .chain(
-                fresh
-                    .chunks(OFFERS_PER_REQUEST)
-                    .map(|c| (c.to_vec(), true)),
-            );
-        for (chunk, take) in chunks {
-            if started.elapsed() >= self.config.budget {
+        for (i, chunk) in work.chunks(OFFERS_PER_REQUEST).enumerate() {
+            // At least one chunk per invocation, so a tiny budget still makes progress.
+            if i > 0 && started.elapsed() >= self.config.budget {
                 return Ok(FlushEnd::OutOfTime);
             }
-            if take {
-                self.stock.begin(&conn.id, &chunk).await?;
-            }
-            self.apply_chunk(conn, &chunk, report).await?;
-            self.stock.finish(&conn.id, &chunk).await?;
+            // Leftovers signalled again are in both sets: taking them clears the pending
+            // copy too, since the read below is newer than that signal.
+            self.stock.begin(&conn.id, chunk).await?;
+            self.apply_chunk(conn, chunk, report).await?;
+            self.stock.finish(&conn.id, chunk).await?;
             let until = now_ms() + ms(self.config.lease);
             if !self.stock.renew_window(&conn.id, holder, until).await? {
                 return Ok(FlushEnd::LostWindow);

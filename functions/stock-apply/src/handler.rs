@@ -128,8 +128,14 @@ impl StockApplier {
             }
             Err(e) => {
                 let retryable = e.is_retryable();
-                self.failed(&conn.id, receive_count, Some(&holder), retryable, e.to_string())
-                    .await
+                self.failed(
+                    &conn.id,
+                    receive_count,
+                    Some(&holder),
+                    retryable,
+                    e.to_string(),
+                )
+                .await
             }
         }
     }
@@ -184,9 +190,8 @@ impl StockApplier {
             tracing::warn!(connection = %conn, attempt = receive_count, retry_in_s = delay.as_secs(), error = %reason, "stock flush failed; retrying");
             return Disposition::RetryAfter { delay, reason };
         }
-        let reason = format!(
-            "realtime stock: the flush failed after {receive_count} attempt(s): {reason}"
-        );
+        let reason =
+            format!("realtime stock: the flush failed after {receive_count} attempt(s): {reason}");
         tracing::error!(connection = %conn, error = %reason, "stock flush given up");
         if let Err(e) = f.journal.record_error(conn, &reason).await {
             tracing::warn!(connection = %conn, error = %e, "could not update the journal");

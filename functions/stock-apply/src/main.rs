@@ -47,9 +47,9 @@ async fn main() -> Result<(), BoxError> {
     let token = PlatformSecret::load(&platform_secret)
         .await?
         .shop_api_token()?;
-    let secrets = Arc::new(SecretsManager::new(
-        aws_sdk_secretsmanager::Client::new(&aws),
-    ));
+    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+        &aws,
+    )));
     // The per-key budget shared with order push; stock reads ask with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(secrets, gate, ClientConfig::default()));

@@ -163,7 +163,10 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
 }
 
 /// BatchGetItem in chunks of 100 keys, retrying what DynamoDB leaves unprocessed.
-pub(crate) async fn batch_get(table: &DynamoTable, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+pub(crate) async fn batch_get(
+    table: &DynamoTable,
+    keys: Vec<Item>,
+) -> Result<Vec<Item>, StoreError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(100) {
         let mut pending = Some(

@@ -52,7 +52,10 @@ pub(crate) fn sort_keys(link: &ProductLink) -> Vec<String> {
 
 /// `(offer, product)` of an index item.
 pub(crate) fn entry(item: &Item) -> Option<(i64, i64)> {
-    let offer = dynamo::get_s(item, SK)?.strip_prefix(PREFIX)?.parse().ok()?;
+    let offer = dynamo::get_s(item, SK)?
+        .strip_prefix(PREFIX)?
+        .parse()
+        .ok()?;
     Some((offer, dynamo::get_n(item, "p")?))
 }
 

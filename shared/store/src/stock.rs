@@ -97,12 +97,20 @@ pub trait StockStore: Send + Sync {
         now_ms: i64,
     ) -> Result<bool, StoreError>;
     /// Extends the hold; `Ok(false)` if the window is no longer this holder's.
-    async fn renew_window(&self, conn: &str, holder: &str, until_ms: i64)
-        -> Result<bool, StoreError>;
+    async fn renew_window(
+        &self,
+        conn: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Keeps the window scheduled until `until_ms` with nobody holding it, so the retry of
     /// the same message takes it again and receivers do not schedule another meanwhile.
-    async fn park_window(&self, conn: &str, holder: &str, until_ms: i64)
-        -> Result<bool, StoreError>;
+    async fn park_window(
+        &self,
+        conn: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Ends the window if this holder still has it.
     async fn end_window(&self, conn: &str, holder: &str) -> Result<(), StoreError>;
 
@@ -137,7 +145,13 @@ fn by_bucket(offers: &[i64]) -> BTreeMap<i64, Vec<i64>> {
 }
 
 impl DynamoTable {
-    async fn set_op(&self, sk: String, op: &str, ids: &[i64], conn: &str) -> Result<(), StoreError> {
+    async fn set_op(
+        &self,
+        sk: String,
+        op: &str,
+        ids: &[i64],
+        conn: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.name)
@@ -240,7 +254,11 @@ impl StockStore for DynamoTable {
             .send()
             .await
             .map_err(dynamo::sdk)?;
-        let set: BTreeSet<i64> = out.item.as_ref().map(|i| ids_of(i).collect()).unwrap_or_default();
+        let set: BTreeSet<i64> = out
+            .item
+            .as_ref()
+            .map(|i| ids_of(i).collect())
+            .unwrap_or_default();
         Ok(set.into_iter().collect())
     }
 
@@ -258,10 +276,11 @@ impl StockStore for DynamoTable {
                 .map(|u| TransactWriteItem::builder().update(u).build())
                 .map_err(dynamo::unavailable)
         };
-        let mut req = self
-            .client
-            .transact_write_items()
-            .transact_items(update(FLIGHT.into(), "ADD", offers)?);
+        let mut req = self.client.transact_write_items().transact_items(update(
+            FLIGHT.into(),
+            "ADD",
+            offers,
+        )?);
         for (b, ids) in by_bucket(offers) {
             req = req.transact_items(update(bucket_sk(b), "DELETE", &ids)?);
         }

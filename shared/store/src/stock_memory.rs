@@ -197,10 +197,19 @@ mod tests {
     async fn one_live_window_and_one_holder() {
         let s = MemoryStock::new();
         assert!(s.schedule_window("c", "w1", 100, 0).await.unwrap());
-        assert!(!s.schedule_window("c", "w2", 100, 50).await.unwrap(), "w1 is live");
-        assert!(!s.take_window("c", "w2", "h2", 200, 50).await.unwrap(), "an orphan");
+        assert!(
+            !s.schedule_window("c", "w2", 100, 50).await.unwrap(),
+            "w1 is live"
+        );
+        assert!(
+            !s.take_window("c", "w2", "h2", 200, 50).await.unwrap(),
+            "an orphan"
+        );
         assert!(s.take_window("c", "w1", "h1", 200, 50).await.unwrap());
-        assert!(!s.take_window("c", "w1", "dup", 200, 60).await.unwrap(), "held");
+        assert!(
+            !s.take_window("c", "w1", "dup", 200, 60).await.unwrap(),
+            "held"
+        );
         assert!(s.renew_window("c", "h1", 300).await.unwrap());
         assert!(!s.renew_window("c", "dup", 300).await.unwrap());
         // parked for a retry: still live, free for the same window only

@@ -1190,6 +1190,88 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
 }
 
 #[tokio::test]
+async fn switching_realtime_stock_on_issues_a_stock_url_that_stays_and_rotates() {
+    use store::WebhookKind::{Orders, Stock};
+    let e = env().await;
+    let r = e.connect("shop-a", KEY_A).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let orders = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    assert!(
+        r.body["webhooks"]["stock"].is_null(),
+        "no stock URL before realtime stock"
+    );
+    assert_eq!(r.body["settings"]["realtime_stock"], false);
+
+    let cat = e.call("GET", "/options", "shop-a", None).await.body["keycrm"]["categories"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let mut s = valid_settings(cat);
+    s["realtime_stock"] = json!(true);
+    let r = e
+        .call(
+            "PUT",
+            "/settings",
+            "shop-a",
+            Some(json!({"version": 1, "settings": s})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["settings"]["realtime_stock"], true);
+    assert_eq!(r.body["webhooks"]["stock"]["event"], "stock");
+    let stock = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_ne!(stock, orders);
+    assert_eq!(e.webhook_accepts(&id, &stock).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders).await, Some(Orders));
+
+    // switched off: the URL stays (its deliveries are acknowledged and ignored)
+    s["realtime_stock"] = json!(false);
+    let r = e
+        .call(
+            "PUT",
+            "/settings",
+            "shop-a",
+            Some(json!({"version": 2, "settings": s})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body["webhooks"]["stock"]["url"].is_null(),
+        "not shown again"
+    );
+    assert!(r.body["webhooks"]["stock"]["url_masked"].is_string());
+    assert_eq!(e.webhook_accepts(&id, &stock).await, Some(Stock));
+
+    // rotating the stock URL alone, then everything in use
+    let r = e
+        .call(
+            "POST",
+            "/webhook-tokens/rotate",
+            "shop-a",
+            Some(json!({"kind": "stock"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["webhooks"]["orders"]["url"].is_null());
+    let stock2 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &stock).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, Some(Stock));
+    let r = e
+        .call("POST", "/webhook-tokens/rotate", "shop-a", None)
+        .await;
+    let stock3 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    let orders3 = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock3).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders3).await, Some(Orders));
+    let view = e.call("GET", "", "shop-a", None).await;
+    assert!(view.body["webhooks"]["stock"]["url_masked"]
+        .as_str()
+        .unwrap()
+        .ends_with("/••••"));
+    assert_no_key_in_logs();
+}
+
+#[tokio::test]
 async fn delete_removes_the_key_settings_and_state() {
     let e = env().await;
     let r = e.connect("shop-a", KEY_A).await;

@@ -49,7 +49,7 @@ pub struct SaveSettingsRequest {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
-    /// Rotate only this URL; both (those in use) when absent.
+    /// Rotate only this URL (`stock` also issues the stock URL); all those in use when absent.
     #[serde(default)]
     kind: Option<WebhookKind>,
 }
@@ -182,6 +182,7 @@ async fn create(
         webhook_tokens: WebhookTokens {
             orders: Some(orders_hash),
             cards: None,
+            stock: None,
         },
         version: 1,
         created_at: now,
@@ -358,9 +359,18 @@ pub async fn put_settings(
     } else if !wants_cards {
         cards = None;
     }
+    // The stock URL appears when realtime stock is first switched on and stays (switched
+    // off, its deliveries are answered 200 and ignored).
+    let mut stock = conn.webhook_tokens.stock.clone();
+    if req.settings.realtime_stock && stock.is_none() {
+        let (token, hash) = tokens::generate();
+        issued.insert(WebhookKind::Stock, token);
+        stock = Some(hash);
+    }
     let mut next = conn.clone();
     next.settings = req.settings;
     next.webhook_tokens.cards = cards;
+    next.webhook_tokens.stock = stock;
     next.version = conn.version + 1;
     next.updated_at = Utc::now();
     // One conditional write: the version the page read, or nothing.
@@ -386,8 +396,16 @@ pub async fn rotate_tokens(
             ))
         }
         Some(k) => vec![k],
-        None if pipelines => vec![WebhookKind::Orders, WebhookKind::Cards],
-        None => vec![WebhookKind::Orders],
+        None => {
+            let mut all = vec![WebhookKind::Orders];
+            if pipelines {
+                all.push(WebhookKind::Cards);
+            }
+            if conn.webhook_tokens.stock.is_some() {
+                all.push(WebhookKind::Stock);
+            }
+            all
+        }
     };
     let mut issued = IssuedTokens::default();
     let mut hashes = Vec::new();
@@ -405,6 +423,7 @@ pub async fn rotate_tokens(
                     c.webhook_tokens.cards = Some(h.clone())
                 }
                 WebhookKind::Cards => {}
+                WebhookKind::Stock => c.webhook_tokens.stock = Some(h.clone()),
             }
         }
     })

@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use store::journal::JournalError;
 use store::{Connection, ConnectionStatus, OrderFailure, SyncSummary, WebhookKind};
 
-/// KeyCRM trigger events each webhook URL is meant for.
+/// KeyCRM trigger events each webhook URL is meant for; `stock` is KeyCRM's stock webhook
+/// (Settings → Products → Stocks), not a trigger.
 pub fn trigger_event(kind: WebhookKind) -> &'static str {
     match kind {
         WebhookKind::Orders => "order.change_order_status",
         WebhookKind::Cards => "lead.change_lead_status",
+        WebhookKind::Stock => "stock",
     }
 }
 
@@ -51,6 +53,8 @@ pub struct WebhooksView {
     pub orders: Option<WebhookView>,
     /// Only while the order sync type is `pipelines`.
     pub cards: Option<WebhookView>,
+    /// KeyCRM's stock webhook (realtime stock); issued when realtime stock is switched on.
+    pub stock: Option<WebhookView>,
 }
 
 impl WebhooksView {
@@ -65,6 +69,7 @@ impl WebhooksView {
         WebhooksView {
             orders: view(WebhookKind::Orders),
             cards: view(WebhookKind::Cards),
+            stock: view(WebhookKind::Stock),
         }
     }
 }

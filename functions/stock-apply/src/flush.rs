@@ -3,11 +3,12 @@
 //!
 //! Order of a chunk (each step idempotent, so a crash anywhere only repeats work):
 //! 1. take the chunk out of the pending set into the in-flight set (one transaction);
-//! 2. read its current stock (`GET /offers/stocks`, one request), its links and realtime
-//!    stock's last writes;
+//! 2. read its current stock (`GET /offers/stocks`, one request), then confirm and extend the
+//!    hold on the window (the read may have waited behind orders); read the links and
+//!    realtime stock's last writes;
 //! 3. write the changed availabilities to the shop in one call;
 //! 4. record them in the links and in the written records;
-//! 5. drop the chunk from the in-flight set, renew the window.
+//! 5. drop the chunk from the in-flight set.
 //!
 //! A flush starts with what an earlier one left in flight, then takes what was pending when
 //! it started. Offers signalled meanwhile wait for the next window, which is scheduled when
@@ -219,24 +220,33 @@ impl Flusher {
             // Leftovers signalled again are in both sets: taking them clears the pending
             // copy too, since the read below is newer than that signal.
             self.stock.begin(&conn.id, chunk).await?;
-            self.apply_chunk(conn, chunk, report).await?;
-            self.stock.finish(&conn.id, chunk).await?;
-            let until = now_ms() + ms(self.config.lease);
-            if !self.stock.renew_window(&conn.id, holder, until).await? {
+            if !self.apply_chunk(conn, holder, chunk, report).await? {
+                // Taken over while this chunk waited: it stays in flight for the new holder.
                 return Ok(FlushEnd::LostWindow);
             }
+            self.stock.finish(&conn.id, chunk).await?;
         }
         Ok(FlushEnd::Drained)
     }
 
+    /// Reads, plans and writes one chunk; `false` if the window was lost meanwhile (nothing
+    /// written then).
     async fn apply_chunk(
         &self,
         conn: &Connection,
+        holder: &str,
         chunk: &[i64],
         report: &mut FlushReport,
-    ) -> Result<(), FlushError> {
+    ) -> Result<bool, FlushError> {
         report.requests += 1;
         let available = self.source.available(conn, chunk).await?;
+        // The read may have waited long for a slot behind orders: confirm the window is still
+        // this flush's (and extend it) right before writing, so a flush that was taken over
+        // never writes an older read after the new holder's newer one.
+        let until = now_ms() + ms(self.config.lease);
+        if !self.stock.renew_window(&conn.id, holder, until).await? {
+            return Ok(false);
+        }
         let products = self.links.products_of_offers(&conn.id, chunk).await?;
         let ids: BTreeSet<i64> = products.values().copied().collect();
         let ids: Vec<i64> = ids.into_iter().collect();
@@ -259,7 +269,7 @@ impl Flusher {
             report.add(*outcome);
         }
         if plan.changes.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let accepted = self.write(conn, &plan.changes).await?;
         let refused = accepted.iter().filter(|a| !**a).count() as u64;
@@ -279,7 +289,7 @@ impl Flusher {
         self.links.put_products(&conn.id, &updated).await?;
         let written: Vec<(i64, bool)> = plan.written.iter().map(|w| (w.0, w.2)).collect();
         self.stock.record_written(&conn.id, &written).await?;
-        Ok(())
+        Ok(true)
     }
     /// Writes availability changes; returns, per change, whether the shop took it. A refused
     /// batch writes nothing (shop contract), so it is retried change by change to find the

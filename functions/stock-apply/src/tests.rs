@@ -370,6 +370,40 @@ async fn duplicate_and_orphan_messages_are_dropped() {
 }
 
 #[tokio::test]
+async fn a_flush_taken_over_during_its_read_writes_nothing() {
+    let w = world(2, 1, fast(), RetryPolicy::default()).await;
+    w.set(1000, false);
+    let body = w.signal(&[1000]).await.unwrap();
+    let stock = w.stock.clone();
+    *w.source.during.lock().unwrap() = Some(Box::new(move || {
+        // the read waited past the hold; another flush took the window over
+        let taken = futures::executor::block_on(stock.take_window(
+            CONN,
+            "newer",
+            "thief",
+            i64::MAX / 4,
+            i64::MAX / 8,
+        ))
+        .unwrap();
+        assert!(taken);
+    }));
+    assert_eq!(w.applier.handle_message(&body, 1).await, Disposition::Done);
+    assert!(w.variant(1000), "the older read was not written");
+    assert_eq!(w.shop.stats(SHOP).price_changes, 0);
+    assert_eq!(
+        w.stock.in_flight(CONN).await.unwrap(),
+        vec![1000],
+        "left for the new holder"
+    );
+    let win = w.stock.window(CONN).await.unwrap().unwrap();
+    assert_eq!(
+        win.holder.as_deref(),
+        Some("thief"),
+        "not ended by the loser"
+    );
+}
+
+#[tokio::test]
 async fn a_stale_link_does_not_hide_a_change() {
     let w = world(1, 1, fast(), RetryPolicy::default()).await;
     // realtime stock made 1000 unavailable ...

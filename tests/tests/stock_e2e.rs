@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::Router;
 use catalog_sync::{kit, Config, Deps, Engine, JobOutcome};
 use e2e_tests::emulator;
-use keycrm::{ApiKey, ClientConfig, GateError, Priority, RateBudget, RateGate};
+use keycrm::{ApiKey, ClientConfig, GateError, Priority, RateBudget, RateGate, Slot};
 use keycrm_sim::{AccountSpec, OfferInfo, SimConfig, SimHandle, StockWebhook};
 use mapping::settings::{DeliveryLink, PaymentLink, StatusLink};
 use mapping::{OrderSyncType, Settings};
@@ -47,14 +47,21 @@ struct RecordingGate {
 
 #[async_trait]
 impl RateGate for RecordingGate {
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
         let asked = Instant::now();
-        let waited = self.inner.acquire(key, priority).await?;
-        self.log
-            .lock()
-            .unwrap()
-            .push((self.user, asked, Instant::now()));
-        Ok(waited)
+        let slot = self.inner.acquire_until(key, priority, latest_us).await?;
+        if matches!(slot, Slot::Granted(_)) {
+            self.log
+                .lock()
+                .unwrap()
+                .push((self.user, asked, Instant::now()));
+        }
+        Ok(slot)
     }
     async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError> {
         self.inner.penalize(key, retry_after).await

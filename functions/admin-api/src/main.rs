@@ -38,9 +38,13 @@ async fn main() -> Result<(), BoxError> {
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 29 s (template.yaml).
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(29),
+    ))
+    .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    let platform = PlatformSecret::load(&platform_secret_arn).await?;
+    let platform = PlatformSecret::load_with(&aws, &platform_secret_arn).await?;
     let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,

@@ -9,9 +9,10 @@
 use crate::handler::{Disposition, StockApplier};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::{DeadLetter, Queue};
+use runtime::sqs_batch::{self, respond_by, Budget, Settlements};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Dead letters of this queue say `kind: "stock_flush"`.
 pub const DEAD_LETTER_KIND: &str = "stock_flush";
@@ -65,33 +66,40 @@ impl Transport {
     }
 }
 
+/// Kept back from message work for settling (a visibility change or a dead letter) and
+/// answering.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Handles a Lambda SQS batch; failed items are reported so only they come back. Messages of
-/// different connections run concurrently; two of one connection meet at its window.
+/// different connections run concurrently (two of one connection meet at its window), each
+/// isolated from the others and stopped before the invocation's deadline; the answer is given
+/// in time whatever still runs.
 pub async fn handle_sqs_event(
     applier: &StockApplier,
     transport: &Transport,
     event: SqsEvent,
+    deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let outcomes = futures::future::join_all(event.records.into_iter().map(|record| async move {
-        let id = record.message_id.unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        let receipt = record.receipt_handle.unwrap_or_default();
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let d = applier.handle_message(&body, receive_count).await;
-        (id, transport.settle(d, &receipt, &body).await)
-    }))
-    .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, settled) in outcomes {
-        if settled == Settled::Leave {
-            response.add_failure(id);
+    let budget = Budget::new(deadline, SETTLE_MARGIN);
+    let messages = sqs_batch::messages(event);
+    let settlements = Settlements::new(&messages);
+    let work = futures::future::join_all(messages.iter().map(|m| {
+        let settlements = &settlements;
+        async move {
+            let d = applier
+                .handle_message_until(&m.body, m.receive_count, budget.work_until())
+                .await;
+            let settled = match transport.settle(d, &m.receipt, &m.body).await {
+                Settled::Ack => sqs_batch::Settled::Done,
+                Settled::Leave => sqs_batch::Settled::Redeliver,
+            };
+            settlements.settle(&m.id, settled);
         }
-    }
-    response
+    }));
+    respond_by(budget.answer_by(), &settlements, async {
+        work.await;
+    })
+    .await
 }
 
 /// Polling options for [`run_queue_consumer`].

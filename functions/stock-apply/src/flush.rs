@@ -195,12 +195,12 @@ impl Flusher {
         Ok(())
     }
 
-    /// Runs a flush holding the window as `holder`; `started` is when the invocation began.
+    /// Runs a flush holding the window as `holder`, taking no chunk after `stop_at`.
     pub async fn flush(
         &self,
         conn: &Connection,
         holder: &str,
-        started: Instant,
+        stop_at: Instant,
         report: &mut FlushReport,
     ) -> Result<FlushEnd, FlushError> {
         self.ensure_index(&conn.id).await?;
@@ -214,7 +214,7 @@ impl Flusher {
             .collect();
         for (i, chunk) in work.chunks(OFFERS_PER_REQUEST).enumerate() {
             // At least one chunk per invocation, so a tiny budget still makes progress.
-            if i > 0 && started.elapsed() >= self.config.budget {
+            if i > 0 && Instant::now() >= stop_at {
                 return Ok(FlushEnd::OutOfTime);
             }
             // Leftovers signalled again are in both sets: taking them clears the pending

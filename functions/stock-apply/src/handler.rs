@@ -3,6 +3,7 @@
 
 use crate::flush::{now_ms, FlushEnd, FlushReport, Flusher};
 use crate::job::FlushJob;
+use runtime::sqs_batch::{isolate, Run};
 use std::time::{Duration, Instant};
 
 /// What the transport should do with the message.
@@ -50,6 +51,10 @@ pub struct StockApplier {
     pub retry: RetryPolicy,
 }
 
+/// Kept back from the invocation's deadline: the last chunk's writes and handing the window
+/// on (a few DynamoDB and SQS calls).
+const STOP_MARGIN: Duration = Duration::from_secs(15);
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -59,9 +64,56 @@ impl StockApplier {
         StockApplier { flusher, retry }
     }
 
-    /// Handles one flush message (`receive_count`: 1 on its first delivery).
+    /// Handles one flush message without a deadline (`receive_count`: 1 on its first
+    /// delivery).
     pub async fn handle_message(&self, body: &str, receive_count: u32) -> Disposition {
+        self.handle_message_until(body, receive_count, None).await
+    }
+
+    /// Handles one flush message, isolated from its batch-mates and stopped at `until`: a
+    /// panic gives the message up with its reason, running out of time retries it; either
+    /// way the window is handed on (the offers stay pending or in flight, never lost).
+    pub async fn handle_message_until(
+        &self,
+        body: &str,
+        receive_count: u32,
+        until: Option<Instant>,
+    ) -> Disposition {
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let run = isolate(until, self.handle(body, receive_count, &holder, until)).await;
+        let conn = FlushJob::parse(body).ok().map(|j| j.connection_id);
+        match (run, conn) {
+            (Run::Finished(d), _) => d,
+            (Run::Panicked(reason), Some(conn)) => {
+                self.failed(&conn, receive_count, Some(&holder), false, reason)
+                    .await
+            }
+            (Run::Panicked(reason), None) => Disposition::GiveUp { reason },
+            (Run::OutOfTime, Some(conn)) => {
+                let reason = "the invocation ran out of time during the flush".to_string();
+                self.failed(&conn, receive_count, Some(&holder), true, reason)
+                    .await
+            }
+            (Run::OutOfTime, None) => Disposition::GiveUp {
+                reason: "the invocation ran out of time".into(),
+            },
+        }
+    }
+
+    async fn handle(
+        &self,
+        body: &str,
+        receive_count: u32,
+        holder: &str,
+        until: Option<Instant>,
+    ) -> Disposition {
         let started = Instant::now();
+        // Stop taking chunks at the flush's budget, or early enough before the invocation's
+        // end to hand the window on.
+        let mut stop_at = started + self.flusher.config.budget;
+        if let Some(u) = until {
+            stop_at = stop_at.min(u.checked_sub(STOP_MARGIN).unwrap_or(u));
+        }
         let job = match FlushJob::parse(body) {
             Ok(j) => j,
             Err(e) => {
@@ -91,11 +143,10 @@ impl StockApplier {
             tracing::info!(connection = %conn.id, active = conn.active, "realtime stock is off: flush skipped");
             return Disposition::Done;
         }
-        let holder = uuid::Uuid::new_v4().simple().to_string();
-        let until = now_ms() + ms(f.config.lease);
+        let hold = now_ms() + ms(f.config.lease);
         match f
             .stock
-            .take_window(&conn.id, &job.window, &holder, until, now_ms())
+            .take_window(&conn.id, &job.window, holder, hold, now_ms())
             .await
         {
             Ok(true) => {}
@@ -111,7 +162,7 @@ impl StockApplier {
             }
         }
         let mut report = FlushReport::default();
-        let result = f.flush(&conn, &holder, started, &mut report).await;
+        let result = f.flush(&conn, holder, stop_at, &mut report).await;
         f.journal(&conn.id, &report).await;
         tracing::info!(
             connection = %conn.id, window = %job.window, requests = report.requests,
@@ -123,7 +174,7 @@ impl StockApplier {
         match result {
             Ok(FlushEnd::LostWindow) => Disposition::Done,
             Ok(end) => {
-                self.finish_window(&conn.id, &holder, end).await;
+                self.finish_window(&conn.id, holder, end).await;
                 Disposition::Done
             }
             Err(e) => {
@@ -131,7 +182,7 @@ impl StockApplier {
                 self.failed(
                     &conn.id,
                     receive_count,
-                    Some(&holder),
+                    Some(holder),
                     retryable,
                     e.to_string(),
                 )

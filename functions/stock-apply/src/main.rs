@@ -41,10 +41,14 @@ async fn main() -> Result<(), BoxError> {
         max_receives: env_parse("STOCK_MAX_RECEIVES", 10u32)?,
     };
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 120 s (template.yaml) and the consumer's settle margin.
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(120),
+    ))
+    .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let token = PlatformSecret::load(&platform_secret)
+    let token = PlatformSecret::load_with(&aws, &platform_secret)
         .await?
         .shop_api_token()?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
@@ -77,7 +81,8 @@ async fn main() -> Result<(), BoxError> {
     };
     let (applier, transport) = (&applier, &transport);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, BoxError>(handle_sqs_event(applier, transport, event.payload).await)
+        let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
+        Ok::<_, BoxError>(handle_sqs_event(applier, transport, event.payload, deadline).await)
     }))
     .await
 }

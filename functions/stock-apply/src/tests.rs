@@ -27,6 +27,8 @@ struct FakeSource {
     /// Fails from this request on (1-based).
     fail_from: AtomicU64,
     during: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// A slow KeyCRM: each read takes this long.
+    delay: Mutex<Option<Duration>>,
 }
 
 #[async_trait]
@@ -46,6 +48,10 @@ impl StockSource for FakeSource {
         }
         if let Some(hook) = self.during.lock().unwrap().as_ref() {
             hook();
+        }
+        let delay = *self.delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
         let a = self.available.lock().unwrap();
         Ok(offers
@@ -477,6 +483,43 @@ async fn a_revoked_key_gives_up_at_once_and_keycrm_outages_retry() {
         matches!(&d, Disposition::GiveUp { reason } if reason.contains("rejected the API key")),
         "{d:?}"
     );
+}
+
+#[tokio::test]
+async fn a_panic_is_the_messages_own_and_is_given_up_with_its_reason() {
+    let w = world(1, 1, fast(), RetryPolicy::default()).await;
+    let body = w.signal(&[1000]).await.unwrap();
+    *w.source.during.lock().unwrap() = Some(Box::new(|| panic!("unexpected KeyCRM shape")));
+    let d = w.applier.handle_message(&body, 1).await;
+    let Disposition::GiveUp { reason } = d else {
+        panic!("{d:?}")
+    };
+    assert!(reason.contains("unexpected KeyCRM shape"), "{reason}");
+    assert!(
+        w.stock.window(CONN).await.unwrap().is_none(),
+        "the window ended"
+    );
+    assert_eq!(w.stock.in_flight(CONN).await.unwrap(), vec![1000], "kept");
+}
+
+#[tokio::test]
+async fn running_out_of_time_retries_with_the_window_parked() {
+    let w = world(1, 1, fast(), RetryPolicy::default()).await;
+    let body = w.signal(&[1000]).await.unwrap();
+    *w.source.delay.lock().unwrap() = Some(Duration::from_secs(30));
+    let until = std::time::Instant::now() + Duration::from_millis(100);
+    let d = w.applier.handle_message_until(&body, 1, Some(until)).await;
+    assert!(
+        matches!(&d, Disposition::RetryAfter { reason, .. } if reason.contains("ran out of time")),
+        "{d:?}"
+    );
+    let win = w.stock.window(CONN).await.unwrap().expect("parked");
+    assert!(win.holder.is_none());
+    // the retry takes it and finishes
+    *w.source.delay.lock().unwrap() = None;
+    w.set(1000, false);
+    assert_eq!(w.applier.handle_message(&body, 2).await, Disposition::Done);
+    assert!(!w.variant(1000));
 }
 
 #[tokio::test]

@@ -1499,7 +1499,7 @@ fn new_stock(quantity: i64) -> Vec<Stock> {
 /// with a few units keeps part of it in a second warehouse (derived from its own dice, so the
 /// catalog's other seeded values do not move).
 fn seed_stock(seed: u64, offer_id: i64, quantity: i64, reserve: i64) -> Vec<Stock> {
-    let mut r = SplitMix64::derive(seed ^ 0x5700_c4, offer_id as u64);
+    let mut r = SplitMix64::derive(seed ^ 0x0057_00c4, offer_id as u64);
     let movable = quantity - reserve;
     if quantity >= 4 && movable >= 2 && r.chance(0.1) {
         let k = r.range(1, movable / 2);

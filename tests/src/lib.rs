@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end and emulator tests in `tests/tests/`.
 
+pub mod article;
 pub mod emulator;
 pub mod openapi;

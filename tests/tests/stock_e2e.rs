@@ -12,7 +12,8 @@ use catalog_sync::{kit, Config, Deps, Engine, JobOutcome};
 use e2e_tests::emulator;
 use keycrm::{ApiKey, ClientConfig, GateError, Priority, RateBudget, RateGate, Slot};
 use keycrm_sim::{AccountSpec, OfferInfo, SimConfig, SimHandle, StockWebhook};
-use mapping::settings::{DeliveryLink, PaymentLink, StatusLink};
+use mapping::settings::{DeliveryLink, PaymentLink};
+use mapping::status_map::OrderStatusMap;
 use mapping::{OrderSyncType, Settings};
 use queue::{MemoryQueue, Message, Queue, SqsQueue};
 use runtime::KeycrmClients;
@@ -27,7 +28,7 @@ use stock_apply::{
 };
 use store::{
     tokens, ConnectionStore, DynamoRateGate, DynamoTable, LinkStore, MemorySecrets, SecretStore,
-    StatusJournal, StockStore, SyncKind,
+    StatusJournal, StockStore, SyncKind, WebhookKind,
 };
 use tokio::task::JoinHandle;
 
@@ -99,10 +100,7 @@ fn stock_settings() -> Settings {
         // what order push needs, for the competing-order test
         order_sync: OrderSyncType::Orders,
         source_id: Some(1),
-        status_map: vec![StatusLink {
-            shop_status: "new".into(),
-            keycrm_status_id: 1,
-        }],
+        order_statuses: OrderStatusMap::from_legacy(vec![("new".to_string(), 1)]),
         payment_map: vec![PaymentLink {
             shop_method: "cod".into(),
             keycrm_method_id: 1,
@@ -174,9 +172,11 @@ async fn world(s: Setup) -> World {
     };
     let clients = clients_for("stock");
     let order_clients = clients_for("orders");
-    let (stock_token, stock_hash) = tokens::generate();
+    // The stock URL's token derives from the webhook token key and the stock generation.
+    let token_key = tokens::TokenKey::generate();
+    let stock_token = tokens::derive(&token_key, CONN, WebhookKind::Stock, 1);
     let mut conn = kit::connection(CONN, SHOP, &sim.base_url(), SECRET, &key, stock_settings());
-    conn.webhook_tokens.stock = Some(stock_hash);
+    conn.webhook_generations.stock = 1;
     ConnectionStore::create(table.as_ref(), &conn)
         .await
         .unwrap();
@@ -200,6 +200,7 @@ async fn world(s: Setup) -> World {
         table.clone(),
         Arc::new(MemoryQueue::new("status-updates")),
         table.clone(),
+        token_key.clone(),
     )
     .with_stock(intake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

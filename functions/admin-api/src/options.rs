@@ -58,7 +58,10 @@ fn clients_error(conn: &Connection, e: ClientsError) -> ApiError {
             tracing::error!(connection = %conn.id, "the connection's API key is missing from the secret store");
             ApiError::conflict(
                 "key_missing",
-                "the stored KeyCRM API key is missing; paste the key again to reconnect",
+                crate::error::Msg::new(
+                    "the stored KeyCRM API key is missing; paste the key again to reconnect",
+                    "збережений ключ API KeyCRM відсутній; вставте ключ ще раз, щоб підключитися",
+                ),
             )
         }
         ClientsError::Store(e) => e.into(),

@@ -27,8 +27,9 @@ use mapping::Settings;
 use queue::{MemoryQueue, Queue};
 use runtime::KeycrmClients;
 use shop::{
-    CategoryUpsert, MemoryShop, ProductStateChange, ProductUpsert, ShopCatalog, ShopCategory,
-    ShopError, ShopProduct, ShopVariant, UpsertResult, VariantPriceChange,
+    CategoryStateChange, CategoryUpsert, MemoryShop, ProductStateChange, ProductUpsert,
+    ShopCatalog, ShopCategory, ShopError, ShopProduct, ShopVariant, UpsertResult,
+    VariantPriceChange,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +42,7 @@ use stock_apply::{
 use store::{
     tokens, Connection, ConnectionStore, LinkStore, MemoryConnections, MemoryJournal, MemoryLinks,
     MemorySecrets, MemoryStock, SecretStore, StatusJournal, StockStore, StockWindow, StoreError,
-    WebhookTokens,
+    WebhookGenerations, WebhookKind, WebhookTokens,
 };
 
 const KEY: &str = "bench-key";
@@ -122,6 +123,13 @@ impl ShopCatalog for RecordingShop {
     }
     async fn categories(&self, shop_id: &str) -> Result<Vec<ShopCategory>, ShopError> {
         self.inner.categories(shop_id).await
+    }
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        self.inner.set_category_states(shop_id, changes).await
     }
     async fn upsert_categories(
         &self,
@@ -428,7 +436,8 @@ async fn run() {
     let key = keycrm::ApiKey::new(KEY);
     let secrets = Arc::new(MemorySecrets::default());
     secrets.put("bench/secret", &key).await.unwrap();
-    let (token, hash) = tokens::generate();
+    let token_key = tokens::TokenKey::generate();
+    let token = tokens::derive(&token_key, CONN, WebhookKind::Stock, 1);
     let conns = Arc::new(MemoryConnections::default());
     conns
         .create(&Connection {
@@ -444,10 +453,13 @@ async fn run() {
                 realtime_stock: true,
                 ..Settings::default()
             },
-            webhook_tokens: WebhookTokens {
-                stock: Some(hash),
-                ..WebhookTokens::default()
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: WebhookGenerations {
+                stock: 1,
+                ..WebhookGenerations::default()
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
@@ -475,6 +487,7 @@ async fn run() {
         conns.clone(),
         Arc::new(MemoryQueue::new("status")),
         journal.clone(),
+        token_key,
     )
     .with_stock(webhook::StockIntake::new(
         stock.clone(),

@@ -180,16 +180,17 @@ impl Flusher {
         .await
     }
 
-    async fn ensure_index(&self, conn: &str) -> Result<(), StoreError> {
+    /// `scope`: the link-store scope of the connection's current KeyCRM account.
+    async fn ensure_index(&self, scope: &str) -> Result<(), StoreError> {
         let known = self
             .indexed
             .lock()
-            .map(|s| s.contains(conn))
+            .map(|s| s.contains(scope))
             .unwrap_or(false);
         if !known {
-            self.links.index_offers(conn).await?;
+            self.links.index_offers(scope).await?;
             if let Ok(mut s) = self.indexed.lock() {
-                s.insert(conn.to_string());
+                s.insert(scope.to_string());
             }
         }
         Ok(())
@@ -203,7 +204,7 @@ impl Flusher {
         stop_at: Instant,
         report: &mut FlushReport,
     ) -> Result<FlushEnd, FlushError> {
-        self.ensure_index(&conn.id).await?;
+        self.ensure_index(&conn.links_scope()).await?;
         let leftovers = self.stock.in_flight(&conn.id).await?;
         let pending = self.stock.pending(&conn.id).await?;
         let leftover_set: BTreeSet<i64> = leftovers.iter().copied().collect();
@@ -239,6 +240,8 @@ impl Flusher {
         report: &mut FlushReport,
     ) -> Result<bool, FlushError> {
         report.requests += 1;
+        // Links (and realtime stock's records) belong to the connection's current account.
+        let scope = conn.links_scope();
         let available = self.source.available(conn, chunk).await?;
         // The read may have waited long for a slot behind orders: confirm the window is still
         // this flush's (and extend it) right before writing, so a flush that was taken over
@@ -247,17 +250,17 @@ impl Flusher {
         if !self.stock.renew_window(&conn.id, holder, until).await? {
             return Ok(false);
         }
-        let products = self.links.products_of_offers(&conn.id, chunk).await?;
+        let products = self.links.products_of_offers(&scope, chunk).await?;
         let ids: BTreeSet<i64> = products.values().copied().collect();
         let ids: Vec<i64> = ids.into_iter().collect();
         let links = self
             .links
-            .get_products(&conn.id, &ids)
+            .get_products(&scope, &ids)
             .await?
             .into_iter()
             .map(|l| (l.keycrm_id, l))
             .collect();
-        let last_written = self.stock.last_written(&conn.id, chunk).await?;
+        let last_written = self.stock.last_written(&scope, chunk).await?;
         let mut input = ChunkInput {
             products,
             links,
@@ -286,9 +289,9 @@ impl Flusher {
             .iter()
             .filter_map(|k| input.links.get(k).cloned())
             .collect();
-        self.links.put_products(&conn.id, &updated).await?;
+        self.links.put_products(&scope, &updated).await?;
         let written: Vec<(i64, bool)> = plan.written.iter().map(|w| (w.0, w.2)).collect();
-        self.stock.record_written(&conn.id, &written).await?;
+        self.stock.record_written(&scope, &written).await?;
         Ok(true)
     }
     /// Writes availability changes; returns, per change, whether the shop took it. A refused

@@ -30,6 +30,7 @@ async fn run() -> Result<(), lambda_http::Error> {
         )?),
         ..defaults
     };
+    let token_key_arn = runtime::env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
     // One shared configuration load keeps the cold start short.
     // Timeouts that fit the function's 10 s (template.yaml).
     let conf = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
@@ -43,7 +44,10 @@ async fn run() -> Result<(), lambda_http::Error> {
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let queue = Arc::new(queue::SqsQueue::new(sqs.clone(), queue_url));
     let flushes = Arc::new(queue::SqsQueue::new(sqs, stock_queue_url));
+    // Read once per cold start: every URL token is checked against keys derived from it.
+    let token_key = runtime::load_token_key(&conf, &token_key_arn).await?;
     let stock = webhook::StockIntake::new(table.clone(), flushes, table.clone(), stock_config);
-    let receiver = Arc::new(Receiver::new(table.clone(), queue, table).with_stock(stock));
+    let receiver =
+        Arc::new(Receiver::new(table.clone(), queue, table, token_key).with_stock(stock));
     lambda_http::run(webhook::router(receiver)).await
 }

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stock_apply::{FlushConfig, FlushJob};
+use store::tokens::TokenKey;
 use store::{
     tokens, Connection, ConnectionStore, MemoryConnections, MemoryJournal, MemoryStock,
-    StatusJournal, StockStore, WebhookTokens,
+    StatusJournal, StockStore, WebhookGenerations, WebhookKind, WebhookTokens,
 };
 use tower::ServiceExt;
 
@@ -27,6 +28,7 @@ struct Fixture {
     flushes: Arc<MemoryQueue>,
     status_queue: Arc<MemoryQueue>,
     journal: Arc<MemoryJournal>,
+    key: TokenKey,
     stock_token: String,
     orders_token: String,
 }
@@ -45,16 +47,18 @@ fn app(
     flushes: Arc<dyn Queue>,
     status_queue: Arc<dyn Queue>,
     journal: Arc<MemoryJournal>,
+    key: TokenKey,
 ) -> Router {
     let intake = StockIntake::new(stock, flushes, journal.clone(), FlushConfig::default());
     router(Arc::new(
-        Receiver::new(conns, status_queue, journal).with_stock(intake),
+        Receiver::new(conns, status_queue, journal, key).with_stock(intake),
     ))
 }
 
 async fn fixture_with(settings: Settings, active: bool) -> Fixture {
-    let (stock_token, stock_hash) = tokens::generate();
-    let (orders_token, orders_hash) = tokens::generate();
+    let key = TokenKey::generate();
+    let stock_token = tokens::derive(&key, CONN, WebhookKind::Stock, 1);
+    let orders_token = tokens::derive(&key, CONN, WebhookKind::Orders, 1);
     let conns = Arc::new(MemoryConnections::default());
     let now = chrono::Utc::now();
     conns
@@ -67,11 +71,14 @@ async fn fixture_with(settings: Settings, active: bool) -> Fixture {
             key_fingerprint: "fp".into(),
             secret_name: "sec".into(),
             settings,
-            webhook_tokens: WebhookTokens {
-                orders: Some(orders_hash),
-                cards: None,
-                stock: Some(stock_hash),
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: WebhookGenerations {
+                orders: 1,
+                cards: 0,
+                stock: 1,
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -89,12 +96,14 @@ async fn fixture_with(settings: Settings, active: bool) -> Fixture {
             flushes.clone(),
             status_queue.clone(),
             journal.clone(),
+            key.clone(),
         ),
         conns,
         stock,
         flushes,
         status_queue,
         journal,
+        key,
         stock_token,
         orders_token,
     }
@@ -395,6 +404,7 @@ async fn an_unavailable_queue_answers_503_so_keycrm_retries() {
         Arc::new(DownQueue),
         f.status_queue.clone(),
         f.journal.clone(),
+        f.key.clone(),
     );
     let (status, _) = send(
         &down,
@@ -422,6 +432,7 @@ async fn a_receiver_without_stock_hand_off_answers_503() {
         f.conns.clone(),
         f.status_queue.clone(),
         f.journal.clone(),
+        f.key.clone(),
     )));
     let (status, _) = send(
         &bare,

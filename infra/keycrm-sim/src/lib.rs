@@ -193,6 +193,25 @@ impl SimHandle {
             .collect()
     }
 
+    /// Another API key for an existing account, as when its owner generates one more in
+    /// KeyCRM («Налаштування → Основні», «Згенерувати API ключ»): both keys then open the same
+    /// data (and share its rate limit). False if `existing` is unknown or `new_key` is taken.
+    pub fn add_api_key(&self, existing: &str, new_key: &str) -> bool {
+        let Some(acc) = self.shared.account(existing) else {
+            return false;
+        };
+        let mut keys = self
+            .shared
+            .by_key
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if keys.contains_key(new_key) {
+            return false;
+        }
+        keys.insert(new_key.to_string(), acc);
+        true
+    }
+
     pub fn stats(&self) -> SimStats {
         lock(&self.shared.stats).clone()
     }
@@ -277,7 +296,7 @@ impl SimHandle {
     /// stock webhooks like a manual edit in KeyCRM.
     pub fn catalog_mutate(&self, api_key: &str, m: CatalogMutation) {
         if let Some(acc) = self.shared.account(api_key) {
-            let n = server::mutate_catalog(&self.shared, acc, &m);
+            let n = server::mutate_catalog(&self.shared, &acc, &m);
             if n == 0 {
                 tracing::warn!(?m, "catalog mutation matched nothing");
             }
@@ -314,7 +333,7 @@ impl SimHandle {
             items: items.to_vec(),
         };
         let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
-        stock::with_stock_events(&self.shared, acc, &ids, |cat| {
+        stock::with_stock_events(&self.shared, &acc, &ids, |cat| {
             stock::apply_update(cat, &update, time::now())
         });
         Ok(())
@@ -372,7 +391,7 @@ pub async fn start(config: SimConfig, bind: SocketAddr) -> std::io::Result<SimHa
         .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         accounts,
-        by_key,
+        by_key: std::sync::RwLock::new(by_key),
         rate_limit: config.rate_limit_per_minute,
         time_scale,
         public_base,

@@ -23,7 +23,9 @@ mod sync_dynamo;
 mod sync_memory;
 pub mod tokens;
 
-pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
+pub use connection::{
+    Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind, WebhookTokens,
+};
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;
@@ -40,3 +42,4 @@ pub use stock::{StockStore, StockWindow};
 pub use stock_memory::MemoryStock;
 pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
 pub use sync_memory::MemorySync;
+pub use tokens::TokenKey;

@@ -3,19 +3,19 @@
 //! while links are keyed by product; the index turns one into the other with a `BatchGetItem`.
 //!
 //! Written with every product link (`LinkStore::put_products`) and deleted with it. Links
-//! written before the index existed are indexed once per connection by [`backfill`], which
-//! then leaves a marker (`CONN#{conn}` / `STOCK#INDEX`). A link written concurrently with the
+//! written before the index existed are indexed once per links scope (a connection's KeyCRM
+//! account) by [`backfill`], which then leaves a marker (`LINKS#{scope}` / `OFFER_INDEX`). A link written concurrently with the
 //! backfill indexes itself, so the two never miss an offer; an entry left behind for a link
 //! deleted meanwhile points at a link that is gone and reads as "not linked".
 
-use crate::connection::{conn_pk, links_pk};
+use crate::connection::links_pk;
 use crate::dynamo::{self, DynamoTable, Item, SK};
 use crate::links::{LinkStore, ProductLink};
 use crate::StoreError;
 use std::collections::BTreeMap;
 
 const PREFIX: &str = "O#";
-const MARKER: &str = "STOCK#INDEX";
+const MARKER: &str = "OFFER_INDEX";
 /// Bumped if the index layout ever changes, so every connection is indexed again.
 const VERSION: i64 = 1;
 
@@ -59,9 +59,9 @@ pub(crate) fn entry(item: &Item) -> Option<(i64, i64)> {
     Some((offer, dynamo::get_n(item, "p")?))
 }
 
-/// Indexes the links of a connection written before the index existed, once.
+/// Indexes the links of a scope written before the index existed, once.
 pub(crate) async fn backfill(table: &DynamoTable, conn: &str) -> Result<(), StoreError> {
-    let marker = dynamo::key(conn_pk(conn), MARKER);
+    let marker = dynamo::key(links_pk(conn), MARKER);
     let out = table
         .client
         .get_item()

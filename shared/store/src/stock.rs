@@ -15,8 +15,9 @@
 //! - `CONN#{conn}` / `STOCK#WINDOW`: the scheduled flush `w` (its id), `until` (epoch ms) and,
 //!   while a flush runs, its `holder`. Receivers schedule a new window only when none is live;
 //!   the flush holds it (renewing `until`) so two flushes of one connection never overlap.
-//! - `LINKS#{conn}` / `A#{offer}`: the availability realtime stock last wrote (`a`), the
-//!   second record `mapping::stock::needs_write` compares with.
+//! - `LINKS#{scope}` / `A#{offer}`: the availability realtime stock last wrote (`a`), the
+//!   second record `mapping::stock::needs_write` compares with; kept with the links of the
+//!   connection's current KeyCRM account (`Connection::links_scope`).
 
 use crate::connection::{conn_pk, links_pk};
 use crate::dynamo::{self, DynamoTable, Item, PK, SK};
@@ -114,7 +115,8 @@ pub trait StockStore: Send + Sync {
     /// Ends the window if this holder still has it.
     async fn end_window(&self, conn: &str, holder: &str) -> Result<(), StoreError>;
 
-    /// The availability realtime stock last wrote, for those of `offers` it ever wrote.
+    /// The availability realtime stock last wrote, for those of `offers` it ever wrote. These
+    /// records live with the links: `conn` is the links scope (`Connection::links_scope`).
     async fn last_written(
         &self,
         conn: &str,

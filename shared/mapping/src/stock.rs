@@ -176,6 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn the_switch_is_saved_and_defaults_off_for_older_documents() {
+        let on = Settings {
+            sync_products: true,
+            realtime_stock: true,
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&on).unwrap();
+        assert!(text.contains("\"realtime_stock\":true"), "{text}");
+        let back: Settings = serde_json::from_str(&text).unwrap();
+        assert!(back.realtime_stock_active());
+        let old: Settings = serde_json::from_str(r#"{"sync_products":true}"#).unwrap();
+        assert!(!old.realtime_stock);
+    }
+
+    #[test]
     fn writes_when_either_record_differs() {
         // every combination of link, last write and the current availability
         for link in [None, Some(false), Some(true)] {

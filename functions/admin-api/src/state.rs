@@ -26,6 +26,9 @@ pub struct AdminConfig {
     pub public_base_url: Option<String>,
     /// How long the settings page's dictionaries are reused before KeyCRM is asked again.
     pub options_ttl: Duration,
+    /// How long after a disconnect its cleanup job becomes visible on the sync-jobs queue
+    /// (`store::CLEANUP_GRACE`: work in flight for the connection finishes first).
+    pub cleanup_delay: Duration,
 }
 
 impl AdminConfig {
@@ -36,6 +39,7 @@ impl AdminConfig {
             allowed_keycrm_base_urls: Vec::new(),
             public_base_url: None,
             options_ttl: Duration::from_secs(300),
+            cleanup_delay: store::CLEANUP_GRACE,
         }
     }
 

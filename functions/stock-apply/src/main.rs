@@ -7,7 +7,7 @@ use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
-use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use runtime::{env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,6 @@ async fn main() -> Result<(), BoxError> {
     let table_name = env_req("TABLE_NAME")?;
     let queue_url = env_req("STOCK_QUEUE_URL")?;
     let shop_base = env_req("SHOP_API_BASE_URL")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
     let defaults = FlushConfig::default();
     let config = FlushConfig {
         window: Duration::from_secs(env_parse("STOCK_WINDOW_SECS", defaults.window.as_secs())?),
@@ -48,9 +47,7 @@ async fn main() -> Result<(), BoxError> {
     .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let token = PlatformSecret::load_with(&aws, &platform_secret)
-        .await?
-        .shop_api_token()?;
+    let token = runtime::shop_api_token_from_env(&aws).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
     )));

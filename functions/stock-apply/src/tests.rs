@@ -534,7 +534,11 @@ async fn nothing_happens_when_the_connection_is_off_or_gone() {
     c.version += 1;
     w.conns.update(&c).await.unwrap();
     assert_eq!(w.applier.handle_message(&body, 1).await, Disposition::Done);
-    w.conns.delete(CONN).await.unwrap();
+    // realtime on again, but the merchant disconnects
+    c.settings.realtime_stock = true;
+    c.version += 1;
+    w.conns.update(&c).await.unwrap();
+    w.conns.mark_deleting(&c).await.unwrap();
     assert_eq!(w.applier.handle_message(&body, 1).await, Disposition::Done);
     assert_eq!(w.requests(), 0);
 }

@@ -37,13 +37,51 @@ const CONN: &str = "conn-stock";
 const SHOP: &str = "shop-stock";
 const SECRET: &str = "shop-keycrm/test/keycrm/conn-stock";
 
-type GateLog = Arc<Mutex<Vec<(&'static str, Instant, Instant)>>>;
+/// One slot the shared gate handed out.
+#[derive(Debug, Clone)]
+struct Grant {
+    user: &'static str,
+    priority: Priority,
+    asked: Instant,
+    /// When `acquire_until` returned (the gate's storage latency included).
+    granted: Instant,
+    /// For a background slot: the time the gate booked it (wall-clock µs), read back from
+    /// the gate's item. Exact, unlike `granted`, which is late by however long the emulator
+    /// took to confirm the booking.
+    booked_bg_us: Option<i64>,
+}
 
-/// Records every slot the shared gate hands out to one user: who, when asked, when granted.
+type GateLog = Arc<Mutex<Vec<Grant>>>;
+
+/// Records every slot the shared gate hands out to one user: who, at which priority, when
+/// asked, when granted.
 struct RecordingGate {
     user: &'static str,
     inner: Arc<dyn RateGate>,
+    /// The table and budget of the DynamoDB gate behind `inner`.
+    table: DynamoTable,
+    budget: RateBudget,
     log: GateLog,
+}
+
+impl RecordingGate {
+    /// The background slot just booked on `key`: the gate advances `bg_tat_us` to the booked
+    /// time plus one background interval, and only background bookings move it.
+    async fn booked_background(&self, key: &str) -> Option<i64> {
+        let item = self
+            .table
+            .client
+            .get_item()
+            .table_name(&self.table.name)
+            .set_key(Some(store::dynamo::key(format!("GATE#{key}"), "GATE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .ok()?
+            .item?;
+        let bg_tat: i64 = store::dynamo::get_n(&item, "bg_tat_us")?;
+        Some(bg_tat - self.budget.background_interval_us())
+    }
 }
 
 #[async_trait]
@@ -57,10 +95,18 @@ impl RateGate for RecordingGate {
         let asked = Instant::now();
         let slot = self.inner.acquire_until(key, priority, latest_us).await?;
         if matches!(slot, Slot::Granted(_)) {
-            self.log
-                .lock()
-                .unwrap()
-                .push((self.user, asked, Instant::now()));
+            let granted = Instant::now();
+            let booked_bg_us = match priority {
+                Priority::Background => self.booked_background(key).await,
+                Priority::Interactive => None,
+            };
+            self.log.lock().unwrap().push(Grant {
+                user: self.user,
+                priority,
+                asked,
+                granted,
+                booked_bg_us,
+            });
         }
         Ok(slot)
     }
@@ -154,10 +200,8 @@ async fn world(s: Setup) -> World {
     secrets.put(SECRET, &key).await.unwrap();
     // The shared per-key budget, on DynamoDB, on the simulator's clock; each user's slots
     // are recorded.
-    let shared: Arc<dyn RateGate> = Arc::new(DynamoRateGate::new(
-        (*table).clone(),
-        RateBudget::keycrm_scaled(s.scale),
-    ));
+    let budget = RateBudget::keycrm_scaled(s.scale);
+    let shared: Arc<dyn RateGate> = Arc::new(DynamoRateGate::new((*table).clone(), budget.clone()));
     let gate_log: GateLog = Arc::default();
     let clients_for = |user| {
         Arc::new(KeycrmClients::new(
@@ -165,6 +209,8 @@ async fn world(s: Setup) -> World {
             Arc::new(RecordingGate {
                 user,
                 inner: shared.clone(),
+                table: (*table).clone(),
+                budget: budget.clone(),
                 log: gate_log.clone(),
             }),
             ClientConfig::with_base_url(sim.base_url()),
@@ -716,7 +762,7 @@ async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
     let flush = tokio::spawn(async move { applier.handle_message(&body, 1).await });
     // once the flush is reading, six orders arrive
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !w.gate_log.lock().unwrap().iter().any(|g| g.0 == "stock") {
+    while !w.gate_log.lock().unwrap().iter().any(|g| g.user == "stock") {
         assert!(
             Instant::now() < deadline,
             "the flush never asked for a slot"
@@ -753,42 +799,60 @@ async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
     assert_eq!(flushed, stock_apply::Disposition::Done);
 
     let log = w.gate_log.lock().unwrap().clone();
-    let interactive: Vec<_> = log.iter().filter(|g| g.0 == "orders").collect();
-    let background: Vec<_> = log.iter().filter(|g| g.0 == "stock").collect();
+    let interactive: Vec<_> = log.iter().filter(|g| g.user == "orders").collect();
+    let background: Vec<_> = log.iter().filter(|g| g.user == "stock").collect();
     assert_eq!(background.len(), 20, "1000 offers, 50 a request");
-    // Stock reads run below orders' priority: never faster than the background share
-    // (48 of 60 a minute), so orders always find free slots.
-    let bg = Duration::from_micros(budget.background_interval_us() as u64);
-    let tightest = background
-        .windows(2)
-        .map(|p| p[1].2 - p[0].2)
-        .min()
-        .unwrap();
     assert!(
-        tightest.as_secs_f64() >= bg.as_secs_f64() * 0.95,
-        "stock requests {tightest:?} apart; the background share allows {bg:?}"
+        background
+            .iter()
+            .all(|g| g.priority == Priority::Background),
+        "stock reads ask below orders' priority"
+    );
+    assert!(interactive
+        .iter()
+        .all(|g| g.priority == Priority::Interactive));
+    // Stock reads run below orders' priority: never faster than the background share
+    // (48 of 60 a minute), so orders always find free slots. Checked on the slots the gate
+    // booked (exact); the times the calls returned also carry the emulator's latency.
+    let bg_us = budget.background_interval_us();
+    let booked: Vec<i64> = background
+        .iter()
+        .map(|g| g.booked_bg_us.expect("the booked background slot"))
+        .collect();
+    let tightest = booked.windows(2).map(|p| p[1] - p[0]).min().unwrap();
+    assert!(
+        tightest >= bg_us,
+        "stock slots booked {tightest} µs apart; the background share allows {bg_us} µs"
+    );
+    // And the requests really went out at that pace (storage latency can only delay the
+    // first grant, so the span is measured with 5% slack).
+    let span = background[19].granted - background[0].granted;
+    let least = Duration::from_micros(bg_us as u64 * 19);
+    assert!(
+        span.as_secs_f64() >= least.as_secs_f64() * 0.95,
+        "20 stock requests within {span:?}; the background share needs {least:?}"
     );
     let slot = Duration::from_micros(budget.interval_us() as u64);
     assert!(interactive.len() >= 6, "{log:?}");
     // An order request waits at most for the one background slot already booked: no stock
     // request is granted ahead of more than one waiting order request.
-    for (_, asked, granted) in &interactive {
+    for g in &interactive {
         let overtaken = background
             .iter()
-            .filter(|(_, _, g)| g > asked && g < granted)
+            .filter(|b| b.granted > g.asked && b.granted < g.granted)
             .count();
         assert!(
             overtaken <= 1,
             "{overtaken} stock requests went ahead of an order request"
         );
         assert!(
-            *granted - *asked <= slot * 2 + Duration::from_millis(250),
+            g.granted - g.asked <= slot * 2 + Duration::from_millis(250),
             "an order request waited {:?}",
-            *granted - *asked
+            g.granted - g.asked
         );
     }
-    let last_order = interactive.iter().map(|g| g.2).max().unwrap();
-    let last_stock = background.iter().map(|g| g.2).max().unwrap();
+    let last_order = interactive.iter().map(|g| g.granted).max().unwrap();
+    let last_stock = background.iter().map(|g| g.granted).max().unwrap();
     assert!(
         last_order < last_stock,
         "the orders were done while the import was still being read (orders took {orders_took:?})"

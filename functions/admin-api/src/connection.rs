@@ -1,5 +1,6 @@
 //! Connect, read, toggle, re-key and disconnect; save settings; rotate webhook tokens.
 
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJson, PublicBase, ShopAuth};
 use crate::options;
@@ -125,6 +126,7 @@ fn check_key(raw: String) -> ApiResult<ApiKey> {
 pub async fn put_connection(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<ConnectRequest>,
 ) -> ApiResult<Response> {
@@ -146,10 +148,14 @@ pub async fn put_connection(
         .clients
         .for_key(&keycrm_base, key.clone())
         .map_err(|e| ApiError::from_key_check(&e))?;
-    if let Err(e) = client.verify_key().await {
-        tracing::info!(shop = %auth.shop_id, kind = e.kind(), "KeyCRM did not accept the pasted key");
-        return Err(ApiError::from_key_check(&e));
-    }
+    deadline
+        .upstream(async {
+            client.verify_key().await.map_err(|e| {
+                tracing::info!(shop = %auth.shop_id, kind = e.kind(), "KeyCRM did not accept the pasted key");
+                ApiError::from_key_check(&e)
+            })
+        })
+        .await?;
 
     match existing {
         None => create(&api, &auth.shop_id, key, keycrm_base, req.active, &base).await,
@@ -297,6 +303,7 @@ pub async fn get_status(
 pub async fn get_options(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<OptionsView>> {
     let refresh = match crate::query_param(q.as_deref(), "refresh").as_deref() {
@@ -307,15 +314,17 @@ pub async fn get_options(
         }
     };
     let conn = require_connection(&api, &auth.shop_id).await?;
-    let (opts, at, cached) = options::load(&api, &conn, refresh).await?;
+    let (opts, at, cached) = options::load(&api, &conn, refresh, &deadline).await?;
     Ok(Json(OptionsView::build(opts, at, cached)))
 }
 
-/// `PUT /connection/settings`: checked against both sides' live dictionaries, saved whole or
-/// not at all.
+/// `PUT /connection/settings`: checked against both sides' dictionaries (a young cache when
+/// it holds every reference, live lists otherwise; see [`options::check_settings`]), saved
+/// whole or not at all.
 pub async fn put_settings(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<SaveSettingsRequest>,
 ) -> ApiResult<Json<ConnectionView>> {
@@ -329,8 +338,10 @@ pub async fn put_settings(
             ),
         ));
     }
-    let (opts, _) = options::fetch_live(&api, &conn).await?;
-    let errors = req.settings.validate(&opts.keycrm, &opts.shop);
+    let (errors, _) = options::check_settings(&api, &conn, &deadline, |opts| {
+        req.settings.validate(&opts.keycrm, &opts.shop)
+    })
+    .await?;
     if !errors.is_empty() {
         tracing::info!(
             connection = %conn.id,

@@ -9,6 +9,7 @@ use keycrm::KeycrmError;
 use mapping::FieldError;
 use serde::Serialize;
 use shop::ShopError;
+use std::time::Duration;
 use store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub fields: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header (KeyCRM busy or slow).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +42,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -97,10 +101,28 @@ impl ApiError {
         }])
     }
 
+    /// KeyCRM could not do the work in time: the key's budget is spent by other work (429s,
+    /// a long queue in the rate gate) or KeyCRM answers too slowly. Nothing was changed.
+    pub fn keycrm_busy(retry_in: Duration) -> Self {
+        // Whole seconds, at least one; a server asking for more than five minutes is not
+        // something to make the merchant stare at.
+        let secs = retry_in.as_secs_f64().ceil().clamp(1.0, 300.0) as u64;
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keycrm_busy",
+            format!(
+                "KeyCRM is busy or did not answer in time; nothing was changed, try again in {secs} s"
+            ),
+        );
+        e.retry_after = Some(secs);
+        e
+    }
+
     /// A KeyCRM failure while checking a key the merchant is pasting.
     pub fn from_key_check(e: &KeycrmError) -> Self {
         match e {
             KeycrmError::Unauthorized | KeycrmError::Forbidden { .. } => Self::key_rejected(),
+            KeycrmError::RateLimited { retry_after } => Self::keycrm_busy(*retry_after),
             other => Self::keycrm_unreachable(other),
         }
     }
@@ -113,6 +135,7 @@ impl ApiError {
                 "keycrm_key_rejected",
                 "KeyCRM rejected the stored API key; paste a new key to reconnect",
             ),
+            KeycrmError::RateLimited { retry_after } => Self::keycrm_busy(*retry_after),
             other => Self::keycrm_unreachable(other),
         }
     }
@@ -179,7 +202,12 @@ impl IntoResponse for ApiError {
                 fields: &self.fields,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

@@ -37,6 +37,11 @@ async fn main() -> Result<(), BoxError> {
         .unwrap_or_default();
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
+    cfg.request_deadline =
+        Duration::from_secs(config::env_parse("REQUEST_DEADLINE_SECS", 25u64)?.clamp(5, 28));
+    cfg.page_origins =
+        AdminConfig::parse_page_origins(&env_opt("PAGE_ALLOWED_ORIGINS").unwrap_or_default())
+            .map_err(|e| format!("PAGE_ALLOWED_ORIGINS: {e}"))?;
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);

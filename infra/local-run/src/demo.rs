@@ -135,6 +135,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => {
             demo_shop.set_reference(&args.shop_id, demo_data::shop_reference());
+            // A second shop with nothing connected, for walking the settings page from the start.
+            demo_shop.set_reference(&walkthrough_shop(&args), demo_data::shop_reference());
             let token = random_hex(16);
             let (addr, _server) = shop::demo_server::serve(
                 demo_shop.clone(),
@@ -168,6 +170,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         TokenSigner::new(random_hex(32).as_bytes()).map_err(|e| anyhow!("signing key: {e:?}"))?;
     // Admin tokens live at most a day; the one printed in the summary is for trying the API by hand.
     let admin_token = signer.mint(&args.shop_id, 12 * 3600);
+    let walkthrough_token = signer.mint(&walkthrough_shop(&args), 12 * 3600);
     let mut admin_cfg = AdminConfig::new(SECRET_PREFIX, keycrm.base_url.clone());
     admin_cfg.public_base_url = Some(public.clone());
     let admin = AdminApi {
@@ -422,6 +425,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &webhook_url,
         started,
     );
+    print_page_urls(&args, &keycrm, &public, &admin_token, &walkthrough_token);
     let dead: Vec<String> = dead.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("  Dead letters  {}", dead.join(", "));
 
@@ -433,6 +437,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// The shop the summary offers for walking the settings page from an empty start.
+fn walkthrough_shop(args: &Args) -> String {
+    format!("{}-walkthrough", args.shop_id)
+}
+
+/// The settings page's address: the page, with the shop token in the fragment (never sent to
+/// the server; the page takes it out of the address bar at once).
+fn page_url(public: &str, shop_id: &str, token: &str) -> String {
+    format!("{public}/v1/shops/{shop_id}/connection/page#token={token}")
+}
+
+fn print_page_urls(args: &Args, keycrm: &Keycrm, public: &str, admin: &str, walkthrough: &str) {
+    println!();
+    println!("Settings page (open in a browser):");
+    println!(
+        "  connected demo shop  {}",
+        page_url(public, &args.shop_id, admin)
+    );
+    if args.real_shop().is_none() {
+        println!(
+            "  empty shop           {}",
+            page_url(public, &walkthrough_shop(args), walkthrough)
+        );
+        if keycrm.sim.is_some() {
+            println!(
+                "                       follow the article from \"Ключ API\": paste the simulator's key {}",
+                keycrm.api_key
+            );
+        } else {
+            println!(
+                "                       follow the article from \"Ключ API\" with your KeyCRM key"
+            );
+        }
+    }
 }
 
 /// SKUs the KeyCRM catalog has (first page is plenty for demo orders).

@@ -64,19 +64,20 @@ export function keyBlock(ctx) {
   const input = h('input', {
     id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', name: 'api_key',
     'aria-describedby': 'api-key-hint',
-    onkeydown: (e) => {
-      if (e.key === 'Enter') ctx.connect(input.value);
-    },
   });
   ctx.controls.set('api_key', input);
   const conn = ctx.conn;
-  return section('block-key', t('key.title'),
-    h('div', {class: 'field'},
-      h('label', {for: 'api-key'}, t('key.label')),
-      h('div', {class: 'inline'}, input,
-        h('button', {type: 'button', id: 'connect', class: 'primary', onclick: () => ctx.connect(input.value)}, t('key.connect'))),
-      h('p', {class: 'hint', id: 'api-key-hint'},
-        conn ? `${t('key.connected', {mask: conn.key_mask})} ${t('key.replace_hint')}` : t('key.hint'))),
+  // A form, so Enter connects; it is never submitted anywhere (the CSP allows no form target).
+  const form = h('form', {class: 'field', onsubmit: (e) => {
+    e.preventDefault();
+    ctx.connect(input.value);
+  }},
+  h('label', {for: 'api-key'}, t('key.label')),
+  h('div', {class: 'inline'}, input,
+    h('button', {type: 'submit', id: 'connect', class: 'primary'}, t('key.connect'))),
+  h('p', {class: 'hint', id: 'api-key-hint'},
+    conn ? `${t('key.connected', {mask: conn.key_mask})} ${t('key.replace_hint')}` : t('key.hint')));
+  return section('block-key', t('key.title'), form,
     h('p', {id: 'key-msg', class: 'msg', role: 'status', hidden: true}));
 }
 

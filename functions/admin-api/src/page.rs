@@ -362,6 +362,43 @@ mod tests {
         assert!(!html.contains("{{"), "an unfilled placeholder");
     }
 
+    /// The keys of one language's table in i18n.js (`  'key': '…',` lines).
+    fn keys_of(lang: &str) -> std::collections::BTreeSet<String> {
+        let src = ASSETS.iter().find(|(n, _, _)| *n == "i18n.js").unwrap().2;
+        let start = src.find(&format!("const {lang} = {{")).unwrap();
+        let body = &src[start..];
+        let body = &body[..body.find("\n};").unwrap()];
+        body.lines()
+            .filter_map(|l| l.trim().strip_prefix('\''))
+            .filter_map(|l| l.split_once("':").map(|(k, _)| k.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn both_languages_have_every_string_the_page_names() {
+        let uk = keys_of("uk");
+        let en = keys_of("en");
+        assert!(uk.len() > 100, "{}", uk.len());
+        let only_uk: Vec<_> = uk.difference(&en).collect();
+        let only_en: Vec<_> = en.difference(&uk).collect();
+        assert!(
+            only_uk.is_empty() && only_en.is_empty(),
+            "{only_uk:?} {only_en:?}"
+        );
+        // Every literal key the scripts ask for exists.
+        for (name, _, body) in ASSETS {
+            for (at, _) in body.match_indices("t('") {
+                // `t(` itself, not the end of another name (`insertAdjacentElement('…`).
+                let before = body[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let key = body[at + 3..].split('\'').next().unwrap();
+                assert!(uk.contains(key), "{name} asks for a missing string {key}");
+            }
+        }
+    }
+
     #[test]
     fn modules_import_only_served_files() {
         for (name, _, body) in ASSETS {

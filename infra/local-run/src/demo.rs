@@ -425,9 +425,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &webhook_url,
         started,
     );
-    print_page_urls(&args, &keycrm, &public, &admin_token, &walkthrough_token);
     let dead: Vec<String> = dead.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("  Dead letters  {}", dead.join(", "));
+    print_page_urls(&args, &keycrm, &public, &admin_token, &walkthrough_token);
 
     if !args.once {
         println!("Serving until Ctrl-C.");

@@ -134,6 +134,8 @@ struct Harness {
     tokens: Arc<Mutex<Vec<String>>>,
     /// Fresh tokens the platform handed out through the postMessage handshake.
     renewals: Arc<AtomicUsize>,
+    /// The order events queue (the shop platform publishes here).
+    order_q: Arc<SqsQueue>,
     http: reqwest::Client,
     driver: Driver,
     tasks: Vec<JoinHandle<()>>,
@@ -371,6 +373,7 @@ async fn harness() -> Harness {
         requests,
         tokens,
         renewals,
+        order_q,
         http: reqwest::Client::new(),
         driver: Driver::start().await.expect("chromedriver starts"),
         tasks,
@@ -1186,4 +1189,503 @@ async fn an_expiring_token_is_renewed_through_the_platform_and_strangers_are_ign
     assert!(b.find("#api-key").await.is_err());
     b.quit().await;
     h.assert_tokens_stayed_secret();
+}
+
+// ------------------------------------------------------------------------------ needs issue 10
+//
+// These follow the admin API of issue 10 as fixed by the briefs' contracts: settings with the
+// status mapping in both directions (C1), webhook URLs readable at any time (C3), dry runs of
+// proposed settings (C4), pushing skipped orders (C5).
+
+/// Sets an input's value as typing would end (an `input` and a `change` event).
+async fn set_input(b: &Browser, css: &str, value: &str) {
+    b.wait_for(css, WAIT).await.unwrap();
+    b.execute(
+        "const el = document.querySelector(arguments[0]);
+         el.focus(); el.value = arguments[1];
+         el.dispatchEvent(new Event('input', {bubbles: true}));
+         el.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![json!(css), json!(value)],
+    )
+    .await
+    .unwrap();
+}
+
+/// The KeyCRM dictionaries the page was offered.
+async fn keycrm_options(h: &Harness) -> Value {
+    let (s, opts) = h.api("GET", SHOP, "/options", None).await;
+    assert_eq!(s, 200, "{opts}");
+    opts["keycrm"].clone()
+}
+
+/// Every block filled in the page, saved, and the same values read back after a reload.
+#[tokio::test]
+async fn every_block_is_saved_and_read_back() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    b.type_into("#api-key", KEY).await.unwrap();
+    b.click("#connect").await.unwrap();
+    b.wait_for("#block-sync", WAIT).await.unwrap();
+    let k = keycrm_options(&h).await;
+
+    // Sync settings.
+    b.click("#sync-products").await.unwrap();
+    b.click("#sync-categories").await.unwrap();
+    // Categories: a root found by searching; its children come with it.
+    let cats = h.sim.catalog(KEY).categories;
+    let root = cats
+        .iter()
+        .find(|c| c.parent_id.is_none() && cats.iter().any(|x| x.parent_id == Some(c.id)))
+        .unwrap()
+        .clone();
+    let child = cats
+        .iter()
+        .find(|c| c.parent_id == Some(root.id))
+        .unwrap()
+        .clone();
+    b.type_into("#cats-search", &root.name).await.unwrap();
+    b.click(&format!("#cat-{}", root.id)).await.unwrap();
+    assert_eq!(value_of(&b, &format!("#cat-{}", child.id)).await, true);
+    assert_eq!(
+        b.execute(
+            "return document.querySelector(arguments[0]).disabled",
+            vec![json!(format!("#cat-{}", child.id))]
+        )
+        .await
+        .unwrap(),
+        true,
+        "a child of a chosen category is included, not chosen again"
+    );
+    // Additional settings: each policy off its default.
+    b.select_value("#match-key", "barcode").await.unwrap();
+    b.select_value("#new-products", "publish").await.unwrap();
+    b.select_value("#existing-products", "dont_update")
+        .await
+        .unwrap();
+    b.select_value("#missing-products", "make_unavailable")
+        .await
+        .unwrap();
+    set_input(&b, "#vanish-guard", "25").await;
+    // Orders: type, source, statuses both ways (two KeyCRM statuses to one shop status).
+    b.select_value("#order-sync", "orders").await.unwrap();
+    let source = k["sources"][0]["id"].as_i64().unwrap();
+    b.select_value("#source", &source.to_string())
+        .await
+        .unwrap();
+    let statuses: Vec<i64> = k["order_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    let from = [
+        (statuses[0], "new"),
+        (statuses[1], "new"),
+        (statuses[2], "paid"),
+        (statuses[3], "shipped"),
+        (statuses[4], "done"),
+    ];
+    for (id, shop) in from {
+        b.select_value(&format!("#of-{id}"), shop).await.unwrap();
+    }
+    let to = [
+        ("new", statuses[0]),
+        ("paid", statuses[2]),
+        ("done", statuses[4]),
+    ];
+    for (shop, id) in to {
+        b.select_value(&format!("#ot-{shop}"), &id.to_string())
+            .await
+            .unwrap();
+    }
+    let field = k["order_fields"][0]["uuid"].as_str().unwrap().to_string();
+    b.select_value("#ad-gift", &field).await.unwrap();
+    // Payment and delivery.
+    let pay: Vec<i64> = k["payment_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    let ship: Vec<i64> = k["delivery_services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    b.select_value("#payment-cod", &pay[0].to_string())
+        .await
+        .unwrap();
+    b.select_value("#payment-card", &pay[1].to_string())
+        .await
+        .unwrap();
+    b.select_value("#delivery-np", &ship[0].to_string())
+        .await
+        .unwrap();
+    b.select_value("#delivery-pickup", &ship[1].to_string())
+        .await
+        .unwrap();
+    screenshot(&b, "08-filled.uk").await;
+
+    // Save: the "Connected" card.
+    b.click("#save").await.unwrap();
+    b.wait_for("#block-connected", WAIT).await.unwrap();
+    wait_text(&b, "#banner", "Налаштування збережено").await;
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    let s = &conn["settings"];
+    assert_eq!(s["sync_products"], true);
+    assert_eq!(s["sync_categories"], true);
+    assert_eq!(s["category_filter"], json!([root.id]));
+    assert_eq!(
+        (
+            s["match_key"].as_str(),
+            s["new_products"].as_str(),
+            s["existing_products"].as_str(),
+            s["missing_products"].as_str()
+        ),
+        (
+            Some("barcode"),
+            Some("publish"),
+            Some("dont_update"),
+            Some("make_unavailable")
+        )
+    );
+    assert_eq!(s["vanish_guard"], 0.25);
+    assert_eq!(
+        (s["order_sync"].as_str(), s["source_id"].as_i64()),
+        (Some("orders"), Some(source))
+    );
+    let mut got_from: Vec<(i64, String)> = s["order_statuses"]["from_keycrm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["keycrm_status_id"].as_i64().unwrap(),
+                e["shop_status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got_from.sort();
+    let mut want_from: Vec<(i64, String)> = from.iter().map(|(i, s)| (*i, s.to_string())).collect();
+    want_from.sort();
+    assert_eq!(got_from, want_from);
+    assert_eq!(
+        s["order_statuses"]["to_keycrm"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(
+        s["addon_fields"],
+        json!([{"addon_id": "gift", "field_uuid": field}])
+    );
+    assert_eq!(s["payment_map"].as_array().unwrap().len(), 2);
+    assert_eq!(s["delivery_map"].as_array().unwrap().len(), 2);
+    screenshot(&b, "09-saved.uk").await;
+
+    // A reload shows the same values in every block.
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    assert_eq!(value_of(&b, "#sync-products").await, true);
+    assert_eq!(value_of(&b, "#sync-categories").await, true);
+    assert_eq!(value_of(&b, &format!("#cat-{}", root.id)).await, true);
+    assert_eq!(value_of(&b, "#match-key").await, "barcode");
+    assert_eq!(value_of(&b, "#new-products").await, "publish");
+    assert_eq!(value_of(&b, "#existing-products").await, "dont_update");
+    assert_eq!(value_of(&b, "#missing-products").await, "make_unavailable");
+    assert_eq!(value_of(&b, "#vanish-guard").await, "25");
+    assert_eq!(value_of(&b, "#order-sync").await, "orders");
+    assert_eq!(value_of(&b, "#source").await, source.to_string());
+    for (id, shop) in from {
+        assert_eq!(value_of(&b, &format!("#of-{id}")).await, shop);
+    }
+    for (shop, id) in to {
+        assert_eq!(value_of(&b, &format!("#ot-{shop}")).await, id.to_string());
+    }
+    assert_eq!(value_of(&b, "#ad-gift").await, field);
+    assert_eq!(value_of(&b, "#payment-card").await, pay[1].to_string());
+    assert_eq!(value_of(&b, "#delivery-pickup").await, ship[1].to_string());
+    assert!(value_of(&b, "#hook-orders")
+        .await
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)));
+    h.finish(b).await;
+}
+
+/// A mapping the API refuses: its field errors appear next to the controls they name, and
+/// nothing is saved.
+#[tokio::test]
+async fn an_invalid_mapping_is_shown_beside_its_field_and_nothing_is_saved() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    h.connect_by_api(SHOP).await;
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    // Orders to be pushed, but no source and no payment mapping.
+    b.select_value("#order-sync", "orders").await.unwrap();
+    b.click("#save").await.unwrap();
+    wait_text(&b, "#banner", "Нічого не збережено").await;
+    let beside = b
+        .execute(
+            "const el = document.getElementById('source');
+             const next = el.nextElementSibling;
+             return next && next.classList.contains('field-error') ? next.dataset.field : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(beside, "source_id");
+    assert_eq!(value_of(&b, "#source[aria-invalid='true']").await, "");
+    // Every field error the API named is shown by a control (or listed in the banner).
+    let shown = b
+        .execute(
+            "return [...document.querySelectorAll('.field-error')].map(e => e.dataset.field)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        shown.as_array().unwrap().len() >= 2,
+        "only {shown} shown beside controls"
+    );
+    screenshot(&b, "10-invalid.uk").await;
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    assert_eq!(conn["version"], 1, "something was saved");
+    assert_eq!(conn["settings"]["order_sync"], "none");
+    h.finish(b).await;
+}
+
+/// Pipelines: two URLs; Copy puts one on the clipboard; that URL, set in a KeyCRM trigger,
+/// brings a card's status change to the shop order.
+#[tokio::test]
+async fn pipelines_show_two_urls_and_a_copied_url_brings_status_changes_to_the_shop() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    h.connect_by_api(SHOP).await;
+    let k = keycrm_options(&h).await;
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    b.select_value("#order-sync", "pipelines").await.unwrap();
+    b.select_value("#source", &k["sources"][0]["id"].to_string())
+        .await
+        .unwrap();
+    let pipeline = &k["pipelines"][0];
+    let pid = pipeline["pipeline"]["id"].as_i64().unwrap();
+    let st: Vec<i64> = pipeline["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    for (sid, shop) in [(st[0], "new"), (st[1], "paid"), (st[2], "done")] {
+        b.select_value(&format!("#cf-{pid}-{sid}"), shop)
+            .await
+            .unwrap();
+    }
+    for (shop, sid) in [("new", st[0]), ("paid", st[1]), ("done", st[2])] {
+        b.select_value(&format!("#ct-{shop}"), &format!("{pid}:{sid}"))
+            .await
+            .unwrap();
+    }
+    b.select_value("#default-pipeline", &pid.to_string())
+        .await
+        .unwrap();
+    let pay = k["payment_methods"][0]["id"].to_string();
+    b.select_value("#payment-cod", &pay).await.unwrap();
+    b.select_value("#payment-card", &pay).await.unwrap();
+    b.click("#save").await.unwrap();
+    b.wait_for("#block-connected", WAIT).await.unwrap();
+    b.click("#edit").await.unwrap();
+    b.wait_for("#hook-cards", WAIT).await.unwrap();
+    let orders_url = value_of(&b, "#hook-orders").await;
+    let cards_url = value_of(&b, "#hook-cards").await;
+    for u in [&orders_url, &cards_url] {
+        assert!(
+            u.as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)),
+            "{u}"
+        );
+    }
+    assert_ne!(orders_url, cards_url);
+    wait_text(&b, "#block-webhook", "Зміна статусу картки").await;
+    screenshot(&b, "11-webhooks.uk").await;
+
+    // Copy: the clipboard holds the URL.
+    b.set_permission("clipboard-read", "granted").await.unwrap();
+    b.set_permission("clipboard-write", "granted")
+        .await
+        .unwrap();
+    b.click("#hook-cards-copy").await.unwrap();
+    wait_text(&b, "#hook-cards-copied", "Скопійовано").await;
+    let clip = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.clipboard.readText().then(done, (e) => done('error: ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clip, cards_url);
+
+    // The merchant pastes it into KeyCRM's "Card status change" trigger; a card moves on.
+    h.sim.set_webhook_url(
+        KEY,
+        "lead.change_lead_status",
+        Some(clip.as_str().unwrap().to_string()),
+    );
+    let crm = keycrm::KeycrmClient::new(
+        ClientConfig::with_base_url(h.sim.base_url()),
+        keycrm::ApiKey::new(KEY),
+        Arc::new(keycrm::UnlimitedGate),
+    )
+    .unwrap();
+    let card = crm
+        .create_card(&keycrm::models::NewCard {
+            title: Some("Замовлення №20001".into()),
+            pipeline_id: pid,
+            source_id: k["sources"][0]["id"].as_i64(),
+            contact: keycrm::models::CardContact {
+                full_name: Some("Петро Іванов".into()),
+                phone: Some("+380671112233".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let conn_id = h.connection(SHOP).await.id;
+    h.shop.add_order(SHOP, "20001", "new");
+    h.table
+        .adopt(&conn_id, "20001", Target::Card, card.id)
+        .await
+        .unwrap();
+    h.sim.change_card_status(KEY, card.id, st[1]).await.unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = h.shop.order_status(SHOP, "20001");
+        if status.as_deref() == Some("paid") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        status.as_deref(),
+        Some("paid"),
+        "the trigger did not reach the shop"
+    );
+    h.finish(b).await;
+}
+
+/// A policy change previewed before saving: the dry run of the page's settings reports what
+/// would happen, and neither the shop nor the saved settings change.
+#[tokio::test]
+async fn a_policy_change_is_previewed_before_it_is_saved() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    h.connect_by_api(SHOP).await;
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#preview", WAIT).await.unwrap();
+    b.click("#sync-products").await.unwrap();
+    b.select_value("#new-products", "publish").await.unwrap();
+    b.click("#preview").await.unwrap();
+    b.wait_for(
+        "#run-result .run[data-state='completed']",
+        Duration::from_secs(90),
+    )
+    .await
+    .unwrap();
+    let report = b.text("#run-result").await.unwrap();
+    assert!(
+        report.contains("Результат попереднього перегляду"),
+        "{report}"
+    );
+    assert!(report.contains("буде створено"), "{report}");
+    screenshot(&b, "12-preview.uk").await;
+    assert!(
+        h.shop.products(SHOP).is_empty(),
+        "the preview wrote to the shop"
+    );
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    assert_eq!(conn["version"], 1);
+    assert_eq!(conn["settings"]["new_products"], "hide");
+    assert_eq!(conn["settings"]["sync_products"], false);
+    h.finish(b).await;
+}
+
+/// Orders placed while the connection was off are pushed from the status block, once.
+#[tokio::test]
+async fn skipped_orders_are_pushed_from_the_page() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    let conn = h.connect_by_api(SHOP).await;
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+    h.set_settings(SHOP, |s| {
+        s.order_sync = OrderSyncType::Orders;
+        s.source_id = Some(1);
+    })
+    .await;
+    let (s, _) = h
+        .api("PATCH", SHOP, "", Some(json!({"active": false})))
+        .await;
+    assert_eq!(s, 200);
+    let sku = h.sim.catalog(KEY).offers[0].sku.clone();
+    h.shop.add_order(SHOP, "30001", "new");
+    h.order_q
+        .send(queue::Outgoing::new(order_event(SHOP, "30001", &sku)))
+        .await
+        .unwrap();
+    let mut skipped = false;
+    for _ in 0..100 {
+        if let Some(e) = OrderLedger::get(h.table.as_ref(), &conn_id, "30001")
+            .await
+            .unwrap()
+        {
+            if e.state == store::LedgerState::Skipped {
+                skipped = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        skipped,
+        "the order was not skipped while the connection was off"
+    );
+    let (s, _) = h
+        .api("PATCH", SHOP, "", Some(json!({"active": true})))
+        .await;
+    assert_eq!(s, 200);
+
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    wait_text(&b, "#count-skipped", "1").await;
+    b.click("#push-skipped").await.unwrap();
+    wait_text(&b, "#status-msg", "1").await;
+    let mut placed = None;
+    for _ in 0..100 {
+        placed = OrderLedger::get(h.table.as_ref(), &conn_id, "30001")
+            .await
+            .unwrap()
+            .and_then(|e| e.keycrm_id);
+        if placed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(placed.is_some(), "the skipped order never reached KeyCRM");
+    // Pressing again queues nothing twice.
+    b.click("#push-skipped").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.sim.orders(KEY).len(), 1);
+    h.finish(b).await;
 }

@@ -263,7 +263,14 @@ async function refreshRuns() {
   }
 }
 
-function connect(raw) {
+/** The banner an answer's extras call for: a notice from the API, a sync it started. */
+function answerBanner(answer, fallback) {
+  const parts = [answer.notice, answer.sync_started ? t('sync.started') : null].filter(Boolean);
+  if (!parts.length) return fallback;
+  return {kind: answer.account_switched ? 'warn' : 'ok', text: [fallback && fallback.text, ...parts].filter(Boolean).join(' ')};
+}
+
+function connect(raw, switchAccount) {
   const key = String(raw || '').trim();
   if (!key) {
     showMsg('key-msg', t('key.empty'), 'error');
@@ -272,16 +279,23 @@ function connect(raw) {
   }
   return busy(async () => {
     try {
-      const conn = await api.put('', {api_key: key});
-      const fresh = !S.conn;
+      const body = switchAccount ? {api_key: key, switch_account: true} : {api_key: key};
+      const conn = await api.put('', body);
       S.conn = conn;
       S.draft = draftFrom(conn.settings);
       S.view = 'edit';
-      S.banner = {kind: 'ok', text: t('key.done')};
-      if (fresh || !S.options) S.options = null;
+      S.banner = answerBanner(conn, {kind: 'ok', text: t('key.done')});
+      S.options = null;
       render();
       await Promise.all([loadOptions(true), refreshRuns()]);
     } catch (e) {
+      if (e instanceof api.ApiError && e.code === 'account_mismatch' && !switchAccount) {
+        // Another KeyCRM account: only on the merchant's word, and with what it costs said.
+        S.busy = false;
+        const ok = await confirmDialog(t('switch.title'), e.message, t('switch.confirm'), true);
+        if (ok) await connect(key, true);
+        return;
+      }
       if (e instanceof api.ApiError && ['keycrm_key_rejected', 'keycrm_unreachable', 'keycrm_busy', 'invalid_request'].includes(e.code)) {
         const text = e.code === 'keycrm_key_rejected' ? t('key.rejected')
           : e.code === 'keycrm_unreachable' ? t('key.unreachable')
@@ -305,6 +319,7 @@ function setActive(on) {
   return busy(async () => {
     try {
       S.conn = await api.patch('', {active: on});
+      S.banner = answerBanner(S.conn, null);
       render();
       if (on && !S.options) await loadOptions(false);
     } catch (e) {
@@ -343,7 +358,7 @@ function save() {
       S.conn = conn;
       S.draft = draftFrom(conn.settings);
       S.view = 'connected';
-      S.banner = {kind: 'ok', text: t('save.done')};
+      S.banner = answerBanner(conn, {kind: 'ok', text: t('save.done')});
       await refreshRuns();
       render();
     } catch (e) {
@@ -513,7 +528,8 @@ async function pushSkipped(since) {
   await busy(async () => {
     try {
       const r = await api.post('/orders/push-skipped', since ? {since: `${since}T00:00:00Z`} : {});
-      showMsg('status-msg', t('status.push_skipped_done', {n: r && typeof r.queued === 'number' ? r.queued : 0}), 'ok');
+      const n = r && typeof r.queued === 'number' ? r.queued : 0;
+      showMsg('status-msg', (r && r.message) || t('status.push_skipped_done', {n}), 'ok');
       setTimeout(refreshStatus, 1500);
     } catch (e) {
       if (e instanceof api.ApiError) {

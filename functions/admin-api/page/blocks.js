@@ -242,6 +242,7 @@ function orderStatusMapping(ctx) {
       fromRows.push(mapRow(s.label, c));
     }
   }
+  const initial = ctx.options.shop.initial_order_status;
   const toRows = ctx.options.shop.order_statuses.map((s) => {
     const cur = to.find((e) => e.shop_status === s.id);
     const c = select(`ot-${s.id}`, [{value: '', label: t('orders.not_mapped')}, ...crmStatusGroups(ctx)],
@@ -250,7 +251,7 @@ function orderStatusMapping(ctx) {
       }, unknownCrm);
     c.setAttribute('aria-label', `${t('orders.keycrm_status')}: ${s.name}`);
     ctx.controls.set(rowKey.orderTo({shop_status: s.id}), c);
-    return mapRow(s.name, c);
+    return mapRow(s.id === initial ? [s.name, h('span', {class: 'hint note'}, t('orders.initial_status'))] : s.name, c);
   });
   return [
     h('h4', {}, t('orders.from_keycrm')), h('p', {class: 'hint'}, t('orders.from_keycrm_hint')),
@@ -297,7 +298,8 @@ function cardStatusMapping(ctx) {
     }, (v) => t('orders.unknown', {id: v}));
     c.setAttribute('aria-label', `${t('orders.pipeline_status')}: ${s.name}`);
     ctx.controls.set(rowKey.cardTo({shop_status: s.id}), c);
-    return mapRow(s.name, c);
+    return mapRow(s.id === ctx.options.shop.initial_order_status
+      ? [s.name, h('span', {class: 'hint note'}, t('orders.initial_status'))] : s.name, c);
   });
   out.push(h('h4', {}, t('orders.to_keycrm')), h('p', {class: 'hint'}, t('orders.to_keycrm_hint')),
     mapTable(t('orders.to_keycrm'), [t('orders.shop_status'), t('orders.pipeline_status')], toRows, 'card_statuses.to_keycrm', ctx));

@@ -23,6 +23,9 @@ const uk = {
   'key.rejected': 'KeyCRM не прийняв цей ключ API. Перевірте, що скопіювали його повністю.',
   'key.unreachable': 'Не вдалося з’єднатися з KeyCRM, тож ключ не перевірено. Нічого не змінено — спробуйте ще раз трохи згодом.',
   'key.done': 'Ключ прийнято.',
+  'switch.title': 'Ключ іншого облікового запису KeyCRM',
+  'switch.confirm': 'Почати з новим обліковим записом',
+  'sync.started': 'Запущено повну синхронізацію каталогу — її хід видно в блоці «Стан».',
 
   'active.title': 'Активація',
   'active.label': 'Активувати підключення',
@@ -99,6 +102,7 @@ const uk = {
   'orders.no_addons': 'У магазині немає доповнень до замовлень.',
   'orders.unknown': '#{id} (немає в KeyCRM)',
   'orders.unknown_shop': '«{id}» (немає в магазині)',
+  'orders.initial_status': 'З цього статусу починаються нові замовлення — зіставте його, щоб вони передавалися.',
 
   'payment.title': 'Налаштування синхронізації способів оплати',
   'payment.map': 'Зіставлення способів оплати',
@@ -194,6 +198,7 @@ const uk = {
   'status.runs': 'Останні запуски',
   'status.no_runs': 'Запусків ще не було.',
   'status.dry_run': 'перегляд',
+  'status.running': 'Зараз: {kind} синхронізація — {state}.',
 
   'run.full': 'повна',
   'run.prices': 'ціни',
@@ -256,6 +261,9 @@ const en = {
   'key.rejected': 'KeyCRM did not accept this API key. Check that you copied all of it.',
   'key.unreachable': 'KeyCRM could not be reached, so the key was not checked. Nothing was changed — try again in a little while.',
   'key.done': 'Key accepted.',
+  'switch.title': 'A key of another KeyCRM account',
+  'switch.confirm': 'Start over with the new account',
+  'sync.started': 'A full catalog sync has started — follow it in the "Status" block.',
 
   'active.title': 'Activation',
   'active.label': 'Activate the connection',
@@ -332,6 +340,7 @@ const en = {
   'orders.no_addons': 'The shop has no order add-ons.',
   'orders.unknown': '#{id} (not in KeyCRM)',
   'orders.unknown_shop': '"{id}" (not in the shop)',
+  'orders.initial_status': 'New orders start in this status — map it for them to be pushed.',
 
   'payment.title': 'Payment method sync settings',
   'payment.map': 'Payment method mapping',
@@ -427,6 +436,7 @@ const en = {
   'status.runs': 'Recent runs',
   'status.no_runs': 'No runs yet.',
   'status.dry_run': 'preview',
+  'status.running': 'Now: {kind} sync — {state}.',
 
   'run.full': 'full',
   'run.prices': 'prices',

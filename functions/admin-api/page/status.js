@@ -96,8 +96,11 @@ export function statusBlock(ctx) {
     Object.keys(r.counts || {}).length
       ? ` · ${Object.entries(r.counts).filter(([, n]) => n > 0).map(([k, n]) => `${countLabel(k)} ${n}`).join(', ')}`
       : ''));
+  const running = st.running_sync;
   return section('block-status', t('status.title'),
     h('p', {id: 'status-line'}, statusLine(conn)),
+    running ? h('p', {id: 'running-sync', class: 'warn'}, t('status.running', {
+      kind: t(`run.${running.kind || 'full'}`), state: stateLabel(running.state)})) : null,
     dl,
     h('ul', {class: 'last-sync'},
       lastSync('full', t('status.last_full'), last.full),

@@ -221,3 +221,69 @@ async fn a_429_pauses_every_instance() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_huge_retry_after_never_freezes_the_shared_key() {
+    let t = emulator::table().await;
+    let budget = RateBudget {
+        requests: 100,
+        window: Duration::from_secs(1),
+        background_share: 1.0,
+        safety: 1.0,
+    };
+    let gate = DynamoRateGate::new(t.clone(), budget.clone());
+    gate.penalize("k", Duration::MAX).await.unwrap();
+    // The pause recorded is at most MAX_PENALTY, and the gate item expires soon after.
+    let item = t
+        .client
+        .get_item()
+        .table_name(&t.name)
+        .key("pk", store::dynamo::s("GATE#k"))
+        .key("sk", store::dynamo::s("GATE"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let tat: i64 = store::dynamo::get_n(&item, "tat_us").unwrap();
+    let ahead = tat - keycrm::gate::now_us();
+    assert!(
+        ahead <= keycrm::gate::MAX_PENALTY.as_micros() as i64,
+        "paused {ahead} µs ahead"
+    );
+    // A caller whose invocation ends before the pause is told at once and books nothing.
+    let started = Instant::now();
+    let slot = gate
+        .acquire_until(
+            "k",
+            Priority::Interactive,
+            Some(keycrm::gate::now_us() + 300_000),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(slot, keycrm::Slot::TooLate(_)), "{slot:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A key an older version froze for a year (unclamped pause) thaws at once.
+    let far = keycrm::gate::now_us() + 365 * 86_400 * 1_000_000;
+    t.client
+        .put_item()
+        .table_name(&t.name)
+        .item("pk", store::dynamo::s("GATE#frozen"))
+        .item("sk", store::dynamo::s("GATE"))
+        .item("tat_us", store::dynamo::n(far))
+        .item("bg_tat_us", store::dynamo::n(far))
+        .item("ver", store::dynamo::n(7))
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        gate.acquire("frozen", Priority::Interactive),
+    )
+    .await
+    .expect("the frozen key does not hold the caller")
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

@@ -391,3 +391,132 @@ async fn two_concurrent_callers_sharing_a_key_see_no_429() {
         start.elapsed()
     );
 }
+
+/// A KeyCRM stand-in that answers every request 429 with the given `Retry-After`.
+async fn always_429(retry_after: &'static str) -> String {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after)],
+            r#"{"message":"Too Many Attempts."}"#,
+        )
+            .into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn a_hostile_retry_after_neither_panics_nor_freezes_the_key() {
+    let base = always_429("1e20").await;
+    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm()));
+    let c = KeycrmClient::new(
+        ClientConfig::with_base_url(&base),
+        ApiKey::new(KEY),
+        gate.clone(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = keycrm::deadline::scope(Some(deadline), c.verify_key())
+        .await
+        .unwrap_err();
+    match err {
+        KeycrmError::RateLimited { retry_after } => {
+            assert!(
+                retry_after <= keycrm::client::MAX_RETRY_AFTER,
+                "{retry_after:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The key is paused for every caller, but at most MAX_PENALTY, and a caller with a
+    // deadline is told at once instead of sleeping through it.
+    let again = keycrm::deadline::scope(Some(deadline), c.verify_key())
+        .await
+        .unwrap_err();
+    match again {
+        KeycrmError::RateLimited { retry_after } => {
+            assert!(retry_after <= keycrm::gate::MAX_PENALTY, "{retry_after:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_busy_key_never_makes_a_caller_wait_past_its_deadline() {
+    let sim = sim(5, 0, 1.0).await;
+    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm()));
+    // Another function hit a 429 a moment ago: the key is paused for a minute.
+    let fp = ApiKey::new(KEY).fingerprint();
+    gate.penalize(&fp, Duration::from_secs(60)).await.unwrap();
+    let c = client(&sim, gate, RetryPolicy::default());
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        keycrm::deadline::scope(Some(deadline), c.sources()),
+    )
+    .await
+    .expect("returned instead of waiting out the pause")
+    .unwrap_err();
+    assert!(
+        matches!(err, KeycrmError::RateLimited { retry_after } if retry_after > Duration::from_secs(50)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(sim.stats().total_requests, 0, "nothing was sent");
+    // With no time left at all, nothing is even asked of the gate.
+    let gone = Instant::now();
+    let err = keycrm::deadline::scope(Some(gone), c.sources())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeycrmError::Transient {
+                maybe_committed: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_never_outlives_the_deadline_it_runs_under() {
+    let sim = sim(5, 0, 1.0).await;
+    sim.set_faults(Faults {
+        latency_ms: 10_000,
+        ..Default::default()
+    });
+    let mut cfg = ClientConfig::with_base_url(sim.base_url());
+    cfg.timeout = Duration::from_secs(20);
+    cfg.retry = RetryPolicy::none();
+    cfg.min_request_time = Duration::from_millis(100);
+    let c = KeycrmClient::new(cfg, ApiKey::new(KEY), Arc::new(UnlimitedGate)).unwrap();
+    let started = Instant::now();
+    let err = keycrm::deadline::scope(
+        Some(Instant::now() + Duration::from_millis(800)),
+        c.sources(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, KeycrmError::Transient { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut at the deadline, not the 20 s timeout: {:?}",
+        started.elapsed()
+    );
+}

@@ -337,8 +337,10 @@ fn catalog_sku(env: &Env) -> String {
     env.sim.catalog(&env.key).offers[0].sku.clone()
 }
 
-fn count_source_uuid(orders: &[Value], uuid: &str) -> usize {
-    orders.iter().filter(|o| o["source_uuid"] == uuid).count()
+/// Orders named with this shop's key for shop order `order` (`<shop id>:<order id>`).
+fn count_source_uuid(orders: &[Value], shop: &str, order: &str) -> usize {
+    let key = mapping::source_key::source_uuid(shop, order);
+    orders.iter().filter(|o| o["source_uuid"] == key).count()
 }
 
 #[tokio::test]
@@ -364,7 +366,7 @@ async fn every_mapped_field_lands_in_the_keycrm_order() {
     assert_eq!(orders.len(), 1);
     let o = &orders[0];
     assert_eq!(o["source_id"], 1);
-    assert_eq!(o["source_uuid"], "E2E-1");
+    assert_eq!(o["source_uuid"], format!("{}:E2E-1", env.conn.shop_id));
     assert_eq!(o["ordered_at"], "2026-11-28T10:14:52.000000Z");
     assert_eq!(o["status_id"], 1);
     assert_eq!(o["buyer"]["full_name"], "Олена Коваленко");
@@ -532,7 +534,10 @@ async fn duplicate_events_produce_one_order() {
         out.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })),
         "{out:?}"
     );
-    assert_eq!(count_source_uuid(&env.sim_orders(), "DUP-1"), 1);
+    assert_eq!(
+        count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "DUP-1"),
+        1
+    );
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
 }
 
@@ -575,12 +580,81 @@ async fn commit_then_timeout_produces_one_order_and_one_card() {
                 );
             }
             _ => {
-                assert_eq!(count_source_uuid(&env.sim_orders(), "CTT-1"), 1);
+                assert_eq!(
+                    count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "CTT-1"),
+                    1
+                );
                 assert_eq!(stats.endpoint("POST /order"), 1);
             }
         }
         assert_eq!(env.entry("CTT-1").await.state, LedgerState::Created);
     }
+}
+
+#[tokio::test]
+async fn card_recovery_on_a_busy_shared_account_is_exact_and_bounded() {
+    let env = env(OrderSyncType::Pipelines).await;
+    // Another shop on the same KeyCRM account just created 160 cards that look like ours:
+    // same number, title, buyer and source, minutes apart at most.
+    let other = keycrm::KeycrmClient::new(
+        ClientConfig::with_base_url(env.sim.base_url()),
+        keycrm::ApiKey::new(&env.key),
+        Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(TIME_SCALE))),
+    )
+    .unwrap();
+    for i in 0..160 {
+        other
+            .create_card(&keycrm::models::NewCard {
+                title: Some("Замовлення №CTT-2".into()),
+                pipeline_id: 1,
+                source_id: Some(1),
+                manager_comment: Some(mapping::source_key::card_marker(
+                    &format!("other-shop-{i}"),
+                    "CTT-2",
+                )),
+                contact: keycrm::models::CardContact {
+                    full_name: Some("Олена Коваленко".into()),
+                    email: Some("olena@example.com".into()),
+                    phone: Some("+380501112233".into()),
+                },
+                ..keycrm::models::NewCard::default()
+            })
+            .await
+            .unwrap();
+    }
+    env.sim.reset_stats();
+    env.sim.set_faults(Faults {
+        commit_then_timeout: 1,
+        hang_ms: 4000,
+        ..Faults::default()
+    });
+    env.publish(&[created_event(&env.conn.shop_id, "CTT-2", "X-1")])
+        .await;
+    let out = env.drain(Duration::from_secs(60)).await;
+    let id = out
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Created {
+                recovered: true,
+                keycrm_id,
+                ..
+            } => Some(*keycrm_id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let cards = env.sim.cards(&env.key);
+    assert_eq!(cards.len(), 161, "not created twice");
+    let mine = cards.iter().find(|c| c["id"] == id).unwrap();
+    assert!(
+        mapping::source_key::has_card_marker(
+            mine["manager_comment"].as_str(),
+            &env.conn.shop_id,
+            "CTT-2"
+        ),
+        "recovered this shop's own card: {mine}"
+    );
+    let searches = env.sim.stats().endpoint("GET /pipelines/cards");
+    assert!((1..=5).contains(&searches), "{searches} card listings");
 }
 
 /// The DynamoDB ledger, except that the first `mark_created` and `release` of one order fail
@@ -678,6 +752,30 @@ impl OrderLedger for CrashOnce {
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
         self.inner.reset_for_repush(c, o).await
     }
+    async fn reserve_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        at: DateTime<Utc>,
+        h: &str,
+        lease: Duration,
+    ) -> Result<store::PushReservation, StoreError> {
+        self.inner.reserve_shop_push(c, o, at, h, lease).await
+    }
+    async fn finish_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_shop_push(c, o, h, s, k, at).await
+    }
+    async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_shop_push(c, o, h).await
+    }
 }
 
 #[tokio::test]
@@ -702,7 +800,10 @@ async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_or
         )),
         "{out:?}"
     );
-    assert_eq!(count_source_uuid(&env.sim_orders(), "CRASH-1"), 1);
+    assert_eq!(
+        count_source_uuid(&env.sim_orders(), &env.conn.shop_id, "CRASH-1"),
+        1
+    );
     assert_eq!(env.sim.stats().endpoint("POST /order"), 1);
     assert_eq!(
         env.sim.stats().endpoint("GET /order"),
@@ -747,7 +848,7 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
     neighbour.await.unwrap();
     let orders = env.sim_orders();
     for id in &ids {
-        assert_eq!(count_source_uuid(&orders, id), 1, "{id}");
+        assert_eq!(count_source_uuid(&orders, &env.conn.shop_id, id), 1, "{id}");
         assert_eq!(env.entry(id).await.state, LedgerState::Created, "{id}");
     }
     assert_eq!(orders.len(), ids.len());

@@ -7,7 +7,7 @@ use mapping::order_map::{MappingReport, TotalMismatch};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use store::ledger::Created;
-use store::{Claim, LedgerState, MemoryLedger, OrderLedger, StoreError, Target};
+use store::{Claim, LedgerState, MemoryLedger, OrderLedger, PushReservation, StoreError, Target};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -296,24 +296,41 @@ async fn release_keeps_what_the_attempt_learned(l: &dyn OrderLedger) {
     assert!(!l.get("c1", "o5").await.unwrap().unwrap().maybe_committed);
 }
 
+/// An order order-push created as KeyCRM `keycrm_id`.
+async fn created(l: &dyn OrderLedger, order: &str, keycrm_id: i64) {
+    let holder = format!("h-{order}");
+    l.claim("c1", order, Target::Order, &holder, LEASE, "{}")
+        .await
+        .unwrap();
+    let c = Created {
+        target: Target::Order,
+        keycrm_id,
+        report: MappingReport::default(),
+        shop_status: None,
+        keycrm_status_id: None,
+    };
+    l.record_created("c1", order, &holder, &c).await.unwrap();
+}
+
 async fn statuses_from_both_sides(l: &dyn OrderLedger) {
     let t = Utc::now();
     assert!(matches!(
         l.record_keycrm_status("c1", "missing", 3, t, "paid").await,
         Err(StoreError::NotFound(_))
     ));
-    let adopted = l.adopt("c1", "o6", Target::Order, 900).await.unwrap();
+    created(l, "o6", 900).await;
+    // A linked order is never re-pointed at another KeyCRM entity.
+    assert!(matches!(
+        l.adopt("c1", "o6", Target::Order, 901).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(
-        (adopted.state, adopted.keycrm_id),
-        (LedgerState::Created, Some(900))
-    );
-    // The first KeyCRM id wins.
-    assert_eq!(
-        l.adopt("c1", "o6", Target::Order, 901)
+        l.adopt("c1", "o6", Target::Order, 900)
             .await
             .unwrap()
             .keycrm_id,
-        Some(900)
+        Some(900),
+        "adopting the same id again is harmless"
     );
     assert_eq!(
         l.find_by_keycrm_id("c1", Target::Order, 900)
@@ -381,12 +398,215 @@ async fn statuses_from_both_sides(l: &dyn OrderLedger) {
     ));
 }
 
+/// Adoption links only what the connector itself was creating.
+async fn adoption_needs_an_order_waiting_to_be_created(l: &dyn OrderLedger) {
+    // Unknown to the ledger: a webhook cannot create an entry.
+    assert!(matches!(
+        l.adopt("c1", "a-unknown", Target::Order, 700).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(l.get("c1", "a-unknown").await.unwrap().is_none());
+    // Being created right now: the attempt itself records it.
+    l.claim("c1", "a1", Target::Order, "h1", LEASE, "{}")
+        .await
+        .unwrap();
+    assert!(matches!(
+        l.adopt("c1", "a1", Target::Order, 701).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Released after a lost answer: adopted, index written, errors cleared.
+    l.release("c1", "a1", "h1", "timed out", true)
+        .await
+        .unwrap();
+    let e = l.adopt("c1", "a1", Target::Order, 701).await.unwrap();
+    assert_eq!(
+        (
+            e.state,
+            e.keycrm_id,
+            e.maybe_committed,
+            e.last_error.clone()
+        ),
+        (LedgerState::Created, Some(701), false, None)
+    );
+    assert_eq!(
+        l.find_by_keycrm_id("c1", Target::Order, 701)
+            .await
+            .unwrap()
+            .unwrap()
+            .shop_order_id,
+        "a1"
+    );
+    // A later claim sees it created: the order is never pushed a second time.
+    assert!(matches!(
+        l.claim("c1", "a1", Target::Order, "h2", LEASE, "{}")
+            .await
+            .unwrap(),
+        Claim::AlreadyCreated(_)
+    ));
+    // Failed (retries exhausted after an ambiguous create): adopted too.
+    l.claim("c1", "a2", Target::Order, "h3", LEASE, "{}")
+        .await
+        .unwrap();
+    l.mark_failed("c1", "a2", "h3", "retries exhausted", &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        l.adopt("c1", "a2", Target::Order, 702).await.unwrap().state,
+        LedgerState::Created
+    );
+    // Skipped on purpose: not adopted.
+    l.claim("c1", "a3", Target::Order, "h4", LEASE, "{}")
+        .await
+        .unwrap();
+    l.mark_skipped("c1", "a3", "h4", "sync off").await.unwrap();
+    assert!(matches!(
+        l.adopt("c1", "a3", Target::Order, 703).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// Shop → KeyCRM pushes reserve their change first, so they land in order.
+async fn status_pushes_are_reserved_in_order(l: &dyn OrderLedger) {
+    let t = whole_second(Utc::now());
+    assert!(matches!(
+        l.reserve_shop_push("c1", "p-missing", t, "x", LEASE).await,
+        Err(StoreError::NotFound(_))
+    ));
+    created(l, "p1", 800).await;
+    let older = t - Chrono::seconds(10);
+    assert_eq!(
+        l.reserve_shop_push("c1", "p1", older, "A", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Granted
+    );
+    // While A is in flight, a newer change waits instead of racing it.
+    assert!(matches!(
+        l.reserve_shop_push("c1", "p1", t, "B", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Busy(_)
+    ));
+    l.finish_shop_push("c1", "p1", "A", "paid", Some(3), older)
+        .await
+        .unwrap();
+    assert!(matches!(
+        l.finish_shop_push("c1", "p1", "A", "paid", Some(3), older)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        l.reserve_shop_push("c1", "p1", t, "B", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Granted
+    );
+    l.finish_shop_push("c1", "p1", "B", "done", Some(12), t)
+        .await
+        .unwrap();
+    let e = l.get("c1", "p1").await.unwrap().unwrap();
+    assert_eq!(
+        (e.shop_status.as_deref(), e.shop_status_at, e.push_holder),
+        (Some("done"), Some(t), None)
+    );
+    // The older change arriving now is stale, and so is a duplicate.
+    for (at, who) in [(older, "C"), (t, "D")] {
+        assert!(matches!(
+            l.reserve_shop_push("c1", "p1", at, who, LEASE)
+                .await
+                .unwrap(),
+            PushReservation::Stale(_)
+        ));
+    }
+    // A failed push gives its reservation back; an expired one is taken over.
+    let later = t + Chrono::seconds(5);
+    assert_eq!(
+        l.reserve_shop_push("c1", "p1", later, "E", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Granted
+    );
+    l.release_shop_push("c1", "p1", "E").await.unwrap();
+    assert_eq!(
+        l.reserve_shop_push("c1", "p1", later, "F", Duration::from_millis(200))
+            .await
+            .unwrap(),
+        PushReservation::Granted
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        l.reserve_shop_push("c1", "p1", later, "G", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Granted
+    );
+    // A newer KeyCRM change applied to the shop makes an older shop push stale.
+    l.release_shop_push("c1", "p1", "G").await.unwrap();
+    assert!(l
+        .record_keycrm_status("c1", "p1", 7, later + Chrono::seconds(5), "shipped")
+        .await
+        .unwrap());
+    assert!(matches!(
+        l.reserve_shop_push("c1", "p1", later + Chrono::seconds(1), "H", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Stale(_)
+    ));
+}
+
+/// Times far in the future are no change times: they can never lock an order.
+async fn future_times_never_lock_an_order(l: &dyn OrderLedger) {
+    created(l, "f1", 950).await;
+    let year_9999 = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    // As an older version recorded it, unclamped.
+    assert!(l
+        .record_keycrm_status("c1", "f1", 12, year_9999, "done")
+        .await
+        .unwrap());
+    let now = whole_second(Utc::now());
+    assert!(
+        l.record_keycrm_status("c1", "f1", 3, now, "paid")
+            .await
+            .unwrap(),
+        "a real change still applies"
+    );
+    assert_eq!(
+        l.get("c1", "f1")
+            .await
+            .unwrap()
+            .unwrap()
+            .keycrm_status_changed_at,
+        Some(now)
+    );
+    assert!(l
+        .record_keycrm_status("c1", "f1", 12, year_9999, "done")
+        .await
+        .unwrap());
+    assert_eq!(
+        l.reserve_shop_push("c1", "f1", now, "S", LEASE)
+            .await
+            .unwrap(),
+        PushReservation::Granted,
+        "shop pushes are not locked either"
+    );
+}
+
+/// A time both adapters store exactly.
+fn whole_second(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+}
+
 async fn contract(l: &dyn OrderLedger) {
     claims_are_exclusive_and_expire(l).await;
     created_entries_are_final_and_indexed(l).await;
     failures_wait_for_a_repush(l).await;
     release_keeps_what_the_attempt_learned(l).await;
     statuses_from_both_sides(l).await;
+    adoption_needs_an_order_waiting_to_be_created(l).await;
+    status_pushes_are_reserved_in_order(l).await;
+    future_times_never_lock_an_order(l).await;
 }
 
 #[tokio::test]

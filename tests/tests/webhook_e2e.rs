@@ -12,20 +12,22 @@ use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use mapping::settings::{PipelineStatusLink, StatusLink};
 use mapping::{OrderSyncType, Settings};
 use queue::{Queue, SqsQueue};
+use runtime::KeycrmClients;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use shop::MemoryShop;
-use status_apply::{ConsumerOptions, RetryPolicy, StatusApplier};
+use status_apply::{ConsumerOptions, KeycrmOrigins, RetryPolicy, StatusApplier};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
-    tokens, Connection, ConnectionStore, DynamoTable, OrderLedger, StatusJournal, Target,
-    WebhookTokens,
+    tokens, Connection, ConnectionStore, DynamoTable, MemorySecrets, OrderLedger, SecretStore,
+    StatusJournal, Target, WebhookTokens,
 };
 use tokio::task::JoinHandle;
 
 const SHOP: &str = "shop-e2e";
+const SECRET: &str = "shop-keycrm/e2e/keycrm/conn";
 const SOURCE: i64 = 1;
 const ORDER_EVENT: &str = "order.change_order_status";
 const CARD_EVENT: &str = "lead.change_lead_status";
@@ -120,7 +122,7 @@ async fn harness(max_receives: u32) -> Harness {
             keycrm_base_url: sim.base_url(),
             key_mask: "••••test".into(),
             key_fingerprint: "fp".into(),
-            secret_name: "unused".into(),
+            secret_name: SECRET.into(),
             settings: settings(),
             webhook_tokens: WebhookTokens {
                 orders: Some(orders_hash),
@@ -141,17 +143,34 @@ async fn harness(max_receives: u32) -> Harness {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, webhook::router(Arc::new(receiver))).await;
     });
-    let applier = Arc::new(StatusApplier::new(
-        table.clone(),
-        table.clone(),
-        shop.clone(),
-        table.clone(),
-        RetryPolicy {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(2),
-            max_receives,
-        },
+    // status-apply reads a KeyCRM order back before adopting it, with the connection's key.
+    let secrets = Arc::new(MemorySecrets::default());
+    secrets
+        .put(SECRET, &ApiKey::new(key.clone()))
+        .await
+        .unwrap();
+    let clients = Arc::new(KeycrmClients::new(
+        secrets,
+        Arc::new(UnlimitedGate),
+        ClientConfig::with_base_url(sim.base_url()),
     ));
+    let applier = Arc::new(
+        StatusApplier::new(
+            table.clone(),
+            table.clone(),
+            shop.clone(),
+            table.clone(),
+            RetryPolicy {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(2),
+                max_receives,
+            },
+        )
+        .with_keycrm(Arc::new(KeycrmOrigins {
+            clients,
+            secret_prefix: Some("shop-keycrm/e2e/keycrm/".into()),
+        })),
+    );
     let consumer = tokio::spawn(status_apply::run_queue_consumer(
         applier,
         queue.clone(),
@@ -225,11 +244,16 @@ impl Harness {
 
     /// A KeyCRM order for shop order `shop_order`, known to the shop (status `new`).
     async fn order(&self, shop_order: &str, source_id: i64) -> i64 {
+        self.order_named(shop_order, shop_order, source_id).await
+    }
+
+    /// A KeyCRM order named `source_uuid` for shop order `shop_order`.
+    async fn order_named(&self, source_uuid: &str, shop_order: &str, source_id: i64) -> i64 {
         let o = self
             .crm
             .create_order(&NewOrder {
                 source_id,
-                source_uuid: Some(shop_order.into()),
+                source_uuid: Some(source_uuid.into()),
                 buyer: NewBuyer {
                     full_name: Some("Олена Коваль".into()),
                     phone: Some("+380501234567".into()),
@@ -253,11 +277,35 @@ impl Harness {
     /// A KeyCRM order this connector pushed (linked in the ledger).
     async fn linked_order(&self, shop_order: &str) -> i64 {
         let id = self.order(shop_order, SOURCE).await;
-        self.table
-            .adopt(&self.conn_id, shop_order, Target::Order, id)
-            .await
-            .expect("ledger entry");
+        self.link(shop_order, Target::Order, id).await;
         id
+    }
+
+    /// Records in the ledger that order-push created `shop_order` as `keycrm_id`.
+    async fn link(&self, shop_order: &str, target: Target, keycrm_id: i64) {
+        let holder = format!("e2e-{shop_order}");
+        self.table
+            .claim(
+                &self.conn_id,
+                shop_order,
+                target,
+                &holder,
+                Duration::from_secs(60),
+                "{}",
+            )
+            .await
+            .expect("claimed");
+        let created = store::ledger::Created {
+            target,
+            keycrm_id,
+            report: Default::default(),
+            shop_status: None,
+            keycrm_status_id: None,
+        };
+        self.table
+            .record_created(&self.conn_id, shop_order, &holder, &created)
+            .await
+            .expect("recorded");
     }
 
     fn status(&self, shop_order: &str) -> Option<String> {
@@ -370,10 +418,29 @@ async fn order_status_changes_reach_the_shop_order() {
 }
 
 #[tokio::test]
-async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
+async fn an_order_whose_create_answer_was_lost_is_adopted_after_reading_it_back() {
     let h = harness(5).await;
     h.hook_orders();
-    let kc = h.order("A-2002", SOURCE).await; // not in the ledger
+    // order-push's create reached KeyCRM, its answer was lost, the claim was released.
+    h.table
+        .claim(
+            &h.conn_id,
+            "A-2002",
+            Target::Order,
+            "lost",
+            Duration::from_secs(60),
+            "{}",
+        )
+        .await
+        .unwrap();
+    h.table
+        .release(&h.conn_id, "A-2002", "lost", "timed out", true)
+        .await
+        .unwrap();
+    let kc = h
+        .order_named(&format!("{SHOP}:A-2002"), "A-2002", SOURCE)
+        .await;
+    h.sim.reset_stats();
     h.sim.change_order_status(&h.key, kc, 12).await.unwrap();
     h.wait_status("A-2002", "done").await;
     let e = h
@@ -383,6 +450,30 @@ async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
         .unwrap()
         .expect("adopted");
     assert_eq!(e.shop_order_id, "A-2002");
+    assert_eq!(
+        h.sim.stats().endpoint("GET /order/{id}"),
+        1,
+        "read back once before adopting"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_for_an_order_the_ledger_does_not_know_adopts_nothing() {
+    let h = harness(5).await;
+    h.hook_orders();
+    // Named like this shop's order, but never pushed by it (forged, or pushed elsewhere):
+    // marking it created would stop the real order.created from ever being pushed.
+    let kc = h
+        .order_named(&format!("{SHOP}:A-2007"), "A-2007", SOURCE)
+        .await;
+    h.sim.change_order_status(&h.key, kc, 12).await.unwrap();
+    assert_eq!(h.wait_attempts(ORDER_EVENT, kc, 1).await, vec![Some(200)]);
+    h.wait_counts(0, 1).await;
+    assert!(OrderLedger::get(h.table.as_ref(), &h.conn_id, "A-2007")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(h.status("A-2007").as_deref(), Some("new"));
 }
 
 #[tokio::test]
@@ -404,10 +495,7 @@ async fn pipeline_card_status_changes_reach_the_shop_order() {
         .await
         .expect("card created");
     h.shop.add_order(SHOP, "A-3003", "new");
-    h.table
-        .adopt(&h.conn_id, "A-3003", Target::Card, card.id)
-        .await
-        .unwrap();
+    h.link("A-3003", Target::Card, card.id).await;
     h.sim
         .set_webhook_url(&h.key, CARD_EVENT, Some(h.url(&h.cards_token)));
 

@@ -43,9 +43,13 @@ async fn main() -> Result<(), BoxError> {
         AdminConfig::parse_page_origins(&env_opt("PAGE_ALLOWED_ORIGINS").unwrap_or_default())
             .map_err(|e| format!("PAGE_ALLOWED_ORIGINS: {e}"))?;
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 29 s (template.yaml).
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(29),
+    ))
+    .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    let platform = PlatformSecret::load(&platform_secret_arn).await?;
+    let platform = PlatformSecret::load_with(&aws, &platform_secret_arn).await?;
     let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,

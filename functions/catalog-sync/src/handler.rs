@@ -36,6 +36,13 @@ pub struct JobMessage {
     pub settings: Option<Settings>,
 }
 
+impl JobMessage {
+    /// Reads a sync-jobs message; the error says what is wrong with it (for the dead letter).
+    pub fn parse(body: &str) -> Result<JobMessage, String> {
+        serde_json::from_str(body).map_err(|e| format!("unreadable sync job: {e}"))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FanOut {
     pub enqueued: usize,
@@ -146,16 +153,24 @@ impl Engine {
     }
 
     /// A sync-jobs message. An unreadable message is dropped (logged): retrying cannot fix it.
+    /// (The Lambda consumer, [`crate::lambda`], dead-letters it with the reason instead.)
     pub async fn on_message(&self, body: &str, deadline: Instant) -> Result<JobOutcome, SyncError> {
-        let msg: JobMessage = match serde_json::from_str(body) {
+        let msg = match JobMessage::parse(body) {
             Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "unreadable sync job dropped");
-                return Ok(JobOutcome::Skipped {
-                    reason: format!("unreadable sync job: {e}"),
-                });
+            Err(reason) => {
+                tracing::error!(error = %reason, "unreadable sync job dropped");
+                return Ok(JobOutcome::Skipped { reason });
             }
         };
+        self.on_job(msg, deadline).await
+    }
+
+    /// A parsed sync-jobs message.
+    pub async fn on_job(
+        &self,
+        msg: JobMessage,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
         self.run_job(&msg.job, msg.settings, deadline).await
     }
 }

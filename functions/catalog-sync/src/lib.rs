@@ -10,6 +10,7 @@ pub mod engine;
 mod full;
 pub mod handler;
 pub mod kit;
+pub mod lambda;
 mod prices;
 mod report;
 

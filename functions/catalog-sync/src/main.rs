@@ -1,38 +1,31 @@
 //! Lambda wiring for catalog-sync: read the environment, build the AWS adapters, and route
 //! each invocation — an EventBridge schedule input or a sync-jobs SQS batch — to the engine.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
+use catalog_sync::lambda::DeadLetters;
 use catalog_sync::{Config, Deps, Engine, ScheduleInput};
 use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
-use queue::SqsQueue;
-use runtime::{env_req, KeycrmClients, PlatformSecret};
+use queue::{Queue, SqsQueue};
+use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
 use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn handle(engine: &Engine, event: LambdaEvent<Value>) -> Result<Value, BoxError> {
-    let left = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
-    let deadline = Instant::now()
-        + left
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::from_secs(60));
+async fn handle(
+    engine: &Engine,
+    dead_letters: Option<&DeadLetters<'_>>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, BoxError> {
+    let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
     if event.payload.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event.payload)?;
-        let mut response = SqsBatchResponse::default();
-        for record in batch.records {
-            let id = record.message_id.clone().unwrap_or_default();
-            let body = record.body.unwrap_or_default();
-            if let Err(e) = engine.on_message(&body, deadline).await {
-                // Transient (store, queue): SQS redelivers the job; its checkpoint is kept.
-                tracing::error!(message = %id, error = %e, "sync job failed; it will be retried");
-                response.add_failure(id);
-            }
-        }
+        let response =
+            catalog_sync::lambda::handle_sqs(engine, batch, deadline, dead_letters).await;
         return Ok(serde_json::to_value(response)?);
     }
     let input: ScheduleInput = serde_json::from_value(event.payload)
@@ -48,16 +41,27 @@ async fn main() -> Result<(), BoxError> {
     let queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_base = env_req("SHOP_API_BASE_URL")?;
     let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
+    // Unreadable or crashing jobs go here with their reason.
+    let dlq_url = env_opt("SYNC_DLQ_URL");
 
-    let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
-    let token = PlatformSecret::load(&platform_secret)
+    // Timeouts that fit the function's 900 s (template.yaml).
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(900),
+    ))
+    .await;
+    let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
+    let token = PlatformSecret::load_with(&aws, &platform_secret)
         .await?
         .shop_api_token()?;
-    let secrets = Arc::new(SecretsManager::from_env().await);
+    let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+        &aws,
+    )));
     // The per-key budget shared with order push: the sync asks with background priority.
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(secrets, gate, ClientConfig::default()));
-    let jobs = Arc::new(SqsQueue::new(SqsQueue::client_from_env().await, queue_url));
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let jobs = Arc::new(SqsQueue::new(sqs.clone(), queue_url));
+    let sync_queue_name = jobs.name().to_string();
     let table = Arc::new(table);
     let deps = Deps {
         connections: table.clone(),
@@ -70,5 +74,12 @@ async fn main() -> Result<(), BoxError> {
     };
     let engine = Engine::new(deps, Config::default());
     let engine = &engine;
-    lambda_runtime::run(service_fn(move |ev| handle(engine, ev))).await
+    let dlq = dlq_url.map(|url| SqsQueue::new(sqs.clone(), url));
+    let source_queue = sync_queue_name;
+    let dead_letters = dlq.as_ref().map(|q| DeadLetters {
+        queue: q,
+        source_queue: &source_queue,
+    });
+    let dead_letters = dead_letters.as_ref();
+    lambda_runtime::run(service_fn(move |ev| handle(engine, dead_letters, ev))).await
 }

@@ -166,3 +166,85 @@ async fn full_sync_creates_then_writes_nothing_when_unchanged() {
     assert_eq!(h.shop.stats("s1").price_changes, 0);
     assert_eq!(h.sim.stats().rate_limited_429, 0);
 }
+
+/// A connection store with a bug on one connection: reading it panics.
+struct PanickingConnections {
+    inner: Arc<dyn ConnectionStore>,
+    poison: &'static str,
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for PanickingConnections {
+    async fn create(&self, conn: &store::Connection) -> Result<(), store::StoreError> {
+        self.inner.create(conn).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<store::Connection>, store::StoreError> {
+        if id == self.poison {
+            panic!("attempt to subtract with overflow");
+        }
+        self.inner.get(id).await
+    }
+    async fn get_by_shop(
+        &self,
+        shop: &str,
+    ) -> Result<Option<store::Connection>, store::StoreError> {
+        self.inner.get_by_shop(shop).await
+    }
+    async fn update(&self, conn: &store::Connection) -> Result<(), store::StoreError> {
+        self.inner.update(conn).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), store::StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn list(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<store::Connection>, Option<String>), store::StoreError> {
+        self.inner.list(cursor, limit).await
+    }
+}
+
+#[tokio::test]
+async fn poison_sync_jobs_are_dead_lettered_alone_with_their_reason() {
+    use crate::lambda::{handle_sqs, DeadLetters};
+    use queue::Queue;
+    let mut h = harness(20, on()).await;
+    h.engine.deps.connections = Arc::new(PanickingConnections {
+        inner: h.engine.deps.connections.clone(),
+        poison: "c-bug",
+    });
+    let job = |conn: &str| serde_json::to_string(&kit::job(conn, SyncKind::Prices, false)).unwrap();
+    let records: Vec<serde_json::Value> = [
+        ("unreadable", "{not a job".to_string()),
+        ("bug", job("c-bug")),
+        ("good", job("c1")),
+    ]
+    .iter()
+    .map(|(id, body)| serde_json::json!({"messageId": id, "receiptHandle": id, "body": body}))
+    .collect();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let dlq = MemoryQueue::new("sync-dlq");
+    let dl = DeadLetters {
+        queue: &dlq,
+        source_queue: "sync-jobs",
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let resp = handle_sqs(&h.engine, event, Some(deadline), Some(&dl)).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    let letters: Vec<queue::DeadLetter> = dlq
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let kinds: Vec<&str> = letters.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["malformed", "internal_error"]);
+    assert!(letters[0].reason.contains("unreadable sync job"));
+    assert!(letters[1].reason.contains("panic"), "{}", letters[1].reason);
+    assert_eq!(letters[1].original, job("c-bug"));
+    // The good job ran.
+    let runs = h.sync.list_runs("c1", 5).await.unwrap();
+    assert!(!runs.is_empty(), "the batch-mate was synced");
+    assert_eq!(dlq.approximate_len().await.unwrap(), 2);
+}

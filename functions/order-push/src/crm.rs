@@ -18,6 +18,12 @@ pub struct CardCandidate {
     pub id: i64,
     #[serde(default)]
     pub title: Option<String>,
+    /// Carries the shop order's marker line (`mapping::source_key::card_marker`).
+    #[serde(default)]
+    pub manager_comment: Option<String>,
+    /// When KeyCRM created it (UTC, as its answers say).
+    #[serde(default, deserialize_with = "keycrm::time::opt")]
+    pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub pipeline_id: Option<i64>,
     #[serde(default)]
@@ -38,6 +44,14 @@ pub struct CardCandidateContact {
     pub phone: Option<String>,
 }
 
+/// One page of `GET /pipelines/cards`, in the listing's own order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CardPage {
+    pub cards: Vec<CardCandidate>,
+    /// How many pages the listing has (as of this answer).
+    pub last_page: u32,
+}
+
 #[async_trait]
 pub trait CrmApi: Send + Sync {
     /// `POST /order`; the created order (at least its id and status).
@@ -51,13 +65,14 @@ pub trait CrmApi: Send + Sync {
     async fn set_order_status(&self, order_id: i64, status_id: i64) -> Result<(), KeycrmError>;
     /// `POST /pipelines/cards`; the new card's id and status.
     async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), KeycrmError>;
-    /// Cards (of a pipeline, of a source) created in a time window, with their contact.
-    async fn find_cards(
+    /// Page `page` (from 1) of the cards created in a window (`filter[created_between]`, the
+    /// only time filter KeyCRM has for cards), 50 a page; with their contact if asked.
+    async fn cards_page(
         &self,
-        pipeline_id: Option<i64>,
-        source_id: Option<i64>,
         created_between: (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Vec<CardCandidate>, KeycrmError>;
+        with_contact: bool,
+        page: u32,
+    ) -> Result<CardPage, KeycrmError>;
     async fn set_card_status(&self, card_id: i64, status_id: i64) -> Result<(), KeycrmError>;
     /// The dictionaries mapping needs for this sync type (see [`crate::dictionaries`]).
     async fn load_reference(&self, sync: OrderSyncType) -> Result<KeycrmReference, KeycrmError>;
@@ -104,32 +119,30 @@ impl CrmApi for KeycrmClient {
         Ok((card.id, card.status_id))
     }
 
-    async fn find_cards(
+    async fn cards_page(
         &self,
-        pipeline_id: Option<i64>,
-        source_id: Option<i64>,
         (from, to): (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Vec<CardCandidate>, KeycrmError> {
-        let mut q = vec![
-            (
-                "filter[created_between]",
-                format!(
-                    "{},{}",
-                    keycrm::time::format_request(from),
-                    keycrm::time::format_request(to)
-                ),
+        with_contact: bool,
+        page: u32,
+    ) -> Result<CardPage, KeycrmError> {
+        let mut q = vec![(
+            "filter[created_between]",
+            format!(
+                "{},{}",
+                keycrm::time::format_request(from),
+                keycrm::time::format_request(to)
             ),
-            ("include", "contact".to_string()),
-        ];
-        if let Some(p) = pipeline_id {
-            q.push(("filter[pipeline_id]", p.to_string()));
+        )];
+        if with_contact {
+            q.push(("include", "contact".to_string()));
         }
-        if let Some(s) = source_id {
-            q.push(("filter[source_id]", s.to_string()));
-        }
-        self.list::<CardCandidate>("pipelines/cards", &q)
-            .collect_all()
-            .await
+        let p = self
+            .page::<CardCandidate>("pipelines/cards", &q, page)
+            .await?;
+        Ok(CardPage {
+            cards: p.data,
+            last_page: p.last_page,
+        })
     }
 
     async fn set_card_status(&self, card_id: i64, status_id: i64) -> Result<(), KeycrmError> {

@@ -1,66 +1,20 @@
-//! Translation between the Lambda SQS event and the handler's queue messages.
+//! Translation between the Lambda SQS event and the handler (shared with the other SQS
+//! consumers in `runtime::sqs_batch`).
 
 use crate::BatchResult;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 
-/// The messages of an SQS event, with the attributes the handler reads.
-pub fn messages(event: SqsEvent) -> Vec<queue::Message> {
-    event
-        .records
-        .into_iter()
-        .map(|r| {
-            let receive_count = r
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            let attributes = r
-                .message_attributes
-                .into_iter()
-                .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
-                .collect();
-            queue::Message {
-                id: r.message_id.unwrap_or_default(),
-                body: r.body.unwrap_or_default(),
-                receipt: r.receipt_handle.unwrap_or_default(),
-                receive_count,
-                attributes,
-            }
-        })
-        .collect()
-}
+pub use runtime::sqs_batch::{deadline_from_epoch_ms as deadline, messages};
 
 /// `batchItemFailures`: the messages SQS must deliver again.
 pub fn response(result: &BatchResult) -> SqsBatchResponse {
-    let mut resp = SqsBatchResponse::default();
-    resp.batch_item_failures = result
-        .failed_message_ids
-        .iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id.clone();
-            f
-        })
-        .collect();
-    resp
-}
-
-/// The invocation deadline (epoch milliseconds) as an `Instant`; `None` if unknown.
-pub fn deadline(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .ok()?;
-    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    runtime::sqs_batch::response(&result.failed_message_ids)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::event::sqs::SqsEvent;
 
     #[test]
     fn an_sqs_event_becomes_messages_and_failures_become_the_response() {

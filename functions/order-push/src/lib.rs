@@ -34,7 +34,7 @@ pub struct PushConfig {
     pub retry: RetryPolicy,
     /// Shops processed at once within a batch (each shop's messages run in order).
     pub concurrency: usize,
-    /// Clock-skew margin of the card recovery search.
+    /// Clock-skew margin of the card recovery search (between our clock and KeyCRM's).
     pub recovery_margin: Duration,
     /// Time kept back before the invocation deadline to send deferred copies and dead letters.
     pub deadline_margin: Duration,

@@ -8,6 +8,7 @@ use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use queue::{Queue, SqsQueue};
 use runtime::{env_opt, env_req, KeycrmClients};
 use std::sync::Arc;
+use std::time::Duration;
 use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 #[tokio::main]
@@ -18,13 +19,20 @@ async fn main() -> Result<(), Error> {
     let dlq_url = env_req("ORDER_DLQ_URL")?;
     let secret_prefix = env_opt("SECRET_PREFIX");
 
-    let table = DynamoTable::new(DynamoTable::client_from_env().await, table_name);
-    let sqs = SqsQueue::client_from_env().await;
+    // Timeouts that fit the function's 60 s (template.yaml) and the 5 s kept to settle.
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(60),
+    ))
+    .await;
+    let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
     let order_queue = SqsQueue::new(sqs.clone(), queue_url);
     let source_queue = order_queue.name().to_string();
     let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
     let clients = Arc::new(KeycrmClients::new(
-        Arc::new(SecretsManager::from_env().await),
+        Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            &aws,
+        ))),
         gate,
         ClientConfig::default(),
     ));

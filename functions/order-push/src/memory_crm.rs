@@ -3,9 +3,9 @@
 //! keeps what was created, and can be told to fail the next writes in the ways KeyCRM does.
 //! Not for production wiring.
 
-use crate::crm::{CardCandidate, CardCandidateContact, CrmApi, CrmProvider};
+use crate::crm::{CardCandidate, CardCandidateContact, CardPage, CrmApi, CrmProvider};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use keycrm::models::{NewCard, NewOrder, Order};
 use keycrm::KeycrmError;
 use mapping::{KeycrmReference, OrderSyncType};
@@ -112,7 +112,7 @@ impl MemoryCrm {
     }
 
     /// Requests by kind: `create_order`, `find_orders`, `set_order_status`, `create_card`,
-    /// `find_cards`, `set_card_status`, `load_reference`.
+    /// `cards_page`, `set_card_status`, `load_reference`.
     pub fn requests(&self) -> BTreeMap<&'static str, u64> {
         self.lock().requests.clone()
     }
@@ -273,32 +273,45 @@ impl CrmApi for MemoryCrm {
         Ok((id, status_id))
     }
 
-    async fn find_cards(
+    async fn cards_page(
         &self,
-        pipeline_id: Option<i64>,
-        source_id: Option<i64>,
         (from, to): (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<Vec<CardCandidate>, KeycrmError> {
+        with_contact: bool,
+        page: u32,
+    ) -> Result<CardPage, KeycrmError> {
         let mut s = self.lock();
-        self.count(&mut s, "find_cards");
-        Ok(s.cards
+        self.count(&mut s, "cards_page");
+        // As KeyCRM lists them: ascending id, 50 a page, created_at in whole seconds.
+        let mut all: Vec<&MemoryCard> = s
+            .cards
             .iter()
-            .filter(|c| pipeline_id.is_none_or(|p| c.body.pipeline_id == p))
-            .filter(|c| source_id.is_none() || c.body.source_id == source_id)
             .filter(|c| c.created_at >= from && c.created_at <= to)
+            .collect();
+        all.sort_by_key(|c| c.id);
+        let last_page = u32::try_from(all.len().div_ceil(50))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let start = (page.max(1) as usize - 1) * 50;
+        let cards = all
+            .iter()
+            .skip(start)
+            .take(50)
             .map(|c| CardCandidate {
                 id: c.id,
                 title: c.body.title.clone(),
+                manager_comment: c.body.manager_comment.clone(),
+                created_at: c.created_at.with_nanosecond(0),
                 pipeline_id: Some(c.body.pipeline_id),
                 source_id: c.body.source_id,
                 status_id: c.status_id,
-                contact: Some(CardCandidateContact {
+                contact: with_contact.then(|| CardCandidateContact {
                     full_name: c.body.contact.full_name.clone(),
                     email: c.body.contact.email.clone(),
                     phone: c.body.contact.phone.clone(),
                 }),
             })
-            .collect())
+            .collect();
+        Ok(CardPage { cards, last_page })
     }
 
     async fn set_card_status(&self, card_id: i64, status_id: i64) -> Result<(), KeycrmError> {

@@ -2,22 +2,25 @@
 
 use crate::crm::CrmApi;
 use crate::policy::{attempt_of, ATTEMPT_ATTRIBUTE};
-use crate::recovery::{card_window, pick_card, pick_order};
+use crate::recovery::{card_window, find_card, pick_legacy_order, pick_order, CardQuery};
 use crate::{BatchResult, MessageOutcome, OrderPush, Outcome};
 use chrono::Utc;
 use futures::StreamExt;
 use keycrm::KeycrmError;
 use mapping::events::{EventBody, EventError, OrderEvent, ShopOrder, StatusChange};
 use mapping::order_map::{map_card, map_order, MappedCard, MappedOrder, MappingReport};
-use mapping::OrderSyncType;
+use mapping::{source_key, OrderSyncType};
 use queue::{DeadLetter, Message, Outgoing};
+use runtime::sqs_batch::{isolate, panic_reason, respond_by, Budget, Run, Settled, Settlements};
 use runtime::ClientsError;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::ledger::Created;
 use store::{
-    Claim, Connection, Counter, LedgerEntry, LedgerState, OrderFailure, StoreError, Target,
+    Claim, Connection, Counter, LedgerEntry, LedgerState, OrderFailure, PushReservation,
+    StoreError, Target,
 };
 
 /// What to do with a message.
@@ -153,6 +156,37 @@ struct Item {
     parsed: Result<OrderEvent, EventError>,
 }
 
+/// Parses one message; even a panic in the parser stays this message's refusal.
+fn parse(msg: &Message) -> Result<OrderEvent, EventError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        mapping::parse_event(msg.body.as_bytes())
+    }))
+    .unwrap_or_else(|p| Err(EventError::Internal(panic_reason(p.as_ref()))))
+}
+
+/// What the messages of one batch came to, recorded as each one settles.
+#[derive(Clone)]
+struct Ledgered {
+    settlements: Settlements,
+    outcomes: Arc<Mutex<Vec<(usize, MessageOutcome)>>>,
+}
+
+impl Ledgered {
+    fn record(&self, position: usize, outcome: MessageOutcome, failed: bool) {
+        self.settlements.settle(
+            &outcome.message_id,
+            if failed {
+                Settled::Redeliver
+            } else {
+                Settled::Done
+            },
+        );
+        if let Ok(mut o) = self.outcomes.lock() {
+            o.push((position, outcome));
+        }
+    }
+}
+
 impl OrderPush {
     /// Handles one batch with no deadline (tests, the local runner).
     pub async fn handle_batch(&self, messages: Vec<Message>) -> BatchResult {
@@ -162,16 +196,61 @@ impl OrderPush {
     /// Handles one batch. Messages of one shop run in order (the rate gate serialises a key's
     /// requests anyway, and `order.created` then precedes a status change of the same
     /// order); shops run concurrently, so one slow or rate-limited shop does not hold up the
-    /// others. Work that cannot finish before `deadline` (less the margin) is deferred.
+    /// others. Each message runs isolated (`runtime::sqs_batch::isolate`): a panic
+    /// dead-letters that message alone. Work that cannot finish before `deadline` (less the
+    /// margin) is deferred, and the result is ready before the deadline whatever still runs:
+    /// a message that was settled is never reported for redelivery.
     pub async fn handle_batch_until(
         &self,
         messages: Vec<Message>,
         deadline: Option<Instant>,
     ) -> BatchResult {
+        let budget = Budget::new(deadline, self.config.deadline_margin);
+        let book = Ledgered {
+            settlements: Settlements::new(&messages),
+            outcomes: Arc::new(Mutex::new(Vec::new())),
+        };
+        let ids: Vec<(usize, String)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, m.id.clone()))
+            .collect();
+        respond_by(
+            budget.answer_by(),
+            &book.settlements,
+            self.run_batch(messages, budget, &book),
+        )
+        .await;
+        let mut outcomes = book
+            .outcomes
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        for (position, id) in ids {
+            if !outcomes.iter().any(|(p, _)| *p == position) {
+                outcomes.push((
+                    position,
+                    MessageOutcome {
+                        message_id: id,
+                        outcome: Outcome::Failed {
+                            reason: "not settled before the invocation deadline".into(),
+                        },
+                    },
+                ));
+            }
+        }
+        outcomes.sort_by_key(|(p, _)| *p);
+        BatchResult {
+            failed_message_ids: book.settlements.redeliver(),
+            outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+        }
+    }
+
+    async fn run_batch(&self, messages: Vec<Message>, budget: Budget, book: &Ledgered) {
         let mut groups: Vec<Vec<Item>> = Vec::new();
         let mut by_shop: HashMap<String, usize> = HashMap::new();
         for (position, msg) in messages.into_iter().enumerate() {
-            let parsed = mapping::parse_event(msg.body.as_bytes());
+            let parsed = parse(&msg);
             let item = Item {
                 position,
                 msg,
@@ -188,31 +267,14 @@ impl OrderPush {
                 Err(_) => groups.push(vec![item]),
             }
         }
-        let mut done: Vec<(usize, MessageOutcome, bool)> = futures::stream::iter(groups)
-            .map(|g| self.run_group(g, deadline))
+        futures::stream::iter(groups)
+            .map(|g| self.run_group(g, budget, book))
             .buffer_unordered(self.config.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        done.sort_by_key(|(pos, _, _)| *pos);
-        let mut result = BatchResult::default();
-        for (_, outcome, failed) in done {
-            if failed {
-                result.failed_message_ids.push(outcome.message_id.clone());
-            }
-            result.outcomes.push(outcome);
-        }
-        result
+            .collect::<Vec<()>>()
+            .await;
     }
 
-    async fn run_group(
-        &self,
-        items: Vec<Item>,
-        deadline: Option<Instant>,
-    ) -> Vec<(usize, MessageOutcome, bool)> {
-        let mut out = Vec::with_capacity(items.len());
+    async fn run_group(&self, items: Vec<Item>, budget: Budget, book: &Ledgered) {
         // One connection read per shop and batch.
         let mut conn: Option<Option<Connection>> = None;
         let mut tally: BTreeMap<(String, Counter), u64> = BTreeMap::new();
@@ -221,35 +283,28 @@ impl OrderPush {
             let progress = Progress::default();
             let decision = match &item.parsed {
                 Err(e) => self.malformed(&item.msg, e).await,
+                Ok(_) if !budget.may_start() => {
+                    // Not started: the same attempt comes back with the next invocation.
+                    Decision::Defer {
+                        delay: Duration::from_secs(1),
+                        reason: "not started before the invocation deadline".into(),
+                        next_attempt: attempt,
+                    }
+                }
                 Ok(event) => {
-                    let budget = deadline.map(|d| {
-                        d.saturating_duration_since(Instant::now())
-                            .saturating_sub(self.config.deadline_margin)
-                    });
-                    if budget.is_some_and(|b| b.is_zero()) {
-                        // Not started: the same attempt comes back with the next invocation.
-                        Decision::Defer {
-                            delay: Duration::from_secs(1),
-                            reason: "not started before the invocation deadline".into(),
-                            next_attempt: attempt,
-                        }
-                    } else {
-                        if conn.is_none() {
-                            match self.connections.get_by_shop(&event.shop_id).await {
-                                Ok(c) => conn = Some(c),
-                                Err(e) => {
-                                    tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection")
-                                }
+                    if conn.is_none() {
+                        match self.connections.get_by_shop(&event.shop_id).await {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                tracing::warn!(shop = %event.shop_id, error = %e, "could not read the connection")
                             }
                         }
-                        let work = self.decide(&item.msg, attempt, event, conn.as_ref(), &progress);
-                        match budget {
-                            None => work.await,
-                            Some(b) => match tokio::time::timeout(b, work).await {
-                                Ok(d) => d,
-                                Err(_) => self.ran_out_of_time(event, attempt, &progress).await,
-                            },
-                        }
+                    }
+                    let work = self.decide(&item.msg, attempt, event, conn.as_ref(), &progress);
+                    match isolate(budget.work_until(), work).await {
+                        Run::Finished(d) => d,
+                        Run::OutOfTime => self.ran_out_of_time(event, attempt, &progress).await,
+                        Run::Panicked(reason) => self.panicked(event, reason, &progress).await,
                     }
                 }
             };
@@ -257,14 +312,14 @@ impl OrderPush {
                 *tally.entry(key).or_default() += 1;
             }
             let (outcome, failed) = self.settle(&item.msg, &item.parsed, decision).await;
-            out.push((
+            book.record(
                 item.position,
                 MessageOutcome {
                     message_id: item.msg.id.clone(),
                     outcome,
                 },
                 failed,
-            ));
+            );
         }
         // Counters are what the merchant reads on the status page: one write per batch and
         // connection is enough, and saves a DynamoDB write per order.
@@ -273,7 +328,42 @@ impl OrderPush {
                 tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
             }
         }
-        out
+    }
+
+    /// A message whose processing panicked (a bug met by this input): the order it claimed is
+    /// marked failed (a re-push searches first if it may have reached KeyCRM) and the event is
+    /// dead-lettered with the reason. Its batch-mates are not affected.
+    async fn panicked(&self, event: &OrderEvent, reason: String, progress: &Progress) -> Decision {
+        if let Some(c) = progress.take() {
+            if let Err(e) = self
+                .ledger
+                .mark_failed(
+                    &c.connection_id,
+                    &c.shop_order_id,
+                    &c.holder,
+                    &reason,
+                    &no_fields(),
+                )
+                .await
+            {
+                tracing::warn!(order = %c.shop_order_id, error = %e, "could not record the failure; the claim expires with its lease");
+            }
+            self.journal_failure(
+                &c.connection_id,
+                &c.shop_order_id,
+                &reason,
+                &no_fields(),
+                progress,
+            )
+            .await;
+        }
+        tracing::error!(shop = %event.shop_id, order = %event.order_id(), reason = %reason, "order event dead-lettered after an internal error");
+        Decision::DeadLetter {
+            kind: "internal_error",
+            reason,
+            shop_id: None,
+            order_id: None,
+        }
     }
 
     async fn decide(
@@ -610,12 +700,10 @@ impl OrderPush {
             }
         };
         let mapped = match target {
-            Target::Order => {
-                map_order(order, &conn.settings, &dict).map(|m| Mapped::Order(Box::new(m)))
-            }
-            Target::Card => {
-                map_card(order, &conn.settings, &dict).map(|m| Mapped::Card(Box::new(m)))
-            }
+            Target::Order => map_order(&event.shop_id, order, &conn.settings, &dict)
+                .map(|m| Mapped::Order(Box::new(m))),
+            Target::Card => map_card(&event.shop_id, order, &conn.settings, &dict)
+                .map(|m| Mapped::Card(Box::new(m))),
         };
         let mapped = match mapped {
             Ok(m) => m,
@@ -700,19 +788,40 @@ impl OrderPush {
         c: &Claimed<'_>,
         mapped: &Mapped,
     ) -> Result<Option<(i64, i64)>, KeycrmError> {
+        let (shop, order) = (c.event.shop_id.as_str(), c.order.id.as_str());
         match mapped {
             Mapped::Order(m) => {
-                let found = crm.find_orders(&c.order.id, Some(m.body.source_id)).await?;
-                Ok(pick_order(&found, &c.order.id))
+                // In any source: the merchant may have changed it since the attempt.
+                let key = source_key::source_uuid(shop, order);
+                let found = crm.find_orders(&key, None).await?;
+                if let Some(hit) = pick_order(&found, &key) {
+                    return Ok(Some(hit));
+                }
+                if c.entry.scoped_key {
+                    return Ok(None);
+                }
+                // An older version's attempt named it by the bare id.
+                let found = crm.find_orders(order, None).await?;
+                Ok(pick_legacy_order(
+                    &found,
+                    order,
+                    m.body.source_id,
+                    c.order.created_at,
+                ))
             }
             Mapped::Card(m) => {
-                let window = card_window(
-                    c.entry.attempt_started_at,
-                    Utc::now(),
-                    self.config.recovery_margin,
-                );
-                let found = crm.find_cards(None, m.body.source_id, window).await?;
-                Ok(pick_card(&found, &m.body))
+                let q = CardQuery {
+                    shop_id: shop,
+                    order_id: order,
+                    legacy: (!c.entry.scoped_key).then_some(&m.body),
+                    window: card_window(
+                        c.entry.attempt_started_at,
+                        Utc::now(),
+                        self.config.lease,
+                        self.config.recovery_margin,
+                    ),
+                };
+                find_card(crm, &q).await
             }
         }
     }
@@ -1021,17 +1130,64 @@ impl OrderPush {
             }
             Err(e) => return self.defer(attempt, None, &format!("no KeyCRM client: {e}")),
         };
+        // Reserve this change before writing KeyCRM: of two pushes of one order running at
+        // once, the newer waits for the older, and an older one arriving later is stale.
+        let holder = uuid::Uuid::new_v4().to_string();
+        let reserved = self
+            .ledger
+            .reserve_shop_push(
+                &conn.id,
+                order_id,
+                event.occurred_at,
+                &holder,
+                self.config.lease,
+            )
+            .await;
+        match reserved {
+            Ok(PushReservation::Granted) => {}
+            Ok(PushReservation::Stale(e)) => {
+                return skipped(format!(
+                    "stale: the order's status is newer (shop {}, KeyCRM {})",
+                    e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    e.keycrm_status_changed_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ))
+            }
+            Ok(PushReservation::Busy(_)) => {
+                let policy = &self.config.retry;
+                if policy.may_defer(attempt) {
+                    return Decision::Defer {
+                        delay: policy.busy_delay,
+                        reason: "another status change of this order is being pushed".into(),
+                        next_attempt: attempt + 1,
+                    };
+                }
+                return self.defer(attempt, None, "another status push kept the order busy");
+            }
+            Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
+        }
         let set = match entry.target {
             Target::Order => crm.set_order_status(keycrm_id, status_id).await,
             Target::Card => crm.set_card_status(keycrm_id, status_id).await,
         };
+        if set.is_err() {
+            if let Err(e) = self
+                .ledger
+                .release_shop_push(&conn.id, order_id, &holder)
+                .await
+            {
+                tracing::warn!(order = %order_id, error = %e, "could not release the status push; it expires with its lease");
+            }
+        }
         match set {
             Ok(()) => {
                 if let Err(e) = self
                     .ledger
-                    .record_shop_status(
+                    .finish_shop_push(
                         &conn.id,
                         order_id,
+                        &holder,
                         &change.status,
                         Some(status_id),
                         event.occurred_at,

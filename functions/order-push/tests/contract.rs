@@ -121,6 +121,34 @@ fn invalid_events_are_refused_by_both() {
             with(created(), "/order/items/0/price", Some(json!(-1))),
         ),
         (
+            "absurd price",
+            with(created(), "/order/items/0/price", Some(json!(1e20))),
+        ),
+        (
+            "price above the maximum",
+            with(
+                created(),
+                "/order/items/0/price",
+                Some(json!(1_000_000_000_001u64)),
+            ),
+        ),
+        (
+            "absurd quantity",
+            with(created(), "/order/items/0/quantity", Some(json!(1e10))),
+        ),
+        (
+            "quantity above the maximum",
+            with(created(), "/order/items/0/quantity", Some(json!(1_000_001))),
+        ),
+        (
+            "total above the maximum",
+            with(created(), "/order/total", Some(json!(1e13))),
+        ),
+        (
+            "delivery cost above the maximum",
+            with(created(), "/order/delivery/cost", Some(json!(1e13))),
+        ),
+        (
             "blank sku",
             with(created(), "/order/items/0/sku", Some(json!(" "))),
         ),

@@ -321,7 +321,8 @@ async fn a_new_order_is_created_once_with_one_request() {
     );
     let orders = w.crm.orders();
     let body = &orders[0].1;
-    assert_eq!(body.source_uuid.as_deref(), Some("A1"));
+    // Named with its shop: another shop on the same KeyCRM account may have an order A1.
+    assert_eq!(body.source_uuid.as_deref(), Some("shop-1:A1"));
     assert_eq!(body.buyer.phone.as_deref(), Some("+380501112233"));
     assert_eq!(
         body.shipping.as_ref().unwrap().warehouse_ref.as_deref(),
@@ -450,7 +451,10 @@ async fn a_5xx_storm_ends_with_every_order_created_once() {
         .map(|(o, _)| o.source_uuid.clone().unwrap())
         .collect();
     uuids.sort();
-    assert_eq!(uuids, vec!["S0", "S1", "S2", "S3"]);
+    assert_eq!(
+        uuids,
+        vec!["shop-1:S0", "shop-1:S1", "shop-1:S2", "shop-1:S3"]
+    );
     assert!(w.dlq.bodies().is_empty());
 }
 
@@ -548,6 +552,30 @@ impl OrderLedger for CrashingLedger {
     }
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
         self.inner.reset_for_repush(c, o).await
+    }
+    async fn reserve_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        at: DateTime<Utc>,
+        h: &str,
+        lease: Duration,
+    ) -> Result<store::PushReservation, StoreError> {
+        self.inner.reserve_shop_push(c, o, at, h, lease).await
+    }
+    async fn finish_shop_push(
+        &self,
+        c: &str,
+        o: &str,
+        h: &str,
+        s: &str,
+        k: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_shop_push(c, o, h, s, k, at).await
+    }
+    async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_shop_push(c, o, h).await
     }
 }
 
@@ -932,7 +960,11 @@ async fn cards_are_created_in_the_mapped_pipeline_and_recovered_without_source_u
         "{out:?}"
     );
     assert_eq!(w.crm.cards().len(), 2);
-    assert_eq!(w.crm.requests()["find_cards"], 1);
+    assert_eq!(
+        w.crm.requests()["cards_page"],
+        1,
+        "found by its marker in one request"
+    );
 
     // A shop status change moves the card.
     let out = w
@@ -1012,4 +1044,468 @@ async fn work_past_the_deadline_is_deferred_and_a_cut_off_attempt_gives_its_clai
         "DL1 was stored before the cut: {out:?}"
     );
     assert_eq!(w.crm.orders().len(), 2);
+}
+
+/// A KeyCRM port with a bug: it panics on one order (as `rust_decimal` did on absurd amounts).
+struct PanickingCrm {
+    inner: Arc<MemoryCrm>,
+    poison: &'static str,
+}
+
+#[async_trait]
+impl order_push::CrmApi for PanickingCrm {
+    async fn create_order(&self, body: &NewOrder) -> Result<Order, keycrm::KeycrmError> {
+        if body
+            .source_uuid
+            .as_deref()
+            .is_some_and(|u| u.ends_with(self.poison))
+        {
+            panic!("Multiplication overflowed");
+        }
+        self.inner.create_order(body).await
+    }
+    async fn find_orders(
+        &self,
+        uuid: &str,
+        source: Option<i64>,
+    ) -> Result<Vec<Order>, keycrm::KeycrmError> {
+        self.inner.find_orders(uuid, source).await
+    }
+    async fn set_order_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_order_status(id, status).await
+    }
+    async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), keycrm::KeycrmError> {
+        self.inner.create_card(body).await
+    }
+    async fn cards_page(
+        &self,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        with_contact: bool,
+        page: u32,
+    ) -> Result<order_push::crm::CardPage, keycrm::KeycrmError> {
+        self.inner.cards_page(window, with_contact, page).await
+    }
+    async fn set_card_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_card_status(id, status).await
+    }
+    async fn load_reference(
+        &self,
+        sync: OrderSyncType,
+    ) -> Result<KeycrmReference, keycrm::KeycrmError> {
+        self.inner.load_reference(sync).await
+    }
+}
+
+struct PanickingProvider(Arc<PanickingCrm>);
+
+#[async_trait]
+impl order_push::CrmProvider for PanickingProvider {
+    async fn crm_for(
+        &self,
+        _conn: &Connection,
+    ) -> Result<Arc<dyn order_push::CrmApi>, runtime::ClientsError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn absurd_event(shop: &str, order_id: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&created_event(shop, order_id)).unwrap();
+    // Schema-valid before the contract had bounds; `rust_decimal` panicked multiplying them.
+    v["order"]["items"][0]["price"] = serde_json::json!(1e20);
+    v["order"]["items"][0]["quantity"] = serde_json::json!(1e10);
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_poison_order_is_dead_lettered_alone_and_its_batch_mates_are_created() {
+    let w = world(OrderSyncType::Orders).await;
+    w.connections
+        .create(&connection("c2", "shop-2", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    let out = w
+        .run(&[
+            &created_event("shop-1", "M1"),
+            &absurd_event("shop-1", "P1"),
+            &created_event("shop-1", "M2"),
+            &created_event("shop-2", "M3"),
+        ])
+        .await;
+    assert!(
+        is_created(&out[0]) && is_created(&out[2]) && is_created(&out[3]),
+        "{out:?}"
+    );
+    match &out[1] {
+        Outcome::DeadLettered { kind, reason } => {
+            assert_eq!(kind, "malformed");
+            assert!(reason.contains("order.items[0].price"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.crm.orders().len(), 3, "the mates are in KeyCRM once each");
+    let letters = w.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["order_id"], "P1");
+    assert_eq!(letters[0]["kind"], "malformed");
+}
+
+#[tokio::test]
+async fn an_unforeseen_panic_dead_letters_only_its_message_with_a_reason() {
+    let mut w = world(OrderSyncType::Orders).await;
+    w.push.crm = Arc::new(PanickingProvider(Arc::new(PanickingCrm {
+        inner: w.crm.clone(),
+        poison: "BUG1",
+    })));
+    w.connections
+        .create(&connection("c2", "shop-2", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    let out = w
+        .run(&[
+            &created_event("shop-1", "BUG1"),
+            &created_event("shop-1", "OK1"),
+            &created_event("shop-2", "OK2"),
+        ])
+        .await;
+    match &out[0] {
+        Outcome::DeadLettered { kind, reason } => {
+            assert_eq!(kind, "internal_error");
+            assert!(reason.contains("Multiplication overflowed"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(is_created(&out[1]) && is_created(&out[2]), "{out:?}");
+    // The poisoned order is visibly failed (a re-push searches KeyCRM first), not stuck.
+    let e = w.entry("BUG1").await;
+    assert_eq!(e.state, LedgerState::Failed);
+    assert!(e.maybe_committed, "a re-push must look before creating");
+    assert_eq!(w.counter("orders_failed").await, 1);
+    let letters = w.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["kind"], "internal_error");
+    assert_eq!(letters[0]["order_id"], "BUG1");
+}
+
+#[tokio::test]
+async fn the_answer_is_ready_before_the_deadline_even_when_settling_hangs() {
+    // The dead-letter queue stalls (an SQS call that never answers): the batch result still
+    // comes back before the invocation deadline, with the created order settled as done.
+    struct StalledQueue;
+    #[async_trait]
+    impl Queue for StalledQueue {
+        fn name(&self) -> &str {
+            "stalled"
+        }
+        async fn send(&self, _m: queue::Outgoing) -> Result<String, queue::QueueError> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(String::new())
+        }
+        async fn receive(
+            &self,
+            _max: usize,
+            _wait: Duration,
+            _visibility: Duration,
+        ) -> Result<Vec<Message>, queue::QueueError> {
+            Ok(vec![])
+        }
+        async fn delete(&self, _receipt: &str) -> Result<(), queue::QueueError> {
+            Ok(())
+        }
+        async fn change_visibility(
+            &self,
+            _receipt: &str,
+            _visibility: Duration,
+        ) -> Result<(), queue::QueueError> {
+            Ok(())
+        }
+        async fn approximate_len(&self) -> Result<usize, queue::QueueError> {
+            Ok(0)
+        }
+    }
+    let mut w = world(OrderSyncType::Orders).await;
+    w.push.dead_letters = Arc::new(StalledQueue);
+    w.push.config.deadline_margin = Duration::from_millis(200);
+    let ok = message(&created_event("shop-1", "FINE1"));
+    let bad = message("{not json");
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(1500);
+    let r = w
+        .push
+        .handle_batch_until(vec![ok.clone(), bad.clone()], Some(deadline))
+        .await;
+    assert!(Instant::now() < deadline, "answered after the deadline");
+    assert_eq!(r.failed_message_ids, vec![bad.id.clone()], "{r:?}");
+    assert!(is_created(&r.outcomes[0].outcome), "{r:?}");
+}
+
+async fn two_shops_on_one_account(sync: OrderSyncType) -> World {
+    // Both connections use the same KeyCRM account (the provider hands out one CRM) and,
+    // misconfigured or not, the same source.
+    let w = world(sync).await;
+    w.connections
+        .create(&connection("c2", "shop-2", sync))
+        .await
+        .unwrap();
+    w
+}
+
+#[tokio::test]
+async fn two_shops_on_one_account_never_take_each_others_orders() {
+    let w = two_shops_on_one_account(OrderSyncType::Orders).await;
+    // Shop 1's order 77 is in KeyCRM; shop 2's order 77 commits and loses its answer.
+    w.run(&[&created_event("shop-1", "77")]).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    let out = w.run(&[&created_event("shop-2", "77")]).await;
+    assert!(matches!(out[0], Outcome::Deferred { .. }), "{out:?}");
+    let out = w.redeliver().await;
+    let recovered_id = match &out[0] {
+        Outcome::Created {
+            recovered: true,
+            keycrm_id,
+            connection_id,
+            ..
+        } => {
+            assert_eq!(connection_id, "c2");
+            *keycrm_id
+        }
+        other => panic!("{other:?}"),
+    };
+    let orders = w.crm.orders();
+    assert_eq!(orders.len(), 2, "one order per shop");
+    let shop1 = w.ledger.get("c1", "77").await.unwrap().unwrap();
+    assert_ne!(shop1.keycrm_id, Some(recovered_id), "not shop 1's order");
+    let mine = orders.iter().find(|(o, _)| o.id == recovered_id).unwrap();
+    assert_eq!(mine.0.source_uuid.as_deref(), Some("shop-2:77"));
+}
+
+#[tokio::test]
+async fn a_source_changed_between_two_attempts_does_not_duplicate_the_order() {
+    let w = world(OrderSyncType::Orders).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    w.run(&[&created_event("shop-1", "SRC1")]).await;
+    // The merchant picks another KeyCRM source before the retry.
+    let mut conn = w.connections.get("c1").await.unwrap().unwrap();
+    conn.settings.source_id = Some(2);
+    conn.version += 1;
+    w.connections.update(&conn).await.unwrap();
+    let out = w.redeliver().await;
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.crm.orders().len(), 1, "found in the old source");
+}
+
+#[tokio::test]
+async fn an_attempt_an_older_version_made_is_found_by_its_bare_id() {
+    let ledger = Arc::new(MemoryLedger::new());
+    let w = world_with(ledger.clone(), quick());
+    w.connections
+        .create(&connection("c1", "shop-1", OrderSyncType::Orders))
+        .await
+        .unwrap();
+    // What the older version left: its create reached KeyCRM under the bare id, the
+    // answer was lost, the claim was released with maybe_committed.
+    let event = created_event("shop-1", "OLD1");
+    use order_push::CrmApi;
+    w.crm
+        .create_order(&NewOrder {
+            source_id: 1,
+            source_uuid: Some("OLD1".into()),
+            ..NewOrder::default()
+        })
+        .await
+        .unwrap();
+    // Another shop's legacy order 'OLD1' in another source is not ours.
+    w.crm
+        .create_order(&NewOrder {
+            source_id: 9,
+            source_uuid: Some("OLD1".into()),
+            ..NewOrder::default()
+        })
+        .await
+        .unwrap();
+    let mut legacy = LedgerEntry::claimed(
+        "c1",
+        "OLD1",
+        Target::Order,
+        "old-holder",
+        Duration::ZERO,
+        &event,
+        Utc::now(),
+    );
+    legacy.claim_holder = None;
+    legacy.claim_until = None;
+    legacy.maybe_committed = true;
+    legacy.scoped_key = false;
+    ledger.put(legacy);
+    let out = w.run(&[&event]).await;
+    assert!(
+        matches!(
+            &out[0],
+            Outcome::Created {
+                recovered: true,
+                keycrm_id: 5001,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.crm.orders().len(), 2, "nothing created");
+}
+
+#[tokio::test]
+async fn cards_of_two_shops_with_the_same_number_and_buyer_are_told_apart() {
+    let w = two_shops_on_one_account(OrderSyncType::Pipelines).await;
+    // Same number, same buyer, same title, same minute: only the marker differs.
+    w.run(&[&created_event("shop-1", "N5")]).await;
+    w.crm.fail_next([MemoryCrmFault::CommitThenTimeout]);
+    w.run(&[&created_event("shop-2", "N5")]).await;
+    let out = w.redeliver().await;
+    let id = match &out[0] {
+        Outcome::Created {
+            recovered: true,
+            keycrm_id,
+            target: Target::Card,
+            ..
+        } => *keycrm_id,
+        other => panic!("{other:?}"),
+    };
+    let cards = w.crm.cards();
+    assert_eq!(cards.len(), 2);
+    let shop1 = w.ledger.get("c1", "N5").await.unwrap().unwrap();
+    assert_ne!(shop1.keycrm_id, Some(id), "shop 2 recovered its own card");
+    let mine = cards.iter().find(|c| c.id == id).unwrap();
+    assert!(mapping::source_key::has_card_marker(
+        mine.body.manager_comment.as_deref(),
+        "shop-2",
+        "N5"
+    ));
+}
+
+/// KeyCRM whose status update to `hold` is held until the test lets it through.
+struct HeldStatusCrm {
+    inner: Arc<MemoryCrm>,
+    hold: i64,
+    #[allow(clippy::type_complexity)]
+    gate: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait]
+impl order_push::CrmApi for HeldStatusCrm {
+    async fn create_order(&self, body: &NewOrder) -> Result<Order, keycrm::KeycrmError> {
+        self.inner.create_order(body).await
+    }
+    async fn find_orders(
+        &self,
+        uuid: &str,
+        source: Option<i64>,
+    ) -> Result<Vec<Order>, keycrm::KeycrmError> {
+        self.inner.find_orders(uuid, source).await
+    }
+    async fn set_order_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        if status == self.hold {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((arrived, proceed)) = gate {
+                let _ = arrived.send(());
+                let _ = proceed.await;
+            }
+        }
+        self.inner.set_order_status(id, status).await
+    }
+    async fn create_card(&self, body: &NewCard) -> Result<(i64, i64), keycrm::KeycrmError> {
+        self.inner.create_card(body).await
+    }
+    async fn cards_page(
+        &self,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        with_contact: bool,
+        page: u32,
+    ) -> Result<order_push::crm::CardPage, keycrm::KeycrmError> {
+        self.inner.cards_page(window, with_contact, page).await
+    }
+    async fn set_card_status(&self, id: i64, status: i64) -> Result<(), keycrm::KeycrmError> {
+        self.inner.set_card_status(id, status).await
+    }
+    async fn load_reference(
+        &self,
+        sync: OrderSyncType,
+    ) -> Result<KeycrmReference, keycrm::KeycrmError> {
+        self.inner.load_reference(sync).await
+    }
+}
+
+struct HeldProvider(Arc<HeldStatusCrm>);
+
+#[async_trait]
+impl order_push::CrmProvider for HeldProvider {
+    async fn crm_for(
+        &self,
+        _conn: &Connection,
+    ) -> Result<Arc<dyn order_push::CrmApi>, runtime::ClientsError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn concurrent_status_pushes_of_one_order_land_in_order() {
+    let mut w = world(OrderSyncType::Orders).await;
+    w.run(&[&created_event("shop-1", "R1")]).await;
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+    let (proceed_tx, proceed_rx) = tokio::sync::oneshot::channel();
+    w.push.crm = Arc::new(HeldProvider(Arc::new(HeldStatusCrm {
+        inner: w.crm.clone(),
+        hold: 3,
+        gate: std::sync::Mutex::new(Some((arrived_tx, proceed_rx))),
+    })));
+    let t1 = Utc::now() - chrono::Duration::seconds(10);
+    let older = message(&status_event("shop-1", "R1", "paid", t1));
+    let newer = message(&status_event("shop-1", "R1", "done", Utc::now()));
+    // The older push reaches KeyCRM slowly; the newer one arrives in another invocation
+    // while it is in flight.
+    let (first, second) = tokio::join!(w.push.handle_batch(vec![older]), async {
+        arrived_rx.await.unwrap();
+        let r = w.push.handle_batch(vec![newer]).await;
+        proceed_tx.send(()).unwrap();
+        r
+    });
+    assert!(
+        matches!(
+            first.outcomes[0].outcome,
+            Outcome::StatusPushed {
+                keycrm_status_id: 3,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    assert!(
+        matches!(second.outcomes[0].outcome, Outcome::Deferred { .. }),
+        "the newer change waits for the one in flight: {second:?}"
+    );
+    let out = w.redeliver().await;
+    assert!(
+        matches!(
+            out[0],
+            Outcome::StatusPushed {
+                keycrm_status_id: 12,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let (order, _) = &w.crm.orders()[0];
+    assert_eq!(order.status_id, 12, "KeyCRM ends on the newest status");
+    assert_eq!(w.entry("R1").await.shop_status.as_deref(), Some("done"));
 }

@@ -15,14 +15,17 @@
 //! recorded status is written again, so the shop always ends on the newest status.
 
 use crate::job::StatusJob;
+use crate::keycrm_read::KeycrmOrders;
 use chrono::{DateTime, Utc};
+use mapping::source_key::SourceRef;
 use mapping::Settings;
+use runtime::sqs_batch::{isolate, Run};
 use shop::{ShopError, ShopOrders};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{
-    Connection, ConnectionStore, Counter, LedgerEntry, OrderLedger, StatusJournal, StoreError,
-    Target,
+    Connection, ConnectionStore, Counter, LedgerEntry, LedgerState, OrderLedger, StatusJournal,
+    StoreError, Target,
 };
 
 /// How often the post-write check may chase newer statuses before handing the message back.
@@ -126,6 +129,17 @@ pub struct StatusApplier {
     shop: Arc<dyn ShopOrders>,
     journal: Arc<dyn StatusJournal>,
     policy: RetryPolicy,
+    /// Reads KeyCRM orders back before adopting them; without it nothing is adopted.
+    keycrm: Option<Arc<dyn KeycrmOrders>>,
+}
+
+/// What resolving a job's KeyCRM entity to a shop order came to.
+enum Resolved {
+    Entry(Box<LedgerEntry>),
+    /// Not an order of this connection (or not provably one): ignored.
+    NotOurs(String),
+    /// Cannot be decided now (the order is being created, KeyCRM unavailable): retried.
+    Later(String),
 }
 
 fn store_outcome(what: &str, e: StoreError) -> Outcome {
@@ -201,11 +215,62 @@ impl StatusApplier {
             shop,
             journal,
             policy,
+            keycrm: None,
         }
+    }
+
+    /// Lets the applier adopt orders an earlier attempt created in KeyCRM (read back first).
+    pub fn with_keycrm(mut self, keycrm: Arc<dyn KeycrmOrders>) -> Self {
+        self.keycrm = Some(keycrm);
+        self
     }
 
     pub fn policy(&self) -> RetryPolicy {
         self.policy
+    }
+
+    /// [`Self::handle_message`] isolated from its batch-mates and bounded in time: a panic
+    /// gives the message up with a readable reason (it goes to the dead-letter queue), and
+    /// work still running at `until` is stopped and tried again later (given up on the last
+    /// allowed delivery). Every step of `process` leaves the ledger consistent, so stopping
+    /// it anywhere is safe: a recorded change is finished by the next delivery.
+    pub async fn handle_message_until(
+        &self,
+        body: &str,
+        receive_count: u32,
+        until: Option<Instant>,
+    ) -> Disposition {
+        match isolate(until, self.handle_message(body, receive_count)).await {
+            Run::Finished(d) => d,
+            Run::Panicked(reason) => {
+                let reason = format!("status change not applied: {reason}");
+                if let Ok(job) = StatusJob::parse(body) {
+                    self.give_up(&job.connection_id, &reason).await;
+                }
+                Disposition::GiveUp { reason }
+            }
+            Run::OutOfTime => {
+                let reason = "the invocation ran out of time before the change was applied";
+                if receive_count < self.policy.max_receives {
+                    let delay = self.policy.delay(receive_count);
+                    tracing::warn!(
+                        attempt = receive_count,
+                        retry_in_secs = delay.as_secs_f64(),
+                        "{reason}; will retry"
+                    );
+                    Disposition::RetryAfter {
+                        delay,
+                        reason: reason.into(),
+                    }
+                } else {
+                    let reason = format!("not applied after {receive_count} attempts: {reason}");
+                    if let Ok(job) = StatusJob::parse(body) {
+                        self.give_up(&job.connection_id, &reason).await;
+                    }
+                    Disposition::GiveUp { reason }
+                }
+            }
+        }
     }
 
     /// Processes one queue message and decides its fate; logs and journals the outcome.
@@ -306,10 +371,17 @@ impl StatusApplier {
             return ignored(IgnoreReason::Inactive, "connection is switched off");
         }
         let entry = match self.resolve(&conn, job).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(why)) => return ignored(IgnoreReason::UnknownOrder, why),
+            Ok(Resolved::Entry(e)) => *e,
+            Ok(Resolved::NotOurs(why)) => return ignored(IgnoreReason::UnknownOrder, why),
+            Ok(Resolved::Later(reason)) => return Outcome::Retry { reason },
             Err(e) => return store_outcome("looking up the order", e),
         };
+        // Clamped: a time far in the future must not lock the order (see `ordering_time`).
+        let changed_at = job.ordering_time();
+        if changed_at != job.changed_at {
+            tracing::warn!(connection = %conn.id, keycrm_id = job.keycrm_id,
+                "status_changed_at lies in the future; ordered by the receive time instead");
+        }
         let Some(status) = target_status(&conn.settings, &entry, job) else {
             return ignored(
                 IgnoreReason::Unmapped,
@@ -322,7 +394,7 @@ impl StatusApplier {
         let order = entry.shop_order_id.clone();
         let recorded = match self
             .ledger
-            .record_keycrm_status(&conn.id, &order, job.status_id, job.changed_at, &status)
+            .record_keycrm_status(&conn.id, &order, job.status_id, changed_at, &status)
             .await
         {
             Ok(r) => r,
@@ -339,7 +411,7 @@ impl StatusApplier {
                 Err(e) => return store_outcome("re-reading the ledger", e),
             };
             match current.keycrm_status_changed_at {
-                Some(at) if at > job.changed_at => {
+                Some(at) if at > changed_at => {
                     if receive_count > 1 {
                         // This delivery may have written the shop before: make sure the shop
                         // ends on the newest recorded status.
@@ -355,7 +427,7 @@ impl StatusApplier {
                         ),
                     );
                 }
-                Some(at) if at == job.changed_at => {
+                Some(at) if at == changed_at => {
                     let same = current.applied_from_keycrm.as_deref() == Some(status.as_str());
                     let other_recorded = current.applied_from_keycrm.is_some()
                         && current.keycrm_status_id != Some(job.status_id);
@@ -452,63 +524,129 @@ impl StatusApplier {
         }
     }
 
-    /// The ledger entry of the event's order or card. Orders created by another instance of
-    /// this integration (same KeyCRM source, shop order id in `source_uuid`) are adopted.
-    /// `Ok(Err(why))` means "not ours".
-    async fn resolve(
-        &self,
-        conn: &Connection,
-        job: &StatusJob,
-    ) -> Result<Result<LedgerEntry, String>, StoreError> {
+    /// The ledger entry of the event's order or card: linked by its KeyCRM id, or adopted.
+    ///
+    /// Adoption links a KeyCRM order an earlier attempt of this connector created but could
+    /// not record (its answer was lost) to the shop order it names. It is refused unless
+    /// every check holds: the `source_uuid` names a shop order of this shop (the shop-scoped
+    /// form; the legacy bare id only from the connection's own source and for an order an
+    /// older version attempted), the ledger knows that order as waiting to be created
+    /// (`Pending` without a live claim, or `Failed`), and KeyCRM itself, read back, has this
+    /// order with this `source_uuid`. A forged or foreign webhook can therefore neither mark
+    /// an order created before it exists nor take over another shop's order.
+    async fn resolve(&self, conn: &Connection, job: &StatusJob) -> Result<Resolved, StoreError> {
         if let Some(e) = self
             .ledger
             .find_by_keycrm_id(&conn.id, job.target, job.keycrm_id)
             .await?
         {
-            return Ok(Ok(e));
+            return Ok(Resolved::Entry(Box::new(e)));
         }
+        let not_ours = |why: String| Ok(Resolved::NotOurs(why));
         if job.target == Target::Card {
-            return Ok(Err("no shop order is linked to this pipeline card".into()));
-        }
-        let Some(source) = conn.settings.source_id else {
-            return Ok(Err(
-                "not linked, and the connection has no KeyCRM source to match".into(),
-            ));
-        };
-        if job.source_id != Some(source) {
-            return Ok(Err(format!(
-                "not linked, and from KeyCRM source {} instead of {source}",
-                job.source_id
-                    .map_or_else(|| "none".to_string(), |s| s.to_string())
-            )));
+            return not_ours("no shop order is linked to this pipeline card".into());
         }
         let Some(uuid) = job.source_uuid.as_deref() else {
-            return Ok(Err("not linked, and the order has no source_uuid".into()));
+            return not_ours("not linked, and the order has no source_uuid".into());
         };
-        let adopted = match self
+        let named = SourceRef::parse(&conn.shop_id, uuid);
+        if let SourceRef::Legacy(_) = named {
+            // A bare id says nothing about the shop: only trust our own source.
+            let Some(source) = conn.settings.source_id else {
+                return not_ours(
+                    "not linked, and the connection has no KeyCRM source to match".into(),
+                );
+            };
+            if job.source_id != Some(source) {
+                return not_ours(format!(
+                    "not linked, and from KeyCRM source {} instead of {source}",
+                    job.source_id
+                        .map_or_else(|| "none".to_string(), |s| s.to_string())
+                ));
+            }
+        }
+        let order = named.order_id();
+        let Some(entry) = self.ledger.get(&conn.id, order).await? else {
+            return not_ours(format!(
+                "shop order {order} was never pushed by this connection; not adopted"
+            ));
+        };
+        match entry.state {
+            LedgerState::Created | LedgerState::Skipped => {
+                return not_ours(format!(
+                    "shop order {order} is {}; not adopted",
+                    match entry.keycrm_id {
+                        Some(id) => format!("linked to KeyCRM {} {id}", entry.target.as_str()),
+                        None => "not to be pushed".into(),
+                    }
+                ))
+            }
+            LedgerState::Pending if entry.claim_is_live(Utc::now()) => {
+                // The attempt creating it records it itself; this change applies after.
+                return Ok(Resolved::Later(format!(
+                    "shop order {order} is being created right now"
+                )));
+            }
+            LedgerState::Pending | LedgerState::Failed => {}
+        }
+        if matches!(named, SourceRef::Legacy(_)) && entry.scoped_key {
+            return not_ours(format!(
+                "shop order {order} was only ever sent under its shop-scoped name; not adopted"
+            ));
+        }
+        let Some(keycrm) = &self.keycrm else {
+            return not_ours("not linked, and KeyCRM cannot be read to verify it".into());
+        };
+        match keycrm.order_origin(conn, job.keycrm_id).await {
+            Ok(Some(o)) => {
+                let same_name = o.source_uuid.as_deref() == Some(uuid);
+                let source_ok = matches!(named, SourceRef::Scoped(_))
+                    || (o.source_id.is_some() && o.source_id == conn.settings.source_id);
+                if !(same_name && source_ok) {
+                    return not_ours(format!(
+                        "KeyCRM order {} is not shop order {order} of this shop; not adopted",
+                        job.keycrm_id
+                    ));
+                }
+            }
+            Ok(None) => {
+                return not_ours(format!(
+                    "KeyCRM has no order {}; not adopted",
+                    job.keycrm_id
+                ))
+            }
+            Err(e) if e.is_retryable() => {
+                return Ok(Resolved::Later(format!(
+                    "reading KeyCRM order {} back: {e}",
+                    job.keycrm_id
+                )))
+            }
+            Err(e) => {
+                return not_ours(format!(
+                    "KeyCRM order {} could not be read back ({}); not adopted",
+                    job.keycrm_id,
+                    e.kind()
+                ))
+            }
+        }
+        match self
             .ledger
-            .adopt(&conn.id, uuid, Target::Order, job.keycrm_id)
+            .adopt(&conn.id, order, Target::Order, job.keycrm_id)
             .await
         {
-            Ok(e) => Some(e),
-            Err(StoreError::AlreadyExists(_)) | Err(StoreError::Conflict(_)) => {
-                self.ledger.get(&conn.id, uuid).await?
+            Ok(e) => {
+                tracing::info!(connection = %conn.id, order = %order, keycrm_id = job.keycrm_id,
+                    "adopted the KeyCRM order an earlier attempt created");
+                if entry.state == LedgerState::Failed {
+                    if let Err(err) = self.journal.clear_failure(&conn.id, order).await {
+                        tracing::warn!(connection = %conn.id, order = %order, error = %err, "could not clear the old failure");
+                    }
+                }
+                Ok(Resolved::Entry(Box::new(e)))
             }
-            Err(e) => return Err(e),
-        };
-        match adopted {
-            Some(e) if e.keycrm_id == Some(job.keycrm_id) && e.target == Target::Order => {
-                tracing::info!(connection = %conn.id, order = %uuid, keycrm_id = job.keycrm_id,
-                    "adopted a KeyCRM order of this connection's source");
-                Ok(Ok(e))
-            }
-            Some(e) => Ok(Err(format!(
-                "shop order {uuid} is linked to KeyCRM {} {}",
-                e.target.as_str(),
-                e.keycrm_id
-                    .map_or_else(|| "(pending)".to_string(), |k| k.to_string())
-            ))),
-            None => Ok(Err(format!("shop order {uuid} could not be adopted"))),
+            Err(StoreError::Conflict(why)) => not_ours(why),
+            Err(StoreError::NotFound(_)) => not_ours(format!("shop order {order} vanished")),
+            Err(e) => Err(e),
         }
     }
 }

@@ -12,9 +12,10 @@
 use crate::apply::{Disposition, StatusApplier};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::{DeadLetter, Queue};
+use runtime::sqs_batch::{self, respond_by, Budget, Settlements};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the message goes after processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,35 +72,42 @@ impl Transport {
     }
 }
 
+/// Kept back from message work for settling (a visibility change or a dead letter: one SQS
+/// call, bounded by the SDK's operation timeout) and answering.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(4);
+
 /// Handles a Lambda SQS batch: failed items are reported so only they come back. The
-/// records are processed concurrently, so one slow shop call does not hold up the rest of
-/// the batch past the function's timeout (the ledger keeps concurrent changes of one order
-/// in order, see `apply`).
+/// records are processed concurrently, each isolated from the others (a panic dead-letters
+/// that record alone) and stopped at the invocation's deadline less [`SETTLE_MARGIN`]; the
+/// answer is given before the deadline whatever still runs, so a record that was applied is
+/// never delivered again because a batch-mate hung (the ledger keeps concurrent changes of
+/// one order in order, see `apply`).
 pub async fn handle_sqs_event(
     applier: &StatusApplier,
     transport: &Transport,
     event: SqsEvent,
+    deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let outcomes = futures::future::join_all(event.records.into_iter().map(|record| async move {
-        let id = record.message_id.unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        let receipt = record.receipt_handle.unwrap_or_default();
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let d = applier.handle_message(&body, receive_count).await;
-        (id, transport.settle(d, &receipt, &body).await)
-    }))
-    .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, settled) in outcomes {
-        if settled == Settled::Leave {
-            response.add_failure(id);
+    let budget = Budget::new(deadline, SETTLE_MARGIN);
+    let messages = sqs_batch::messages(event);
+    let settlements = Settlements::new(&messages);
+    let work = futures::future::join_all(messages.iter().map(|m| {
+        let settlements = &settlements;
+        async move {
+            let d = applier
+                .handle_message_until(&m.body, m.receive_count, budget.work_until())
+                .await;
+            let settled = match transport.settle(d, &m.receipt, &m.body).await {
+                Settled::Ack => sqs_batch::Settled::Done,
+                Settled::Leave => sqs_batch::Settled::Redeliver,
+            };
+            settlements.settle(&m.id, settled);
         }
-    }
-    response
+    }));
+    respond_by(budget.answer_by(), &settlements, async {
+        work.await;
+    })
+    .await
 }
 
 /// The queue URL for an SQS ARN (`arn:aws:sqs:eu-central-1:123456789012:name`), for when
@@ -157,7 +165,9 @@ pub async fn poll_once(
     let n = msgs.len();
     let transport = &transport;
     futures::future::join_all(msgs.into_iter().map(|m| async move {
-        let d = applier.handle_message(&m.body, m.receive_count).await;
+        let d = applier
+            .handle_message_until(&m.body, m.receive_count, None)
+            .await;
         if transport.settle(d, &m.receipt, &m.body).await == Settled::Ack {
             if let Err(e) = queue.delete(&m.receipt).await {
                 // Delivered again later and then found already applied.

@@ -56,6 +56,21 @@ impl StatusJob {
         Ok(job)
     }
 
+    /// The time that orders this change against the order's other changes: KeyCRM's
+    /// `status_changed_at`, unless it lies further after the moment the webhook reached us
+    /// than clocks can disagree ([`store::ledger::MAX_CLOCK_SKEW`]). A change cannot happen
+    /// after it was reported, so such a time (a broken clock, a forged `9999-…`) is replaced
+    /// by the receive time: it can neither jump ahead of every later real change nor lock
+    /// the order against them.
+    pub fn ordering_time(&self) -> DateTime<Utc> {
+        let latest = store::ledger::lease_end(self.received_at, store::ledger::MAX_CLOCK_SKEW);
+        if self.changed_at > latest {
+            self.received_at
+        } else {
+            self.changed_at
+        }
+    }
+
     /// A short description for logs and dead letters (no secrets in a job).
     pub fn describe(&self) -> String {
         format!(
@@ -98,6 +113,23 @@ mod tests {
             "absent optionals are not sent"
         );
         assert_eq!(StatusJob::parse(&body).unwrap(), j);
+    }
+
+    #[test]
+    fn change_times_in_the_future_are_clamped_to_the_receive_time() {
+        let mut j = job();
+        assert_eq!(j.ordering_time(), j.changed_at, "an ordinary time stands");
+        // A little ahead (clock skew) stands too.
+        j.changed_at = j.received_at + chrono::Duration::seconds(120);
+        assert_eq!(j.ordering_time(), j.changed_at);
+        for far in [
+            j.received_at + chrono::Duration::hours(2),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            DateTime::<Utc>::MAX_UTC,
+        ] {
+            j.changed_at = far;
+            assert_eq!(j.ordering_time(), j.received_at, "{far}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod consumer;
 pub mod job;
+pub mod keycrm_read;
 
 pub use apply::{Disposition, IgnoreReason, Outcome, RetryPolicy, StatusApplier};
 pub use consumer::{
@@ -17,6 +18,7 @@ pub use consumer::{
     Transport,
 };
 pub use job::{JobError, StatusJob, JOB_VERSION};
+pub use keycrm_read::{KeycrmOrders, KeycrmOrigins, OrderOrigin};
 
 #[cfg(test)]
 mod tests;

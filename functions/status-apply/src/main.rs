@@ -2,14 +2,17 @@
 //! adapters, and hand each SQS batch to the library (partial batch responses).
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
-use runtime::{env_opt, env_req, PlatformSecret};
-use status_apply::{handle_sqs_event, queue_url_from_arn, RetryPolicy, StatusApplier, Transport};
+use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use status_apply::{
+    handle_sqs_event, queue_url_from_arn, KeycrmOrigins, RetryPolicy, StatusApplier, Transport,
+};
 use std::sync::Arc;
 use std::time::Duration;
-use store::DynamoTable;
+use store::{DynamoRateGate, DynamoTable, SecretsManager};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,18 +30,37 @@ async fn main() -> Result<(), BoxError> {
         max_receives: env_parse("STATUS_MAX_RECEIVES", 10u32)?,
     };
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 30 s (template.yaml) and the consumer's settle margin.
+    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        Duration::from_secs(30),
+    ))
+    .await;
     let table = Arc::new(DynamoTable::new(
         aws_sdk_dynamodb::Client::new(&aws),
         table_name,
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let shop_token = PlatformSecret::load(&platform_secret)
+    let shop_token = PlatformSecret::load_with(&aws, &platform_secret)
         .await?
         .shop_api_token()?;
     let shop = shop_port(&shop_base_url, shop_token)?;
 
-    let applier = StatusApplier::new(table.clone(), table.clone(), shop, table, policy);
+    // KeyCRM is read only to verify an order before adopting it into the ledger; the reads
+    // spend the connection's per-key budget through the shared gate.
+    let gate = Arc::new(DynamoRateGate::new((*table).clone(), RateBudget::keycrm()));
+    let clients = Arc::new(KeycrmClients::new(
+        Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            &aws,
+        ))),
+        gate,
+        ClientConfig::default(),
+    ));
+    let keycrm = Arc::new(KeycrmOrigins {
+        clients,
+        secret_prefix: env_opt("SECRET_PREFIX"),
+    });
+    let applier =
+        StatusApplier::new(table.clone(), table.clone(), shop, table, policy).with_keycrm(keycrm);
     let source_url = env_opt("STATUS_QUEUE_URL");
     let dead_letter: Option<Arc<dyn Queue>> = env_opt("STATUS_DLQ_URL")
         .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>);
@@ -58,7 +80,8 @@ async fn main() -> Result<(), BoxError> {
             source: url.map(|u| Arc::new(SqsQueue::new(sqs.clone(), u)) as Arc<dyn Queue>),
             dead_letter: dead_letter.clone(),
         };
-        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload).await)
+        let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
+        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload, deadline).await)
     }))
     .await
 }

@@ -8,8 +8,8 @@ use shop::{MemoryShop, NamedItem, ShopError, ShopOrders, ShopReference};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
-    Connection, ConnectionStore, MemoryConnections, MemoryJournal, MemoryLedger, OrderLedger,
-    StatusJournal, Target, WebhookTokens,
+    Connection, ConnectionStore, LedgerState, MemoryConnections, MemoryJournal, MemoryLedger,
+    OrderLedger, StatusJournal, Target, WebhookTokens,
 };
 use tokio::sync::oneshot;
 
@@ -108,6 +108,26 @@ fn policy() -> RetryPolicy {
     }
 }
 
+/// A shop order order-push created in KeyCRM as `keycrm_id` (claim, then record it).
+async fn seed_linked(ledger: &MemoryLedger, order: &str, target: Target, keycrm_id: i64) {
+    let holder = format!("seed-{order}");
+    ledger
+        .claim(CONN, order, target, &holder, Duration::from_secs(60), "{}")
+        .await
+        .unwrap();
+    let created = store::ledger::Created {
+        target,
+        keycrm_id,
+        report: Default::default(),
+        shop_status: None,
+        keycrm_status_id: None,
+    };
+    ledger
+        .record_created(CONN, order, &holder, &created)
+        .await
+        .unwrap();
+}
+
 async fn world_with(
     active: bool,
     shop_port: Option<Arc<dyn ShopOrders>>,
@@ -116,8 +136,8 @@ async fn world_with(
     let conns = Arc::new(MemoryConnections::default());
     conns.create(&connection(active)).await.unwrap();
     let ledger = Arc::new(MemoryLedger::default());
-    ledger.adopt(CONN, "A-1", Target::Order, 100).await.unwrap();
-    ledger.adopt(CONN, "A-3", Target::Card, 555).await.unwrap();
+    seed_linked(&ledger, "A-1", Target::Order, 100).await;
+    seed_linked(&ledger, "A-3", Target::Card, 555).await;
     shop.add_order(SHOP, "A-1", "new");
     shop.add_order(SHOP, "A-2", "new");
     shop.add_order(SHOP, "A-3", "new");
@@ -291,12 +311,85 @@ async fn unknown_orders_unmapped_statuses_and_inactive_connections_are_ignored()
     ));
 }
 
+/// KeyCRM as the adoption check reads it back.
+#[derive(Default)]
+struct FakeKeycrm {
+    orders: Mutex<std::collections::HashMap<i64, crate::OrderOrigin>>,
+    reads: Mutex<u32>,
+}
+
+impl FakeKeycrm {
+    fn has(&self, id: i64, source: i64, uuid: &str) {
+        self.orders.lock().unwrap().insert(
+            id,
+            crate::OrderOrigin {
+                source_id: Some(source),
+                source_uuid: Some(uuid.into()),
+            },
+        );
+    }
+}
+
+#[async_trait]
+impl crate::KeycrmOrders for FakeKeycrm {
+    async fn order_origin(
+        &self,
+        _conn: &Connection,
+        id: i64,
+    ) -> Result<Option<crate::OrderOrigin>, keycrm::KeycrmError> {
+        *self.reads.lock().unwrap() += 1;
+        Ok(self.orders.lock().unwrap().get(&id).cloned())
+    }
+}
+
+/// An order whose create reached KeyCRM but whose answer was lost: pending, claim released.
+async fn seed_waiting(ledger: &MemoryLedger, order: &str) {
+    let holder = format!("w-{order}");
+    ledger
+        .claim(
+            CONN,
+            order,
+            Target::Order,
+            &holder,
+            Duration::from_secs(60),
+            "{}",
+        )
+        .await
+        .unwrap();
+    ledger
+        .release(CONN, order, &holder, "timed out", true)
+        .await
+        .unwrap();
+}
+
+fn adopting_world(w: World, kc: Arc<FakeKeycrm>) -> World {
+    let applier = StatusApplier::new(
+        w.conns.clone(),
+        w.ledger.clone(),
+        w.shop.clone(),
+        w.journal.clone(),
+        policy(),
+    )
+    .with_keycrm(kc);
+    World {
+        applier: Arc::new(applier),
+        ..w
+    }
+}
+
+fn named(keycrm_id: i64, uuid: &str, at: DateTime<Utc>) -> StatusJob {
+    let mut j = job(keycrm_id, 7, at);
+    j.source_uuid = Some(uuid.into());
+    j
+}
+
 #[tokio::test]
-async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
-    let w = world().await;
-    let mut j = job(200, 7, t(1));
-    j.source_uuid = Some("A-2".into());
-    let o = w.applier.process(&j, 1).await;
+async fn an_order_an_earlier_attempt_created_is_adopted_after_reading_it_back() {
+    let kc = Arc::new(FakeKeycrm::default());
+    let w = adopting_world(world().await, kc.clone());
+    seed_waiting(&w.ledger, "A-2").await;
+    kc.has(200, 7, "s1:A-2");
+    let o = w.applier.process(&named(200, "s1:A-2", t(1)), 1).await;
     assert!(
         matches!(o, Outcome::Applied { ref shop_order_id, .. } if shop_order_id == "A-2"),
         "{o:?}"
@@ -308,16 +401,139 @@ async fn orders_of_the_connection_source_are_adopted_by_source_uuid() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(e.shop_order_id, "A-2");
+    assert_eq!(
+        (e.shop_order_id.as_str(), e.state),
+        ("A-2", LedgerState::Created)
+    );
+    assert_eq!(*kc.reads.lock().unwrap(), 1);
 
     // A shop order already linked to another KeyCRM order is not taken over.
-    let mut intruder = job(201, 12, t(2));
-    intruder.source_uuid = Some("A-2".into());
+    kc.has(201, 7, "s1:A-2");
+    let mut intruder = named(201, "s1:A-2", t(2));
+    intruder.status_id = 12;
     assert!(is_ignored(
         &w.applier.process(&intruder, 1).await,
         IgnoreReason::UnknownOrder
     ));
     assert_eq!(w.status("A-2").as_deref(), Some("shipped"));
+}
+
+#[tokio::test]
+async fn forged_or_foreign_webhooks_adopt_nothing() {
+    let kc = Arc::new(FakeKeycrm::default());
+    let w = adopting_world(world().await, kc.clone());
+    // 1. An order the ledger does not know: the real order.created must still be pushed.
+    kc.has(300, 7, "s1:A-9");
+    assert!(is_ignored(
+        &w.applier.process(&named(300, "s1:A-9", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+    assert!(
+        w.ledger.get(CONN, "A-9").await.unwrap().is_none(),
+        "no entry made"
+    );
+    // 2. A webhook naming our waiting order, for a KeyCRM order that says otherwise.
+    seed_waiting(&w.ledger, "A-2").await;
+    kc.has(301, 7, "s2:A-2");
+    assert!(is_ignored(
+        &w.applier.process(&named(301, "s1:A-2", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+    // 3. ... or that does not exist.
+    assert!(is_ignored(
+        &w.applier.process(&named(302, "s1:A-2", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+    // 4. Another shop on the same account with its own order A-2.
+    kc.has(303, 7, "s2:A-2");
+    assert!(is_ignored(
+        &w.applier.process(&named(303, "s2:A-2", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+    let e = w.ledger.get(CONN, "A-2").await.unwrap().unwrap();
+    assert_eq!((e.state, e.keycrm_id), (LedgerState::Pending, None));
+    assert!(w.history().is_empty(), "the shop was never touched");
+    // 5. Being created right now: tried again later, not adopted under the attempt.
+    w.ledger
+        .claim(
+            CONN,
+            "A-5",
+            Target::Order,
+            "live",
+            Duration::from_secs(60),
+            "{}",
+        )
+        .await
+        .unwrap();
+    kc.has(304, 7, "s1:A-5");
+    assert!(matches!(
+        w.applier.process(&named(304, "s1:A-5", t(1)), 1).await,
+        Outcome::Retry { .. }
+    ));
+    // 6. Without KeyCRM to read back, nothing is adopted.
+    let blind = world().await;
+    seed_waiting(&blind.ledger, "A-2").await;
+    assert!(is_ignored(
+        &blind.applier.process(&named(200, "s1:A-2", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+}
+
+#[tokio::test]
+async fn a_bare_id_is_adopted_only_from_our_source_for_an_older_attempt() {
+    let kc = Arc::new(FakeKeycrm::default());
+    let w = adopting_world(world().await, kc.clone());
+    // What an older version left: attempted under the bare id.
+    let mut legacy = store::LedgerEntry::claimed(
+        CONN,
+        "A-4",
+        Target::Order,
+        "old",
+        Duration::ZERO,
+        "{}",
+        t(0),
+    );
+    legacy.claim_holder = None;
+    legacy.claim_until = None;
+    legacy.scoped_key = false;
+    w.ledger.put(legacy);
+    w.shop.add_order(SHOP, "A-4", "new");
+    kc.has(400, 8, "A-4");
+    let mut foreign = named(400, "A-4", t(1));
+    foreign.source_id = Some(8);
+    assert!(is_ignored(
+        &w.applier.process(&foreign, 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+    kc.has(401, 7, "A-4");
+    let o = w.applier.process(&named(401, "A-4", t(2)), 1).await;
+    assert!(matches!(o, Outcome::Applied { .. }), "{o:?}");
+    // An order only ever sent under its scoped name is not taken by a bare id.
+    seed_waiting(&w.ledger, "A-6").await;
+    kc.has(402, 7, "A-6");
+    assert!(is_ignored(
+        &w.applier.process(&named(402, "A-6", t(1)), 1).await,
+        IgnoreReason::UnknownOrder
+    ));
+}
+
+#[tokio::test]
+async fn a_change_dated_in_the_future_cannot_lock_the_order() {
+    let w = world().await;
+    let mut future = job(100, 12, t(1));
+    future.changed_at = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+    future.received_at = t(1);
+    assert_eq!(w.handle(&future, 1).await, Disposition::Done);
+    assert_eq!(w.status("A-1").as_deref(), Some("done"));
+    let e = w.ledger.get(CONN, "A-1").await.unwrap().unwrap();
+    assert_eq!(
+        e.keycrm_status_changed_at,
+        Some(t(1)),
+        "ordered by its receive time"
+    );
+    // The next real change applies.
+    assert_eq!(w.handle(&job(100, 3, t(5)), 1).await, Disposition::Done);
+    assert_eq!(w.status("A-1").as_deref(), Some("processing"));
 }
 
 #[tokio::test]
@@ -418,10 +634,7 @@ async fn refused_statuses_fail_and_missing_shop_orders_are_ignored() {
     );
 
     let w = world().await;
-    w.ledger
-        .adopt(CONN, "GONE", Target::Order, 300)
-        .await
-        .unwrap();
+    seed_linked(&w.ledger, "GONE", Target::Order, 300).await;
     let o = w.applier.process(&job(300, 7, t(1)), 1).await;
     assert!(is_ignored(&o, IgnoreReason::ShopOrderMissing), "{o:?}");
 }
@@ -564,8 +777,8 @@ async fn lambda_batches_report_only_the_failed_items() {
         dead_letter: None,
     };
     let good = job(100, 7, t(1)).to_body();
-    let mut bad = job(300, 7, t(1));
-    bad.source_uuid = Some("A-2".into());
+    // A linked order whose shop call will fail.
+    let bad = job(100, 12, t(2));
     w.shop.set_down(false);
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_value(serde_json::json!({
@@ -577,7 +790,7 @@ async fn lambda_batches_report_only_the_failed_items() {
             ]
         }))
         .unwrap();
-    let resp = handle_sqs_event(&w.applier, &transport, event).await;
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
     let failed: Vec<&str> = resp
         .batch_item_failures
         .iter()
@@ -593,7 +806,7 @@ async fn lambda_batches_report_only_the_failed_items() {
                          "attributes": {"ApproximateReceiveCount": "2"}}]
         }))
         .unwrap();
-    let resp = handle_sqs_event(&w.applier, &transport, event).await;
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
 }
 
@@ -621,4 +834,119 @@ fn queue_urls_from_arns() {
         None
     );
     assert_eq!(consumer::queue_url_from_arn("garbage"), None);
+}
+
+/// A shop port with a bug on one order (it panics) and a stall on another (it never answers).
+struct FaultyShop {
+    inner: Arc<MemoryShop>,
+    panic_on: &'static str,
+    hang_on: &'static str,
+}
+
+#[async_trait]
+impl ShopOrders for FaultyShop {
+    async fn reference(&self, shop_id: &str) -> Result<ShopReference, ShopError> {
+        self.inner.reference(shop_id).await
+    }
+    async fn set_order_status(
+        &self,
+        shop_id: &str,
+        order: &str,
+        status: &str,
+    ) -> Result<(), ShopError> {
+        if order == self.panic_on {
+            panic!("index out of bounds: the len is 0 but the index is 3");
+        }
+        if order == self.hang_on {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.inner.set_order_status(shop_id, order, status).await
+    }
+}
+
+fn sqs_event(records: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({"messageId": id, "receiptHandle": format!("r-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+async fn faulty_world() -> World {
+    let shop = Arc::new(MemoryShop::new());
+    let port: Arc<dyn ShopOrders> = Arc::new(FaultyShop {
+        inner: shop.clone(),
+        panic_on: "A-3",
+        hang_on: "A-4",
+    });
+    let w = world_with(true, Some(port), shop).await;
+    w.shop.add_order(SHOP, "A-4", "new");
+    w.shop.add_order(SHOP, "A-5", "new");
+    seed_linked(&w.ledger, "A-4", Target::Order, 104).await;
+    seed_linked(&w.ledger, "A-5", Target::Order, 105).await;
+    w
+}
+
+#[tokio::test]
+async fn a_poison_status_change_is_dead_lettered_alone_with_a_reason() {
+    let w = faulty_world().await;
+    let dlq = Arc::new(MemoryQueue::new("status-dlq"));
+    let transport = Transport {
+        source: Some(Arc::new(MemoryQueue::new("status"))),
+        dead_letter: Some(dlq.clone()),
+    };
+    let event = sqs_event(&[
+        ("ok-1", job(100, 7, t(1)).to_body()),
+        ("poison", card_job(555, Some(1), 1002, t(1)).to_body()),
+        ("ok-2", job(105, 3, t(1)).to_body()),
+    ]);
+    let resp = handle_sqs_event(&w.applier, &transport, event, None).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(w.status("A-1").as_deref(), Some("shipped"));
+    assert_eq!(w.status("A-5").as_deref(), Some("processing"));
+    let letters = dlq.bodies();
+    assert_eq!(letters.len(), 1);
+    let letter: queue::DeadLetter = serde_json::from_str(&letters[0]).unwrap();
+    assert!(letter.reason.contains("panic"), "{}", letter.reason);
+    assert_eq!(
+        letter.original,
+        card_job(555, Some(1), 1002, t(1)).to_body()
+    );
+    let st = w.journal.status(CONN).await.unwrap();
+    assert!(st.last_error.unwrap().message.contains("panic"));
+}
+
+#[tokio::test]
+async fn a_hung_change_is_cut_at_the_deadline_and_applied_ones_are_not_redelivered() {
+    let w = faulty_world().await;
+    let q = Arc::new(MemoryQueue::new("status"));
+    let transport = Transport {
+        source: Some(q.clone()),
+        dead_letter: None,
+    };
+    let event = sqs_event(&[
+        ("ok-1", job(100, 7, t(1)).to_body()),
+        ("hang", job(104, 7, t(1)).to_body()),
+        ("ok-2", job(105, 3, t(1)).to_body()),
+    ]);
+    let deadline = std::time::Instant::now() + consumer::SETTLE_MARGIN + Duration::from_millis(300);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        handle_sqs_event(&w.applier, &transport, event, Some(deadline)),
+    )
+    .await
+    .expect("the batch answers before the invocation is killed");
+    assert!(std::time::Instant::now() < deadline, "answered in time");
+    let failed: Vec<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["hang"], "only the unfinished one comes back");
+    assert_eq!(w.status("A-1").as_deref(), Some("shipped"));
+    assert_eq!(w.status("A-5").as_deref(), Some("processing"));
+    assert_eq!(w.counter("webhooks_applied").await, 2);
 }

@@ -22,7 +22,11 @@ async fn run() -> Result<(), lambda_http::Error> {
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;
     // One shared configuration load keeps the cold start short.
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Timeouts that fit the function's 10 s (template.yaml).
+    let conf = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
+        std::time::Duration::from_secs(10),
+    ))
+    .await;
     let table = Arc::new(DynamoTable::new(
         aws_sdk_dynamodb::Client::new(&conf),
         table_name,

@@ -238,13 +238,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ports.order_queue.clone(),
         stop_rx.clone(),
     ));
-    let applier = Arc::new(StatusApplier::new(
-        ports.connections.clone(),
-        ports.ledger.clone(),
-        shop_orders.clone(),
-        ports.journal.clone(),
-        status_apply::RetryPolicy::default(),
-    ));
+    let applier = Arc::new(
+        StatusApplier::new(
+            ports.connections.clone(),
+            ports.ledger.clone(),
+            shop_orders.clone(),
+            ports.journal.clone(),
+            status_apply::RetryPolicy::default(),
+        )
+        .with_keycrm(Arc::new(status_apply::KeycrmOrigins {
+            clients: clients.clone(),
+            secret_prefix: Some(SECRET_PREFIX.into()),
+        })),
+    );
     tokio::spawn(status_apply::run_queue_consumer(
         applier,
         ports.status_queue.clone(),

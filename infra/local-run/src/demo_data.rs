@@ -291,7 +291,7 @@ mod tests {
             };
             assert_eq!(
                 mapping::order_map::computed_total(&o),
-                o.total,
+                Ok(o.total),
                 "totals add up"
             );
             assert!(o

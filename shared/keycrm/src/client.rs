@@ -2,7 +2,7 @@
 //! [`RateGate`], reads retried with jittered backoff, writes never repeated behind the
 //! caller's back.
 
-use crate::gate::{Priority, RateGate};
+use crate::gate::{self, Priority, RateGate, Slot};
 use crate::models::*;
 use crate::retry::RetryPolicy;
 use crate::{time, ApiKey, KeycrmError};
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use url::Url;
 
 /// KeyCRM's production endpoint.
@@ -30,6 +30,10 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The least time a request is given. Within a [`crate::deadline`], a request that could
+    /// not start this long before it is not sent (and no rate-gate slot is booked for it):
+    /// a write cut off in flight would leave its outcome unknown.
+    pub min_request_time: Duration,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +43,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            min_request_time: Duration::from_secs(2),
         }
     }
 }
@@ -79,6 +84,8 @@ struct Inner {
     fingerprint: String,
     gate: Arc<dyn RateGate>,
     retry: RetryPolicy,
+    timeout: Duration,
+    min_request_time: Duration,
     counters: Counters,
 }
 
@@ -138,6 +145,8 @@ impl KeycrmClient {
                 fingerprint,
                 gate,
                 retry: config.retry,
+                timeout: config.timeout,
+                min_request_time: config.min_request_time,
                 counters: Counters::default(),
             }),
             priority: Priority::Interactive,
@@ -276,6 +285,12 @@ impl KeycrmClient {
         self.get_json(url).await
     }
 
+    /// `GET /order/{id}` without relations: the order row (source, `source_uuid`, status).
+    pub async fn get_order_row(&self, id: i64) -> Result<Order, KeycrmError> {
+        let url = self.url(&format!("order/{id}"), &[])?;
+        self.get_json(url).await
+    }
+
     /// Orders carrying our shop order id, optionally restricted to our source.
     pub async fn find_orders_by_source_uuid(
         &self,
@@ -354,6 +369,20 @@ impl KeycrmClient {
 
     // ---------------------------------------------------------------- plumbing
 
+    /// Page `page` (from 1) of a listing at `limit=50`, with where it stands in the listing.
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        page: u32,
+    ) -> Result<Page<T>, KeycrmError> {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        q.push(("limit", PAGE_LIMIT.to_string()));
+        q.push(("page", page.max(1).to_string()));
+        let url = self.url(path, &q)?;
+        self.fetch_page(&url).await
+    }
+
     /// A paginated listing at `limit=50`.
     pub fn list<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Pages<T> {
         let mut q: Vec<(&str, String)> = query.to_vec();
@@ -417,25 +446,58 @@ impl KeycrmClient {
             Replay::Safe => self.inner.retry.clone(),
             Replay::Never => RetryPolicy::none(),
         };
+        let deadline = crate::deadline::current();
+        let min = self.inner.min_request_time;
         let mut rng = rand::rngs::StdRng::from_entropy();
         let mut attempt = 0;
         loop {
-            let waited = self
+            // The latest a request may start: its deadline less the least time it needs.
+            let latest = deadline.map(|d| d.checked_sub(min).unwrap_or(d));
+            if latest.is_some_and(|l| l <= Instant::now()) {
+                return Err(out_of_time());
+            }
+            let latest_us = latest.map(|l| {
+                let left = l.saturating_duration_since(Instant::now());
+                gate::now_us().saturating_add(i64::try_from(left.as_micros()).unwrap_or(i64::MAX))
+            });
+            let slot = self
                 .inner
                 .gate
-                .acquire(&self.inner.fingerprint, self.priority)
+                .acquire_until(&self.inner.fingerprint, self.priority, latest_us)
                 .await
                 .map_err(|e| KeycrmError::Transient {
                     status: None,
                     detail: e.to_string(),
                     maybe_committed: false,
                 })?;
+            let waited = match slot {
+                Slot::Granted(w) => w,
+                // The key's budget has no slot within this work's time: like a 429, try later.
+                Slot::TooLate(next) => {
+                    return Err(KeycrmError::RateLimited {
+                        retry_after: next.min(MAX_RETRY_AFTER),
+                    })
+                }
+            };
             let c = &self.inner.counters;
-            c.gate_wait_us
-                .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+            c.gate_wait_us.fetch_add(
+                u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             c.requests.fetch_add(1, Ordering::Relaxed);
 
-            let result = self.send_once(&method, &url, body.as_deref(), replay).await;
+            // Never past the deadline, whatever the configured timeout.
+            let timeout = match deadline {
+                Some(d) => self
+                    .inner
+                    .timeout
+                    .min(d.saturating_duration_since(Instant::now()))
+                    .max(Duration::from_millis(1)),
+                None => self.inner.timeout,
+            };
+            let result = self
+                .send_once(&method, &url, body.as_deref(), replay, timeout)
+                .await;
             let err = match result {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
@@ -452,12 +514,17 @@ impl KeycrmClient {
                 }
             }
             match policy.delay_after(attempt, &err, &mut rng) {
+                // A pause that would end past the latest start is not taken: the caller gets
+                // the error and decides (defer, pause the run).
+                Some(delay) if latest.is_some_and(|l| Instant::now() + delay > l) => {
+                    return Err(err)
+                }
                 Some(delay) => {
                     tracing::debug!(
                         path = url.path(),
                         attempt,
                         kind = err.kind(),
-                        delay_ms = delay.as_millis() as u64,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         "retrying KeyCRM read"
                     );
                     c.retries.fetch_add(1, Ordering::Relaxed);
@@ -475,11 +542,13 @@ impl KeycrmClient {
         url: &Url,
         body: Option<&[u8]>,
         replay: Replay,
+        timeout: Duration,
     ) -> Result<Vec<u8>, KeycrmError> {
         let mut req = self
             .inner
             .http
             .request(method.clone(), url.clone())
+            .timeout(timeout)
             .bearer_auth(self.inner.key.expose())
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(b) = body {
@@ -522,6 +591,15 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, KeycrmError> {
     })
 }
 
+/// Not enough of the work's time is left to send a request: nothing was sent.
+fn out_of_time() -> KeycrmError {
+    KeycrmError::Transient {
+        status: None,
+        detail: "no time left in this invocation for a KeyCRM request".into(),
+        maybe_committed: false,
+    }
+}
+
 fn transport_error(e: &reqwest::Error, is_write: bool) -> KeycrmError {
     // A refused connection never reached KeyCRM; a timeout or a reset mid-way may have.
     let reached = !e.is_connect();
@@ -538,14 +616,28 @@ fn transport_error(e: &reqwest::Error, is_write: bool) -> KeycrmError {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
+/// The longest `Retry-After` taken from an answer: SQS cannot delay a message longer, and no
+/// rate limit of KeyCRM's (a minute) needs more. Longer values are clamped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
+/// `Retry-After` as delta-seconds or an HTTP date, clamped to [`MAX_RETRY_AFTER`]. Whatever
+/// the header holds (`1e20`, `inf`, `-5`, a date in 9999), this never panics: the value comes
+/// from the network.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let clamped = secs.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(clamped).unwrap_or(MAX_RETRY_AFTER));
     }
     let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    let wait = at
+        .signed_duration_since(Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -821,6 +913,28 @@ mod tests {
             classify(StatusCode::IM_A_TEAPOT, b"", None, "/", false),
             KeycrmError::Protocol { .. }
         ));
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_clamped_or_ignored_never_a_panic() {
+        assert_eq!(parse_retry_after("1e20"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("86400"), Some(MAX_RETRY_AFTER));
+        for v in ["inf", "-inf", "NaN", "-5", "", "9".repeat(400).as_str()] {
+            let got = parse_retry_after(v);
+            assert!(
+                got.is_none() || got == Some(MAX_RETRY_AFTER),
+                "{v}: {got:?}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

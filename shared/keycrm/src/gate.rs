@@ -180,14 +180,39 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
     }
 }
 
-/// After a 429: nobody sends on this key before `retry_after` has passed.
+/// The longest pause one 429 may put on a key. The gate is shared by every function spending
+/// the key, and its item outlives any one invocation: an unbounded `Retry-After` (a proxy's
+/// `86400`, a hostile `1e20`) would freeze orders, syncs and the settings page alike. KeyCRM's
+/// window is a minute; a pause of two covers it, and a key still limited afterwards simply
+/// answers 429 again and is paused again.
+pub const MAX_PENALTY: Duration = Duration::from_secs(120);
+
+/// How far ahead a slot can legitimately be booked. Reservations are bounded by the callers'
+/// deadlines (minutes at most); a state further ahead than this was not written by this
+/// scheduler's rules (an unclamped pause recorded by an older version) and is not honoured.
+pub const MAX_AHEAD: Duration = Duration::from_secs(3600);
+
+/// After a 429: nobody sends on this key before `retry_after` (at most [`MAX_PENALTY`]) has
+/// passed.
 pub fn penalized(state: GateState, now_us: i64, retry_after: Duration) -> GateState {
-    let until = now_us + retry_after.as_micros() as i64;
+    let pause = retry_after.min(MAX_PENALTY);
+    let until = now_us.saturating_add(i64::try_from(pause.as_micros()).unwrap_or(i64::MAX));
     GateState {
         tat_us: state.tat_us.max(until),
         bg_tat_us: state.bg_tat_us.max(until),
         // Nothing may be sent early into the pause.
         burst_until_us: 0,
+    }
+}
+
+/// The state with any booking beyond [`MAX_AHEAD`] dropped: applied to every state read
+/// before scheduling, so a key frozen by an old, unclamped pause thaws at once.
+pub fn sanitized(state: GateState, now_us: i64) -> GateState {
+    let horizon = now_us.saturating_add(i64::try_from(MAX_AHEAD.as_micros()).unwrap_or(i64::MAX));
+    let sane = |t: i64| if t > horizon { now_us } else { t };
+    GateState {
+        tat_us: sane(state.tat_us),
+        bg_tat_us: sane(state.bg_tat_us),
     }
 }
 
@@ -210,14 +235,52 @@ pub async fn sleep_until_us(at_us: i64) {
 #[error("rate gate unavailable: {0}")]
 pub struct GateError(pub String);
 
+/// What asking for a slot came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Reserved, and its time has come: send now. Holds how long the caller waited.
+    Granted(Duration),
+    /// The next free slot is after the caller's latest start: nothing was reserved (the slot
+    /// stays free for someone with time to use it). Holds how long until that slot.
+    TooLate(Duration),
+}
+
 /// A per-key request budget shared by everything that calls KeyCRM with that key.
 /// `key` is the key's fingerprint, never the key itself.
 #[async_trait]
 pub trait RateGate: Send + Sync {
-    /// Waits for a slot; returns how long it waited.
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError>;
+    /// Waits for a slot that starts no later than `latest_us` (wall-clock microseconds; `None`:
+    /// however long it takes). A caller's wait is thus bounded by its invocation's time, and
+    /// a slot it could not use is never booked.
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError>;
+
+    /// Waits for a slot, however long it takes; returns how long it waited.
+    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+        match self.acquire_until(key, priority, None).await? {
+            Slot::Granted(waited) => Ok(waited),
+            Slot::TooLate(_) => Err(GateError("no slot without a deadline".into())),
+        }
+    }
+
     /// Records a 429 so every caller on this key pauses.
     async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError>;
+}
+
+/// Whether a slot (or a look-again time) at `at_us` is beyond the caller's latest start:
+/// `Some(how long until it)` if so.
+pub fn too_late(at_us: i64, latest_us: Option<i64>, now_us: i64) -> Option<Duration> {
+    let latest = latest_us?;
+    (at_us > latest).then(|| Duration::from_micros(u64::try_from(at_us - now_us).unwrap_or(0)))
+}
+
+/// Microseconds since `started`, as a wait.
+pub fn waited_since(started_us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(now_us() - started_us).unwrap_or(0))
 }
 
 /// The in-process gate: right for one process (the local runner, tests, a single Lambda).
@@ -238,16 +301,34 @@ impl LocalRateGate {
 
 #[async_trait]
 impl RateGate for LocalRateGate {
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
         let started = now_us();
         loop {
+            let now = now_us();
             let decision = {
                 let mut keys = self
                     .keys
                     .lock()
                     .map_err(|_| GateError("gate state poisoned".into()))?;
                 let state = keys.entry(key.to_string()).or_default();
-                let d = decide(*state, now_us(), priority, &self.budget);
+                let d = decide(sanitized(*state, now), now, priority, &self.budget);
+                match d {
+                    Decision::Reserve { at_us, .. } => {
+                        if let Some(wait) = too_late(at_us, latest_us, now) {
+                            return Ok(Slot::TooLate(wait));
+                        }
+                    }
+                    Decision::Wait { until_us } => {
+                        if let Some(wait) = too_late(until_us, latest_us, now) {
+                            return Ok(Slot::TooLate(wait));
+                        }
+                    }
+                }
                 if let Decision::Reserve { next, .. } = d {
                     *state = next;
                 }
@@ -256,7 +337,7 @@ impl RateGate for LocalRateGate {
             match decision {
                 Decision::Reserve { at_us, .. } => {
                     sleep_until_us(at_us).await;
-                    return Ok(Duration::from_micros((now_us() - started).max(0) as u64));
+                    return Ok(Slot::Granted(waited_since(started)));
                 }
                 Decision::Wait { until_us } => sleep_until_us(until_us).await,
             }
@@ -269,7 +350,8 @@ impl RateGate for LocalRateGate {
             .lock()
             .map_err(|_| GateError("gate state poisoned".into()))?;
         let state = keys.entry(key.to_string()).or_default();
-        *state = penalized(*state, now_us(), retry_after);
+        let now = now_us();
+        *state = penalized(sanitized(*state, now), now, retry_after);
         Ok(())
     }
 }
@@ -280,8 +362,13 @@ pub struct UnlimitedGate;
 
 #[async_trait]
 impl RateGate for UnlimitedGate {
-    async fn acquire(&self, _key: &str, _priority: Priority) -> Result<Duration, GateError> {
-        Ok(Duration::ZERO)
+    async fn acquire_until(
+        &self,
+        _key: &str,
+        _priority: Priority,
+        _latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
+        Ok(Slot::Granted(Duration::ZERO))
     }
     async fn penalize(&self, _key: &str, _retry_after: Duration) -> Result<(), GateError> {
         Ok(())
@@ -394,6 +481,50 @@ mod tests {
             Decision::Reserve { at_us, .. } => assert_eq!(at_us, 2_001_000),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_huge_retry_after_pauses_the_key_for_at_most_max_penalty() {
+        let now = 1_000_000;
+        for ra in [
+            Duration::from_secs(86_400),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            let s = penalized(GateState::default(), now, ra);
+            let max = now + MAX_PENALTY.as_micros() as i64;
+            assert_eq!((s.tat_us, s.bg_tat_us), (max, max), "{ra:?}");
+        }
+        // Near the end of time nothing overflows either.
+        let s = penalized(GateState::default(), i64::MAX - 5, Duration::MAX);
+        assert_eq!(s.tat_us, i64::MAX);
+    }
+
+    #[test]
+    fn a_key_frozen_far_ahead_by_an_old_pause_thaws() {
+        let b = budget();
+        let now = 5_000_000_000;
+        let frozen = GateState {
+            tat_us: now + 86_400_000_000 * 365,
+            bg_tat_us: now + 86_400_000_000 * 365,
+        };
+        assert_eq!(
+            sanitized(frozen, now),
+            GateState {
+                tat_us: now,
+                bg_tat_us: now
+            }
+        );
+        assert!(matches!(
+            decide(sanitized(frozen, now), now, Priority::Interactive, &b),
+            Decision::Reserve { at_us, .. } if at_us == now
+        ));
+        // Ordinary bookings are kept.
+        let busy = GateState {
+            tat_us: now + 30_000_000,
+            bg_tat_us: now + 2_000_000,
+        };
+        assert_eq!(sanitized(busy, now), busy);
     }
 
     #[test]
@@ -590,6 +721,42 @@ mod tests {
             now = at + rng.below(3 * b.interval_us() as u64) as i64 * i64::from(rng.below(8) == 0);
         }
         assert_eq!(max_in_window(&sent, b.window_us()), 60);
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_callers_deadline_is_refused_and_books_nothing() {
+        let gate = LocalRateGate::new(RateBudget {
+            requests: 60,
+            window: Duration::from_secs(60),
+            background_share: 1.0,
+            safety: 1.0,
+        });
+        gate.penalize("k", Duration::from_secs(60)).await.unwrap();
+        let started = std::time::Instant::now();
+        let latest = now_us() + 200_000;
+        let slot = gate
+            .acquire_until("k", Priority::Interactive, Some(latest))
+            .await
+            .unwrap();
+        assert!(
+            matches!(slot, Slot::TooLate(w) if w > Duration::from_secs(50)),
+            "{slot:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "did not wait");
+        // Nothing was booked: the paused slot is still the next one, for anyone.
+        let s = gate.keys.lock().unwrap()["k"];
+        assert!(s.tat_us <= now_us() + 60_000_000);
+        let again = gate
+            .acquire_until("k", Priority::Background, Some(latest))
+            .await
+            .unwrap();
+        assert!(matches!(again, Slot::TooLate(_)), "{again:?}");
+        // A slot within the deadline is granted as before.
+        let free = gate
+            .acquire_until("other", Priority::Interactive, Some(now_us() + 1_000_000))
+            .await
+            .unwrap();
+        assert!(matches!(free, Slot::Granted(_)), "{free:?}");
     }
 
     #[tokio::test]

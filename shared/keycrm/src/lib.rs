@@ -2,6 +2,7 @@
 //! retried requests, and streamed pagination.
 
 pub mod client;
+pub mod deadline;
 pub mod error;
 pub mod gate;
 pub mod models;
@@ -15,6 +16,6 @@ pub use client::{
     DEFAULT_BASE_URL, PAGE_LIMIT,
 };
 pub use error::KeycrmError;
-pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, UnlimitedGate};
+pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

@@ -12,6 +12,12 @@ use std::str::FromStr;
 pub const CONTRACT_VERSION: u64 = 1;
 /// Far above any real order; SQS itself stops at 1 MiB.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// The largest money amount the contract accepts (a price, discount, cost, payment or total):
+/// far above any real order in any currency, and small enough that every sum and product the
+/// mapping computes from a valid event stays far inside `Decimal`'s range.
+pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
+/// The largest quantity of one line item the contract accepts.
+pub const MAX_QUANTITY: u64 = 1_000_000;
 
 pub const ORDER_CREATED: &str = "order.created";
 pub const ORDER_STATUS_CHANGED: &str = "order.status_changed";
@@ -33,6 +39,9 @@ pub enum EventError {
     UnknownType(String),
     #[error("field {path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// Reading the event failed in an unforeseen way (a bug met by this input).
+    #[error("event could not be read: {0}")]
+    Internal(String),
 }
 
 impl EventError {
@@ -336,6 +345,19 @@ fn not_negative(path: &str, v: Decimal) -> Result<(), EventError> {
     Ok(())
 }
 
+/// A money amount: not negative and at most [`MAX_AMOUNT`]. The refusal names the limit,
+/// never the value sent.
+fn amount_in_range(path: &str, v: Decimal) -> Result<(), EventError> {
+    not_negative(path, v)?;
+    if v > Decimal::from(MAX_AMOUNT) {
+        return Err(EventError::invalid(
+            path,
+            format!("must not exceed {MAX_AMOUNT}"),
+        ));
+    }
+    Ok(())
+}
+
 fn check(e: &OrderEvent) -> Result<(), EventError> {
     non_empty("event_id", &e.event_id, 128)?;
     non_empty("shop_id", &e.shop_id, 128)?;
@@ -376,12 +398,18 @@ fn check_order(o: &ShopOrder) -> Result<(), EventError> {
         let p = format!("order.items[{i}]");
         non_empty(&format!("{p}.sku"), &it.sku, 128)?;
         non_empty(&format!("{p}.name"), &it.name, 512)?;
-        not_negative(&format!("{p}.price"), it.price)?;
-        not_negative(&format!("{p}.discount"), it.discount)?;
+        amount_in_range(&format!("{p}.price"), it.price)?;
+        amount_in_range(&format!("{p}.discount"), it.discount)?;
         if it.quantity <= Decimal::ZERO {
             return Err(EventError::invalid(
                 format!("{p}.quantity"),
                 "must be greater than 0",
+            ));
+        }
+        if it.quantity > Decimal::from(MAX_QUANTITY) {
+            return Err(EventError::invalid(
+                format!("{p}.quantity"),
+                format!("must not exceed {MAX_QUANTITY}"),
             ));
         }
         if it.discount > it.price {
@@ -393,14 +421,14 @@ fn check_order(o: &ShopOrder) -> Result<(), EventError> {
     }
     if let Some(d) = &o.delivery {
         non_empty("order.delivery.method", &d.method, 128)?;
-        not_negative("order.delivery.cost", d.cost)?;
+        amount_in_range("order.delivery.cost", d.cost)?;
     }
     if let Some(p) = &o.payment {
         non_empty("order.payment.method", &p.method, 128)?;
-        not_negative("order.payment.amount", p.amount)?;
+        amount_in_range("order.payment.amount", p.amount)?;
     }
-    not_negative("order.discount", o.discount)?;
-    not_negative("order.total", o.total)?;
+    amount_in_range("order.discount", o.discount)?;
+    amount_in_range("order.total", o.total)?;
     Ok(())
 }
 
@@ -424,7 +452,7 @@ fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
             }
             Decimal::from_str(&v.to_string())
                 .or_else(|_| Decimal::from_scientific(&v.to_string()))
-                .map_err(|_| E::custom(format!("{v} is out of range")))
+                .map_err(|_| E::custom("the number is out of range"))
         }
     }
     d.deserialize_any(V)

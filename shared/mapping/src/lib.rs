@@ -8,6 +8,7 @@ pub mod phone;
 pub mod reference;
 pub mod settings;
 pub mod shop;
+pub mod source_key;
 
 #[cfg(test)]
 mod testdata;

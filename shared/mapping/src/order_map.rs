@@ -8,6 +8,7 @@ use crate::events::{AddonValue, ShopOrder};
 use crate::phone;
 use crate::reference::KeycrmReference;
 use crate::settings::Settings;
+use crate::source_key;
 use keycrm::models::{
     CardContact, CardProduct, CustomField, CustomFieldValue, Marketing, NewBuyer, NewCard,
     NewOrder, NewOrderProduct, NewPayment, NewShipping, Property,
@@ -55,17 +56,36 @@ pub enum MappingError {
     NoPipeline(String),
     #[error("pipeline {0} no longer exists in KeyCRM; fix the mapping and re-push")]
     UnknownPipeline(i64),
+    /// The contract bounds every amount, so a parsed event never gets here; the arithmetic
+    /// is checked anyway so that no input can panic the consumer.
+    #[error("the order's amounts are too large to add up")]
+    AmountOutOfRange,
 }
 
-/// The sum KeyCRM will compute from what we send.
-pub fn computed_total(o: &ShopOrder) -> Decimal {
-    let lines: Decimal = o
-        .items
-        .iter()
-        .map(|i| (i.price - i.discount) * i.quantity)
-        .sum();
+/// The sum KeyCRM will compute from what we send. Every step is checked: amounts come from
+/// outside.
+pub fn computed_total(o: &ShopOrder) -> Result<Decimal, MappingError> {
+    let mut lines = Decimal::ZERO;
+    for i in &o.items {
+        let line = unit_price(i)?
+            .checked_mul(i.quantity)
+            .ok_or(MappingError::AmountOutOfRange)?;
+        lines = lines
+            .checked_add(line)
+            .ok_or(MappingError::AmountOutOfRange)?;
+    }
     let delivery = o.delivery.as_ref().map(|d| d.cost).unwrap_or_default();
-    lines + delivery - o.discount
+    lines
+        .checked_add(delivery)
+        .and_then(|t| t.checked_sub(o.discount))
+        .ok_or(MappingError::AmountOutOfRange)
+}
+
+/// A line's unit price after its discount.
+fn unit_price(i: &crate::events::LineItem) -> Result<Decimal, MappingError> {
+    i.price
+        .checked_sub(i.discount)
+        .ok_or(MappingError::AmountOutOfRange)
 }
 
 fn opt(s: &Option<String>) -> Option<String> {
@@ -86,7 +106,7 @@ fn common(
     o: &ShopOrder,
     settings: &Settings,
     fields_of: impl Fn(&str) -> Option<CustomField>,
-) -> Common {
+) -> Result<Common, MappingError> {
     let mut report = MappingReport::default();
     let mut comment_lines = Vec::new();
 
@@ -162,7 +182,7 @@ fn common(
         }
     }
 
-    let computed = computed_total(o);
+    let computed = computed_total(o)?;
     if computed != o.total {
         report.total_mismatch = Some(TotalMismatch {
             shop_total: o.total,
@@ -174,13 +194,13 @@ fn common(
         ));
     }
 
-    Common {
+    Ok(Common {
         buyer_phone,
         payments,
         fields,
         report,
         comment_lines,
-    }
+    })
 }
 
 fn display(v: &Value) -> String {
@@ -316,14 +336,15 @@ fn default_order_status(crm: &KeycrmReference) -> i64 {
         .unwrap_or(1)
 }
 
-/// `POST /order` body for a shop order.
+/// `POST /order` body for a shop order of shop `shop_id`.
 pub fn map_order(
+    shop_id: &str,
     o: &ShopOrder,
     settings: &Settings,
     crm: &KeycrmReference,
 ) -> Result<MappedOrder, MappingError> {
     let source_id = settings.source_id.ok_or(MappingError::NoSource)?;
-    let mut c = common(o, settings, |uuid| crm.order_field(uuid).cloned());
+    let mut c = common(o, settings, |uuid| crm.order_field(uuid).cloned())?;
 
     let shipping = o.delivery.as_ref().map(|d| {
         let service_id = settings.delivery_service_for(&d.method);
@@ -391,7 +412,7 @@ pub fn map_order(
 
     let body = NewOrder {
         source_id,
-        source_uuid: Some(o.id.clone()),
+        source_uuid: Some(source_key::source_uuid(shop_id, &o.id)),
         ordered_at: Some(keycrm::time::format_request(o.created_at)),
         buyer: NewBuyer {
             full_name: opt(&o.customer.name),
@@ -416,8 +437,11 @@ pub fn map_order(
     })
 }
 
-/// `POST /pipelines/cards` body for a shop order.
+/// `POST /pipelines/cards` body for a shop order of shop `shop_id`. The manager comment opens
+/// with the order's marker line ([`source_key::card_marker`]): cards have no `source_uuid`,
+/// and recovery finds the card by that line.
 pub fn map_card(
+    shop_id: &str,
     o: &ShopOrder,
     settings: &Settings,
     crm: &KeycrmReference,
@@ -435,7 +459,7 @@ pub fn map_card(
         .pipeline(pipeline_id)
         .ok_or(MappingError::UnknownPipeline(pipeline_id))?;
     let first_status = pipeline.statuses.first().map(|s| s.id);
-    let mut c = common(o, settings, |uuid| crm.lead_field(uuid).cloned());
+    let mut c = common(o, settings, |uuid| crm.lead_field(uuid).cloned())?;
 
     // Cards have no shipping block: the delivery goes into the comment a manager reads.
     if let Some(d) = &o.delivery {
@@ -457,6 +481,8 @@ pub fn map_card(
         c.comment_lines
             .insert(0, format!("Коментар покупця: {comment}"));
     }
+    c.comment_lines
+        .insert(0, source_key::card_marker(shop_id, &o.id));
     let utm = o.utm.clone().unwrap_or_default();
     let body = NewCard {
         title: Some(format!("Замовлення №{}", o.number)),
@@ -476,14 +502,16 @@ pub fn map_card(
         products: o
             .items
             .iter()
-            .map(|i| CardProduct {
-                sku: i.sku.trim().to_string(),
-                name: i.name.clone(),
-                price: i.price - i.discount,
-                quantity: i.quantity,
-                picture: opt(&i.picture),
+            .map(|i| {
+                Ok(CardProduct {
+                    sku: i.sku.trim().to_string(),
+                    name: i.name.clone(),
+                    price: unit_price(i)?,
+                    quantity: i.quantity,
+                    picture: opt(&i.picture),
+                })
             })
-            .collect(),
+            .collect::<Result<_, MappingError>>()?,
         payments: c.payments,
         custom_fields: c.fields,
     };

@@ -6,6 +6,7 @@ use crate::OrderSyncType;
 use std::str::FromStr;
 
 const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
+const SHOP: &str = "shop-1001";
 
 fn order() -> ShopOrder {
     match parse_event(CREATED.as_bytes()).unwrap().body {
@@ -61,10 +62,11 @@ fn dec(s: &str) -> Decimal {
 
 #[test]
 fn every_mapped_field_lands_in_the_order_body() {
-    let m = map_order(&order(), &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &order(), &settings(), &crm_reference()).unwrap();
     let b = &m.body;
     assert_eq!(b.source_id, 1);
-    assert_eq!(b.source_uuid.as_deref(), Some("10234"));
+    // Shop-scoped: another shop on the same KeyCRM account may have an order 10234 too.
+    assert_eq!(b.source_uuid.as_deref(), Some("shop-1001:10234"));
     assert_eq!(b.ordered_at.as_deref(), Some("2026-11-28 10:14:52"));
     assert_eq!(b.buyer.phone.as_deref(), Some("+380501112233"));
     assert_eq!(b.buyer.full_name.as_deref(), Some("Олена Коваленко"));
@@ -126,14 +128,14 @@ fn every_mapped_field_lands_in_the_order_body() {
 #[test]
 fn the_example_totals_add_up() {
     // 1290-90 + 2*450.5 + 70 - 50 = 2121
-    assert_eq!(computed_total(&order()), dec("2121"));
+    assert_eq!(computed_total(&order()), Ok(dec("2121")));
 }
 
 #[test]
 fn a_total_mismatch_is_flagged_not_hidden() {
     let mut o = order();
     o.total = dec("2000");
-    let m = map_order(&o, &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &o, &settings(), &crm_reference()).unwrap();
     assert_eq!(
         m.report.total_mismatch,
         Some(TotalMismatch {
@@ -147,7 +149,7 @@ fn a_total_mismatch_is_flagged_not_hidden() {
 fn a_mapped_non_default_status_is_set_after_create() {
     let mut o = order();
     o.status = "paid".into();
-    let m = map_order(&o, &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &o, &settings(), &crm_reference()).unwrap();
     assert_eq!(m.status_after_create, Some(3));
 }
 
@@ -156,7 +158,7 @@ fn unmapped_methods_still_create_the_order_and_say_so() {
     let mut s = settings();
     s.payment_map.clear();
     s.delivery_map.clear();
-    let m = map_order(&order(), &s, &crm_reference()).unwrap();
+    let m = map_order(SHOP, &order(), &s, &crm_reference()).unwrap();
     assert!(m.body.payments.is_empty());
     let ship = m.body.shipping.unwrap();
     assert_eq!(ship.delivery_service_id, None);
@@ -174,7 +176,7 @@ fn no_source_is_a_permanent_error() {
     let mut s = settings();
     s.source_id = None;
     assert_eq!(
-        map_order(&order(), &s, &crm_reference()),
+        map_order(SHOP, &order(), &s, &crm_reference()),
         Err(MappingError::NoSource)
     );
 }
@@ -183,7 +185,7 @@ fn no_source_is_a_permanent_error() {
 fn invalid_phones_are_kept_in_the_comment() {
     let mut o = order();
     o.customer.phone = Some("дзвоніть в дзвінок".into());
-    let m = map_order(&o, &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &o, &settings(), &crm_reference()).unwrap();
     assert_eq!(m.body.buyer.phone, None);
     assert!(m
         .body
@@ -237,7 +239,7 @@ fn addon_values_are_typed_for_their_field() {
 fn an_addon_that_does_not_fit_goes_to_the_comment() {
     let mut o = order();
     o.addons[0].value = serde_json::json!("Можливо");
-    let m = map_order(&o, &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &o, &settings(), &crm_reference()).unwrap();
     assert_eq!(m.body.custom_fields.len(), 1);
     assert!(m
         .body
@@ -248,7 +250,7 @@ fn an_addon_that_does_not_fit_goes_to_the_comment() {
 
 #[test]
 fn the_order_body_serialises_as_keycrm_expects() {
-    let m = map_order(&order(), &settings(), &crm_reference()).unwrap();
+    let m = map_order(SHOP, &order(), &settings(), &crm_reference()).unwrap();
     let v = serde_json::to_value(&m.body).unwrap();
     assert_eq!(v["products"][1]["price"], serde_json::json!(450.5));
     assert_eq!(v["shipping_price"], serde_json::json!(70.0));
@@ -265,7 +267,7 @@ fn cards_go_to_the_mapped_pipeline_with_contact_utm_and_fields() {
         addon_id: "gift_wrap".into(),
         field_uuid: "LD_1001".into(),
     }];
-    let m = map_card(&order(), &s, &crm_reference()).unwrap();
+    let m = map_card(SHOP, &order(), &s, &crm_reference()).unwrap();
     let b = &m.body;
     assert_eq!(b.pipeline_id, 1);
     assert_eq!(b.source_id, Some(1));
@@ -285,6 +287,16 @@ fn cards_go_to_the_mapped_pipeline_with_contact_utm_and_fields() {
         comment.contains("Коментар покупця") && comment.contains("NP ref"),
         "{comment}"
     );
+    // The exact marker recovery searches for, on a line of its own.
+    assert_eq!(
+        comment.lines().next(),
+        Some("ID замовлення в магазині: shop-1001:10234")
+    );
+    assert!(crate::source_key::has_card_marker(
+        Some(comment),
+        SHOP,
+        "10234"
+    ));
     assert_eq!(
         m.status_after_create, None,
         "101 is the pipeline's first status"
@@ -296,15 +308,15 @@ fn cards_without_a_pipeline_are_refused() {
     let mut s = settings();
     s.pipeline_status_map.clear();
     assert_eq!(
-        map_card(&order(), &s, &crm_reference()),
+        map_card(SHOP, &order(), &s, &crm_reference()),
         Err(MappingError::NoPipeline("new".into()))
     );
     s.default_pipeline_id = Some(2);
-    let m = map_card(&order(), &s, &crm_reference()).unwrap();
+    let m = map_card(SHOP, &order(), &s, &crm_reference()).unwrap();
     assert_eq!(m.body.pipeline_id, 2);
     s.default_pipeline_id = Some(9);
     assert_eq!(
-        map_card(&order(), &s, &crm_reference()),
+        map_card(SHOP, &order(), &s, &crm_reference()),
         Err(MappingError::UnknownPipeline(9))
     );
 }
@@ -313,6 +325,30 @@ fn cards_without_a_pipeline_are_refused() {
 fn a_later_pipeline_status_is_set_after_create() {
     let mut s = settings();
     s.pipeline_status_map[0].status_id = 102;
-    let m = map_card(&order(), &s, &crm_reference()).unwrap();
+    let m = map_card(SHOP, &order(), &s, &crm_reference()).unwrap();
     assert_eq!(m.status_after_create, Some(102));
+}
+
+#[test]
+fn absurd_amounts_are_an_error_never_a_panic() {
+    // Built directly, past the contract's bounds (the parser refuses such events).
+    let mut o = order();
+    o.items[0].price = Decimal::MAX;
+    o.items[0].discount = Decimal::ZERO;
+    o.items[0].quantity = dec("10000000000");
+    assert_eq!(computed_total(&o), Err(MappingError::AmountOutOfRange));
+    let crm = crm_reference();
+    assert_eq!(
+        map_order(SHOP, &o, &settings(), &crm).map(|_| ()),
+        Err(MappingError::AmountOutOfRange)
+    );
+    assert_eq!(
+        map_card(SHOP, &o, &settings(), &crm).map(|_| ()),
+        Err(MappingError::AmountOutOfRange)
+    );
+    // A discount that would push a line below Decimal's range.
+    let mut o = order();
+    o.items[0].price = Decimal::MIN;
+    o.items[0].discount = Decimal::MAX;
+    assert_eq!(computed_total(&o), Err(MappingError::AmountOutOfRange));
 }

@@ -2,9 +2,11 @@
 //! clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
 //! the local runner.
 
+pub mod aws;
 pub mod clients;
 pub mod config;
 pub mod platform;
+pub mod sqs_batch;
 pub mod telemetry;
 
 pub use clients::{ClientsError, KeycrmClients};

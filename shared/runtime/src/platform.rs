@@ -23,9 +23,13 @@ pub struct PlatformSecret {
 }
 
 impl PlatformSecret {
-    pub async fn load(arn: &str) -> Result<Self, PlatformSecretError> {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = aws_sdk_secretsmanager::Client::new(&conf);
+    /// Reads the secret with the SDK configuration the function built
+    /// ([`crate::aws::sdk_config`]).
+    pub async fn load_with(
+        conf: &aws_config::SdkConfig,
+        arn: &str,
+    ) -> Result<Self, PlatformSecretError> {
+        let client = aws_sdk_secretsmanager::Client::new(conf);
         let out = client
             .get_secret_value()
             .secret_id(arn)
@@ -37,6 +41,12 @@ impl PlatformSecret {
                 )
             })?;
         Self::parse(&out.secret_string.ok_or(PlatformSecretError::NotText)?)
+    }
+
+    /// [`Self::load_with`] a configuration of its own (tools, the local run).
+    pub async fn load(arn: &str) -> Result<Self, PlatformSecretError> {
+        let conf = crate::aws::sdk_config(crate::aws::AwsTimeouts::local()).await;
+        Self::load_with(&conf, arn).await
     }
 
     pub fn parse(text: &str) -> Result<Self, PlatformSecretError> {

@@ -6,7 +6,10 @@
 use crate::dynamo::{self, DynamoTable, EXPIRES_AT};
 use crate::StoreError;
 use async_trait::async_trait;
-use keycrm::gate::{decide, now_us, penalized, sleep_until_us, Decision, GateState};
+use keycrm::gate::{
+    decide, now_us, penalized, sanitized, sleep_until_us, too_late, waited_since, Decision,
+    GateState, Slot,
+};
 use keycrm::{GateError, Priority, RateBudget, RateGate};
 use std::time::Duration;
 
@@ -92,23 +95,38 @@ fn gate_err(e: StoreError) -> GateError {
 
 #[async_trait]
 impl RateGate for DynamoRateGate {
-    async fn acquire(&self, key: &str, priority: Priority) -> Result<Duration, GateError> {
+    async fn acquire_until(
+        &self,
+        key: &str,
+        priority: Priority,
+        latest_us: Option<i64>,
+    ) -> Result<Slot, GateError> {
         let started = now_us();
         let mut conflicts = 0u32;
         loop {
             let (state, ver) = self.load(key).await.map_err(gate_err)?;
-            match decide(state, now_us(), priority, &self.budget) {
+            let now = now_us();
+            match decide(sanitized(state, now), now, priority, &self.budget) {
                 Decision::Reserve { at_us, next } => {
+                    // A slot the caller could not use is not booked: it stays free.
+                    if let Some(wait) = too_late(at_us, latest_us, now) {
+                        return Ok(Slot::TooLate(wait));
+                    }
                     if self.store(key, next, ver).await.map_err(gate_err)? {
                         sleep_until_us(at_us).await;
-                        return Ok(Duration::from_micros((now_us() - started).max(0) as u64));
+                        return Ok(Slot::Granted(waited_since(started)));
                     }
                     // Lost the race for this slot: a short random pause, then re-read.
                     conflicts += 1;
                     let pause = rand::random::<u64>() % (2_000 * u64::from(conflicts.min(10)));
                     tokio::time::sleep(Duration::from_micros(pause)).await;
                 }
-                Decision::Wait { until_us } => sleep_until_us(until_us).await,
+                Decision::Wait { until_us } => {
+                    if let Some(wait) = too_late(until_us, latest_us, now) {
+                        return Ok(Slot::TooLate(wait));
+                    }
+                    sleep_until_us(until_us).await
+                }
             }
         }
     }
@@ -116,7 +134,8 @@ impl RateGate for DynamoRateGate {
     async fn penalize(&self, key: &str, retry_after: Duration) -> Result<(), GateError> {
         for _ in 0..10 {
             let (state, ver) = self.load(key).await.map_err(gate_err)?;
-            let next = penalized(state, now_us(), retry_after);
+            let now = now_us();
+            let next = penalized(sanitized(state, now), now, retry_after);
             if next == state || self.store(key, next, ver).await.map_err(gate_err)? {
                 return Ok(());
             }

@@ -62,6 +62,11 @@ pub struct LedgerEntry {
     pub maybe_committed: bool,
     /// When the last create attempt was sent (card recovery searches from here).
     pub attempt_started_at: Option<DateTime<Utc>>,
+    /// Every create attempt for this entry named the order with its shop-scoped key
+    /// (`mapping::source_key`). False for entries an older version attempted with the bare
+    /// shop order id: recovery then also looks for that legacy form.
+    #[serde(default)]
+    pub scoped_key: bool,
     pub last_error: Option<String>,
     #[serde(default)]
     pub field_errors: BTreeMap<String, Vec<String>>,
@@ -79,6 +84,12 @@ pub struct LedgerEntry {
     pub keycrm_status_changed_at: Option<DateTime<Utc>>,
     /// The shop status the connector itself last applied from KeyCRM (echo guard).
     pub applied_from_keycrm: Option<String>,
+    /// Holder of the reservation to push a shop status to KeyCRM right now (one at a time per
+    /// order, so pushes land in order), and until when it holds.
+    #[serde(default)]
+    pub push_holder: Option<String>,
+    #[serde(default)]
+    pub push_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -120,6 +131,7 @@ impl LedgerEntry {
             attempts: 1,
             maybe_committed: false,
             attempt_started_at: None,
+            scoped_key: true,
             last_error: None,
             field_errors: BTreeMap::new(),
             report: MappingReport::default(),
@@ -129,6 +141,8 @@ impl LedgerEntry {
             keycrm_status_id: None,
             keycrm_status_changed_at: None,
             applied_from_keycrm: None,
+            push_holder: None,
+            push_until: None,
             created_at: now,
             updated_at: now,
         }
@@ -146,6 +160,43 @@ pub fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// How far ahead of the clock a status-change time may be and still count. KeyCRM's clock and
+/// ours may differ by a little; a time further ahead is not a real change time (a bogus or
+/// hostile `status_changed_at` in 9999) and must never make every later change look stale.
+/// Such a time already stored is disregarded by the ordering rules.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// `now + MAX_CLOCK_SKEW`: change times after this are not honoured.
+pub fn future_horizon(now: DateTime<Utc>) -> DateTime<Utc> {
+    lease_end(now, MAX_CLOCK_SKEW)
+}
+
+/// The answer to [`OrderLedger::reserve_shop_push`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum PushReservation {
+    /// Reserved: push now, then `finish_shop_push` (or `release_shop_push` on failure).
+    Granted,
+    /// A shop status as new or newer was pushed already, or KeyCRM's own newer change was
+    /// applied to the shop, or the order is not in KeyCRM: do not push.
+    Stale(LedgerEntry),
+    /// Another push of this order is in flight: try again shortly.
+    Busy(LedgerEntry),
+}
+
+/// Why an entry cannot be adopted.
+pub fn not_adoptable(e: &LedgerEntry) -> StoreError {
+    let why = match (e.state, e.keycrm_id) {
+        (_, Some(id)) => format!("it is linked to KeyCRM {} {id}", e.target.as_str()),
+        (LedgerState::Skipped, _) => "it was skipped on purpose".into(),
+        (LedgerState::Pending, _) => "another attempt is creating it right now".into(),
+        _ => "it is not waiting to be created".into(),
+    };
+    StoreError::Conflict(format!(
+        "order {} cannot be adopted: {why}",
+        e.shop_order_id
+    ))
 }
 
 /// What became of an order in KeyCRM, for [`OrderLedger::record_created`].
@@ -272,7 +323,13 @@ pub trait OrderLedger: Send + Sync {
         keycrm_id: i64,
     ) -> Result<Option<LedgerEntry>, StoreError>;
 
-    /// Records an order created outside this connector's pushes (found by `source_uuid`).
+    /// Links a shop order the connector was creating to the KeyCRM entity an earlier attempt
+    /// turned out to have created (seen in a status webhook and verified by reading it back).
+    /// Only an order the ledger knows as `Pending` without a live claim, or `Failed`, with no
+    /// KeyCRM id yet, is adopted: a webhook can never create an entry (the real
+    /// `order.created` would then never be pushed), take over an order another attempt is
+    /// creating right now, or re-point a linked order. Adopting the same id again returns the
+    /// entry. `NotFound` when the ledger does not know the order, `Conflict` otherwise.
     async fn adopt(
         &self,
         connection_id: &str,
@@ -282,7 +339,9 @@ pub trait OrderLedger: Send + Sync {
     ) -> Result<LedgerEntry, StoreError>;
 
     /// Applies a KeyCRM status change seen in a webhook if it is newer than the last one
-    /// applied (`status_changed_at`); returns `false` for duplicates and stale events.
+    /// applied (`status_changed_at`); returns `false` for duplicates and stale events. A
+    /// stored time beyond [`future_horizon`] does not count as newer (callers clamp what they
+    /// record, see status-apply).
     async fn record_keycrm_status(
         &self,
         connection_id: &str,
@@ -303,6 +362,41 @@ pub trait OrderLedger: Send + Sync {
         shop_status: &str,
         keycrm_status_id: Option<i64>,
         occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Reserves pushing the shop status of `occurred_at` to KeyCRM, in one conditional write,
+    /// *before* KeyCRM is written: granted only if the order is created, no shop status at or
+    /// after `occurred_at` was pushed, no newer KeyCRM change was applied (times beyond
+    /// [`future_horizon`] disregarded), and no other push of the order holds a live
+    /// reservation. Two concurrent pushes therefore never cross: the newer one waits for the
+    /// older one to finish, and the older one, arriving second, is stale.
+    async fn reserve_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        occurred_at: DateTime<Utc>,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<PushReservation, StoreError>;
+
+    /// Records the status `holder` pushed (as [`Self::record_shop_status`]) and ends its
+    /// reservation; `Conflict` if the reservation was lost.
+    async fn finish_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Ends `holder`'s reservation without recording anything (the push failed).
+    async fn release_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
     ) -> Result<(), StoreError>;
 
     /// Makes a failed (or skipped) entry claimable again for a merchant's re-push and

@@ -7,7 +7,10 @@
 
 use crate::connection::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
-use crate::ledger::{lease_end, Claim, Created, LedgerEntry, LedgerState, OrderLedger, Target};
+use crate::ledger::{
+    future_horizon, lease_end, not_adoptable, Claim, Created, LedgerEntry, LedgerState,
+    OrderLedger, PushReservation, Target,
+};
 use crate::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -76,6 +79,7 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     put("target", dynamo::s(e.target.as_str()));
     put("attempts", dynamo::n(e.attempts));
     put("maybe_committed", dynamo::b(e.maybe_committed));
+    put("scoped_key", dynamo::b(e.scoped_key));
     put("field_errors", dynamo::json(&e.field_errors)?);
     put("report", dynamo::json(&e.report)?);
     put("created_at", ts(e.created_at));
@@ -115,6 +119,12 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     if let Some(v) = &e.applied_from_keycrm {
         put("applied_from_keycrm", dynamo::s(v));
     }
+    if let Some(v) = &e.push_holder {
+        put("push_holder", dynamo::s(v));
+    }
+    if let Some(t) = e.push_until {
+        put("push_until", ts(t));
+    }
     Ok(item)
 }
 
@@ -131,6 +141,7 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         attempts: dynamo::get_n(item, "attempts").unwrap_or(0),
         maybe_committed: dynamo::get_b(item, "maybe_committed").unwrap_or(false),
         attempt_started_at: get_ts(item, "attempt_started_at"),
+        scoped_key: dynamo::get_b(item, "scoped_key").unwrap_or(false),
         last_error: dynamo::get_s(item, "last_error"),
         field_errors: dynamo::get_json(item, "field_errors")?.unwrap_or_default(),
         report: dynamo::get_json(item, "report")?.unwrap_or_default(),
@@ -140,6 +151,8 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         keycrm_status_id: dynamo::get_n(item, "keycrm_status_id"),
         keycrm_status_changed_at: get_ts(item, "keycrm_status_changed_at"),
         applied_from_keycrm: dynamo::get_s(item, "applied_from_keycrm"),
+        push_holder: dynamo::get_s(item, "push_holder"),
+        push_until: get_ts(item, "push_until"),
         created_at: get_ts(item, "created_at").unwrap_or(now),
         updated_at: get_ts(item, "updated_at").unwrap_or(now),
     })
@@ -278,6 +291,12 @@ impl Update {
     }
 }
 
+fn lost_push(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the status push reservation on order {shop_order_id} is no longer held"
+    ))
+}
+
 fn lost_claim(shop_order_id: &str) -> StoreError {
     StoreError::Conflict(format!(
         "the claim on order {shop_order_id} is no longer held"
@@ -412,6 +431,7 @@ impl OrderLedger for DynamoTable {
         let now = Utc::now();
         let u = Update::default()
             .set("maybe_committed", dynamo::b(true))
+            .set("scoped_key", dynamo::b(true))
             .set("attempt_started_at", ts(now))
             .set("updated_at", ts(now))
             .when(
@@ -583,26 +603,30 @@ impl OrderLedger for DynamoTable {
             .set("target", dynamo::s(target.as_str()))
             .set(GSI1_PK, dynamo::s(kc_pk(connection_id, target, keycrm_id)))
             .set(GSI1_SK, dynamo::s(order_sk(shop_order_id)))
-            .set("connection_id", dynamo::s(connection_id))
-            .set("shop_order_id", dynamo::s(shop_order_id))
             .set("maybe_committed", dynamo::b(false))
+            .set(
+                "field_errors",
+                dynamo::json(&BTreeMap::<String, Vec<String>>::new())?,
+            )
             .set("updated_at", ts(now))
-            .set_if_absent("attempts", dynamo::n(0))
-            .set_if_absent("created_at", ts(now))
             .remove("claim_holder")
             .remove("claim_until")
-            // The first KeyCRM id recorded wins: never re-point an order at another entity.
+            .remove("last_error")
             .when(
-                "attribute_not_exists(#keycrm_id) OR #keycrm_id = {0}",
-                &["keycrm_id"],
-                vec![dynamo::n(keycrm_id)],
+                "attribute_exists(pk) AND attribute_not_exists(#keycrm_id) AND \
+                 (#state = {0} OR (#state = {1} AND \
+                  (attribute_not_exists(#claim_until) OR #claim_until < {2})))",
+                &["keycrm_id", "state", "claim_until"],
+                vec![dynamo::s("failed"), dynamo::s("pending"), ts(now)],
             );
         if let Some(e) = u.run(self, connection_id, shop_order_id).await? {
             return Ok(e);
         }
-        self.ledger_item(connection_id, shop_order_id)
-            .await?
-            .ok_or_else(|| StoreError::Conflict(format!("order {shop_order_id} vanished")))
+        match self.ledger_item(connection_id, shop_order_id).await? {
+            None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+            Some(e) if e.keycrm_id == Some(keycrm_id) && e.target == target => Ok(e),
+            Some(e) => Err(not_adoptable(&e)),
+        }
     }
 
     async fn record_keycrm_status(
@@ -619,11 +643,12 @@ impl OrderLedger for DynamoTable {
             .set("applied_from_keycrm", dynamo::s(shop_status))
             .set("shop_status", dynamo::s(shop_status))
             .set("updated_at", ts(Utc::now()))
+            // A stored time beyond the horizon is no real change time: it never blocks.
             .when(
                 "attribute_exists(pk) AND (attribute_not_exists(#keycrm_status_changed_at) \
-                 OR #keycrm_status_changed_at < {0})",
+                 OR #keycrm_status_changed_at < {0} OR #keycrm_status_changed_at > {1})",
                 &["keycrm_status_changed_at"],
-                vec![ts(changed_at)],
+                vec![ts(changed_at), ts(future_horizon(Utc::now()))],
             );
         if u.run_quiet(self, connection_id, shop_order_id).await? {
             return Ok(true);
@@ -663,6 +688,112 @@ impl OrderLedger for DynamoTable {
         match self.ledger_item(connection_id, shop_order_id).await? {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+        }
+    }
+
+    async fn reserve_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        occurred_at: DateTime<Utc>,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<PushReservation, StoreError> {
+        let now = Utc::now();
+        let u = Update::default()
+            .set("push_holder", dynamo::s(holder))
+            .set("push_until", ts(lease_end(now, lease)))
+            .set("updated_at", ts(now))
+            .when(
+                "attribute_exists(pk) AND #state = {0} \
+                 AND (attribute_not_exists(#shop_status_at) OR #shop_status_at < {1}) \
+                 AND (attribute_not_exists(#keycrm_status_changed_at) \
+                      OR #keycrm_status_changed_at <= {1} OR #keycrm_status_changed_at > {2}) \
+                 AND (attribute_not_exists(#push_until) OR #push_until < {3} \
+                      OR #push_holder = {4})",
+                &[
+                    "state",
+                    "shop_status_at",
+                    "keycrm_status_changed_at",
+                    "push_until",
+                    "push_holder",
+                ],
+                vec![
+                    dynamo::s("created"),
+                    ts(occurred_at),
+                    ts(future_horizon(now)),
+                    ts(now),
+                    dynamo::s(holder),
+                ],
+            );
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            return Ok(PushReservation::Granted);
+        }
+        let Some(e) = self.ledger_item(connection_id, shop_order_id).await? else {
+            return Err(StoreError::NotFound(format!("order {shop_order_id}")));
+        };
+        let horizon = future_horizon(Utc::now());
+        let stale = e.state != LedgerState::Created
+            || e.shop_status_at.is_some_and(|t| t >= occurred_at)
+            || e.keycrm_status_changed_at
+                .is_some_and(|t| t > occurred_at && t <= horizon);
+        Ok(if stale {
+            PushReservation::Stale(e)
+        } else {
+            PushReservation::Busy(e)
+        })
+    }
+
+    async fn finish_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default()
+            .set("shop_status", dynamo::s(shop_status))
+            .set("shop_status_at", ts(occurred_at))
+            .set("updated_at", ts(Utc::now()))
+            .remove("applied_from_keycrm")
+            .remove("push_holder")
+            .remove("push_until")
+            .when(
+                "#push_holder = {0}",
+                &["push_holder"],
+                vec![dynamo::s(holder)],
+            );
+        if let Some(id) = keycrm_status_id {
+            u = u.set("keycrm_status_id", dynamo::n(id));
+        }
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            Ok(())
+        } else {
+            Err(lost_push(shop_order_id))
+        }
+    }
+
+    async fn release_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let u = Update::default()
+            .set("updated_at", ts(Utc::now()))
+            .remove("push_holder")
+            .remove("push_until")
+            .when(
+                "#push_holder = {0}",
+                &["push_holder"],
+                vec![dynamo::s(holder)],
+            );
+        if u.run_quiet(self, connection_id, shop_order_id).await? {
+            Ok(())
+        } else {
+            Err(lost_push(shop_order_id))
         }
     }
 

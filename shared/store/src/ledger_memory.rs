@@ -1,7 +1,10 @@
 //! The in-memory order ledger (unit tests, the local run). Same rules as the DynamoDB adapter:
 //! every method is one atomic step under a lock, like one conditional write there.
 
-use crate::ledger::{lease_end, Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+use crate::ledger::{
+    future_horizon, lease_end, not_adoptable, Claim, LedgerEntry, LedgerState, OrderLedger,
+    PushReservation, Target,
+};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +30,12 @@ fn lost_claim(shop_order_id: &str) -> StoreError {
     ))
 }
 
+fn lost_push(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the status push reservation on order {shop_order_id} is no longer held"
+    ))
+}
+
 fn missing(shop_order_id: &str) -> StoreError {
     StoreError::NotFound(format!("order {shop_order_id}"))
 }
@@ -48,6 +57,13 @@ impl MemoryLedger {
             .lock()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Stores an entry as it is (tests and tools: e.g. one an older version left behind).
+    pub fn put(&self, entry: LedgerEntry) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key(&entry.connection_id, &entry.shop_order_id), entry);
+        }
     }
 
     /// Runs `f` on the entry if `holder` holds its claim.
@@ -130,6 +146,7 @@ impl OrderLedger for MemoryLedger {
             .filter(|e| e.claim_holder.as_deref() == Some(holder) && e.claim_is_live(now))
             .ok_or_else(|| lost_claim(shop_order_id))?;
         e.maybe_committed = true;
+        e.scoped_key = true;
         e.attempt_started_at = Some(now);
         e.updated_at = now;
         Ok(())
@@ -249,31 +266,29 @@ impl OrderLedger for MemoryLedger {
         let now = Utc::now();
         let mut m = self.lock()?;
         let e = m
-            .entry(key(connection_id, shop_order_id))
-            .or_insert_with(|| {
-                let mut e = LedgerEntry::claimed(
-                    connection_id,
-                    shop_order_id,
-                    target,
-                    "",
-                    Duration::ZERO,
-                    "",
-                    now,
-                );
-                e.attempts = 0;
-                e.event_json = None;
-                e
-            });
-        // The first KeyCRM id recorded wins: never re-point an order at another entity.
-        if e.keycrm_id.is_none() {
-            e.keycrm_id = Some(keycrm_id);
-            e.target = target;
-            e.state = LedgerState::Created;
-            e.claim_holder = None;
-            e.claim_until = None;
-            e.maybe_committed = false;
-            e.updated_at = now;
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        if e.keycrm_id == Some(keycrm_id) && e.target == target {
+            return Ok(e.clone());
         }
+        let adoptable = e.keycrm_id.is_none()
+            && match e.state {
+                LedgerState::Failed => true,
+                LedgerState::Pending => !e.claim_is_live(now),
+                _ => false,
+            };
+        if !adoptable {
+            return Err(not_adoptable(e));
+        }
+        e.state = LedgerState::Created;
+        e.keycrm_id = Some(keycrm_id);
+        e.target = target;
+        e.claim_holder = None;
+        e.claim_until = None;
+        e.maybe_committed = false;
+        e.last_error = None;
+        e.field_errors.clear();
+        e.updated_at = now;
         Ok(e.clone())
     }
 
@@ -289,7 +304,11 @@ impl OrderLedger for MemoryLedger {
         let e = m
             .get_mut(&key(connection_id, shop_order_id))
             .ok_or_else(|| missing(shop_order_id))?;
-        if e.keycrm_status_changed_at.is_some_and(|t| t >= changed_at) {
+        // A stored time beyond the horizon is no real change time: it never blocks.
+        let horizon = future_horizon(Utc::now());
+        if e.keycrm_status_changed_at
+            .is_some_and(|t| t >= changed_at && t <= horizon)
+        {
             return Ok(false);
         }
         e.keycrm_status_id = Some(keycrm_status_id);
@@ -322,6 +341,81 @@ impl OrderLedger for MemoryLedger {
         }
         e.shop_status_at = Some(occurred_at);
         e.applied_from_keycrm = None;
+        e.updated_at = Utc::now();
+        Ok(())
+    }
+
+    async fn reserve_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        occurred_at: DateTime<Utc>,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<PushReservation, StoreError> {
+        let now = Utc::now();
+        let horizon = future_horizon(now);
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        let stale = e.state != LedgerState::Created
+            || e.shop_status_at.is_some_and(|t| t >= occurred_at)
+            || e.keycrm_status_changed_at
+                .is_some_and(|t| t > occurred_at && t <= horizon);
+        if stale {
+            return Ok(PushReservation::Stale(e.clone()));
+        }
+        let busy = e.push_holder.as_deref().is_some_and(|h| h != holder)
+            && e.push_until.is_some_and(|u| u >= now);
+        if busy {
+            return Ok(PushReservation::Busy(e.clone()));
+        }
+        e.push_holder = Some(holder.to_string());
+        e.push_until = Some(lease_end(now, lease));
+        e.updated_at = now;
+        Ok(PushReservation::Granted)
+    }
+
+    async fn finish_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+        shop_status: &str,
+        keycrm_status_id: Option<i64>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .filter(|e| e.push_holder.as_deref() == Some(holder))
+            .ok_or_else(|| lost_push(shop_order_id))?;
+        e.shop_status = Some(shop_status.to_string());
+        e.shop_status_at = Some(occurred_at);
+        if keycrm_status_id.is_some() {
+            e.keycrm_status_id = keycrm_status_id;
+        }
+        e.applied_from_keycrm = None;
+        e.push_holder = None;
+        e.push_until = None;
+        e.updated_at = Utc::now();
+        Ok(())
+    }
+
+    async fn release_shop_push(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .filter(|e| e.push_holder.as_deref() == Some(holder))
+            .ok_or_else(|| lost_push(shop_order_id))?;
+        e.push_holder = None;
+        e.push_until = None;
         e.updated_at = Utc::now();
         Ok(())
     }

@@ -27,7 +27,7 @@ pub use gate::DynamoRateGate;
 pub use journal::{
     ConnectionStatus, Counter, MemoryJournal, OrderFailure, StatusJournal, SyncSummary,
 };
-pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, Target};
+pub use ledger::{Claim, LedgerEntry, LedgerState, OrderLedger, PushReservation, Target};
 pub use ledger_memory::MemoryLedger;
 pub use links::{LinkStore, MemoryLinks, SeenSet};
 pub use reference_cache::ReferenceCache;

@@ -174,3 +174,62 @@ fn unknown_extra_fields_are_tolerated_within_a_version() {
     v["order"]["loyalty_points"] = serde_json::json!(12);
     assert!(parse_value(&v).is_ok());
 }
+
+#[test]
+fn absurd_amounts_and_quantities_are_refused_without_echoing_them() {
+    // The probe's poison: price 1e20 × quantity 1e10 overflowed `Decimal` in the mapping.
+    let mut v = created();
+    v["order"]["items"][0]["price"] = serde_json::json!(1e20);
+    v["order"]["items"][0]["quantity"] = serde_json::json!(1e10);
+    let err = parse_value(&v).unwrap_err();
+    assert_eq!(
+        err,
+        EventError::Invalid {
+            path: "order.items[0].price".into(),
+            reason: format!("must not exceed {MAX_AMOUNT}"),
+        }
+    );
+    assert!(!err.to_string().contains("1000000000000000"), "{err}");
+
+    let mut v = created();
+    v["order"]["items"][1]["quantity"] = serde_json::json!(1e10);
+    assert_eq!(
+        parse_value(&v).unwrap_err(),
+        EventError::Invalid {
+            path: "order.items[1].quantity".into(),
+            reason: format!("must not exceed {MAX_QUANTITY}"),
+        }
+    );
+    for (pointer, field) in [
+        ("/order/total", "order.total"),
+        ("/order/discount", "order.discount"),
+        ("/order/delivery/cost", "order.delivery.cost"),
+        ("/order/payment/amount", "order.payment.amount"),
+        ("/order/items/0/discount", "order.items[0].discount"),
+    ] {
+        let mut v = created();
+        *v.pointer_mut(pointer).unwrap() = serde_json::json!(MAX_AMOUNT + 1);
+        match parse_value(&v) {
+            Err(EventError::Invalid { path, .. }) => assert_eq!(path, field),
+            other => panic!("{pointer}: {other:?}"),
+        }
+    }
+    // Numbers beyond Decimal's range are refused as such, without the value.
+    let raw = CREATED.replacen("\"price\": 1290", "\"price\": 1e300", 1);
+    assert_ne!(raw, CREATED, "the example still has that price");
+    let err = parse_event(raw.as_bytes()).unwrap_err().to_string();
+    assert!(
+        err.contains("out of range") && !err.contains("1e300"),
+        "{err}"
+    );
+
+    // The bounds themselves are accepted, and their sums stay far inside Decimal.
+    let mut v = created();
+    v["order"]["items"][0]["price"] = serde_json::json!(MAX_AMOUNT);
+    v["order"]["items"][0]["quantity"] = serde_json::json!(MAX_QUANTITY);
+    let e = parse_value(&v).unwrap();
+    let EventBody::Created(o) = e.body else {
+        panic!()
+    };
+    assert!(crate::order_map::computed_total(&o).is_ok());
+}

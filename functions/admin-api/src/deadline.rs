@@ -5,10 +5,12 @@
 //! be slower than that: the key's budget may be taken by other work (the rate gate queues us),
 //! a read may be retried after 5xx or a 429's `Retry-After`, a request may hang until its own
 //! timeout. So the router stamps each request with a deadline on arrival, and every step that
-//! waits on KeyCRM or the shop runs under it ([`Deadline::upstream`]). A step that cannot
-//! finish in time is dropped before anything is written and the request answers
-//! `503 keycrm_busy` with `Retry-After`, well inside the gateway's limit. Writes to our own
-//! storage come after the upstream steps and keep [`WRITE_RESERVE`] of the budget.
+//! waits on KeyCRM or the shop runs under it ([`Deadline::upstream`]). Inside, the KeyCRM
+//! client knows the deadline too (`keycrm::deadline`): it books no rate-gate slot it could not
+//! use in time (and says when the next one is), and no request or retry pause outlives it. A
+//! step that cannot finish in time is dropped before anything is written and the request
+//! answers `503 keycrm_busy` with `Retry-After`, well inside the gateway's limit. Writes to our
+//! own storage come after the upstream steps and keep [`WRITE_RESERVE`] of the budget.
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -28,6 +30,10 @@ pub const WRITE_RESERVE: Duration = Duration::from_secs(3);
 /// What the merchant is told to wait when KeyCRM did not answer in time and said nothing
 /// better: about half a KeyCRM rate window, by when a queue of other work has moved on.
 pub const RETRY_AFTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Within this of the deadline, a KeyCRM transport failure is the deadline's doing: the client
+/// starts no request with less than 2 s left and cuts a running one at the deadline.
+const CUT_SHORT: Duration = Duration::from_millis(2_500);
 
 /// The instant by which the upstream part of a request must be done.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +61,14 @@ impl Deadline {
     /// is dropped (nothing it would have written is written) and the answer is
     /// `503 keycrm_busy`.
     pub async fn upstream<T>(&self, step: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
-        match tokio::time::timeout_at(self.upstream_by, step).await {
+        let scoped = keycrm::deadline::scope(Some(self.upstream_by.into_std()), step);
+        match tokio::time::timeout_at(self.upstream_by, scoped).await {
+            // A KeyCRM request cut short by the deadline (or not started for lack of time)
+            // is KeyCRM being too slow for this request, not KeyCRM being unreachable.
+            Ok(Err(e)) if e.code == "keycrm_unreachable" && self.remaining() < CUT_SHORT => {
+                tracing::warn!("KeyCRM did not answer within the admin request's deadline");
+                Err(ApiError::keycrm_busy(RETRY_AFTER_TIMEOUT))
+            }
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(

@@ -98,25 +98,33 @@ pub async fn fetch_live(
         .for_connection(conn)
         .await
         .map_err(|e| clients_error(conn, e))?;
-    let (crm, shop) = deadline
+    // The KeyCRM error becomes the answer inside the deadline's step, so that a request the
+    // deadline cut short reads as "busy", not "unreachable".
+    let fetched = deadline
         .upstream(async {
-            Ok(futures::join!(
+            let (crm, shop) = futures::join!(
                 fetch_keycrm_reference(&client),
                 api.shop.reference(&conn.shop_id)
-            ))
+            );
+            match crm {
+                Ok(crm) => Ok((crm, shop)),
+                Err(e) => {
+                    tracing::warn!(connection = %conn.id, kind = e.kind(), error = %e, "fetching KeyCRM dictionaries failed");
+                    Err(ApiError::from_keycrm(&e))
+                }
+            }
         })
-        .await?;
-    let crm = match crm {
-        Ok(c) => c,
+        .await;
+    let (crm, shop) = match fetched {
+        Ok(v) => v,
         Err(e) => {
-            tracing::warn!(connection = %conn.id, kind = e.kind(), error = %e, "fetching KeyCRM dictionaries failed");
-            if matches!(e, KeycrmError::Unauthorized) {
+            if e.code == "keycrm_key_rejected" {
                 let _ = api
                     .journal
                     .record_error(&conn.id, "KeyCRM rejected the stored API key")
                     .await;
             }
-            return Err(ApiError::from_keycrm(&e));
+            return Err(e);
         }
     };
     let shop = shop.map_err(|e| {

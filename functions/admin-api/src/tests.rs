@@ -54,6 +54,10 @@ async fn harness_with(public_base: Option<&str>) -> H {
 }
 
 async fn harness_cfg(tune: impl FnOnce(&mut AdminConfig)) -> H {
+    harness_gate(RateBudget::keycrm_scaled(60.0), tune).await
+}
+
+async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -> H {
     let sim = keycrm_sim::start(
         SimConfig {
             accounts: vec![AccountSpec {
@@ -71,7 +75,7 @@ async fn harness_cfg(tune: impl FnOnce(&mut AdminConfig)) -> H {
     .await
     .unwrap();
     let secrets = Arc::new(MemorySecrets::default());
-    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
+    let gate = Arc::new(LocalRateGate::new(budget));
     let clients = Arc::new(KeycrmClients::new(
         secrets.clone(),
         gate,
@@ -392,7 +396,7 @@ async fn a_save_checks_against_the_young_cache_and_goes_live_only_for_what_it_la
 
 #[tokio::test]
 async fn a_keycrm_that_does_not_answer_in_time_gets_keycrm_busy_within_the_deadline() {
-    let h = harness_cfg(|c| c.request_deadline = std::time::Duration::from_secs(4)).await;
+    let h = harness_cfg(|c| c.request_deadline = std::time::Duration::from_secs(6)).await;
     let t = h.token("s1");
     let base = "/v1/shops/s1/connection";
     let (st, before) = h
@@ -431,7 +435,7 @@ async fn a_keycrm_that_does_not_answer_in_time_gets_keycrm_busy_within_the_deadl
         assert_eq!(
             st,
             StatusCode::SERVICE_UNAVAILABLE,
-            "{method} {path}: {text}"
+            "{method} {path} after {took:?}: {text}"
         );
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["error"]["code"], "keycrm_busy");
@@ -504,4 +508,45 @@ async fn the_settings_page_is_served_with_its_headers() {
     .await;
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn a_key_with_no_slot_in_time_answers_at_once_with_when_to_try_again() {
+    // Two requests a minute: after the connect, the options' ten reads cannot all get a slot
+    // within the request's deadline.
+    let budget = RateBudget {
+        requests: 2,
+        window: std::time::Duration::from_secs(60),
+        background_share: 0.8,
+        safety: 1.0,
+    };
+    let h = harness_gate(budget, |c| {
+        c.request_deadline = std::time::Duration::from_secs(6)
+    })
+    .await;
+    let t = h.token("s1");
+    let (st, _) = h
+        .call(
+            "PUT",
+            "/v1/shops/s1/connection",
+            Some(&t),
+            Some(json!({"api_key": KEY})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    let req = Request::builder()
+        .uri("/v1/shops/s1/connection/options")
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::empty())
+        .unwrap();
+    let (st, headers, text) = raw(&h, req).await;
+    let took = started.elapsed();
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("keycrm_busy"), "{text}");
+    // The gate knows when its next slot is: that is the advice, not a guess.
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((20..=61).contains(&after), "Retry-After {after}");
+    // Told at once, not after waiting out the deadline.
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
 }

@@ -213,6 +213,12 @@ pub fn sanitized(state: GateState, now_us: i64) -> GateState {
     GateState {
         tat_us: sane(state.tat_us),
         bg_tat_us: sane(state.bg_tat_us),
+        // A grant reaches at most a window ahead; one beyond the horizon is dropped.
+        burst_until_us: if state.burst_until_us > horizon {
+            0
+        } else {
+            state.burst_until_us
+        },
     }
 }
 
@@ -507,12 +513,14 @@ mod tests {
         let frozen = GateState {
             tat_us: now + 86_400_000_000 * 365,
             bg_tat_us: now + 86_400_000_000 * 365,
+            burst_until_us: now + 86_400_000_000 * 365,
         };
         assert_eq!(
             sanitized(frozen, now),
             GateState {
                 tat_us: now,
-                bg_tat_us: now
+                bg_tat_us: now,
+                burst_until_us: 0,
             }
         );
         assert!(matches!(
@@ -523,6 +531,7 @@ mod tests {
         let busy = GateState {
             tat_us: now + 30_000_000,
             bg_tat_us: now + 2_000_000,
+            burst_until_us: now + 40_000_000,
         };
         assert_eq!(sanitized(busy, now), busy);
     }

@@ -425,11 +425,7 @@ async fn run() {
             took.as_secs_f64(),
             s.as_u16(),
             v["error"]["code"].as_str().unwrap_or("-"),
-            if s == StatusCode::SERVICE_UNAVAILABLE {
-                "30"
-            } else {
-                "-"
-            }
+            retry_in(&v)
         );
     }
     b.sim.set_faults(Faults {
@@ -456,10 +452,15 @@ async fn run() {
         took.as_secs_f64(),
         s.as_u16(),
         v["error"]["code"].as_str().unwrap_or("-"),
-        v["error"]["message"]
-            .as_str()
-            .and_then(|m| m.split("try again in ").nth(1))
-            .map(|x| x.trim_end_matches(" s").to_string())
-            .unwrap_or_else(|| "-".into())
+        retry_in(&v)
     );
+}
+
+/// The "try again in N s" of a busy answer.
+fn retry_in(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .and_then(|m| m.split("try again in ").nth(1))
+        .map(|x| x.trim_end_matches(" s").to_string())
+        .unwrap_or_else(|| "-".into())
 }

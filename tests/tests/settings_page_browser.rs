@@ -1689,3 +1689,44 @@ async fn skipped_orders_are_pushed_from_the_page() {
     assert_eq!(h.sim.orders(KEY).len(), 1);
     h.finish(b).await;
 }
+
+/// The settings changed under the page (another tab, a toggle): the save is refused with a
+/// reload offered, and the reload shows the newer settings.
+#[tokio::test]
+async fn a_version_conflict_offers_a_reload() {
+    let _one = BROWSER.lock().await;
+    let h = harness().await;
+    h.connect_by_api(SHOP).await;
+    let b = h.browser("uk-UA,uk").await;
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    // Meanwhile, elsewhere: product sync turned on and saved.
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    let mut settings = conn["settings"].clone();
+    settings["sync_products"] = json!(true);
+    let (s, body) = h
+        .api(
+            "PUT",
+            SHOP,
+            "/settings",
+            Some(json!({"version": conn["version"], "settings": settings})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    // The page, still on the old version, saves its own change.
+    b.select_value("#missing-products", "hide").await.unwrap();
+    b.click("#save").await.unwrap();
+    wait_text(&b, "#banner", "змінилися").await;
+    assert_eq!(h.connection(SHOP).await.settings.sync_products, true);
+    b.click("#banner-action").await.unwrap();
+    b.wait_until(
+        "the reloaded settings",
+        "const el = document.getElementById('sync-products'); return el && el.checked;",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(value_of(&b, "#missing-products").await, "nothing");
+    h.finish(b).await;
+}

@@ -352,8 +352,8 @@ async fn run() {
 
     // 1. Idle keys.
     let mut steps: [Step; 6] = Default::default();
-    for i in 0..rounds {
-        round(&b, &ports, &format!("bench-shop-{i}"), &keys[i], &mut steps).await;
+    for (i, key) in keys.iter().enumerate().take(rounds) {
+        round(&b, &ports, &format!("bench-shop-{i}"), key, &mut steps).await;
     }
     table("1. Idle key (a fresh key per round)", &steps);
 

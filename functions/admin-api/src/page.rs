@@ -200,7 +200,8 @@ pub fn negotiate(query: Option<&str>, accept_language: Option<&str>) -> &'static
             .find_map(|p| p.trim().strip_prefix("q=").map(str::to_string))
             .and_then(|v| v.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        if !(q > 0.0) {
+        // `q=0` means "not this one"; a NaN is no preference either.
+        if q.is_nan() || q <= 0.0 {
             continue;
         }
         let Some(lang) = LANGUAGES.iter().find(|l| **l == primary) else {

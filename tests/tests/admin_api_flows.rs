@@ -96,6 +96,7 @@ struct Env {
     order_q: SqsQueue,
     spec: OpenApi,
     dead_base: String,
+    token_key: store::TokenKey,
 }
 
 struct Resp {
@@ -192,6 +193,7 @@ async fn env() -> Env {
     drop(dead);
 
     let signer = TokenSigner::new("admin-e2e-signing-key-0123456789abcdef").unwrap();
+    let token_key = store::TokenKey::generate();
     let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
     let template = ClientConfig {
         timeout: Duration::from_secs(5),
@@ -210,12 +212,14 @@ async fn env() -> Env {
     let api = AdminApi {
         config,
         signer: signer.clone(),
+        token_key: token_key.clone(),
         connections: table_arc.clone(),
         secrets: Arc::new(secrets.clone()),
         journal: table_arc.clone(),
         cache: table_arc.clone(),
         ledger: table_arc.clone(),
         sync: table_arc.clone(),
+        links: table_arc.clone(),
         clients,
         shop,
         order_queue: Arc::new(order_q.clone()),
@@ -236,6 +240,7 @@ async fn env() -> Env {
         order_q,
         spec,
         dead_base,
+        token_key,
     }
 }
 
@@ -383,6 +388,7 @@ impl Env {
             Arc::new(self.table.clone()),
             Arc::new(self.order_q.clone()),
             Arc::new(self.table.clone()),
+            self.token_key.clone(),
         );
         match receiver.authenticate(conn_id, token).await {
             Ok((_, kind)) => Some(kind),
@@ -438,12 +444,20 @@ fn valid_settings(category: i64) -> Value {
         "vanish_guard": 0.25,
         "order_sync": "orders",
         "source_id": 1,
-        "status_map": [
-            {"shop_status": "new", "keycrm_status_id": 1},
-            {"shop_status": "shipped", "keycrm_status_id": 7},
-            {"shop_status": "done", "keycrm_status_id": 12},
-            {"shop_status": "cancelled", "keycrm_status_id": 19}
-        ],
+        "order_statuses": {
+            "from_keycrm": [
+                {"keycrm_status_id": 1, "shop_status": "new"},
+                {"keycrm_status_id": 7, "shop_status": "shipped"},
+                {"keycrm_status_id": 12, "shop_status": "done"},
+                {"keycrm_status_id": 19, "shop_status": "cancelled"}
+            ],
+            "to_keycrm": [
+                {"shop_status": "new", "keycrm_status_id": 1},
+                {"shop_status": "shipped", "keycrm_status_id": 7},
+                {"shop_status": "done", "keycrm_status_id": 12},
+                {"shop_status": "cancelled", "keycrm_status_id": 19}
+            ]
+        },
         "addon_fields": [{"addon_id": "note", "field_uuid": "OR_1001"}],
         "payment_map": [
             {"shop_method": "cod", "keycrm_method_id": 1},
@@ -589,15 +603,19 @@ async fn connect_show_and_replace_the_key() {
             .items()
     );
     assert!(!raw_items.contains(KEY_A) && !raw_items.contains(&token_of(url)));
-    assert!(store::tokens::verify(
-        &token_of(url),
-        conn.webhook_tokens.orders.as_deref().unwrap()
-    ));
+    // Only a generation is stored; the token derives from the key in Secrets Manager.
+    assert_eq!(conn.webhook_generations.orders, 1);
+    assert!(conn.webhook_tokens.orders.is_none());
+    assert_eq!(
+        token_of(url),
+        store::tokens::derive(&e.token_key, &id, store::WebhookKind::Orders, 1)
+    );
 
-    // Reading it back: the mask, a masked URL, no token.
+    // Reading it back: the mask, and the same URL (it stays visible, «Скопіювати»).
     let r = e.call("GET", "", "shop-a", None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body["webhooks"]["orders"]["url"].is_null());
+    assert_eq!(r.body["webhooks"]["orders"]["url"], url);
+    assert_eq!(r.body["webhooks"]["orders"]["rotate_to_show"], false);
     assert_eq!(
         r.body["webhooks"]["orders"]["url_masked"],
         format!("https://hooks.example.test/v1/webhooks/keycrm/{id}/••••")
@@ -626,8 +644,8 @@ async fn connect_show_and_replace_the_key() {
         r.body["key_mask"],
         format!("••••{}", &KEY_B[KEY_B.len() - 4..])
     );
-    assert!(
-        r.body["webhooks"]["orders"]["url"].is_null(),
+    assert_eq!(
+        r.body["webhooks"]["orders"]["url"], url,
         "replacing the key keeps the webhook URL"
     );
     assert_eq!(
@@ -645,7 +663,7 @@ async fn connect_show_and_replace_the_key() {
         after.key_fingerprint,
         keycrm::ApiKey::new(KEY_B).fingerprint()
     );
-    assert_eq!(after.webhook_tokens, conn.webhook_tokens);
+    assert_eq!(after.webhook_generations, conn.webhook_generations);
     assert_no_key_in_logs();
 }
 
@@ -799,7 +817,7 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
     // Dangling references and an incomplete mapping: refused, every problem named.
     let mut bad = valid_settings(category);
     bad["source_id"] = json!(999);
-    bad["status_map"][1]["keycrm_status_id"] = json!(777);
+    bad["order_statuses"]["to_keycrm"][1]["keycrm_status_id"] = json!(777);
     bad["addon_fields"][0]["field_uuid"] = json!("OR_9999");
     bad["payment_map"] = json!([{"shop_method": "cod", "keycrm_method_id": 1}]);
     bad["delivery_map"][0]["keycrm_service_id"] = json!(404);
@@ -819,7 +837,7 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
     let fields = r.fields();
     for f in [
         "source_id",
-        "status_map[1].keycrm_status_id",
+        "order_statuses.to_keycrm[1].keycrm_status_id",
         "addon_fields[0].field_uuid",
         "payment_map",
         "delivery_map[0].keycrm_service_id",
@@ -885,7 +903,10 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["version"], 2);
-    assert_eq!(r.body["settings"]["status_map"][3]["keycrm_status_id"], 19);
+    assert_eq!(
+        r.body["settings"]["order_statuses"]["to_keycrm"][3]["keycrm_status_id"],
+        19
+    );
     let stored = e.stored("shop-a").await.unwrap();
     assert_eq!(stored.settings.keycrm_status_for("done"), Some(12));
     assert_eq!(stored.settings.category_filter, vec![category]);
@@ -908,10 +929,10 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
     // card webhook URL is issued (shown in this answer only).
     let mut pipes = valid_settings(category);
     pipes["order_sync"] = json!("pipelines");
-    pipes["pipeline_status_map"] = json!([
+    pipes["card_statuses"] = json!({"from_keycrm": [], "to_keycrm": [
         {"shop_status": "new", "pipeline_id": 1, "status_id": 1001},
         {"shop_status": "done", "pipeline_id": 1, "status_id": 9999}
-    ]);
+    ]});
     let r = e
         .call(
             "PUT",
@@ -923,14 +944,14 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields = r.fields();
     assert!(
-        fields.contains(&"pipeline_status_map[1].status_id".to_string()),
+        fields.contains(&"card_statuses.to_keycrm[1].status_id".to_string()),
         "{fields:?}"
     );
     assert!(
         fields.contains(&"addon_fields[0].field_uuid".to_string()),
         "an order field is not a card field: {fields:?}"
     );
-    pipes["pipeline_status_map"][1]["status_id"] = json!(1005);
+    pipes["card_statuses"]["to_keycrm"][1]["status_id"] = json!(1005);
     pipes["addon_fields"] = json!([{"addon_id": "note", "field_uuid": "LD_1001"}]);
     let r = e
         .call(
@@ -949,12 +970,12 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
         r.body["webhooks"]["cards"]["event"],
         "lead.change_lead_status"
     );
-    assert!(r.body["webhooks"]["orders"]["url"].is_null());
+    assert!(r.body["webhooks"]["orders"]["url"].is_string());
     let stored = e.stored("shop-a").await.unwrap();
-    assert!(store::tokens::verify(
-        &token_of(&cards_url),
-        stored.webhook_tokens.cards.as_deref().unwrap()
-    ));
+    assert_eq!(
+        e.webhook_accepts(&stored.id, &token_of(&cards_url)).await,
+        Some(store::WebhookKind::Cards)
+    );
 
     // An account without pipelines refuses the pipelines sync type.
     e.connect("shop-c", KEY_NOPIPE).await;
@@ -988,9 +1009,13 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
         .stored("shop-a")
         .await
         .unwrap()
-        .webhook_tokens
-        .cards
+        .webhook_credential(store::WebhookKind::Cards)
         .is_none());
+    assert_eq!(
+        e.webhook_accepts(&stored.id, &token_of(&cards_url)).await,
+        None,
+        "the withdrawn card URL opens nothing"
+    );
     assert_no_key_in_logs();
 }
 
@@ -1010,6 +1035,16 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    // (Turning catalog sync on started a full sync: take its job off the queue.)
+    assert!(r.body["sync_started"]["run_id"].is_string());
+    for m in e
+        .sync_q
+        .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        e.sync_q.delete(&m.receipt).await.unwrap();
+    }
 
     let r = e
         .call("PATCH", "", "shop-a", Some(json!({"active": false})))
@@ -1159,9 +1194,10 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
             Some(json!({"kind": "cards"})),
         )
         .await;
-    assert!(
-        r.body["webhooks"]["orders"]["url"].is_null(),
-        "only the rotated URL is shown"
+    assert_eq!(
+        token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap()),
+        new,
+        "rotating the card URL leaves the order URL as it was"
     );
     let card2 = token_of(r.body["webhooks"]["cards"]["url"].as_str().unwrap());
     assert_eq!(e.webhook_accepts(&id, &card).await, None);
@@ -1255,7 +1291,7 @@ async fn one_shop_can_never_touch_another_shops_connection() {
     let before = e.stored("shop-b").await.unwrap();
     let token_a = e.token("shop-a");
     let routes = admin_api::routes();
-    assert_eq!(routes.len(), 12);
+    assert_eq!(routes.len(), 13);
     for (method, template) in &routes {
         let vars =
             |shop: &'static str| vec![("shop_id", shop), ("run_id", "r-1"), ("order_id", "o-1")];
@@ -1442,14 +1478,20 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
     assert_eq!(r.body["counts"]["create"], 4);
     assert_eq!(r.body["samples"]["create"][0]["name"], "Mug");
 
-    // Newest first; the earlier run is listed once.
-    e.call(
-        "PUT",
-        "/settings",
-        "shop-a",
-        Some(json!({"version": 1, "settings": {"sync_products": true}})),
-    )
-    .await;
+    // Newest first; the earlier run is listed once. (Turning product sync on starts a full
+    // run of its own, queued before the price run.)
+    let saved = e
+        .call(
+            "PUT",
+            "/settings",
+            "shop-a",
+            Some(json!({"version": 1, "settings": {"sync_products": true}})),
+        )
+        .await;
+    let auto = saved.body["sync_started"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "prices"})))
         .await;
@@ -1464,7 +1506,7 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
         .collect();
     assert_eq!(
         ids,
-        vec![run_id.as_str(), second.as_str()],
+        vec![run_id.as_str(), second.as_str(), auto.as_str()],
         "newest start first (the first run started later, as catalog-sync recorded it)"
     );
     let r = e

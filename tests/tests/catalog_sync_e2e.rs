@@ -1008,6 +1008,13 @@ impl ShopCatalog for Crashing {
     async fn categories(&self, s: &str) -> Result<Vec<ShopCategory>, ShopError> {
         self.inner.categories(s).await
     }
+    async fn set_category_states(
+        &self,
+        s: &str,
+        c: &[shop::CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        self.inner.set_category_states(s, c).await
+    }
     async fn upsert_categories(
         &self,
         s: &str,
@@ -1206,6 +1213,13 @@ impl ShopCatalog for Holding {
     }
     async fn categories(&self, s: &str) -> Result<Vec<ShopCategory>, ShopError> {
         self.inner.categories(s).await
+    }
+    async fn set_category_states(
+        &self,
+        s: &str,
+        c: &[shop::CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        self.inner.set_category_states(s, c).await
     }
     async fn upsert_categories(
         &self,

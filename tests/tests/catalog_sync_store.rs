@@ -94,6 +94,7 @@ async fn product_links_round_trip_page_and_find_owners() {
             keycrm_id: 11,
             shop_id: "c-a".into(),
             hash: 9,
+            hidden: false,
         }],
     )
     .await
@@ -104,6 +105,7 @@ async fn product_links_round_trip_page_and_find_owners() {
             keycrm_id: 11,
             shop_id: "c-a".into(),
             hash: 10,
+            hidden: false,
         }],
     )
     .await
@@ -113,7 +115,8 @@ async fn product_links_round_trip_page_and_find_owners() {
         vec![CategoryLink {
             keycrm_id: 11,
             shop_id: "c-a".into(),
-            hash: 10
+            hash: 10,
+            hidden: false,
         }]
     );
 }

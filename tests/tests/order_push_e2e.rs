@@ -8,7 +8,7 @@ use e2e_tests::emulator;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget, RateGate};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
 use mapping::order_map::MappingReport;
-use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, PipelineStatusLink, StatusLink};
+use mapping::settings::{AddonLink, DeliveryLink, PaymentLink};
 use mapping::{OrderSyncType, Settings};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome, PushConfig, RetryPolicy};
 use queue::{Outgoing, Queue, SqsQueue};
@@ -55,32 +55,15 @@ fn settings(sync: OrderSyncType) -> Settings {
     Settings {
         order_sync: sync,
         source_id: Some(1),
-        status_map: vec![
-            StatusLink {
-                shop_status: "new".into(),
-                keycrm_status_id: 1,
-            },
-            StatusLink {
-                shop_status: "paid".into(),
-                keycrm_status_id: 4,
-            },
-            StatusLink {
-                shop_status: "done".into(),
-                keycrm_status_id: 12,
-            },
-        ],
-        pipeline_status_map: vec![
-            PipelineStatusLink {
-                shop_status: "new".into(),
-                pipeline_id: 1,
-                status_id: 1001,
-            },
-            PipelineStatusLink {
-                shop_status: "paid".into(),
-                pipeline_id: 1,
-                status_id: 1002,
-            },
-        ],
+        order_statuses: mapping::settings::OrderStatusMap::from_legacy([
+            ("new".to_string(), 1),
+            ("paid".to_string(), 4),
+            ("done".to_string(), 12),
+        ]),
+        card_statuses: mapping::settings::CardStatusMap::from_legacy([
+            ("new".to_string(), 1, 1001),
+            ("paid".to_string(), 1, 1002),
+        ]),
         payment_map: vec![PaymentLink {
             shop_method: "cod".into(),
             keycrm_method_id: 1,
@@ -181,6 +164,9 @@ async fn env_with(
         secret_name,
         settings: settings(sync),
         webhook_tokens: WebhookTokens::default(),
+        webhook_generations: Default::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -775,6 +761,20 @@ impl OrderLedger for CrashOnce {
     }
     async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
         self.inner.release_shop_push(c, o, h).await
+    }
+    async fn unskip(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
+        self.inner.unskip(c, o).await
+    }
+    async fn skipped(
+        &self,
+        c: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.skipped(c, since, limit).await
+    }
+    async fn sample_created(&self, c: &str, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.sample_created(c, limit).await
     }
 }
 

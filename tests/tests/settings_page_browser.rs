@@ -19,7 +19,9 @@ use e2e_tests::emulator;
 use e2e_tests::webdriver::{keys, Browser, BrowserOptions, Driver};
 use keycrm::{ClientConfig, RateBudget, RetryPolicy};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
-use mapping::settings::OrderSyncType;
+use mapping::settings::{
+    OrderStatusFrom, OrderStatusMap, OrderStatusTo, OrderSyncType, PaymentLink,
+};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use queue::{Queue, SqsQueue};
 use runtime::KeycrmClients;
@@ -215,9 +217,14 @@ async fn harness() -> Harness {
     // Behind API Gateway the webhook URLs take the request's host and https; on loopback
     // the base is set, as the local run does.
     config.public_base_url = Some(base.clone());
+    // The key webhook URL tokens derive from: one for the admin API (which shows the URLs) and
+    // the receiver (which checks them), as in Secrets Manager.
+    let token_key = store::TokenKey::generate();
     let admin = admin_api::router(AdminApi {
         config,
         signer: signer.clone(),
+        token_key: token_key.clone(),
+        links: table.clone(),
         connections: table.clone(),
         secrets: secrets.clone(),
         journal: table.clone(),
@@ -233,6 +240,7 @@ async fn harness() -> Harness {
         table.clone(),
         status_q.clone(),
         table.clone(),
+        token_key,
     ));
     let hooks = webhook::router(receiver);
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -602,6 +610,29 @@ impl Harness {
     }
 }
 
+/// Orders pushed as KeyCRM orders from source 1: "new" both ways, both payment methods.
+fn push_orders(s: &mut mapping::Settings) {
+    s.order_sync = OrderSyncType::Orders;
+    s.source_id = Some(1);
+    s.order_statuses = OrderStatusMap {
+        from_keycrm: vec![OrderStatusFrom {
+            keycrm_status_id: 1,
+            shop_status: "new".into(),
+        }],
+        to_keycrm: vec![OrderStatusTo {
+            shop_status: "new".into(),
+            keycrm_status_id: 1,
+        }],
+    };
+    s.payment_map = ["cod", "card"]
+        .into_iter()
+        .map(|m| PaymentLink {
+            shop_method: m.into(),
+            keycrm_method_id: 1,
+        })
+        .collect();
+}
+
 async fn wait_text(b: &Browser, css: &str, needle: &str) -> String {
     let script = format!(
         "const el = document.querySelector({css:?}); \
@@ -746,8 +777,7 @@ async fn sync_now_failed_orders_repush_the_toggle_and_delete() {
     h.set_settings(SHOP, |s| {
         s.sync_products = true;
         s.sync_categories = true;
-        s.order_sync = OrderSyncType::Orders;
-        s.source_id = Some(1);
+        push_orders(s);
     })
     .await;
     // An order that could not be placed while KeyCRM was down (its event kept for a re-push).
@@ -884,8 +914,7 @@ async fn both_languages_are_complete_and_the_keyboard_reaches_every_control() {
     h.connect_by_api(SHOP).await;
     h.set_settings(SHOP, |s| {
         s.sync_products = true;
-        s.order_sync = OrderSyncType::Orders;
-        s.source_id = Some(1);
+        push_orders(s);
     })
     .await;
 
@@ -1541,33 +1570,27 @@ async fn pipelines_show_two_urls_and_a_copied_url_brings_status_changes_to_the_s
         "lead.change_lead_status",
         Some(clip.as_str().unwrap().to_string()),
     );
-    let crm = keycrm::KeycrmClient::new(
-        ClientConfig::with_base_url(h.sim.base_url()),
-        keycrm::ApiKey::new(KEY),
-        Arc::new(keycrm::UnlimitedGate),
-    )
-    .unwrap();
-    let card = crm
-        .create_card(&keycrm::models::NewCard {
-            title: Some("Замовлення №20001".into()),
-            pipeline_id: pid,
-            source_id: k["sources"][0]["id"].as_i64(),
-            contact: keycrm::models::CardContact {
-                full_name: Some("Петро Іванов".into()),
-                phone: Some("+380671112233".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // A shop order pushed as a card by order-push, as the saved settings say.
     let conn_id = h.connection(SHOP).await.id;
     h.shop.add_order(SHOP, "20001", "new");
-    h.table
-        .adopt(&conn_id, "20001", Target::Card, card.id)
+    let sku = h.sim.catalog(KEY).offers[0].sku.clone();
+    h.order_q
+        .send(queue::Outgoing::new(order_event(SHOP, "20001", &sku)))
         .await
         .unwrap();
-    h.sim.change_card_status(KEY, card.id, st[1]).await.unwrap();
+    let mut card = None;
+    for _ in 0..100 {
+        card = OrderLedger::get(h.table.as_ref(), &conn_id, "20001")
+            .await
+            .unwrap()
+            .and_then(|e| e.keycrm_id);
+        if card.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let card = card.expect("the order became a KeyCRM card");
+    h.sim.change_card_status(KEY, card, st[1]).await.unwrap();
     let mut status = None;
     for _ in 0..100 {
         status = h.shop.order_status(SHOP, "20001");
@@ -1629,11 +1652,7 @@ async fn skipped_orders_are_pushed_from_the_page() {
     let h = harness().await;
     let conn = h.connect_by_api(SHOP).await;
     let conn_id = conn["id"].as_str().unwrap().to_string();
-    h.set_settings(SHOP, |s| {
-        s.order_sync = OrderSyncType::Orders;
-        s.source_id = Some(1);
-    })
-    .await;
+    h.set_settings(SHOP, push_orders).await;
     let (s, _) = h
         .api("PATCH", SHOP, "", Some(json!({"active": false})))
         .await;

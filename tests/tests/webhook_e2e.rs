@@ -9,7 +9,7 @@ use e2e_tests::emulator;
 use keycrm::models::{CardContact, NewBuyer, NewCard, NewOrder, NewOrderProduct};
 use keycrm::{ApiKey, ClientConfig, KeycrmClient, UnlimitedGate};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
-use mapping::settings::{PipelineStatusLink, StatusLink};
+use mapping::settings::{CardStatusMap, OrderStatusMap};
 use mapping::{OrderSyncType, Settings};
 use queue::{Queue, SqsQueue};
 use runtime::KeycrmClients;
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
     tokens, Connection, ConnectionStore, DynamoTable, MemorySecrets, OrderLedger, SecretStore,
-    StatusJournal, Target, WebhookTokens,
+    StatusJournal, Target, WebhookGenerations, WebhookKind, WebhookTokens,
 };
 use tokio::task::JoinHandle;
 
@@ -33,30 +33,24 @@ const ORDER_EVENT: &str = "order.change_order_status";
 const CARD_EVENT: &str = "lead.change_lead_status";
 
 fn settings() -> Settings {
-    let link = |s: &str, id| StatusLink {
-        shop_status: s.into(),
-        keycrm_status_id: id,
-    };
-    let plink = |s: &str, id| PipelineStatusLink {
-        shop_status: s.into(),
-        pipeline_id: 1,
-        status_id: id,
-    };
+    let link = |s: &str, id| (s.to_string(), id);
+    let plink = |s: &str, id| (s.to_string(), 1, id);
     Settings {
-        order_sync: OrderSyncType::Orders,
+        // Pipelines: the connection has both URLs (orders and cards).
+        order_sync: OrderSyncType::Pipelines,
         source_id: Some(SOURCE),
-        status_map: vec![
+        order_statuses: OrderStatusMap::from_legacy(vec![
             link("new", 1),
             link("processing", 3),
             link("shipped", 7),
             link("done", 12),
             link("cancelled", 19),
-        ],
-        pipeline_status_map: vec![
+        ]),
+        card_statuses: CardStatusMap::from_legacy(vec![
             plink("new", 1001),
             plink("processing", 1002),
             plink("done", 1004),
-        ],
+        ]),
         ..Settings::default()
     }
 }
@@ -71,6 +65,7 @@ struct Harness {
     conn_id: String,
     orders_token: String,
     cards_token: String,
+    token_key: store::TokenKey,
     base: String,
     crm: KeycrmClient,
     http: reqwest::Client,
@@ -109,9 +104,11 @@ async fn harness(max_receives: u32) -> Harness {
     let queue = Arc::new(q);
     let dlq = Arc::new(dlq.expect("dead-letter queue"));
 
-    let (orders_token, orders_hash) = tokens::generate();
-    let (cards_token, cards_hash) = tokens::generate();
+    // URL tokens derive from the key (what admin-api shows, what the receiver checks).
+    let token_key = store::TokenKey::generate();
     let conn_id = emulator::unique("conn");
+    let orders_token = tokens::derive(&token_key, &conn_id, WebhookKind::Orders, 1);
+    let cards_token = tokens::derive(&token_key, &conn_id, WebhookKind::Cards, 1);
     let now = chrono::Utc::now();
     ConnectionStore::create(
         table.as_ref(),
@@ -124,10 +121,13 @@ async fn harness(max_receives: u32) -> Harness {
             key_fingerprint: "fp".into(),
             secret_name: SECRET.into(),
             settings: settings(),
-            webhook_tokens: WebhookTokens {
-                orders: Some(orders_hash),
-                cards: Some(cards_hash),
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: WebhookGenerations {
+                orders: 1,
+                cards: 1,
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -137,7 +137,12 @@ async fn harness(max_receives: u32) -> Harness {
     .expect("connection stored");
 
     let shop = Arc::new(MemoryShop::new());
-    let receiver = webhook::Receiver::new(table.clone(), queue.clone(), table.clone());
+    let receiver = webhook::Receiver::new(
+        table.clone(),
+        queue.clone(),
+        table.clone(),
+        token_key.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -198,6 +203,7 @@ async fn harness(max_receives: u32) -> Harness {
         conn_id,
         orders_token,
         cards_token,
+        token_key,
         base,
         crm,
         http: reqwest::Client::new(),
@@ -673,14 +679,14 @@ async fn wrong_and_rotated_tokens_get_404_and_change_nothing() {
     assert_eq!(a, (404, serde_json::json!({"error": "not found"})));
     assert_eq!(a, b);
 
-    // Rotation: the admin API replaces the hash; the old URL fails at once.
+    // Rotation: the admin API bumps the generation; the old URL fails at once.
     let old = h.orders_token.clone();
-    let (new, new_hash) = tokens::generate();
     let mut c = ConnectionStore::get(h.table.as_ref(), &h.conn_id)
         .await
         .unwrap()
         .unwrap();
-    c.webhook_tokens.orders = Some(new_hash);
+    let generation = c.rotate_webhook(WebhookKind::Orders);
+    let new = tokens::derive(&h.token_key, &h.conn_id, WebhookKind::Orders, generation);
     c.version += 1;
     ConnectionStore::update(h.table.as_ref(), &c).await.unwrap();
     let (status, _) = h.post(&h.url(&old), "application/json", body).await;

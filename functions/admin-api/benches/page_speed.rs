@@ -33,9 +33,9 @@ use shop::{MemoryShop, NamedItem, ShopReference};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
-    ConnectionStore, DynamoRateGate, DynamoTable, MemoryConnections, MemoryJournal, MemoryLedger,
-    MemoryReferenceCache, MemorySecrets, MemorySync, OrderLedger, ReferenceCache, SecretStore,
-    SecretsManager, StatusJournal, SyncStore,
+    ConnectionStore, DynamoRateGate, DynamoTable, LinkStore, MemoryConnections, MemoryJournal,
+    MemoryLedger, MemoryLinks, MemoryReferenceCache, MemorySecrets, MemorySync, OrderLedger,
+    ReferenceCache, SecretStore, SecretsManager, StatusJournal, SyncStore,
 };
 use tower::ServiceExt;
 
@@ -74,6 +74,7 @@ struct Ports {
     cache: Arc<dyn ReferenceCache>,
     ledger: Arc<dyn OrderLedger>,
     sync: Arc<dyn SyncStore>,
+    links: Arc<dyn LinkStore>,
     gate: Arc<dyn RateGate>,
     what: &'static str,
 }
@@ -93,7 +94,8 @@ async fn ports() -> Ports {
             journal: t.clone(),
             cache: t.clone(),
             ledger: t.clone(),
-            sync: t,
+            sync: t.clone(),
+            links: t,
             gate,
             what: "DynamoDB, Secrets Manager and the rate gate on the emulator",
         }
@@ -105,6 +107,7 @@ async fn ports() -> Ports {
             cache: Arc::new(MemoryReferenceCache::new()),
             ledger: Arc::new(MemoryLedger::new()),
             sync: Arc::new(MemorySync::new()),
+            links: Arc::new(MemoryLinks::new()),
             gate: Arc::new(LocalRateGate::new(RateBudget::keycrm())),
             what: "in-memory stores and gate (set AWS_ENDPOINT_URL for the emulator)",
         }
@@ -326,6 +329,8 @@ async fn run() {
     let router = admin_api::router(AdminApi {
         config,
         signer: signer.clone(),
+        token_key: store::TokenKey::generate(),
+        links: ports.links.clone(),
         connections: ports.connections.clone(),
         secrets: ports.secrets.clone(),
         journal: ports.journal.clone(),

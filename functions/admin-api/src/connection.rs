@@ -1,21 +1,23 @@
-//! Connect, read, toggle, re-key and disconnect; save settings; rotate webhook tokens.
+//! Connect, read, toggle, re-key (same account, or an explicit switch to another) and
+//! disconnect; save settings; rotate webhook URLs.
 
+use crate::account::{self, Verdict};
 use crate::deadline::Deadline;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Msg};
 use crate::extract::{JsonBody, OptionalJson, PublicBase, ShopAuth};
+use crate::jobs::{start_full_sync_if_idle, SyncStarted};
 use crate::options;
 use crate::state::{AdminApi, AdminConfig, AppState};
-use crate::views::{ConnectionView, IssuedTokens, OptionsView, StatusView};
+use crate::views::{running_sync, ConnectionView, OptionsView, StatusView};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use keycrm::ApiKey;
-use mapping::settings::OrderSyncType;
+use keycrm::{ApiKey, KeycrmClient};
 use mapping::Settings;
-use serde::Deserialize;
-use store::{tokens, Connection, StoreError, WebhookKind, WebhookTokens};
+use serde::{Deserialize, Serialize};
+use store::{Connection, StoreError, WebhookGenerations, WebhookKind, WebhookTokens};
 
 /// Longest string accepted as an API key (KeyCRM keys are ~60 characters).
 const MAX_KEY_LEN: usize = 512;
@@ -31,6 +33,10 @@ pub struct ConnectRequest {
     keycrm_base_url: Option<String>,
     #[serde(default)]
     active: Option<bool>,
+    /// Confirms that the key is for another KeyCRM account and the connection should start
+    /// over with it (see [`crate::account`]). Ignored for a key of the same account.
+    #[serde(default)]
+    switch_account: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -62,14 +68,48 @@ pub(crate) async fn require_connection(api: &AdminApi, shop_id: &str) -> ApiResu
         .ok_or_else(ApiError::not_connected)
 }
 
-async fn view(
+pub(crate) async fn view(
     api: &AdminApi,
     conn: &Connection,
     base: &str,
-    issued: &IssuedTokens,
 ) -> ApiResult<ConnectionView> {
     let status = api.journal.status(&conn.id).await?;
-    Ok(ConnectionView::build(conn, status, base, issued))
+    let runs = api.sync.list_runs(&conn.id, 10).await?;
+    Ok(ConnectionView::build(
+        conn,
+        status,
+        running_sync(&runs),
+        base,
+        &api.token_key,
+    ))
+}
+
+/// A connection view with what the request itself did.
+#[derive(Serialize, Debug)]
+pub struct ConnectionAnswer {
+    #[serde(flatten)]
+    pub view: ConnectionView,
+    /// A full catalog sync this request started (turning product or category sync on, or
+    /// activating a connection that has it on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_started: Option<SyncStarted>,
+    /// True when a key replacement switched the connection to another KeyCRM account.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub account_switched: bool,
+    /// What the merchant should know about what happened, in their language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+impl ConnectionAnswer {
+    fn plain(view: ConnectionView) -> Self {
+        ConnectionAnswer {
+            view,
+            sync_started: None,
+            account_switched: false,
+            notice: None,
+        }
+    }
 }
 
 /// Applies `change` to the stored connection and writes it with the version check,
@@ -104,7 +144,11 @@ fn check_key(raw: String) -> ApiResult<ApiKey> {
     if key.is_empty() {
         return Err(ApiError::invalid_field(
             "api_key",
-            "paste the API key from KeyCRM (Settings -> API)",
+            "missing_field",
+            Msg::new(
+                "paste the API key from KeyCRM («Налаштування → Основні»)",
+                "вставте ключ API з KeyCRM («Налаштування → Основні»)",
+            ),
         ));
     }
     if key.expose().len() > MAX_KEY_LEN
@@ -115,7 +159,11 @@ fn check_key(raw: String) -> ApiResult<ApiKey> {
     {
         return Err(ApiError::invalid_field(
             "api_key",
-            "this does not look like a KeyCRM API key",
+            "invalid_value",
+            Msg::new(
+                "this does not look like a KeyCRM API key",
+                "це не схоже на ключ API KeyCRM",
+            ),
         ));
     }
     Ok(key)
@@ -139,7 +187,11 @@ pub async fn put_connection(
     if !api.config.is_allowed_base(&keycrm_base) {
         return Err(ApiError::invalid_field(
             "keycrm_base_url",
-            "this KeyCRM address is not one the connector may use",
+            "invalid_value",
+            Msg::new(
+                "this KeyCRM address is not one the connector may use",
+                "конектор не може використовувати цю адресу KeyCRM",
+            ),
         ));
     }
     let existing = api.connections.get_by_shop(&auth.shop_id).await?;
@@ -159,7 +211,15 @@ pub async fn put_connection(
 
     match existing {
         None => create(&api, &auth.shop_id, key, keycrm_base, req.active, &base).await,
-        Some(conn) => replace_key(&api, conn, key, keycrm_base, req.active, &base).await,
+        Some(conn) => {
+            let change = KeyChange {
+                key,
+                keycrm_base,
+                active: req.active,
+                switch_account: req.switch_account,
+            };
+            replace_key(&api, conn, change, &client, &deadline, &base).await
+        }
     }
 }
 
@@ -174,9 +234,8 @@ async fn create(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let secret_name = format!("{}{}", api.config.secret_prefix, id);
     api.secrets.put(&secret_name, &key).await?;
-    let (orders_token, orders_hash) = tokens::generate();
     let now = Utc::now();
-    let conn = Connection {
+    let mut conn = Connection {
         id: id.clone(),
         shop_id: shop_id.to_string(),
         active: active.unwrap_or(true),
@@ -185,14 +244,15 @@ async fn create(
         key_fingerprint: key.fingerprint(),
         secret_name: secret_name.clone(),
         settings: Settings::default(),
-        webhook_tokens: WebhookTokens {
-            orders: Some(orders_hash),
-            cards: None,
-        },
+        webhook_tokens: WebhookTokens::default(),
+        webhook_generations: WebhookGenerations::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: now,
         updated_at: now,
     };
+    conn.issue_missing_webhooks();
     if let Err(e) = api.connections.create(&conn).await {
         // The secret was stored under this new id only; nothing else points at it.
         if let Err(d) = api.secrets.delete(&secret_name).await {
@@ -201,39 +261,131 @@ async fn create(
         return Err(e.into());
     }
     tracing::info!(shop = %shop_id, connection = %id, "KeyCRM connection created");
-    let mut issued = IssuedTokens::default();
-    issued.insert(WebhookKind::Orders, orders_token);
-    let v = view(api, &conn, base, &issued).await?;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let v = view(api, &conn, base).await?;
+    Ok((StatusCode::CREATED, Json(ConnectionAnswer::plain(v))).into_response())
+}
+
+/// A new key for an existing connection, as the request gave it.
+struct KeyChange {
+    key: ApiKey,
+    keycrm_base: String,
+    active: Option<bool>,
+    switch_account: bool,
+}
+
+fn mismatch(reasons: &[Msg]) -> ApiError {
+    let pick = |f: fn(&Msg) -> &str| reasons.iter().take(3).map(f).collect::<Vec<_>>().join("; ");
+    ApiError::conflict(
+        "account_mismatch",
+        Msg::new(
+            format!(
+                "this API key opens another KeyCRM account than the one this connection works with ({}); nothing was changed. To start over with the new account, send the key again with \"switch_account\": true: the connection's product links, its record of pushed orders and every KeyCRM choice in the settings are cleared, catalog and order sync are turned off until you set them up again, and the webhook URLs change",
+                pick(|m| &m.en)
+            ),
+            format!(
+                "цей ключ API відкриває інший обліковий запис KeyCRM, ніж той, з яким працює підключення ({}); нічого не змінено. Щоб почати заново з новим обліковим записом, надішліть ключ ще раз із \"switch_account\": true: зв'язки товарів, відомості про передані замовлення та всі вибори KeyCRM у налаштуваннях буде очищено, синхронізацію каталогу й замовлень вимкнено до нового налаштування, а посилання Webhook зміняться",
+                pick(|m| &m.uk)
+            ),
+        ),
+    )
 }
 
 async fn replace_key(
     api: &AdminApi,
     conn: Connection,
-    key: ApiKey,
-    keycrm_base: String,
-    active: Option<bool>,
+    change: KeyChange,
+    client: &KeycrmClient,
+    deadline: &Deadline,
     base: &str,
 ) -> ApiResult<Response> {
-    api.secrets.put(&conn.secret_name, &key).await?;
-    let (mask, fp) = (key.masked(), key.fingerprint());
-    let conn = modify(api, conn, |c| {
-        c.key_mask = mask.clone();
-        c.key_fingerprint = fp.clone();
-        c.keycrm_base_url = keycrm_base.clone();
-        if let Some(a) = active {
-            c.active = a;
+    let (mask, fp) = (change.key.masked(), change.key.fingerprint());
+    let verdict = if fp == conn.key_fingerprint && change.keycrm_base == conn.keycrm_base_url {
+        // The same key again (say, to switch the connection on): nothing to compare.
+        Verdict::Same
+    } else {
+        // KeyCRM reads: under the request's deadline like the key check.
+        deadline
+            .upstream(account::compare(api, &conn, client))
+            .await?
+    };
+    let reasons = match verdict {
+        Verdict::Same | Verdict::NothingToCompare => Vec::new(),
+        Verdict::Different(reasons) => reasons,
+    };
+    if !reasons.is_empty() && !change.switch_account {
+        tracing::info!(connection = %conn.id, reasons = reasons.len(), "a key of another KeyCRM account was refused");
+        return Err(mismatch(&reasons));
+    }
+    let switching = !reasons.is_empty();
+    let conn = if switching {
+        if let Some(r) = running_sync(&api.sync.list_runs(&conn.id, 10).await?) {
+            tracing::info!(connection = %conn.id, run = %r.run_id, "account switch refused while a sync runs");
+            return Err(ApiError::conflict(
+                "sync_running",
+                Msg::new(
+                    "a catalog sync of this connection is queued or running; switch the account when it has finished",
+                    "синхронізація каталогу цього підключення в черзі або триває; змініть обліковий запис, коли вона завершиться",
+                ),
+            ));
         }
-    })
-    .await?;
+        // The connection moves to a clean slate first and the key is stored after: a
+        // failure in between leaves the old key on an emptied connection (every flow off),
+        // never the new key on the old account's links.
+        let now = Utc::now();
+        let conn = modify(api, conn, |c| {
+            c.key_mask = mask.clone();
+            c.key_fingerprint = fp.clone();
+            c.keycrm_base_url = change.keycrm_base.clone();
+            if let Some(a) = change.active {
+                c.active = a;
+            }
+            c.account_epoch = c.account_epoch.saturating_add(1);
+            c.account_switched_at = Some(now);
+            c.settings = c.settings.without_keycrm_ids();
+            // The old account's triggers must stop reaching this connection.
+            for k in WebhookKind::ALL {
+                if c.webhook_wanted(k) {
+                    c.rotate_webhook(k);
+                }
+            }
+        })
+        .await?;
+        api.secrets.put(&conn.secret_name, &change.key).await?;
+        conn
+    } else {
+        api.secrets.put(&conn.secret_name, &change.key).await?;
+        modify(api, conn, |c| {
+            c.key_mask = mask.clone();
+            c.key_fingerprint = fp.clone();
+            c.keycrm_base_url = change.keycrm_base.clone();
+            if let Some(a) = change.active {
+                c.active = a;
+            }
+        })
+        .await?
+    };
     api.clients.forget(&conn.id);
-    // Another key may mean another KeyCRM account: its dictionaries must be read afresh.
+    // Another key may mean other dictionaries: they must be read afresh.
     if let Err(e) = api.cache.invalidate(&conn.id).await {
         tracing::warn!(connection = %conn.id, error = %e, "could not drop cached options");
     }
-    tracing::info!(shop = %conn.shop_id, connection = %conn.id, "KeyCRM API key replaced");
-    let v = view(api, &conn, base, &IssuedTokens::default()).await?;
-    Ok((StatusCode::OK, Json(v)).into_response())
+    let v = view(api, &conn, base).await?;
+    let mut answer = ConnectionAnswer::plain(v);
+    if switching {
+        tracing::info!(shop = %conn.shop_id, connection = %conn.id, epoch = conn.account_epoch, "KeyCRM API key replaced: switched to another KeyCRM account");
+        answer.account_switched = true;
+        answer.notice = Some(
+            Msg::new(
+                "Switched to another KeyCRM account: product links, the record of pushed orders and every KeyCRM choice in the settings were cleared, catalog and order sync are off, and the webhook URLs changed. Open the settings, choose the new account's source, statuses and methods, turn the flows on, and paste the new webhook URLs into the new account's triggers.",
+                "Підключення переведено на інший обліковий запис KeyCRM: зв'язки товарів, відомості про передані замовлення та всі вибори KeyCRM у налаштуваннях очищено, синхронізацію каталогу й замовлень вимкнено, посилання Webhook змінилися. Відкрийте налаштування, виберіть джерело, статуси та способи нового облікового запису, увімкніть синхронізацію і вставте нові посилання Webhook у тригери нового облікового запису.",
+            )
+            .get(crate::lang::current())
+            .to_string(),
+        );
+    } else {
+        tracing::info!(shop = %conn.shop_id, connection = %conn.id, "KeyCRM API key replaced (same account)");
+    }
+    Ok((StatusCode::OK, Json(answer)).into_response())
 }
 
 /// `GET /connection`
@@ -243,9 +395,7 @@ pub async fn get_connection(
     PublicBase(base): PublicBase,
 ) -> ApiResult<Json<ConnectionView>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
-    Ok(Json(
-        view(&api, &conn, &base, &IssuedTokens::default()).await?,
-    ))
+    Ok(Json(view(&api, &conn, &base).await?))
 }
 
 /// `PATCH /connection`: the active/inactive toggle.
@@ -254,17 +404,24 @@ pub async fn patch_connection(
     auth: ShopAuth,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<PatchRequest>,
-) -> ApiResult<Json<ConnectionView>> {
+) -> ApiResult<Json<ConnectionAnswer>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
+    let was_active = conn.active;
     let conn = if conn.active == req.active {
         conn
     } else {
         modify(&api, conn, |c| c.active = req.active).await?
     };
     tracing::info!(shop = %conn.shop_id, connection = %conn.id, active = conn.active, "connection toggled");
-    Ok(Json(
-        view(&api, &conn, &base, &IssuedTokens::default()).await?,
-    ))
+    // Switching on a connection whose catalog sync is on starts that sync now, not at night.
+    let started = if !was_active && conn.active && conn.settings.catalog_sync_on() {
+        start_full_sync_if_idle(&api, &conn, &auth.shop_id).await
+    } else {
+        None
+    };
+    let mut answer = ConnectionAnswer::plain(view(&api, &conn, &base).await?);
+    answer.sync_started = started;
+    Ok(Json(answer))
 }
 
 /// `DELETE /connection`: the key, the settings and everything the connection owns go.
@@ -296,7 +453,8 @@ pub async fn get_status(
 ) -> ApiResult<Json<StatusView>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
     let status = api.journal.status(&conn.id).await?;
-    Ok(Json(StatusView::build(&conn, status)))
+    let runs = api.sync.list_runs(&conn.id, 10).await?;
+    Ok(Json(StatusView::build(&conn, status, running_sync(&runs))))
 }
 
 /// `GET /connection/options[?refresh=true]`
@@ -310,7 +468,11 @@ pub async fn get_options(
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") | Some("") => true,
         Some(_) => {
-            return Err(ApiError::invalid_field("refresh", "use true or false"));
+            return Err(ApiError::invalid_field(
+                "refresh",
+                "invalid_value",
+                Msg::new("use true or false", "вкажіть true або false"),
+            ));
         }
     };
     let conn = require_connection(&api, &auth.shop_id).await?;
@@ -320,67 +482,86 @@ pub async fn get_options(
 
 /// `PUT /connection/settings`: checked against both sides' dictionaries (a young cache when
 /// it holds every reference, live lists otherwise; see [`options::check_settings`]), saved
-/// whole or not at all.
+/// whole or not at all. Turning product or category sync on starts a full sync at once.
 pub async fn put_settings(
     State(api): State<AppState>,
     auth: ShopAuth,
     deadline: Deadline,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<SaveSettingsRequest>,
-) -> ApiResult<Json<ConnectionView>> {
+) -> ApiResult<Json<ConnectionAnswer>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
     if conn.version != req.version {
         return Err(ApiError::conflict(
             "version_conflict",
-            format!(
-                "the connection changed since it was read (version {} now, {} sent); reload and try again",
-                conn.version, req.version
+            Msg::new(
+                format!(
+                    "the connection changed since it was read (version {} now, {} sent); reload and try again",
+                    conn.version, req.version
+                ),
+                format!(
+                    "підключення змінилося після завантаження сторінки (версія {} зараз, надіслано {}); оновіть сторінку й спробуйте ще раз",
+                    conn.version, req.version
+                ),
             ),
         ));
     }
-    let (errors, _) = options::check_settings(&api, &conn, &deadline, |opts| {
-        req.settings.validate(&opts.keycrm, &opts.shop)
-    })
-    .await?;
-    if !errors.is_empty() {
-        tracing::info!(
-            connection = %conn.id,
-            errors = errors.len(),
-            "settings refused"
-        );
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_settings",
-            format!(
-                "{} setting(s) refer to something that does not exist or are incomplete; nothing was saved",
-                errors.len()
-            ),
-        )
-        .with_fields(errors));
-    }
+    check_settings(&api, &conn, &deadline, &req.settings).await?;
 
-    let wants_cards = req.settings.order_sync == OrderSyncType::Pipelines;
-    let mut issued = IssuedTokens::default();
-    let mut cards = conn.webhook_tokens.cards.clone();
-    if wants_cards && cards.is_none() {
-        let (token, hash) = tokens::generate();
-        issued.insert(WebhookKind::Cards, token);
-        cards = Some(hash);
-    } else if !wants_cards {
-        cards = None;
-    }
     let mut next = conn.clone();
     next.settings = req.settings;
-    next.webhook_tokens.cards = cards;
+    if next.webhook_wanted(WebhookKind::Cards) && !conn.webhook_wanted(WebhookKind::Cards) {
+        // Entering pipelines: a card URL of its own generation (never a withdrawn one).
+        next.rotate_webhook(WebhookKind::Cards);
+    }
+    if !next.webhook_wanted(WebhookKind::Cards) {
+        // Leaving pipelines withdraws an old-style card URL for good.
+        next.webhook_tokens.cards = None;
+    }
+    next.issue_missing_webhooks();
     next.version = conn.version + 1;
     next.updated_at = Utc::now();
     // One conditional write: the version the page read, or nothing.
     api.connections.update(&next).await?;
     tracing::info!(connection = %next.id, version = next.version, "settings saved");
-    Ok(Json(view(&api, &next, &base, &issued).await?))
+    let (b, s) = (&conn.settings, &next.settings);
+    let turned_on =
+        (s.sync_products && !b.sync_products) || (s.sync_categories && !b.sync_categories);
+    let started = if turned_on && next.active {
+        start_full_sync_if_idle(&api, &next, &auth.shop_id).await
+    } else {
+        None
+    };
+    let mut answer = ConnectionAnswer::plain(view(&api, &next, &base).await?);
+    answer.sync_started = started;
+    Ok(Json(answer))
 }
 
-/// `POST /connection/webhook-tokens/rotate`: new tokens; the old ones stop working at once.
+/// Checks settings as a save would: every reference against both sides' dictionaries (the
+/// young cache first, live lists for whatever it lacks: [`options::check_settings`]), and
+/// what order push needs.
+pub(crate) async fn check_settings(
+    api: &AdminApi,
+    conn: &Connection,
+    deadline: &Deadline,
+    settings: &Settings,
+) -> ApiResult<()> {
+    let (problems, _) = options::check_settings(api, conn, deadline, |opts| {
+        settings.problems(&opts.keycrm, &opts.shop)
+    })
+    .await?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        connection = %conn.id,
+        errors = problems.len(),
+        "settings refused"
+    );
+    Err(ApiError::invalid_settings(&problems))
+}
+
+/// `POST /connection/webhook-tokens/rotate`: new URLs; the old ones stop working at once.
 pub async fn rotate_tokens(
     State(api): State<AppState>,
     auth: ShopAuth,
@@ -388,39 +569,32 @@ pub async fn rotate_tokens(
     OptionalJson(req): OptionalJson<RotateRequest>,
 ) -> ApiResult<Json<ConnectionView>> {
     let conn = require_connection(&api, &auth.shop_id).await?;
-    let pipelines = conn.settings.order_sync == OrderSyncType::Pipelines;
     let kinds: Vec<WebhookKind> = match req.kind {
-        Some(WebhookKind::Cards) if !pipelines => {
+        Some(k) if !conn.webhook_wanted(k) => {
             return Err(ApiError::conflict(
                 "cards_webhook_unused",
-                "the pipeline card webhook exists only while the order sync type is pipelines",
+                Msg::new(
+                    "the pipeline card webhook exists only while the order sync type is pipelines",
+                    "посилання Webhook для карток воронок є лише з типом синхронізації «Створювати в воронках»",
+                ),
             ))
         }
         Some(k) => vec![k],
-        None if pipelines => vec![WebhookKind::Orders, WebhookKind::Cards],
-        None => vec![WebhookKind::Orders],
+        None => WebhookKind::ALL
+            .into_iter()
+            .filter(|k| conn.webhook_wanted(*k))
+            .collect(),
     };
-    let mut issued = IssuedTokens::default();
-    let mut hashes = Vec::new();
-    for k in &kinds {
-        let (token, hash) = tokens::generate();
-        issued.insert(*k, token);
-        hashes.push((*k, hash));
-    }
     let conn = modify(&api, conn, |c| {
-        for (k, h) in &hashes {
-            match k {
-                WebhookKind::Orders => c.webhook_tokens.orders = Some(h.clone()),
-                // A concurrent save may have left pipelines meanwhile: no card URL then.
-                WebhookKind::Cards if c.settings.order_sync == OrderSyncType::Pipelines => {
-                    c.webhook_tokens.cards = Some(h.clone())
-                }
-                WebhookKind::Cards => {}
+        for k in &kinds {
+            // A concurrent save may have left pipelines meanwhile: no card URL then.
+            if c.webhook_wanted(*k) {
+                c.rotate_webhook(*k);
             }
         }
     })
     .await?;
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    tracing::info!(connection = %conn.id, kinds = ?names, "webhook tokens rotated");
-    Ok(Json(view(&api, &conn, &base, &issued).await?))
+    tracing::info!(connection = %conn.id, kinds = ?names, "webhook URLs rotated");
+    Ok(Json(view(&api, &conn, &base).await?))
 }

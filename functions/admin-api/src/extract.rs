@@ -2,14 +2,15 @@
 //! field-level errors, and the public base URL for webhook links.
 
 use crate::auth::{bearer, AuthError};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldProblem, Msg};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::{AUTHORIZATION, HOST};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use mapping::FieldError;
+use mapping::settings_problem::{Issue, ParseIssue};
+use mapping::Lang;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use subtle::ConstantTimeEq;
@@ -33,9 +34,15 @@ impl FromRequestParts<AppState> for ShopAuth {
             .map_err(|e| {
                 tracing::info!(reason = %e, "admin request refused: not authenticated");
                 ApiError::unauthorized(match e {
-                    AuthError::Missing => "send Authorization: Bearer <shop token>",
-                    AuthError::Expired => "the shop token has expired",
-                    _ => "the shop token is not valid",
+                    AuthError::Missing => Msg::new(
+                        "send Authorization: Bearer <shop token>",
+                        "надішліть Authorization: Bearer <токен магазину>",
+                    ),
+                    AuthError::Expired => Msg::new(
+                        "the shop token has expired",
+                        "термін дії токена магазину минув",
+                    ),
+                    _ => Msg::new("the shop token is not valid", "токен магазину недійсний"),
                 })
             })?;
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
@@ -63,13 +70,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_json",
-                "the request body could not be read",
-            )
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| unreadable())?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -81,18 +84,25 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_json",
-                "the request body could not be read",
-            )
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| unreadable())?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)
     }
+}
+
+fn unreadable() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_json",
+        Msg::new(
+            "the request body could not be read",
+            "не вдалося прочитати тіло запиту",
+        ),
+    )
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -106,20 +116,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_json",
-                    "the request body is not valid JSON",
+                    Msg::new(
+                        "the request body is not valid JSON",
+                        "тіло запиту не є коректним JSON",
+                    ),
                 ));
             }
             let field = if path == "." { String::new() } else { path };
+            // English keeps serde's own words (they name the field and the expected values,
+            // never a value: see `redact_values`); Ukrainian says the same in its words.
+            let en = redact_values(&strip_position(&inner.to_string()));
+            let issue = Issue::Parse(classify(&en));
+            let code = issue.code();
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
-                "the request has invalid fields",
+                Msg::new(
+                    "the request has invalid fields",
+                    "у запиті є неправильні поля",
+                ),
             )
-            .with_fields(vec![FieldError {
+            .with_fields(vec![FieldProblem::new(
                 field,
-                message: redact_values(&strip_position(&inner.to_string())),
-            }]))
+                code,
+                Msg::new(en, issue.message(Lang::Uk)),
+            )]))
         }
+    }
+}
+
+/// What kind of refusal serde's message describes.
+fn classify(msg: &str) -> ParseIssue {
+    if msg.starts_with("unknown field") {
+        ParseIssue::UnknownField
+    } else if msg.starts_with("missing field") {
+        ParseIssue::MissingField
+    } else if msg.starts_with("unknown variant") {
+        ParseIssue::InvalidChoice
+    } else if msg.starts_with("invalid type") {
+        ParseIssue::InvalidType
+    } else {
+        ParseIssue::InvalidValue
     }
 }
 
@@ -173,9 +210,10 @@ impl FromRequestParts<AppState> for PublicBase {
             .or_else(|| header("x-forwarded-host"))
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         let Some(host) = host.filter(|h| is_host(h)) else {
-            return Err(ApiError::internal(
+            return Err(ApiError::internal(Msg::new(
                 "cannot tell the public address for webhook URLs (set PUBLIC_BASE_URL)",
-            ));
+                "не вдалося визначити публічну адресу для посилань Webhook (задайте PUBLIC_BASE_URL)",
+            )));
         };
         let proto = header("x-forwarded-proto")
             .filter(|p| p == "http" || p == "https")
@@ -210,11 +248,18 @@ mod tests {
         let e = parse_json::<T>(br#"{"a": "sk_live_secret"}"#).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.fields[0].field, "a");
-        assert!(!e.fields[0].message.contains("sk_live_secret"), "{e:?}");
-        assert!(e.fields[0].message.contains("invalid type"), "{e:?}");
+        assert_eq!(e.fields[0].code, "invalid_type");
+        assert!(!e.fields[0].message.en.contains("sk_live_secret"), "{e:?}");
+        assert!(!e.fields[0].message.uk.contains("sk_live_secret"), "{e:?}");
+        assert!(e.fields[0].message.en.contains("invalid type"), "{e:?}");
 
         let e = parse_json::<T>(br#"{"a": 1, "c": 2}"#).unwrap_err();
-        assert!(e.fields[0].message.contains("unknown field `c`"), "{e:?}");
+        assert!(
+            e.fields[0].message.en.contains("unknown field `c`"),
+            "{e:?}"
+        );
+        assert_eq!(e.fields[0].code, "unknown_field");
+        assert_eq!(e.fields[0].message.uk, "такого налаштування немає");
 
         let e = parse_json::<T>(b"{not json").unwrap_err();
         assert_eq!(

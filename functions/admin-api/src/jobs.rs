@@ -1,19 +1,25 @@
-//! Work the merchant can ask for: a catalog sync (or its dry run) now, its reports, and a
-//! re-push of an order that failed.
+//! Work the merchant can ask for: a catalog sync (or a dry run of proposed settings) now, its
+//! reports, a re-push of an order that failed, and pushing the orders skipped while the
+//! connection was inactive or order sync was off.
 
-use crate::connection::require_connection;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, ShopAuth};
-use crate::state::AppState;
+use crate::connection::{check_settings, require_connection};
+use crate::deadline::Deadline;
+use crate::error::{ApiError, ApiResult, Msg};
+use crate::extract::{JsonBody, OptionalJson, ShopAuth};
+use crate::state::{AdminApi, AppState};
+use crate::views::running_sync;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use mapping::{OrderSyncType, Settings};
 use order_push::RepushError;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use store::{SyncJob, SyncKind, SyncRun};
+use std::time::Duration;
+use store::{Connection, LedgerEntry, StoreError, SyncJob, SyncKind, SyncRun};
 
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 100;
@@ -24,6 +30,47 @@ pub struct SyncRequest {
     kind: SyncKind,
     #[serde(default)]
     dry_run: bool,
+    /// Proposed settings (the whole object) to preview instead of the saved ones; dry runs
+    /// only. Checked as a save would check them; nothing is saved.
+    #[serde(default)]
+    settings: Option<Settings>,
+}
+
+/// The sync-jobs message: catalog-sync's `JobMessage` (a [`SyncJob`] plus, for a dry run,
+/// the proposed settings).
+#[derive(Serialize)]
+struct JobMessage<'a> {
+    #[serde(flatten)]
+    job: &'a SyncJob,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<&'a Settings>,
+}
+
+/// A sync a request started, for its answer.
+#[derive(Serialize, Debug, Clone)]
+pub struct SyncStarted {
+    pub run_id: String,
+    pub kind: SyncKind,
+    /// The run's report (state `queued` until catalog-sync starts it).
+    pub report: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PushSkippedRequest {
+    /// Only orders the connector received at or after this moment (RFC 3339).
+    #[serde(default)]
+    since: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct PushSkippedAccepted {
+    /// Orders sent to the order queue by this request.
+    pub queued: usize,
+    /// More skipped orders wait: call again to queue the next ones.
+    pub more: bool,
+    pub since: Option<DateTime<Utc>>,
+    pub message: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -50,71 +97,55 @@ pub struct RepushAccepted {
     pub previous_error: Option<String>,
 }
 
-fn inactive() -> ApiError {
-    ApiError::conflict(
-        "connection_inactive",
-        "the connection is inactive: activate it first",
-    )
-}
-
 fn no_stored_event() -> ApiError {
     ApiError::conflict(
         "no_stored_event",
-        "the original order event was not kept; publish the order again from the shop",
+        Msg::new(
+            "the original order event was not kept; publish the order again from the shop",
+            "початкову подію замовлення не збережено; опублікуйте замовлення з магазину ще раз",
+        ),
     )
 }
 
 fn queue_unavailable(e: queue::QueueError) -> ApiError {
     tracing::error!(error = %e, "could not enqueue");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "queue_unavailable",
-        "the work queue is unavailable; nothing was started, try again",
-    )
+    ApiError::queue_unavailable()
 }
 
-/// `POST /connection/sync`: queues a sync job and answers with the run id to poll.
-pub async fn start_sync(
-    State(api): State<AppState>,
-    auth: ShopAuth,
-    JsonBody(req): JsonBody<SyncRequest>,
-) -> ApiResult<(StatusCode, Json<SyncAccepted>)> {
-    let conn = require_connection(&api, &auth.shop_id).await?;
-    if !conn.active {
-        return Err(inactive());
-    }
-    let s = &conn.settings;
-    let enabled = match req.kind {
-        SyncKind::Full => s.sync_products || s.sync_categories,
-        SyncKind::Prices => s.sync_products,
-    };
-    // A dry run only reports, so it may preview a sync before the merchant turns it on.
-    if !enabled && !req.dry_run {
-        return Err(ApiError::conflict(
-            "sync_disabled",
-            format!(
-                "{} sync is turned off in the settings; turn it on or ask for a dry run",
-                req.kind.as_str()
-            ),
-        ));
-    }
+/// Records a queued run and sends its job; the run's id comes back. If the queue refuses,
+/// the report says the run failed and nothing ran.
+async fn enqueue_sync(
+    api: &AdminApi,
+    conn: &Connection,
+    kind: SyncKind,
+    dry_run: bool,
+    settings: Option<&Settings>,
+) -> ApiResult<String> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let job = SyncJob {
         connection_id: conn.id.clone(),
-        kind: req.kind,
-        dry_run: req.dry_run,
+        kind,
+        dry_run,
         requested_by: "merchant".into(),
         run_id: Some(run_id.clone()),
     };
-    let body = serde_json::to_string(&job)
-        .map_err(|_| ApiError::internal("could not encode the sync job"))?;
+    let body = serde_json::to_string(&JobMessage {
+        job: &job,
+        settings,
+    })
+    .map_err(|_| {
+        ApiError::internal(Msg::new(
+            "could not encode the sync job",
+            "не вдалося сформувати завдання синхронізації",
+        ))
+    })?;
     // The report exists from the start, so the page can poll the run id at once; catalog-sync
     // replaces it (same run id) when the run begins.
     let mut run = SyncRun {
         run_id: run_id.clone(),
         connection_id: conn.id.clone(),
-        kind: Some(req.kind),
-        dry_run: req.dry_run,
+        kind: Some(kind),
+        dry_run,
         state: "queued".into(),
         started_at: Some(Utc::now()),
         ..SyncRun::default()
@@ -132,10 +163,89 @@ pub async fn start_sync(
     tracing::info!(
         connection = %conn.id,
         run = %run_id,
-        kind = req.kind.as_str(),
-        dry_run = req.dry_run,
+        kind = kind.as_str(),
+        dry_run,
+        proposed_settings = settings.is_some(),
         "sync requested"
     );
+    Ok(run_id)
+}
+
+/// Turning a flow on starts it: a full sync now, unless one is queued or running already
+/// (the lease would only make a second one wait or skip). Failures are logged, not
+/// returned: the change that triggered it has been saved, and the nightly run still comes.
+pub(crate) async fn start_full_sync_if_idle(
+    api: &AdminApi,
+    conn: &Connection,
+    shop_id: &str,
+) -> Option<SyncStarted> {
+    match api.sync.list_runs(&conn.id, 10).await {
+        Ok(runs) => {
+            if let Some(r) = running_sync(&runs) {
+                tracing::info!(connection = %conn.id, run = %r.run_id, "a sync is queued or running already; no second one started");
+                return None;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, error = %e, "could not read runs; full sync not started");
+            return None;
+        }
+    }
+    match enqueue_sync(api, conn, SyncKind::Full, false, None).await {
+        Ok(run_id) => Some(SyncStarted {
+            report: format!("/v1/shops/{shop_id}/connection/runs/{run_id}"),
+            run_id,
+            kind: SyncKind::Full,
+        }),
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, code = e.code, "the full sync could not be started; the nightly run will do it");
+            None
+        }
+    }
+}
+
+/// `POST /connection/sync`: queues a sync job and answers with the run id to poll.
+pub async fn start_sync(
+    State(api): State<AppState>,
+    auth: ShopAuth,
+    deadline: Deadline,
+    JsonBody(req): JsonBody<SyncRequest>,
+) -> ApiResult<(StatusCode, Json<SyncAccepted>)> {
+    let conn = require_connection(&api, &auth.shop_id).await?;
+    if !conn.active {
+        return Err(ApiError::inactive());
+    }
+    if req.settings.is_some() && !req.dry_run {
+        return Err(ApiError::invalid_field(
+            "settings",
+            "dry_run_only",
+            Msg::new(
+                "proposed settings are previewed with \"dry_run\": true; save them to run with them",
+                "запропоновані налаштування можна переглянути лише з \"dry_run\": true; щоб запустити з ними, збережіть їх",
+            ),
+        ));
+    }
+    let s = &conn.settings;
+    let enabled = match req.kind {
+        SyncKind::Full => s.sync_products || s.sync_categories,
+        SyncKind::Prices => s.sync_products,
+    };
+    // A dry run only reports, so it may preview a sync before the merchant turns it on.
+    if !enabled && !req.dry_run {
+        let kind = req.kind.as_str();
+        return Err(ApiError::conflict(
+            "sync_disabled",
+            Msg::new(
+                format!("{kind} sync is turned off in the settings; turn it on or ask for a dry run"),
+                format!("синхронізацію ({kind}) вимкнено в налаштуваннях; увімкніть її або запустіть пробний прогін"),
+            ),
+        ));
+    }
+    if let Some(proposed) = &req.settings {
+        // Previewed only if it could be saved: the same checks as a save.
+        check_settings(&api, &conn, &deadline, proposed).await?;
+    }
+    let run_id = enqueue_sync(&api, &conn, req.kind, req.dry_run, req.settings.as_ref()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SyncAccepted {
@@ -162,7 +272,11 @@ pub async fn list_runs(
             _ => {
                 return Err(ApiError::invalid_field(
                     "limit",
-                    format!("a number from 1 to {MAX_RUNS}"),
+                    "invalid_value",
+                    Msg::new(
+                        format!("a number from 1 to {MAX_RUNS}"),
+                        format!("число від 1 до {MAX_RUNS}"),
+                    ),
                 ))
             }
         },
@@ -188,7 +302,10 @@ pub async fn get_run(
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "run_not_found",
-                "this connection has no run with this id",
+                Msg::new(
+                    "this connection has no run with this id",
+                    "у цього підключення немає запуску з таким ідентифікатором",
+                ),
             )
         })
 }
@@ -203,7 +320,7 @@ pub async fn repush_order(
     let order_id = params.get("order_id").cloned().unwrap_or_default();
     let conn = require_connection(&api, &auth.shop_id).await?;
     if !conn.active {
-        return Err(inactive());
+        return Err(ApiError::inactive());
     }
     // The previous error is shown back to the merchant with the acceptance.
     let previous_error = api
@@ -223,14 +340,24 @@ pub async fn repush_order(
         RepushError::NotFound(_) => ApiError::new(
             StatusCode::NOT_FOUND,
             "order_not_found",
-            "the connector has no record of this order",
+            Msg::new(
+                "the connector has no record of this order",
+                "конектор не має відомостей про це замовлення",
+            ),
         ),
-        RepushError::AlreadyInKeycrm { .. } => {
-            ApiError::conflict("already_in_keycrm", "this order is already in KeyCRM")
-        }
+        RepushError::AlreadyInKeycrm { .. } => ApiError::conflict(
+            "already_in_keycrm",
+            Msg::new(
+                "this order is already in KeyCRM",
+                "це замовлення вже є в KeyCRM",
+            ),
+        ),
         RepushError::InProgress(_) => ApiError::conflict(
             "push_in_progress",
-            "this order is in KeyCRM already or being pushed right now",
+            Msg::new(
+                "this order is in KeyCRM already or being pushed right now",
+                "це замовлення вже в KeyCRM або передається саме зараз",
+            ),
         ),
         RepushError::NoStoredEvent(_) => no_stored_event(),
         RepushError::Store(e) => e.into(),
@@ -243,6 +370,170 @@ pub async fn repush_order(
             shop_order_id: order_id,
             state: "queued",
             previous_error,
+        }),
+    ))
+}
+
+/// Orders queued per push-skipped request at most: a shop with thousands of skipped orders
+/// is paged through in several requests (`more`), each well inside the API's time limit.
+const PUSH_SKIPPED_PER_REQUEST: usize = 500;
+/// Ledger entries read per listing.
+const PUSH_SKIPPED_PAGE: usize = 100;
+/// Orders reset and sent at once.
+const PUSH_SKIPPED_PARALLEL: usize = 10;
+
+/// What became of one skipped order.
+enum Pushed {
+    Queued,
+    /// Another request or a re-push took it first: not sent again.
+    Taken,
+    /// The queue refused it; it was put back among the skipped orders.
+    QueueDown(queue::QueueError),
+}
+
+/// Makes one skipped order claimable and sends its stored event. The ledger's conditional
+/// transition (skipped -> pending, nothing else) lets exactly one request do it, so an order
+/// is queued once however often the button is pressed.
+async fn push_one(api: &AdminApi, conn: &Connection, e: &LedgerEntry) -> ApiResult<Pushed> {
+    let Some(body) = e.event_json.clone() else {
+        return Ok(Pushed::Taken);
+    };
+    match api.ledger.unskip(&conn.id, &e.shop_order_id).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(Pushed::Taken),
+        Err(other) => return Err(other.into()),
+    }
+    // Marked like order-push's own re-push (`repush`); informational, the ledger decides.
+    let msg = Outgoing::new(body).with_attribute("repush", "1");
+    match api.order_queue.send(msg).await {
+        Ok(_) => Ok(Pushed::Queued),
+        Err(qe) => {
+            // Back among the skipped, so the next click finds it: take it as a (short) claim
+            // and settle it as skipped again, which lists it once more.
+            let holder = uuid::Uuid::new_v4().simple().to_string();
+            let back = async {
+                api.ledger
+                    .claim(
+                        &conn.id,
+                        &e.shop_order_id,
+                        e.target,
+                        &holder,
+                        Duration::from_secs(60),
+                        "",
+                    )
+                    .await?;
+                api.ledger
+                    .mark_skipped(
+                        &conn.id,
+                        &e.shop_order_id,
+                        &holder,
+                        "skipped; pushing it failed because the order queue was unavailable",
+                    )
+                    .await
+            };
+            if let Err(se) = back.await {
+                tracing::error!(connection = %conn.id, order = %e.shop_order_id, error = %se, "a skipped order could not be put back after the queue failed; re-push it by hand");
+            }
+            Ok(Pushed::QueueDown(qe))
+        }
+    }
+}
+
+/// `POST /connection/orders/push-skipped` (`{}` or `{"since": "…"}`): sends the orders
+/// skipped while the connection was inactive or order sync was off to the order queue, each
+/// exactly once; order-push places them as new orders (still at most once in KeyCRM).
+pub async fn push_skipped(
+    State(api): State<AppState>,
+    auth: ShopAuth,
+    OptionalJson(req): OptionalJson<PushSkippedRequest>,
+) -> ApiResult<(StatusCode, Json<PushSkippedAccepted>)> {
+    let conn = require_connection(&api, &auth.shop_id).await?;
+    if !conn.active {
+        return Err(ApiError::inactive());
+    }
+    if conn.settings.order_sync == OrderSyncType::None {
+        return Err(ApiError::conflict(
+            "order_sync_off",
+            Msg::new(
+                "order sync is off («Не синхронізувати»): choose how orders are created in KeyCRM first",
+                "синхронізацію замовлень вимкнено («Не синхронізувати»): спершу виберіть, як створювати замовлення в KeyCRM",
+            ),
+        ));
+    }
+    let mut queued = 0usize;
+    let mut more = false;
+    let mut queue_error = None;
+    // Bounded even if the listing keeps showing orders others are taking.
+    let max_pages = PUSH_SKIPPED_PER_REQUEST / PUSH_SKIPPED_PAGE + 2;
+    for _ in 0..max_pages {
+        let room = PUSH_SKIPPED_PER_REQUEST - queued;
+        if room == 0 {
+            more = !api.ledger.skipped(&conn.id, req.since, 1).await?.is_empty();
+            break;
+        }
+        let page = api
+            .ledger
+            .skipped(&conn.id, req.since, PUSH_SKIPPED_PAGE.min(room))
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        let (api_ref, conn_ref) = (&*api, &conn);
+        let results: Vec<ApiResult<Pushed>> = futures::stream::iter(page)
+            .map(|e| async move { push_one(api_ref, conn_ref, &e).await })
+            .buffer_unordered(PUSH_SKIPPED_PARALLEL)
+            .collect()
+            .await;
+        let mut progress = false;
+        for r in results {
+            match r? {
+                Pushed::Queued => {
+                    queued += 1;
+                    progress = true;
+                }
+                Pushed::Taken => {}
+                Pushed::QueueDown(e) => queue_error = Some(e),
+            }
+        }
+        if queue_error.is_some() {
+            break;
+        }
+        if !progress {
+            // Listed, but taken by someone else meanwhile: let them finish.
+            more = true;
+            break;
+        }
+    }
+    if let Some(e) = queue_error {
+        tracing::warn!(connection = %conn.id, queued, "pushing skipped orders stopped: the order queue failed");
+        if queued == 0 {
+            return Err(queue_unavailable(e));
+        }
+        more = true;
+    }
+    tracing::info!(connection = %conn.id, queued, more, "skipped orders queued for push");
+    let lang = crate::lang::current();
+    let message = match (queued, more) {
+        (0, _) => Msg::new(
+            "there are no skipped orders to push",
+            "немає пропущених замовлень для передачі",
+        ),
+        (n, false) => Msg::new(
+            format!("{n} skipped order(s) queued; they appear in KeyCRM within minutes"),
+            format!("{n} пропущен(е/их) замовлен(ня/ь) поставлено в чергу; вони з'являться в KeyCRM за кілька хвилин"),
+        ),
+        (n, true) => Msg::new(
+            format!("{n} skipped order(s) queued; more remain, push again to queue the next ones"),
+            format!("{n} пропущен(е/их) замовлен(ня/ь) поставлено в чергу; є ще, натисніть ще раз, щоб передати наступні"),
+        ),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PushSkippedAccepted {
+            queued,
+            more,
+            since: req.since,
+            message: message.get(lang).to_string(),
         }),
     ))
 }

@@ -1,18 +1,21 @@
 //! The admin API the platform's "Integrations -> KeyCRM" page talks to: connect a shop with a
 //! KeyCRM API key, read both sides' dictionaries, save validated settings, show the webhook
-//! URLs and the connection's status, start syncs, re-push failed orders, disconnect.
+//! URLs and the connection's status, start syncs (or preview proposed settings), re-push
+//! failed orders, push the orders skipped while it was off, disconnect.
 //!
 //! One axum [`Router`] serves it on Lambda (`main.rs`, through `lambda_http`), in the local
 //! runner and in tests. Handlers see only ports ([`AdminApi`]); authentication is described
 //! in [`auth`] and `docs/admin-api.md`, the routes in `docs/admin-api.openapi.yaml`. The same
 //! router serves the settings page itself ([`page`], `docs/settings-page.md`).
 
+mod account;
 pub mod auth;
 mod connection;
 pub mod deadline;
 pub mod error;
 mod extract;
 mod jobs;
+pub mod lang;
 pub mod options;
 pub mod page;
 pub mod state;
@@ -97,6 +100,11 @@ fn table() -> Vec<(Method, String, MethodRouter<AppState>)> {
             "/orders/{order_id}/repush",
             on(MethodFilter::POST, jobs::repush_order),
         ),
+        r(
+            Method::POST,
+            "/orders/push-skipped",
+            on(MethodFilter::POST, jobs::push_skipped),
+        ),
     ]
 }
 
@@ -129,6 +137,7 @@ pub fn router(api: AdminApi) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(api_headers))
+        .layer(middleware::from_fn(lang::scope))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             deadline::stamp,
@@ -158,7 +167,10 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
-        "no such admin API route",
+        error::Msg::new(
+            "no such admin API route",
+            "такого маршруту в admin API немає",
+        ),
     )
 }
 
@@ -166,7 +178,10 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this route does not take that method",
+        error::Msg::new(
+            "this route does not take that method",
+            "цей маршрут не приймає такий метод",
+        ),
     )
 }
 

@@ -22,6 +22,7 @@ async fn main() -> Result<(), BoxError> {
     let order_queue_url = env_req("ORDER_QUEUE_URL")?;
     let sync_queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_api_base = env_req("SHOP_API_BASE_URL")?;
+    let token_key_arn = env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
 
     let mut cfg = AdminConfig::new(
         secret_prefix,
@@ -51,6 +52,7 @@ async fn main() -> Result<(), BoxError> {
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
     let platform = PlatformSecret::load_with(&aws, &platform_secret_arn).await?;
     let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
+    let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
     )));
@@ -75,12 +77,14 @@ async fn main() -> Result<(), BoxError> {
     let api = AdminApi {
         config: cfg,
         signer,
+        token_key,
         connections: table.clone(),
         secrets,
         journal: table.clone(),
         cache: table.clone(),
         ledger: table.clone(),
         sync: table.clone(),
+        links: table.clone(),
         clients,
         shop: Arc::new(shop),
         order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),

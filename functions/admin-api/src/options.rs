@@ -10,7 +10,7 @@ use crate::state::AdminApi;
 use chrono::{DateTime, Utc};
 use keycrm::models::FieldModel;
 use keycrm::{KeycrmClient, KeycrmError};
-use mapping::{FieldError, KeycrmReference, PipelineWithStatuses, SettingsOptions};
+use mapping::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 use runtime::ClientsError;
 use store::Connection;
 
@@ -78,7 +78,10 @@ fn clients_error(conn: &Connection, e: ClientsError) -> ApiError {
             tracing::error!(connection = %conn.id, "the connection's API key is missing from the secret store");
             ApiError::conflict(
                 "key_missing",
-                "the stored KeyCRM API key is missing; paste the key again to reconnect",
+                crate::error::Msg::new(
+                    "the stored KeyCRM API key is missing; paste the key again to reconnect",
+                    "збережений ключ API KeyCRM відсутній; вставте ключ ще раз, щоб підключитися",
+                ),
             )
         }
         ClientsError::Store(e) => e.into(),
@@ -191,12 +194,12 @@ pub enum CheckedAgainst {
 /// since, a dictionary changed under the merchant) is checked again against live lists, and
 /// only their answer can refuse the save. Replacing the API key drops the cache, so another
 /// account's dictionaries are never used.
-pub async fn check_settings(
+pub async fn check_settings<P>(
     api: &AdminApi,
     conn: &Connection,
     deadline: &Deadline,
-    check: impl Fn(&SettingsOptions) -> Vec<FieldError>,
-) -> ApiResult<(Vec<FieldError>, CheckedAgainst)> {
+    check: impl Fn(&SettingsOptions) -> Vec<P>,
+) -> ApiResult<(Vec<P>, CheckedAgainst)> {
     if let Some((opts, _)) = cached(api, conn).await {
         if check(&opts).is_empty() {
             return Ok((Vec::new(), CheckedAgainst::Cache));

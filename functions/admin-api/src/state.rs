@@ -7,7 +7,10 @@ use runtime::KeycrmClients;
 use shop::ShopOrders;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{ConnectionStore, OrderLedger, ReferenceCache, SecretStore, StatusJournal, SyncStore};
+use store::{
+    ConnectionStore, LinkStore, OrderLedger, ReferenceCache, SecretStore, StatusJournal, SyncStore,
+    TokenKey,
+};
 
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
@@ -84,12 +87,16 @@ impl AdminConfig {
 pub struct AdminApi {
     pub config: AdminConfig,
     pub signer: TokenSigner,
+    /// What webhook URL tokens derive from (`WEBHOOK_TOKEN_KEY_SECRET_ARN`).
+    pub token_key: TokenKey,
     pub connections: Arc<dyn ConnectionStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub journal: Arc<dyn StatusJournal>,
     pub cache: Arc<dyn ReferenceCache>,
     pub ledger: Arc<dyn OrderLedger>,
     pub sync: Arc<dyn SyncStore>,
+    /// Catalog links (read to tell whether a new key opens the same KeyCRM account).
+    pub links: Arc<dyn LinkStore>,
     pub clients: Arc<KeycrmClients>,
     pub shop: Arc<dyn ShopOrders>,
     /// Re-pushed `order.created` events go here (order-push consumes it).

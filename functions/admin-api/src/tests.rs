@@ -91,12 +91,14 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
     let api = AdminApi {
         config,
         signer: signer.clone(),
+        token_key: store::TokenKey::generate(),
         connections: Arc::new(MemoryConnections::default()),
         secrets: secrets.clone(),
         journal: Arc::new(MemoryJournal::default()),
         cache: Arc::new(MemoryReferenceCache::new()),
         ledger: Arc::new(MemoryLedger::new()),
         sync: Arc::new(MemorySync::new()),
+        links: Arc::new(store::MemoryLinks::new()),
         clients,
         shop,
         order_queue: Arc::new(MemoryQueue::new("orders")),
@@ -262,6 +264,11 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
+    // Turning product sync on started a full sync at once; the status says so.
+    let started = body["sync_started"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(body["status"]["running_sync"]["run_id"], started.as_str());
+    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
+    assert_eq!(job.run_id.as_deref(), Some(started.as_str()));
 
     let (st, body) = h
         .call(
@@ -272,7 +279,7 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{body}");
-    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
+    let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[1]).unwrap();
     assert_eq!(job.run_id.as_deref(), body["run_id"].as_str());
     assert_eq!(
         (job.connection_id.as_str(), job.requested_by.as_str()),
@@ -549,4 +556,61 @@ async fn a_key_with_no_slot_in_time_answers_at_once_with_when_to_try_again() {
     assert!((20..=61).contains(&after), "Retry-After {after}");
     // Told at once, not after waiting out the deadline.
     assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn errors_speak_the_merchants_language_with_stable_codes() {
+    let h = harness().await;
+    let ask = |lang: Option<&'static str>, path: &'static str, token: Option<String>| {
+        let h = &h;
+        async move {
+            let mut req = Request::builder().method("GET").uri(path);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            if let Some(l) = lang {
+                req = req.header("accept-language", l);
+            }
+            let resp = h
+                .router
+                .clone()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let lang = resp.headers()["content-language"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            (
+                lang,
+                v["error"]["code"].as_str().unwrap().to_string(),
+                v["error"]["message"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let t = h.token("s1");
+    let (lang, code, msg) = ask(
+        Some("uk-UA,uk;q=0.9"),
+        "/v1/shops/s1/connection",
+        Some(t.clone()),
+    )
+    .await;
+    assert_eq!((lang.as_str(), code.as_str()), ("uk", "not_connected"));
+    assert_eq!(msg, "цей магазин не підключено до KeyCRM");
+    let (lang, code, msg) = ask(None, "/v1/shops/s1/connection", Some(t)).await;
+    assert_eq!((lang.as_str(), code.as_str()), ("en", "not_connected"));
+    assert_eq!(msg, "this shop has no KeyCRM connection");
+    // Refusals before any handler (authentication, unknown routes) too.
+    let (_, code, msg) = ask(Some("uk"), "/v1/shops/s1/connection", None).await;
+    assert_eq!(code, "unauthorized");
+    assert!(msg.contains("токен"), "{msg}");
+    let (_, code, msg) = ask(Some("uk"), "/v1/nowhere", None).await;
+    assert_eq!(code, "route_not_found");
+    assert!(msg.contains("маршруту"), "{msg}");
+    let (lang, _, _) = ask(Some("en-GB, uk;q=0.5"), "/v1/nowhere", None).await;
+    assert_eq!(lang, "en");
 }

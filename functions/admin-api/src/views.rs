@@ -1,14 +1,18 @@
 //! What the settings page receives. Built from stored records; nothing secret goes in: the
-//! key only as its mask, webhook tokens only in the answer that issued them.
+//! key only as its mask. Webhook URLs are the shop's own and shown in full whenever the
+//! connection issues them (their tokens derive from a key in Secrets Manager, never stored).
 
 use chrono::{DateTime, Utc};
 use mapping::settings::OrderSyncType;
 use mapping::{KeycrmReference, Settings};
 use serde::Serialize;
 use shop::ShopReference;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use store::journal::JournalError;
-use store::{Connection, ConnectionStatus, OrderFailure, SyncSummary, WebhookKind};
+use store::tokens::{self, Credential, TokenKey};
+use store::{
+    Connection, ConnectionStatus, OrderFailure, SyncKind, SyncRun, SyncSummary, WebhookKind,
+};
 
 /// KeyCRM trigger events each webhook URL is meant for.
 pub fn trigger_event(kind: WebhookKind) -> &'static str {
@@ -22,28 +26,17 @@ pub fn webhook_url(base: &str, connection_id: &str, token: &str) -> String {
     format!("{base}/v1/webhooks/keycrm/{connection_id}/{token}")
 }
 
-/// Freshly issued tokens, held only for the response that shows them.
-#[derive(Default)]
-pub struct IssuedTokens(pub HashMap<&'static str, String>);
-
-impl IssuedTokens {
-    pub fn insert(&mut self, kind: WebhookKind, token: String) {
-        self.0.insert(kind.as_str(), token);
-    }
-    fn get(&self, kind: WebhookKind) -> Option<&str> {
-        self.0.get(kind.as_str()).map(String::as_str)
-    }
-}
-
 #[derive(Serialize, Debug)]
 pub struct WebhookView {
     /// The KeyCRM trigger to paste the URL into.
     pub event: &'static str,
-    /// The full URL, present only in the answer that issued its token (create, rotate, or a
-    /// settings save that switched to pipelines). Copy it then; it cannot be shown again.
+    /// The full URL, to copy into the KeyCRM trigger («Скопіювати»). `null` only for a
+    /// connection made before URLs could be shown again: rotate to get one.
     pub url: Option<String>,
     /// The URL with its token hidden, to recognise it.
     pub url_masked: String,
+    /// True when `url` cannot be shown (an old connection): a rotation issues a URL that can.
+    pub rotate_to_show: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -54,11 +47,21 @@ pub struct WebhooksView {
 }
 
 impl WebhooksView {
-    pub fn build(conn: &Connection, base: &str, issued: &IssuedTokens) -> Self {
+    pub fn build(conn: &Connection, base: &str, key: &TokenKey) -> Self {
         let view = |kind: WebhookKind| {
-            conn.webhook_tokens.hash_for(kind).map(|_| WebhookView {
+            let cred = conn.webhook_credential(kind)?;
+            let url = match cred {
+                Credential::Derived(g) => Some(webhook_url(
+                    base,
+                    &conn.id,
+                    &tokens::derive(key, &conn.id, kind, g),
+                )),
+                Credential::Legacy(_) => None,
+            };
+            Some(WebhookView {
                 event: trigger_event(kind),
-                url: issued.get(kind).map(|t| webhook_url(base, &conn.id, t)),
+                rotate_to_show: url.is_none(),
+                url,
                 url_masked: webhook_url(base, &conn.id, "••••"),
             })
         };
@@ -67,6 +70,37 @@ impl WebhooksView {
             cards: view(WebhookKind::Cards),
         }
     }
+}
+
+/// A catalog sync queued or in progress, for the status page.
+#[derive(Serialize, Debug, Clone)]
+pub struct RunningSync {
+    pub run_id: String,
+    pub kind: Option<SyncKind>,
+    pub dry_run: bool,
+    /// `queued` or `running`.
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// A merchant-visible run still queued or running (not a preview), newest first. A queued
+/// report older than an hour is a job that never started (lost with its message) and does
+/// not count.
+pub fn running_sync(runs: &[SyncRun]) -> Option<RunningSync> {
+    let stale_before = Utc::now() - chrono::Duration::hours(1);
+    runs.iter()
+        .filter(|r| !r.dry_run)
+        .find(|r| {
+            r.state == "running"
+                || (r.state == "queued" && r.started_at.is_none_or(|t| t > stale_before))
+        })
+        .map(|r| RunningSync {
+            run_id: r.run_id.clone(),
+            kind: r.kind,
+            dry_run: r.dry_run,
+            state: r.state.clone(),
+            started_at: r.started_at,
+        })
 }
 
 #[derive(Serialize, Debug)]
@@ -86,10 +120,12 @@ pub struct StatusView {
     pub failures: Vec<OrderFailure>,
     /// The last sync of each kind (`full`, `prices`).
     pub last_sync: BTreeMap<String, SyncSummary>,
+    /// A catalog sync queued or running now (turning a sync on starts one at once).
+    pub running_sync: Option<RunningSync>,
 }
 
 impl StatusView {
-    pub fn build(conn: &Connection, s: ConnectionStatus) -> Self {
+    pub fn build(conn: &Connection, s: ConnectionStatus, running: Option<RunningSync>) -> Self {
         let count = |k: &str| s.counters.get(k).copied().unwrap_or(0);
         let message = if conn.active {
             let mut parts = Vec::new();
@@ -103,7 +139,12 @@ impl StatusView {
                 OrderSyncType::Orders => "orders are pushed as KeyCRM orders",
                 OrderSyncType::Pipelines => "orders are pushed as pipeline cards",
             });
-            format!("Connection is active: {}.", parts.join(", "))
+            let mut m = format!("Connection is active: {}.", parts.join(", "));
+            if let Some(r) = &running {
+                let kind = r.kind.map(|k| k.as_str()).unwrap_or("catalog");
+                m.push_str(&format!(" A {kind} catalog sync is {} now.", r.state));
+            }
+            m
         } else {
             "Connection is inactive: no catalog sync runs, no orders are pushed and no KeyCRM webhooks are applied.".to_string()
         };
@@ -118,6 +159,7 @@ impl StatusView {
             last_error: s.last_error,
             failures: s.failures,
             last_sync: s.last_sync,
+            running_sync: running,
         }
     }
 }
@@ -143,8 +185,9 @@ impl ConnectionView {
     pub fn build(
         conn: &Connection,
         status: ConnectionStatus,
+        running: Option<RunningSync>,
         base: &str,
-        issued: &IssuedTokens,
+        key: &TokenKey,
     ) -> Self {
         ConnectionView {
             id: conn.id.clone(),
@@ -154,8 +197,8 @@ impl ConnectionView {
             key_mask: conn.key_mask.clone(),
             version: conn.version,
             settings: conn.settings.clone(),
-            webhooks: WebhooksView::build(conn, base, issued),
-            status: StatusView::build(conn, status),
+            webhooks: WebhooksView::build(conn, base, key),
+            status: StatusView::build(conn, status, running),
             created_at: conn.created_at,
             updated_at: conn.updated_at,
         }
@@ -177,6 +220,9 @@ pub const STATUS_GROUPS: [(i64, &str); 6] = [
 pub struct StatusGroup {
     pub id: i64,
     pub name: &'static str,
+    /// The account's statuses in this group, in KeyCRM's order (for the KeyCRM → shop
+    /// mapping, which lists every status).
+    pub status_ids: Vec<i64>,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -238,9 +284,18 @@ pub struct KeycrmOptionsView {
 }
 
 #[derive(Serialize, Debug)]
+pub struct ShopOptionsView {
+    #[serde(flatten)]
+    pub reference: ShopReference,
+    /// The status new shop orders start in (the first the shop lists): it must have a
+    /// shop → KeyCRM mapping for orders to be pushed.
+    pub initial_order_status: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
 pub struct OptionsView {
     pub keycrm: KeycrmOptionsView,
-    pub shop: ShopReference,
+    pub shop: ShopOptionsView,
     pub fetched_at: DateTime<Utc>,
     /// Whether this answer came from the cache (no KeyCRM request was made).
     pub cached: bool,
@@ -249,16 +304,30 @@ pub struct OptionsView {
 impl OptionsView {
     pub fn build(opts: mapping::SettingsOptions, fetched_at: DateTime<Utc>, cached: bool) -> Self {
         let tree = category_tree(&opts.keycrm.categories);
+        let groups = STATUS_GROUPS
+            .iter()
+            .map(|(id, name)| StatusGroup {
+                id: *id,
+                name,
+                status_ids: opts
+                    .keycrm
+                    .order_statuses
+                    .iter()
+                    .filter(|s| s.group_id == *id)
+                    .map(|s| s.id)
+                    .collect(),
+            })
+            .collect();
         OptionsView {
             keycrm: KeycrmOptionsView {
                 reference: opts.keycrm,
-                order_status_groups: STATUS_GROUPS
-                    .iter()
-                    .map(|(id, name)| StatusGroup { id: *id, name })
-                    .collect(),
+                order_status_groups: groups,
                 category_tree: tree,
             },
-            shop: opts.shop,
+            shop: ShopOptionsView {
+                initial_order_status: opts.shop.order_statuses.first().map(|s| s.id.clone()),
+                reference: opts.shop,
+            },
             fetched_at,
             cached,
         }
@@ -276,6 +345,38 @@ mod tests {
             name: format!("c{id}"),
             parent_id: parent,
         }
+    }
+
+    fn run(id: &str, state: &str, dry_run: bool, minutes_ago: i64) -> SyncRun {
+        SyncRun {
+            run_id: id.into(),
+            state: state.into(),
+            dry_run,
+            kind: Some(SyncKind::Full),
+            started_at: Some(Utc::now() - chrono::Duration::minutes(minutes_ago)),
+            ..SyncRun::default()
+        }
+    }
+
+    #[test]
+    fn the_running_sync_is_a_real_run_still_queued_or_running() {
+        assert!(running_sync(&[]).is_none());
+        let runs = [
+            run("preview", "queued", true, 1),
+            run("done", "completed", false, 2),
+            run("lost", "queued", false, 90),
+        ];
+        assert!(
+            running_sync(&runs).is_none(),
+            "previews, finished runs and jobs queued long ago do not count"
+        );
+        let runs = [
+            run("preview", "running", true, 1),
+            run("r1", "running", false, 300),
+        ];
+        assert_eq!(running_sync(&runs).map(|r| r.run_id), Some("r1".into()));
+        let runs = [run("q1", "queued", false, 5)];
+        assert_eq!(running_sync(&runs).map(|r| r.state), Some("queued".into()));
     }
 
     #[test]

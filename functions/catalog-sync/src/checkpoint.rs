@@ -20,6 +20,9 @@ pub enum Phase {
     Resolve,
     /// Mark and sweep: missing products, within the vanish guard.
     Sweep,
+    /// Categories KeyCRM no longer has get the missing-products policy (end of a complete
+    /// run, within the vanish guard); hidden ones that came back are shown again.
+    CategorySweep,
     /// Price and availability of linked products.
     Prices,
     Done,
@@ -108,6 +111,17 @@ pub struct Checkpoint {
     /// Consecutive failed attempts; the run fails after too many.
     #[serde(default)]
     pub failures: u32,
+    /// KeyCRM products whose create was sent to the shop in the resolve step in progress:
+    /// if the run crashed before their links were stored, their external id is how they are
+    /// recognised as ours (even under create-only), never created twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creating: Vec<i64>,
+    /// KeyCRM's category ids as read at the start of the run (category sync on only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_ids: Option<Vec<i64>>,
+    /// Why the vanish guard refused to hide categories KeyCRM no longer has, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories_refused: Option<String>,
 }
 
 impl Checkpoint {
@@ -142,6 +156,9 @@ impl Checkpoint {
             seen_seq: 0,
             scope: None,
             failures: 0,
+            creating: Vec::new(),
+            category_ids: None,
+            categories_refused: None,
         }
     }
 

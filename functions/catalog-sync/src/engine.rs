@@ -164,11 +164,14 @@ pub(crate) struct Run<'a> {
     pub seen: Option<store::SeenSet>,
     /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
     pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
+    links_scope: String,
 }
 
 impl Run<'_> {
-    pub fn conn_id(&self) -> &str {
-        &self.conn.id
+    /// The link-store scope of the KeyCRM account the connection uses now (links of an
+    /// account the connection switched away from are never read).
+    pub fn links_id(&self) -> &str {
+        &self.links_scope
     }
 
     pub fn shop_id(&self) -> &str {
@@ -457,7 +460,7 @@ impl Engine {
             s.sync_categories = true;
         }
         if job.kind == SyncKind::Full {
-            clear_staged(self.deps.links.as_ref(), &conn.id).await?;
+            clear_staged(self.deps.links.as_ref(), &conn.links_scope()).await?;
         }
         let cp = Checkpoint::new(
             run_id.clone(),
@@ -496,10 +499,11 @@ impl Engine {
             }
         };
         let req_base = client.stats().requests;
+        let links_scope = conn.links_scope();
         let cat_links = self
             .deps
             .links
-            .categories(&conn.id)
+            .categories(&links_scope)
             .await?
             .into_iter()
             .map(|l| (l.keycrm_id, l))
@@ -519,6 +523,7 @@ impl Engine {
             resolver: None,
             seen: None,
             price_links: std::collections::HashMap::new(),
+            links_scope,
         };
         loop {
             if run.cp.phase == Phase::Done {
@@ -532,6 +537,7 @@ impl Engine {
                 Phase::Products => run.products().await,
                 Phase::Resolve => run.resolve().await,
                 Phase::Sweep => run.sweep().await,
+                Phase::CategorySweep => run.sweep_categories().await,
                 Phase::Prices => run.prices().await,
                 Phase::Done => continue,
             };
@@ -610,7 +616,13 @@ impl Engine {
 
     async fn end(&self, mut run: Run<'_>) -> Result<JobOutcome, SyncError> {
         run.count_requests();
-        let refused = run.cp.sweep.refused.clone();
+        let refused = match (
+            run.cp.sweep.refused.clone(),
+            run.cp.categories_refused.clone(),
+        ) {
+            (Some(p), Some(c)) => Some(format!("{p} {c}")),
+            (p, c) => p.or(c),
+        };
         run.report.state = if refused.is_some() {
             "refused"
         } else {
@@ -649,8 +661,9 @@ impl Engine {
         report.finished_at = Some(Utc::now());
         if cp.kind == SyncKind::Full {
             // The run will not finish: its scratch data goes (nothing is swept).
-            clear_staged(self.deps.links.as_ref(), &conn.id).await?;
-            self.deps.links.clear_seen(&conn.id, cp.mark).await?;
+            let scope = conn.links_scope();
+            clear_staged(self.deps.links.as_ref(), &scope).await?;
+            self.deps.links.clear_seen(&scope, cp.mark).await?;
         }
         self.finish(conn, &cp, &report, &lease).await?;
         Ok(JobOutcome::Finished {

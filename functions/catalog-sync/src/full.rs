@@ -8,10 +8,11 @@ use keycrm::models::{Category, Product};
 use keycrm::{Pages, ProductFilter};
 use mapping::catalog::{
     self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
-    descendants, group_offers, link_after_upsert, missing_change, outcome_label, plan_adopt,
-    plan_create, plan_linked, resolve, vanish_guard, with_ancestors, CategoryLink, CrmKeyCounts,
-    CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution,
-    ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
+    descendants, group_offers, link_after_upsert, missing_category_change, missing_change,
+    outcome_label, plan_adopt, plan_create, plan_linked, resolve, restore_category_change,
+    vanish_guard, vanished_categories, with_ancestors, CategoryLink, CrmKeyCounts, CrmProduct,
+    GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution, ResolveContext,
+    ShopIndex, PRODUCTS_PER_BATCH,
 };
 use mapping::settings::MissingProductPolicy;
 use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
@@ -93,13 +94,87 @@ impl Run<'_> {
             }
             if s.sync_categories {
                 self.write_categories(&cats).await?;
+                self.cp.category_ids = Some(cats.iter().map(|c| c.id).collect());
             }
         }
         self.cp.phase = if s.sync_products {
             Phase::Products
         } else {
-            Phase::Done
+            Phase::CategorySweep
         };
+        Ok(Step::Continue)
+    }
+
+    /// The end of a complete run: linked categories KeyCRM no longer has (as read at the
+    /// start of this run) get the missing-products policy, under the same vanish guard as
+    /// products; categories hidden that way and back in KeyCRM are shown again.
+    pub(crate) async fn sweep_categories(&mut self) -> Result<Step, SyncError> {
+        self.cp.phase = Phase::Done;
+        let Some(ids) = self.cp.category_ids.take() else {
+            return Ok(Step::Continue);
+        };
+        let in_keycrm: BTreeSet<i64> = ids.into_iter().collect();
+        let policy = self.settings().missing_products;
+        let mut changes = Vec::new();
+        let mut updated: Vec<CategoryLink> = Vec::new();
+        for l in self.cat_links.values() {
+            if in_keycrm.contains(&l.keycrm_id) {
+                if let Some(c) = restore_category_change(l) {
+                    report::note(&mut self.report, "category_restore", || {
+                        report::item(Some(l.keycrm_id), Some(&l.shop_id), "", None)
+                    });
+                    changes.push(c);
+                    updated.push(CategoryLink {
+                        hidden: false,
+                        ..l.clone()
+                    });
+                }
+            }
+        }
+        let vanished = vanished_categories(self.cat_links.values(), &in_keycrm);
+        let linked = self.cat_links.values().filter(|l| !l.hidden).count() as u64;
+        let acting = vanished
+            .iter()
+            .filter(|l| missing_category_change(policy, l).is_some())
+            .count() as u64;
+        match vanish_guard(acting, linked, self.settings().vanish_guard) {
+            GuardVerdict::Refuse { message } => {
+                tracing::warn!(connection = %self.conn.id, vanished = acting, linked, "vanish guard refused to hide categories");
+                report::count(&mut self.report, "categories_vanished", acting);
+                self.cp.categories_refused = Some(format!("Categories: {message}"));
+            }
+            GuardVerdict::Allow => {
+                for l in vanished {
+                    if let Some(c) = missing_category_change(policy, l) {
+                        report::note(&mut self.report, "category_hide", || {
+                            report::item(
+                                Some(l.keycrm_id),
+                                Some(&l.shop_id),
+                                "",
+                                Some("deleted in KeyCRM".into()),
+                            )
+                        });
+                        changes.push(c);
+                        updated.push(CategoryLink {
+                            hidden: true,
+                            ..l.clone()
+                        });
+                    }
+                }
+            }
+        }
+        if self.cp.dry_run || changes.is_empty() {
+            return Ok(Step::Continue);
+        }
+        self.shop()
+            .set_category_states(self.shop_id(), &changes)
+            .await?;
+        for l in &updated {
+            self.cat_links.insert(l.keycrm_id, l.clone());
+        }
+        self.links()
+            .put_categories(self.links_id(), &updated)
+            .await?;
         Ok(Step::Continue)
     }
 
@@ -162,6 +237,7 @@ impl Run<'_> {
                             keycrm_id: c.id,
                             shop_id,
                             hash: h,
+                            hidden: false,
                         },
                     );
                 }
@@ -178,17 +254,20 @@ impl Run<'_> {
                 let mut new_links = Vec::new();
                 for (c, _, h) in chunk {
                     if let Some(id) = ids.get(&c.id.to_string()) {
+                        // A hidden category keeps that mark until the end of the run shows it.
+                        let hidden = self.cat_links.get(&c.id).is_some_and(|l| l.hidden);
                         let l = CategoryLink {
                             keycrm_id: c.id,
                             shop_id: id.clone(),
                             hash: *h,
+                            hidden,
                         };
                         self.cat_links.insert(c.id, l.clone());
                         new_links.push(l);
                     }
                 }
                 self.links()
-                    .put_categories(self.conn_id(), &new_links)
+                    .put_categories(self.links_id(), &new_links)
                     .await?;
             }
         }
@@ -201,7 +280,7 @@ impl Run<'_> {
         if self.cp.had_links.is_none() {
             let (any, _) = self
                 .links()
-                .product_states_page(self.conn_id(), None, 1)
+                .product_states_page(self.links_id(), None, 1)
                 .await?;
             self.cp.had_links = Some(!any.is_empty());
         }
@@ -366,7 +445,7 @@ impl Run<'_> {
         let had_links = self.cp.had_links != Some(false);
         let links: HashMap<i64, ProductLink> = if had_links {
             self.links()
-                .get_products(self.conn_id(), &ids)
+                .get_products(self.links_id(), &ids)
                 .await?
                 .into_iter()
                 .map(|l| (l.keycrm_id, l))
@@ -402,7 +481,7 @@ impl Run<'_> {
                 HashMap::new()
             } else {
                 self.links()
-                    .get_staged(self.conn_id(), &maybe)
+                    .get_staged(self.links_id(), &maybe)
                     .await?
                     .into_iter()
                     .map(|p| (p.id, p))
@@ -423,7 +502,7 @@ impl Run<'_> {
                     None => p,
                 })
                 .collect();
-            self.links().put_staged(self.conn_id(), &merged).await?;
+            self.links().put_staged(self.links_id(), &merged).await?;
         }
         let offers: Vec<i64> = groups
             .iter()
@@ -433,7 +512,7 @@ impl Run<'_> {
             self.cp.seen_seq += 1;
             self.links()
                 .put_seen(
-                    self.conn_id(),
+                    self.links_id(),
                     self.cp.mark,
                     self.cp.seen_seq,
                     &ids,
@@ -508,10 +587,10 @@ impl Run<'_> {
         // A refused write keeps the old link, so the next run tries again.
         changed.retain(|l| !failed.contains(&l.shop_id));
         if !changed.is_empty() {
-            self.links().put_products(self.conn_id(), &changed).await?;
+            self.links().put_products(self.links_id(), &changed).await?;
         }
         if !gone.is_empty() {
-            self.links().delete_products(self.conn_id(), &gone).await?;
+            self.links().delete_products(self.links_id(), &gone).await?;
         }
         Ok(())
     }
@@ -647,14 +726,19 @@ impl Run<'_> {
                 None => break,
             }
         }
+        self.forget_other_accounts_external_ids(&mut index).await?;
+        let creating: BTreeSet<i64> = self.cp.creating.iter().copied().collect();
         let mut counts = CrmKeyCounts::default();
         let mut claims: HashMap<u32, u32> = HashMap::new();
         let mut after = None;
         loop {
-            let (page, next) = self.links().staged_page(self.conn_id(), after, 500).await?;
+            let (page, next) = self
+                .links()
+                .staged_page(self.links_id(), after, 500)
+                .await?;
             for p in &page {
                 counts.add(p.id, &crm_keys(key, p));
-                if let Some(c) = claim(key, &index, p) {
+                if let Some(c) = claim(key, &index, p, creating.contains(&p.id)) {
                     *claims.entry(c).or_insert(0) += 1;
                 }
             }
@@ -671,6 +755,33 @@ impl Run<'_> {
         })
     }
 
+    /// After the connection switched KeyCRM accounts, the shop products linked under an
+    /// earlier account still carry that account's product ids as their external ids: they
+    /// must not be taken for this account's products of the same id.
+    async fn forget_other_accounts_external_ids(
+        &self,
+        index: &mut ShopIndex,
+    ) -> Result<(), SyncError> {
+        let previous = self.conn.previous_links_scopes();
+        if previous.is_empty() {
+            return Ok(());
+        }
+        let with_external = index.with_external_ids();
+        let mut stale: HashSet<String> = HashSet::new();
+        for scope in &previous {
+            for chunk in with_external.chunks(100) {
+                for (shop_id, _) in self.links().owners(scope, chunk).await? {
+                    stale.insert(shop_id);
+                }
+            }
+        }
+        if !stale.is_empty() {
+            tracing::info!(connection = %self.conn.id, products = stale.len(), "external ids from an earlier KeyCRM account are not matched");
+        }
+        index.forget_external_ids(&stale);
+        Ok(())
+    }
+
     /// Decides one page of staged products and writes the result.
     pub(crate) async fn resolve(&mut self) -> Result<Step, SyncError> {
         let after = match &self.cp.links {
@@ -681,7 +792,7 @@ impl Run<'_> {
         let (page, next) = self
             .links()
             .staged_page(
-                self.conn_id(),
+                self.links_id(),
                 after.clone(),
                 2 * self.e.cfg.shop_batch.max(1),
             )
@@ -703,7 +814,7 @@ impl Run<'_> {
     }
 
     async fn resolve_done(&mut self) -> Result<Step, SyncError> {
-        crate::engine::clear_staged(self.links(), self.conn_id()).await?;
+        crate::engine::clear_staged(self.links(), self.links_id()).await?;
         self.resolver = None;
         self.cp.phase = Phase::Sweep;
         self.cp.links = Listing::Start;
@@ -712,16 +823,17 @@ impl Run<'_> {
 
     async fn resolve_page(&mut self, r: &Resolver, page: Vec<CrmProduct>) -> Result<(), SyncError> {
         let s = self.settings().clone();
+        let creating: BTreeSet<i64> = self.cp.creating.iter().copied().collect();
         let candidate_ids: Vec<String> = page
             .iter()
-            .filter_map(|p| claim(s.match_key, &r.index, p))
+            .filter_map(|p| claim(s.match_key, &r.index, p, creating.contains(&p.id)))
             .map(|i| r.index.product(i).id.clone())
             .collect();
         let owners: HashMap<String, i64> = if candidate_ids.is_empty() {
             HashMap::new()
         } else {
             self.links()
-                .owners(self.conn_id(), &candidate_ids)
+                .owners(self.links_id(), &candidate_ids)
                 .await?
                 .into_iter()
                 .collect()
@@ -733,6 +845,7 @@ impl Run<'_> {
             index: &r.index,
             crm_keys: &r.counts,
             claims: &r.claims,
+            creating: &creating,
         };
         let dry = self.cp.dry_run;
         // (product, write, count key)
@@ -781,6 +894,20 @@ impl Run<'_> {
             }
             return Ok(());
         }
+        // Before any create is sent, the checkpoint says which products this step creates:
+        // a crash after the shop stored them but before their links were saved is then
+        // recovered by their external id (see `catalog::external_id_links`).
+        let creates: Vec<i64> = upserts
+            .iter()
+            .filter(|(_, u, _)| u.id.is_none())
+            .map(|(p, _, _)| p.id)
+            .collect();
+        if !creates.is_empty() {
+            let mut all: BTreeSet<i64> = creating.clone();
+            all.extend(creates);
+            self.cp.creating = all.into_iter().collect();
+            self.save().await?;
+        }
         let mut new_links = Vec::new();
         let mut applied = Vec::new();
         let batch = self.e.cfg.shop_batch.max(1);
@@ -819,12 +946,16 @@ impl Run<'_> {
         }
         if !new_links.is_empty() {
             self.links()
-                .put_products(self.conn_id(), &new_links)
+                .put_products(self.links_id(), &new_links)
                 .await?;
         }
         if !applied.is_empty() {
-            self.links().delete_staged(self.conn_id(), &applied).await?;
+            self.links()
+                .delete_staged(self.links_id(), &applied)
+                .await?;
         }
+        // Linked now (or refused): nothing of this step is in flight any more.
+        self.cp.creating.clear();
         Ok(())
     }
 
@@ -839,7 +970,7 @@ impl Run<'_> {
             return self.sweep_done().await;
         }
         if self.seen.is_none() {
-            self.seen = Some(self.links().seen(self.conn_id(), self.cp.mark).await?);
+            self.seen = Some(self.links().seen(self.links_id(), self.cp.mark).await?);
         }
         let seen = self.seen.take().unwrap_or_default();
         let step = self.sweep_unit(policy, &seen).await;
@@ -858,7 +989,7 @@ impl Run<'_> {
             loop {
                 let (page, next) = self
                     .links()
-                    .product_states_page(self.conn_id(), after, 1000)
+                    .product_states_page(self.links_id(), after, 1000)
                     .await?;
                 linked += page.len() as u64;
                 to_sweep += page
@@ -896,7 +1027,7 @@ impl Run<'_> {
             };
             let (page, next) = self
                 .links()
-                .products_page(self.conn_id(), after, SWEEP_PAGE)
+                .products_page(self.links_id(), after, SWEEP_PAGE)
                 .await?;
             let mut variant_changes = Vec::new();
             let mut changed = Vec::new();
@@ -937,7 +1068,7 @@ impl Run<'_> {
                 let failed = self.write_prices(&variant_changes).await?;
                 changed.retain(|l| !failed.contains(&l.shop_id));
                 if !changed.is_empty() {
-                    self.links().put_products(self.conn_id(), &changed).await?;
+                    self.links().put_products(self.links_id(), &changed).await?;
                 }
             }
             self.cp.links = Listing::from_cursor(next);
@@ -975,7 +1106,7 @@ impl Run<'_> {
         let found: HashMap<i64, Product> = found.into_iter().map(|p| (p.id, p)).collect();
         let links: HashMap<i64, ProductLink> = self
             .links()
-            .get_products(self.conn_id(), &ids)
+            .get_products(self.links_id(), &ids)
             .await?
             .into_iter()
             .map(|l| (l.keycrm_id, l))
@@ -1021,17 +1152,17 @@ impl Run<'_> {
         let failed = self.write_states(&states).await?;
         swept.retain(|l| !failed.contains(&l.shop_id));
         if !swept.is_empty() {
-            self.links().put_products(self.conn_id(), &swept).await?;
+            self.links().put_products(self.links_id(), &swept).await?;
         }
         Ok(())
     }
 
     async fn sweep_done(&mut self) -> Result<Step, SyncError> {
         self.links()
-            .clear_seen(self.conn_id(), self.cp.mark)
+            .clear_seen(self.links_id(), self.cp.mark)
             .await?;
         self.seen = None;
-        self.cp.phase = Phase::Done;
+        self.cp.phase = Phase::CategorySweep;
         Ok(Step::Continue)
     }
 }

@@ -20,7 +20,7 @@ impl Run<'_> {
             };
             let (page, next) = self
                 .links()
-                .products_page(self.conn_id(), after, self.e.cfg.links_page)
+                .products_page(self.links_id(), after, self.e.cfg.links_page)
                 .await?;
             for l in page.into_iter().filter(|l| l.swept.is_none()) {
                 for v in l.variants.iter().filter(|v| !v.gone) {
@@ -73,7 +73,7 @@ impl Run<'_> {
             }
         }
         if !missing.is_empty() {
-            for l in self.links().get_products(self.conn_id(), &missing).await? {
+            for l in self.links().get_products(self.links_id(), &missing).await? {
                 links.insert(l.keycrm_id, l);
             }
         }
@@ -139,7 +139,7 @@ impl Run<'_> {
             .filter_map(|k| links.remove(k))
             .filter(|l| !failed.contains(&l.shop_id))
             .collect();
-        self.links().put_products(self.conn_id(), &updated).await?;
+        self.links().put_products(self.links_id(), &updated).await?;
         Ok(())
     }
 }

@@ -21,7 +21,7 @@
 use chrono::Utc;
 use keycrm::{ApiKey, ClientConfig, LocalRateGate, RateBudget, RateGate, UnlimitedGate};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
-use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, StatusLink};
+use mapping::settings::{AddonLink, DeliveryLink, PaymentLink};
 use mapping::{KeycrmReference, OrderSyncType, Settings};
 use order_push::memory_crm::{MemoryCrm, MemoryCrmProvider};
 use order_push::{CrmProvider, Dictionaries, OrderPush, Outcome, PushConfig};
@@ -57,16 +57,10 @@ fn settings() -> Settings {
     Settings {
         order_sync: OrderSyncType::Orders,
         source_id: Some(1),
-        status_map: vec![
-            StatusLink {
-                shop_status: "new".into(),
-                keycrm_status_id: 1,
-            },
-            StatusLink {
-                shop_status: "paid".into(),
-                keycrm_status_id: 4,
-            },
-        ],
+        order_statuses: mapping::settings::OrderStatusMap::from_legacy([
+            ("new".to_string(), 1),
+            ("paid".to_string(), 4),
+        ]),
         payment_map: vec![PaymentLink {
             shop_method: "cod".into(),
             keycrm_method_id: 1,
@@ -100,6 +94,9 @@ fn connection(i: usize, base_url: &str, key: &str) -> Connection {
         secret_name: format!("bench/{i}"),
         settings: settings(),
         webhook_tokens: WebhookTokens::default(),
+        webhook_generations: Default::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -1085,6 +1085,12 @@ impl OrderPush {
         let Some(keycrm_id) = entry.keycrm_id else {
             return skipped(format!("order {order_id} has no KeyCRM id recorded"));
         };
+        if !entry.in_current_account(conn.account_switched_at) {
+            // Its KeyCRM id names an unrelated order or card in the account used now.
+            return skipped(format!(
+                "order {order_id} was pushed to the connection's previous KeyCRM account"
+            ));
+        }
         if change.changed_by.as_deref() == Some("keycrm") {
             return skipped("the change came from KeyCRM through this connector (not echoed)");
         }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keycrm::models::*;
 use mapping::order_map::MappingReport;
-use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, PipelineStatusLink, StatusLink};
+use mapping::settings::{AddonLink, DeliveryLink, PaymentLink};
 use mapping::{KeycrmReference, OrderSyncType, PipelineWithStatuses, Settings};
 use order_push::memory_crm::{MemoryCrm, MemoryCrmFault, MemoryCrmProvider};
 use order_push::{Dictionaries, OrderPush, Outcome, PushConfig, RetryPolicy};
@@ -94,32 +94,15 @@ fn settings(sync: OrderSyncType) -> Settings {
     Settings {
         order_sync: sync,
         source_id: Some(1),
-        status_map: vec![
-            StatusLink {
-                shop_status: "new".into(),
-                keycrm_status_id: 1,
-            },
-            StatusLink {
-                shop_status: "paid".into(),
-                keycrm_status_id: 3,
-            },
-            StatusLink {
-                shop_status: "done".into(),
-                keycrm_status_id: 12,
-            },
-        ],
-        pipeline_status_map: vec![
-            PipelineStatusLink {
-                shop_status: "new".into(),
-                pipeline_id: 1,
-                status_id: 101,
-            },
-            PipelineStatusLink {
-                shop_status: "paid".into(),
-                pipeline_id: 1,
-                status_id: 102,
-            },
-        ],
+        order_statuses: mapping::settings::OrderStatusMap::from_legacy([
+            ("new".to_string(), 1),
+            ("paid".to_string(), 3),
+            ("done".to_string(), 12),
+        ]),
+        card_statuses: mapping::settings::CardStatusMap::from_legacy([
+            ("new".to_string(), 1, 101),
+            ("paid".to_string(), 1, 102),
+        ]),
         payment_map: vec![PaymentLink {
             shop_method: "cod".into(),
             keycrm_method_id: 1,
@@ -153,6 +136,9 @@ fn connection(id: &str, shop: &str, sync: OrderSyncType) -> Connection {
         secret_name: format!("test/{id}"),
         settings: settings(sync),
         webhook_tokens: WebhookTokens::default(),
+        webhook_generations: Default::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -576,6 +562,20 @@ impl OrderLedger for CrashingLedger {
     }
     async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
         self.inner.release_shop_push(c, o, h).await
+    }
+    async fn unskip(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
+        self.inner.unskip(c, o).await
+    }
+    async fn skipped(
+        &self,
+        c: &str,
+        since: Option<chrono::DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.skipped(c, since, limit).await
+    }
+    async fn sample_created(&self, c: &str, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.sample_created(c, limit).await
     }
 }
 

@@ -540,6 +540,15 @@ impl StatusApplier {
             .find_by_keycrm_id(&conn.id, job.target, job.keycrm_id)
             .await?
         {
+            // After an account switch, the same id in the new account is another entity.
+            if !e.in_current_account(conn.account_switched_at) {
+                return Ok(Resolved::NotOurs(format!(
+                    "KeyCRM {} {} was shop order {} in the connection's previous KeyCRM account",
+                    job.target.as_str(),
+                    job.keycrm_id,
+                    e.shop_order_id
+                )));
+            }
             return Ok(Resolved::Entry(Box::new(e)));
         }
         let not_ours = |why: String| Ok(Resolved::NotOurs(why));

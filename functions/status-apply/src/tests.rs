@@ -1,7 +1,7 @@
 use super::*;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use mapping::settings::{PipelineStatusLink, StatusLink};
+use mapping::settings::{CardStatusMap, OrderStatusMap};
 use mapping::Settings;
 use queue::{MemoryQueue, Outgoing, Queue, Redrive};
 use shop::{MemoryShop, NamedItem, ShopError, ShopOrders, ShopReference};
@@ -21,29 +21,22 @@ fn t(sec: u32) -> DateTime<Utc> {
 }
 
 fn settings() -> Settings {
-    let link = |s: &str, id| StatusLink {
-        shop_status: s.into(),
-        keycrm_status_id: id,
-    };
-    let plink = |s: &str, p, id| PipelineStatusLink {
-        shop_status: s.into(),
-        pipeline_id: p,
-        status_id: id,
-    };
+    let link = |s: &str, id| (s.to_string(), id);
+    let plink = |s: &str, p, id| (s.to_string(), p, id);
     Settings {
         source_id: Some(7),
-        status_map: vec![
+        order_statuses: OrderStatusMap::from_legacy(vec![
             link("new", 1),
             link("processing", 3),
             link("awaiting_payment", 3),
             link("shipped", 7),
             link("done", 12),
-        ],
-        pipeline_status_map: vec![
+        ]),
+        card_statuses: CardStatusMap::from_legacy(vec![
             plink("new", 1, 1001),
             plink("processing", 1, 1002),
             plink("done", 1, 1004),
-        ],
+        ]),
         ..Settings::default()
     }
 }
@@ -59,6 +52,9 @@ fn connection(active: bool) -> Connection {
         secret_name: "sec".into(),
         settings: settings(),
         webhook_tokens: WebhookTokens::default(),
+        webhook_generations: Default::default(),
+        account_epoch: 0,
+        account_switched_at: None,
         version: 1,
         created_at: t(0),
         updated_at: t(0),

@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::http::Request;
-use mapping::settings::StatusLink;
+use mapping::settings::OrderStatusMap;
 use mapping::Settings;
 use queue::MemoryQueue;
 use std::sync::Arc;
@@ -81,7 +81,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (token, hash) = tokens::generate();
+        // Derived tokens, as in production (the receiver recomputes an HMAC per kind).
+        let token_key = store::TokenKey::generate();
+        let token = tokens::derive(&token_key, CONN, store::WebhookKind::Orders, 1);
         let conns = Arc::new(MemoryConnections::default());
         let now = chrono::Utc::now();
         conns
@@ -95,18 +97,18 @@ fn main() {
                 secret_name: "sec".into(),
                 settings: Settings {
                     source_id: Some(1),
-                    status_map: (1..=20)
-                        .map(|i| StatusLink {
-                            shop_status: format!("status-{i}"),
-                            keycrm_status_id: i,
-                        })
-                        .collect(),
+                    order_statuses: OrderStatusMap::from_legacy(
+                        (1..=20).map(|i| (format!("status-{i}"), i)),
+                    ),
                     ..Settings::default()
                 },
-                webhook_tokens: WebhookTokens {
-                    orders: Some(hash),
-                    cards: None,
+                webhook_tokens: WebhookTokens::default(),
+                webhook_generations: store::WebhookGenerations {
+                    orders: 1,
+                    cards: 0,
                 },
+                account_epoch: 0,
+                account_switched_at: None,
                 version: 1,
                 created_at: now,
                 updated_at: now,
@@ -119,6 +121,7 @@ fn main() {
             conns,
             queue.clone(),
             journal,
+            token_key,
         )));
         let url = format!("/v1/webhooks/keycrm/{CONN}/{token}");
         let (wrong, _) = tokens::generate();

@@ -7,7 +7,6 @@
 //! ```
 //! On exit (Ctrl-C) it prints how many jobs were enqueued, to compare with wrk's count.
 
-use mapping::settings::StatusLink;
 use mapping::Settings;
 use queue::MemoryQueue;
 use std::sync::Arc;
@@ -27,7 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:18080".into());
     let script = args.next().unwrap_or_else(|| "/tmp/webhook.lua".into());
 
-    let (token, hash) = tokens::generate();
+    // Derived tokens, as in production (the receiver recomputes an HMAC per kind).
+    let token_key = store::TokenKey::generate();
+    let token = tokens::derive(&token_key, CONN, store::WebhookKind::Orders, 1);
     let conns = Arc::new(MemoryConnections::default());
     let now = chrono::Utc::now();
     conns
@@ -41,16 +42,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             secret_name: "sec".into(),
             settings: Settings {
                 source_id: Some(1),
-                status_map: vec![StatusLink {
-                    shop_status: "processing".into(),
-                    keycrm_status_id: 3,
-                }],
+                order_statuses: mapping::settings::OrderStatusMap::from_legacy([(
+                    "processing".to_string(),
+                    3,
+                )]),
                 ..Settings::default()
             },
-            webhook_tokens: WebhookTokens {
-                orders: Some(hash),
-                cards: None,
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: store::WebhookGenerations {
+                orders: 1,
+                cards: 0,
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -61,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         conns,
         queue.clone(),
         Arc::new(MemoryJournal::default()),
+        token_key,
     )));
 
     // The token is a throwaway made for this run; it only goes into the load script.

@@ -21,6 +21,7 @@ async fn run() -> Result<(), lambda_http::Error> {
     runtime::telemetry::init();
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;
+    let token_key_arn = runtime::env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
     // One shared configuration load keeps the cold start short.
     // Timeouts that fit the function's 10 s (template.yaml).
     let conf = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
@@ -35,6 +36,8 @@ async fn run() -> Result<(), lambda_http::Error> {
         aws_sdk_sqs::Client::new(&conf),
         queue_url,
     ));
-    let receiver = Arc::new(Receiver::new(table.clone(), queue, table));
+    // Read once per cold start: every URL token is checked against keys derived from it.
+    let token_key = runtime::load_token_key(&conf, &token_key_arn).await?;
+    let receiver = Arc::new(Receiver::new(table.clone(), queue, table, token_key));
     lambda_http::run(webhook::router(receiver)).await
 }

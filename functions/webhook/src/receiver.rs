@@ -7,7 +7,9 @@ use queue::{Outgoing, Queue};
 use serde_json::json;
 use status_apply::{StatusJob, JOB_VERSION};
 use std::sync::Arc;
-use store::{tokens, Connection, ConnectionStore, Counter, StatusJournal, Target, WebhookKind};
+use store::{
+    tokens, Connection, ConnectionStore, Counter, StatusJournal, Target, TokenKey, WebhookKind,
+};
 
 /// The route as configured in API Gateway. Logs name this template, never the request path:
 /// the path carries the token.
@@ -74,6 +76,8 @@ pub struct Receiver {
     connections: Arc<dyn ConnectionStore>,
     queue: Arc<dyn Queue>,
     journal: Arc<dyn StatusJournal>,
+    /// What URL tokens derive from (`WEBHOOK_TOKEN_KEY_SECRET_ARN`).
+    token_key: TokenKey,
     max_body: usize,
 }
 
@@ -82,11 +86,13 @@ impl Receiver {
         connections: Arc<dyn ConnectionStore>,
         queue: Arc<dyn Queue>,
         journal: Arc<dyn StatusJournal>,
+        token_key: TokenKey,
     ) -> Self {
         Receiver {
             connections,
             queue,
             journal,
+            token_key,
             max_body: MAX_BODY,
         }
     }
@@ -132,17 +138,10 @@ impl Receiver {
                 return Err(Reply::unavailable());
             }
         };
-        // Both hashes are always checked so the time taken does not depend on which matched.
-        let check = |h: Option<&str>| h.is_some_and(|h| tokens::verify(token, h));
-        let orders = check(conn.webhook_tokens.hash_for(WebhookKind::Orders));
-        let cards = check(conn.webhook_tokens.hash_for(WebhookKind::Cards));
-        let kind = match (orders, cards) {
-            (true, _) => WebhookKind::Orders,
-            (false, true) => WebhookKind::Cards,
-            (false, false) => {
-                tracing::warn!(route = ROUTE, status = 404, connection = %conn.id, "webhook refused: wrong token");
-                return Err(Reply::not_found());
-            }
+        // Every issued kind is checked, in constant time, whichever matches (store::tokens).
+        let Some(kind) = tokens::authenticate(&self.token_key, &conn, token) else {
+            tracing::warn!(route = ROUTE, status = 404, connection = %conn.id, "webhook refused: wrong token");
+            return Err(Reply::not_found());
         };
         Ok((conn, kind))
     }

@@ -3,8 +3,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use mapping::settings::{PipelineStatusLink, StatusLink};
-use mapping::Settings;
+use mapping::{OrderSyncType, Settings};
 use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
 use status_apply::StatusJob;
@@ -12,11 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
     tokens, Connection, ConnectionStore, MemoryConnections, MemoryJournal, StatusJournal,
-    StoreError, Target, WebhookTokens,
+    StoreError, Target, TokenKey, WebhookGenerations, WebhookKind, WebhookTokens,
 };
 use tower::ServiceExt;
 
 const CONN: &str = "0f8e3c1d2b4a49c7a1e2d3c4b5a69788";
+
+/// The webhook token key of these tests (in AWS: its own Secrets Manager secret).
+fn key() -> TokenKey {
+    TokenKey::new(b"webhook-unit-test-key-0123456789abcdef".to_vec()).unwrap()
+}
 
 struct Fixture {
     app: Router,
@@ -29,16 +33,18 @@ struct Fixture {
 
 fn settings() -> Settings {
     Settings {
+        // Pipelines: the connection has both URLs.
+        order_sync: OrderSyncType::Pipelines,
         source_id: Some(7),
-        status_map: vec![StatusLink {
-            shop_status: "processing".into(),
-            keycrm_status_id: 3,
-        }],
-        pipeline_status_map: vec![PipelineStatusLink {
-            shop_status: "processing".into(),
-            pipeline_id: 1,
-            status_id: 1002,
-        }],
+        order_statuses: mapping::settings::OrderStatusMap::from_legacy([(
+            "processing".to_string(),
+            3,
+        )]),
+        card_statuses: mapping::settings::CardStatusMap::from_legacy([(
+            "processing".to_string(),
+            1,
+            1002,
+        )]),
         ..Settings::default()
     }
 }
@@ -48,13 +54,13 @@ async fn fixture_with(
     queue: Arc<dyn Queue>,
 ) -> (Router, Arc<MemoryJournal>) {
     let journal = Arc::new(MemoryJournal::default());
-    let rx = Receiver::new(conns, queue, journal.clone());
+    let rx = Receiver::new(conns, queue, journal.clone(), key());
     (router(Arc::new(rx)), journal)
 }
 
 async fn fixture(active: bool) -> Fixture {
-    let (orders_token, orders_hash) = tokens::generate();
-    let (cards_token, cards_hash) = tokens::generate();
+    let orders_token = tokens::derive(&key(), CONN, WebhookKind::Orders, 1);
+    let cards_token = tokens::derive(&key(), CONN, WebhookKind::Cards, 1);
     let conns = Arc::new(MemoryConnections::default());
     let now = chrono::Utc::now();
     conns
@@ -67,10 +73,13 @@ async fn fixture(active: bool) -> Fixture {
             key_fingerprint: "fp".into(),
             secret_name: "sec".into(),
             settings: settings(),
-            webhook_tokens: WebhookTokens {
-                orders: Some(orders_hash),
-                cards: Some(cards_hash),
+            webhook_tokens: WebhookTokens::default(),
+            webhook_generations: WebhookGenerations {
+                orders: 1,
+                cards: 1,
             },
+            account_epoch: 0,
+            account_switched_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -245,9 +254,13 @@ async fn a_rotated_token_fails_at_once() {
     let f = fixture(true).await;
     let old = f.orders_token.clone();
     assert_eq!(f.post(&old, order_body(1, 3)).await.0, StatusCode::OK);
-    let (new, new_hash) = tokens::generate();
     let mut c = f.conns.get(CONN).await.unwrap().unwrap();
-    c.webhook_tokens.orders = Some(new_hash);
+    let new = tokens::derive(
+        &key(),
+        CONN,
+        WebhookKind::Orders,
+        c.rotate_webhook(WebhookKind::Orders),
+    );
     c.version += 1;
     f.conns.update(&c).await.unwrap();
     assert_eq!(

@@ -221,6 +221,9 @@ pub enum CatalogMutation {
         #[serde(default)]
         parent_id: Option<i64>,
     },
+    /// Deletes a category that holds no products and no subcategories (matches nothing
+    /// otherwise): it is gone from `GET /products/categories`.
+    DeleteCategory { category_id: i64 },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1372,6 +1375,18 @@ impl Catalog {
                     parent_id: *parent_id,
                 });
                 1
+            }
+            CatalogMutation::DeleteCategory { category_id } => {
+                let used = self.products.iter().any(|p| p.category_id == *category_id)
+                    || self
+                        .categories
+                        .iter()
+                        .any(|c| c.parent_id == Some(*category_id));
+                let before = self.categories.len();
+                if !used {
+                    self.categories.retain(|c| c.id != *category_id);
+                }
+                before - self.categories.len()
             }
         }
     }

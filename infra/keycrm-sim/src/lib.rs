@@ -191,6 +191,25 @@ impl SimHandle {
             .collect()
     }
 
+    /// Another API key for an existing account, as when its owner generates one more in
+    /// KeyCRM («Налаштування → Основні», «Згенерувати API ключ»): both keys then open the same
+    /// data (and share its rate limit). False if `existing` is unknown or `new_key` is taken.
+    pub fn add_api_key(&self, existing: &str, new_key: &str) -> bool {
+        let Some(acc) = self.shared.account(existing) else {
+            return false;
+        };
+        let mut keys = self
+            .shared
+            .by_key
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if keys.contains_key(new_key) {
+            return false;
+        }
+        keys.insert(new_key.to_string(), acc);
+        true
+    }
+
     pub fn stats(&self) -> SimStats {
         lock(&self.shared.stats).clone()
     }
@@ -333,7 +352,7 @@ pub async fn start(config: SimConfig, bind: SocketAddr) -> std::io::Result<SimHa
         .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         accounts,
-        by_key,
+        by_key: std::sync::RwLock::new(by_key),
         rate_limit: config.rate_limit_per_minute,
         time_scale,
         public_base,

@@ -151,7 +151,7 @@ async fn guard(State(sh): Sh, mut req: Request, next: Next) -> Response {
     let key = bearer(req.headers());
     let label = key.clone().unwrap_or_else(|| "<none>".to_string());
     sh.record_request(&endpoint, &label);
-    let Some(acc) = key.as_deref().and_then(|k| sh.account(k)).cloned() else {
+    let Some(acc) = key.as_deref().and_then(|k| sh.account(k)) else {
         sh.record_status("401");
         return ApiError::Unauthenticated.into_response();
     };
@@ -752,7 +752,6 @@ pub(crate) fn change_order_status(
 ) -> Result<(), SimError> {
     let acc = sh
         .account(api_key)
-        .cloned()
         .ok_or_else(|| SimError::UnknownAccount(api_key.to_string()))?;
     if dicts::order_status(status_id).is_none() {
         return Err(SimError::UnknownOrderStatus(status_id));
@@ -779,7 +778,6 @@ pub(crate) fn change_card_status(
 ) -> Result<(), SimError> {
     let acc = sh
         .account(api_key)
-        .cloned()
         .ok_or_else(|| SimError::UnknownAccount(api_key.to_string()))?;
     if !acc.spec.pipelines_enabled {
         return Err(SimError::PipelinesDisabled);
@@ -827,7 +825,7 @@ fn key_from_query(raw: Option<&str>) -> Option<String> {
 }
 
 fn account_for(sh: &Shared, key: Option<&str>) -> Control<Arc<Account>> {
-    sh.account_or_default(key).cloned().ok_or_else(|| {
+    sh.account_or_default(key).ok_or_else(|| {
         Box::new(json_response(
             StatusCode::NOT_FOUND,
             json!({"message": format!("unknown api key `{}`", key.unwrap_or(""))}),

@@ -106,7 +106,9 @@ pub(crate) struct FaultDecision {
 
 pub(crate) struct Shared {
     pub accounts: Vec<Arc<Account>>,
-    pub by_key: HashMap<String, Arc<Account>>,
+    /// API key -> account. More than one key may open an account (see
+    /// `SimHandle::add_api_key`).
+    pub by_key: std::sync::RwLock<HashMap<String, Arc<Account>>>,
     pub rate_limit: u32,
     pub time_scale: f64,
     pub public_base: String,
@@ -116,15 +118,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn account(&self, key: &str) -> Option<&Arc<Account>> {
-        self.by_key.get(key)
+    pub(crate) fn account(&self, key: &str) -> Option<Arc<Account>> {
+        self.by_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// The account named by `key`, or the first account when `key` is `None`.
-    pub(crate) fn account_or_default(&self, key: Option<&str>) -> Option<&Arc<Account>> {
+    pub(crate) fn account_or_default(&self, key: Option<&str>) -> Option<Arc<Account>> {
         match key {
             Some(k) => self.account(k),
-            None => self.accounts.first(),
+            None => self.accounts.first().cloned(),
         }
     }
 

@@ -155,3 +155,47 @@ async fn hundred_thousand_products_start_fast() {
     let cats = r.body["total"].as_u64().unwrap_or(0);
     assert!((150..=200).contains(&cats), "{cats}");
 }
+
+#[tokio::test]
+async fn a_second_key_opens_the_same_account() {
+    let sim = start(cfg(7, 20)).await;
+    let c = client();
+    assert!(sim.add_api_key(KEY, "second-key"));
+    assert!(!sim.add_api_key("no-such-key", "third-key"));
+    assert!(!sim.add_api_key(KEY, "second-key"), "taken");
+    let a = get_as(&c, &sim, "/products?limit=5", Some(KEY)).await;
+    let b = get_as(&c, &sim, "/products?limit=5", Some("second-key")).await;
+    assert_eq!((a.status, b.status), (200, 200));
+    assert_eq!(a.body["data"], b.body["data"]);
+    assert_eq!(
+        get_as(&c, &sim, "/products?limit=5", Some("third-key"))
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn only_empty_categories_can_be_deleted() {
+    let sim = start(cfg(7, 20)).await;
+    let before = sim.catalog(KEY);
+    let used = before.products[0].category_id;
+    sim.catalog_mutate(
+        KEY,
+        keycrm_sim::CatalogMutation::DeleteCategory { category_id: used },
+    );
+    assert_eq!(sim.catalog(KEY).categories, before.categories, "in use");
+    sim.catalog_mutate(
+        KEY,
+        keycrm_sim::CatalogMutation::AddCategory {
+            name: "Порожня".into(),
+            parent_id: None,
+        },
+    );
+    let added = sim.catalog(KEY).categories.last().unwrap().id;
+    sim.catalog_mutate(
+        KEY,
+        keycrm_sim::CatalogMutation::DeleteCategory { category_id: added },
+    );
+    assert_eq!(sim.catalog(KEY).categories, before.categories);
+}

@@ -173,15 +173,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let walkthrough_token = signer.mint(&walkthrough_shop(&args), 12 * 3600);
     let mut admin_cfg = AdminConfig::new(SECRET_PREFIX, keycrm.base_url.clone());
     admin_cfg.public_base_url = Some(public.clone());
+    // The webhook token key: WEBHOOK_TOKEN_KEY when set (at least 32 bytes, e.g. to keep
+    // URLs across runs against a persistent store), otherwise a fresh one for this run.
+    let token_key = match std::env::var("WEBHOOK_TOKEN_KEY") {
+        Ok(k) if !k.trim().is_empty() => {
+            store::TokenKey::from_secret_text(&k).map_err(|e| anyhow!("WEBHOOK_TOKEN_KEY: {e}"))?
+        }
+        _ => store::TokenKey::generate(),
+    };
     let admin = AdminApi {
         config: admin_cfg,
         signer,
+        token_key: token_key.clone(),
         connections: ports.connections.clone(),
         secrets: ports.secrets.clone(),
         journal: ports.journal.clone(),
         cache: ports.cache.clone(),
         ledger: ports.ledger.clone(),
         sync: ports.sync.clone(),
+        links: ports.links.clone(),
         clients: clients.clone(),
         shop: shop_orders.clone(),
         order_queue: ports.order_queue.clone(),
@@ -191,6 +201,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ports.connections.clone(),
         ports.status_queue.clone(),
         ports.journal.clone(),
+        token_key,
     ));
     // Both routers answer their own 404s, so requests are dispatched by path prefix (as the
     // HTTP API's routes do in AWS) rather than merged.
@@ -319,15 +330,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
-    // 2. A full catalog sync, with a progress bar over KeyCRM pages.
-    let sync = page
-        .call(
-            reqwest::Method::POST,
-            "/sync",
-            Some(json!({"kind": "full"})),
-        )
-        .await?;
-    let run_id = sync["run_id"].as_str().unwrap_or_default().to_string();
+    // 2. A full catalog sync, with a progress bar over KeyCRM pages. Turning product sync on
+    // in the settings started it already; ask for one only if it did not.
+    let run_id = match saved["sync_started"]["run_id"].as_str() {
+        Some(id) => id.to_string(),
+        None => {
+            let sync = page
+                .call(
+                    reqwest::Method::POST,
+                    "/sync",
+                    Some(json!({"kind": "full"})),
+                )
+                .await?;
+            sync["run_id"].as_str().unwrap_or_default().to_string()
+        }
+    };
     let floor = keycrm.sim.as_ref().map(|s| {
         let cat = s.catalog(&keycrm.api_key);
         (cat.offers.len().div_ceil(50) + cat.categories.len().div_ceil(50)) as u64

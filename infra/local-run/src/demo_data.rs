@@ -1,7 +1,9 @@
 //! The demo shop: its dictionaries, a settings mapping chosen from the KeyCRM account's own
 //! dictionaries, and pending orders built from SKUs the KeyCRM catalog really has.
 
-use mapping::settings::{AddonLink, DeliveryLink, PaymentLink, StatusLink};
+use mapping::settings::{
+    AddonLink, DeliveryLink, OrderStatusFrom, OrderStatusMap, OrderStatusTo, PaymentLink,
+};
 use mapping::shop::{NamedItem, ShopAddon, ShopReference};
 use mapping::{KeycrmReference, OrderSyncType, Settings};
 use serde_json::json;
@@ -51,14 +53,26 @@ pub fn shop_reference() -> ShopReference {
 
 /// A mapping a merchant would pick for the demo shop, from the account's real dictionaries.
 pub fn settings_for(crm: &KeycrmReference) -> Settings {
-    let status_in_group = |group: i64| {
-        crm.order_statuses
-            .iter()
-            .filter(|s| s.group_id == group && s.is_active)
-            .map(|s| s.id)
-            .min()
+    // Both directions, as a merchant following the article maps them: every KeyCRM status
+    // (the trigger sends them all) leads to the shop status of its group, and each shop status
+    // becomes the first active KeyCRM status of that group.
+    let shop_for_group = |group: i64| match group {
+        1 => Some("new"),
+        2 | 3 => Some("processing"),
+        4 => Some("shipped"),
+        5 => Some("completed"),
+        6 => Some("canceled"),
+        _ => None,
     };
-    let mut status_map = Vec::new();
+    let mut order_statuses = OrderStatusMap::default();
+    for st in &crm.order_statuses {
+        if let Some(shop) = shop_for_group(st.group_id) {
+            order_statuses.from_keycrm.push(OrderStatusFrom {
+                keycrm_status_id: st.id,
+                shop_status: shop.into(),
+            });
+        }
+    }
     for (shop, group) in [
         ("new", 1),
         ("processing", 2),
@@ -66,8 +80,14 @@ pub fn settings_for(crm: &KeycrmReference) -> Settings {
         ("completed", 5),
         ("canceled", 6),
     ] {
-        if let Some(id) = status_in_group(group) {
-            status_map.push(StatusLink {
+        let first = crm
+            .order_statuses
+            .iter()
+            .filter(|s| s.group_id == group && s.is_active)
+            .map(|s| s.id)
+            .min();
+        if let Some(id) = first {
+            order_statuses.to_keycrm.push(OrderStatusTo {
                 shop_status: shop.into(),
                 keycrm_status_id: id,
             });
@@ -144,7 +164,7 @@ pub fn settings_for(crm: &KeycrmReference) -> Settings {
             .find(|s| s.driver.as_deref() == Some("other"))
             .or_else(|| crm.sources.first())
             .map(|s| s.id),
-        status_map,
+        order_statuses,
         payment_map,
         delivery_map,
         addon_fields,

@@ -12,14 +12,14 @@
 
 use crate::settings::{ExistingProductPolicy, MatchKey, MissingProductPolicy, NewProductPolicy};
 use crate::shop::{
-    CategoryUpsert, ProductStateChange, ProductUpsert, ShopProduct, UpsertResult,
-    VariantPriceChange, VariantUpsert,
+    CategoryStateChange, CategoryUpsert, ProductStateChange, ProductUpsert, ShopProduct,
+    UpsertResult, VariantPriceChange, VariantUpsert,
 };
 use keycrm::models::{Category, Property};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// KeyCRM's page size: the unit every request estimate is counted in.
 pub const PAGE: u64 = 50;
@@ -341,6 +341,9 @@ pub struct CategoryLink {
     pub shop_id: String,
     #[serde(default)]
     pub hash: u64,
+    /// The category vanished from KeyCRM and the missing-products policy hid it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
 }
 
 // ------------------------------------------------------------------ writes
@@ -744,6 +747,31 @@ impl ShopIndex {
         out
     }
 
+    /// Stops trusting the external ids of these shop products: they were linked to another
+    /// KeyCRM account before the connection switched accounts, so their external ids are
+    /// that account's product ids and mean nothing in this one.
+    pub fn forget_external_ids(&mut self, shop_ids: &HashSet<String>) {
+        if shop_ids.is_empty() {
+            return;
+        }
+        let products = &self.products;
+        for list in self.by_external.values_mut() {
+            list.retain(|i| !shop_ids.contains(&products[*i as usize].id));
+        }
+        self.by_external.retain(|_, l| !l.is_empty());
+    }
+
+    /// Shop ids of the products that carry an external id (those worth checking with
+    /// [`ShopIndex::forget_external_ids`]).
+    pub fn with_external_ids(&self) -> Vec<String> {
+        let mut out: Vec<u32> = self.by_external.values().flatten().copied().collect();
+        out.sort_unstable();
+        out.dedup();
+        out.into_iter()
+            .map(|i| self.products[i as usize].id.clone())
+            .collect()
+    }
+
     /// Shop products whose external id is this KeyCRM product id.
     pub fn by_external_id(&self, keycrm_id: i64) -> Vec<u32> {
         self.by_external
@@ -843,15 +871,28 @@ pub struct ResolveContext<'a> {
     pub crm_keys: &'a CrmKeyCounts,
     /// How many unlinked KeyCRM products match each shop product (index position).
     pub claims: &'a HashMap<u32, u32>,
+    /// KeyCRM products whose create this run sent (see [`external_id_links`]).
+    pub creating: &'a BTreeSet<i64>,
+}
+
+/// Whether a shop product carrying this KeyCRM product's id as its external id is its
+/// counterpart. Under create-only («Не оновлювати (тільки створювати нові)») existing shop
+/// products are never linked, whatever their external id says; the one exception is this
+/// connector's own create of the product whose link was lost in a crash (`creating`: the
+/// create was sent in the run in progress), which must be recovered, not created twice.
+pub fn external_id_links(key: MatchKey, creating: bool) -> bool {
+    key != MatchKey::CreateOnly || creating
 }
 
 /// The shop product an unlinked KeyCRM product would be linked to, if exactly one: by the
 /// KeyCRM id in the shop's external id first (also how an interrupted create is recovered),
 /// then by the match key. Counted for every unlinked product before any is resolved.
-pub fn claim(key: MatchKey, index: &ShopIndex, p: &CrmProduct) -> Option<u32> {
-    let by_ext = index.by_external_id(p.id);
-    if !by_ext.is_empty() {
-        return (by_ext.len() == 1).then(|| by_ext[0]);
+pub fn claim(key: MatchKey, index: &ShopIndex, p: &CrmProduct, creating: bool) -> Option<u32> {
+    if external_id_links(key, creating) {
+        let by_ext = index.by_external_id(p.id);
+        if !by_ext.is_empty() {
+            return (by_ext.len() == 1).then(|| by_ext[0]);
+        }
     }
     if key == MatchKey::CreateOnly {
         return None;
@@ -886,7 +927,11 @@ pub fn resolve(
         }
         Resolution::Adopt { index: i, update }
     };
-    let by_ext = cx.index.by_external_id(p.id);
+    let by_ext = if external_id_links(cx.key, cx.creating.contains(&p.id)) {
+        cx.index.by_external_id(p.id)
+    } else {
+        Vec::new()
+    };
     match by_ext.len() {
         0 => {}
         1 => return adopt(by_ext[0], "external id"),
@@ -1055,6 +1100,43 @@ pub fn missing_change(
             Swept::Unavailable,
         )),
     }
+}
+
+/// What the missing-products policy does to a linked category that vanished from KeyCRM:
+/// `hide` hides it; `nothing` leaves it; `make_unavailable` leaves it visible too (a category
+/// cannot be bought, and its vanished products are made unavailable one by one).
+pub fn missing_category_change(
+    policy: MissingProductPolicy,
+    link: &CategoryLink,
+) -> Option<CategoryStateChange> {
+    match policy {
+        MissingProductPolicy::Hide if !link.hidden => Some(CategoryStateChange {
+            id: link.shop_id.clone(),
+            visible: Some(false),
+        }),
+        _ => None,
+    }
+}
+
+/// A category the policy hid that is back in KeyCRM is shown again.
+pub fn restore_category_change(link: &CategoryLink) -> Option<CategoryStateChange> {
+    link.hidden.then(|| CategoryStateChange {
+        id: link.shop_id.clone(),
+        visible: Some(true),
+    })
+}
+
+/// Linked categories KeyCRM no longer has (not hidden already), in id order.
+pub fn vanished_categories<'a>(
+    links: impl IntoIterator<Item = &'a CategoryLink>,
+    in_keycrm: &BTreeSet<i64>,
+) -> Vec<&'a CategoryLink> {
+    let mut out: Vec<&CategoryLink> = links
+        .into_iter()
+        .filter(|l| !l.hidden && !in_keycrm.contains(&l.keycrm_id))
+        .collect();
+    out.sort_by_key(|l| l.keycrm_id);
+    out
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1738,7 +1820,7 @@ mod tests {
         let mut claims = HashMap::new();
         for p in unlinked {
             counts.add(p.id, &crm_keys(key, p));
-            if let Some(c) = claim(key, &index, p) {
+            if let Some(c) = claim(key, &index, p, false) {
                 *claims.entry(c).or_insert(0) += 1;
             }
         }
@@ -1757,6 +1839,7 @@ mod tests {
         p: &CrmProduct,
         linked: &[(&str, i64)],
     ) -> Resolution {
+        let creating = BTreeSet::new();
         let cx = ResolveContext {
             key,
             new_products: new,
@@ -1764,6 +1847,7 @@ mod tests {
             index: &w.index,
             crm_keys: &w.counts,
             claims: &w.claims,
+            creating: &creating,
         };
         let linked: Vec<(String, i64)> = linked.iter().map(|(s, k)| (s.to_string(), *k)).collect();
         resolve(p, &cx, &|s| {
@@ -1807,7 +1891,9 @@ mod tests {
                 "{key:?}"
             );
         }
-        for key in [MatchKey::ExternalId, MatchKey::Sku, MatchKey::CreateOnly] {
+        // (Create-only never links an existing product, not even by external id: see
+        // `create_only_never_links_an_existing_product`.)
+        for key in [MatchKey::ExternalId, MatchKey::Sku] {
             let w = world(key, std::slice::from_ref(&by_ext), &[&p]);
             let r = decide(
                 &w,
@@ -1826,6 +1912,105 @@ mod tests {
                 "external id adopts under {key:?}"
             );
         }
+    }
+
+    #[test]
+    fn create_only_never_links_an_existing_product() {
+        // The merchant's own product carries the KeyCRM id as its external id (say, from an
+        // earlier import): «Не оновлювати (тільки створювати нові)» still creates a new one.
+        let p = product(42, "A", vec![offer(1, "A-1", 1, None)]);
+        let mut theirs = shop_product("p1", "A", &["A-1"]);
+        theirs.external_id = Some("42".into());
+        let w = world(MatchKey::CreateOnly, &[theirs], &[&p]);
+        assert_eq!(claim(MatchKey::CreateOnly, &w.index, &p, false), None);
+        let r = decide(
+            &w,
+            MatchKey::CreateOnly,
+            NewProductPolicy::Hide,
+            ExistingProductPolicy::Update,
+            &p,
+            &[],
+        );
+        assert_eq!(r, Resolution::Create { visible: false });
+        // Except this run's own create whose link a crash lost: recovered, not duplicated.
+        assert_eq!(claim(MatchKey::CreateOnly, &w.index, &p, true), Some(0));
+        let creating: BTreeSet<i64> = [42].into_iter().collect();
+        let cx = ResolveContext {
+            key: MatchKey::CreateOnly,
+            new_products: NewProductPolicy::Hide,
+            existing_products: ExistingProductPolicy::Update,
+            index: &w.index,
+            crm_keys: &w.counts,
+            claims: &w.claims,
+            creating: &creating,
+        };
+        assert_eq!(
+            resolve(&p, &cx, &|_| None),
+            Resolution::Adopt {
+                index: 0,
+                update: true
+            }
+        );
+        assert!(external_id_links(MatchKey::Sku, false));
+        assert!(!external_id_links(MatchKey::CreateOnly, false));
+    }
+
+    #[test]
+    fn external_ids_of_another_accounts_products_are_forgotten() {
+        let p = product(42, "A", vec![offer(1, "A-1", 1, None)]);
+        let mut old = shop_product("p1", "Old", &["OLD-1"]);
+        old.external_id = Some("42".into());
+        let mut w = world(MatchKey::Sku, &[old], &[&p]);
+        assert_eq!(w.index.with_external_ids(), vec!["p1".to_string()]);
+        w.index
+            .forget_external_ids(&["p1".to_string()].into_iter().collect());
+        assert!(w.index.by_external_id(42).is_empty());
+        assert!(w.index.with_external_ids().is_empty());
+        assert_eq!(claim(MatchKey::Sku, &w.index, &p, false), None);
+    }
+
+    #[test]
+    fn vanished_categories_follow_the_missing_products_policy() {
+        let link = |id: i64, hidden: bool| CategoryLink {
+            keycrm_id: id,
+            shop_id: format!("c{id}"),
+            hash: 1,
+            hidden,
+        };
+        let links = [link(1, false), link(2, false), link(3, true)];
+        let in_keycrm: BTreeSet<i64> = [1].into_iter().collect();
+        let gone: Vec<i64> = vanished_categories(&links, &in_keycrm)
+            .iter()
+            .map(|l| l.keycrm_id)
+            .collect();
+        assert_eq!(gone, vec![2], "hidden already: not counted again");
+        assert_eq!(
+            missing_category_change(MissingProductPolicy::Hide, &links[1]),
+            Some(CategoryStateChange {
+                id: "c2".into(),
+                visible: Some(false)
+            })
+        );
+        assert_eq!(
+            missing_category_change(MissingProductPolicy::Nothing, &links[1]),
+            None
+        );
+        assert_eq!(
+            missing_category_change(MissingProductPolicy::MakeUnavailable, &links[1]),
+            None
+        );
+        assert_eq!(
+            missing_category_change(MissingProductPolicy::Hide, &links[2]),
+            None
+        );
+        assert_eq!(
+            restore_category_change(&links[2]),
+            Some(CategoryStateChange {
+                id: "c3".into(),
+                visible: Some(true)
+            })
+        );
+        assert_eq!(restore_category_change(&links[0]), None);
     }
 
     #[test]
@@ -2199,6 +2384,7 @@ mod tests {
             keycrm_id: 3,
             shop_id: "s3".into(),
             hash: category_hash("C3", Some("s1")),
+            hidden: false,
         };
         assert_eq!(category_upsert(&c, Some("s1"), Some(&link)), None);
         let moved = category_upsert(&c, Some("s2"), Some(&link)).unwrap();

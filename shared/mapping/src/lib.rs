@@ -3,16 +3,21 @@
 
 pub mod catalog;
 pub mod events;
+pub mod lang;
 pub mod order_map;
 pub mod phone;
 pub mod reference;
 pub mod settings;
+pub mod settings_problem;
 pub mod shop;
 pub mod source_key;
+pub mod status_map;
 
 #[cfg(test)]
 mod testdata;
 
 pub use events::{parse_event, EventBody, EventError, OrderEvent, ShopOrder, StatusChange};
+pub use lang::Lang;
 pub use reference::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 pub use settings::{FieldError, MatchKey, OrderSyncType, Settings};
+pub use settings_problem::{Issue, Problem};

@@ -1,6 +1,6 @@
 use super::*;
 use crate::events::{parse_event, EventBody};
-use crate::settings::{AddonLink, DeliveryLink, PaymentLink, PipelineStatusLink, StatusLink};
+use crate::settings::{AddonLink, CardStatusMap, DeliveryLink, OrderStatusMap, PaymentLink};
 use crate::testdata::crm_reference;
 use crate::OrderSyncType;
 use std::str::FromStr;
@@ -19,21 +19,11 @@ fn settings() -> Settings {
     Settings {
         order_sync: OrderSyncType::Orders,
         source_id: Some(1),
-        status_map: vec![
-            StatusLink {
-                shop_status: "new".into(),
-                keycrm_status_id: 1,
-            },
-            StatusLink {
-                shop_status: "paid".into(),
-                keycrm_status_id: 3,
-            },
-        ],
-        pipeline_status_map: vec![PipelineStatusLink {
-            shop_status: "new".into(),
-            pipeline_id: 1,
-            status_id: 101,
-        }],
+        order_statuses: OrderStatusMap::from_legacy([
+            ("new".to_string(), 1),
+            ("paid".to_string(), 3),
+        ]),
+        card_statuses: CardStatusMap::from_legacy([("new".to_string(), 1, 101)]),
         payment_map: vec![PaymentLink {
             shop_method: "cod".into(),
             keycrm_method_id: 1,
@@ -306,7 +296,7 @@ fn cards_go_to_the_mapped_pipeline_with_contact_utm_and_fields() {
 #[test]
 fn cards_without_a_pipeline_are_refused() {
     let mut s = settings();
-    s.pipeline_status_map.clear();
+    s.card_statuses = CardStatusMap::default();
     assert_eq!(
         map_card(SHOP, &order(), &s, &crm_reference()),
         Err(MappingError::NoPipeline("new".into()))
@@ -324,7 +314,7 @@ fn cards_without_a_pipeline_are_refused() {
 #[test]
 fn a_later_pipeline_status_is_set_after_create() {
     let mut s = settings();
-    s.pipeline_status_map[0].status_id = 102;
+    s.card_statuses.to_keycrm[0].status_id = 102;
     let m = map_card(SHOP, &order(), &s, &crm_reference()).unwrap();
     assert_eq!(m.status_after_create, Some(102));
 }

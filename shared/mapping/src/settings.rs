@@ -1,7 +1,13 @@
 //! A connection's settings, and their validation against both sides' live dictionaries.
 
+use crate::lang::Lang;
 use crate::reference::KeycrmReference;
+pub use crate::settings_problem::FieldError;
+use crate::settings_problem::{Issue, MethodKind, Problem};
 use crate::shop::ShopReference;
+pub use crate::status_map::{
+    CardStatusFrom, CardStatusMap, CardStatusTo, OrderStatusFrom, OrderStatusMap, OrderStatusTo,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -61,15 +67,18 @@ pub enum OrderSyncType {
     Pipelines,
 }
 
-/// Shop status <-> KeyCRM order status.
+/// Shop status -> KeyCRM order status, as saved before the mapping had two directions
+/// (`status_map`). Read only, to migrate stored settings; see [`OrderStatusMap::from_legacy`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StatusLink {
     pub shop_status: String,
     pub keycrm_status_id: i64,
 }
 
-/// Shop status <-> (pipeline, pipeline status).
+/// Shop status -> (pipeline, pipeline status), as saved before (`pipeline_status_map`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PipelineStatusLink {
     pub shop_status: String,
     pub pipeline_id: i64,
@@ -95,44 +104,128 @@ pub struct DeliveryLink {
     pub keycrm_service_id: i64,
 }
 
+/// A connection's settings. Serialized in the current shape only; read also from the shape
+/// saved before the status mapping had two directions (see [`SettingsWire`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SettingsWire")]
 pub struct Settings {
-    #[serde(default)]
     pub sync_products: bool,
-    #[serde(default)]
     pub sync_categories: bool,
     /// KeyCRM category ids to take products from (with their descendants); empty = all.
-    #[serde(default)]
     pub category_filter: Vec<i64>,
-    #[serde(default)]
     pub match_key: MatchKey,
-    #[serde(default)]
     pub new_products: NewProductPolicy,
-    #[serde(default)]
     pub existing_products: ExistingProductPolicy,
-    #[serde(default)]
     pub missing_products: MissingProductPolicy,
-    /// Largest share of linked products one run may hide or make unavailable.
-    #[serde(default = "default_vanish_guard")]
+    /// Largest share of linked products (and categories) one run may hide or make unavailable.
     pub vanish_guard: f64,
-    #[serde(default)]
     pub order_sync: OrderSyncType,
-    #[serde(default)]
     pub source_id: Option<i64>,
-    #[serde(default)]
-    pub status_map: Vec<StatusLink>,
-    #[serde(default)]
-    pub pipeline_status_map: Vec<PipelineStatusLink>,
+    /// Status mapping in both directions for `order_sync: orders`.
+    pub order_statuses: OrderStatusMap,
+    /// Status mapping in both directions for `order_sync: pipelines`.
+    pub card_statuses: CardStatusMap,
     /// Where new pipeline cards go when the initial shop status has no mapping of its own.
-    #[serde(default)]
     pub default_pipeline_id: Option<i64>,
-    #[serde(default)]
     pub addon_fields: Vec<AddonLink>,
-    #[serde(default)]
     pub payment_map: Vec<PaymentLink>,
-    #[serde(default)]
     pub delivery_map: Vec<DeliveryLink>,
+}
+
+/// What a settings document may hold: today's fields, plus `status_map` and
+/// `pipeline_status_map` as written before (migrated on read, never written again).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsWire {
+    #[serde(default)]
+    sync_products: bool,
+    #[serde(default)]
+    sync_categories: bool,
+    #[serde(default)]
+    category_filter: Vec<i64>,
+    #[serde(default)]
+    match_key: MatchKey,
+    #[serde(default)]
+    new_products: NewProductPolicy,
+    #[serde(default)]
+    existing_products: ExistingProductPolicy,
+    #[serde(default)]
+    missing_products: MissingProductPolicy,
+    #[serde(default = "default_vanish_guard")]
+    vanish_guard: f64,
+    #[serde(default)]
+    order_sync: OrderSyncType,
+    #[serde(default)]
+    source_id: Option<i64>,
+    #[serde(default)]
+    order_statuses: Option<OrderStatusMap>,
+    #[serde(default)]
+    card_statuses: Option<CardStatusMap>,
+    #[serde(default)]
+    status_map: Option<Vec<StatusLink>>,
+    #[serde(default)]
+    pipeline_status_map: Option<Vec<PipelineStatusLink>>,
+    #[serde(default)]
+    default_pipeline_id: Option<i64>,
+    #[serde(default)]
+    addon_fields: Vec<AddonLink>,
+    #[serde(default)]
+    payment_map: Vec<PaymentLink>,
+    #[serde(default)]
+    delivery_map: Vec<DeliveryLink>,
+}
+
+impl TryFrom<SettingsWire> for Settings {
+    type Error = String;
+
+    fn try_from(w: SettingsWire) -> Result<Self, String> {
+        let order_statuses = match (w.order_statuses, w.status_map) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "status_map is the old form of order_statuses; send only order_statuses".into(),
+                )
+            }
+            (Some(m), None) => m,
+            (None, Some(legacy)) => OrderStatusMap::from_legacy(
+                legacy
+                    .into_iter()
+                    .map(|l| (l.shop_status, l.keycrm_status_id)),
+            ),
+            (None, None) => OrderStatusMap::default(),
+        };
+        let card_statuses =
+            match (w.card_statuses, w.pipeline_status_map) {
+                (Some(_), Some(_)) => return Err(
+                    "pipeline_status_map is the old form of card_statuses; send only card_statuses"
+                        .into(),
+                ),
+                (Some(m), None) => m,
+                (None, Some(legacy)) => CardStatusMap::from_legacy(
+                    legacy
+                        .into_iter()
+                        .map(|l| (l.shop_status, l.pipeline_id, l.status_id)),
+                ),
+                (None, None) => CardStatusMap::default(),
+            };
+        Ok(Settings {
+            sync_products: w.sync_products,
+            sync_categories: w.sync_categories,
+            category_filter: w.category_filter,
+            match_key: w.match_key,
+            new_products: w.new_products,
+            existing_products: w.existing_products,
+            missing_products: w.missing_products,
+            vanish_guard: w.vanish_guard,
+            order_sync: w.order_sync,
+            source_id: w.source_id,
+            order_statuses,
+            card_statuses,
+            default_pipeline_id: w.default_pipeline_id,
+            addon_fields: w.addon_fields,
+            payment_map: w.payment_map,
+            delivery_map: w.delivery_map,
+        })
+    }
 }
 
 fn default_vanish_guard() -> f64 {
@@ -152,8 +245,8 @@ impl Default for Settings {
             vanish_guard: default_vanish_guard(),
             order_sync: OrderSyncType::default(),
             source_id: None,
-            status_map: Vec::new(),
-            pipeline_status_map: Vec::new(),
+            order_statuses: OrderStatusMap::default(),
+            card_statuses: CardStatusMap::default(),
             default_pipeline_id: None,
             addon_fields: Vec::new(),
             payment_map: Vec::new(),
@@ -162,52 +255,30 @@ impl Default for Settings {
     }
 }
 
-/// A refused setting, named so the page can put the message next to the field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
 impl Settings {
-    /// KeyCRM status for a shop status (order sync).
+    /// KeyCRM status a shop status becomes (order sync).
     pub fn keycrm_status_for(&self, shop_status: &str) -> Option<i64> {
-        self.status_map
-            .iter()
-            .find(|l| l.shop_status == shop_status)
-            .map(|l| l.keycrm_status_id)
+        self.order_statuses.keycrm_status_for(shop_status)
     }
 
-    /// Shop status for a KeyCRM order status. When several shop statuses map to one KeyCRM
-    /// status, the first listed wins.
+    /// Shop status a KeyCRM order status stands for.
     pub fn shop_status_for(&self, keycrm_status_id: i64) -> Option<&str> {
-        self.status_map
-            .iter()
-            .find(|l| l.keycrm_status_id == keycrm_status_id)
-            .map(|l| l.shop_status.as_str())
+        self.order_statuses.shop_status_for(keycrm_status_id)
     }
 
+    /// `(pipeline, status)` a shop status becomes (pipeline sync).
     pub fn pipeline_status_for(&self, shop_status: &str) -> Option<(i64, i64)> {
-        self.pipeline_status_map
-            .iter()
-            .find(|l| l.shop_status == shop_status)
-            .map(|l| (l.pipeline_id, l.status_id))
+        self.card_statuses.keycrm_status_for(shop_status)
     }
 
+    /// Shop status a card status stands for.
     pub fn shop_status_for_card(&self, pipeline_id: Option<i64>, status_id: i64) -> Option<&str> {
-        self.pipeline_status_map
-            .iter()
-            .find(|l| l.status_id == status_id && pipeline_id.is_none_or(|p| p == l.pipeline_id))
-            .map(|l| l.shop_status.as_str())
+        self.card_statuses.shop_status_for(pipeline_id, status_id)
+    }
+
+    /// Whether product or category sync is on (a full sync has something to do).
+    pub fn catalog_sync_on(&self) -> bool {
+        self.sync_products || self.sync_categories
     }
 
     pub fn payment_method_for(&self, shop_method: &str) -> Option<i64> {
@@ -224,21 +295,47 @@ impl Settings {
             .map(|l| l.keycrm_service_id)
     }
 
-    /// Checks every reference against the live lists and that order push has what it needs.
-    /// Returns all problems at once, so the merchant can fix them in one go.
+    /// These settings with every KeyCRM reference removed (source, status mappings, pipeline,
+    /// custom fields, payment and delivery maps, category filter) and the flows that need
+    /// them turned off; shop-side choices (matching, policies, guard) are kept. What a
+    /// connection starts from after switching to another KeyCRM account.
+    pub fn without_keycrm_ids(&self) -> Settings {
+        Settings {
+            sync_products: false,
+            sync_categories: false,
+            category_filter: Vec::new(),
+            order_sync: OrderSyncType::None,
+            source_id: None,
+            order_statuses: OrderStatusMap::default(),
+            card_statuses: CardStatusMap::default(),
+            default_pipeline_id: None,
+            addon_fields: Vec::new(),
+            payment_map: Vec::new(),
+            delivery_map: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Checks every reference against the live lists and that order push has what it needs,
+    /// rendered in English. See [`Settings::problems`].
     pub fn validate(&self, crm: &KeycrmReference, shop: &ShopReference) -> Vec<FieldError> {
+        self.problems(crm, shop)
+            .iter()
+            .map(|p| p.render(Lang::En))
+            .collect()
+    }
+
+    /// Every problem at once, so the merchant can fix them in one go.
+    pub fn problems(&self, crm: &KeycrmReference, shop: &ShopReference) -> Vec<Problem> {
         let mut errs = Vec::new();
         if !(0.0..=1.0).contains(&self.vanish_guard) || self.vanish_guard.is_nan() {
-            errs.push(FieldError::new(
-                "vanish_guard",
-                "must be a share between 0 and 1",
-            ));
+            errs.push(Problem::new("vanish_guard", Issue::NotAShare));
         }
         for (i, id) in self.category_filter.iter().enumerate() {
             if crm.category(*id).is_none() {
-                errs.push(FieldError::new(
+                errs.push(Problem::new(
                     format!("category_filter[{i}]"),
-                    format!("KeyCRM has no category {id}"),
+                    Issue::UnknownCategory(*id),
                 ));
             }
         }
@@ -253,72 +350,24 @@ impl Settings {
             .collect();
 
         match self.source_id {
-            Some(id) if crm.source(id).is_none() => errs.push(FieldError::new(
-                "source_id",
-                format!("KeyCRM has no source {id}"),
-            )),
-            None if self.order_sync != OrderSyncType::None => errs.push(FieldError::new(
-                "source_id",
-                "a KeyCRM source is required to push orders",
-            )),
+            Some(id) if crm.source(id).is_none() => {
+                errs.push(Problem::new("source_id", Issue::UnknownSource(id)))
+            }
+            None if self.order_sync != OrderSyncType::None => {
+                errs.push(Problem::new("source_id", Issue::SourceRequired))
+            }
             _ => {}
         }
 
-        let mut seen = BTreeSet::new();
-        for (i, l) in self.status_map.iter().enumerate() {
-            let f = format!("status_map[{i}]");
-            if !shop_statuses.contains(l.shop_status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_status"),
-                    format!("the shop has no order status \"{}\"", l.shop_status),
-                ));
-            }
-            if crm.order_status(l.keycrm_status_id).is_none() {
-                errs.push(FieldError::new(
-                    format!("{f}.keycrm_status_id"),
-                    format!("KeyCRM has no order status {}", l.keycrm_status_id),
-                ));
-            }
-            if !seen.insert(l.shop_status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_status"),
-                    format!("shop status \"{}\" is mapped twice", l.shop_status),
-                ));
-            }
-        }
-
-        let mut seen = BTreeSet::new();
-        for (i, l) in self.pipeline_status_map.iter().enumerate() {
-            let f = format!("pipeline_status_map[{i}]");
-            if !shop_statuses.contains(l.shop_status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_status"),
-                    format!("the shop has no order status \"{}\"", l.shop_status),
-                ));
-            }
-            if crm.pipeline(l.pipeline_id).is_none() {
-                errs.push(FieldError::new(
-                    format!("{f}.pipeline_id"),
-                    format!("KeyCRM has no pipeline {}", l.pipeline_id),
-                ));
-            } else if crm.pipeline_status(l.pipeline_id, l.status_id).is_none() {
-                errs.push(FieldError::new(
-                    format!("{f}.status_id"),
-                    format!("pipeline {} has no status {}", l.pipeline_id, l.status_id),
-                ));
-            }
-            if !seen.insert(l.shop_status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("{f}.shop_status"),
-                    format!("shop status \"{}\" is mapped twice", l.shop_status),
-                ));
-            }
-        }
+        self.order_statuses
+            .check("order_statuses", crm, &shop_statuses, &mut errs);
+        self.card_statuses
+            .check("card_statuses", crm, &shop_statuses, &mut errs);
         if let Some(p) = self.default_pipeline_id {
             if crm.pipeline(p).is_none() {
-                errs.push(FieldError::new(
+                errs.push(Problem::new(
                     "default_pipeline_id",
-                    format!("KeyCRM has no pipeline {p}"),
+                    Issue::UnknownPipeline(p),
                 ));
             }
         }
@@ -327,32 +376,44 @@ impl Settings {
         for (i, l) in self.addon_fields.iter().enumerate() {
             let f = format!("addon_fields[{i}]");
             if !shop.order_addons.iter().any(|a| a.id == l.addon_id) {
-                errs.push(FieldError::new(
-                    format!("{f}.addon_id"),
-                    format!("the shop has no order add-on \"{}\"", l.addon_id),
-                ));
+                errs.push(Problem::new(format!("{f}.addon_id"), Issue::UnknownAddon));
             }
-            let field = if for_cards {
-                crm.lead_field(&l.field_uuid)
+            let field = format!("{f}.field_uuid");
+            if for_cards {
+                if crm.lead_field(&l.field_uuid).is_some() {
+                    continue;
+                }
+                let issue = match crm.order_field(&l.field_uuid) {
+                    Some(order_field) => Issue::OrderFieldInPipelines {
+                        name: order_field.name.clone(),
+                        card_field: crm
+                            .lead_fields
+                            .iter()
+                            .find(|c| {
+                                c.name.trim().to_lowercase()
+                                    == order_field.name.trim().to_lowercase()
+                            })
+                            .map(|c| c.name.clone()),
+                    },
+                    None => Issue::UnknownCardField,
+                };
+                errs.push(Problem::new(field, issue));
             } else {
-                crm.order_field(&l.field_uuid)
-            };
-            if field.is_none() {
-                let kind = if for_cards { "card" } else { "order" };
-                errs.push(FieldError::new(
-                    format!("{f}.field_uuid"),
-                    format!("KeyCRM has no {kind} custom field {}", l.field_uuid),
-                ));
+                if crm.order_field(&l.field_uuid).is_some() {
+                    continue;
+                }
+                let issue = match crm.lead_field(&l.field_uuid) {
+                    Some(card_field) => Issue::CardFieldInOrders {
+                        name: card_field.name.clone(),
+                    },
+                    None => Issue::UnknownOrderField,
+                };
+                errs.push(Problem::new(field, issue));
             }
         }
         check_method_map(
             &mut errs,
-            MethodMap {
-                name: "payment_map",
-                what: "payment method",
-                crm_field: "keycrm_method_id",
-                crm_what: "payment method",
-            },
+            ("payment_map", "keycrm_method_id", MethodKind::Payment),
             self.payment_map
                 .iter()
                 .map(|l| (l.shop_method.as_str(), l.keycrm_method_id)),
@@ -361,12 +422,7 @@ impl Settings {
         );
         check_method_map(
             &mut errs,
-            MethodMap {
-                name: "delivery_map",
-                what: "delivery method",
-                crm_field: "keycrm_service_id",
-                crm_what: "delivery service",
-            },
+            ("delivery_map", "keycrm_service_id", MethodKind::Delivery),
             self.delivery_map
                 .iter()
                 .map(|l| (l.shop_method.as_str(), l.keycrm_service_id)),
@@ -374,41 +430,51 @@ impl Settings {
             |id| crm.delivery_service(id).is_some(),
         );
 
-        // Completeness: order push must be able to place every new order somewhere.
+        // Completeness: order push must be able to place every new order somewhere. New
+        // orders start in the status the shop lists first (docs/shop-api.md).
+        let initial = shop.order_statuses.first().map(|s| s.id.as_str());
         match self.order_sync {
             OrderSyncType::None => {}
             OrderSyncType::Orders => {
-                if self.status_map.is_empty() {
-                    errs.push(FieldError::new(
-                        "status_map",
-                        "map at least the shop's order statuses to KeyCRM statuses to push orders",
-                    ));
+                if let Some(initial) = initial {
+                    if self.order_statuses.keycrm_status_for(initial).is_none() {
+                        errs.push(Problem::new(
+                            "order_statuses.to_keycrm",
+                            Issue::InitialStatusUnmapped {
+                                shop_status: initial.to_string(),
+                                pipelines: false,
+                            },
+                        ));
+                    }
                 }
             }
             OrderSyncType::Pipelines => {
                 if !crm.pipelines_enabled {
-                    errs.push(FieldError::new(
-                        "order_sync",
-                        "pipelines are not enabled in this KeyCRM account",
-                    ));
+                    errs.push(Problem::new("order_sync", Issue::PipelinesDisabled));
                 }
-                if self.pipeline_status_map.is_empty() && self.default_pipeline_id.is_none() {
-                    errs.push(FieldError::new(
-                        "pipeline_status_map",
-                        "map shop statuses to pipeline statuses (or choose a default pipeline) to push cards",
-                    ));
+                if let Some(initial) = initial {
+                    if self.card_statuses.keycrm_status_for(initial).is_none()
+                        && self.default_pipeline_id.is_none()
+                    {
+                        errs.push(Problem::new(
+                            "card_statuses.to_keycrm",
+                            Issue::InitialStatusUnmapped {
+                                shop_status: initial.to_string(),
+                                pipelines: true,
+                            },
+                        ));
+                    }
                 }
             }
         }
         if self.order_sync != OrderSyncType::None {
             for m in &shop.payment_methods {
                 if self.payment_method_for(&m.id).is_none() {
-                    errs.push(FieldError::new(
+                    errs.push(Problem::new(
                         "payment_map",
-                        format!(
-                            "shop payment method \"{}\" has no KeyCRM payment method",
-                            m.id
-                        ),
+                        Issue::PaymentMethodUnmapped {
+                            method: m.id.clone(),
+                        },
                     ));
                 }
             }
@@ -417,42 +483,36 @@ impl Settings {
     }
 }
 
-/// Names used in the errors of one shop-method -> KeyCRM-id mapping.
-struct MethodMap {
-    name: &'static str,
-    what: &'static str,
-    crm_field: &'static str,
-    crm_what: &'static str,
-}
-
 /// Payment and delivery maps follow one rule: each shop method once, existing on both sides.
 /// A shop method mapped twice would make the lookups' "first wins" silently decide.
+/// `names` is `(settings key, KeyCRM id key, kind)`.
 fn check_method_map<'a>(
-    errs: &mut Vec<FieldError>,
-    m: MethodMap,
+    errs: &mut Vec<Problem>,
+    names: (&str, &str, MethodKind),
     entries: impl Iterator<Item = (&'a str, i64)>,
     shop_methods: &BTreeSet<&str>,
     crm_has: impl Fn(i64) -> bool,
 ) {
+    let (name, crm_field, kind) = names;
     let mut seen = BTreeSet::new();
     for (i, (shop_method, crm_id)) in entries.enumerate() {
-        let f = format!("{}[{i}]", m.name);
+        let f = format!("{name}[{i}]");
         if !seen.insert(shop_method) {
-            errs.push(FieldError::new(
+            errs.push(Problem::new(
                 format!("{f}.shop_method"),
-                format!("shop {} \"{shop_method}\" is mapped twice", m.what),
+                Issue::ShopMethodMappedTwice(kind),
             ));
         }
         if !shop_methods.contains(shop_method) {
-            errs.push(FieldError::new(
+            errs.push(Problem::new(
                 format!("{f}.shop_method"),
-                format!("the shop has no {} \"{shop_method}\"", m.what),
+                Issue::UnknownShopMethod(kind),
             ));
         }
         if !crm_has(crm_id) {
-            errs.push(FieldError::new(
-                format!("{f}.{}", m.crm_field),
-                format!("KeyCRM has no {} {crm_id}", m.crm_what),
+            errs.push(Problem::new(
+                format!("{f}.{crm_field}"),
+                Issue::UnknownKeycrmMethod(kind, crm_id),
             ));
         }
     }
@@ -467,16 +527,32 @@ mod tests {
         Settings {
             order_sync: OrderSyncType::Orders,
             source_id: Some(1),
-            status_map: vec![
-                StatusLink {
-                    shop_status: "new".into(),
-                    keycrm_status_id: 1,
-                },
-                StatusLink {
-                    shop_status: "done".into(),
-                    keycrm_status_id: 12,
-                },
-            ],
+            order_statuses: OrderStatusMap {
+                from_keycrm: vec![
+                    OrderStatusFrom {
+                        keycrm_status_id: 1,
+                        shop_status: "new".into(),
+                    },
+                    OrderStatusFrom {
+                        keycrm_status_id: 3,
+                        shop_status: "new".into(),
+                    },
+                    OrderStatusFrom {
+                        keycrm_status_id: 12,
+                        shop_status: "done".into(),
+                    },
+                ],
+                to_keycrm: vec![
+                    OrderStatusTo {
+                        shop_status: "new".into(),
+                        keycrm_status_id: 1,
+                    },
+                    OrderStatusTo {
+                        shop_status: "done".into(),
+                        keycrm_status_id: 12,
+                    },
+                ],
+            },
             payment_map: vec![
                 PaymentLink {
                     shop_method: "cod".into(),
@@ -499,6 +575,13 @@ mod tests {
         }
     }
 
+    fn fields(s: &Settings) -> Vec<String> {
+        s.validate(&crm_reference(), &shop_reference())
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
     #[test]
     fn a_complete_mapping_is_accepted() {
         assert_eq!(
@@ -511,7 +594,7 @@ mod tests {
     fn every_dangling_reference_is_named() {
         let mut s = valid();
         s.source_id = Some(999);
-        s.status_map.push(StatusLink {
+        s.order_statuses.to_keycrm.push(OrderStatusTo {
             shop_status: "ghost".into(),
             keycrm_status_id: 777,
         });
@@ -519,18 +602,13 @@ mod tests {
         s.delivery_map[0].shop_method = "pigeon".into();
         s.addon_fields[0].field_uuid = "OR_9999".into();
         s.category_filter = vec![123456];
-        let fields: Vec<String> = s
-            .validate(&crm_reference(), &shop_reference())
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
         assert_eq!(
-            fields,
+            fields(&s),
             vec![
                 "category_filter[0]",
                 "source_id",
-                "status_map[2].shop_status",
-                "status_map[2].keycrm_status_id",
+                "order_statuses.to_keycrm[2].shop_status",
+                "order_statuses.to_keycrm[2].keycrm_status_id",
                 "addon_fields[0].field_uuid",
                 "payment_map[0].keycrm_method_id",
                 "delivery_map[0].shop_method",
@@ -539,18 +617,46 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_has_a_stable_code_and_both_languages() {
+        let mut s = valid();
+        s.source_id = Some(999);
+        s.addon_fields[0].field_uuid = "OR_9999".into();
+        let probs = s.problems(&crm_reference(), &shop_reference());
+        let codes: Vec<&str> = probs.iter().map(|p| p.code()).collect();
+        assert_eq!(codes, vec!["unknown_source", "unknown_order_field"]);
+        for p in &probs {
+            let (en, uk) = (p.render(Lang::En), p.render(Lang::Uk));
+            assert_eq!((en.code.as_str(), uk.code.as_str()), (p.code(), p.code()));
+            assert_ne!(en.message, uk.message);
+            assert!(!en.message.contains("OR_9999") && !uk.message.contains("OR_9999"));
+        }
+        assert_eq!(probs[0].message(Lang::Uk), "у KeyCRM немає джерела 999");
+    }
+
+    #[test]
     fn incomplete_mappings_that_break_order_push_are_refused() {
         let mut s = valid();
-        s.status_map.clear();
+        s.order_statuses.to_keycrm.clear();
         s.payment_map.pop();
         s.source_id = None;
         let errs = s.validate(&crm_reference(), &shop_reference());
-        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert!(fields.contains(&"source_id"));
-        assert!(fields.contains(&"status_map"));
+        let f: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(f.contains(&"source_id"));
+        let initial = errs
+            .iter()
+            .find(|e| e.field == "order_statuses.to_keycrm")
+            .expect("the starting status must be mapped");
+        assert_eq!(initial.code, "initial_status_unmapped");
+        assert!(initial.message.contains("\"new\""), "{}", initial.message);
         assert!(errs
             .iter()
             .any(|e| e.field == "payment_map" && e.message.contains("\"card\"")));
+        // Other shop statuses need no mapping: they are simply not pushed.
+        let mut s = valid();
+        s.order_statuses
+            .to_keycrm
+            .retain(|t| t.shop_status == "new");
+        assert_eq!(fields(&s), Vec::<String>::new());
     }
 
     #[test]
@@ -562,32 +668,86 @@ mod tests {
         crm.pipelines_enabled = false;
         let errs = s.validate(&crm, &shop_reference());
         assert!(errs.iter().any(|e| e.field == "order_sync"));
-        assert!(errs.iter().any(|e| e.field == "pipeline_status_map"));
+        assert!(errs
+            .iter()
+            .any(|e| e.field == "card_statuses.to_keycrm" && e.code == "initial_status_unmapped"));
 
-        s.pipeline_status_map = vec![PipelineStatusLink {
-            shop_status: "new".into(),
-            pipeline_id: 1,
-            status_id: 999,
-        }];
+        s.card_statuses = CardStatusMap {
+            from_keycrm: vec![],
+            to_keycrm: vec![CardStatusTo {
+                shop_status: "new".into(),
+                pipeline_id: 1,
+                status_id: 999,
+            }],
+        };
         let errs = s.validate(&crm_reference(), &shop_reference());
         assert_eq!(
             errs,
             vec![FieldError::new(
-                "pipeline_status_map[0].status_id",
+                "card_statuses.to_keycrm[0].status_id",
+                "unknown_pipeline_status",
                 "pipeline 1 has no status 999"
             )]
         );
+        // A default pipeline is enough for new cards.
+        s.card_statuses = CardStatusMap::default();
+        s.default_pipeline_id = Some(2);
+        assert_eq!(fields(&s), Vec::<String>::new());
     }
 
     #[test]
-    fn duplicate_shop_statuses_are_refused() {
+    fn an_order_field_in_pipelines_mode_says_what_to_create_instead() {
         let mut s = valid();
-        s.status_map.push(StatusLink {
-            shop_status: "new".into(),
-            keycrm_status_id: 12,
+        s.order_sync = OrderSyncType::Pipelines;
+        s.default_pipeline_id = Some(1);
+        s.addon_fields[0].field_uuid = "OR_1002".into();
+        let probs = s.problems(&crm_reference(), &shop_reference());
+        assert_eq!(probs.len(), 1);
+        assert_eq!(probs[0].field, "addon_fields[0].field_uuid");
+        assert_eq!(probs[0].code(), "order_field_in_pipelines");
+        let uk = probs[0].message(Lang::Uk);
+        assert!(
+            uk.contains("Налаштування → Додатково")
+                && uk.contains("Користувацькі поля")
+                && uk.contains("Сутність")
+                && uk.contains("картку"),
+            "{uk}"
+        );
+        let en = probs[0].message(Lang::En);
+        assert!(en.contains("card field") && en.contains("Entity"), "{en}");
+        // A card field of the same name is suggested.
+        let mut crm = crm_reference();
+        crm.lead_fields[0].name = "or_1002".into();
+        let probs = s.problems(&crm, &shop_reference());
+        assert!(probs[0].message(Lang::En).contains("«or_1002»"));
+        // The other way round: a card field for KeyCRM orders.
+        let mut s = valid();
+        s.addon_fields[0].field_uuid = "LD_1001".into();
+        let probs = s.problems(&crm_reference(), &shop_reference());
+        assert_eq!(probs[0].code(), "card_field_in_orders");
+        // A card field in pipelines mode is what it takes.
+        let mut s = valid();
+        s.order_sync = OrderSyncType::Pipelines;
+        s.default_pipeline_id = Some(1);
+        s.addon_fields[0].field_uuid = "LD_1001".into();
+        assert_eq!(fields(&s), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_contradictory_mapping_is_refused() {
+        let mut s = valid();
+        // "paid" goes to KeyCRM 3, which comes back as "new".
+        s.order_statuses.to_keycrm.push(OrderStatusTo {
+            shop_status: "paid".into(),
+            keycrm_status_id: 3,
         });
         let errs = s.validate(&crm_reference(), &shop_reference());
-        assert!(errs.iter().any(|e| e.message.contains("mapped twice")));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].field,
+            "order_statuses.to_keycrm[2].keycrm_status_id"
+        );
+        assert_eq!(errs[0].code, "contradicts_from_keycrm");
     }
 
     #[test]
@@ -601,13 +761,8 @@ mod tests {
             shop_method: "np".into(),
             keycrm_service_id: 1,
         });
-        let fields: Vec<String> = s
-            .validate(&crm_reference(), &shop_reference())
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
         assert_eq!(
-            fields,
+            fields(&s),
             vec!["payment_map[2].shop_method", "delivery_map[1].shop_method"]
         );
     }
@@ -617,6 +772,11 @@ mod tests {
         let s = valid();
         assert_eq!(s.keycrm_status_for("done"), Some(12));
         assert_eq!(s.shop_status_for(12), Some("done"));
+        assert_eq!(
+            s.shop_status_for(3),
+            Some("new"),
+            "several KeyCRM statuses, one shop status"
+        );
         assert_eq!(s.shop_status_for(5), None);
         assert_eq!(s.payment_method_for("card"), Some(2));
         assert_eq!(s.delivery_service_for("np"), Some(1));
@@ -628,15 +788,74 @@ mod tests {
         assert!(err.to_string().contains("sync_prodcts"));
         let err = serde_json::from_str::<Settings>(r#"{"match_key": "colour"}"#).unwrap_err();
         assert!(err.to_string().contains("colour"));
+        let err = serde_json::from_str::<Settings>(
+            r#"{"order_statuses": {"from_keycrm": [], "to_keycrm": [], "both": []}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("both"));
+    }
+
+    /// A connection document as stored by the connector before the status mapping had two
+    /// directions, verbatim.
+    const STORED_BEFORE: &str = r#"{"sync_products":true,"sync_categories":false,"category_filter":[],"match_key":"sku","new_products":"hide","existing_products":"update","missing_products":"nothing","vanish_guard":0.3,"order_sync":"orders","source_id":1,"status_map":[{"shop_status":"new","keycrm_status_id":1},{"shop_status":"paid","keycrm_status_id":3},{"shop_status":"packed","keycrm_status_id":3},{"shop_status":"done","keycrm_status_id":12}],"pipeline_status_map":[{"shop_status":"new","pipeline_id":1,"status_id":101}],"default_pipeline_id":null,"addon_fields":[],"payment_map":[{"shop_method":"cod","keycrm_method_id":1}],"delivery_map":[]}"#;
+
+    #[test]
+    fn settings_saved_before_both_directions_load_and_behave_the_same() {
+        let s: Settings = serde_json::from_str(STORED_BEFORE).unwrap();
+        // Shop -> KeyCRM: every listed shop status, as before.
+        for (shop, k) in [("new", 1), ("paid", 3), ("packed", 3), ("done", 12)] {
+            assert_eq!(s.keycrm_status_for(shop), Some(k), "{shop}");
+        }
+        // KeyCRM -> shop: the first listed shop status per KeyCRM status, as before.
+        assert_eq!(s.shop_status_for(3), Some("paid"));
+        assert_eq!(s.shop_status_for(12), Some("done"));
+        assert_eq!(s.pipeline_status_for("new"), Some((1, 101)));
+        assert_eq!(s.shop_status_for_card(Some(1), 101), Some("new"));
+        // Written back in the new shape only, and read again to the same settings.
+        let out = serde_json::to_value(&s).unwrap();
+        assert!(out.get("status_map").is_none() && out.get("pipeline_status_map").is_none());
+        assert_eq!(
+            out["order_statuses"]["to_keycrm"][2]["shop_status"],
+            "packed"
+        );
+        let again: Settings = serde_json::from_value(out).unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn the_old_and_the_new_form_at_once_are_refused() {
+        let err = serde_json::from_str::<Settings>(
+            r#"{"status_map": [], "order_statuses": {"from_keycrm": [], "to_keycrm": []}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("old form"), "{err}");
+    }
+
+    #[test]
+    fn a_clean_slate_keeps_only_shop_side_choices() {
+        let mut s = valid();
+        s.sync_products = true;
+        s.match_key = MatchKey::Barcode;
+        s.missing_products = MissingProductPolicy::Hide;
+        s.category_filter = vec![10];
+        let c = s.without_keycrm_ids();
+        assert_eq!(
+            (c.match_key, c.missing_products, c.vanish_guard),
+            (
+                MatchKey::Barcode,
+                MissingProductPolicy::Hide,
+                s.vanish_guard
+            )
+        );
+        assert!(!c.sync_products && c.order_sync == OrderSyncType::None);
+        assert!(c.source_id.is_none() && c.order_statuses.is_empty() && c.payment_map.is_empty());
+        assert!(c.category_filter.is_empty() && c.addon_fields.is_empty());
     }
 
     #[test]
     fn guard_share_must_be_a_share() {
         let mut s = valid();
         s.vanish_guard = 1.5;
-        assert!(s
-            .validate(&crm_reference(), &shop_reference())
-            .iter()
-            .any(|e| e.field == "vanish_guard"));
+        assert!(fields(&s).contains(&"vanish_guard".to_string()));
     }
 }

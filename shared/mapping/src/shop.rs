@@ -153,3 +153,12 @@ pub struct CategoryUpsert {
     #[serde(default)]
     pub parent_id: Option<String>,
 }
+
+/// A visibility change on an existing category (a category KeyCRM no longer has, hidden by
+/// the missing-products policy, or shown again when it comes back).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryStateChange {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible: Option<bool>,
+}

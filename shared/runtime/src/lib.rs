@@ -8,7 +8,9 @@ pub mod config;
 pub mod platform;
 pub mod sqs_batch;
 pub mod telemetry;
+pub mod token_key;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
 pub use platform::{PlatformSecret, PlatformSecretError};
+pub use token_key::{load_token_key, TokenKeySecretError};

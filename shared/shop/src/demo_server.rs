@@ -3,8 +3,8 @@
 //! `GET /__demo/shops/{shop}/stats` and `POST /__demo/shops/{shop}/stats/reset` (write counters).
 
 use crate::http::{
-    CategoryBatch, CategoryResult, CategoryResults, ErrorBody, Page, PriceChanges, ProductBatch,
-    ProductResults, StateChanges, StatusBody, MAX_PAGE,
+    CategoryBatch, CategoryResult, CategoryResults, CategoryStateChanges, ErrorBody, Page,
+    PriceChanges, ProductBatch, ProductResults, StateChanges, StatusBody, MAX_PAGE,
 };
 use crate::*;
 use axum::extract::{Path, Query, Request, State};
@@ -130,6 +130,18 @@ async fn categories(
     }))
 }
 
+async fn category_states(
+    State(d): State<Demo>,
+    Path(shop): Path<String>,
+    Json(b): Json<CategoryStateChanges>,
+) -> Res<StatusCode> {
+    d.shop
+        .set_category_states(&shop, &b.changes)
+        .await
+        .map_err(shop_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn upsert_categories(
     State(d): State<Demo>,
     Path(shop): Path<String>,
@@ -191,6 +203,10 @@ pub fn router(shop: Arc<MemoryShop>, token: String) -> Router {
         .route(
             "/v1/shops/{shop}/catalog/categories/batch",
             post(upsert_categories),
+        )
+        .route(
+            "/v1/shops/{shop}/catalog/categories/state",
+            post(category_states),
         )
         .route("/v1/shops/{shop}/reference", get(reference))
         .route("/v1/shops/{shop}/orders/{order}/status", put(order_status))
@@ -304,6 +320,30 @@ mod tests {
         let p = mem.product("s1", &pid).unwrap();
         assert!(p.visible);
         assert_eq!(p.variants[0].price, Some(Decimal::from(90)));
+
+        let cats = shop
+            .upsert_categories(
+                "s1",
+                &[CategoryUpsert {
+                    id: None,
+                    external_ref: "12".into(),
+                    name: "Сукні".into(),
+                    parent_id: None,
+                }],
+            )
+            .await
+            .unwrap();
+        let cid = cats[0].1.clone();
+        let hide = |visible| CategoryStateChange {
+            id: cid.clone(),
+            visible: Some(visible),
+        };
+        shop.set_category_states("s1", &[hide(false)])
+            .await
+            .unwrap();
+        assert!(mem.category_hidden("s1", &cid));
+        shop.set_category_states("s1", &[hide(true)]).await.unwrap();
+        assert!(!mem.category_hidden("s1", &cid));
 
         shop.set_order_status("s1", "o1", "paid").await.unwrap();
         assert_eq!(mem.order_status("s1", "o1").as_deref(), Some("paid"));

@@ -53,6 +53,11 @@ pub struct StateChanges {
 }
 
 #[derive(Serialize, Deserialize, Debug)]
+pub struct CategoryStateChanges {
+    pub changes: Vec<CategoryStateChange>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
 pub struct PriceChanges {
     pub changes: Vec<VariantPriceChange>,
 }
@@ -323,6 +328,22 @@ impl ShopCatalog for HttpShop {
                 None => return Ok(out),
             }
         }
+    }
+
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let body = CategoryStateChanges {
+            changes: changes.to_vec(),
+        };
+        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/categories/state"), &body)
+            .await
+            .map(|_| ())
     }
 
     async fn upsert_categories(

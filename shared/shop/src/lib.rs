@@ -62,6 +62,13 @@ pub trait ShopCatalog: Send + Sync {
         changes: &[VariantPriceChange],
     ) -> Result<(), ShopError>;
     async fn categories(&self, shop_id: &str) -> Result<Vec<ShopCategory>, ShopError>;
+    /// Hides or shows existing categories (categories KeyCRM no longer has, under the
+    /// missing-products policy, and their return).
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError>;
     /// Returns `(external_ref, shop category id)` for each upserted category.
     async fn upsert_categories(
         &self,

@@ -22,6 +22,7 @@ struct ShopData {
     /// Extra fields the index does not carry, kept to check "never blanked".
     details: BTreeMap<String, ProductUpsert>,
     categories: BTreeMap<String, ShopCategory>,
+    hidden_categories: std::collections::BTreeSet<String>,
     category_refs: BTreeMap<String, String>,
     orders: BTreeMap<String, String>,
     status_history: Vec<(String, String)>,
@@ -86,6 +87,11 @@ impl MemoryShop {
 
     pub fn category_list(&self, shop_id: &str) -> Vec<ShopCategory> {
         self.with(shop_id, |d| d.categories.values().cloned().collect())
+    }
+
+    /// Whether a category is hidden from buyers.
+    pub fn category_hidden(&self, shop_id: &str, id: &str) -> bool {
+        self.with(shop_id, |d| d.hidden_categories.contains(id))
     }
 
     pub fn stats(&self, shop_id: &str) -> ShopStats {
@@ -324,6 +330,32 @@ impl ShopCatalog for MemoryShop {
     async fn categories(&self, shop_id: &str) -> Result<Vec<ShopCategory>, ShopError> {
         self.up()?;
         Ok(self.category_list(shop_id))
+    }
+
+    async fn set_category_states(
+        &self,
+        shop_id: &str,
+        changes: &[CategoryStateChange],
+    ) -> Result<(), ShopError> {
+        self.up()?;
+        self.with(shop_id, |d| {
+            for c in changes {
+                if !d.categories.contains_key(&c.id) {
+                    continue;
+                }
+                match c.visible {
+                    Some(false) => {
+                        d.hidden_categories.insert(c.id.clone());
+                    }
+                    Some(true) => {
+                        d.hidden_categories.remove(&c.id);
+                    }
+                    None => {}
+                }
+            }
+        });
+        self.bump(shop_id, |s| s.category_writes += changes.len() as u64);
+        Ok(())
     }
 
     async fn upsert_categories(

@@ -152,6 +152,20 @@ impl LedgerEntry {
     pub fn claim_is_live(&self, now: DateTime<Utc>) -> bool {
         self.claim_holder.is_some() && self.claim_until.is_some_and(|u| u > now)
     }
+
+    /// When the order went (or was sent) to KeyCRM: its last create attempt, or when the
+    /// ledger first recorded it.
+    pub fn pushed_at(&self) -> DateTime<Utc> {
+        self.attempt_started_at.unwrap_or(self.created_at)
+    }
+
+    /// Whether the order's KeyCRM entity belongs to the KeyCRM account the connection uses
+    /// now. `switched_at` is the connection's last account switch (`None`: never switched);
+    /// what was pushed before it lives in the previous account, and its KeyCRM id names
+    /// something unrelated in the new one.
+    pub fn in_current_account(&self, switched_at: Option<DateTime<Utc>>) -> bool {
+        switched_at.is_none_or(|t| self.pushed_at() >= t)
+    }
 }
 
 /// `now + lease`, saturating instead of overflowing on absurd leases.
@@ -227,6 +241,11 @@ pub struct Created {
 ///   `mark_failed` keeps `maybe_committed` (a re-push then searches before creating).
 /// - `reset_for_repush` turns `Failed`/`Skipped` (or a `Pending` entry without a live claim)
 ///   back into a claimable `Pending`; `Conflict` for `Created` or a live claim.
+/// - `skipped` lists `Skipped` entries (oldest first by `created_at`); an entry leaves that
+///   list when it is reset for a re-push, so repeating the listing after resetting what it
+///   returned pages through all of them, each exactly once.
+/// - `find_by_keycrm_id` returns the most recently pushed entry when several carry the id
+///   (orders of two KeyCRM accounts after an account switch).
 #[async_trait]
 pub trait OrderLedger: Send + Sync {
     /// Claims `(connection, shop order)` for creation with a conditional write.
@@ -406,4 +425,30 @@ pub trait OrderLedger: Send + Sync {
         connection_id: &str,
         shop_order_id: &str,
     ) -> Result<LedgerEntry, StoreError>;
+
+    /// Takes a `Skipped` entry out of the skipped orders for a push: `Skipped` -> claimable
+    /// `Pending`, conditionally, so that of two requests only one gets it. `Conflict` for
+    /// any other state, `NotFound` if there is no such order.
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError>;
+
+    /// Up to `limit` orders skipped on purpose (inactive connection, order sync off) that
+    /// the connector first recorded at or after `since`, oldest first.
+    async fn skipped(
+        &self,
+        connection_id: &str,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Up to `limit` orders that are in KeyCRM (`Created`), any order: samples for telling
+    /// whether a new API key opens the same KeyCRM account.
+    async fn sample_created(
+        &self,
+        connection_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
 }

@@ -3,7 +3,9 @@
 //! single conditional `PutItem`/`UpdateItem` (no read-modify-write). Times are fixed-width
 //! UTC strings (`2026-11-28T10:15:00.000000Z`) so conditions can compare them as text.
 //! Once the KeyCRM id is known the item carries `gsi1pk = KC#{connection}#{target}#{id}`, the
-//! lookup the status webhooks use.
+//! lookup the status webhooks use. While an order is skipped it carries
+//! `gsi1pk = SKIPPED#{connection}`, `gsi1sk = created_at` instead (the orders a merchant can
+//! push later); a re-push removes it.
 
 use crate::connection::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
@@ -25,6 +27,10 @@ fn order_sk(shop_order_id: &str) -> String {
 
 fn kc_pk(connection_id: &str, target: Target, keycrm_id: i64) -> String {
     format!("KC#{connection_id}#{}#{keycrm_id}", target.as_str())
+}
+
+fn skipped_pk(connection_id: &str) -> String {
+    format!("SKIPPED#{connection_id}")
 }
 
 fn ts(t: DateTime<Utc>) -> AttributeValue {
@@ -188,6 +194,13 @@ impl Update {
     fn set(mut self, attr: &str, v: AttributeValue) -> Self {
         let (n, v) = (self.name(attr), self.value(v));
         self.set.push(format!("{n} = {v}"));
+        self
+    }
+
+    /// `attr = from` (another attribute's value).
+    fn copy(mut self, attr: &str, from: &str) -> Self {
+        let (n, f) = (self.name(attr), self.name(from));
+        self.set.push(format!("{n} = {f}"));
         self
     }
 
@@ -534,6 +547,9 @@ impl OrderLedger for DynamoTable {
             .set("state", dynamo::s("skipped"))
             .set("last_error", dynamo::s(reason))
             .set("updated_at", ts(Utc::now()))
+            // Listed for "push skipped orders", oldest first.
+            .set(GSI1_PK, dynamo::s(skipped_pk(connection_id)))
+            .copy(GSI1_SK, "created_at")
             .remove("claim_holder")
             .remove("claim_until");
         self.holder_step(connection_id, shop_order_id, u).await
@@ -578,15 +594,18 @@ impl OrderLedger for DynamoTable {
             .key_condition_expression("#p = :p")
             .expression_attribute_names("#p", GSI1_PK)
             .expression_attribute_values(":p", dynamo::s(kc_pk(connection_id, target, keycrm_id)))
-            .limit(1)
+            // One, or a few after account switches: the newest push is the current account's.
+            .limit(16)
             .send()
             .await
             .map_err(dynamo::sdk)?;
-        out.items
+        let entries = out
+            .items
             .unwrap_or_default()
-            .first()
+            .iter()
             .map(from_item)
-            .transpose()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(entries.into_iter().max_by_key(|e| e.pushed_at()))
     }
 
     async fn adopt(
@@ -803,11 +822,15 @@ impl OrderLedger for DynamoTable {
         shop_order_id: &str,
     ) -> Result<LedgerEntry, StoreError> {
         let now = Utc::now();
+        // None of the states a reset accepts has a KeyCRM id, so the index attributes can only
+        // be the skipped-orders listing, which the order leaves now.
         let u = Update::default()
             .set("state", dynamo::s("pending"))
             .set("updated_at", ts(now))
             .remove("claim_holder")
             .remove("claim_until")
+            .remove(GSI1_PK)
+            .remove(GSI1_SK)
             .when(
                 "attribute_exists(pk) AND (#state IN ({0}, {1}) OR (#state = {2} AND \
                  (attribute_not_exists(#claim_until) OR #claim_until < {3})))",
@@ -831,5 +854,102 @@ impl OrderLedger for DynamoTable {
                 "order {shop_order_id} is being pushed right now"
             ))),
         }
+    }
+
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let u = Update::default()
+            .set("state", dynamo::s("pending"))
+            .set("updated_at", ts(Utc::now()))
+            .remove("claim_holder")
+            .remove("claim_until")
+            .remove(GSI1_PK)
+            .remove(GSI1_SK)
+            .when(
+                "attribute_exists(pk) AND #state = {0}",
+                &["state"],
+                vec![dynamo::s("skipped")],
+            );
+        if let Some(e) = u.run(self, connection_id, shop_order_id).await? {
+            return Ok(e);
+        }
+        match self.ledger_item(connection_id, shop_order_id).await? {
+            None => Err(StoreError::NotFound(format!("order {shop_order_id}"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "order {shop_order_id} is not skipped"
+            ))),
+        }
+    }
+
+    async fn skipped(
+        &self,
+        connection_id: &str,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(GSI1)
+            .expression_attribute_names("#p", GSI1_PK)
+            .expression_attribute_values(":p", dynamo::s(skipped_pk(connection_id)))
+            .limit(limit.clamp(1, 1000) as i32);
+        q = match since {
+            Some(t) => q
+                .key_condition_expression("#p = :p AND #s >= :since")
+                .expression_attribute_names("#s", GSI1_SK)
+                .expression_attribute_values(":since", ts(t)),
+            None => q.key_condition_expression("#p = :p"),
+        };
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(from_item)
+            // The index is eventually consistent: an entry reset a moment ago may still show.
+            .filter(|e| !matches!(e, Ok(e) if e.state != LedgerState::Skipped))
+            .collect()
+    }
+
+    async fn sample_created(
+        &self,
+        connection_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        // A few pages at most: a sample, not a census.
+        for _ in 0..4 {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :p AND begins_with(sk, :o)")
+                .filter_expression("#state = :created")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":p", dynamo::s(conn_pk(connection_id)))
+                .expression_attribute_values(":o", dynamo::s("ORDER#"))
+                .expression_attribute_values(":created", dynamo::s("created"))
+                .scan_index_forward(false)
+                .limit(200)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo::sdk)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if found.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort_by_key(|e| std::cmp::Reverse(e.pushed_at()));
+        found.truncate(limit);
+        Ok(found)
     }
 }

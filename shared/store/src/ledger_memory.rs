@@ -248,11 +248,12 @@ impl OrderLedger for MemoryLedger {
         Ok(self
             .lock()?
             .values()
-            .find(|e| {
+            .filter(|e| {
                 e.connection_id == connection_id
                     && e.target == target
                     && e.keycrm_id == Some(keycrm_id)
             })
+            .max_by_key(|e| e.pushed_at())
             .cloned())
     }
 
@@ -448,5 +449,63 @@ impl OrderLedger for MemoryLedger {
         e.claim_until = None;
         e.updated_at = now;
         Ok(e.clone())
+    }
+
+    async fn unskip(
+        &self,
+        connection_id: &str,
+        shop_order_id: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        let mut m = self.lock()?;
+        let e = m
+            .get_mut(&key(connection_id, shop_order_id))
+            .ok_or_else(|| missing(shop_order_id))?;
+        if e.state != LedgerState::Skipped {
+            return Err(StoreError::Conflict(format!(
+                "order {shop_order_id} is not skipped"
+            )));
+        }
+        e.state = LedgerState::Pending;
+        e.claim_holder = None;
+        e.claim_until = None;
+        e.updated_at = Utc::now();
+        Ok(e.clone())
+    }
+
+    async fn skipped(
+        &self,
+        connection_id: &str,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out: Vec<LedgerEntry> = self
+            .lock()?
+            .values()
+            .filter(|e| {
+                e.connection_id == connection_id
+                    && e.state == LedgerState::Skipped
+                    && since.is_none_or(|t| e.created_at >= t)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.shop_order_id).cmp(&(b.created_at, &b.shop_order_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn sample_created(
+        &self,
+        connection_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out: Vec<LedgerEntry> = self
+            .lock()?
+            .values()
+            .filter(|e| e.connection_id == connection_id && e.state == LedgerState::Created)
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| std::cmp::Reverse(e.pushed_at()));
+        out.truncate(limit);
+        Ok(out)
     }
 }

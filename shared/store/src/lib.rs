@@ -20,7 +20,9 @@ mod sync_dynamo;
 mod sync_memory;
 pub mod tokens;
 
-pub use connection::{Connection, ConnectionStore, MemoryConnections, WebhookKind, WebhookTokens};
+pub use connection::{
+    Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind, WebhookTokens,
+};
 pub use dynamo::DynamoTable;
 pub use error::StoreError;
 pub use gate::DynamoRateGate;
@@ -35,3 +37,4 @@ pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
 pub use sync_memory::MemorySync;
+pub use tokens::TokenKey;

@@ -3,7 +3,7 @@
 // nothing a side owns is written into the page.
 
 import {h, uid, options as opts} from './dom.js';
-import {t} from './i18n.js';
+import {t, has} from './i18n.js';
 import {
   MATCH_KEYS, NEW_POLICIES, EXISTING_POLICIES, MISSING_POLICIES, ORDER_SYNC, setEntry, rowKey, descendants,
 } from './settings.js';
@@ -215,7 +215,7 @@ function shopStatusItems(ctx) {
 function crmStatusGroups(ctx) {
   const k = ctx.options.keycrm;
   const groups = (k.order_status_groups || []).map((g) => ({
-    group: g.name,
+    group: has(`group.${g.id}`) ? t(`group.${g.id}`) : g.name,
     items: k.order_statuses.filter((s) => s.group_id === g.id).map((s) => ({value: s.id, label: s.name})),
   })).filter((g) => g.items.length);
   const known = new Set((k.order_status_groups || []).map((g) => g.id));

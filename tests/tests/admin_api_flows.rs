@@ -208,6 +208,8 @@ async fn env() -> Env {
     let mut config = AdminConfig::new(prefix.clone(), sim.base_url());
     config.allowed_keycrm_base_urls = vec![dead_base.clone()];
     config.public_base_url = Some("https://hooks.example.test".into());
+    // A disconnect's cleanup job is visible at once (the tests run it themselves).
+    config.cleanup_delay = Duration::ZERO;
     let table_arc = Arc::new(table.clone());
     let api = AdminApi {
         config,
@@ -1253,6 +1255,50 @@ async fn delete_removes_the_key_settings_and_state() {
 
     let r = e.call("DELETE", "", "shop-a", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // The answer comes at once: the connection is marked and its shop freed; the data, then
+    // the key, go in the background (the cleanup job on the sync-jobs queue, run here as
+    // catalog-sync runs it). See tests/tests/connection_delete.rs for the whole lifecycle.
+    assert!(
+        e.secrets.get(&conn.secret_name).await.unwrap().is_some(),
+        "the key is deleted last, by the cleanup"
+    );
+    assert_eq!(e.partition("SHOP#shop-a").await, Vec::<String>::new());
+    let cleanup = e
+        .sync_q
+        .receive(10, Duration::from_secs(30), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(cleanup.len(), 1, "one cleanup job queued");
+    let engine = catalog_sync::Engine::new(
+        catalog_sync::Deps {
+            connections: Arc::new(e.table.clone()),
+            sync: Arc::new(e.table.clone()),
+            links: Arc::new(e.table.clone()),
+            shop: Arc::new(MemoryShop::new()),
+            clients: Arc::new(KeycrmClients::new(
+                Arc::new(e.secrets.clone()),
+                Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0))),
+                ClientConfig::default(),
+            )),
+            journal: Arc::new(e.table.clone()),
+            jobs: Arc::new(e.sync_q.clone()),
+        },
+        catalog_sync::Config {
+            cleanup_grace: Duration::ZERO,
+            ..catalog_sync::Config::default()
+        },
+    );
+    let out = engine
+        .on_message(
+            &cleanup[0].body,
+            std::time::Instant::now() + Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, catalog_sync::JobOutcome::Finished { ref state, .. } if state == "deleted"),
+        "{out:?}"
+    );
     assert!(
         e.secrets.get(&conn.secret_name).await.unwrap().is_none(),
         "the key is gone"

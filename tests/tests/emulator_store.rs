@@ -54,23 +54,118 @@ async fn one_connection_per_shop_and_optimistic_updates() {
     assert!(!t.get("c1").await.unwrap().unwrap().active);
 }
 
+async fn put_raw(t: &store::DynamoTable, pk: &str, sk: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    t.client
+        .put_item()
+        .table_name(&t.name)
+        .item("pk", AttributeValue::S(pk.into()))
+        .item("sk", AttributeValue::S(sk.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn sort_keys(t: &store::DynamoTable, pk: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = t
+        .client
+        .query()
+        .table_name(&t.name)
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
+}
+
+/// Deleting is a mark first (the connection is gone for everyone and its shop is free at
+/// once), then a purge in bounded steps that can stop and resume anywhere, then the mark goes.
 #[tokio::test]
-async fn delete_removes_the_connection_and_frees_the_shop() {
+async fn delete_marks_first_frees_the_shop_and_purges_in_steps() {
     let t = emulator::table().await;
-    t.create(&connection("c1", "shop-1")).await.unwrap();
+    let c1 = connection("c1", "shop-1");
+    t.create(&c1).await.unwrap();
     t.create(&connection("c3", "shop-3")).await.unwrap();
-    t.delete("c1").await.unwrap();
-    assert!(t.get("c1").await.unwrap().is_none());
-    assert!(t.get_by_shop("shop-1").await.unwrap().is_none());
-    t.create(&connection("c9", "shop-1")).await.unwrap();
+    for i in 0..40 {
+        put_raw(&t, "LINKS#c1", &format!("P#{i}")).await;
+        put_raw(&t, "CONN#c1", &format!("ORDER#o-{i}")).await;
+    }
+    put_raw(&t, "CONN#c3", "ORDER#keep").await;
+
+    // Never a live connection's data.
     assert!(matches!(
-        t.delete("nope").await,
-        Err(StoreError::NotFound(_))
+        t.purge("c1", 10).await,
+        Err(StoreError::Conflict(_))
     ));
+    assert!(matches!(t.remove("c1").await, Err(StoreError::Conflict(_))));
+    assert_eq!(sort_keys(&t, "LINKS#c1").await.len(), 40);
+    // Only the version that was read.
+    let stale = Connection {
+        version: 9,
+        ..c1.clone()
+    };
+    assert!(matches!(
+        t.mark_deleting(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    t.mark_deleting(&c1).await.unwrap();
+    assert!(
+        t.get("c1").await.unwrap().is_none(),
+        "gone for every consumer"
+    );
+    assert!(t.get_by_shop("shop-1").await.unwrap().is_none());
+    let (listed, _) = t.list(None, 100).await.unwrap();
+    assert!(listed.iter().all(|c| c.id != "c1"), "no schedule lists it");
+    assert_eq!(
+        t.list_deleting(None, 10).await.unwrap().0,
+        vec!["c1".to_string()]
+    );
+    let (doc, _since) = t.get_deleting("c1").await.unwrap().unwrap();
+    assert_eq!(
+        doc.secret_name, c1.secret_name,
+        "the cleanup still knows the key's name"
+    );
+    let v2 = Connection {
+        version: 2,
+        ..c1.clone()
+    };
+    assert!(matches!(t.update(&v2).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        t.mark_deleting(&c1).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The shop connects again while the old data is still there.
+    t.create(&connection("c9", "shop-1")).await.unwrap();
+    assert_eq!(t.get_by_shop("shop-1").await.unwrap().unwrap().id, "c9");
+
+    let mut passes = 0;
+    while !t.purge("c1", 25).await.unwrap() {
+        passes += 1;
+        assert!(passes < 20, "the purge makes progress");
+    }
+    assert!(passes >= 3, "80 items in steps of 25: {passes}");
+    assert!(t.purge("c1", 25).await.unwrap(), "idempotent");
+    assert!(sort_keys(&t, "LINKS#c1").await.is_empty());
+    assert_eq!(sort_keys(&t, "CONN#c1").await, vec!["META".to_string()]);
+    t.remove("c1").await.unwrap();
+    t.remove("c1").await.unwrap();
+    assert!(t.get_deleting("c1").await.unwrap().is_none());
+    assert!(t.list_deleting(None, 10).await.unwrap().0.is_empty());
+    assert!(sort_keys(&t, "CONN#c1").await.is_empty());
+
     assert!(
         t.get("c3").await.unwrap().is_some(),
         "other connections untouched"
     );
+    assert_eq!(sort_keys(&t, "CONN#c3").await.len(), 2);
+    assert_eq!(t.get_by_shop("shop-1").await.unwrap().unwrap().id, "c9");
 }
 
 #[tokio::test]
@@ -223,6 +318,47 @@ async fn a_429_pauses_every_instance() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// AWS SDK text (ARNs, account ids, request ids) stays in the operators' log: a real SDK
+/// failure becomes a plain reason, and the status page never shows AWS resource names,
+/// whatever text reaches the journal.
+#[tokio::test]
+async fn aws_error_text_never_reaches_the_status_page() {
+    use store::StatusJournal;
+    let t = emulator::table().await;
+    let missing = store::DynamoTable::new(t.client.clone(), emulator::unique("no-such-table"));
+    let err = ConnectionStore::get(&missing, "c1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("DynamoDB refused the request (ResourceNotFoundException)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Requested resource not found") && !text.contains("service error"),
+        "SDK text in a store error: {text}"
+    );
+    let sdk_text = "no KeyCRM client: service error: AccessDeniedException: User: \
+        arn:aws:sts::123456789012:assumed-role/r/order-push is not authorized to perform: \
+        secretsmanager:GetSecretValue on resource: \
+        arn:aws:secretsmanager:eu-central-1:123456789012:secret:shop-keycrm/dev/keycrm/c1";
+    t.record_error("c1", sdk_text).await.unwrap();
+    t.record_failure(
+        "c1",
+        &store::OrderFailure {
+            shop_order_id: "A-7".into(),
+            at: Utc::now(),
+            reason: sdk_text.into(),
+            field_errors: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let s = t.status("c1").await.unwrap();
+    let shown = serde_json::to_string(&s).unwrap();
+    assert!(!shown.contains("arn:"), "{shown}");
+    assert!(!shown.contains("123456789012"), "{shown}");
+    assert!(shown.contains("no KeyCRM client"), "{shown}");
 }
 
 #[tokio::test]

@@ -708,3 +708,391 @@ fn get_att_forms_are_resolved() {
     let name: Value = serde_yaml::from_str("!GetAtt Q.QueueName").unwrap();
     assert!(get_att_arn_target(&name).is_err());
 }
+
+// ------------------------------------------------------------------ least privilege
+
+/// `!Ref X` and `!GetAtt X.Attr` targets anywhere inside `value`.
+fn refs_in(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Tagged(t) if t.tag == "Ref" => {
+            if let Some(s) = t.value.as_str() {
+                out.insert(s.to_owned());
+            }
+        }
+        Value::Tagged(t) if t.tag == "GetAtt" => match &t.value {
+            Value::String(s) => {
+                out.insert(s.split('.').next().unwrap_or_default().to_owned());
+            }
+            Value::Sequence(seq) => {
+                if let Some(s) = seq.first().and_then(Value::as_str) {
+                    out.insert(s.to_owned());
+                }
+            }
+            other => refs_in(other, out),
+        },
+        Value::Tagged(t) => refs_in(&t.value, out),
+        Value::Mapping(m) => m.values().for_each(|v| refs_in(v, out)),
+        Value::Sequence(s) => s.iter().for_each(|v| refs_in(v, out)),
+        _ => {}
+    }
+}
+
+fn refs(value: &Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    refs_in(value, &mut out);
+    out
+}
+
+/// Every string inside `value` (tag contents included), e.g. `!Sub` ARN patterns.
+fn strings_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Tagged(t) => strings_in(&t.value, out),
+        Value::Mapping(m) => m.values().for_each(|v| strings_in(v, out)),
+        Value::Sequence(s) => s.iter().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
+}
+
+fn policies(function: &Value) -> Vec<&Value> {
+    props(function)
+        .and_then(|p| p.get("Policies"))
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The hand-written statements of a function's policies.
+fn statements(function: &Value) -> Vec<&Value> {
+    policies(function)
+        .into_iter()
+        .filter_map(|p| p.get("Statement"))
+        .flat_map(|s| match s {
+            Value::Sequence(seq) => seq.iter().collect::<Vec<_>>(),
+            other => vec![other],
+        })
+        .collect()
+}
+
+fn list_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A function's environment variables, `Globals.Function` first, the function's own over them.
+fn environment(template: &Value, function: &Value) -> BTreeMap<String, Value> {
+    let mut env = BTreeMap::new();
+    let vars = |v: Option<&Value>| {
+        v.and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    env.extend(vars(
+        template
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Environment")),
+    ));
+    env.extend(vars(props(function).and_then(|p| p.get("Environment"))));
+    env
+}
+
+const ADMIN_TOKEN_SECRET: &str = "AdminTokenSecret";
+const SHOP_TOKEN_SECRET: &str = "ShopApiTokenSecret";
+
+/// The internet-facing webhook function: a hand-written policy that reads a connection and
+/// bumps its counter, nothing more — no CRUD template, no Scan/Query/Put/Delete, no other
+/// partition or attribute, no platform secret, no KeyCRM key.
+#[test]
+fn the_webhook_function_has_a_hand_written_least_privilege_policy() {
+    let template = load_template();
+    let f = resource(&template, "WebhookFunction").expect("WebhookFunction");
+    let mut problems = Vec::new();
+    for p in policies(f) {
+        let Some(m) = p.as_mapping() else {
+            problems.push(format!("policy `{}` is a managed policy name", describe(p)));
+            continue;
+        };
+        for (k, v) in m {
+            match k.as_str().unwrap_or_default() {
+                "Statement" => {}
+                "SQSSendMessagePolicy" => {
+                    if refs(v) != ["StatusUpdatesQueue".to_owned()].into() {
+                        problems.push(format!("sends to `{}`", describe(v)));
+                    }
+                }
+                // Another secret (not a platform secret) may be read, e.g. a webhook-only key.
+                "AWSSecretsManagerGetSecretValuePolicy" => {
+                    let r = refs(v);
+                    if r.contains(ADMIN_TOKEN_SECRET) || r.contains(SHOP_TOKEN_SECRET) {
+                        problems.push(format!("reads a platform secret: `{}`", describe(v)));
+                    }
+                }
+                other => problems.push(format!(
+                    "SAM policy template `{other}` grants more than the webhook needs; write the statement by hand"
+                )),
+            }
+        }
+    }
+    let mut saw = (false, false);
+    for st in statements(f) {
+        let actions = list_of(st.get("Action"));
+        let mut texts = Vec::new();
+        strings_in(st.get("Resource").unwrap_or(&Value::Null), &mut texts);
+        if texts.iter().any(|t| t.contains("/keycrm/")) {
+            problems.push("a statement on the KeyCRM keys".into());
+        }
+        for a in &actions {
+            if a.contains('*') {
+                problems.push(format!("wildcard action `{a}`"));
+            }
+            if a.starts_with("dynamodb:") && a != "dynamodb:GetItem" && a != "dynamodb:UpdateItem" {
+                problems.push(format!("`{a}` is not something the webhook does"));
+            }
+        }
+        if !actions.iter().any(|a| a.starts_with("dynamodb:")) {
+            continue;
+        }
+        if refs(st.get("Resource").unwrap_or(&Value::Null)) != ["ConnectorTable".to_owned()].into()
+        {
+            problems.push(format!("DynamoDB statement on `{}`", describe(st)));
+        }
+        let cond = st.get("Condition");
+        let leading = cond
+            .and_then(|c| c.get("ForAllValues:StringLike"))
+            .and_then(|c| c.get("dynamodb:LeadingKeys"));
+        let keys = list_of(leading);
+        if keys.is_empty() || keys.iter().any(|k| !k.starts_with("CONN#")) {
+            problems.push(format!(
+                "{actions:?} is not limited to the CONN# partitions (dynamodb:LeadingKeys): {}",
+                describe(st)
+            ));
+        }
+        if actions.iter().any(|a| a == "dynamodb:GetItem") {
+            saw.0 = true;
+        }
+        if actions.iter().any(|a| a == "dynamodb:UpdateItem") {
+            saw.1 = true;
+            let attrs = list_of(
+                cond.and_then(|c| c.get("ForAllValues:StringEquals"))
+                    .and_then(|c| c.get("dynamodb:Attributes")),
+            );
+            let allowed = ["pk", "sk", "webhooks_ignored"];
+            if attrs.is_empty() || attrs.iter().any(|a| !allowed.contains(&a.as_str())) {
+                problems.push(format!(
+                    "UpdateItem must be limited (dynamodb:Attributes) to {allowed:?}, found {attrs:?}"
+                ));
+            }
+        }
+    }
+    if saw != (true, true) {
+        problems.push(
+            "the connection read (GetItem) and the counter (UpdateItem) must both be granted"
+                .into(),
+        );
+    }
+    fail_if_any("WebhookFunction policy", &problems);
+}
+
+/// The signing key of admin tokens and the shop API token live in separate secrets, and each
+/// function can read (and is told about) only the one it uses.
+#[test]
+fn each_function_reads_only_the_platform_secret_it_uses() {
+    let template = load_template();
+    let mut problems = Vec::new();
+    for id in [ADMIN_TOKEN_SECRET, SHOP_TOKEN_SECRET] {
+        match resource(&template, id)
+            .and_then(|r| r.get("Type"))
+            .and_then(Value::as_str)
+        {
+            Some("AWS::SecretsManager::Secret") => {}
+            other => problems.push(format!("{id} is not a secret: {other:?}")),
+        }
+    }
+    if resource(&template, "PlatformSecret").is_some() {
+        problems.push("the combined PlatformSecret is back: split it".into());
+    }
+    let expected: BTreeMap<&str, Vec<&str>> = [
+        (
+            "AdminApiFunction",
+            vec![ADMIN_TOKEN_SECRET, SHOP_TOKEN_SECRET],
+        ),
+        ("CatalogSyncFunction", vec![SHOP_TOKEN_SECRET]),
+        ("StatusApplyFunction", vec![SHOP_TOKEN_SECRET]),
+        ("OrderPushFunction", vec![]),
+        ("WebhookFunction", vec![]),
+    ]
+    .into();
+    let env_of = [
+        ("ADMIN_TOKEN_SECRET_ARN", ADMIN_TOKEN_SECRET),
+        ("SHOP_API_TOKEN_SECRET_ARN", SHOP_TOKEN_SECRET),
+    ];
+    for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {
+        let mut granted = std::collections::BTreeSet::new();
+        for p in policies(f) {
+            refs_in(p, &mut granted);
+        }
+        granted.retain(|r| r == ADMIN_TOKEN_SECRET || r == SHOP_TOKEN_SECRET);
+        let env = environment(&template, f);
+        if env.contains_key("PLATFORM_SECRET_ARN") {
+            problems.push(format!(
+                "{id}: PLATFORM_SECRET_ARN (the old combined secret)"
+            ));
+        }
+        let mut told = std::collections::BTreeSet::new();
+        for (var, secret) in env_of {
+            if let Some(v) = env.get(var) {
+                if refs(v) != [secret.to_owned()].into() {
+                    problems.push(format!(
+                        "{id}: {var} is `{}`, not !Ref {secret}",
+                        describe(v)
+                    ));
+                }
+                told.insert(secret.to_owned());
+            }
+        }
+        match expected.get(id.as_str()) {
+            Some(want) => {
+                let want: std::collections::BTreeSet<String> =
+                    want.iter().map(|s| s.to_string()).collect();
+                if granted != want {
+                    problems.push(format!("{id} can read {granted:?}; it uses {want:?}"));
+                }
+                if told != want {
+                    problems.push(format!("{id} is given {told:?}; it uses {want:?}"));
+                }
+            }
+            None if granted.contains(ADMIN_TOKEN_SECRET) => problems.push(format!(
+                "{id} can read the admin-token signing key (only the admin API may)"
+            )),
+            None => {}
+        }
+    }
+    fail_if_any("platform secrets", &problems);
+}
+
+/// KeyCRM keys: only the admin API creates or changes them; deleting is also the cleanup's
+/// (catalog-sync) last step after a disconnect; the webhook never touches them.
+#[test]
+fn only_the_admin_api_writes_keycrm_keys_and_only_it_and_the_cleanup_delete_them() {
+    let template = load_template();
+    let mut problems = Vec::new();
+    for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {
+        for st in statements(f) {
+            let mut texts = Vec::new();
+            strings_in(st.get("Resource").unwrap_or(&Value::Null), &mut texts);
+            if !texts.iter().any(|t| t.contains("/keycrm/")) {
+                continue;
+            }
+            for a in list_of(st.get("Action")) {
+                let ok = match a.as_str() {
+                    // status-apply reads a key for one thing: reading a KeyCRM order back
+                    // before adopting it into the ledger. The internet-facing webhook never.
+                    "secretsmanager:GetSecretValue" | "secretsmanager:DescribeSecret" => {
+                        id != "WebhookFunction"
+                    }
+                    "secretsmanager:DeleteSecret" => {
+                        id == "AdminApiFunction" || id == "CatalogSyncFunction"
+                    }
+                    _ => id == "AdminApiFunction",
+                };
+                if !ok {
+                    problems.push(format!("{id} may `{a}` KeyCRM keys"));
+                }
+            }
+        }
+    }
+    fail_if_any("KeyCRM key permissions", &problems);
+}
+
+/// Every HTTP route has its own throttle, and the public webhook route's budget is its own:
+/// a flood on it cannot use up the admin API's (one stage-wide throttle would).
+#[test]
+fn every_http_route_has_its_own_throttle_and_the_webhook_route_is_apart() {
+    let template = load_template();
+    let api = resource(&template, "HttpApi").expect("HttpApi");
+    let settings = props(api)
+        .and_then(|p| p.get("RouteSettings"))
+        .and_then(Value::as_mapping)
+        .expect("HttpApi has RouteSettings");
+    let mut problems = Vec::new();
+    let mut routes = Vec::new();
+    for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {
+        let Some(events) = props(f)
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping)
+        else {
+            continue;
+        };
+        for ev in events.values() {
+            if ev.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                continue;
+            }
+            let p = ev.get("Properties");
+            let method = p
+                .and_then(|p| p.get("Method"))
+                .and_then(Value::as_str)
+                .unwrap_or("ANY")
+                .to_ascii_uppercase();
+            let path = p
+                .and_then(|p| p.get("Path"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            routes.push((id.clone(), format!("{method} {path}")));
+        }
+    }
+    let limit = |route: &str, key: &str| -> Option<String> {
+        let v = settings.get(route)?.get(key)?;
+        match v {
+            Value::Tagged(t) if t.tag == "Ref" => {
+                let name = t.value.as_str()?;
+                let param = template.get("Parameters")?.get(name)?;
+                (param.get("Type").and_then(Value::as_str) == Some("Number"))
+                    .then(|| format!("!Ref {name}"))
+            }
+            other => literal_u64(other).filter(|n| *n > 0).map(|n| n.to_string()),
+        }
+    };
+    for (id, route) in &routes {
+        for key in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+            if limit(route, key).is_none() {
+                problems.push(format!("{id}: route `{route}` has no {key} of its own"));
+            }
+        }
+    }
+    for key in settings.keys().filter_map(Value::as_str) {
+        if !routes.iter().any(|(_, r)| r == key) {
+            problems.push(format!("RouteSettings names `{key}`, which is no route"));
+        }
+    }
+    let webhook: Vec<&String> = routes
+        .iter()
+        .filter(|(id, _)| id == "WebhookFunction")
+        .map(|(_, r)| r)
+        .collect();
+    assert!(!webhook.is_empty(), "the webhook route");
+    for w in webhook {
+        for (id, other) in routes.iter().filter(|(id, _)| id != "WebhookFunction") {
+            if limit(w, "ThrottlingRateLimit") == limit(other, "ThrottlingRateLimit")
+                && limit(w, "ThrottlingRateLimit").is_some_and(|l| l.starts_with("!Ref"))
+            {
+                problems.push(format!(
+                    "the webhook route shares its rate parameter with {id}'s `{other}`"
+                ));
+            }
+        }
+    }
+    fail_if_any("HTTP API throttles", &problems);
+}

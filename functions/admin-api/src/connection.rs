@@ -16,8 +16,9 @@ use axum::Json;
 use chrono::Utc;
 use keycrm::{ApiKey, KeycrmClient};
 use mapping::Settings;
+use queue::Outgoing;
 use serde::{Deserialize, Serialize};
-use store::{Connection, StoreError, WebhookGenerations, WebhookKind, WebhookTokens};
+use store::{CleanupJob, Connection, StoreError, WebhookGenerations, WebhookKind, WebhookTokens};
 
 /// Longest string accepted as an API key (KeyCRM keys are ~60 characters).
 const MAX_KEY_LEN: usize = 512;
@@ -424,25 +425,35 @@ pub async fn patch_connection(
     Ok(Json(answer))
 }
 
-/// `DELETE /connection`: the key, the settings and everything the connection owns go.
-/// Events that arrive later find no connection and are dropped by their consumers.
+/// `DELETE /connection`: answers at once. The connection is marked as deleted and its shop
+/// freed in one write, so from that moment nothing runs for it (every consumer and the webhook
+/// find no connection) and the shop may connect again; its data, then its key, then the mark
+/// are removed in the background by a cleanup job (catalog-sync, see `docs/admin-api.md`).
 pub async fn delete_connection(
     State(api): State<AppState>,
     auth: ShopAuth,
 ) -> ApiResult<StatusCode> {
-    let conn = require_connection(&api, &auth.shop_id).await?;
-    // The secret first: if the rest fails, the connection is still there to delete again,
-    // and no key is left behind that nothing points to.
-    api.secrets.delete(&conn.secret_name).await?;
-    match api.connections.delete(&conn.id).await {
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if let Err(e) = api.cache.invalidate(&conn.id).await {
-        tracing::warn!(connection = %conn.id, error = %e, "could not drop cached options");
+    let mut conn = require_connection(&api, &auth.shop_id).await?;
+    let mut attempt = 1;
+    loop {
+        match api.connections.mark_deleting(&conn).await {
+            Ok(()) => break,
+            // Changed meanwhile (a toggle, a settings save): delete what is there now.
+            Err(StoreError::Conflict(_)) if attempt < WRITE_ATTEMPTS => {
+                attempt += 1;
+                conn = require_connection(&api, &auth.shop_id).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     api.clients.forget(&conn.id);
-    tracing::info!(shop = %conn.shop_id, connection = %conn.id, "KeyCRM connection deleted");
+    // Delayed past the work still in flight for the connection. If the send fails, the
+    // catalog-sync resume schedule finds the mark and starts the cleanup within minutes.
+    let job = Outgoing::new(CleanupJob::new(&conn.id).to_body()).delayed(api.config.cleanup_delay);
+    if let Err(e) = api.sync_queue.send(job).await {
+        tracing::warn!(connection = %conn.id, error = %e, "cleanup job not queued; the resume schedule starts it");
+    }
+    tracing::info!(shop = %conn.shop_id, connection = %conn.id, "KeyCRM connection deleted; its data is removed in the background");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -496,12 +507,12 @@ pub async fn put_settings(
             "version_conflict",
             Msg::new(
                 format!(
-                    "the connection changed since it was read (version {} now, {} sent); reload and try again",
-                    conn.version, req.version
+                    "the connection changed since it was read (it is at version {} now); reload and try again",
+                    conn.version
                 ),
                 format!(
-                    "підключення змінилося після завантаження сторінки (версія {} зараз, надіслано {}); оновіть сторінку й спробуйте ще раз",
-                    conn.version, req.version
+                    "підключення змінилося після завантаження сторінки (зараз версія {}); оновіть сторінку й спробуйте ще раз",
+                    conn.version
                 ),
             ),
         ));

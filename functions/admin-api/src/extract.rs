@@ -110,7 +110,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let path = e.path().to_string();
+            let path = e.path().clone();
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
                 return Err(ApiError::new(
@@ -122,11 +122,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     ),
                 ));
             }
-            let field = if path == "." { String::new() } else { path };
-            // English keeps serde's own words (they name the field and the expected values,
-            // never a value: see `redact_values`); Ukrainian says the same in its words.
-            let en = redact_values(&strip_position(&inner.to_string()));
-            let issue = Issue::Parse(classify(&en));
+            // The English words are built from serde's message without any value from the
+            // request (`describe`); the code and the Ukrainian words from its kind.
+            let (en, unknown) = describe(&inner);
+            let issue = Issue::Parse(classify(&strip_position(&inner.to_string())));
             let code = issue.code();
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -137,11 +136,136 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 ),
             )
             .with_fields(vec![FieldProblem::new(
-                field,
+                field_path(&path, unknown.as_ref()),
                 code,
                 Msg::new(en, issue.message(Lang::Uk)),
             )]))
         }
+    }
+}
+
+/// A field name of the API's own shape: lower-case words joined by `_`.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// An unknown field name is repeated only when it has the shape of the API's own names
+/// (`sync_prodcts`, `enabled`): a key or token pasted where a field name goes (digits, capitals,
+/// dashes) never is.
+fn shown_unknown(name: &str) -> bool {
+    plain_name(name)
+}
+
+/// The field's path (`settings.status_map[1].keycrm_status_id`). Keys that are not plain
+/// field names are shown as `?`, and so is an unknown field unless it is a near miss
+/// (`unknown` is the unknown field's name and whether it may be shown).
+fn field_path(path: &serde_path_to_error::Path, unknown: Option<&(String, bool)>) -> String {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let mut out = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                let shown = match unknown {
+                    Some((name, shown)) if last && name == key => *shown,
+                    _ => plain_name(key),
+                };
+                out.push_str(if shown { key } else { "?" });
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
+}
+
+/// What was wrong with a field, in words that never carry a value from the request. serde's
+/// own messages quote the offending value (``unknown variant `…` ``, ``invalid type: string
+/// "…"``); only the parts that come from the API's own types are kept: what was expected, the
+/// known variants and fields, the kind of value that arrived. A message of any other form
+/// becomes "invalid value".
+fn describe(e: &serde_json::Error) -> (String, Option<(String, bool)>) {
+    let text = e.to_string();
+    let msg = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => text.as_str(),
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let Some((name, expected)) = rest.split_once("`, ") else {
+            return ("unknown field".into(), None);
+        };
+        let shown = shown_unknown(name);
+        let message = if shown {
+            format!("unknown field `{name}`, {expected}")
+        } else {
+            format!("unknown field; {expected}")
+        };
+        return (message, Some((name.to_string(), shown)));
+    }
+    (describe_value(msg), None)
+}
+
+fn describe_value(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        let Some((got, expected)) = rest.split_once(", expected ") else {
+            return "invalid type".into();
+        };
+        return format!(
+            "expected {}, got {}",
+            expected_phrase(expected),
+            kind_of(got)
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("invalid value: ") {
+        return match rest.split_once(", expected ") {
+            Some((_, expected)) => format!("invalid value; expected {}", expected_phrase(expected)),
+            None => "invalid value".into(),
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        // "unknown variant `X`, expected one of `a`, `b`": the list is the API's own.
+        return match rest.split_once("`, ") {
+            Some((_, expected)) => format!("unknown value; {expected}"),
+            None => "unknown value".into(),
+        };
+    }
+    // These name the API's own fields or count elements; no request value is in them.
+    for safe in ["missing field `", "duplicate field `", "invalid length "] {
+        if msg.starts_with(safe) && !msg.contains('"') {
+            return msg.to_string();
+        }
+    }
+    "invalid value".into()
+}
+
+/// serde's description of what arrived, without the value (`string "…"` -> `a string`).
+fn kind_of(unexpected: &str) -> &'static str {
+    let u = unexpected.trim_start();
+    if u.starts_with("string") || u.starts_with("character") {
+        "a string"
+    } else if u.starts_with("integer") || u.starts_with("floating point") {
+        "a number"
+    } else if u.starts_with("boolean") {
+        "a boolean"
+    } else if u.starts_with("map") {
+        "an object"
+    } else if u.starts_with("sequence") {
+        "an array"
+    } else if u.starts_with("null") || u.starts_with("unit") {
+        "null"
+    } else {
+        "a value of another type"
     }
 }
 
@@ -168,21 +292,20 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Removes quoted string values serde puts in messages (`invalid type: string "…"`).
-fn redact_values(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find("string \"") {
-        out.push_str(&rest[..i]);
-        out.push_str("a string");
-        let after = &rest[i + "string \"".len()..];
-        rest = match after.find('"') {
-            Some(j) => &after[j + 1..],
-            None => "",
-        };
+/// serde's description of the expected type in JSON words (`u64` -> `a whole number`).
+fn expected_phrase(expected: &str) -> String {
+    let e = expected.trim();
+    match e {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number of 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "an object".into(),
+        _ if e.starts_with("struct ") => "an object".into(),
+        _ if e.starts_with("enum ") => "one of the documented values".into(),
+        _ if e.contains('"') => "a different value".into(),
+        _ => e.to_string(),
     }
-    out.push_str(rest);
-    out
 }
 
 /// Where the webhook URLs point: the configured public base, or the one the request came
@@ -251,7 +374,10 @@ mod tests {
         assert_eq!(e.fields[0].code, "invalid_type");
         assert!(!e.fields[0].message.en.contains("sk_live_secret"), "{e:?}");
         assert!(!e.fields[0].message.uk.contains("sk_live_secret"), "{e:?}");
-        assert!(e.fields[0].message.en.contains("invalid type"), "{e:?}");
+        assert_eq!(
+            e.fields[0].message.en,
+            "expected a whole number of 0 or more, got a string"
+        );
 
         let e = parse_json::<T>(br#"{"a": 1, "c": 2}"#).unwrap_err();
         assert!(
@@ -266,6 +392,109 @@ mod tests {
             (e.status, e.code),
             (StatusCode::BAD_REQUEST, "invalid_json")
         );
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Mode {
+        Hide,
+        Publish,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        flag: Option<bool>,
+        #[serde(default)]
+        share: Option<f64>,
+        #[serde(default)]
+        list: Vec<Inner>,
+        #[serde(default)]
+        names: std::collections::BTreeMap<String, u32>,
+        #[serde(default)]
+        when: Option<chrono::DateTime<chrono::Utc>>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        id: u64,
+    }
+
+    /// Every way serde can refuse a value, with a secret-looking value in the refused place:
+    /// the answer names the field and what was expected, never the value.
+    #[test]
+    fn no_refusal_repeats_a_value_from_the_request() {
+        const V: &str = "sk_live_5f0c2e9d8b7a41f3a6c2d4e8";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                format!(r#"{{"mode": "{V}"}}"#),
+                "mode",
+                "unknown value; expected `hide` or `publish`",
+            ),
+            (
+                format!(r#"{{"flag": "{V}"}}"#),
+                "flag",
+                "expected a boolean, got a string",
+            ),
+            (
+                format!(r#"{{"share": "{V}"}}"#),
+                "share",
+                "expected a number, got a string",
+            ),
+            (
+                format!(r#"{{"list": [{{"id": "{V}"}}]}}"#),
+                "list[0].id",
+                "expected a whole number of 0 or more, got a string",
+            ),
+            (
+                format!(r#"{{"list": [{{"id": 1, "{V}": 1}}]}}"#),
+                "list[0].?",
+                "unknown field; expected `id`",
+            ),
+            (format!(r#"{{"{V}": 1}}"#), "?", "unknown field;"),
+            (
+                format!(r#"{{"names": {{"{V}": "x"}}}}"#),
+                "names.?",
+                "expected a whole number of 0 or more, got a string",
+            ),
+            (format!(r#"{{"when": "{V}"}}"#), "when", "invalid value"),
+            (format!(r#"{{"mode": {{"{V}": 1}}}}"#), "mode", ""),
+            (
+                r#"{"flag": 12345678901234567}"#.to_string(),
+                "flag",
+                "expected a boolean, got a number",
+            ),
+            // A near miss of a field name is the one request text shown: it is the API's own.
+            (
+                r#"{"flagg": true}"#.to_string(),
+                "flagg",
+                "unknown field `flagg`, expected one of",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let e = parse_json::<Outer>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            let f = &e.fields[0];
+            let shown = format!(
+                "{} {} {} {} {}",
+                e.message.en, e.message.uk, f.field, f.message.en, f.message.uk
+            );
+            assert!(!shown.contains(V), "{body}: {shown}");
+            assert!(!shown.contains("12345678901234567"), "{body}: {shown}");
+            assert_eq!(f.field, field, "{body}");
+            assert!(
+                f.message.en.starts_with(message),
+                "{body}: {}",
+                f.message.en
+            );
+        }
     }
 
     #[test]

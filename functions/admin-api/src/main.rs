@@ -4,7 +4,7 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
 use queue::SqsQueue;
-use runtime::{config, env_opt, env_req, KeycrmClients, PlatformSecret};
+use runtime::{config, env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,6 @@ async fn main() -> Result<(), BoxError> {
 
     let table_name = env_req("TABLE_NAME")?;
     let secret_prefix = env_req("SECRET_PREFIX")?;
-    let platform_secret_arn = env_req("PLATFORM_SECRET_ARN")?;
     let order_queue_url = env_req("ORDER_QUEUE_URL")?;
     let sync_queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_api_base = env_req("SHOP_API_BASE_URL")?;
@@ -50,8 +49,9 @@ async fn main() -> Result<(), BoxError> {
     ))
     .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    let platform = PlatformSecret::load_with(&aws, &platform_secret_arn).await?;
-    let signer = TokenSigner::new(platform.admin_token_signing_key()?)?;
+    // Separate secrets: the signing key (admin-api only), the shop API token, the token key.
+    let signer = TokenSigner::new(runtime::admin_token_signing_key_from_env(&aws).await?)?;
+    let shop_api_token = runtime::shop_api_token_from_env(&aws).await?;
     let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
@@ -66,12 +66,8 @@ async fn main() -> Result<(), BoxError> {
         ..ClientConfig::default()
     };
     let clients = Arc::new(KeycrmClients::new(secrets.clone(), gate, template));
-    let shop = HttpShop::with_timeout(
-        &shop_api_base,
-        platform.shop_api_token()?,
-        Duration::from_secs(10),
-    )
-    .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
+    let shop = HttpShop::with_timeout(&shop_api_base, shop_api_token, Duration::from_secs(10))
+        .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
 
     let table = Arc::new(table);
     let api = AdminApi {

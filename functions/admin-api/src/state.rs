@@ -32,6 +32,9 @@ pub struct AdminConfig {
     /// to hand it fresh shop tokens (see `docs/settings-page.md`). Empty: the page may not be
     /// framed, and only runs as a window of its own.
     pub page_origins: Vec<String>,
+    /// How long after a disconnect its cleanup job becomes visible on the sync-jobs queue
+    /// (`store::CLEANUP_GRACE`: work in flight for the connection finishes first).
+    pub cleanup_delay: Duration,
 }
 
 impl AdminConfig {
@@ -44,6 +47,7 @@ impl AdminConfig {
             options_ttl: Duration::from_secs(300),
             request_deadline: crate::deadline::DEFAULT_REQUEST_DEADLINE,
             page_origins: Vec::new(),
+            cleanup_delay: store::CLEANUP_GRACE,
         }
     }
 

@@ -288,12 +288,21 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
 
     let (st, _) = h.call("DELETE", base, Some(&t), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
+    // The answer comes at once; the key goes last, in the background cleanup the DELETE
+    // queued (catalog-sync runs it; tests/tests/connection_delete.rs covers it end to end).
     assert!(h
         .secrets
         .get(&format!("test/keycrm/{conn_id}"))
         .await
         .unwrap()
-        .is_none());
+        .is_some());
+    let cleanup = h
+        .sync_q
+        .bodies()
+        .iter()
+        .find_map(|b| store::CleanupJob::parse(b))
+        .expect("a cleanup job on the sync-jobs queue");
+    assert_eq!(cleanup.connection_id, conn_id);
     let (st, body) = h.call("GET", base, Some(&t), None).await;
     assert_eq!(
         (st, body["error"]["code"].as_str()),

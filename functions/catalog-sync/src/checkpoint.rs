@@ -25,6 +25,9 @@ pub enum Phase {
     CategorySweep,
     /// Price and availability of linked products.
     Prices,
+    /// Repair what the shop holds where it differs from what the connector wrote (prices and
+    /// availability edited or lost in the shop).
+    Drift,
     Done,
 }
 
@@ -56,6 +59,12 @@ pub struct SweepState {
     /// Linked products not seen in this run and not swept before.
     pub to_sweep: u64,
     pub linked: u64,
+    /// Variants of listed products whose offers were not listed (re-checked before any is
+    /// made unavailable), and all linked variants: the guard's offer count.
+    #[serde(default)]
+    pub missing_offers: u64,
+    #[serde(default)]
+    pub linked_offers: u64,
     /// Why the guard refused, if it did.
     pub refused: Option<String>,
 }
@@ -103,6 +112,19 @@ pub struct Checkpoint {
     pub queue: Vec<(i64, String)>,
     #[serde(default)]
     pub sweep: SweepState,
+    /// `(KeyCRM product id, offer id)` of variants whose offer the pass did not list, waiting
+    /// to be re-checked with KeyCRM.
+    #[serde(default)]
+    pub offer_queue: Vec<(i64, i64)>,
+    /// Whether the run ends with the drift repair (`drift.rs`).
+    #[serde(default)]
+    pub drift: bool,
+    /// Shop product index position (drift repair).
+    #[serde(default)]
+    pub shop: Listing,
+    /// Shop products compared so far (drift repair).
+    #[serde(default)]
+    pub drift_checked: u64,
     #[serde(default)]
     pub seen_seq: u32,
     /// KeyCRM categories in scope (the filter with descendants); `None` = all.
@@ -153,6 +175,10 @@ impl Checkpoint {
             links: Listing::Start,
             queue: Vec::new(),
             sweep: SweepState::default(),
+            offer_queue: Vec::new(),
+            drift: false,
+            shop: Listing::Start,
+            drift_checked: 0,
             seen_seq: 0,
             scope: None,
             failures: 0,

@@ -56,6 +56,12 @@ pub struct Config {
     pub max_units: Option<u32>,
     /// Concurrent sends in a fan-out.
     pub fan_out: usize,
+    /// How long after a connection was deleted its cleanup starts (`store::CLEANUP_GRACE`).
+    pub cleanup_grace: Duration,
+    /// Items deleted per cleanup pass.
+    pub cleanup_batch: usize,
+    /// How often a running sync checks that its connection still exists.
+    pub deletion_check: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +74,9 @@ impl Default for Config {
             shop_page: 500,
             max_units: None,
             fan_out: 16,
+            cleanup_grace: store::CLEANUP_GRACE,
+            cleanup_batch: 500,
+            deletion_check: Duration::from_secs(20),
         }
     }
 }
@@ -164,6 +173,8 @@ pub(crate) struct Run<'a> {
     pub seen: Option<store::SeenSet>,
     /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
     pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
+    /// When the connection was last seen to exist (a deleted one stops the run).
+    checked_at: Instant,
     links_scope: String,
 }
 
@@ -462,13 +473,28 @@ impl Engine {
         if job.kind == SyncKind::Full {
             clear_staged(self.deps.links.as_ref(), &conn.links_scope()).await?;
         }
-        let cp = Checkpoint::new(
+        let mut cp = Checkpoint::new(
             run_id.clone(),
             job.kind,
             job.dry_run,
             now.timestamp_millis(),
             s,
         );
+        // The shop is compared with KeyCRM by every full run that syncs products, by a
+        // merchant's price run, and by a scheduled price run once a day (`drift.rs`).
+        cp.drift = match job.kind {
+            SyncKind::Full => cp.settings.sync_products,
+            // Unreadable journal: compare once more rather than not at all.
+            SyncKind::Prices => {
+                job.requested_by == "merchant"
+                    || self
+                        .deps
+                        .journal
+                        .status(&conn.id)
+                        .await
+                        .map_or(true, |st| crate::drift::drift_due(&st, now))
+            }
+        };
         self.deps.sync.put_run(&report).await?;
         tracing::info!(
             connection = %conn.id,
@@ -523,6 +549,7 @@ impl Engine {
             resolver: None,
             seen: None,
             price_links: std::collections::HashMap::new(),
+            checked_at: Instant::now(),
             links_scope,
         };
         loop {
@@ -532,6 +559,12 @@ impl Engine {
             if !run.time_left() {
                 return self.pause(run, None).await;
             }
+            if run.checked_at.elapsed() >= self.cfg.deletion_check {
+                run.checked_at = Instant::now();
+                if let Ok(None) = self.deps.connections.get(&run.conn.id).await {
+                    return self.abandon_deleted(run).await;
+                }
+            }
             let step = match run.cp.phase {
                 Phase::Categories => run.categories().await,
                 Phase::Products => run.products().await,
@@ -539,6 +572,7 @@ impl Engine {
                 Phase::Sweep => run.sweep().await,
                 Phase::CategorySweep => run.sweep_categories().await,
                 Phase::Prices => run.prices().await,
+                Phase::Drift => run.drift().await,
                 Phase::Done => continue,
             };
             match step {
@@ -585,6 +619,19 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The connection was deleted while its sync ran: stop writing and free the lease for
+    /// the cleanup (which removes the run's report and scratch data with the rest).
+    async fn abandon_deleted(&self, run: Run<'_>) -> Result<JobOutcome, SyncError> {
+        tracing::info!(connection = %run.conn.id, run = %run.cp.run_id, "the connection was deleted; sync stopped");
+        match self.deps.sync.finish(&run.lease).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(JobOutcome::Skipped {
+            reason: "the connection was deleted".into(),
+        })
     }
 
     async fn pause(

@@ -5,14 +5,14 @@ use crate::checkpoint::{Listing, Phase, SweepState};
 use crate::engine::{product_item, Run, Step, SyncError};
 use crate::report;
 use keycrm::models::{Category, Product};
-use keycrm::{Pages, ProductFilter};
+use keycrm::{OfferFilter, Pages, ProductFilter};
 use mapping::catalog::{
     self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
     descendants, group_offers, link_after_upsert, missing_category_change, missing_change,
-    outcome_label, plan_adopt, plan_create, plan_linked, resolve, restore_category_change,
-    vanish_guard, vanished_categories, with_ancestors, CategoryLink, CrmKeyCounts, CrmProduct,
-    GuardVerdict, LinkedPlan, ListedOffer, ProductLink, ReadPlan, Resolution, ResolveContext,
-    ShopIndex, PRODUCTS_PER_BATCH,
+    offers_guard, outcome_label, plan_adopt, plan_create, plan_linked, recheck_offer, resolve,
+    restore_category_change, vanish_guard, vanished_categories, with_ancestors, CategoryLink,
+    CrmKeyCounts, CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, OfferCheck, ProductLink,
+    ReadPlan, Resolution, ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
 };
 use mapping::settings::MissingProductPolicy;
 use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
@@ -109,7 +109,12 @@ impl Run<'_> {
     /// start of this run) get the missing-products policy, under the same vanish guard as
     /// products; categories hidden that way and back in KeyCRM are shown again.
     pub(crate) async fn sweep_categories(&mut self) -> Result<Step, SyncError> {
-        self.cp.phase = Phase::Done;
+        // Then the drift repair, when this run does one.
+        self.cp.phase = if self.cp.drift {
+            Phase::Drift
+        } else {
+            Phase::Done
+        };
         let Some(ids) = self.cp.category_ids.take() else {
             return Ok(Step::Continue);
         };
@@ -984,35 +989,61 @@ impl Run<'_> {
         seen: &store::SeenSet,
     ) -> Result<Step, SyncError> {
         if !self.cp.sweep.counted {
+            // Products not listed, and offers not listed of products that were: both are
+            // what an empty or shifted page mid-listing would hide, so both are guarded.
             let (mut linked, mut to_sweep) = (0u64, 0u64);
+            let (mut linked_offers, mut missing_offers) = (0u64, 0u64);
             let mut after = None;
             loop {
                 let (page, next) = self
                     .links()
-                    .product_states_page(self.links_id(), after, 1000)
+                    .products_page(self.links_id(), after, 1000)
                     .await?;
-                linked += page.len() as u64;
-                to_sweep += page
-                    .iter()
-                    .filter(|(id, swept)| !swept && !seen.products.contains(id))
-                    .count() as u64;
+                for l in &page {
+                    linked += 1;
+                    if l.swept.is_some() {
+                        continue;
+                    }
+                    let live = l.variants.iter().filter(|v| !v.gone);
+                    linked_offers += live.clone().count() as u64;
+                    if !seen.products.contains(&l.keycrm_id) {
+                        to_sweep += 1;
+                    } else {
+                        missing_offers +=
+                            live.filter(|v| !seen.offers.contains(&v.offer_id)).count() as u64;
+                    }
+                }
                 match next {
                     Some(n) => after = Some(n),
                     None => break,
                 }
             }
-            let refused = match vanish_guard(to_sweep, linked, self.settings().vanish_guard) {
-                GuardVerdict::Allow => None,
-                GuardVerdict::Refuse { message } => {
-                    tracing::warn!(connection = %self.conn.id, to_sweep, linked, "vanish guard refused the sweep");
-                    report::count(&mut self.report, "vanished", to_sweep);
-                    Some(message)
-                }
+            let share = self.settings().vanish_guard;
+            let verdicts = [
+                vanish_guard(to_sweep, linked, share),
+                offers_guard(missing_offers, linked_offers, share),
+            ];
+            let messages: Vec<String> = verdicts
+                .into_iter()
+                .filter_map(|v| match v {
+                    GuardVerdict::Allow => None,
+                    GuardVerdict::Refuse { message } => Some(message),
+                })
+                .collect();
+            let refused = if messages.is_empty() {
+                None
+            } else {
+                tracing::warn!(connection = %self.conn.id, to_sweep, linked, missing_offers, linked_offers, "vanish guard refused the sweep");
+                report::count(&mut self.report, "vanished", to_sweep);
+                report::count(&mut self.report, "vanished_offers", missing_offers);
+                Some(messages.join(" "))
             };
             self.cp.sweep = SweepState {
                 counted: true,
                 to_sweep,
                 linked,
+                missing_offers,
+                linked_offers,
                 refused,
             };
             return Ok(Step::Continue);
@@ -1029,58 +1060,40 @@ impl Run<'_> {
                 .links()
                 .products_page(self.links_id(), after, SWEEP_PAGE)
                 .await?;
-            let mut variant_changes = Vec::new();
-            let mut changed = Vec::new();
-            for mut l in page {
+            for l in page {
                 if !seen.products.contains(&l.keycrm_id) {
                     if l.swept.is_none() {
                         self.cp.queue.push((l.keycrm_id, l.shop_id.clone()));
                     }
                     continue;
                 }
-                // Offers that vanished from a product still in KeyCRM: unavailable.
-                let mut touched = false;
+                // Offers not listed of a product that was: re-checked with KeyCRM before
+                // any variant is made unavailable (the listing may have shifted).
                 for v in l
                     .variants
-                    .iter_mut()
+                    .iter()
                     .filter(|v| !v.gone && !seen.offers.contains(&v.offer_id))
                 {
-                    variant_changes.push(VariantPriceChange {
-                        product_id: l.shop_id.clone(),
-                        variant_id: v.shop_id.clone(),
-                        price: None,
-                        available: Some(false),
-                    });
-                    v.gone = true;
-                    v.available = Some(false);
-                    touched = true;
-                }
-                if touched {
-                    changed.push(l);
-                }
-            }
-            report::count(
-                &mut self.report,
-                "variants_unavailable",
-                variant_changes.len() as u64,
-            );
-            if !self.cp.dry_run {
-                let failed = self.write_prices(&variant_changes).await?;
-                changed.retain(|l| !failed.contains(&l.shop_id));
-                if !changed.is_empty() {
-                    self.links().put_products(self.links_id(), &changed).await?;
+                    self.cp.offer_queue.push((l.keycrm_id, v.offer_id));
                 }
             }
             self.cp.links = Listing::from_cursor(next);
         }
         let page = catalog::PAGE as usize;
-        if self.cp.queue.len() >= page || (self.cp.links.is_done() && !self.cp.queue.is_empty()) {
+        let done = self.cp.links.is_done();
+        // At most one KeyCRM request a step: a chunk of products, else a chunk of offers.
+        if self.cp.queue.len() >= page || (done && !self.cp.queue.is_empty()) {
             let n = self.cp.queue.len().min(page);
             let chunk: Vec<(i64, String)> = self.cp.queue[..n].to_vec();
             self.sweep_chunk(policy, &chunk).await?;
             self.cp.queue.drain(..n);
+        } else if self.cp.offer_queue.len() >= page || (done && !self.cp.offer_queue.is_empty()) {
+            let n = self.cp.offer_queue.len().min(page);
+            let chunk: Vec<(i64, i64)> = self.cp.offer_queue[..n].to_vec();
+            self.recheck_offers(&chunk).await?;
+            self.cp.offer_queue.drain(..n);
         }
-        if self.cp.links.is_done() && self.cp.queue.is_empty() {
+        if done && self.cp.queue.is_empty() && self.cp.offer_queue.is_empty() {
             return self.sweep_done().await;
         }
         Ok(Step::Continue)
@@ -1153,6 +1166,94 @@ impl Run<'_> {
         swept.retain(|l| !failed.contains(&l.shop_id));
         if !swept.is_empty() {
             self.links().put_products(self.links_id(), &swept).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-checks up to 50 offers the pass did not list, in one `/offers?filter[id]=…`
+    /// request: only those KeyCRM no longer has active (deleted, archived, moved) make their
+    /// variant unavailable; the others were hidden by a listing that shifted and are left as
+    /// they are (`rechecked_offers`).
+    async fn recheck_offers(&mut self, chunk: &[(i64, i64)]) -> Result<(), SyncError> {
+        let offer_ids: Vec<i64> = chunk.iter().map(|(_, o)| *o).collect();
+        let found = self
+            .client
+            .offers(&OfferFilter {
+                offer_ids,
+                ..OfferFilter::default()
+            })
+            .collect_all()
+            .await?;
+        self.units += 1;
+        let found: HashMap<i64, (i64, bool, bool)> = found
+            .into_iter()
+            .map(|o| {
+                let product_archived = o.product.as_ref().is_some_and(|p| p.is_archived);
+                (o.id, (o.product_id, o.is_archived, product_archived))
+            })
+            .collect();
+        let mut product_ids: Vec<i64> = chunk.iter().map(|(p, _)| *p).collect();
+        product_ids.sort_unstable();
+        product_ids.dedup();
+        let mut links: HashMap<i64, ProductLink> = self
+            .links()
+            .get_products(self.links_id(), &product_ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.keycrm_id, l))
+            .collect();
+        let mut changes = Vec::new();
+        let mut touched: HashSet<i64> = HashSet::new();
+        for (pid, oid) in chunk {
+            let Some(link) = links.get_mut(pid) else {
+                continue;
+            };
+            let shop_id = link.shop_id.clone();
+            match recheck_offer(*pid, found.get(oid).copied()) {
+                OfferCheck::Active => report::note(&mut self.report, "rechecked_offers", || {
+                    product_item(*pid, Some(&shop_id), "", Some(format!(
+                        "offer {oid} is still active in KeyCRM but was not listed in this run (the catalog changed while paging); left as it is"
+                    )))
+                }),
+                OfferCheck::Gone(why) => {
+                    let Some(v) = link
+                        .variants
+                        .iter_mut()
+                        .find(|v| v.offer_id == *oid && !v.gone)
+                    else {
+                        continue;
+                    };
+                    changes.push(VariantPriceChange {
+                        product_id: shop_id.clone(),
+                        variant_id: v.shop_id.clone(),
+                        price: None,
+                        available: Some(false),
+                    });
+                    v.gone = true;
+                    v.available = Some(false);
+                    touched.insert(*pid);
+                    report::note(&mut self.report, "variants_unavailable", || {
+                        product_item(
+                            *pid,
+                            Some(&shop_id),
+                            "",
+                            Some(format!("offer {oid}: {why}")),
+                        )
+                    });
+                }
+            }
+        }
+        if self.cp.dry_run || changes.is_empty() {
+            return Ok(());
+        }
+        let failed = self.write_prices(&changes).await?;
+        let changed: Vec<ProductLink> = touched
+            .into_iter()
+            .filter_map(|k| links.remove(&k))
+            .filter(|l| !failed.contains(&l.shop_id))
+            .collect();
+        if !changed.is_empty() {
+            self.links().put_products(self.links_id(), &changed).await?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use mapping::Settings;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use store::{SyncJob, SyncKind};
+use store::{CleanupJob, SyncJob, SyncKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +69,7 @@ impl Engine {
     /// A schedule tick: one job per connection that wants this sync, or per paused run.
     pub async fn on_schedule(&self, kind: ScheduleKind) -> Result<FanOut, SyncError> {
         let mut jobs: Vec<SyncJob> = Vec::new();
+        let mut cleanups: Vec<String> = Vec::new();
         let mut out = FanOut::default();
         match kind {
             ScheduleKind::Resume => {
@@ -80,6 +81,17 @@ impl Engine {
                         requested_by: "resume".into(),
                         run_id: None,
                     });
+                }
+                // Deleted connections whose cleanup has not finished (never queued, paused,
+                // crashed, or dead-lettered): one cleanup job each.
+                let mut cursor = None;
+                loop {
+                    let (ids, next) = self.deps.connections.list_deleting(cursor, 100).await?;
+                    cleanups.extend(ids);
+                    match next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
                 }
             }
             ScheduleKind::Full | ScheduleKind::Prices => {
@@ -118,15 +130,28 @@ impl Engine {
                 }
             }
         }
-        let results: Vec<Result<(), String>> = stream::iter(jobs)
+        let bodies = jobs
+            .iter()
+            .map(|job| {
+                serde_json::to_string(job)
+                    .map(|b| (job.connection_id.clone(), b))
+                    .map_err(|e| e.to_string())
+            })
+            .chain(
+                cleanups
+                    .iter()
+                    .map(|id| Ok((id.clone(), CleanupJob::new(id).to_body()))),
+            )
+            .collect::<Vec<_>>();
+        let results: Vec<Result<(), String>> = stream::iter(bodies)
             .map(|job| async move {
-                let body = serde_json::to_string(&job).map_err(|e| e.to_string())?;
+                let (connection_id, body) = job?;
                 self.deps
                     .jobs
                     .send(Outgoing::new(body))
                     .await
                     .map(|_| ())
-                    .map_err(|e| format!("connection {}: {e}", job.connection_id))
+                    .map_err(|e| format!("connection {connection_id}: {e}"))
             })
             .buffer_unordered(self.cfg.fan_out.max(1))
             .collect()
@@ -155,6 +180,9 @@ impl Engine {
     /// A sync-jobs message. An unreadable message is dropped (logged): retrying cannot fix it.
     /// (The Lambda consumer, [`crate::lambda`], dead-letters it with the reason instead.)
     pub async fn on_message(&self, body: &str, deadline: Instant) -> Result<JobOutcome, SyncError> {
+        if let Some(cleanup) = CleanupJob::parse(body) {
+            return self.clean_up(&cleanup.connection_id, deadline).await;
+        }
         let msg = match JobMessage::parse(body) {
             Ok(m) => m,
             Err(reason) => {

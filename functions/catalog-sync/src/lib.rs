@@ -3,9 +3,12 @@
 //! A schedule tick fans out one [`store::SyncJob`] per connection onto the sync-jobs queue;
 //! each job runs one connection's sync within the invocation's time, checkpointing after
 //! every page and pausing before the deadline; the resume schedule re-enqueues paused runs.
+//! The same queue carries the cleanup of deleted connections ([`cleanup`]).
 //! Design: `docs/catalog-sync.md`. Planning rules: [`mapping::catalog`].
 
 pub mod checkpoint;
+pub mod cleanup;
+pub mod drift;
 pub mod engine;
 mod full;
 pub mod handler;

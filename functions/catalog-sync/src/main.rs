@@ -7,7 +7,7 @@ use catalog_sync::{Config, Deps, Engine, ScheduleInput};
 use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
-use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use runtime::{env_opt, env_req, KeycrmClients};
 use serde_json::Value;
 use shop::HttpShop;
 use std::sync::Arc;
@@ -40,7 +40,6 @@ async fn main() -> Result<(), BoxError> {
     let table_name = env_req("TABLE_NAME")?;
     let queue_url = env_req("SYNC_QUEUE_URL")?;
     let shop_base = env_req("SHOP_API_BASE_URL")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
     // Unreadable or crashing jobs go here with their reason.
     let dlq_url = env_opt("SYNC_DLQ_URL");
 
@@ -50,9 +49,7 @@ async fn main() -> Result<(), BoxError> {
     ))
     .await;
     let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    let token = PlatformSecret::load_with(&aws, &platform_secret)
-        .await?
-        .shop_api_token()?;
+    let token = runtime::shop_api_token_from_env(&aws).await?;
     let secrets = Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
         &aws,
     )));

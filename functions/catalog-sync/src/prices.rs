@@ -31,7 +31,11 @@ impl Run<'_> {
             self.cp.links = Listing::from_cursor(next);
         }
         if self.cp.queue.is_empty() {
-            self.cp.phase = Phase::Done;
+            self.cp.phase = if self.cp.drift {
+                Phase::Drift
+            } else {
+                Phase::Done
+            };
             return Ok(Step::Continue);
         }
         let n = self.cp.queue.len().min(per_request);

@@ -6,7 +6,7 @@ use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
-use runtime::{env_opt, env_req, KeycrmClients, PlatformSecret};
+use runtime::{env_opt, env_req, KeycrmClients};
 use status_apply::{
     handle_sqs_event, queue_url_from_arn, KeycrmOrigins, RetryPolicy, StatusApplier, Transport,
 };
@@ -22,7 +22,6 @@ async fn main() -> Result<(), BoxError> {
 
     let table_name = env_req("TABLE_NAME")?;
     let shop_base_url = env_req("SHOP_API_BASE_URL")?;
-    let platform_secret = env_req("PLATFORM_SECRET_ARN")?;
     let policy = RetryPolicy {
         base: Duration::from_secs(env_parse("STATUS_RETRY_BASE_SECS", 30u64)?),
         cap: Duration::from_secs(env_parse("STATUS_RETRY_CAP_SECS", 900u64)?),
@@ -40,9 +39,7 @@ async fn main() -> Result<(), BoxError> {
         table_name,
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let shop_token = PlatformSecret::load_with(&aws, &platform_secret)
-        .await?
-        .shop_api_token()?;
+    let shop_token = runtime::shop_api_token_from_env(&aws).await?;
     let shop = shop_port(&shop_base_url, shop_token)?;
 
     // KeyCRM is read only to verify an order before adopting it into the ledger; the reads

@@ -48,11 +48,13 @@ pub struct Delivery {
     pub change: Option<StatusChange>,
 }
 
-/// Why a body was refused. Each maps to one HTTP status (see `docs/webhooks.md`).
+/// Why a body was refused. Each maps to one HTTP status (see `docs/webhooks.md`). The
+/// messages go into the answer and the WARN log, so they name the field and what was expected
+/// and never carry a value from the request (serde's own messages quote the value).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
-    #[error("content type {0} is not JSON; KeyCRM webhooks are JSON POSTs")]
-    UnsupportedMediaType(String),
+    #[error("the content type is not JSON; KeyCRM webhooks are JSON POSTs (application/json)")]
+    UnsupportedMediaType,
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("the body is not valid JSON: {0}")]
@@ -84,8 +86,7 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError
     if ok {
         Ok(())
     } else {
-        let shown: String = essence.chars().take(60).collect();
-        Err(PayloadError::UnsupportedMediaType(format!("\"{shown}\"")))
+        Err(PayloadError::UnsupportedMediaType)
     }
 }
 
@@ -172,6 +173,44 @@ fn text(v: &Option<Value>) -> Option<String> {
     }
 }
 
+/// KeyCRM's event names look like `order.change_payment_status`; anything else is logged as
+/// `unrecognised`, never as sent.
+fn event_label(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if plain {
+        name.to_string()
+    } else {
+        "unrecognised".to_string()
+    }
+}
+
+/// A refusal in our own words: where and what was expected, never serde's text (which quotes
+/// the value it met).
+fn refusal(e: &serde_json::Error, in_context: bool) -> PayloadError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof if e.line() <= 1 && e.column() == 0 => {
+            PayloadError::NotJson("it is empty".into())
+        }
+        Category::Eof => PayloadError::NotJson("it ends before the JSON does".into()),
+        Category::Syntax | Category::Io => PayloadError::NotJson(format!(
+            "syntax error at line {}, column {}",
+            e.line(),
+            e.column()
+        )),
+        Category::Data if in_context => PayloadError::Shape(
+            "context must be a JSON object (the order or card row), each field once".into(),
+        ),
+        Category::Data => PayloadError::Shape(
+            "expected a JSON object with event and context, each field once".into(),
+        ),
+    }
+}
+
 /// Parses and validates a delivery. Unknown events are returned without looking at the
 /// context (they are ignored, not refused).
 pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
@@ -181,12 +220,12 @@ pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
             "expected a JSON object, got an array".into(),
         ));
     }
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => PayloadError::Shape(e.to_string()),
-            _ => PayloadError::NotJson(e.to_string()),
-        }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let env: Envelope = serde_path_to_error::deserialize(de).map_err(|e| {
+        let in_context = e.path().iter().next().is_some_and(
+            |s| matches!(s, serde_path_to_error::Segment::Map { key } if key == "context"),
+        );
+        refusal(e.inner(), in_context)
     })?;
     let event = match env.event {
         None | Some(Value::Null) => return Err(PayloadError::Missing("event")),
@@ -194,8 +233,8 @@ pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
             ORDER_STATUS_EVENT => Event::OrderStatus,
             LEAD_STATUS_EVENT => Event::LeadStatus,
             "" => return Err(PayloadError::Missing("event")),
-            // Bounded and printable: the name ends up in logs and the reply.
-            other => Event::Other(other.chars().take(64).filter(|c| !c.is_control()).collect()),
+            // The name is logged: only an event name of KeyCRM's shape is kept as it is.
+            other => Event::Other(event_label(other)),
         },
         Some(_) => {
             return Err(PayloadError::Invalid {
@@ -328,6 +367,54 @@ mod tests {
         }
     }
 
+    /// A secret-looking value in every place a body can be wrong: the refusal says where and
+    /// what was expected, and never repeats it.
+    #[test]
+    fn no_refusal_repeats_a_value_from_the_body() {
+        const V: &str = "sk_live_0b1c2d3e4f5a6b7c8d9e";
+        let bodies = [
+            format!(r#"{{"event":"order.change_order_status","context":"{V}"}}"#),
+            format!(r#"{{"event":"order.change_order_status","context":["{V}"]}}"#),
+            format!(r#""{V}""#),
+            format!(r#"["{V}"]"#),
+            format!(r#"{{"event":"order.change_order_status","context":{{"id":1,"id":"{V}"}}}}"#),
+            format!(r#"{{"event":"order.change_order_status","event":"{V}"}}"#),
+            format!(
+                r#"{{"event":"order.change_order_status","context":{{"id":"{V}","status_id":1,"status_changed_at":"2026-01-01T00:00:00Z"}}}}"#
+            ),
+            format!(
+                r#"{{"event":"order.change_order_status","context":{{"id":1,"status_id":"{V}","status_changed_at":"2026-01-01T00:00:00Z"}}}}"#
+            ),
+            format!(
+                r#"{{"event":"order.change_order_status","context":{{"id":1,"status_id":2,"status_changed_at":"{V}"}}}}"#
+            ),
+            format!(
+                r#"{{"event":"order.change_order_status","context":{{"id":1,"status_id":2,"status_changed_at":"2026-01-01T00:00:00Z","source_id":"{V}"}}}}"#
+            ),
+            format!(r#"{{"event":"order.change_order_status","context":{{"{V}"}}}}"#),
+            format!(r#"{{"event":"{V}","#),
+            V.to_string(),
+        ];
+        for body in bodies {
+            let e = parse(body.as_bytes()).expect_err(&body);
+            assert!(!e.to_string().contains(V), "{body}: {e}");
+            assert!(!format!("{e:?}").contains(V), "{body}: {e:?}");
+        }
+        let d = parse(format!(r#"{{"event":"{V}!","context":{{}}}}"#).as_bytes()).unwrap();
+        assert_eq!(d.event, Event::Other("unrecognised".into()));
+        assert_eq!(
+            parse(br#"{"event":"","context":{}}"#).unwrap_err(),
+            PayloadError::Missing("event")
+        );
+        assert_eq!(
+            parse(b"").unwrap_err(),
+            PayloadError::NotJson("it is empty".into())
+        );
+        assert!(
+            matches!(check_content_type(Some(&format!("text/{V}"))), Err(e) if !e.to_string().contains(V))
+        );
+    }
+
     #[test]
     fn content_types() {
         for ok in [
@@ -350,7 +437,7 @@ mod tests {
             assert!(
                 matches!(
                     check_content_type(Some(bad)),
-                    Err(PayloadError::UnsupportedMediaType(_))
+                    Err(PayloadError::UnsupportedMediaType)
                 ),
                 "{bad}"
             );

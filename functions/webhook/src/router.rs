@@ -21,7 +21,7 @@ impl IntoResponse for Reply {
 
 fn refused(e: &PayloadError) -> StatusCode {
     match e {
-        PayloadError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        PayloadError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         PayloadError::NotJson(_) => StatusCode::BAD_REQUEST,
         PayloadError::Shape(_) | PayloadError::Missing(_) | PayloadError::Invalid { .. } => {

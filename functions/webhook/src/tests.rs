@@ -327,7 +327,7 @@ async fn bad_bodies_get_specific_4xx_and_change_nothing() {
     let cases: Vec<(Option<&str>, String, StatusCode, &str)> = vec![
         (Some("application/json"), big.clone(), StatusCode::PAYLOAD_TOO_LARGE, "larger than"),
         (Some("application/x-www-form-urlencoded"), "event=x".into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not JSON"),
-        (Some("text/plain"), order_body(1, 3), StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain"),
+        (Some("text/plain"), order_body(1, 3), StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type is not JSON"),
         (Some("application/json"), "{not json".into(), StatusCode::BAD_REQUEST, "not valid JSON"),
         (Some("application/json"), String::new(), StatusCode::BAD_REQUEST, "not valid JSON"),
         (Some("application/json"), "[]".into(), StatusCode::UNPROCESSABLE_ENTITY, "not a KeyCRM webhook"),
@@ -423,7 +423,26 @@ impl ConnectionStore for DownStore {
     async fn update(&self, _: &Connection) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn delete(&self, _: &str) -> Result<(), StoreError> {
+    async fn mark_deleting(&self, _: &Connection) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn get_deleting(
+        &self,
+        _: &str,
+    ) -> Result<Option<(Connection, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn list_deleting(
+        &self,
+        _: Option<String>,
+        _: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn purge(&self, _: &str, _: usize) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn remove(&self, _: &str) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn list(
@@ -524,4 +543,65 @@ async fn the_token_never_reaches_the_logs() {
             "a token leaked into the logs:\n{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_without_repeating_them_in_the_answer_or_the_log() {
+    const V: &str = "kc-leaked-9f8e7d6c5b4a3f2e1d0c";
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = fixture(true).await;
+    let target = url(CONN, &f.orders_token);
+    let cases: Vec<(Option<String>, String, StatusCode)> = vec![
+        (
+            Some(format!("text/{V}")),
+            order_body(1, 3),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Some("application/json".into()),
+            format!(r#"{{"event":"order.change_order_status","context":"{V}"}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Some("application/json".into()),
+            format!(
+                r#"{{"event":"order.change_order_status","context":{{"id":"{V}","status_id":3,"status_changed_at":"2026-03-19T10:00:00Z"}}}}"#
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Some("application/json".into()),
+            format!(r#"["{V}"]"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Some("application/json".into()),
+            format!(r#"{{"event":"{V}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (ct, body, want) in cases {
+        let (status, reply) = send(&f.app, "POST", &target, ct.as_deref(), body.clone()).await;
+        assert_eq!(status, want, "{body}");
+        let text = reply.to_string();
+        assert!(!text.contains(V), "the answer repeats the body: {text}");
+        assert!(
+            reply["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{text}"
+        );
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("webhook refused: bad body"), "{text}");
+    assert!(
+        !text.contains(V),
+        "a request value reached the log:\n{text}"
+    );
+    assert!(f.jobs().is_empty());
 }

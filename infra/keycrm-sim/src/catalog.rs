@@ -191,6 +191,10 @@ pub enum CatalogMutation {
     Unarchive { product_id: i64 },
     /// Deletes a product and its offers (`GET /products/{id}` then answers 404).
     Delete { product_id: i64 },
+    /// Archives one offer (a variant taken off sale; its product stays active).
+    ArchiveOffer { offer_id: i64 },
+    /// Deletes one offer (a variant removed from its product).
+    DeleteOffer { offer_id: i64 },
     /// Adds a product. Without `variants` it gets one default offer carrying `sku`/`price`.
     AddProduct {
         name: String,
@@ -1242,6 +1246,25 @@ impl Catalog {
                     o.is_archived = flag;
                     o.updated_at = now;
                 }
+                1
+            }
+            CatalogMutation::ArchiveOffer { offer_id } => {
+                let Some(i) = self.offer_index(*offer_id) else {
+                    return 0;
+                };
+                self.offers[i].is_archived = true;
+                self.offers[i].updated_at = now;
+                let pid = self.offers[i].product_id;
+                self.touch_product(pid, now);
+                1
+            }
+            CatalogMutation::DeleteOffer { offer_id } => {
+                let Some(i) = self.offer_index(*offer_id) else {
+                    return 0;
+                };
+                let pid = self.offers.remove(i).product_id;
+                self.rebuild_sku_index();
+                self.touch_product(pid, now);
                 1
             }
             CatalogMutation::Delete { product_id } => {

@@ -7,18 +7,16 @@ mod ports;
 mod workers;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use runtime::telemetry::{self, Format};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = cli::Args::parse();
     // Quiet by default so the progress bar and summary stay readable; RUST_LOG=info shows
-    // every handler's structured logs.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .compact()
-        .try_init();
+    // every handler's structured logs. The same caps as on Lambda: the local run may hold a
+    // real KeyCRM key and talk to real AWS.
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = telemetry::subscriber(Some(&spec), Format::Text, std::io::stdout).try_init();
     demo::run(args).await
 }

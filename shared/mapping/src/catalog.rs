@@ -1071,6 +1071,34 @@ pub fn apply_price_change(v: &mut VariantLink, c: &VariantPriceChange) {
     }
 }
 
+/// The writes that bring a shop product back to what its link says the connector wrote —
+/// KeyCRM's price and availability, once the run has brought the link up to date — for the
+/// variants where the shop now holds something else (a merchant's edit, an import, a restore,
+/// a write the platform acknowledged and lost). Only the differing fields; nothing for a
+/// product the sweep took over, or a variant the shop no longer has.
+pub fn drift_changes(link: &ProductLink, shop: &ShopProduct) -> Vec<VariantPriceChange> {
+    if link.swept.is_some() || link.shop_id != shop.id {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for v in &link.variants {
+        let Some(sv) = shop.variants.iter().find(|s| s.id == v.shop_id) else {
+            continue;
+        };
+        let price = v.price.filter(|p| sv.price != Some(*p));
+        let available = v.available.filter(|a| sv.available != *a);
+        if price.is_some() || available.is_some() {
+            out.push(VariantPriceChange {
+                product_id: link.shop_id.clone(),
+                variant_id: v.shop_id.clone(),
+                price,
+                available,
+            });
+        }
+    }
+    out
+}
+
 // ------------------------------------------------------------------ missing products
 
 /// What the missing-product policy does to a linked product that vanished from KeyCRM.
@@ -1168,6 +1196,62 @@ pub fn vanish_guard(to_sweep: u64, linked: u64, share: f64) -> GuardVerdict {
                 share * 100.0
             ),
         }
+    }
+}
+
+/// The same guard for offers that vanished from products still listed: an empty or shifted
+/// page in the middle of the listing looks exactly like that, so more than `share` of the
+/// linked variants going at once is refused rather than made unavailable.
+pub fn offers_guard(missing: u64, linked: u64, share: f64) -> GuardVerdict {
+    if missing == 0 {
+        return GuardVerdict::Allow;
+    }
+    let share = if share.is_finite() {
+        share.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let allowed = (linked as f64 * share).floor() as u64;
+    if missing <= allowed {
+        GuardVerdict::Allow
+    } else {
+        GuardVerdict::Refuse {
+            message: format!(
+                "{missing} of {linked} linked variants vanished from KeyCRM products that are \
+                 still listed ({:.1}%), more than the vanish guard allows ({:.0}%, at most \
+                 {allowed}); no variant was made unavailable. Check the KeyCRM catalog, or \
+                 raise the guard.",
+                if linked == 0 {
+                    100.0
+                } else {
+                    missing as f64 * 100.0 / linked as f64
+                },
+                share * 100.0
+            ),
+        }
+    }
+}
+
+/// What KeyCRM says of an offer a complete listing did not show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferCheck {
+    /// Still active: the listing shifted under the pass; the variant is left as it is.
+    Active,
+    /// Deleted, archived, or moved to another product: the variant may be made unavailable.
+    Gone(&'static str),
+}
+
+/// Decides a re-checked offer from what `GET /offers?filter[id]=…` answered for it:
+/// `(its product, offer archived, product archived)`, or `None` when it was not returned.
+pub fn recheck_offer(expected_product: i64, found: Option<(i64, bool, bool)>) -> OfferCheck {
+    match found {
+        None => OfferCheck::Gone("deleted in KeyCRM"),
+        Some((_, true, _)) => OfferCheck::Gone("archived in KeyCRM"),
+        Some((_, _, true)) => OfferCheck::Gone("its product is archived in KeyCRM"),
+        Some((p, _, _)) if p != expected_product => {
+            OfferCheck::Gone("moved to another KeyCRM product")
+        }
+        Some(_) => OfferCheck::Active,
     }
 }
 
@@ -2437,5 +2521,116 @@ mod tests {
         assert_eq!(c.conflict(2, &["B".into()]), Some(("B".into(), 1)));
         assert_eq!(normalize_name("  A\t b  "), "a b");
         assert_eq!(outcome_label(LinkedOutcome::Updated), "update");
+    }
+
+    #[test]
+    fn drift_is_what_the_shop_holds_against_what_was_written() {
+        let p = product(
+            7,
+            "Сукня",
+            vec![
+                offer(71, "S-71", 100, Some(3)),
+                offer(72, "S-72", 120, Some(0)),
+            ],
+        );
+        let link = linked(&p, None);
+        let shop = |p71: Option<&str>, a71: bool, p72: Option<&str>, a72: bool| ShopProduct {
+            id: "s7".into(),
+            name: "Сукня".into(),
+            variants: vec![
+                ShopVariant {
+                    id: "v71".into(),
+                    price: p71.map(|x| x.parse().unwrap()),
+                    available: a71,
+                    ..ShopVariant::default()
+                },
+                ShopVariant {
+                    id: "v72".into(),
+                    price: p72.map(|x| x.parse().unwrap()),
+                    available: a72,
+                    ..ShopVariant::default()
+                },
+            ],
+            ..ShopProduct::default()
+        };
+        // In step (100 and 100.0 are the same price): nothing to write.
+        assert!(drift_changes(&link, &shop(Some("100"), true, Some("120.0"), false)).is_empty());
+        // A merchant's edit of one price and another variant's availability: only those fields.
+        let c = drift_changes(&link, &shop(Some("90"), true, Some("120"), true));
+        assert_eq!(
+            c,
+            vec![
+                VariantPriceChange {
+                    product_id: "s7".into(),
+                    variant_id: "v71".into(),
+                    price: Some(d(100)),
+                    available: None,
+                },
+                VariantPriceChange {
+                    product_id: "s7".into(),
+                    variant_id: "v72".into(),
+                    price: None,
+                    available: Some(false),
+                },
+            ]
+        );
+        // A price the shop lost altogether is written again.
+        assert_eq!(
+            drift_changes(&link, &shop(None, true, Some("120"), false)).len(),
+            1
+        );
+        // Unknown availability (no stock in KeyCRM) is not enforced.
+        let mut no_stock = link.clone();
+        no_stock.variants[1].available = None;
+        assert!(drift_changes(&no_stock, &shop(Some("100"), true, Some("120"), true)).is_empty());
+        // A swept product, another shop product, a variant the shop removed: nothing.
+        let mut swept = link.clone();
+        swept.swept = Some(Swept::Hidden);
+        assert!(drift_changes(&swept, &shop(Some("1"), false, Some("1"), true)).is_empty());
+        let mut other = shop(Some("1"), false, Some("1"), true);
+        other.id = "s8".into();
+        assert!(drift_changes(&link, &other).is_empty());
+        let mut fewer = shop(Some("100"), true, Some("1"), true);
+        fewer.variants.pop();
+        assert!(drift_changes(&link, &fewer).is_empty());
+    }
+
+    #[test]
+    fn the_offers_guard_counts_variants_that_vanished_from_listed_products() {
+        assert_eq!(offers_guard(0, 0, 0.3), GuardVerdict::Allow);
+        assert_eq!(offers_guard(3, 10, 0.3), GuardVerdict::Allow);
+        let GuardVerdict::Refuse { message } = offers_guard(4, 10, 0.3) else {
+            panic!("4 of 10 is over 30%");
+        };
+        assert!(message.contains("4 of 10 linked variants"), "{message}");
+        assert!(matches!(
+            offers_guard(1, 10, f64::NAN),
+            GuardVerdict::Refuse { .. }
+        ));
+        assert_eq!(offers_guard(10, 10, 1.0), GuardVerdict::Allow);
+    }
+
+    #[test]
+    fn a_rechecked_offer_is_gone_only_when_keycrm_says_so() {
+        assert_eq!(
+            recheck_offer(5, Some((5, false, false))),
+            OfferCheck::Active
+        );
+        assert_eq!(
+            recheck_offer(5, None),
+            OfferCheck::Gone("deleted in KeyCRM")
+        );
+        assert_eq!(
+            recheck_offer(5, Some((5, true, false))),
+            OfferCheck::Gone("archived in KeyCRM")
+        );
+        assert!(matches!(
+            recheck_offer(5, Some((5, false, true))),
+            OfferCheck::Gone(_)
+        ));
+        assert!(matches!(
+            recheck_offer(5, Some((6, false, false))),
+            OfferCheck::Gone(_)
+        ));
     }
 }

@@ -18,9 +18,16 @@ fn unavailable(e: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(e.to_string())
 }
 
-fn sdk_err<E: std::error::Error + 'static>(
+/// Maps an SDK error. The SDK's text names queue URLs and ARNs (with the account id); it is
+/// logged for operators, and the error carries a plain reason, because queue errors can end
+/// up in messages merchants read.
+fn sdk_err<E>(
     e: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> QueueError {
+) -> QueueError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
     let text = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
     if text.contains("NonExistentQueue") || text.contains("QueueDoesNotExist") {
         return QueueError::NoSuchQueue {
@@ -30,7 +37,21 @@ fn sdk_err<E: std::error::Error + 'static>(
     if text.contains("ReceiptHandleIsInvalid") || text.contains("MessageNotInflight") {
         return QueueError::InvalidReceipt;
     }
-    unavailable(text)
+    let reason = match &e {
+        SdkError::TimeoutError(_) => "SQS did not answer in time".to_string(),
+        SdkError::DispatchFailure(_) => "SQS could not be reached".to_string(),
+        SdkError::ServiceError(_) => match e.code().filter(|c| {
+            c.len() <= 64
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        }) {
+            Some(code) => format!("SQS refused the request ({code})"),
+            None => "SQS refused the request".to_string(),
+        },
+        _ => "SQS failed".to_string(),
+    };
+    tracing::warn!(service = "SQS", reason = %reason, detail = %text, "AWS call failed");
+    QueueError::Unavailable(reason)
 }
 
 impl SqsQueue {

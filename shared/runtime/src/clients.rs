@@ -42,6 +42,11 @@ impl KeycrmClients {
         self.gate.clone()
     }
 
+    /// Where the keys live (the deleted connection's cleanup removes its key last).
+    pub fn secrets(&self) -> Arc<dyn SecretStore> {
+        self.secrets.clone()
+    }
+
     /// A client for an API key that is not stored yet (validating a key on connect).
     pub fn for_key(&self, base_url: &str, key: ApiKey) -> Result<KeycrmClient, KeycrmError> {
         let mut cfg = self.template.clone();

@@ -12,5 +12,7 @@ pub mod token_key;
 
 pub use clients::{ClientsError, KeycrmClients};
 pub use config::{env_opt, env_req, ConfigError};
-pub use platform::{PlatformSecret, PlatformSecretError};
+pub use platform::{
+    admin_token_signing_key_from_env, shop_api_token_from_env, PlatformSecret, PlatformSecretError,
+};
 pub use token_key::{load_token_key, TokenKeySecretError};

@@ -1,11 +1,25 @@
-//! The platform secret (`PLATFORM_SECRET_ARN`): a JSON object in Secrets Manager holding the
-//! admin-token signing key (`admin_token_signing_key`) and the shop API token
-//! (`shop_api_token`). Read once at cold start by the functions that need it.
+//! The platform secrets: JSON objects in Secrets Manager, read once at cold start by the
+//! functions that need them. There are two, so that each function is granted only what it
+//! reads (`template.yaml`):
+//!
+//! - `ADMIN_TOKEN_SECRET_ARN` holds `admin_token_signing_key`, with which the platform signs the
+//!   admin API's shop tokens. Whoever reads it can act for any shop: only admin-api does.
+//! - `SHOP_API_TOKEN_SECRET_ARN` holds `shop_api_token`, the connector's token for the shop
+//!   platform's API: admin-api, catalog-sync and status-apply read it; order-push and the
+//!   webhook read neither.
 
+use crate::config::{env_req, ConfigError};
 use std::collections::BTreeMap;
+
+/// The variable naming the secret with `admin_token_signing_key`.
+pub const ADMIN_TOKEN_SECRET_ENV: &str = "ADMIN_TOKEN_SECRET_ARN";
+/// The variable naming the secret with `shop_api_token`.
+pub const SHOP_API_TOKEN_SECRET_ENV: &str = "SHOP_API_TOKEN_SECRET_ARN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformSecretError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("reading the platform secret failed: {0}")]
     Unavailable(String),
     #[error("the platform secret has no string value")]
@@ -76,6 +90,25 @@ impl PlatformSecret {
     }
 }
 
+/// The shop API token, from the secret `SHOP_API_TOKEN_SECRET_ARN` names, read with the
+/// function's AWS configuration.
+pub async fn shop_api_token_from_env(
+    conf: &aws_config::SdkConfig,
+) -> Result<String, PlatformSecretError> {
+    PlatformSecret::load_with(conf, &env_req(SHOP_API_TOKEN_SECRET_ENV)?)
+        .await?
+        .shop_api_token()
+}
+
+/// The admin-token signing key, from the secret `ADMIN_TOKEN_SECRET_ARN` names (admin-api only).
+pub async fn admin_token_signing_key_from_env(
+    conf: &aws_config::SdkConfig,
+) -> Result<String, PlatformSecretError> {
+    PlatformSecret::load_with(conf, &env_req(ADMIN_TOKEN_SECRET_ENV)?)
+        .await?
+        .admin_token_signing_key()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +120,27 @@ mod tests {
         assert_eq!(s.shop_api_token().unwrap(), "t-1");
         let err = s.admin_token_signing_key().unwrap_err().to_string();
         assert_eq!(err, "the platform secret has no admin_token_signing_key");
+    }
+
+    #[tokio::test]
+    async fn each_secret_is_named_by_its_own_variable() {
+        let conf = crate::aws::sdk_config(crate::aws::AwsTimeouts::local()).await;
+        if std::env::var(SHOP_API_TOKEN_SECRET_ENV).is_err() {
+            let err = shop_api_token_from_env(&conf)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("SHOP_API_TOKEN_SECRET_ARN"), "{err}");
+        }
+        if std::env::var(ADMIN_TOKEN_SECRET_ENV).is_err() {
+            let err = admin_token_signing_key_from_env(&conf)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("ADMIN_TOKEN_SECRET_ARN"), "{err}");
+        }
     }
 
     #[test]

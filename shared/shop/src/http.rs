@@ -93,7 +93,22 @@ pub struct ErrorBody {
     pub index: Option<usize>,
 }
 
-/// Percent-encodes one path segment (ids are opaque strings on the platform).
+/// One path segment for an id (`what` names it in the error): percent-encoded, and refused
+/// when it would change the path instead of naming something in it. `/`, `?` and `#` are
+/// encoded, but an empty segment, `.` and `..` survive encoding (URL parsers resolve `.` and
+/// `..` — and their `%2e` spellings — as dot segments), so `orders/../status` would address
+/// another resource. Ids reach this from outside (a webhook's `source_uuid`, an order event).
+pub fn id_segment(what: &str, id: &str) -> Result<String, ShopError> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(ShopError::Rejected(format!(
+            "the {what} is not a usable id (empty, \".\" or \"..\")"
+        )));
+    }
+    Ok(segment(id))
+}
+
+/// Percent-encodes one path segment (ids are opaque strings on the platform). Use
+/// [`id_segment`] for ids: this does not refuse dot segments.
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -137,8 +152,12 @@ impl HttpShop {
         })
     }
 
-    fn url(&self, shop_id: &str, rest: &str) -> String {
-        format!("{}/shops/{}/{rest}", self.base, segment(shop_id))
+    fn url(&self, shop_id: &str, rest: &str) -> Result<String, ShopError> {
+        Ok(format!(
+            "{}/shops/{}/{rest}",
+            self.base,
+            id_segment("shop id", shop_id)?
+        ))
     }
 
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -258,7 +277,9 @@ impl ShopCatalog for HttpShop {
         if let Some(c) = cursor {
             q.push(("cursor", c));
         }
-        let page: Page<ShopProduct> = self.get(&self.url(shop_id, "catalog/products"), &q).await?;
+        let page: Page<ShopProduct> = self
+            .get(&self.url(shop_id, "catalog/products")?, &q)
+            .await?;
         Ok((page.items, page.next_cursor))
     }
 
@@ -274,7 +295,7 @@ impl ShopCatalog for HttpShop {
             products: batch.to_vec(),
         };
         let res: Option<ProductResults> = self
-            .post(&self.url(shop_id, "catalog/products/batch"), &body)
+            .post(&self.url(shop_id, "catalog/products/batch")?, &body)
             .await?;
         Ok(res.map(|r| r.results).unwrap_or_default())
     }
@@ -290,7 +311,7 @@ impl ShopCatalog for HttpShop {
         let body = StateChanges {
             changes: changes.to_vec(),
         };
-        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/products/state"), &body)
+        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/products/state")?, &body)
             .await
             .map(|_| ())
     }
@@ -306,7 +327,7 @@ impl ShopCatalog for HttpShop {
         let body = PriceChanges {
             changes: changes.to_vec(),
         };
-        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/variants/prices"), &body)
+        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/variants/prices")?, &body)
             .await
             .map(|_| ())
     }
@@ -320,7 +341,7 @@ impl ShopCatalog for HttpShop {
                 q.push(("cursor", c));
             }
             let page: Page<ShopCategory> = self
-                .get(&self.url(shop_id, "catalog/categories"), &q)
+                .get(&self.url(shop_id, "catalog/categories")?, &q)
                 .await?;
             out.extend(page.items);
             match page.next_cursor {
@@ -341,7 +362,7 @@ impl ShopCatalog for HttpShop {
         let body = CategoryStateChanges {
             changes: changes.to_vec(),
         };
-        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/categories/state"), &body)
+        self.post::<_, serde_json::Value>(&self.url(shop_id, "catalog/categories/state")?, &body)
             .await
             .map(|_| ())
     }
@@ -358,7 +379,7 @@ impl ShopCatalog for HttpShop {
             categories: batch.to_vec(),
         };
         let res: Option<CategoryResults> = self
-            .post(&self.url(shop_id, "catalog/categories/batch"), &body)
+            .post(&self.url(shop_id, "catalog/categories/batch")?, &body)
             .await?;
         Ok(res
             .map(|r| {
@@ -374,7 +395,7 @@ impl ShopCatalog for HttpShop {
 #[async_trait]
 impl ShopOrders for HttpShop {
     async fn reference(&self, shop_id: &str) -> Result<ShopReference, ShopError> {
-        self.get(&self.url(shop_id, "reference"), &[]).await
+        self.get(&self.url(shop_id, "reference")?, &[]).await
     }
 
     async fn set_order_status(
@@ -383,7 +404,8 @@ impl ShopOrders for HttpShop {
         order_id: &str,
         status: &str,
     ) -> Result<(), ShopError> {
-        let url = self.url(shop_id, &format!("orders/{}/status", segment(order_id)));
+        let order = id_segment("shop order id", order_id)?;
+        let url = self.url(shop_id, &format!("orders/{order}/status"))?;
         let body = StatusBody {
             status: status.to_string(),
         };
@@ -428,9 +450,44 @@ mod tests {
         let shop = HttpShop::new("http://127.0.0.1:1/v1/", "secret-token").unwrap();
         assert!(!format!("{shop:?}").contains("secret-token"));
         assert_eq!(
-            shop.url("s 1", "reference"),
+            shop.url("s 1", "reference").unwrap(),
             "http://127.0.0.1:1/v1/shops/s%201/reference"
         );
         assert!(HttpShop::new("ftp://x", "t").is_err());
+    }
+
+    /// An order id of `.` or `..` (a webhook's `source_uuid`) would make
+    /// `shops/s/orders/../status` mean `shops/s/status`: refused before any request is sent
+    /// (the base points at a closed port, so a request would fail as unavailable instead).
+    #[tokio::test]
+    async fn ids_that_would_change_the_path_are_refused() {
+        let shop = HttpShop::with_timeout("http://127.0.0.1:1/v1", "t", Duration::from_millis(200))
+            .unwrap();
+        for bad in ["..", ".", ""] {
+            let e = shop
+                .set_order_status("shop-1", bad, "paid")
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ShopError::Rejected(_)), "{bad:?}: {e:?}");
+            assert!(e.to_string().contains("shop order id"), "{e}");
+            let e = shop.set_order_status(bad, "A-1", "paid").await.unwrap_err();
+            assert!(matches!(e, ShopError::Rejected(_)), "{bad:?}: {e:?}");
+            assert!(matches!(
+                shop.products_page(bad, None, 10).await,
+                Err(ShopError::Rejected(_))
+            ));
+        }
+        // Dots inside an id, or an encoded dot, stay one opaque segment.
+        assert_eq!(id_segment("id", "...").unwrap(), "...");
+        assert_eq!(id_segment("id", "%2e%2e").unwrap(), "%252e%252e");
+        assert_eq!(id_segment("id", "a/../b").unwrap(), "a%2F..%2Fb");
+        let e = shop
+            .set_order_status("shop-1", "A.1", "paid")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ShopError::Unavailable(_)),
+            "a real request: {e:?}"
+        );
     }
 }

@@ -10,6 +10,47 @@ use mapping::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a deleted connection's data is left alone before the background cleanup starts:
+/// longer than any invocation that read the connection just before the deletion can still run
+/// (order push 60 s, status apply 30 s, the webhook 10 s; a catalog sync notices within
+/// seconds and stops), so nothing writes into what the cleanup removes, and nothing still
+/// holds the key when it is deleted.
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(120);
+
+/// The sync-jobs message that removes a deleted connection's data, its key and finally its
+/// deletion mark (`{"job":"delete_connection","connection_id":"…"}`), handled by catalog-sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupJob {
+    pub job: CleanupKind,
+    pub connection_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupKind {
+    DeleteConnection,
+}
+
+impl CleanupJob {
+    pub fn new(connection_id: &str) -> Self {
+        CleanupJob {
+            job: CleanupKind::DeleteConnection,
+            connection_id: connection_id.to_string(),
+        }
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The job, if `body` is one (sync jobs have another shape).
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str(body).ok()
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
@@ -195,16 +236,40 @@ fn links_scope(id: &str, epoch: u32) -> String {
     }
 }
 
+/// Connections. A deleted connection is first *marked* (it counts as gone at once: `get`,
+/// `get_by_shop` and `list` no longer return it, and the shop may connect again), then its data
+/// is removed in the background ([`ConnectionStore::purge`], resumable), its key deleted, and
+/// the mark removed last ([`ConnectionStore::remove`]).
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Stores a new connection; `AlreadyExists` if the shop already has one.
     async fn create(&self, conn: &Connection) -> Result<(), StoreError>;
+    /// The connection, unless it does not exist or is being deleted.
     async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError>;
     async fn get_by_shop(&self, shop_id: &str) -> Result<Option<Connection>, StoreError>;
     /// Replaces the connection if its stored version is `conn.version - 1`; `Conflict` otherwise.
     async fn update(&self, conn: &Connection) -> Result<(), StoreError>;
-    /// Removes the connection, its shop pointer and every item it owns.
-    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks the connection as deleted and frees its shop, in one write, if it is still at
+    /// `conn.version` (`Conflict` otherwise). From then on it counts as gone.
+    async fn mark_deleting(&self, conn: &Connection) -> Result<(), StoreError>;
+    /// A connection marked as deleted, and since when.
+    async fn get_deleting(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, DateTime<Utc>)>, StoreError>;
+    /// Ids of connections marked as deleted whose cleanup has not finished, a page at a time.
+    async fn list_deleting(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError>;
+    /// Deletes up to `max_items` of the items a deleted connection owns (catalog links,
+    /// journal, failures, order ledger, sync state and reports, cached dictionaries), never
+    /// the mark itself; `true` once none is left. Idempotent; `Conflict` unless marked.
+    async fn purge(&self, id: &str, max_items: usize) -> Result<bool, StoreError>;
+    /// Removes the deletion mark: the last trace of the connection. Only a marked (or already
+    /// removed) connection.
+    async fn remove(&self, id: &str) -> Result<(), StoreError>;
     /// All connections, a page at a time (for the schedulers' fan-out).
     async fn list(
         &self,
@@ -228,6 +293,10 @@ fn shop_pk(shop_id: &str) -> String {
 const META: &str = "META";
 const SHOP_POINTER: &str = "CONNECTION";
 const ALL_CONNECTIONS: &str = "CONNS";
+/// `gsi1pk` of connections marked as deleted (their cleanup's to-do list).
+const DELETING: &str = "DELETING";
+/// Attribute of `META` set when the connection was deleted (RFC 3339).
+const DELETING_SINCE: &str = "deleting_since";
 
 fn to_item(c: &Connection) -> Result<Item, StoreError> {
     let mut item = dynamo::key(conn_pk(&c.id), META);
@@ -242,6 +311,27 @@ fn to_item(c: &Connection) -> Result<Item, StoreError> {
 fn from_item(item: &Item) -> Result<Connection, StoreError> {
     dynamo::get_json(item, "doc")?
         .ok_or_else(|| StoreError::Corrupt("connection without document".into()))
+}
+
+fn deleting_since(item: &Item) -> Option<DateTime<Utc>> {
+    dynamo::get_s(item, DELETING_SINCE)
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl DynamoTable {
+    async fn meta(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(id), META)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo::sdk)?
+            .item)
+    }
 }
 
 #[async_trait]
@@ -281,16 +371,10 @@ impl ConnectionStore for DynamoTable {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .set_key(Some(dynamo::key(conn_pk(id), META)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo::sdk)?;
-        out.item.as_ref().map(from_item).transpose()
+        match self.meta(id).await? {
+            Some(item) if deleting_since(&item).is_none() => from_item(&item).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn get_by_shop(&self, shop_id: &str) -> Result<Option<Connection>, StoreError> {
@@ -319,7 +403,10 @@ impl ConnectionStore for DynamoTable {
             .put_item()
             .table_name(&self.name)
             .set_item(Some(to_item(c)?))
-            .condition_expression("attribute_exists(pk) AND version = :prev")
+            .condition_expression(
+                "attribute_exists(pk) AND version = :prev AND attribute_not_exists(#d)",
+            )
+            .expression_attribute_names("#d", DELETING_SINCE)
             .expression_attribute_values(":prev", dynamo::n(prev))
             .send()
             .await
@@ -333,45 +420,144 @@ impl ConnectionStore for DynamoTable {
         Ok(())
     }
 
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let Some(c) = self.get(id).await? else {
-            return Err(StoreError::NotFound(format!("connection {id}")));
+    async fn mark_deleting(&self, c: &Connection) -> Result<(), StoreError> {
+        // The document stays (the cleanup needs the secret's name); the item leaves the
+        // `CONNS` index for the `DELETING` one, so the schedulers stop listing it and the
+        // cleanup's resume finds it.
+        let mut item = to_item(&Connection {
+            version: c.version + 1,
+            updated_at: Utc::now(),
+            ..c.clone()
+        })?;
+        item.insert(GSI1_PK.into(), dynamo::s(DELETING));
+        item.insert(DELETING_SINCE.into(), dynamo::s(Utc::now().to_rfc3339()));
+        let put_meta = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_exists(pk) AND version = :prev AND attribute_not_exists(#d)",
+            )
+            .expression_attribute_names("#d", DELETING_SINCE)
+            .expression_attribute_values(":prev", dynamo::n(c.version))
+            .build()
+            .map_err(dynamo::unavailable)?;
+        // The pointer goes now, so the shop can connect again while the cleanup runs; only
+        // this connection's pointer (a new connection's is never touched).
+        let drop_pointer = Delete::builder()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(shop_pk(&c.shop_id), SHOP_POINTER)))
+            .condition_expression("attribute_not_exists(pk) OR connection_id = :id")
+            .expression_attribute_values(":id", dynamo::s(&c.id))
+            .build()
+            .map_err(dynamo::unavailable)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_meta).build())
+            .transact_items(TransactWriteItem::builder().delete(drop_pointer).build())
+            .send()
+            .await
+            .map_err(dynamo::sdk)
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("connection {} changed since it was read", c.id))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_deleting(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, DateTime<Utc>)>, StoreError> {
+        match self.meta(id).await? {
+            Some(item) => match deleting_since(&item) {
+                Some(since) => Ok(Some((from_item(&item)?, since))),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    async fn list_deleting(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(GSI1)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", GSI1_PK)
+            .expression_attribute_values(":p", dynamo::s(DELETING))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = cursor {
+            let mut start = dynamo::key(conn_pk(&after), META);
+            start.insert(GSI1_PK.into(), dynamo::s(DELETING));
+            start.insert(GSI1_SK.into(), dynamo::s(&after));
+            q = q.set_exclusive_start_key(Some(start));
+        }
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        let ids = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| dynamo::get_s(i, GSI1_SK))
+            .collect();
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| dynamo::get_s(&k, GSI1_SK));
+        Ok((ids, next))
+    }
+
+    async fn purge(&self, id: &str, max_items: usize) -> Result<bool, StoreError> {
+        // Never a live connection's data: only once the mark is there.
+        let meta = self.meta(id).await?;
+        let Some(meta) = meta.filter(|m| deleting_since(m).is_some()) else {
+            return Err(StoreError::Conflict(format!(
+                "connection {id} is not marked as deleted"
+            )));
         };
-        // Owned items first, the connection last: a crash half-way leaves a connection that
-        // can be deleted again, never orphans nobody can find. Links of every KeyCRM account
-        // the connection used go.
-        let mut partitions: Vec<String> = c
+        let conn = from_item(&meta)?;
+        let mut budget = max_items.max(1);
+        // Links first (those of every KeyCRM account the connection used): the `CONN#`
+        // partition holds the sync lease, which keeps syncs out until the rest is gone.
+        let mut partitions: Vec<String> = conn
             .previous_links_scopes()
             .iter()
             .map(|s| links_pk(s))
             .collect();
-        partitions.push(links_pk(&c.links_scope()));
+        partitions.push(links_pk(&conn.links_scope()));
         partitions.push(conn_pk(id));
         for pk in partitions {
-            delete_partition(self, &pk, Some(META)).await?;
+            let (deleted, more) = delete_some(self, &pk, Some(META), budget).await?;
+            budget = budget.saturating_sub(deleted);
+            if more || budget == 0 {
+                // Something may be left: the caller comes back.
+                return Ok(false);
+            }
         }
-        let del = |k: Item| {
-            Delete::builder()
-                .table_name(&self.name)
-                .set_key(Some(k))
-                .build()
-                .map_err(dynamo::unavailable)
-        };
+        Ok(true)
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .delete(del(dynamo::key(conn_pk(id), META))?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .delete(del(dynamo::key(shop_pk(&c.shop_id), SHOP_POINTER))?)
-                    .build(),
-            )
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(id), META)))
+            .condition_expression("attribute_not_exists(pk) OR attribute_exists(#d)")
+            .expression_attribute_names("#d", DELETING_SINCE)
             .send()
             .await
-            .map_err(dynamo::sdk)?;
+            .map_err(dynamo::sdk)
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("connection {id} is not marked as deleted"))
+                }
+                other => other,
+            })?;
         Ok(())
     }
 
@@ -409,15 +595,21 @@ impl ConnectionStore for DynamoTable {
     }
 }
 
-/// Deletes every item of a partition (25 at a time), except the sort key `keep`.
-pub async fn delete_partition(
+/// Deletes up to `max` items of a partition (25 a batch), except the sort key `keep`.
+/// Returns how many went and whether more may be left.
+pub async fn delete_some(
     table: &DynamoTable,
     pk: &str,
     keep: Option<&str>,
-) -> Result<usize, StoreError> {
+    max: usize,
+) -> Result<(usize, bool), StoreError> {
     let mut deleted = 0;
-    let mut start: Option<Item> = None;
     loop {
+        let left = max.saturating_sub(deleted);
+        if left == 0 {
+            return Ok((deleted, true));
+        }
+        // Keys only; `keep` may be in the page, so one more than needed is read.
         let out = table
             .client
             .query()
@@ -426,7 +618,7 @@ pub async fn delete_partition(
             .expression_attribute_names("#p", PK)
             .expression_attribute_values(":p", dynamo::s(pk))
             .projection_expression("#p, sk")
-            .set_exclusive_start_key(start.take())
+            .limit((left + 1).min(1000) as i32)
             .send()
             .await
             .map_err(dynamo::sdk)?;
@@ -435,31 +627,38 @@ pub async fn delete_partition(
             .unwrap_or_default()
             .into_iter()
             .filter(|i| keep.is_none_or(|k| dynamo::get_s(i, SK).as_deref() != Some(k)))
+            .take(left)
             .map(|i| {
                 i.into_iter()
                     .filter(|(k, _)| k == PK || k == SK)
                     .collect::<HashMap<String, AttributeValue>>()
             })
             .collect();
+        if keys.is_empty() {
+            return Ok((deleted, false));
+        }
         for chunk in keys.chunks(25) {
             crate::batch::delete_keys(table, chunk.to_vec()).await?;
             deleted += chunk.len();
         }
-        match out.last_evaluated_key {
-            Some(k) => start = Some(k),
-            None => return Ok(deleted),
-        }
     }
 }
 
-/// The in-memory adapter (unit tests, local run).
+/// The in-memory adapter (unit tests, local run). Each in-memory port keeps its own data, so
+/// `purge` has nothing to remove here; the deletion mark behaves as in DynamoDB.
 #[derive(Default)]
 pub struct MemoryConnections {
-    inner: Mutex<HashMap<String, Connection>>,
+    inner: Mutex<MemoryState>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    live: HashMap<String, Connection>,
+    deleting: HashMap<String, (Connection, DateTime<Utc>)>,
 }
 
 impl MemoryConnections {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Connection>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("poisoned".into()))
@@ -470,23 +669,27 @@ impl MemoryConnections {
 impl ConnectionStore for MemoryConnections {
     async fn create(&self, c: &Connection) -> Result<(), StoreError> {
         let mut m = self.lock()?;
-        if m.values().any(|x| x.shop_id == c.shop_id) || m.contains_key(&c.id) {
+        if m.live.values().any(|x| x.shop_id == c.shop_id)
+            || m.live.contains_key(&c.id)
+            || m.deleting.contains_key(&c.id)
+        {
             return Err(StoreError::AlreadyExists(format!(
                 "shop {} already has a KeyCRM connection",
                 c.shop_id
             )));
         }
-        m.insert(c.id.clone(), c.clone());
+        m.live.insert(c.id.clone(), c.clone());
         Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        Ok(self.lock()?.get(id).cloned())
+        Ok(self.lock()?.live.get(id).cloned())
     }
 
     async fn get_by_shop(&self, shop_id: &str) -> Result<Option<Connection>, StoreError> {
         Ok(self
             .lock()?
+            .live
             .values()
             .find(|c| c.shop_id == shop_id)
             .cloned())
@@ -494,12 +697,16 @@ impl ConnectionStore for MemoryConnections {
 
     async fn update(&self, c: &Connection) -> Result<(), StoreError> {
         let mut m = self.lock()?;
-        match m.get(&c.id) {
+        match m.live.get(&c.id) {
             Some(old) if old.version + 1 == c.version => {
-                m.insert(c.id.clone(), c.clone());
+                m.live.insert(c.id.clone(), c.clone());
                 Ok(())
             }
             Some(_) => Err(StoreError::Conflict(format!(
+                "connection {} changed since it was read",
+                c.id
+            ))),
+            None if m.deleting.contains_key(&c.id) => Err(StoreError::Conflict(format!(
                 "connection {} changed since it was read",
                 c.id
             ))),
@@ -507,11 +714,71 @@ impl ConnectionStore for MemoryConnections {
         }
     }
 
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.lock()?
-            .remove(id)
-            .map(|_| ())
-            .ok_or_else(|| StoreError::NotFound(format!("connection {id}")))
+    async fn mark_deleting(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        match m.live.get(&c.id) {
+            Some(old) if old.version == c.version => {
+                if let Some(old) = m.live.remove(&c.id) {
+                    m.deleting.insert(c.id.clone(), (old, Utc::now()));
+                }
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(format!(
+                "connection {} changed since it was read",
+                c.id
+            ))),
+        }
+    }
+
+    async fn get_deleting(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, DateTime<Utc>)>, StoreError> {
+        Ok(self.lock()?.deleting.get(id).cloned())
+    }
+
+    async fn list_deleting(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let m = self.lock()?;
+        let mut ids: Vec<String> = m
+            .deleting
+            .keys()
+            .filter(|id| cursor.as_deref().is_none_or(|after| id.as_str() > after))
+            .cloned()
+            .collect();
+        ids.sort();
+        let limit = limit.max(1);
+        if ids.len() > limit {
+            ids.truncate(limit);
+            let next = ids.last().cloned();
+            Ok((ids, next))
+        } else {
+            Ok((ids, None))
+        }
+    }
+
+    async fn purge(&self, id: &str, _max_items: usize) -> Result<bool, StoreError> {
+        if self.lock()?.deleting.contains_key(id) {
+            Ok(true)
+        } else {
+            Err(StoreError::Conflict(format!(
+                "connection {id} is not marked as deleted"
+            )))
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let mut m = self.lock()?;
+        if m.live.contains_key(id) {
+            return Err(StoreError::Conflict(format!(
+                "connection {id} is not marked as deleted"
+            )));
+        }
+        m.deleting.remove(id);
+        Ok(())
     }
 
     async fn list(
@@ -520,7 +787,7 @@ impl ConnectionStore for MemoryConnections {
         limit: usize,
     ) -> Result<(Vec<Connection>, Option<String>), StoreError> {
         let m = self.lock()?;
-        let mut all: Vec<&Connection> = m.values().collect();
+        let mut all: Vec<&Connection> = m.live.values().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         let page: Vec<Connection> = all
             .into_iter()

@@ -2,7 +2,7 @@
 //! and small helpers for reading and writing its attributes.
 
 use crate::StoreError;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
@@ -114,9 +114,11 @@ impl DynamoTable {
             .await;
         if let Err(e) = ttl {
             // Re-enabling TTL on an existing table is refused; that is fine.
-            let text = DisplayErrorContext(&e).to_string();
-            if !text.contains("already enabled") {
-                return Err(StoreError::Unavailable(text));
+            if !DisplayErrorContext(&e)
+                .to_string()
+                .contains("already enabled")
+            {
+                return Err(sdk(e));
             }
         }
         Ok(DynamoTable::new(client.clone(), name))
@@ -127,16 +129,19 @@ pub fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Maps an SDK error; conditional-check failures become `Conflict` with `what`.
-pub fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+/// Maps an SDK error: conditional-check failures (alone or in a cancelled transaction) become
+/// `Conflict`; anything else `Unavailable` with a plain reason, the SDK's text (ARNs, account
+/// ids) going to the log only (see [`crate::aws_error`]).
+pub fn sdk<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
     let text = DisplayErrorContext(&e).to_string();
     if text.contains("ConditionalCheckFailed") {
         return StoreError::Conflict("condition not met".into());
     }
-    if text.contains("TransactionCanceled") && text.contains("ConditionalCheckFailed") {
-        return StoreError::Conflict("transaction condition not met".into());
-    }
-    StoreError::Unavailable(text)
+    StoreError::Unavailable(crate::aws_error::logged("DynamoDB", &e))
 }
 
 pub fn is_condition_failure(e: &StoreError) -> bool {

@@ -95,6 +95,44 @@ pub trait StatusJournal: Send + Sync {
     async fn status(&self, conn: &str) -> Result<ConnectionStatus, StoreError>;
 }
 
+/// The longest `last_error` or failure reason kept.
+const MAX_REASON: usize = 1000;
+
+/// What a merchant may read of an error text: AWS resource names and endpoints (which carry
+/// the account id) are replaced, and the text is bounded. Adapters already turn SDK failures
+/// into plain reasons (see `aws_error`); this is the last gate before the status page, for
+/// text that reaches the journal from anywhere.
+pub fn merchant_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_REASON));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() {
+            let bare = word.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+            if bare.starts_with("arn:") || word.contains(":arn:") || word.contains("arn:aws") {
+                out.push_str("[AWS resource]");
+            } else if word.contains("amazonaws.com") {
+                out.push_str("[AWS endpoint]");
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        }
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    if out.chars().count() > MAX_REASON {
+        out = out.chars().take(MAX_REASON).collect::<String>() + "…";
+    }
+    out
+}
+
 const STATUS: &str = "STATUS";
 const FAILURE_TTL_DAYS: i64 = 30;
 
@@ -121,7 +159,7 @@ impl StatusJournal for DynamoTable {
     async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError> {
         let e = JournalError {
             at: Utc::now(),
-            message: message.to_string(),
+            message: merchant_text(message),
         };
         self.client
             .update_item()
@@ -136,6 +174,10 @@ impl StatusJournal for DynamoTable {
     }
 
     async fn record_failure(&self, conn: &str, f: &OrderFailure) -> Result<(), StoreError> {
+        let f = &OrderFailure {
+            reason: merchant_text(&f.reason),
+            ..f.clone()
+        };
         let mut item = dynamo::key(conn_pk(conn), failure_sk(&f.shop_order_id));
         item.insert("doc".into(), dynamo::json(f)?);
         item.insert(
@@ -266,11 +308,15 @@ impl StatusJournal for MemoryJournal {
         self.with(conn, |(s, _)| {
             s.last_error = Some(JournalError {
                 at: Utc::now(),
-                message: message.to_string(),
+                message: merchant_text(message),
             })
         })
     }
     async fn record_failure(&self, conn: &str, f: &OrderFailure) -> Result<(), StoreError> {
+        let f = &OrderFailure {
+            reason: merchant_text(&f.reason),
+            ..f.clone()
+        };
         self.with(conn, |(s, fails)| {
             fails.insert(f.shop_order_id.clone(), f.clone());
             s.last_error = Some(JournalError {
@@ -306,5 +352,50 @@ impl StatusJournal for MemoryJournal {
             out.failures = f;
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDK_TEXT: &str = "retries exhausted after 5 attempts: no KeyCRM client: storage unavailable: service error: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/shop-keycrm-OrderPushRole/order-push is not authorized to perform: secretsmanager:GetSecretValue on resource: arn:aws:secretsmanager:eu-central-1:123456789012:secret:shop-keycrm/dev/keycrm/abc (https://secretsmanager.eu-central-1.amazonaws.com/)";
+
+    #[test]
+    fn merchant_text_drops_aws_resource_names_and_endpoints() {
+        let t = merchant_text(SDK_TEXT);
+        assert!(!t.contains("arn:"), "{t}");
+        assert!(!t.contains("123456789012"), "{t}");
+        assert!(!t.contains("amazonaws.com"), "{t}");
+        assert!(
+            t.starts_with("retries exhausted after 5 attempts: no KeyCRM client"),
+            "{t}"
+        );
+        // Ordinary reasons pass unchanged, order ids included.
+        let plain = "order 123456789012: KeyCRM refused the status \"paid\": the field is invalid";
+        assert_eq!(merchant_text(plain), plain);
+        assert!(merchant_text(&"x".repeat(5000)).chars().count() <= MAX_REASON + 1);
+    }
+
+    #[tokio::test]
+    async fn the_status_page_never_shows_aws_detail() {
+        let j = MemoryJournal::default();
+        j.record_error("c", SDK_TEXT).await.unwrap();
+        let s = j.status("c").await.unwrap();
+        assert!(!s.last_error.unwrap().message.contains("123456789012"));
+        j.record_failure(
+            "c",
+            &OrderFailure {
+                shop_order_id: "A-1".into(),
+                at: Utc::now(),
+                reason: SDK_TEXT.into(),
+                field_errors: BTreeMap::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let s = j.status("c").await.unwrap();
+        assert!(!s.failures[0].reason.contains("arn:"), "{:?}", s.failures);
+        assert!(!s.last_error.unwrap().message.contains("arn:"));
     }
 }

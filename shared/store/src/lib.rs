@@ -1,6 +1,7 @@
 //! Storage ports and their adapters. One DynamoDB table holds everything (layout in
 //! `DATA_MODEL.md`); in-memory adapters serve unit tests and the local run.
 
+pub mod aws_error;
 pub mod batch;
 pub mod connection;
 pub mod dynamo;
@@ -21,7 +22,8 @@ mod sync_memory;
 pub mod tokens;
 
 pub use connection::{
-    Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind, WebhookTokens,
+    CleanupJob, Connection, ConnectionStore, MemoryConnections, WebhookGenerations, WebhookKind,
+    WebhookTokens, CLEANUP_GRACE,
 };
 pub use dynamo::DynamoTable;
 pub use error::StoreError;

@@ -46,9 +46,14 @@ impl SecretsManager {
     }
 }
 
-fn err(text: String) -> StoreError {
-    // Never include the secret value; SDK errors do not carry it.
-    StoreError::Unavailable(text)
+/// A plain reason; the SDK's text (ARNs, account ids) is logged, not carried. SDK errors never
+/// carry the secret value.
+fn err<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(crate::aws_error::logged("Secrets Manager", e))
 }
 
 #[async_trait]
@@ -75,10 +80,10 @@ impl SecretStore for SecretsManager {
                     .secret_string(key.expose())
                     .send()
                     .await
-                    .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| err(&e))?;
                 Ok(())
             }
-            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+            Err(e) => Err(err(&e)),
         }
     }
 
@@ -92,7 +97,7 @@ impl SecretStore for SecretsManager {
             {
                 Ok(None)
             }
-            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+            Err(e) => Err(err(&e)),
         }
     }
 
@@ -113,7 +118,7 @@ impl SecretStore for SecretsManager {
             {
                 Ok(())
             }
-            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+            Err(e) => Err(err(&e)),
         }
     }
 }

@@ -130,16 +130,35 @@ ensure_venv() {
 
 # ---------------------------------------------------------------- browser
 # The browser tests (tests/tests/settings_page_browser.rs) drive headless Chromium through
-# ChromeDriver. CHROMIUM / CHROMEDRIVER may point at other binaries.
+# ChromeDriver. CHROMIUM / CHROMEDRIVER may point at other binaries; otherwise the same paths the
+# tests look in (tests/src/webdriver.rs `require`) are checked, in the same order.
+first_executable() {
+  local p
+  for p in "$@"; do
+    [ -x "${p}" ] && { printf '%s' "${p}"; return 0; }
+  done
+  return 1
+}
+chromium_path() {
+  if [ -n "${CHROMIUM:-}" ]; then first_executable "${CHROMIUM}"; return; fi
+  first_executable /usr/bin/chromium /usr/bin/chromium-browser /usr/bin/google-chrome
+}
+chromedriver_path() {
+  if [ -n "${CHROMEDRIVER:-}" ]; then first_executable "${CHROMEDRIVER}"; return; fi
+  first_executable /usr/bin/chromedriver /usr/lib/chromium/chromedriver
+}
 browser_ready() {
-  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ]
+  chromium_path >/dev/null && chromedriver_path >/dev/null
 }
 
 ensure_browser() {
   section "Browser for the settings page tests (Chromium + ChromeDriver)"
   if browser_ready; then
-    info "$("${CHROMEDRIVER:-/usr/bin/chromedriver}" --version 2>/dev/null | head -n 1)"
+    info "$(chromium_path), $(chromedriver_path): $("$(chromedriver_path)" --version 2>/dev/null | head -n 1)"
     return 0
+  fi
+  if [ -n "${CHROMIUM:-}${CHROMEDRIVER:-}" ]; then
+    die "CHROMIUM/CHROMEDRIVER set but not executable (CHROMIUM=${CHROMIUM:-unset}, CHROMEDRIVER=${CHROMEDRIVER:-unset})"
   fi
   command -v apt-get >/dev/null 2>&1 || die "Chromium/ChromeDriver missing and no apt-get: install chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER"
   local sudo=""
@@ -155,7 +174,7 @@ ensure_browser() {
     die "installing chromium and chromium-driver failed (see ${log})"
   fi
   browser_ready || die "chromium/chromedriver still missing after apt-get (see ${log})"
-  info "installed: $(/usr/bin/chromedriver --version 2>/dev/null | head -n 1)"
+  info "installed: $("$(chromedriver_path)" --version 2>/dev/null | head -n 1)"
 }
 
 # ---------------------------------------------------------------- moto server

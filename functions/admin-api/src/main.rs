@@ -4,6 +4,8 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
 use queue::SqsQueue;
+use runtime::metrics::catalog::ADMIN_REQUESTS;
+use runtime::metrics::{Emitter, Function, MeteredOrders};
 use runtime::{config, env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
@@ -70,6 +72,7 @@ async fn main() -> Result<(), BoxError> {
         .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
 
     let table = Arc::new(table);
+    let table_for_metrics: Arc<dyn store::StatusJournal> = table.clone();
     let api = AdminApi {
         config: cfg,
         signer,
@@ -82,9 +85,18 @@ async fn main() -> Result<(), BoxError> {
         sync: table.clone(),
         links: table.clone(),
         clients,
-        shop: Arc::new(shop),
+        // Metered: shop API failures show in the metrics.
+        shop: Arc::new(MeteredOrders(Arc::new(shop))),
         order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),
         sync_queue: Arc::new(SqsQueue::new(sqs, sync_queue_url)),
     };
-    lambda_http::run(admin_api::router(api)).await
+    // One EMF flush per request: answers by class, KeyCRM traffic of key checks and
+    // settings-page dictionaries (per connection also on its status).
+    let metrics = Emitter::new(Function::AdminApi).with_journal(table_for_metrics);
+    lambda_http::run(runtime::metrics::http::layer(
+        admin_api::router(api),
+        metrics,
+        Some(&ADMIN_REQUESTS),
+    ))
+    .await
 }

@@ -14,10 +14,13 @@ use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use queue::Outgoing;
 use rand::RngCore;
+use runtime::metrics::catalog::ADMIN_REQUESTS;
+use runtime::metrics::http as metrics_http;
+use runtime::metrics::{Emitter, Function, MeteredCatalog, MeteredOrders};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{HttpShop, MemoryShop, ShopCatalog, ShopOrders};
-use status_apply::{ConsumerOptions, StatusApplier};
+use status_apply::StatusApplier;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,8 +155,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    let shop_catalog: Arc<dyn ShopCatalog> = shop_api.clone();
-    let shop_orders: Arc<dyn ShopOrders> = shop_api.clone();
+    // Metered, as the functions wire them.
+    let shop_catalog: Arc<dyn ShopCatalog> = Arc::new(MeteredCatalog(shop_api.clone()));
+    let shop_orders: Arc<dyn ShopOrders> = Arc::new(MeteredOrders(shop_api.clone()));
+    // Each function's metrics, flushed after every step (to --metrics FILE, if given); the
+    // KeyCRM usage per connection goes to its status as on Lambda.
+    let sink = args
+        .metrics_sink()
+        .with_context(|| "opening the --metrics file")?;
+    let emitter = |f: Function| {
+        Emitter::new(f)
+            .with_sink(sink.clone())
+            .with_journal(ports.journal.clone())
+    };
 
     let clients = Arc::new(KeycrmClients::new(
         ports.secrets.clone(),
@@ -205,8 +219,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     // Both routers answer their own 404s, so requests are dispatched by path prefix (as the
     // HTTP API's routes do in AWS) rather than merged.
-    let webhook_router = webhook::router(receiver);
-    let admin_router = admin_api::router(admin);
+    let webhook_router =
+        metrics_http::layer(webhook::router(receiver), emitter(Function::Webhook), None);
+    let admin_router = metrics_http::layer(
+        admin_api::router(admin),
+        emitter(Function::AdminApi),
+        Some(&ADMIN_REQUESTS),
+    );
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let target = if req.uri().path().starts_with("/v1/webhooks/") {
             webhook_router.clone()
@@ -247,6 +266,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(workers::order_consumer(
         push,
         ports.order_queue.clone(),
+        emitter(Function::OrderPush),
         stop_rx.clone(),
     ));
     let applier = Arc::new(
@@ -262,12 +282,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             secret_prefix: Some(SECRET_PREFIX.into()),
         })),
     );
-    tokio::spawn(status_apply::run_queue_consumer(
+    tokio::spawn(workers::status_consumer(
         applier,
         ports.status_queue.clone(),
-        Some(ports.status_dlq.clone()),
-        ConsumerOptions::default(),
-        workers::stopped(stop_rx.clone()),
+        ports.status_dlq.clone(),
+        emitter(Function::StatusApply),
+        stop_rx.clone(),
     ));
     let engine = Arc::new(catalog_sync::Engine::new(
         catalog_sync::Deps {
@@ -284,11 +304,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(workers::sync_consumer(
         engine.clone(),
         ports.sync_queue.clone(),
+        emitter(Function::CatalogSync),
         stop_rx.clone(),
     ));
     tokio::spawn(workers::schedules(
         engine,
         args.price_interval(),
+        emitter(Function::CatalogSync),
         stop_rx.clone(),
     ));
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod gate;
 pub mod models;
 pub mod money;
+pub mod observe;
 pub mod retry;
 pub mod secret;
 pub mod time;
@@ -17,5 +18,6 @@ pub use client::{
 };
 pub use error::KeycrmError;
 pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
+pub use observe::{RequestObserver, RequestOutcome};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

@@ -3,6 +3,8 @@
 
 use crate::flush::{now_ms, FlushEnd, FlushReport, Flusher};
 use crate::job::FlushJob;
+use runtime::metrics::catalog::{STOCK_FLUSHES, STOCK_OFFERS_IGNORED};
+use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, Run};
 use std::time::{Duration, Instant};
 
@@ -88,15 +90,21 @@ impl StockApplier {
                 self.failed(&conn, receive_count, Some(&holder), false, reason)
                     .await
             }
-            (Run::Panicked(reason), None) => Disposition::GiveUp { reason },
+            (Run::Panicked(reason), None) => {
+                count(&STOCK_FLUSHES, &["failed"], 1);
+                Disposition::GiveUp { reason }
+            }
             (Run::OutOfTime, Some(conn)) => {
                 let reason = "the invocation ran out of time during the flush".to_string();
                 self.failed(&conn, receive_count, Some(&holder), true, reason)
                     .await
             }
-            (Run::OutOfTime, None) => Disposition::GiveUp {
-                reason: "the invocation ran out of time".into(),
-            },
+            (Run::OutOfTime, None) => {
+                count(&STOCK_FLUSHES, &["failed"], 1);
+                Disposition::GiveUp {
+                    reason: "the invocation ran out of time".into(),
+                }
+            }
         }
     }
 
@@ -117,6 +125,7 @@ impl StockApplier {
         let job = match FlushJob::parse(body) {
             Ok(j) => j,
             Err(e) => {
+                count(&STOCK_FLUSHES, &["failed"], 1);
                 tracing::error!(error = %e, "unreadable stock flush message");
                 return Disposition::GiveUp {
                     reason: e.to_string(),
@@ -127,6 +136,7 @@ impl StockApplier {
         let conn = match f.load(&job).await {
             Ok(Some(c)) => c,
             Ok(None) => {
+                count(&STOCK_FLUSHES, &["no_connection"], 1);
                 tracing::info!(connection = %job.connection_id, "stock flush for a deleted connection: nothing to do");
                 return Disposition::Done;
             }
@@ -140,6 +150,7 @@ impl StockApplier {
         if !conn.active || !conn.settings.realtime_stock_active() {
             // The window expires by itself; signals wait until realtime stock is on again
             // (the 4-hourly price run corrects availability meanwhile).
+            count(&STOCK_FLUSHES, &["realtime_stock_off"], 1);
             tracing::info!(connection = %conn.id, active = conn.active, "realtime stock is off: flush skipped");
             return Disposition::Done;
         }
@@ -151,6 +162,7 @@ impl StockApplier {
         {
             Ok(true) => {}
             Ok(false) => {
+                count(&STOCK_FLUSHES, &["window_taken"], 1);
                 tracing::info!(connection = %conn.id, window = %job.window, "another flush has this connection's window: message dropped");
                 return Disposition::Done;
             }
@@ -164,6 +176,16 @@ impl StockApplier {
         let mut report = FlushReport::default();
         let result = f.flush(&conn, holder, stop_at, &mut report).await;
         f.journal(&conn.id, &report).await;
+        for (reason, n) in [
+            ("unlinked", report.unlinked),
+            ("skipped", report.skipped),
+            ("not_found", report.not_found),
+            ("refused", report.refused),
+        ] {
+            if n > 0 {
+                count(&STOCK_OFFERS_IGNORED, &[reason], n);
+            }
+        }
         tracing::info!(
             connection = %conn.id, window = %job.window, requests = report.requests,
             offers = report.offers, changed = report.changed, unchanged = report.unchanged,
@@ -172,8 +194,16 @@ impl StockApplier {
             outcome = ?result.as_ref().map_err(|e| e.to_string()), "stock flush"
         );
         match result {
-            Ok(FlushEnd::LostWindow) => Disposition::Done,
+            Ok(FlushEnd::LostWindow) => {
+                count(&STOCK_FLUSHES, &["lost_window"], 1);
+                Disposition::Done
+            }
             Ok(end) => {
+                let outcome = match end {
+                    FlushEnd::OutOfTime => "out_of_time",
+                    _ => "drained",
+                };
+                count(&STOCK_FLUSHES, &[outcome], 1);
                 self.finish_window(&conn.id, holder, end).await;
                 Disposition::Done
             }
@@ -238,11 +268,13 @@ impl StockApplier {
                     tracing::warn!(connection = %conn, error = %e, "could not park the stock window");
                 }
             }
+            count(&STOCK_FLUSHES, &["retried"], 1);
             tracing::warn!(connection = %conn, attempt = receive_count, retry_in_s = delay.as_secs(), error = %reason, "stock flush failed; retrying");
             return Disposition::RetryAfter { delay, reason };
         }
         let reason =
             format!("realtime stock: the flush failed after {receive_count} attempt(s): {reason}");
+        count(&STOCK_FLUSHES, &["failed"], 1);
         tracing::error!(connection = %conn, error = %reason, "stock flush given up");
         if let Err(e) = f.journal.record_error(conn, &reason).await {
             tracing::warn!(connection = %conn, error = %e, "could not update the journal");

@@ -7,6 +7,7 @@ use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
+use runtime::metrics::{Emitter, Function, MeteredCatalog};
 use runtime::{env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
@@ -60,26 +61,36 @@ async fn main() -> Result<(), BoxError> {
         table.clone(),
         table.clone(),
         table.clone(),
-        Arc::new(HttpShop::with_timeout(
+        // Metered: availability writes count as StockWrites, failures as ShopApiErrors.
+        Arc::new(MeteredCatalog(Arc::new(HttpShop::with_timeout(
             &shop_base,
             token,
             Duration::from_secs(10),
-        )?),
+        )?))),
         Arc::new(KeycrmStock { clients }),
-        table,
+        table.clone(),
         flushes.clone(),
         config,
     );
+    // EMF metrics on stdout once per batch; KeyCRM usage (stock reads) on the status.
+    let metrics = Emitter::new(Function::StockApply).with_journal(table);
     let applier = StockApplier::new(flusher, retry);
     let transport = Transport {
         source: Some(flushes),
         dead_letter: env_opt("STOCK_DLQ_URL")
             .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>),
     };
-    let (applier, transport) = (&applier, &transport);
+    let (applier, transport, metrics) = (&applier, &transport, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
-        Ok::<_, BoxError>(handle_sqs_event(applier, transport, event.payload, deadline).await)
+        let flush_by = deadline.map(|d| d.checked_sub(Duration::from_millis(250)).unwrap_or(d));
+        let response = metrics
+            .run_until(
+                flush_by,
+                handle_sqs_event(applier, transport, event.payload, deadline),
+            )
+            .await;
+        Ok::<_, BoxError>(response)
     }))
     .await
 }

@@ -595,3 +595,97 @@ async fn the_consumer_dead_letters_with_a_reason() {
     );
     assert!(w.flushes.bodies().is_empty());
 }
+
+/// `(metric, label, value)` of every EMF sample `work` emitted as one stock-apply invocation.
+async fn emitted<F: std::future::Future>(work: F) -> Vec<(String, String, f64)> {
+    use runtime::metrics::{Emitter, Function, Sink};
+    let (sink, captured) = Sink::memory();
+    Emitter::new(Function::StockApply)
+        .with_sink(sink)
+        .run(work)
+        .await;
+    let mut out = Vec::new();
+    for d in captured.documents() {
+        assert_eq!(d["function"], "stock-apply");
+        let label = ["reason", "outcome"]
+            .iter()
+            .find_map(|k| d.get(*k).and_then(|v| v.as_str()))
+            .unwrap_or("")
+            .to_string();
+        for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            let name = m["Name"].as_str().unwrap().to_string();
+            out.push((name.clone(), label.clone(), d[&name].as_f64().unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_flush_emits_stock_writes_ignored_offers_and_its_outcome() {
+    let w = world(3, 1, fast(), RetryPolicy::default()).await; // offers 1000, 1010, 1020
+                                                               // The shop port metered as main.rs and the local run wire it.
+    let applier = StockApplier::new(
+        Flusher::new(
+            w.conns.clone(),
+            w.stock.clone(),
+            w.links.clone(),
+            Arc::new(runtime::metrics::MeteredCatalog(w.shop.clone())),
+            w.source.clone(),
+            w.journal.clone(),
+            w.flushes.clone(),
+            fast(),
+        ),
+        RetryPolicy::default(),
+    );
+    w.set(1000, false);
+    w.set(1010, false);
+    w.signal(&[1000, 1010, 1020, 5, 6]).await.unwrap();
+    let msgs = w
+        .flushes
+        .receive(10, Duration::from_millis(100), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    let got = emitted(async {
+        assert_eq!(
+            applier.handle_message(&m.body, m.receive_count).await,
+            Disposition::Done
+        );
+    })
+    .await;
+    assert!(
+        got.contains(&("StockWrites".into(), "".into(), 2.0)),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("StockOffersIgnored".into(), "unlinked".into(), 2.0)),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("StockFlushes".into(), "drained".into(), 1.0)),
+        "{got:?}"
+    );
+    w.flushes.delete(&m.receipt).await.unwrap();
+
+    // Switched off: the flush is skipped, and says so.
+    let mut c = w.conns.get(CONN).await.unwrap().unwrap();
+    c.settings.realtime_stock = false;
+    c.version += 1;
+    w.conns.update(&c).await.unwrap();
+    w.signal(&[1020]).await.unwrap();
+    let msgs = w
+        .flushes
+        .receive(10, Duration::from_millis(100), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let m = &msgs[0];
+    let got = emitted(applier.handle_message(&m.body, m.receive_count)).await;
+    assert_eq!(
+        got,
+        vec![("StockFlushes".into(), "realtime_stock_off".into(), 1.0)]
+    );
+}

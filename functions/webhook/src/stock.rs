@@ -10,6 +10,11 @@ use crate::receiver::{Reply, ROUTE};
 use axum::body::Body;
 use http::StatusCode;
 use queue::Queue;
+use runtime::metrics::catalog::{
+    STOCK_SIGNALS, STOCK_WEBHOOKS_ACCEPTED, WEBHOOKS_IGNORED, WEBHOOKS_REFUSED,
+    WEBHOOKS_UNAVAILABLE,
+};
+use runtime::metrics::count;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,6 +51,14 @@ pub enum StockBodyError {
 }
 
 impl StockBodyError {
+    /// The metric reason of the refusal (the same names as the status URL's).
+    fn reason(&self) -> &'static str {
+        match self {
+            StockBodyError::NotJson(_) => "not_json",
+            _ => "invalid_body",
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             StockBodyError::NotJson(_) => StatusCode::BAD_REQUEST,
@@ -175,6 +188,7 @@ impl StockIntake {
     }
 
     async fn ignore(&self, conn: &Connection, reason: &'static str) -> Reply {
+        count(&WEBHOOKS_IGNORED, &[reason], 1);
         tracing::info!(
             route = ROUTE, status = 200, connection = %conn.id, url_kind = "stock",
             outcome = "ignored", reason, "stock webhook ignored"
@@ -205,6 +219,7 @@ impl StockIntake {
             return self.ignore(conn, "no_items").await;
         }
         if let Err(e) = self.store.add_pending(&conn.id, &offers).await {
+            count(&WEBHOOKS_UNAVAILABLE, &["store_unavailable"], 1);
             tracing::error!(route = ROUTE, status = 503, connection = %conn.id, error = %e, "stock webhook: recording the signal failed");
             return Reply::unavailable();
         }
@@ -217,10 +232,18 @@ impl StockIntake {
         )
         .await
         {
+            // The window record is in the table, the message in the flush queue.
+            let reason = match &e {
+                stock_apply::FlushError::Queue(_) => "queue_unavailable",
+                _ => "store_unavailable",
+            };
+            count(&WEBHOOKS_UNAVAILABLE, &[reason], 1);
             tracing::error!(route = ROUTE, status = 503, connection = %conn.id, error = %e, "stock webhook: scheduling the flush failed");
             return Reply::unavailable();
         }
         let n = offers.len() as u64;
+        count(&STOCK_WEBHOOKS_ACCEPTED, &[], 1);
+        count(&STOCK_SIGNALS, &[], n);
         if let Err(e) = self.journal.count(&conn.id, Counter::StockSignals, n).await {
             tracing::warn!(connection = %conn.id, error = %e, "could not update the journal");
         }
@@ -242,29 +265,36 @@ pub async fn handle(
     content_type: Option<&str>,
     body: Body,
 ) -> Reply {
-    let refuse = |status: StatusCode, message: String| {
+    let refuse = |status: StatusCode, reason: &'static str, message: String| {
+        count(&WEBHOOKS_REFUSED, &[reason], 1);
         tracing::warn!(route = ROUTE, status = status.as_u16(), connection = %conn.id, error = %message, "stock webhook refused: bad body");
         Reply::error(status, message)
     };
     if let Err(e) = check_content_type(content_type) {
-        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            e.to_string(),
+        );
     }
     let bytes = match axum::body::to_bytes(body, MAX_STOCK_BODY).await {
         Ok(b) => b,
         Err(_) => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
                 PayloadError::TooLarge(MAX_STOCK_BODY).to_string(),
             )
         }
     };
     let offers = match parse(&bytes) {
         Ok(o) => o,
-        Err(e) => return refuse(e.status(), e.to_string()),
+        Err(e) => return refuse(e.status(), e.reason(), e.to_string()),
     };
     match intake {
         Some(i) => i.accept(conn, offers).await,
         None => {
+            count(&WEBHOOKS_UNAVAILABLE, &["not_configured"], 1);
             tracing::error!(route = ROUTE, status = 503, connection = %conn.id, "stock webhook: this receiver has no stock hand-off configured");
             Reply::unavailable()
         }

@@ -481,3 +481,81 @@ async fn the_stock_token_never_reaches_the_logs() {
         assert!(!text.contains(secret.as_str()), "a token leaked:\n{text}");
     }
 }
+
+/// The EMF samples of one request: `(metric, label, value)`.
+async fn emitted(app: &Router, uri: &str, body: &str) -> Vec<(String, String, f64)> {
+    use runtime::metrics::{Emitter, Function, Sink};
+    let (sink, captured) = Sink::memory();
+    let emitter = Emitter::new(Function::Webhook).with_sink(sink);
+    emitter
+        .run(send(
+            app,
+            uri,
+            Some("application/json"),
+            Body::from(body.to_string()),
+        ))
+        .await;
+    let mut out = Vec::new();
+    for d in captured.documents() {
+        assert_eq!(d["function"], "webhook");
+        let label = d
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            let name = m["Name"].as_str().unwrap().to_string();
+            let v = d[&name].as_f64().unwrap();
+            out.push((name, label.clone(), v));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn stock_deliveries_are_counted_as_accepted_ignored_and_refused_by_reason() {
+    let f = fixture().await;
+    let uri = format!("/v1/webhooks/keycrm/{CONN}/{}", f.stock_token);
+    let body = r#"[{"offer_id": 1, "sku": "a", "in_stock": 1, "in_reserve": 0},
+                   {"offer_id": 2, "sku": "b", "in_stock": 0, "in_reserve": 0},
+                   {"offer_id": 1, "sku": "a", "in_stock": 2, "in_reserve": 0}]"#;
+    let got = emitted(&f.app, &uri, body).await;
+    assert!(
+        got.contains(&("StockWebhooksAccepted".into(), "".into(), 1.0)),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("StockSignals".into(), "".into(), 2.0)),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|g| g.0 == "WebhooksAccepted"), "{got:?}");
+
+    let got = emitted(&f.app, &uri, r#"[{"offer_id": -1}]"#).await;
+    assert!(
+        got.contains(&("WebhooksRefused".into(), "invalid_body".into(), 1.0)),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|g| g.0 == "StockSignals"), "{got:?}");
+
+    let off = fixture_with(
+        Settings {
+            realtime_stock: false,
+            ..settings()
+        },
+        true,
+    )
+    .await;
+    let uri = format!("/v1/webhooks/keycrm/{CONN}/{}", off.stock_token);
+    let got = emitted(&off.app, &uri, body).await;
+    assert!(
+        got.contains(&("WebhooksIgnored".into(), "realtime_stock_off".into(), 1.0)),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|g| g.0 == "StockWebhooksAccepted"),
+        "{got:?}"
+    );
+}

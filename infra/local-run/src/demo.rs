@@ -317,12 +317,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
         stock_apply::RetryPolicy::default(),
     ));
-    tokio::spawn(stock_apply::run_queue_consumer(
+    tokio::spawn(workers::stock_consumer(
         stock_applier,
         ports.stock_queue.clone(),
-        Some(ports.stock_dlq.clone()),
-        stock_apply::ConsumerOptions::default(),
-        workers::stopped(stop_rx.clone()),
+        ports.stock_dlq.clone(),
+        emitter(Function::StockApply),
+        stop_rx.clone(),
     ));
     let engine = Arc::new(catalog_sync::Engine::new(
         catalog_sync::Deps {

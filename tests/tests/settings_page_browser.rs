@@ -1271,9 +1271,12 @@ async fn every_block_is_saved_and_read_back() {
     b.wait_for("#block-sync", WAIT).await.unwrap();
     let k = keycrm_options(&h).await;
 
-    // Sync settings.
+    // Sync settings, with realtime stock (issue 13) in the same block.
     b.click("#sync-products").await.unwrap();
     b.click("#sync-categories").await.unwrap();
+    assert_eq!(value_of(&b, "#realtime-stock").await, false);
+    b.click("#realtime-stock").await.unwrap();
+    wait_text(&b, "#block-sync", "протягом хвилини").await;
     // Categories: a root found by searching; its children come with it.
     let cats = h.sim.catalog(KEY).categories;
     let root = cats
@@ -1378,6 +1381,7 @@ async fn every_block_is_saved_and_read_back() {
     let s = &conn["settings"];
     assert_eq!(s["sync_products"], true);
     assert_eq!(s["sync_categories"], true);
+    assert_eq!(s["realtime_stock"], true);
     assert_eq!(s["category_filter"], json!([root.id]));
     assert_eq!(
         (
@@ -1431,6 +1435,7 @@ async fn every_block_is_saved_and_read_back() {
     b.wait_for("#save", WAIT).await.unwrap();
     assert_eq!(value_of(&b, "#sync-products").await, true);
     assert_eq!(value_of(&b, "#sync-categories").await, true);
+    assert_eq!(value_of(&b, "#realtime-stock").await, true);
     assert_eq!(value_of(&b, &format!("#cat-{}", root.id)).await, true);
     assert_eq!(value_of(&b, "#match-key").await, "barcode");
     assert_eq!(value_of(&b, "#new-products").await, "publish");
@@ -1453,6 +1458,53 @@ async fn every_block_is_saved_and_read_back() {
         .as_str()
         .unwrap()
         .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)));
+
+    // The stock URL (issue 13): shown with the others, its own token, copyable, with the
+    // steps of KeyCRM's stock webhook form.
+    let stock_url = value_of(&b, "#hook-stock").await;
+    assert!(
+        stock_url
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)),
+        "{stock_url}"
+    );
+    assert_ne!(stock_url, value_of(&b, "#hook-orders").await);
+    let steps = wait_text(&b, "#block-webhook", "Залишки").await;
+    for needle in [
+        "Як налаштувати вебхук залишків",
+        "Додати вебхук",
+        "Склади",
+        "URL",
+    ] {
+        assert!(steps.contains(needle), "no «{needle}» in: {steps}");
+    }
+    b.set_permission("clipboard-read", "granted").await.unwrap();
+    b.set_permission("clipboard-write", "granted")
+        .await
+        .unwrap();
+    b.click("#hook-stock-copy").await.unwrap();
+    wait_text(&b, "#hook-stock-copied", "Скопійовано").await;
+    let clip = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.clipboard.readText().then(done, (e) => done('error: ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clip, stock_url);
+
+    // The switch back off: saved off, and shown off after a reload.
+    b.click("#realtime-stock").await.unwrap();
+    b.click("#save").await.unwrap();
+    b.wait_for("#block-connected", WAIT).await.unwrap();
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    assert_eq!(conn["settings"]["realtime_stock"], false);
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    assert_eq!(value_of(&b, "#realtime-stock").await, false);
     h.finish(b).await;
 }
 

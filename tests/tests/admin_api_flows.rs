@@ -1228,6 +1228,80 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
 }
 
 #[tokio::test]
+async fn every_connection_has_a_stock_url_shown_with_the_others_and_rotatable() {
+    use store::WebhookKind::{Orders, Stock};
+    let e = env().await;
+    let r = e.connect("shop-a", KEY_A).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let orders = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    // KeyCRM's stock webhook URL: derived like the others, shown from the start (the
+    // merchant may set it up in KeyCRM before switching realtime stock on).
+    assert_eq!(r.body["webhooks"]["stock"]["event"], "stock");
+    assert_eq!(r.body["webhooks"]["stock"]["rotate_to_show"], false);
+    let stock = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_ne!(stock, orders);
+    assert_eq!(r.body["settings"]["realtime_stock"], false);
+    assert_eq!(e.webhook_accepts(&id, &stock).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders).await, Some(Orders));
+
+    // realtime stock on and off: the same URL, shown every time
+    let cat = e.call("GET", "/options", "shop-a", None).await.body["keycrm"]["categories"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let mut s = valid_settings(cat);
+    for (version, on) in [(1, true), (2, false)] {
+        s["realtime_stock"] = json!(on);
+        let r = e
+            .call(
+                "PUT",
+                "/settings",
+                "shop-a",
+                Some(json!({"version": version, "settings": s})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["settings"]["realtime_stock"], on);
+        assert_eq!(
+            token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap()),
+            stock
+        );
+    }
+    let view = e.call("GET", "", "shop-a", None).await;
+    assert_eq!(
+        token_of(view.body["webhooks"]["stock"]["url"].as_str().unwrap()),
+        stock
+    );
+
+    // rotating the stock URL alone, then everything in use
+    let r = e
+        .call(
+            "POST",
+            "/webhook-tokens/rotate",
+            "shop-a",
+            Some(json!({"kind": "stock"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stock2 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_eq!(
+        token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap()),
+        orders,
+        "the orders URL is untouched"
+    );
+    assert_eq!(e.webhook_accepts(&id, &stock).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, Some(Stock));
+    let r = e
+        .call("POST", "/webhook-tokens/rotate", "shop-a", None)
+        .await;
+    let stock3 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    let orders3 = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock3).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders3).await, Some(Orders));
+    assert_no_key_in_logs();
+}
+
+#[tokio::test]
 async fn delete_removes_the_key_settings_and_state() {
     let e = env().await;
     let r = e.connect("shop-a", KEY_A).await;

@@ -256,6 +256,98 @@ async fn leases_never_overlap_and_paused_runs_are_found_for_resume() {
     assert_eq!(y.checkpoint.as_deref(), Some("cp"));
 }
 
+/// The queued-continuation mark on the lease item (DynamoDB): a marked run is not resumable
+/// until the mark passes; the tick's claim is conditional; acquiring and pausing clear it.
+#[tokio::test]
+async fn a_queued_continuation_mark_keeps_the_run_from_the_resume_tick() {
+    let t = emulator::table().await;
+    let conn = format!("q{}", Utc::now().timestamp_micros());
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let resumable = |t: &store::DynamoTable| {
+        let t = t.clone();
+        let conn = conn.clone();
+        async move {
+            t.unfinished(10_000)
+                .await
+                .unwrap()
+                .contains(&(conn, SyncKind::Full))
+        }
+    };
+    assert!(
+        !t.mark_queued(&conn, SyncKind::Full, None, later)
+            .await
+            .unwrap(),
+        "no run, no mark"
+    );
+    let mut a = t
+        .acquire(&conn, SyncKind::Full, "a", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    a.checkpoint = Some("cp".into());
+    let a = t.checkpoint(&a, Duration::from_millis(100)).await.unwrap();
+    // The hand-off marks while it holds the lease; another holder cannot.
+    assert!(!t
+        .mark_queued(&conn, SyncKind::Full, Some("b"), later)
+        .await
+        .unwrap());
+    assert!(t
+        .mark_queued(&conn, SyncKind::Full, Some("a"), later)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!resumable(&t).await, "the continuation is still queued");
+    assert!(!t
+        .mark_queued(&conn, SyncKind::Full, None, later)
+        .await
+        .unwrap());
+    // The continuation is consumed: the mark goes with the acquire.
+    let b = t
+        .acquire(&conn, SyncKind::Full, "a", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    t.pause(&b).await.unwrap();
+    assert!(resumable(&t).await);
+    // The tick claims it once; a second claim (another tick) fails; clearing a mark that is
+    // not the one written leaves it.
+    assert!(t
+        .mark_queued(&conn, SyncKind::Full, None, later)
+        .await
+        .unwrap());
+    assert!(!t
+        .mark_queued(&conn, SyncKind::Full, None, later)
+        .await
+        .unwrap());
+    assert!(!resumable(&t).await);
+    let other = later + chrono::Duration::seconds(1);
+    t.clear_queued(&conn, SyncKind::Full, other).await.unwrap();
+    assert!(!resumable(&t).await);
+    // Its job could not be sent: the mark is removed and the run is resumable again.
+    t.clear_queued(&conn, SyncKind::Full, later).await.unwrap();
+    assert!(resumable(&t).await);
+    // A mark that has passed does not hide the run.
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    let c = t
+        .acquire(&conn, SyncKind::Full, "c", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t
+        .mark_queued(&conn, SyncKind::Full, Some("c"), past)
+        .await
+        .unwrap());
+    t.pause(&c).await.unwrap();
+    assert!(resumable(&t).await);
+    assert!(t
+        .mark_queued(&conn, SyncKind::Full, Some("c"), later)
+        .await
+        .unwrap());
+    // Pausing clears a live mark too (nothing is queued for a paused run).
+    t.pause(&c).await.unwrap();
+    assert!(resumable(&t).await);
+}
+
 #[tokio::test]
 async fn run_reports_by_id_and_newest_first() {
     let t = emulator::table().await;

@@ -125,6 +125,7 @@ async fn harness(max_receives: u32) -> Harness {
             webhook_generations: WebhookGenerations {
                 orders: 1,
                 cards: 1,
+                stock: 0,
             },
             account_epoch: 0,
             account_switched_at: None,

@@ -39,6 +39,11 @@ async fn main() -> Result<(), BoxError> {
         .unwrap_or_default();
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
+    cfg.request_deadline =
+        Duration::from_secs(config::env_parse("REQUEST_DEADLINE_SECS", 25u64)?.clamp(10, 28));
+    cfg.page_origins =
+        AdminConfig::parse_page_origins(&env_opt("PAGE_ALLOWED_ORIGINS").unwrap_or_default())
+            .map_err(|e| format!("PAGE_ALLOWED_ORIGINS: {e}"))?;
 
     // Timeouts that fit the function's 29 s (template.yaml).
     let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(

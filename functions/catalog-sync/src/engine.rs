@@ -81,6 +81,11 @@ pub struct Config {
     /// How long a handed-off lease stays reserved beyond the continuation's delay. After that
     /// a lost or late continuation is covered by the resume tick.
     pub hand_off_grace: Duration,
+    /// How long a queued continuation (a hand-off's, beyond its delay, or one the resume tick
+    /// queued) is trusted to be waiting in the sync-jobs queue: until then the resume tick
+    /// does not queue the run again, however long a backlog keeps it waiting past its lease.
+    /// A continuation lost for good (dead-lettered) is replaced after this.
+    pub continuation_mark: Duration,
     /// Sync jobs of one SQS batch run at once (each on its own key's budget, so they mostly
     /// wait side by side instead of each holding its own invocation).
     pub jobs_at_once: usize,
@@ -103,6 +108,7 @@ impl Default for Config {
             slice: None,
             hand_off: false,
             hand_off_grace: Duration::from_secs(20 * 60),
+            continuation_mark: Duration::from_secs(2 * 60 * 60),
             jobs_at_once: 1,
         }
     }
@@ -782,6 +788,30 @@ impl Engine {
             Ok(l) => run.lease = l,
             Err(StoreError::Conflict(_)) => return Ok(lost(&run)),
             Err(e) => return Err(e.into()),
+        }
+        // Marked before it is sent: a continuation consumed at once clears the mark (acquire)
+        // after this write, never before it.
+        let mark_until = Utc::now()
+            + chrono::Duration::from_std(after + self.cfg.continuation_mark)
+                .unwrap_or(chrono::Duration::zero());
+        match self
+            .deps
+            .sync
+            .mark_queued(
+                &run.conn.id,
+                run.cp.kind,
+                Some(&run.lease.holder),
+                mark_until,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(lost(&run)),
+            // Without the mark the resume tick may queue the run once more after the lease's
+            // grace: a duplicate that finds the lease taken, not a loss.
+            Err(e) => {
+                tracing::warn!(connection = %run.conn.id, run = %run.cp.run_id, error = %e, "could not mark the run's continuation as queued")
+            }
         }
         let continuation = crate::handler::JobMessage {
             job: SyncJob {

@@ -100,6 +100,10 @@ pub struct FanOut {
     pub enqueued: usize,
     /// Inactive connections, or the sync turned off.
     pub skipped: usize,
+    /// Runs the resume tick found but did not queue: a continuation was marked queued
+    /// between its listing and its claim (another tick's, or a hand-off's).
+    #[serde(default)]
+    pub already_queued: usize,
     pub failed: usize,
 }
 
@@ -135,11 +139,30 @@ impl Engine {
     ) -> Result<FanOut, SyncError> {
         // Each job with the delay that places its start (spread ticks only).
         let mut jobs: Vec<(SyncJob, Duration)> = Vec::new();
+        // The resume tick's queued-continuation marks, by job: cleared if the job is not sent.
+        let mut marks: std::collections::HashMap<(String, SyncKind), DateTime<Utc>> =
+            std::collections::HashMap::new();
         let mut cleanups: Vec<String> = Vec::new();
         let mut out = FanOut::default();
         match kind {
             ScheduleKind::Resume => {
+                let mark_until = Utc::now()
+                    + chrono::Duration::from_std(self.cfg.continuation_mark)
+                        .unwrap_or(chrono::Duration::zero());
                 for (connection_id, kind) in self.deps.sync.unfinished(10_000).await? {
+                    // Claimed conditionally: a run whose continuation waits in the queue (a
+                    // backlog longer than the lease's grace) is not queued once more on every
+                    // tick, and two ticks never both queue it.
+                    if !self
+                        .deps
+                        .sync
+                        .mark_queued(&connection_id, kind, None, mark_until)
+                        .await?
+                    {
+                        out.already_queued += 1;
+                        continue;
+                    }
+                    marks.insert((connection_id.clone(), kind), mark_until);
                     jobs.push((
                         SyncJob {
                             connection_id,
@@ -253,8 +276,11 @@ impl Engine {
         let bodies = jobs
             .iter()
             .map(|(job, delay)| {
+                let mark = marks
+                    .get(&(job.connection_id.clone(), job.kind))
+                    .map(|until| (job.kind, *until));
                 serde_json::to_string(job)
-                    .map(|b| (job.connection_id.clone(), b, *delay, counted_as(job)))
+                    .map(|b| (job.connection_id.clone(), b, *delay, counted_as(job), mark))
                     .map_err(|e| e.to_string())
             })
             .chain(cleanups.iter().map(|id| {
@@ -263,17 +289,21 @@ impl Engine {
                     CleanupJob::new(id).to_body(),
                     Duration::ZERO,
                     None,
+                    None,
                 ))
             }))
             .collect::<Vec<_>>();
         let results: Vec<Result<Option<SyncKind>, String>> = stream::iter(bodies)
             .map(|job| async move {
-                let (connection_id, body, delay, counted) = job?;
-                self.deps
-                    .jobs
-                    .send(Outgoing::new(body).delayed(delay))
-                    .await
-                    .map(|_| counted)
+                let (connection_id, body, delay, counted, mark) = job?;
+                let sent = self.deps.jobs.send(Outgoing::new(body).delayed(delay)).await;
+                if let (Err(_), Some((kind, until))) = (&sent, mark) {
+                    // Not queued after all: the retried tick (or the next) must queue it.
+                    if let Err(e) = self.deps.sync.clear_queued(&connection_id, kind, until).await {
+                        tracing::warn!(connection = %connection_id, error = %e, "could not clear a queued-continuation mark; the run waits for the mark to pass");
+                    }
+                }
+                sent.map(|_| counted)
                     .map_err(|e| format!("connection {connection_id}: {e}"))
             })
             .buffer_unordered(self.cfg.fan_out.max(1))
@@ -293,7 +323,7 @@ impl Engine {
                 }
             }
         }
-        tracing::info!(kind = ?kind, enqueued = out.enqueued, skipped = out.skipped, failed = out.failed, "sync fan-out");
+        tracing::info!(kind = ?kind, enqueued = out.enqueued, skipped = out.skipped, already_queued = out.already_queued, failed = out.failed, "sync fan-out");
         if out.failed > 0 {
             // The schedule retries the tick; jobs already sent are deduplicated by run id.
             return Err(SyncError::Queue(queue::QueueError::Unavailable(format!(

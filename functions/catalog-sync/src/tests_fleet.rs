@@ -387,6 +387,85 @@ async fn a_run_works_in_slices_and_hands_its_lease_to_its_continuation() {
         .is_some());
 }
 
+/// A backlog keeps continuations queued longer than the lease's grace: the resume tick must
+/// not queue those runs again on every tick (the queue would grow without bound), yet must
+/// still continue a run whose continuation was lost.
+#[tokio::test]
+async fn the_resume_tick_skips_runs_whose_continuation_is_queued_and_requeues_lost_ones() {
+    let h = harness(2, 160, None).await;
+    let config = Config {
+        safety: Duration::from_millis(50),
+        max_units: Some(2),
+        hand_off: true,
+        // The handed-off lease's grace is over at once, as in a long backlog.
+        hand_off_grace: Duration::ZERO,
+        ..Config::default()
+    };
+    let engine = Engine::new(h.deps.clone(), config.clone());
+    // c2's continuation is lost (dead-lettered): its mark has passed.
+    let lost_engine = Engine::new(
+        h.deps.clone(),
+        Config {
+            continuation_mark: Duration::ZERO,
+            ..config
+        },
+    );
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    let c1 = engine
+        .run_job(&kit::job("c1", SyncKind::Full, false), None, deadline())
+        .await
+        .unwrap();
+    assert!(matches!(c1, JobOutcome::Paused { .. }), "{c1:?}");
+    let c2 = lost_engine
+        .run_job(&kit::job("c2", SyncKind::Full, false), None, deadline())
+        .await
+        .unwrap();
+    assert!(matches!(c2, JobOutcome::Paused { .. }), "{c2:?}");
+    let handed = jobs_of(&h.jobs.take());
+    assert_eq!(handed.len(), 2, "{handed:?}");
+    // Both leases expire (no grace): the old tick queued both runs again, every 5 minutes.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // The tick queues only the run whose continuation is gone.
+    let fan = engine.on_schedule(ScheduleKind::Resume).await.unwrap();
+    assert_eq!(fan.enqueued, 1, "{fan:?}");
+    let queued = jobs_of(&h.jobs.take());
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0.job.connection_id, "c2");
+    assert_eq!(queued[0].0.job.requested_by, "resume");
+    // The next tick queues nothing: c1's continuation and the tick's job for c2 both wait.
+    let fan = engine.on_schedule(ScheduleKind::Resume).await.unwrap();
+    assert_eq!(fan.enqueued, 0, "{fan:?}");
+    assert!(h.jobs.take().is_empty());
+
+    // c1's continuation, however late, takes the run over and hands off again (marked anew).
+    let c1_cont = handed
+        .iter()
+        .find(|(m, _)| m.job.connection_id == "c1")
+        .map(|(m, _)| m.clone())
+        .unwrap();
+    let out = engine.on_job(c1_cont, deadline()).await.unwrap();
+    assert!(matches!(out, JobOutcome::Paused { .. }), "{out:?}");
+    assert_eq!(jobs_of(&h.jobs.take()).len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let fan = engine.on_schedule(ScheduleKind::Resume).await.unwrap();
+    assert_eq!(fan.enqueued, 0, "{fan:?}");
+
+    // A paused run (no continuation sent) is the tick's at once.
+    let lease = h
+        .sync
+        .acquire("c1", SyncKind::Full, "pauser", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    h.sync.pause(&lease).await.unwrap();
+    let fan = engine.on_schedule(ScheduleKind::Resume).await.unwrap();
+    assert_eq!(fan.enqueued, 1, "{fan:?}");
+    let queued = jobs_of(&h.jobs.take());
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0.job.connection_id, "c1");
+}
+
 fn run_id(out: &JobOutcome) -> String {
     match out {
         JobOutcome::Paused { run_id } | JobOutcome::Finished { run_id, .. } => run_id.clone(),

@@ -817,6 +817,38 @@ impl SyncStore for Sync {
         );
         self.inner.unfinished(limit).await
     }
+    async fn mark_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        holder: Option<&str>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        // One conditional UpdateItem of a number attribute (a failed condition is billed too).
+        self.ctx.meter.dynamo(
+            self.ctx.index.conn(connection_id),
+            "sync.mark_queued",
+            0.0,
+            1.0,
+        );
+        self.inner
+            .mark_queued(connection_id, kind, holder, until)
+            .await
+    }
+    async fn clear_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.ctx.meter.dynamo(
+            self.ctx.index.conn(connection_id),
+            "sync.clear_queued",
+            0.0,
+            1.0,
+        );
+        self.inner.clear_queued(connection_id, kind, until).await
+    }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         let bytes = json_len(run) + ITEM_OVERHEAD;
         self.ctx.meter.dynamo(

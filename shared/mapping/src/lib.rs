@@ -13,6 +13,7 @@ pub mod settings_problem;
 pub mod shop;
 pub mod source_key;
 pub mod status_map;
+pub mod stock;
 
 #[cfg(test)]
 mod testdata;

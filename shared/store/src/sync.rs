@@ -111,8 +111,30 @@ pub trait SyncStore: Send + Sync {
     async fn finish(&self, lease: &SyncLease) -> Result<(), StoreError>;
     /// Frees the lease but keeps the checkpoint (the run continues in a later invocation).
     async fn pause(&self, lease: &SyncLease) -> Result<(), StoreError>;
-    /// Runs with a saved checkpoint, for the resume schedule.
+    /// Runs with a saved checkpoint whose lease has expired and whose continuation is not
+    /// marked as queued (no mark, or its time has passed), for the resume schedule.
     async fn unfinished(&self, limit: usize) -> Result<Vec<(String, SyncKind)>, StoreError>;
+    /// Marks the run's continuation as queued until `until`, so the resume schedule does not
+    /// queue the run again while it waits in the queue (however long that takes beyond the
+    /// lease). With `holder` (a hand-off): only while that holder has the lease. Without (the
+    /// resume schedule's claim): only for a run with a checkpoint whose lease has expired and
+    /// that carries no live mark. Returns whether the mark was written. Acquiring the lease
+    /// (the queued job consumed) and pausing the run clear it.
+    async fn mark_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        holder: Option<&str>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Removes the mark written with `until` (its job could not be sent after all); a newer
+    /// mark is left alone.
+    async fn clear_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
     async fn get_run(
         &self,

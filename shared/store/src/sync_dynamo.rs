@@ -3,7 +3,8 @@
 //! - `CONN#{id}` / `SYNC#{kind}`: the lease (`lease_holder`, `lease_until` in epoch ms), the run
 //!   in progress (`run_doc`) and its checkpoint. While a checkpoint exists the item is also in
 //!   `gsi1` under `SYNC#UNFINISHED`, which is how the resume schedule finds paused runs with a
-//!   Query (never a Scan).
+//!   Query (never a Scan). `queued_until` (epoch ms) marks the run's continuation as waiting
+//!   in the sync-jobs queue, so the resume schedule does not queue it again meanwhile.
 //! - `CONN#{id}` / `RUN#{started_at}#{run_id}`: a run report (`doc`), TTL 30 days; plus
 //!   `CONN#{id}` / `RUNID#{run_id}` pointing at it, so a run is found by id with two reads.
 
@@ -17,6 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use std::time::Duration;
 
 const UNFINISHED: &str = "SYNC#UNFINISHED";
+const QUEUED_UNTIL: &str = "queued_until";
 const RUN_TTL_DAYS: i64 = 30;
 
 fn lease_sk(kind: SyncKind) -> String {
@@ -66,10 +68,19 @@ fn kind_of(s: &str) -> Option<SyncKind> {
 }
 
 impl DynamoTable {
-    /// Writes run + checkpoint and sets the lease's end, if `lease.holder` still holds it.
-    async fn save_lease(&self, lease: &SyncLease, until: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Writes run + checkpoint and sets the lease's end, if `lease.holder` still holds it;
+    /// `unmark`: also removes the queued-continuation mark (the run is paused).
+    async fn save_lease(
+        &self,
+        lease: &SyncLease,
+        until: DateTime<Utc>,
+        unmark: bool,
+    ) -> Result<(), StoreError> {
         let mut set = vec!["#u = :u"];
         let mut remove = Vec::new();
+        if unmark {
+            remove.push(QUEUED_UNTIL);
+        }
         let mut req = self
             .client
             .update_item()
@@ -146,8 +157,10 @@ impl SyncStore for DynamoTable {
             .update_item()
             .table_name(&self.name)
             .set_key(Some(dynamo::key(conn_pk(connection_id), lease_sk(kind))))
-            .update_expression("SET #h = :h, #u = :u")
+            // Whatever was queued for this run has been consumed: this job is it.
+            .update_expression("SET #h = :h, #u = :u REMOVE #q")
             .condition_expression("attribute_not_exists(#pk) OR #u < :now OR #h = :h")
+            .expression_attribute_names("#q", QUEUED_UNTIL)
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#h", "lease_holder")
             .expression_attribute_names("#u", "lease_until")
@@ -176,7 +189,7 @@ impl SyncStore for DynamoTable {
     ) -> Result<SyncLease, StoreError> {
         // The caller's lease is what was written: no need to read it back.
         let until = later(extend_by);
-        self.save_lease(lease, until).await?;
+        self.save_lease(lease, until, false).await?;
         Ok(SyncLease {
             until: at_ms(ms(until)),
             ..lease.clone()
@@ -201,7 +214,7 @@ impl SyncStore for DynamoTable {
     }
 
     async fn pause(&self, lease: &SyncLease) -> Result<(), StoreError> {
-        self.save_lease(lease, Utc::now() - chrono::Duration::milliseconds(1))
+        self.save_lease(lease, Utc::now() - chrono::Duration::milliseconds(1), true)
             .await
     }
 
@@ -216,9 +229,10 @@ impl SyncStore for DynamoTable {
                 .table_name(&self.name)
                 .index_name(GSI1)
                 .key_condition_expression("#p = :p")
-                .filter_expression("#u < :now")
+                .filter_expression("#u < :now AND (attribute_not_exists(#q) OR #q < :now)")
                 .expression_attribute_names("#p", GSI1_PK)
                 .expression_attribute_names("#u", "lease_until")
+                .expression_attribute_names("#q", QUEUED_UNTIL)
                 .expression_attribute_values(":p", dynamo::s(UNFINISHED))
                 .expression_attribute_values(":now", dynamo::n(now))
                 .set_exclusive_start_key(start.take())
@@ -243,6 +257,70 @@ impl SyncStore for DynamoTable {
                 Some(k) => start = Some(k),
                 None => return Ok(out),
             }
+        }
+    }
+
+    async fn mark_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        holder: Option<&str>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(connection_id), lease_sk(kind))))
+            .update_expression("SET #q = :q")
+            .expression_attribute_names("#q", QUEUED_UNTIL)
+            .expression_attribute_values(":q", dynamo::n(ms(until)));
+        req = match holder {
+            Some(h) => req
+                .condition_expression("#h = :h")
+                .expression_attribute_names("#h", "lease_holder")
+                .expression_attribute_values(":h", dynamo::s(h)),
+            // Conditional, so two ticks (or a tick and its retry) never both queue the run.
+            None => req
+                .condition_expression(
+                    "attribute_exists(#c) AND #u < :now AND (attribute_not_exists(#q) OR #q < :now)",
+                )
+                .expression_attribute_names("#c", "checkpoint")
+                .expression_attribute_names("#u", "lease_until")
+                .expression_attribute_values(":now", dynamo::n(ms(Utc::now()))),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match dynamo::sdk(e) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn clear_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(connection_id), lease_sk(kind))))
+            .update_expression("REMOVE #q")
+            .condition_expression("#q = :q")
+            .expression_attribute_names("#q", QUEUED_UNTIL)
+            .expression_attribute_values(":q", dynamo::n(ms(until)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match dynamo::sdk(e) {
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
         }
     }
 

@@ -15,6 +15,8 @@ struct Slot {
     until: DateTime<Utc>,
     run: Option<SyncRun>,
     checkpoint: Option<String>,
+    /// The run's continuation is queued until then (`SyncStore::mark_queued`).
+    queued_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -73,6 +75,8 @@ impl SyncStore for MemorySync {
             Some(s) => {
                 s.holder = holder.to_string();
                 s.until = after(lease);
+                // Whatever was queued for this run has been consumed: this is it.
+                s.queued_until = None;
                 Ok(Some(lease_of(connection_id, kind, s)))
             }
             None => {
@@ -81,6 +85,7 @@ impl SyncStore for MemorySync {
                     until: after(lease),
                     run: None,
                     checkpoint: None,
+                    queued_until: None,
                 };
                 let l = lease_of(connection_id, kind, &s);
                 st.slots.insert(key, s);
@@ -127,6 +132,8 @@ impl SyncStore for MemorySync {
                 s.until = Utc::now() - chrono::Duration::milliseconds(1);
                 s.run.clone_from(&lease.run);
                 s.checkpoint.clone_from(&lease.checkpoint);
+                // Paused: nothing is queued for it any more; the resume schedule takes it.
+                s.queued_until = None;
                 Ok(())
             }
             _ => Err(StoreError::Conflict("the sync lease was lost".into())),
@@ -139,12 +146,53 @@ impl SyncStore for MemorySync {
         let mut out: Vec<(String, SyncKind)> = st
             .slots
             .iter()
-            .filter(|(_, s)| s.checkpoint.is_some() && s.until <= now)
+            .filter(|(_, s)| {
+                s.checkpoint.is_some() && s.until <= now && s.queued_until.is_none_or(|q| q <= now)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         out.sort();
         out.truncate(limit);
         Ok(out)
+    }
+
+    async fn mark_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        holder: Option<&str>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock()?;
+        let now = Utc::now();
+        let Some(s) = st.slots.get_mut(&(connection_id.to_string(), kind)) else {
+            return Ok(false);
+        };
+        let may = match holder {
+            Some(h) => s.holder == h,
+            None => {
+                s.checkpoint.is_some() && s.until <= now && s.queued_until.is_none_or(|q| q <= now)
+            }
+        };
+        if may {
+            s.queued_until = Some(until);
+        }
+        Ok(may)
+    }
+
+    async fn clear_queued(
+        &self,
+        connection_id: &str,
+        kind: SyncKind,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock()?;
+        if let Some(s) = st.slots.get_mut(&(connection_id.to_string(), kind)) {
+            if s.queued_until == Some(until) {
+                s.queued_until = None;
+            }
+        }
+        Ok(())
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {

@@ -99,6 +99,17 @@ pub enum Call {
     Unfinished {
         limit: usize,
     },
+    MarkQueued {
+        conn: String,
+        kind: SyncKind,
+        holder: Option<String>,
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    ClearQueued {
+        conn: String,
+        kind: SyncKind,
+        until: chrono::DateTime<chrono::Utc>,
+    },
     PutRun {
         run: SyncRun,
     },
@@ -178,6 +189,13 @@ pub async fn dispatch(b: &Backend, call: Call) -> Reply {
         Call::Finish { lease } => ok(s.finish(&lease).await),
         Call::Pause { lease } => ok(s.pause(&lease).await),
         Call::Unfinished { limit } => ok(s.unfinished(limit).await),
+        Call::MarkQueued {
+            conn,
+            kind,
+            holder,
+            until,
+        } => ok(s.mark_queued(&conn, kind, holder.as_deref(), until).await),
+        Call::ClearQueued { conn, kind, until } => ok(s.clear_queued(&conn, kind, until).await),
         Call::PutRun { run } => ok(s.put_run(&run).await),
         Call::GetRun { conn, run_id } => ok(s.get_run(&conn, &run_id).await),
         Call::ListRuns { conn, limit } => ok(s.list_runs(&conn, limit).await),
@@ -447,6 +465,34 @@ impl SyncStore for Remote {
     }
     async fn unfinished(&self, limit: usize) -> Result<Vec<(String, SyncKind)>, StoreError> {
         self.call(Call::Unfinished { limit }).await
+    }
+    async fn mark_queued(
+        &self,
+        conn: &str,
+        kind: SyncKind,
+        holder: Option<&str>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.call(Call::MarkQueued {
+            conn: s(conn),
+            kind,
+            holder: holder.map(s),
+            until,
+        })
+        .await
+    }
+    async fn clear_queued(
+        &self,
+        conn: &str,
+        kind: SyncKind,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.call(Call::ClearQueued {
+            conn: s(conn),
+            kind,
+            until,
+        })
+        .await
     }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         self.call(Call::PutRun { run: run.clone() }).await

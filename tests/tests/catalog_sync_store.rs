@@ -285,7 +285,7 @@ async fn a_queued_continuation_mark_keeps_the_run_from_the_resume_tick() {
         .unwrap()
         .unwrap();
     a.checkpoint = Some("cp".into());
-    let a = t.checkpoint(&a, Duration::from_millis(100)).await.unwrap();
+    t.checkpoint(&a, Duration::from_millis(100)).await.unwrap();
     // The hand-off marks while it holds the lease; another holder cannot.
     assert!(!t
         .mark_queued(&conn, SyncKind::Full, Some("b"), later)

@@ -151,6 +151,7 @@ async fn fleet(shops: usize, keys: usize, products: usize) -> Fleet {
         c.webhook_generations = WebhookGenerations {
             orders: 1,
             cards: 1,
+            stock: 1,
         };
         ConnectionStore::create(table.as_ref(), &c).await.unwrap();
         shop.set_reference(&shop_id, reference());

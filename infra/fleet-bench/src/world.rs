@@ -979,6 +979,7 @@ pub async fn run(params: Params) -> Outcome {
         c.webhook_generations = WebhookGenerations {
             orders: 1,
             cards: 1,
+            stock: 1,
         };
         w.stores.conns.create(&c).await.expect("connection stored");
         w.stores.shop.set_reference(&s.shop_id, shop_reference());

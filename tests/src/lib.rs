@@ -2,5 +2,6 @@
 
 pub mod article;
 pub mod emulator;
+pub mod logs;
 pub mod openapi;
 pub mod webdriver;

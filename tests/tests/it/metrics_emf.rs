@@ -30,7 +30,7 @@ use store::{
 };
 use tower::ServiceExt;
 
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 const SCALE: f64 = 600.0;
 
 async fn simulator(key: &str, products: usize) -> SimHandle {

@@ -7,6 +7,7 @@ use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use e2e_tests::emulator;
+use e2e_tests::logs::LogCapture;
 use e2e_tests::openapi::OpenApi;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
@@ -15,8 +16,7 @@ use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{
     ConnectionStore, DynamoTable, LedgerState, OrderLedger, SecretStore, SecretsManager,
@@ -33,45 +33,12 @@ const ALL_KEYS: [&str; 4] = [KEY_A, KEY_B, KEY_NOPIPE, BAD_KEY];
 
 // ------------------------------------------------------------------------------ log capture
 
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
+// Every log line of the test, at every level and from every crate (SDKs, HTTP client,
+// simulator included): `Env` holds a capture scoped to the test's thread (`LogCapture`), so
+// the other tests of the binary neither add to it nor get their logging changed.
 
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
-
-/// Every log line of this test binary, at every level and from every crate (SDKs, HTTP
-/// client, simulator included).
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sub = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(LogBuf(buf.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("one global subscriber");
-        buf
-    })
-    .clone()
-}
-
-fn assert_no_key_in_logs() {
-    let text = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
+fn assert_no_key_in_logs(logs: &LogCapture) {
+    let text = logs.text();
     // The capture sees our lines and the SDK's request traces (where a secret would show).
     assert!(text.contains("admin_api"), "the log capture is not working");
     assert!(
@@ -86,6 +53,7 @@ fn assert_no_key_in_logs() {
 // ------------------------------------------------------------------------------ harness
 
 struct Env {
+    logs: LogCapture,
     router: axum::Router,
     signer: TokenSigner,
     sim: SimHandle,
@@ -146,7 +114,7 @@ fn shop_reference() -> ShopReference {
 }
 
 async fn env() -> Env {
-    logs();
+    let logs = LogCapture::trace();
     emulator::require();
     let sim = keycrm_sim::start(
         SimConfig {
@@ -232,6 +200,7 @@ async fn env() -> Env {
     )
     .expect("the admin API's OpenAPI file");
     Env {
+        logs,
         router: admin_api::router(api),
         signer,
         sim,
@@ -548,7 +517,7 @@ async fn a_bad_key_or_an_unreachable_keycrm_stores_nothing() {
         (r.status, r.code()),
         (StatusCode::NOT_FOUND, "not_connected")
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -666,7 +635,7 @@ async fn connect_show_and_replace_the_key() {
         keycrm::ApiKey::new(KEY_B).fingerprint()
     );
     assert_eq!(after.webhook_generations, conn.webhook_generations);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -690,7 +659,7 @@ async fn two_concurrent_connects_leave_one_connection_and_one_secret() {
         vec![conn.secret_name],
         "no orphaned secret"
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -806,7 +775,7 @@ async fn options_come_from_both_sides_and_are_cached() {
     assert_eq!(r.body["cached"], false);
     assert_eq!(r.body["keycrm"]["pipelines_enabled"], false);
     assert_eq!(r.body["keycrm"]["pipelines"], json!([]));
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1018,7 +987,7 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
         None,
         "the withdrawn card URL opens nothing"
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1112,7 +1081,7 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
             vec!["enabled".to_string()]
         )
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1224,7 +1193,7 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
     );
     assert_eq!(e.webhook_accepts(&id, &o3).await, None);
     assert_eq!(e.webhook_accepts(&id, &c3).await, None);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1298,7 +1267,7 @@ async fn every_connection_has_a_stock_url_shown_with_the_others_and_rotatable() 
     assert_eq!(e.webhook_accepts(&id, &stock2).await, None);
     assert_eq!(e.webhook_accepts(&id, &stock3).await, Some(Stock));
     assert_eq!(e.webhook_accepts(&id, &orders3).await, Some(Orders));
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1400,7 +1369,7 @@ async fn delete_removes_the_key_settings_and_state() {
     let r = e.connect("shop-a", KEY_A).await;
     assert_ne!(r.body["id"], id.as_str());
     assert_eq!(r.body["status"]["orders_pushed"], 0);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1491,7 +1460,7 @@ async fn one_shop_can_never_touch_another_shops_connection() {
         KEY_B
     );
     assert_eq!(e.sync_q.approximate_len().await.unwrap(), 0);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1658,7 +1627,7 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
         (r.status, r.code()),
         (StatusCode::NOT_FOUND, "run_not_found")
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1756,5 +1725,5 @@ async fn a_failed_order_can_be_pushed_again() {
         (r.status, r.code()),
         (StatusCode::NOT_FOUND, "order_not_found")
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }

@@ -23,7 +23,7 @@ use store::{
     OrderLedger, SecretStore, SecretsManager, StatusJournal, StoreError, Target, WebhookTokens,
 };
 
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 const TIME_SCALE: f64 = 60.0;
 const VIS: Duration = Duration::from_secs(30);
 

@@ -6,6 +6,7 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use e2e_tests::api::assert_api_error;
 use e2e_tests::emulator;
 use e2e_tests::logs::LogCapture;
 use e2e_tests::openapi::OpenApi;
@@ -513,9 +514,12 @@ async fn a_bad_key_or_an_unreachable_keycrm_stores_nothing() {
     assert!(e.stored("shop-a").await.is_none());
     assert!(e.secret_names().await.is_empty(), "no secret was stored");
     let r = e.call("GET", "", "shop-a", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "not_connected")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "not_connected",
+        &ALL_KEYS,
     );
     assert_no_key_in_logs(&e.logs);
 }
@@ -801,9 +805,12 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
             Some(json!({"version": 1, "settings": bad})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        &ALL_KEYS,
     );
     let fields = r.fields();
     for f in [
@@ -891,9 +898,12 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
             Some(json!({"version": 1, "settings": valid_settings(category)})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "version_conflict")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "version_conflict",
+        &ALL_KEYS,
     );
 
     // Switching to pipelines: lead fields and pipeline statuses are what count, and the
@@ -1042,9 +1052,12 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "full"})))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "connection_inactive")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "connection_inactive",
+        &ALL_KEYS,
     );
     let r = e
         .call_with(
@@ -1056,9 +1069,12 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "connection_inactive")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "connection_inactive",
+        &ALL_KEYS,
     );
     assert_eq!(e.sync_q.approximate_len().await.unwrap(), 0);
     assert_eq!(e.order_q.approximate_len().await.unwrap(), 0);
@@ -1118,9 +1134,12 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
             Some(json!({"kind": "cards"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "cards_webhook_unused")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "cards_webhook_unused",
+        &ALL_KEYS,
     );
     let r = e
         .call(
@@ -1360,9 +1379,12 @@ async fn delete_removes_the_key_settings_and_state() {
     let r = e.call("GET", "/status", "shop-a", None).await;
     assert_eq!(r.code(), "not_connected");
     let r = e.call("DELETE", "", "shop-a", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "not_connected")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "not_connected",
+        &ALL_KEYS,
     );
 
     // The shop can connect again: a new connection, new id, fresh state.
@@ -1436,9 +1458,12 @@ async fn one_shop_can_never_touch_another_shops_connection() {
                 body.clone(),
             )
             .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::UNAUTHORIZED, "unauthorized")
+        assert_api_error(
+            r.status,
+            &r.body,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &ALL_KEYS,
         );
         let forged = TokenSigner::new("another-platform-key-0123456789abcdef")
             .unwrap()
@@ -1489,9 +1514,12 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "full"})))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "sync_disabled")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "sync_disabled",
+        &ALL_KEYS,
     );
     let r = e
         .call(
@@ -1623,9 +1651,12 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
 
     // An id the connection never had.
     let r = get_run("not-a-run".into()).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "run_not_found")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+        &ALL_KEYS,
     );
     assert_no_key_in_logs(&e.logs);
 }
@@ -1716,14 +1747,20 @@ async fn a_failed_order_can_be_pushed_again() {
     assert_eq!(entry.state, LedgerState::Pending, "claimable again");
 
     let r = repush("o-2").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "already_in_keycrm")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "already_in_keycrm",
+        &ALL_KEYS,
     );
     let r = repush("o-404").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "order_not_found")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "order_not_found",
+        &ALL_KEYS,
     );
     assert_no_key_in_logs(&e.logs);
 }

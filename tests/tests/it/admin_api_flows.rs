@@ -1319,7 +1319,7 @@ async fn delete_removes_the_key_settings_and_state() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // The answer comes at once: the connection is marked and its shop freed; the data, then
     // the key, go in the background (the cleanup job on the sync-jobs queue, run here as
-    // catalog-sync runs it). See tests/tests/connection_delete.rs for the whole lifecycle.
+    // catalog-sync runs it). See tests/tests/it/connection_delete.rs for the whole lifecycle.
     assert!(
         e.secrets.get(&conn.secret_name).await.unwrap().is_some(),
         "the key is deleted last, by the cleanup"

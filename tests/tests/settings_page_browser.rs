@@ -17,6 +17,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use e2e_tests::emulator;
+use e2e_tests::logs::LogBuf;
 use e2e_tests::webdriver::{keys, Browser, BrowserOptions, Driver};
 use keycrm::{ClientConfig, RateBudget, RetryPolicy};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
@@ -30,7 +31,6 @@ use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
 use status_apply::{ConsumerOptions, StatusApplier};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,26 +50,6 @@ const WAIT: Duration = Duration::from_secs(20);
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------------------------ log capture
-
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
 
 /// Every log line of this test binary, at every level, from every crate.
 fn logs() -> Arc<Mutex<Vec<u8>>> {

@@ -1,5 +1,5 @@
 //! Every metric the connector emits: its name, unit and dimension sets. This list is the
-//! contract with `template.yaml` (dashboard and alarms); `tests/tests/template_consistency.rs`
+//! contract with `template.yaml` (dashboard and alarms); `tests/tests/it/template_consistency.rs`
 //! checks both sides against it, so a renamed metric cannot leave an alarm watching nothing.
 //!
 //! Dimensions are low-cardinality only: `function` always, plus a fixed label (`reason`,

@@ -721,7 +721,7 @@ async fn unknown_offers_bad_bodies_and_wrong_tokens_are_ignored_or_refused() {
     assert_eq!(w.flushes.approximate_len().await.unwrap(), 0);
 }
 
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 
 fn order_event(n: usize) -> String {
     let mut v: Value = serde_json::from_str(CREATED).unwrap();

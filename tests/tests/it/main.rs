@@ -19,6 +19,8 @@ mod catalog_sync_store;
 mod connection_delete;
 mod emulator_queue;
 mod emulator_store;
+mod fleet_fairness_e2e;
+mod key_store;
 mod keycrm_client;
 mod metrics_emf;
 mod order_push_e2e;

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 /// A KeyCRM minute lasts 6 real seconds: 10 requests a second per key, 8 of them for syncs.
 const SCALE: f64 = 10.0;
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 
 fn scaled(d: Duration) -> Duration {
     Duration::from_secs_f64(d.as_secs_f64() / SCALE)

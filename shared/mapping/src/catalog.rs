@@ -15,7 +15,7 @@ use crate::shop::{
     CategoryStateChange, CategoryUpsert, ProductStateChange, ProductUpsert, ShopProduct,
     UpsertResult, VariantPriceChange, VariantUpsert,
 };
-use keycrm::models::{Category, Property};
+use keycrm_model::models::{Category, Property};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -94,11 +94,11 @@ pub struct ListedOffer {
     pub sku: Option<String>,
     #[serde(default)]
     pub barcode: Option<String>,
-    #[serde(default, deserialize_with = "keycrm::money::req")]
+    #[serde(default, deserialize_with = "keycrm_model::money::req")]
     pub price: Decimal,
-    #[serde(default, deserialize_with = "keycrm::money::opt")]
+    #[serde(default, deserialize_with = "keycrm_model::money::opt")]
     pub quantity: Option<Decimal>,
-    #[serde(default, deserialize_with = "keycrm::money::opt")]
+    #[serde(default, deserialize_with = "keycrm_model::money::opt")]
     pub in_reserve: Option<Decimal>,
     #[serde(default)]
     pub properties: Vec<Property>,

@@ -42,3 +42,25 @@ fn the_offers_guard_counts_variants_that_vanished_from_listed_products() {
     ));
     assert_eq!(offers_guard(10, 10, 1.0), GuardVerdict::Allow);
 }
+
+#[test]
+fn the_guards_say_what_they_refused_in_full() {
+    let GuardVerdict::Refuse { message } = vanish_guard(31, 100, 0.3) else {
+        panic!("31 of 100 is over 30%");
+    };
+    assert_eq!(
+        message,
+        "31 of 100 linked products vanished from KeyCRM (31.0%), more than the vanish guard \
+         allows (30%, at most 30); nothing was hidden or made unavailable. Check the KeyCRM \
+         catalog and the category filter, or raise the guard."
+    );
+    let GuardVerdict::Refuse { message } = offers_guard(1, 0, 2.0) else {
+        panic!("anything of nothing is over the guard");
+    };
+    assert_eq!(
+        message,
+        "1 of 0 linked variants vanished from KeyCRM products that are still listed (100.0%), \
+         more than the vanish guard allows (100%, at most 0); no variant was made unavailable. \
+         Check the KeyCRM catalog, or raise the guard."
+    );
+}

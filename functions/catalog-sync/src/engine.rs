@@ -169,7 +169,7 @@ pub(crate) struct Run<'a> {
     req_base: u64,
     saves: u32,
     pub cat_links: BTreeMap<i64, CategoryLink>,
-    pub resolver: Option<crate::full::Resolver>,
+    pub resolver: Option<mapping::catalog::Matcher>,
     pub seen: Option<store::SeenSet>,
     /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
     pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,

@@ -7,24 +7,16 @@ use crate::report;
 use keycrm::models::{Category, Product};
 use keycrm::{OfferFilter, Pages, ProductFilter};
 use mapping::catalog::{
-    self, apply_upsert_result, category_hash, category_levels, category_upsert, claim, crm_keys,
-    descendants, group_offers, link_after_upsert, missing_category_change, missing_change,
-    offers_guard, outcome_label, plan_adopt, plan_create, plan_linked, recheck_offer, resolve,
+    self, apply_upsert_result, category_hash, category_levels, category_upsert, descendants,
+    group_offers, link_after_upsert, missing_category_change, missing_change, offers_guard,
+    outcome_label, plan_adopt, plan_create, plan_linked, recheck_offer, resolve,
     restore_category_change, vanish_guard, vanished_categories, with_ancestors, CategoryLink,
-    CrmKeyCounts, CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, OfferCheck, ProductLink,
-    ReadPlan, Resolution, ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
+    CrmProduct, GuardVerdict, LinkedPlan, ListedOffer, Matcher, OfferCheck, ProductLink, ReadPlan,
+    Resolution, ResolveContext, ShopIndex, PRODUCTS_PER_BATCH,
 };
 use mapping::settings::MissingProductPolicy;
 use shop::{ProductUpsert, ShopError, UpsertResult, VariantPriceChange};
 use std::collections::{BTreeSet, HashMap, HashSet};
-
-/// What resolving needs in memory: the shop's index and the KeyCRM-side key counts. Rebuilt
-/// in each invocation that resolves (it is derived data, never checkpointed).
-pub(crate) struct Resolver {
-    index: ShopIndex,
-    counts: CrmKeyCounts,
-    claims: HashMap<u32, u32>,
-}
 
 /// Links read per sweep step (few of them lead to writes).
 const SWEEP_PAGE: usize = 1000;
@@ -716,9 +708,11 @@ impl Run<'_> {
 
     // ------------------------------------------------------------------ resolve
 
-    async fn build_resolver(&self) -> Result<Resolver, SyncError> {
-        let key = self.settings().match_key;
-        let mut index = ShopIndex::new(key);
+    /// What resolving needs in memory: the shop's index (by the connection's match key) and
+    /// the KeyCRM-side counts. Rebuilt in each invocation that resolves (it is derived data,
+    /// never checkpointed).
+    async fn build_resolver(&self) -> Result<Matcher, SyncError> {
+        let mut index = ShopIndex::new(self.settings().match_key);
         let mut cursor = None;
         loop {
             let (page, next) = self
@@ -733,8 +727,7 @@ impl Run<'_> {
         }
         self.forget_other_accounts_external_ids(&mut index).await?;
         let creating: BTreeSet<i64> = self.cp.creating.iter().copied().collect();
-        let mut counts = CrmKeyCounts::default();
-        let mut claims: HashMap<u32, u32> = HashMap::new();
+        let mut matcher = Matcher::new(index);
         let mut after = None;
         loop {
             let (page, next) = self
@@ -742,22 +735,15 @@ impl Run<'_> {
                 .staged_page(self.links_id(), after, 500)
                 .await?;
             for p in &page {
-                counts.add(p.id, &crm_keys(key, p));
-                if let Some(c) = claim(key, &index, p, creating.contains(&p.id)) {
-                    *claims.entry(c).or_insert(0) += 1;
-                }
+                matcher.count(p, creating.contains(&p.id));
             }
             match next {
                 Some(n) => after = Some(n),
                 None => break,
             }
         }
-        tracing::info!(connection = %self.conn.id, shop_products = index.len(), "shop index read for matching");
-        Ok(Resolver {
-            index,
-            counts,
-            claims,
-        })
+        tracing::info!(connection = %self.conn.id, shop_products = matcher.index().len(), "shop index read for matching");
+        Ok(matcher)
     }
 
     /// After the connection switched KeyCRM accounts, the shop products linked under an
@@ -826,13 +812,13 @@ impl Run<'_> {
         Ok(Step::Continue)
     }
 
-    async fn resolve_page(&mut self, r: &Resolver, page: Vec<CrmProduct>) -> Result<(), SyncError> {
+    async fn resolve_page(&mut self, m: &Matcher, page: Vec<CrmProduct>) -> Result<(), SyncError> {
         let s = self.settings().clone();
         let creating: BTreeSet<i64> = self.cp.creating.iter().copied().collect();
         let candidate_ids: Vec<String> = page
             .iter()
-            .filter_map(|p| claim(s.match_key, &r.index, p, creating.contains(&p.id)))
-            .map(|i| r.index.product(i).id.clone())
+            .filter_map(|p| m.claim(p, creating.contains(&p.id)))
+            .map(|i| m.index().product(i).id.clone())
             .collect();
         let owners: HashMap<String, i64> = if candidate_ids.is_empty() {
             HashMap::new()
@@ -844,12 +830,9 @@ impl Run<'_> {
                 .collect()
         };
         let cx = ResolveContext {
-            key: s.match_key,
+            matcher: m,
             new_products: s.new_products,
             existing_products: s.existing_products,
-            index: &r.index,
-            crm_keys: &r.counts,
-            claims: &r.claims,
             creating: &creating,
         };
         let dry = self.cp.dry_run;
@@ -867,7 +850,7 @@ impl Run<'_> {
                     ),
                 },
                 Resolution::Adopt { index, update } => {
-                    let (u, prices, link) = plan_adopt(p, r.index.product(index), update, cat);
+                    let (u, prices, link) = plan_adopt(p, m.index().product(index), update, cat);
                     match u {
                         Some(u) => upserts.push((p, u, "update")),
                         None => adopted.push((p, prices, link)),
@@ -901,7 +884,7 @@ impl Run<'_> {
         }
         // Before any create is sent, the checkpoint says which products this step creates:
         // a crash after the shop stored them but before their links were saved is then
-        // recovered by their external id (see `catalog::external_id_links`).
+        // recovered by their external id (see `MatchKey::trusts_external_id`).
         let creates: Vec<i64> = upserts
             .iter()
             .filter(|(_, u, _)| u.id.is_none())

@@ -1,5 +1,6 @@
-//! Match keys and the shop index unlinked KeyCRM products are looked up in, the KeyCRM-side
-//! key counts that reveal a key shared by two products, and variant pairing.
+//! The shop index unlinked KeyCRM products are looked up in (and the one order the lookup
+//! follows), the KeyCRM-side key counts that reveal a key shared by two products, and variant
+//! pairing.
 
 use super::clean;
 use super::crm_product::{CrmOffer, CrmProduct};
@@ -7,86 +8,6 @@ use super::hashes::key_hash;
 use crate::settings::MatchKey;
 use crate::shop::ShopProduct;
 use std::collections::{HashMap, HashSet};
-
-/// Names compare ignoring case and runs of white space.
-pub fn normalize_name(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
-fn push_unique(out: &mut Vec<String>, v: Option<&str>) {
-    if let Some(v) = clean(v) {
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-}
-
-/// The values a KeyCRM product is matched by (empty for `CreateOnly`, or when it has none).
-pub fn crm_keys(key: MatchKey, p: &CrmProduct) -> Vec<String> {
-    let mut out = Vec::new();
-    match key {
-        MatchKey::Id | MatchKey::ExternalId => out.push(p.id.to_string()),
-        MatchKey::Sku => p
-            .offers
-            .iter()
-            .for_each(|o| push_unique(&mut out, o.sku.as_deref())),
-        MatchKey::Barcode => p
-            .offers
-            .iter()
-            .for_each(|o| push_unique(&mut out, o.barcode.as_deref())),
-        MatchKey::Name => {
-            let n = normalize_name(&p.name);
-            if !n.is_empty() {
-                out.push(n);
-            }
-        }
-        MatchKey::CreateOnly => {}
-    }
-    out
-}
-
-/// The values a shop product is found by.
-pub fn shop_keys(key: MatchKey, s: &ShopProduct) -> Vec<String> {
-    let mut out = Vec::new();
-    match key {
-        MatchKey::Id => push_unique(&mut out, Some(&s.id)),
-        MatchKey::ExternalId => push_unique(&mut out, s.external_id.as_deref()),
-        MatchKey::Sku => {
-            push_unique(&mut out, s.sku.as_deref());
-            s.variants
-                .iter()
-                .for_each(|v| push_unique(&mut out, v.sku.as_deref()));
-        }
-        MatchKey::Barcode => {
-            push_unique(&mut out, s.barcode.as_deref());
-            s.variants
-                .iter()
-                .for_each(|v| push_unique(&mut out, v.barcode.as_deref()));
-        }
-        MatchKey::Name => {
-            let n = normalize_name(&s.name);
-            if !n.is_empty() {
-                out.push(n);
-            }
-        }
-        MatchKey::CreateOnly => {}
-    }
-    out
-}
-
-pub fn key_label(key: MatchKey) -> &'static str {
-    match key {
-        MatchKey::Id => "id",
-        MatchKey::Sku => "SKU",
-        MatchKey::Name => "name",
-        MatchKey::Barcode => "barcode",
-        MatchKey::ExternalId => "external id",
-        MatchKey::CreateOnly => "nothing",
-    }
-}
 
 /// A shop variant as the index keeps it, for pairing with KeyCRM offers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +42,12 @@ impl ShopIndex {
         }
     }
 
+    /// The key this index was built by: the one holder of the connection's match key while
+    /// unlinked products are resolved.
+    pub fn key(&self) -> MatchKey {
+        self.key
+    }
+
     pub fn len(&self) -> usize {
         self.products.len()
     }
@@ -131,7 +58,7 @@ impl ShopIndex {
 
     pub fn add(&mut self, s: &ShopProduct) {
         let i = self.products.len() as u32;
-        for k in shop_keys(self.key, s) {
+        for k in self.key.shop_keys(s) {
             let list = self.by_key.entry(key_hash(&k)).or_default();
             if !list.contains(&i) {
                 list.push(i);
@@ -204,6 +131,51 @@ impl ShopIndex {
             .get(&key_hash(&keycrm_id.to_string()))
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+/// Where an unlinked KeyCRM product's shop counterpart was looked for, and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Shop products whose external id is this KeyCRM product's id (never empty). When any
+    /// carries it, the match key is not consulted.
+    ByExternalId(Vec<u32>),
+    /// Shop products sharing one of the product's match-key values (`keys`); maybe none.
+    ByKey { keys: Vec<String>, shop: Vec<u32> },
+    /// Nothing was looked for: create-only, with no create of ours to recover.
+    NotLooked,
+}
+
+impl Found {
+    /// The shop product, when exactly one was found.
+    pub fn single(&self) -> Option<u32> {
+        match self {
+            Found::ByExternalId(shop) | Found::ByKey { shop, .. } => match shop.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            },
+            Found::NotLooked => None,
+        }
+    }
+}
+
+impl ShopIndex {
+    /// Looks an unlinked KeyCRM product up, in the one order there is: by its KeyCRM id in
+    /// the shop's external id first (also how an interrupted create is recovered; `creating`
+    /// says this run sent its create), then by the match key's values.
+    pub fn find(&self, p: &CrmProduct, creating: bool) -> Found {
+        if self.key.trusts_external_id(creating) {
+            let by_ext = self.by_external_id(p.id);
+            if !by_ext.is_empty() {
+                return Found::ByExternalId(by_ext);
+            }
+        }
+        if !self.key.matches_existing() {
+            return Found::NotLooked;
+        }
+        let keys = self.key.crm_keys(p);
+        let shop = self.candidates(&keys);
+        Found::ByKey { keys, shop }
     }
 }
 

@@ -10,16 +10,18 @@
 //!   key shared by two KeyCRM products, or a shop product claimed twice, can only be seen then.
 //! - Missing products are swept only after a complete pass, within the vanish guard.
 //!
-//! One file per concern: `crm_product` (the compact KeyCRM catalog), `hashes`, `links`, `plan`
-//! (writes for linked and new products), `matching` (match keys, the shop index, key counts,
-//! variant pairing), `resolve` (unlinked products), `prices`, `missing` (vanished products,
-//! categories and offers), `vanish_guard`, `categories` and `read_plan`; everything is
-//! re-exported here, so callers name `catalog::X` whatever file `X` lives in.
+//! One file per concern: `crm_product` (the compact KeyCRM catalog), `hashes`, `links`,
+//! `plan` (writes for linked and new products), `match_key` (what each `MatchKey` compares),
+//! `matching` (the shop index and its one lookup order, key counts, variant pairing),
+//! `resolve` (the `Matcher` and the decision for unlinked products), `prices`, `missing`
+//! (vanished products, categories and offers), `vanish_guard`, `categories` and `read_plan`.
+//! Everything is re-exported here: callers name `catalog::X` whatever file `X` lives in.
 
 mod categories;
 mod crm_product;
 mod hashes;
 mod links;
+mod match_key;
 mod matching;
 mod missing;
 mod plan;
@@ -35,6 +37,7 @@ pub use categories::*;
 pub use crm_product::*;
 pub use hashes::*;
 pub use links::*;
+pub use match_key::*;
 pub use matching::*;
 pub use missing::*;
 pub use plan::*;

@@ -3,9 +3,7 @@
 
 use super::crm_product::CrmProduct;
 use super::links::{ProductLink, VariantLink};
-use super::matching::{
-    crm_keys, key_label, pair_variants, CrmKeyCounts, IndexedProduct, ShopIndex,
-};
+use super::matching::{pair_variants, CrmKeyCounts, Found, IndexedProduct, ShopIndex};
 use super::plan::{variant_upsert, with_content};
 use crate::settings::{ExistingProductPolicy, MatchKey, NewProductPolicy};
 use crate::shop::{ProductUpsert, VariantPriceChange};
@@ -32,43 +30,60 @@ pub enum Resolution {
     },
 }
 
-/// The context [`resolve`] decides in.
-pub struct ResolveContext<'a> {
-    pub key: MatchKey,
-    pub new_products: NewProductPolicy,
-    pub existing_products: ExistingProductPolicy,
-    pub index: &'a ShopIndex,
-    pub crm_keys: &'a CrmKeyCounts,
+/// What resolving holds for one connection's run: the shop index (the one holder of the
+/// match key), the KeyCRM-side key counts, and how many unlinked KeyCRM products claim each
+/// shop product. Every unlinked product is [counted](Matcher::count) before any is resolved.
+#[derive(Debug)]
+pub struct Matcher {
+    index: ShopIndex,
+    counts: CrmKeyCounts,
     /// How many unlinked KeyCRM products match each shop product (index position).
-    pub claims: &'a HashMap<u32, u32>,
-    /// KeyCRM products whose create this run sent (see [`external_id_links`]).
-    pub creating: &'a BTreeSet<i64>,
+    claims: HashMap<u32, u32>,
 }
 
-/// Whether a shop product carrying this KeyCRM product's id as its external id is its
-/// counterpart. Under create-only («Не оновлювати (тільки створювати нові)») existing shop
-/// products are never linked, whatever their external id says; the one exception is this
-/// connector's own create of the product whose link was lost in a crash (`creating`: the
-/// create was sent in the run in progress), which must be recovered, not created twice.
-pub fn external_id_links(key: MatchKey, creating: bool) -> bool {
-    key != MatchKey::CreateOnly || creating
-}
-
-/// The shop product an unlinked KeyCRM product would be linked to, if exactly one: by the
-/// KeyCRM id in the shop's external id first (also how an interrupted create is recovered),
-/// then by the match key. Counted for every unlinked product before any is resolved.
-pub fn claim(key: MatchKey, index: &ShopIndex, p: &CrmProduct, creating: bool) -> Option<u32> {
-    if external_id_links(key, creating) {
-        let by_ext = index.by_external_id(p.id);
-        if !by_ext.is_empty() {
-            return (by_ext.len() == 1).then(|| by_ext[0]);
+impl Matcher {
+    pub fn new(index: ShopIndex) -> Self {
+        Matcher {
+            index,
+            counts: CrmKeyCounts::default(),
+            claims: HashMap::new(),
         }
     }
-    if key == MatchKey::CreateOnly {
-        return None;
+
+    pub fn index(&self) -> &ShopIndex {
+        &self.index
     }
-    let c = index.candidates(&crm_keys(key, p));
-    (c.len() == 1).then(|| c[0])
+
+    pub fn key(&self) -> MatchKey {
+        self.index.key()
+    }
+
+    /// Counts one unlinked KeyCRM product: its key values, and the shop product it claims.
+    pub fn count(&mut self, p: &CrmProduct, creating: bool) {
+        self.counts.add(p.id, &self.key().crm_keys(p));
+        if let Some(c) = self.claim(p, creating) {
+            *self.claims.entry(c).or_insert(0) += 1;
+        }
+    }
+
+    /// The shop product an unlinked KeyCRM product would be linked to, if exactly one (see
+    /// [`ShopIndex::find`] for the order it is looked for in).
+    pub fn claim(&self, p: &CrmProduct, creating: bool) -> Option<u32> {
+        self.index.find(p, creating).single()
+    }
+
+    fn claims_of(&self, i: u32) -> u32 {
+        self.claims.get(&i).copied().unwrap_or(0)
+    }
+}
+
+/// The context [`resolve`] decides in.
+pub struct ResolveContext<'a> {
+    pub matcher: &'a Matcher,
+    pub new_products: NewProductPolicy,
+    pub existing_products: ExistingProductPolicy,
+    /// KeyCRM products whose create this run sent (see [`MatchKey::trusts_external_id`]).
+    pub creating: &'a BTreeSet<i64>,
 }
 
 /// Decides an unlinked product once the whole KeyCRM pass is known. `linked_to` says which
@@ -78,9 +93,10 @@ pub fn resolve(
     cx: &ResolveContext<'_>,
     linked_to: &dyn Fn(&str) -> Option<i64>,
 ) -> Resolution {
+    let m = cx.matcher;
     let update = cx.existing_products == ExistingProductPolicy::Update;
     let adopt = |i: u32, how: &str| -> Resolution {
-        let shop = &cx.index.product(i).id;
+        let shop = &m.index.product(i).id;
         if let Some(other) = linked_to(shop).filter(|o| *o != p.id) {
             return Resolution::Ambiguous {
                 detail: format!(
@@ -88,7 +104,7 @@ pub fn resolve(
                 ),
             };
         }
-        if cx.claims.get(&i).copied().unwrap_or(0) > 1 {
+        if m.claims_of(i) > 1 {
             return Resolution::Ambiguous {
                 detail: format!(
                     "shop product {shop} ({how}) is matched by several KeyCRM products"
@@ -97,45 +113,42 @@ pub fn resolve(
         }
         Resolution::Adopt { index: i, update }
     };
-    let by_ext = if external_id_links(cx.key, cx.creating.contains(&p.id)) {
-        cx.index.by_external_id(p.id)
-    } else {
-        Vec::new()
-    };
-    match by_ext.len() {
-        0 => {}
-        1 => return adopt(by_ext[0], "external id"),
-        _ => {
-            return Resolution::Ambiguous {
-                detail: format!(
-                    "{} shop products carry this KeyCRM id as their external id: {}",
-                    by_ext.len(),
-                    ids_of(cx.index, &by_ext)
-                ),
-            }
-        }
-    }
-    if cx.key != MatchKey::CreateOnly {
-        let keys = crm_keys(cx.key, p);
-        let label = key_label(cx.key);
-        if let Some((k, other)) = cx.crm_keys.conflict(p.id, &keys) {
-            return Resolution::Ambiguous {
-                detail: format!("{label} \"{k}\" is also on KeyCRM product {other}"),
+    match m.index.find(p, cx.creating.contains(&p.id)) {
+        Found::ByExternalId(shop) => {
+            return match shop.as_slice() {
+                [one] => adopt(*one, "external id"),
+                _ => Resolution::Ambiguous {
+                    detail: format!(
+                        "{} shop products carry this KeyCRM id as their external id: {}",
+                        shop.len(),
+                        ids_of(&m.index, &shop)
+                    ),
+                },
             };
         }
-        let c = cx.index.candidates(&keys);
-        match c.len() {
-            0 => {}
-            1 => return adopt(c[0], &format!("by {label}")),
-            n => {
+        Found::ByKey { keys, shop } => {
+            let label = m.key().label();
+            // A value two KeyCRM products share cannot say which of them a shop product is.
+            if let Some((k, other)) = m.counts.conflict(p.id, &keys) {
                 return Resolution::Ambiguous {
-                    detail: format!(
-                        "{label} matches {n} shop products: {}",
-                        ids_of(cx.index, &c)
-                    ),
+                    detail: format!("{label} \"{k}\" is also on KeyCRM product {other}"),
+                };
+            }
+            match shop.as_slice() {
+                [] => {}
+                [one] => return adopt(*one, &format!("by {label}")),
+                _ => {
+                    return Resolution::Ambiguous {
+                        detail: format!(
+                            "{label} matches {} shop products: {}",
+                            shop.len(),
+                            ids_of(&m.index, &shop)
+                        ),
+                    }
                 }
             }
         }
+        Found::NotLooked => {}
     }
     match cx.new_products {
         NewProductPolicy::Hide => Resolution::Create { visible: false },

@@ -14,29 +14,29 @@ fn keys_for_every_match_key() {
         ],
     );
     p.offers[2].sku = None;
-    assert_eq!(crm_keys(MatchKey::Id, &p), vec!["42"]);
-    assert_eq!(crm_keys(MatchKey::ExternalId, &p), vec!["42"]);
+    assert_eq!(MatchKey::Id.crm_keys(&p), vec!["42"]);
+    assert_eq!(MatchKey::ExternalId.crm_keys(&p), vec!["42"]);
     assert_eq!(
-        crm_keys(MatchKey::Sku, &p),
+        MatchKey::Sku.crm_keys(&p),
         vec!["A-1"],
         "deduplicated, blanks skipped"
     );
-    assert_eq!(crm_keys(MatchKey::Barcode, &p).len(), 3);
-    assert_eq!(crm_keys(MatchKey::Name, &p), vec!["сукня лляна"]);
-    assert!(crm_keys(MatchKey::CreateOnly, &p).is_empty());
+    assert_eq!(MatchKey::Barcode.crm_keys(&p).len(), 3);
+    assert_eq!(MatchKey::Name.crm_keys(&p), vec!["сукня лляна"]);
+    assert!(MatchKey::CreateOnly.crm_keys(&p).is_empty());
 
     let mut s = shop_product("p9", "Сукня лляна", &["A-1", "A-2"]);
     s.external_id = Some(" 42 ".into());
     s.barcode = Some("b0".into());
-    assert_eq!(shop_keys(MatchKey::Id, &s), vec!["p9"]);
-    assert_eq!(shop_keys(MatchKey::ExternalId, &s), vec!["42"]);
-    assert_eq!(shop_keys(MatchKey::Sku, &s), vec!["A-1", "A-2"]);
+    assert_eq!(MatchKey::Id.shop_keys(&s), vec!["p9"]);
+    assert_eq!(MatchKey::ExternalId.shop_keys(&s), vec!["42"]);
+    assert_eq!(MatchKey::Sku.shop_keys(&s), vec!["A-1", "A-2"]);
     assert_eq!(
-        shop_keys(MatchKey::Barcode, &s),
+        MatchKey::Barcode.shop_keys(&s),
         vec!["b0", "bc-A-1", "bc-A-2"]
     );
-    assert_eq!(shop_keys(MatchKey::Name, &s), vec!["сукня лляна"]);
-    assert!(shop_keys(MatchKey::CreateOnly, &s).is_empty());
+    assert_eq!(MatchKey::Name.shop_keys(&s), vec!["сукня лляна"]);
+    assert!(MatchKey::CreateOnly.shop_keys(&s).is_empty());
 }
 
 #[test]

@@ -8,10 +8,11 @@ use crate::shop::{
 };
 use keycrm_model::models::Category;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 mod categories;
 mod crm_product;
+mod match_key;
 mod matching;
 mod missing;
 mod plan;

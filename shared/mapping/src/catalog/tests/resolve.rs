@@ -2,46 +2,30 @@
 
 use super::*;
 
-struct World {
-    index: ShopIndex,
-    counts: CrmKeyCounts,
-    claims: HashMap<u32, u32>,
-}
-
-fn world(key: MatchKey, shop: &[ShopProduct], unlinked: &[&CrmProduct]) -> World {
+fn world(key: MatchKey, shop: &[ShopProduct], unlinked: &[&CrmProduct]) -> Matcher {
     let mut index = ShopIndex::new(key);
     shop.iter().for_each(|s| index.add(s));
-    let mut counts = CrmKeyCounts::default();
-    let mut claims = HashMap::new();
+    let mut m = Matcher::new(index);
     for p in unlinked {
-        counts.add(p.id, &crm_keys(key, p));
-        if let Some(c) = claim(key, &index, p, false) {
-            *claims.entry(c).or_insert(0) += 1;
-        }
+        m.count(p, false);
     }
-    World {
-        index,
-        counts,
-        claims,
-    }
+    m
 }
 
 fn decide(
-    w: &World,
+    w: &Matcher,
     key: MatchKey,
     new: NewProductPolicy,
     existing: ExistingProductPolicy,
     p: &CrmProduct,
     linked: &[(&str, i64)],
 ) -> Resolution {
+    assert_eq!(w.key(), key, "the matcher holds the key it was built with");
     let creating = BTreeSet::new();
     let cx = ResolveContext {
-        key,
+        matcher: w,
         new_products: new,
         existing_products: existing,
-        index: &w.index,
-        crm_keys: &w.counts,
-        claims: &w.claims,
         creating: &creating,
     };
     let linked: Vec<(String, i64)> = linked.iter().map(|(s, k)| (s.to_string(), *k)).collect();
@@ -117,7 +101,7 @@ fn create_only_never_links_an_existing_product() {
     let mut theirs = shop_product("p1", "A", &["A-1"]);
     theirs.external_id = Some("42".into());
     let w = world(MatchKey::CreateOnly, &[theirs], &[&p]);
-    assert_eq!(claim(MatchKey::CreateOnly, &w.index, &p, false), None);
+    assert_eq!(w.claim(&p, false), None);
     let r = decide(
         &w,
         MatchKey::CreateOnly,
@@ -128,15 +112,12 @@ fn create_only_never_links_an_existing_product() {
     );
     assert_eq!(r, Resolution::Create { visible: false });
     // Except this run's own create whose link a crash lost: recovered, not duplicated.
-    assert_eq!(claim(MatchKey::CreateOnly, &w.index, &p, true), Some(0));
+    assert_eq!(w.claim(&p, true), Some(0));
     let creating: BTreeSet<i64> = [42].into_iter().collect();
     let cx = ResolveContext {
-        key: MatchKey::CreateOnly,
+        matcher: &w,
         new_products: NewProductPolicy::Hide,
         existing_products: ExistingProductPolicy::Update,
-        index: &w.index,
-        crm_keys: &w.counts,
-        claims: &w.claims,
         creating: &creating,
     };
     assert_eq!(
@@ -146,8 +127,8 @@ fn create_only_never_links_an_existing_product() {
             update: true
         }
     );
-    assert!(external_id_links(MatchKey::Sku, false));
-    assert!(!external_id_links(MatchKey::CreateOnly, false));
+    assert!(MatchKey::Sku.trusts_external_id(false));
+    assert!(!MatchKey::CreateOnly.trusts_external_id(false));
 }
 
 #[test]
@@ -318,11 +299,12 @@ fn external_ids_of_another_accounts_products_are_forgotten() {
     let p = product(42, "A", vec![offer(1, "A-1", 1, None)]);
     let mut old = shop_product("p1", "Old", &["OLD-1"]);
     old.external_id = Some("42".into());
-    let mut w = world(MatchKey::Sku, &[old], &[&p]);
-    assert_eq!(w.index.with_external_ids(), vec!["p1".to_string()]);
-    w.index
-        .forget_external_ids(&["p1".to_string()].into_iter().collect());
-    assert!(w.index.by_external_id(42).is_empty());
-    assert!(w.index.with_external_ids().is_empty());
-    assert_eq!(claim(MatchKey::Sku, &w.index, &p, false), None);
+    let mut index = ShopIndex::new(MatchKey::Sku);
+    index.add(&old);
+    assert_eq!(index.with_external_ids(), vec!["p1".to_string()]);
+    index.forget_external_ids(&["p1".to_string()].into_iter().collect());
+    assert!(index.by_external_id(42).is_empty());
+    assert!(index.with_external_ids().is_empty());
+    let w = Matcher::new(index);
+    assert_eq!(w.claim(&p, false), None);
 }

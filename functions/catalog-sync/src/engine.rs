@@ -1,22 +1,20 @@
 //! Running one connection's sync job: the lease, the checkpoint after every unit of work, the
 //! pause before the deadline, and how errors end or pause a run.
+//!
+//! The driver sits on top: it builds a [`Run`] (`run.rs`) and steps it through the phases
+//! (`full/`, `prices`, `drift`), which build on `run`, `config` and `error` and never on this
+//! module.
+
+pub use crate::config::{Config, Deps};
+pub use crate::error::SyncError;
 
 use crate::checkpoint::{Checkpoint, Phase, VERSION};
-use crate::report;
+use crate::run::{clear_staged, encode, Run, Step};
 use chrono::Utc;
-use keycrm::{KeycrmClient, KeycrmError, Priority};
-use mapping::catalog::CategoryLink;
+use keycrm::Priority;
 use mapping::Settings;
-use queue::Queue;
-use runtime::{ClientsError, KeycrmClients};
-use shop::{ShopCatalog, ShopError};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use store::{
-    Connection, ConnectionStore, LinkStore, StatusJournal, StoreError, SyncJob, SyncKind,
-    SyncLease, SyncRun, SyncStore, SyncSummary,
-};
+use std::time::Instant;
+use store::{Connection, StoreError, SyncJob, SyncKind, SyncLease, SyncRun, SyncSummary};
 
 /// One lease per connection, whatever the kind: a price run and a full run never overlap.
 /// (The store keys leases by kind; catalog-sync always takes the `full` slot.)
@@ -24,105 +22,6 @@ pub const LEASE_SLOT: SyncKind = SyncKind::Full;
 
 /// Attempts a run survives in a row (each resume tick is one) before it is failed.
 const MAX_FAILURES: u32 = 12;
-
-/// The adapters a sync needs.
-#[derive(Clone)]
-pub struct Deps {
-    pub connections: Arc<dyn ConnectionStore>,
-    pub sync: Arc<dyn SyncStore>,
-    pub links: Arc<dyn LinkStore>,
-    pub shop: Arc<dyn ShopCatalog>,
-    pub clients: Arc<KeycrmClients>,
-    pub journal: Arc<dyn StatusJournal>,
-    /// The sync-jobs queue (fan-out and resume).
-    pub jobs: Arc<dyn Queue>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Stop starting new work this long before the invocation's deadline.
-    pub safety: Duration,
-    /// How long a lease outlives the invocation's deadline (a crashed run is resumable
-    /// after that).
-    pub lease_slack: Duration,
-    /// Products per shop upsert call (the port allows up to `shop::MAX_UPSERT_BATCH`).
-    pub shop_batch: usize,
-    /// Links read per store page (sweep, prices).
-    pub links_page: usize,
-    /// Shop index page size (resolve).
-    pub shop_page: usize,
-    /// Units of KeyCRM work per invocation (tests force pauses with it); `None` = until the
-    /// deadline.
-    pub max_units: Option<u32>,
-    /// Concurrent sends in a fan-out.
-    pub fan_out: usize,
-    /// How long after a connection was deleted its cleanup starts (`store::CLEANUP_GRACE`).
-    pub cleanup_grace: Duration,
-    /// Items deleted per cleanup pass.
-    pub cleanup_batch: usize,
-    /// How often a running sync checks that its connection still exists.
-    pub deletion_check: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            safety: Duration::from_secs(60),
-            lease_slack: Duration::from_secs(120),
-            shop_batch: shop::MAX_UPSERT_BATCH,
-            links_page: 100,
-            shop_page: 500,
-            max_units: None,
-            fan_out: 16,
-            cleanup_grace: store::CLEANUP_GRACE,
-            cleanup_batch: 500,
-            deletion_check: Duration::from_secs(20),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("KeyCRM: {0}")]
-    Keycrm(#[from] KeycrmError),
-    #[error("shop: {0}")]
-    Shop(#[from] ShopError),
-    #[error(transparent)]
-    Clients(#[from] ClientsError),
-    #[error("the sync lease was lost to another run")]
-    LeaseLost,
-    #[error("queue: {0}")]
-    Queue(#[from] queue::QueueError),
-}
-
-impl SyncError {
-    /// Errors a later attempt will not fix: the run ends as failed.
-    fn is_fatal(&self) -> bool {
-        match self {
-            SyncError::Keycrm(e) => !matches!(
-                e,
-                KeycrmError::RateLimited { .. } | KeycrmError::Transient { .. }
-            ),
-            SyncError::Shop(e) => matches!(e, ShopError::Unauthorized),
-            SyncError::Clients(ClientsError::MissingKey(_)) => true,
-            SyncError::Clients(ClientsError::Keycrm(e)) => !matches!(
-                e,
-                KeycrmError::Transient { .. } | KeycrmError::RateLimited { .. }
-            ),
-            SyncError::Store(StoreError::Corrupt(_)) => true,
-            _ => false,
-        }
-    }
-
-    fn lost(&self) -> bool {
-        matches!(
-            self,
-            SyncError::LeaseLost | SyncError::Store(StoreError::Conflict(_))
-        )
-    }
-}
 
 /// What a job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,101 +47,6 @@ pub enum JobOutcome {
 pub struct Engine {
     pub deps: Deps,
     pub cfg: Config,
-}
-
-/// One unit of work done (the checkpoint is saved after each).
-pub(crate) enum Step {
-    Continue,
-}
-
-/// A run in progress within one invocation.
-pub(crate) struct Run<'a> {
-    pub e: &'a Engine,
-    pub conn: Connection,
-    pub client: KeycrmClient,
-    pub cp: Checkpoint,
-    pub report: SyncRun,
-    pub lease: SyncLease,
-    pub deadline: Instant,
-    /// Units of KeyCRM work done in this invocation.
-    pub units: u32,
-    req_base: u64,
-    saves: u32,
-    pub cat_links: BTreeMap<i64, CategoryLink>,
-    pub resolver: Option<mapping::catalog::Matcher>,
-    pub seen: Option<store::SeenSet>,
-    /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
-    pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
-    /// When the connection was last seen to exist (a deleted one stops the run).
-    checked_at: Instant,
-    links_scope: String,
-}
-
-impl Run<'_> {
-    /// The link-store scope of the KeyCRM account the connection uses now (links of an
-    /// account the connection switched away from are never read).
-    pub fn links_id(&self) -> &str {
-        &self.links_scope
-    }
-
-    pub fn shop_id(&self) -> &str {
-        &self.conn.shop_id
-    }
-
-    pub fn links(&self) -> &dyn LinkStore {
-        self.e.deps.links.as_ref()
-    }
-
-    pub fn shop(&self) -> &dyn ShopCatalog {
-        self.e.deps.shop.as_ref()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.cp.settings
-    }
-
-    /// Whether another unit of work fits in this invocation.
-    fn time_left(&self) -> bool {
-        Instant::now() + self.e.cfg.safety < self.deadline
-            && self.e.cfg.max_units.is_none_or(|m| self.units < m)
-    }
-
-    fn count_requests(&mut self) {
-        let now = self.client.stats().requests;
-        self.report.keycrm_requests += now.saturating_sub(self.req_base);
-        self.req_base = now;
-    }
-
-    fn lease_for(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now()) + self.e.cfg.lease_slack
-    }
-
-    /// Saves the checkpoint and extends the lease; `LeaseLost` if another holder took it.
-    pub async fn save(&mut self) -> Result<(), SyncError> {
-        self.count_requests();
-        self.lease.checkpoint = Some(encode(&self.cp)?);
-        self.lease.run = Some(self.report.clone());
-        self.lease = self
-            .e
-            .deps
-            .sync
-            .checkpoint(&self.lease, self.lease_for())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => SyncError::LeaseLost,
-                other => SyncError::Store(other),
-            })?;
-        self.saves += 1;
-        // The report the admin API reads is refreshed every so often during a long run.
-        if self.saves.is_multiple_of(20) {
-            self.e.deps.sync.put_run(&self.report).await?;
-        }
-        Ok(())
-    }
-}
-
-fn encode(cp: &Checkpoint) -> Result<String, SyncError> {
-    serde_json::to_string(cp).map_err(|e| SyncError::Store(StoreError::Corrupt(e.to_string())))
 }
 
 /// Whether the run in progress already does what `job` asks (so the job adds nothing).
@@ -535,7 +339,8 @@ impl Engine {
             .map(|l| (l.keycrm_id, l))
             .collect();
         let mut run = Run {
-            e: self,
+            deps: &self.deps,
+            cfg: &self.cfg,
             conn,
             client,
             cp,
@@ -761,26 +566,4 @@ fn lost(run: &Run<'_>) -> JobOutcome {
         "the sync lease was taken over by another invocation; stopping"
     );
     JobOutcome::LeaseLost
-}
-
-/// Deletes every staged product of the connection (scratch of an earlier run).
-pub(crate) async fn clear_staged(links: &dyn LinkStore, conn: &str) -> Result<(), SyncError> {
-    loop {
-        let (page, _) = links.staged_page(conn, None, 500).await?;
-        if page.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = page.iter().map(|p| p.id).collect();
-        links.delete_staged(conn, &ids).await?;
-    }
-}
-
-/// Shorthand for report items about a product.
-pub(crate) fn product_item(
-    id: i64,
-    shop: Option<&str>,
-    name: &str,
-    detail: Option<String>,
-) -> store::ReportItem {
-    report::item(Some(id), shop, name, detail)
 }

@@ -8,14 +8,17 @@
 
 pub mod checkpoint;
 pub mod cleanup;
+mod config;
 pub mod drift;
 pub mod engine;
+mod error;
 mod full;
 pub mod handler;
 pub mod kit;
 pub mod lambda;
 mod prices;
 mod report;
+mod run;
 
 pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};

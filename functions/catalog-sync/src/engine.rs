@@ -9,7 +9,7 @@ pub use crate::config::{Config, Deps};
 pub use crate::error::SyncError;
 
 use crate::checkpoint::{Checkpoint, Phase, VERSION};
-use crate::run::{clear_staged, encode, Run, Step};
+use crate::run::{clear_staged, encode, sync_enabled, Run, Step};
 use chrono::Utc;
 use keycrm::Priority;
 use mapping::Settings;
@@ -235,10 +235,7 @@ impl Engine {
             Some(s) if job.dry_run => s,
             _ => conn.settings.clone(),
         };
-        let enabled = match job.kind {
-            SyncKind::Full => s.sync_products || s.sync_categories,
-            SyncKind::Prices => s.sync_products,
-        };
+        let enabled = sync_enabled(&s, job.kind);
         let skip = if !conn.active {
             Some("the connection is inactive")
         } else if !enabled && !job.dry_run {

@@ -3,6 +3,7 @@
 //! sync-jobs message runs one connection's job.
 
 use crate::engine::{Engine, JobOutcome, SyncError};
+use crate::run::sync_enabled;
 use chrono::{Timelike, Utc};
 use futures::stream::{self, StreamExt};
 use mapping::Settings;
@@ -106,11 +107,7 @@ impl Engine {
                     let (page, next) = self.deps.connections.list(cursor, 100).await?;
                     for c in page {
                         let s = &c.settings;
-                        let wanted = c.active
-                            && match sync_kind {
-                                SyncKind::Full => s.sync_products || s.sync_categories,
-                                SyncKind::Prices => s.sync_products,
-                            };
+                        let wanted = c.active && sync_enabled(s, sync_kind);
                         if !wanted {
                             out.skipped += 1;
                             continue;

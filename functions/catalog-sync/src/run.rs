@@ -10,11 +10,11 @@ use crate::error::SyncError;
 use crate::report;
 use keycrm::KeycrmClient;
 use mapping::catalog::CategoryLink;
-use mapping::Settings;
+use mapping::{CatalogSyncKind, Settings};
 use shop::ShopCatalog;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use store::{Connection, LinkStore, StoreError, SyncLease, SyncRun};
+use store::{Connection, LinkStore, StoreError, SyncKind, SyncLease, SyncRun};
 
 /// One unit of work done (the checkpoint is saved after each).
 pub(crate) enum Step {
@@ -131,4 +131,13 @@ pub(crate) fn product_item(
     detail: Option<String>,
 ) -> store::ReportItem {
     report::item(Some(id), shop, name, detail)
+}
+
+/// Whether the settings turn a sync of this kind on: `mapping`'s one rule, for the store's
+/// job kind (the fan-out asks it before queueing a job, the engine before running one).
+pub(crate) fn sync_enabled(s: &Settings, kind: SyncKind) -> bool {
+    s.catalog_sync_enabled(match kind {
+        SyncKind::Full => CatalogSyncKind::Full,
+        SyncKind::Prices => CatalogSyncKind::Prices,
+    })
 }

@@ -12,6 +12,7 @@ pub mod settings_problem;
 pub mod shop;
 pub mod source_key;
 pub mod status_map;
+pub mod sync_enabled;
 
 #[cfg(test)]
 mod testdata;
@@ -21,3 +22,4 @@ pub use lang::Lang;
 pub use reference::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 pub use settings::{FieldError, MatchKey, OrderSyncType, Settings};
 pub use settings_problem::{Issue, Problem};
+pub use sync_enabled::CatalogSyncKind;

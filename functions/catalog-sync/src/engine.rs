@@ -1,7 +1,7 @@
 //! Running one connection's sync job: the lease, the checkpoint after every unit of work, the
 //! pause before the deadline, and how errors end or pause a run.
 //!
-//! The driver sits on top: it builds a [`Run`] (`run.rs`) and steps it through the phases
+//! The driver sits on top: it builds a `Run` (`run.rs`) and steps it through the phases
 //! (`full/`, `prices`, `drift`), which build on `run`, `config` and `error` and never on this
 //! module.
 

@@ -58,8 +58,9 @@ impl Run<'_> {
         states: &[shop::ProductStateChange],
     ) -> Result<HashSet<String>, SyncError> {
         let (shop, id) = (self.deps.shop.clone(), self.shop_id().to_string());
+        let (shop, id) = (&shop, &id);
         let mut failed = HashSet::new();
-        let write = async |c: &[shop::ProductStateChange]| shop.set_product_states(&id, c).await;
+        let write = move |c| async move { shop.set_product_states(id, c).await };
         write_isolated(states, shop::MAX_UPSERT_BATCH, write, |c, e| {
             report::error(
                 &mut self.report,
@@ -77,8 +78,9 @@ impl Run<'_> {
         prices: &[VariantPriceChange],
     ) -> Result<HashSet<String>, SyncError> {
         let (shop, id) = (self.deps.shop.clone(), self.shop_id().to_string());
+        let (shop, id) = (&shop, &id);
         let mut failed = HashSet::new();
-        let write = async |c: &[VariantPriceChange]| shop.set_variant_prices(&id, c).await;
+        let write = move |c| async move { shop.set_variant_prices(id, c).await };
         write_isolated(prices, 500, write, |c, e| {
             report::error(
                 &mut self.report,
@@ -104,12 +106,17 @@ fn stops_the_run(e: &ShopError) -> bool {
 /// Writes `items` in chunks of `chunk`; a refused chunk is retried item by item so one bad
 /// item only fails itself (`refused` hears of it, in order). Outages and auth failures stop
 /// the run.
-async fn write_isolated<T>(
-    items: &[T],
+async fn write_isolated<'a, T, W, F>(
+    items: &'a [T],
     chunk: usize,
-    write: impl AsyncFn(&[T]) -> Result<(), ShopError>,
-    mut refused: impl FnMut(&T, ShopError),
-) -> Result<(), SyncError> {
+    write: W,
+    mut refused: impl FnMut(&'a T, ShopError),
+) -> Result<(), SyncError>
+where
+    // One lifetime, not a higher-ranked closure: the run's future must stay `Send`.
+    W: Fn(&'a [T]) -> F,
+    F: std::future::Future<Output = Result<(), ShopError>>,
+{
     for chunk in items.chunks(chunk.max(1)) {
         match write(chunk).await {
             Ok(()) => {}
@@ -135,16 +142,14 @@ mod tests {
     use std::cell::RefCell;
 
     /// A shop that refuses any write carrying a negative item, and is down for one carrying 99.
-    fn shop(calls: &RefCell<Vec<Vec<i32>>>) -> impl AsyncFn(&[i32]) -> Result<(), ShopError> + '_ {
-        async move |items: &[i32]| {
-            calls.borrow_mut().push(items.to_vec());
-            if items.iter().any(|i| *i < 0) {
-                Err(ShopError::Rejected("bad".into()))
-            } else if items.contains(&99) {
-                Err(ShopError::Unavailable("down".into()))
-            } else {
-                Ok(())
-            }
+    async fn shop(calls: &RefCell<Vec<Vec<i32>>>, items: &[i32]) -> Result<(), ShopError> {
+        calls.borrow_mut().push(items.to_vec());
+        if items.iter().any(|i| *i < 0) {
+            Err(ShopError::Rejected("bad".into()))
+        } else if items.contains(&99) {
+            Err(ShopError::Unavailable("down".into()))
+        } else {
+            Ok(())
         }
     }
 
@@ -152,9 +157,12 @@ mod tests {
     async fn a_refused_chunk_is_retried_item_by_item_and_only_bad_items_fail() {
         let calls = RefCell::new(Vec::new());
         let mut refused = Vec::new();
-        write_isolated(&[1, -2, 3, 4, -5], 3, shop(&calls), |i, e| {
-            refused.push((*i, e))
-        })
+        write_isolated(
+            &[1, -2, 3, 4, -5],
+            3,
+            |c| shop(&calls, c),
+            |i, e| refused.push((*i, e)),
+        )
         .await
         .unwrap();
         assert_eq!(
@@ -182,7 +190,13 @@ mod tests {
     async fn an_outage_stops_the_writes() {
         let calls = RefCell::new(Vec::new());
         let mut refused = Vec::new();
-        let r = write_isolated(&[-1, 99, 2], 3, shop(&calls), |i, _| refused.push(*i)).await;
+        let r = write_isolated(
+            &[-1, 99, 2],
+            3,
+            |c| shop(&calls, c),
+            |i, _| refused.push(*i),
+        )
+        .await;
         assert!(
             matches!(r, Err(SyncError::Shop(ShopError::Unavailable(_)))),
             "{r:?}"

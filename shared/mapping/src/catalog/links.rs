@@ -20,7 +20,7 @@ pub struct ProductLink {
     pub keycrm_id: i64,
     #[serde(rename = "s")]
     pub shop_id: String,
-    /// [`content_hash`] of the last content write; 0 = the content was never written.
+    /// [`content_hash`](super::content_hash) of the last content write; 0 = the content was never written.
     #[serde(default)]
     #[serde(rename = "h")]
     pub hash: u64,
@@ -38,7 +38,7 @@ pub struct VariantLink {
     pub offer_id: i64,
     #[serde(rename = "s")]
     pub shop_id: String,
-    /// [`variant_hash`] of the last write; 0 = never written.
+    /// [`variant_hash`](super::variant_hash) of the last write; 0 = never written.
     #[serde(default)]
     #[serde(rename = "h")]
     pub hash: u64,

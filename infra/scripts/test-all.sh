@@ -6,15 +6,19 @@
 # 1. makes sure a Python venv with moto (local DynamoDB/SQS/Secrets Manager emulator), cfn-lint and
 #    aws-sam-translator exists under ${SHOP_KEYCRM_CACHE:-$HOME/.cache/shop-keycrm}/venv
 #    (created or repaired when missing or incomplete; reused otherwise);
-# 2. starts moto_server on 127.0.0.1 with a free port and points the AWS SDK at it through
+# 2. makes sure headless Chromium and ChromeDriver exist for the settings page's browser tests
+#    (installs the Debian packages `chromium` and `chromium-driver` with apt-get when missing);
+#    starts moto_server on 127.0.0.1 with a free port and points the AWS SDK at it through
 #    the environment only (no credentials or config files are ever read);
 # 3. runs cargo fmt --check, cargo clippy -D warnings, cargo test (extra args are passed to it);
 # 4. checks template.yaml in two passes: cfn-lint on the SAM source, then an offline
 #    SAM -> CloudFormation expansion (infra/scripts/sam2cfn.py) linted again with cfn-lint;
 # 5. prints a summary and exits non-zero if any step failed. moto is always stopped (by PID).
 #
-# Needs: python3 (3.9+), curl, cargo with rustfmt and clippy. Network only for the first venv setup
-# (PyPI) and for crates not yet in the cargo cache (crates.io). No Docker, no AWS account.
+# Needs: python3 (3.9+), curl, cargo with rustfmt and clippy; Chromium + ChromeDriver (installed
+# with apt-get as root, or sudo, on Debian/Ubuntu when missing). Network only for the first venv
+# setup (PyPI), the browser packages (Debian mirrors) and crates not yet in the cargo cache
+# (crates.io). No Docker, no AWS account.
 set -uo pipefail
 
 # ---------------------------------------------------------------- settings
@@ -124,6 +128,55 @@ ensure_venv() {
   info "venv ready"
 }
 
+# ---------------------------------------------------------------- browser
+# The browser tests (tests/tests/settings_page_browser.rs) drive headless Chromium through
+# ChromeDriver. CHROMIUM / CHROMEDRIVER may point at other binaries; otherwise the same paths the
+# tests look in (tests/src/webdriver.rs `require`) are checked, in the same order.
+first_executable() {
+  local p
+  for p in "$@"; do
+    [ -x "${p}" ] && { printf '%s' "${p}"; return 0; }
+  done
+  return 1
+}
+chromium_path() {
+  if [ -n "${CHROMIUM:-}" ]; then first_executable "${CHROMIUM}"; return; fi
+  first_executable /usr/bin/chromium /usr/bin/chromium-browser /usr/bin/google-chrome
+}
+chromedriver_path() {
+  if [ -n "${CHROMEDRIVER:-}" ]; then first_executable "${CHROMEDRIVER}"; return; fi
+  first_executable /usr/bin/chromedriver /usr/lib/chromium/chromedriver
+}
+browser_ready() {
+  chromium_path >/dev/null && chromedriver_path >/dev/null
+}
+
+ensure_browser() {
+  section "Browser for the settings page tests (Chromium + ChromeDriver)"
+  if browser_ready; then
+    info "$(chromium_path), $(chromedriver_path): $("$(chromedriver_path)" --version 2>/dev/null | head -n 1)"
+    return 0
+  fi
+  if [ -n "${CHROMIUM:-}${CHROMEDRIVER:-}" ]; then
+    die "CHROMIUM/CHROMEDRIVER set but not executable (CHROMIUM=${CHROMIUM:-unset}, CHROMEDRIVER=${CHROMEDRIVER:-unset})"
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "Chromium/ChromeDriver missing and no apt-get: install chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "Chromium/ChromeDriver missing: run as root or install chromium and chromium-driver"
+    sudo="sudo"
+  fi
+  local log="${CACHE_DIR}/apt.log"
+  mkdir -p "${CACHE_DIR}" || die "cannot create ${CACHE_DIR}"
+  info "apt-get install chromium chromium-driver  (log: ${log})"
+  if ! { ${sudo} apt-get update && DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y --no-install-recommends chromium chromium-driver; } >"${log}" 2>&1; then
+    tail -n 40 "${log}" >&2
+    die "installing chromium and chromium-driver failed (see ${log})"
+  fi
+  browser_ready || die "chromium/chromedriver still missing after apt-get (see ${log})"
+  info "installed: $("$(chromedriver_path)" --version 2>/dev/null | head -n 1)"
+}
+
 # ---------------------------------------------------------------- moto server
 start_moto() {
   section "Starting moto_server on 127.0.0.1 (free port)"
@@ -209,6 +262,7 @@ TOTAL_START=${SECONDS}
 printf '%sshop-keycrm test suite%s (repo: %s)\n' "${BOLD}" "${RESET}" "${REPO_ROOT}"
 
 ensure_venv
+ensure_browser
 start_moto
 
 run_step "cargo fmt --all -- --check" cargo fmt --all -- --check

@@ -3,3 +3,4 @@
 pub mod article;
 pub mod emulator;
 pub mod openapi;
+pub mod webdriver;

@@ -268,6 +268,37 @@ async fn concurrent_callers_share_one_budget() {
     );
 }
 
+/// An idle key lets interactive work spend the window at once (the settings page's reads), the
+/// state being shared through DynamoDB; the next request waits for the window.
+#[tokio::test]
+async fn an_idle_key_grants_interactive_work_a_burst() {
+    let t = emulator::table().await;
+    let budget = RateBudget {
+        requests: 4,
+        window: Duration::from_secs(4),
+        background_share: 1.0,
+        safety: 1.0,
+    };
+    let a = DynamoRateGate::new(t.clone(), budget.clone());
+    let b = DynamoRateGate::new(t.clone(), budget);
+    let start = Instant::now();
+    // Four requests through two instances: none waits for its one-second slot.
+    for gate in [&a, &b, &a, &b] {
+        let waited = gate
+            .acquire("burst-key", Priority::Interactive)
+            .await
+            .unwrap();
+        assert!(waited < Duration::from_millis(500), "waited {waited:?}");
+    }
+    // The fifth finds the window spent: it goes when the first request's window has passed.
+    b.acquire("burst-key", Priority::Interactive).await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(3_900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_429_pauses_every_instance() {
     let t = emulator::table().await;

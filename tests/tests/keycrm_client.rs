@@ -520,3 +520,68 @@ async fn a_request_never_outlives_the_deadline_it_runs_under() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn every_request_429_and_gate_refusal_reaches_the_observer_once() {
+    use runtime::metrics::{Emitter, Function, KeycrmMeter, Sink};
+    // 5 a minute, a minute lasting 2 s: the 6th request is refused with a Retry-After.
+    let sim = sim(10, 5, 30.0).await;
+    let mut cfg = ClientConfig::with_base_url(sim.base_url());
+    cfg.retry = RetryPolicy::none();
+    cfg.observer = Some(Arc::new(KeycrmMeter::for_connection("conn-obs")));
+    let c = KeycrmClient::new(cfg, ApiKey::new(KEY), Arc::new(UnlimitedGate)).unwrap();
+    let (sink, lines) = Sink::memory();
+    let journal = Arc::new(store::MemoryJournal::default());
+    let emitter = Emitter::new(Function::OrderPush)
+        .with_sink(sink)
+        .with_journal(journal.clone());
+    emitter
+        .run(async {
+            for _ in 0..5 {
+                c.verify_key().await.unwrap();
+            }
+            assert!(matches!(
+                c.verify_key().await,
+                Err(KeycrmError::RateLimited { .. })
+            ));
+        })
+        .await;
+    let docs = lines.documents();
+    let value = |name: &str, outcome: Option<&str>| -> f64 {
+        docs.iter()
+            .filter(|d| d.get(name).is_some())
+            .filter(|d| outcome.is_none_or(|o| d["outcome"] == o))
+            .map(|d| d[name].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    assert_eq!(value("KeycrmRequests", Some("ok")), 5.0);
+    assert_eq!(value("KeycrmRequests", Some("rate_limited")), 1.0);
+    assert_eq!(value("KeycrmRateLimited", None), 1.0);
+    assert_eq!(sim.stats().total_requests, 6);
+    let status = store::StatusJournal::status(journal.as_ref(), "conn-obs")
+        .await
+        .unwrap();
+    assert_eq!(status.counters["keycrm_requests"], 6);
+    assert_eq!(status.counters["keycrm_rate_limited"], 1);
+
+    // A key paused by a 429 elsewhere, and a deadline too close to wait for it: the gate
+    // refuses, nothing is sent, and that is counted too.
+    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm()));
+    gate.penalize(&ApiKey::new(KEY).fingerprint(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut cfg = ClientConfig::with_base_url(sim.base_url());
+    cfg.observer = Some(Arc::new(KeycrmMeter::unattributed()));
+    let paused = KeycrmClient::new(cfg, ApiKey::new(KEY), gate).unwrap();
+    lines.clear();
+    emitter
+        .run(keycrm::deadline::scope(
+            Some(Instant::now() + Duration::from_secs(5)),
+            async { assert!(paused.sources().await.is_err()) },
+        ))
+        .await;
+    let docs = lines.documents();
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["RateGateRefused"], 1.0);
+    assert!(docs[0].get("KeycrmRequests").is_none());
+}

@@ -815,10 +815,16 @@ async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_or
 #[tokio::test]
 async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
     // The account allows 60 requests per 6 s (a KeyCRM minute lasts 6 s here). Another
-    // integration on the same key spends most of that for the first seconds, so the
-    // connector's requests meet 429s however fast the emulator lets it go.
+    // integration on the same key spends all of it, so the connector's requests meet 429s
+    // however fast the emulator lets it go.
     let gate: Arc<dyn RateGate> = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(10.0)));
     let env = env_with(OrderSyncType::Orders, Some(gate), None, 10.0).await;
+    // A first order loads the dictionaries, so the storm's orders go straight to POST /order
+    // (an idle key's interactive burst would otherwise land them before the neighbour has
+    // spent the window, and dictionary reads wait out a 429 instead of deferring).
+    env.publish(&[created_event(&env.conn.shop_id, "STORM-WARM", "X-1")])
+        .await;
+    env.drain(Duration::from_secs(60)).await;
     env.sim.set_faults(Faults {
         error_rate_5xx: 0.25,
         drop_rate: 0.1,
@@ -838,6 +844,13 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
             }
         })
     };
+    // The orders come once the neighbour has spent the window.
+    for _ in 0..200 {
+        if env.sim.stats().rate_limited_429 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ids: Vec<String> = (0..30).map(|i| format!("STORM-{i}")).collect();
     let events: Vec<String> = ids
         .iter()
@@ -851,7 +864,11 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
         assert_eq!(count_source_uuid(&orders, &env.conn.shop_id, id), 1, "{id}");
         assert_eq!(env.entry(id).await.state, LedgerState::Created, "{id}");
     }
-    assert_eq!(orders.len(), ids.len());
+    assert_eq!(
+        count_source_uuid(&orders, &env.conn.shop_id, "STORM-WARM"),
+        1
+    );
+    assert_eq!(orders.len(), ids.len() + 1);
     let stats = env.sim.stats();
     let rate_limited = |o: &Outcome| matches!(o, Outcome::Deferred { reason, .. } if reason.contains("rate limit"));
     assert!(

@@ -10,6 +10,7 @@ use store::ledger::Created;
 use store::{Claim, LedgerState, MemoryLedger, OrderLedger, PushReservation, StoreError, Target};
 
 const LEASE: Duration = Duration::from_secs(60);
+const SHORT_LEASE: Duration = Duration::from_secs(2);
 
 async fn claims_are_exclusive_and_expire(l: &dyn OrderLedger) {
     let g = l
@@ -18,7 +19,8 @@ async fn claims_are_exclusive_and_expire(l: &dyn OrderLedger) {
             "o1",
             Target::Order,
             "h1",
-            Duration::from_millis(400),
+            // Long enough for the four calls below on a loaded machine, short enough to wait out.
+            SHORT_LEASE,
             "{\"e\":1}",
         )
         .await
@@ -52,7 +54,7 @@ async fn claims_are_exclusive_and_expire(l: &dyn OrderLedger) {
     l.mark_attempt("c1", "o1", "h1").await.unwrap();
     assert!(l.get("c1", "o1").await.unwrap().unwrap().maybe_committed);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
     // h1's lease ran out: it may no longer start a create.
     assert!(matches!(
         l.mark_attempt("c1", "o1", "h1").await,

@@ -4,7 +4,11 @@
 //!   that has a binary target;
 //! * every binary crate under `functions/` is deployed by exactly one function;
 //! * every SQS event source reports partial batch failures and its queue's visibility
-//!   timeout is at least the consuming function's timeout.
+//!   timeout is at least the consuming function's timeout;
+//! * the dashboard and the alarms ask for exactly the ShopKeycrm metrics the code emits
+//!   (`runtime::metrics::catalog`), with dimension sets it publishes, and every emitted
+//!   metric is on the dashboard; every alarm says what to do and has a runbook section;
+//!   Lambda's log filter never drops the metric lines.
 //!
 //! The template is read with serde_yaml, which keeps CloudFormation short tags such as
 //! `!Ref` / `!GetAtt` as tagged values. Cargo manifests are read with a deliberately small
@@ -1095,4 +1099,365 @@ fn every_http_route_has_its_own_throttle_and_the_webhook_route_is_apart() {
         }
     }
     fail_if_any("HTTP API throttles", &problems);
+}
+
+// ------------------------------------------------------------------ metrics, dashboard, alarms
+
+use runtime::metrics::catalog::{self as metrics_catalog, Function as MetricsFunction};
+use std::collections::BTreeSet;
+
+/// A `!Sub` string (either `!Sub "text"` or `!Sub ["text", {...}]`).
+fn sub_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(t) if t.tag == "Sub" => match &t.value {
+            Value::String(s) => Some(s),
+            Value::Sequence(seq) => seq.first().and_then(Value::as_str),
+            _ => None,
+        },
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The dashboard body as JSON: every `${...}` placeholder replaced by `0` (quoted ones stay
+/// strings, bare ones become the numbers CloudFormation substitutes).
+fn dashboard_body(template: &Value) -> serde_json::Value {
+    let dashboards = resources_of_type(template, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "expected one operations dashboard");
+    let body = props(dashboards[0].1)
+        .and_then(|p| p.get("DashboardBody"))
+        .and_then(sub_text)
+        .expect("DashboardBody is a !Sub string");
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .expect("an unclosed ${ in the dashboard body");
+        out.push('0');
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("the dashboard body is not JSON: {e}"))
+}
+
+/// One use of a ShopKeycrm metric: its name, the dimension keys it is asked for with, and
+/// the `function` value (when one is named).
+#[derive(Debug)]
+struct MetricUse {
+    name: String,
+    dims: BTreeSet<String>,
+    function: Option<String>,
+    place: String,
+}
+
+/// `SEARCH('{ShopKeycrm,function,reason} MetricName="X"', ...)`: the name and schema keys.
+fn parse_search(expr: &str) -> Option<(String, BTreeSet<String>)> {
+    let schema_start = expr.find('{')?;
+    let schema_end = expr[schema_start..].find('}')? + schema_start;
+    let mut parts = expr[schema_start + 1..schema_end].split(',').map(str::trim);
+    if parts.next()? != metrics_catalog::NAMESPACE {
+        return None;
+    }
+    let dims = parts.map(str::to_string).collect();
+    let name_start = expr.find("MetricName=\"")? + "MetricName=\"".len();
+    let name_end = expr[name_start..].find('"')? + name_start;
+    Some((expr[name_start..name_end].to_string(), dims))
+}
+
+fn dashboard_uses(body: &serde_json::Value) -> (Vec<MetricUse>, Vec<String>) {
+    let mut uses = Vec::new();
+    let mut problems = Vec::new();
+    for (i, w) in body["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .enumerate()
+    {
+        let title = w["properties"]["title"].as_str().unwrap_or("(untitled)");
+        let place = format!("dashboard widget {i} \"{title}\"");
+        let Some(metrics) = w["properties"]["metrics"].as_array() else {
+            continue;
+        };
+        for row in metrics {
+            let Some(row) = row.as_array() else {
+                problems.push(format!("{place}: a metrics row is not an array"));
+                continue;
+            };
+            if let Some(expr) = row
+                .first()
+                .and_then(|o| o.get("expression"))
+                .and_then(|e| e.as_str())
+            {
+                if expr.contains("SEARCH(") && expr.contains(metrics_catalog::NAMESPACE) {
+                    match parse_search(expr) {
+                        Some((name, dims)) => uses.push(MetricUse {
+                            name,
+                            dims,
+                            function: None,
+                            place: place.clone(),
+                        }),
+                        None => problems.push(format!("{place}: unreadable SEARCH `{expr}`")),
+                    }
+                }
+                continue;
+            }
+            let strings: Vec<&str> = row.iter().filter_map(|v| v.as_str()).collect();
+            if strings.contains(&".") {
+                problems.push(format!(
+                    "{place}: write metrics out in full, not with \".\" shorthand"
+                ));
+                continue;
+            }
+            if strings.first() != Some(&metrics_catalog::NAMESPACE) {
+                continue;
+            }
+            let Some(name) = strings.get(1) else {
+                problems.push(format!("{place}: a ShopKeycrm row without a metric name"));
+                continue;
+            };
+            let pairs = &strings[2..];
+            if !pairs.len().is_multiple_of(2) {
+                problems.push(format!(
+                    "{place}: {name}: dimensions are not name/value pairs"
+                ));
+                continue;
+            }
+            let mut dims = BTreeSet::new();
+            let mut function = None;
+            for kv in pairs.chunks(2) {
+                dims.insert(kv[0].to_string());
+                if kv[0] == "function" {
+                    function = Some(kv[1].to_string());
+                }
+            }
+            uses.push(MetricUse {
+                name: name.to_string(),
+                dims,
+                function,
+                place: place.clone(),
+            });
+        }
+    }
+    (uses, problems)
+}
+
+fn literal_str(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+fn alarm_uses(template: &Value) -> Vec<MetricUse> {
+    let mut uses = Vec::new();
+    for (id, alarm) in resources_of_type(template, "AWS::CloudWatch::Alarm") {
+        let p = props(alarm).expect("alarm properties");
+        let mut stats: Vec<(Option<&Value>, Option<&Value>, Option<&Value>)> =
+            vec![(p.get("Namespace"), p.get("MetricName"), p.get("Dimensions"))];
+        for m in p
+            .get("Metrics")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let metric = m.get("MetricStat").and_then(|s| s.get("Metric"));
+            stats.push((
+                metric.and_then(|x| x.get("Namespace")),
+                metric.and_then(|x| x.get("MetricName")),
+                metric.and_then(|x| x.get("Dimensions")),
+            ));
+        }
+        for (ns, name, dims) in stats {
+            if ns.and_then(literal_str).as_deref() != Some(metrics_catalog::NAMESPACE) {
+                continue;
+            }
+            let mut set = BTreeSet::new();
+            let mut function = None;
+            for d in dims.and_then(Value::as_sequence).into_iter().flatten() {
+                let k = d.get("Name").and_then(literal_str).unwrap_or_default();
+                if k == "function" {
+                    function = d.get("Value").and_then(literal_str);
+                }
+                set.insert(k);
+            }
+            uses.push(MetricUse {
+                name: name.and_then(literal_str).unwrap_or_default(),
+                dims: set,
+                function,
+                place: format!("alarm {id}"),
+            });
+        }
+    }
+    uses
+}
+
+#[test]
+fn dashboard_and_alarms_use_exactly_the_metrics_the_code_emits() {
+    let template = load_template();
+    let body = dashboard_body(&template);
+    let (mut uses, mut problems) = dashboard_uses(&body);
+    let on_dashboard: BTreeSet<String> = uses.iter().map(|u| u.name.clone()).collect();
+    uses.extend(alarm_uses(&template));
+    let functions: BTreeSet<&str> = MetricsFunction::ALL.iter().map(|f| f.as_str()).collect();
+
+    for u in &uses {
+        let Some(m) = metrics_catalog::by_name(&u.name) else {
+            problems.push(format!(
+                "{}: ShopKeycrm metric `{}` is not emitted by the code (runtime::metrics::catalog)",
+                u.place, u.name
+            ));
+            continue;
+        };
+        // CloudWatch matches dimensions exactly: the set asked for must be one published.
+        let published = m
+            .dimension_sets()
+            .iter()
+            .any(|set| set.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>() == u.dims);
+        if !published {
+            problems.push(format!(
+                "{}: `{}` is asked for with dimensions {:?}, but it is published only under {:?}",
+                u.place,
+                u.name,
+                u.dims,
+                m.dimension_sets()
+            ));
+        }
+        if let Some(f) = &u.function {
+            if !functions.contains(f.as_str()) {
+                problems.push(format!(
+                    "{}: `{}` for function `{f}`, which emits no metrics (known: {functions:?})",
+                    u.place, u.name
+                ));
+            }
+        }
+    }
+    let docs = fs::read_to_string(repo_root().join("docs/operations.md")).unwrap_or_default();
+    for m in metrics_catalog::ALL {
+        if !docs.contains(&format!("`{}`", m.name)) {
+            problems.push(format!(
+                "metric `{}` is emitted but docs/operations.md does not explain it",
+                m.name
+            ));
+        }
+        if !on_dashboard.contains(m.name) {
+            problems.push(format!(
+                "metric `{}` is emitted but not on the dashboard ({})",
+                m.name, m.help
+            ));
+        }
+    }
+    fail_if_any("ShopKeycrm metrics in template.yaml", &problems);
+}
+
+#[test]
+fn every_alarm_says_what_to_do_and_has_a_runbook_section() {
+    let template = load_template();
+    let runbook = fs::read_to_string(repo_root().join("docs/operations.md"))
+        .expect("docs/operations.md exists");
+    let headings: BTreeSet<String> = runbook
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim().to_string())
+        .collect();
+    let mut problems = Vec::new();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 13, "the alarms are missing");
+    for (id, alarm) in alarms {
+        let description = props(alarm)
+            .and_then(|p| p.get("AlarmDescription"))
+            .and_then(sub_text)
+            .unwrap_or_default()
+            .to_string();
+        let anchor = format!("docs/operations.md#{}", id.to_lowercase());
+        if !description.contains(&anchor) {
+            problems.push(format!("{id}: its description does not point at {anchor}"));
+        }
+        if description.len() > 1024 {
+            problems.push(format!(
+                "{id}: description longer than CloudWatch's 1024 characters"
+            ));
+        }
+        if !headings.contains(&id) {
+            problems.push(format!(
+                "{id}: docs/operations.md has no section `### {id}`"
+            ));
+        }
+        let actions = props(alarm).and_then(|p| p.get("AlarmActions"));
+        if actions.is_none() {
+            problems.push(format!("{id}: no AlarmActions (the alarm topic)"));
+        }
+    }
+    // The dashboard's alarm widget shows every alarm (the raw body, placeholders intact).
+    let raw = resources_of_type(&template, "AWS::CloudWatch::Dashboard")
+        .first()
+        .and_then(|(_, d)| {
+            props(d)?
+                .get("DashboardBody")
+                .and_then(sub_text)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    for (id, _) in resources_of_type(&template, "AWS::CloudWatch::Alarm") {
+        if !raw.contains(&format!("${{{id}.Arn}}")) {
+            problems.push(format!("{id}: not in the dashboard's alarm widget"));
+        }
+    }
+    fail_if_any("alarms and their runbook", &problems);
+}
+
+#[test]
+fn lambdas_log_filter_never_drops_the_metric_lines() {
+    // EMF lines carry no level; Lambda files them as INFO. A filter above INFO drops them all.
+    let template = load_template();
+    let levels = template
+        .get("Mappings")
+        .and_then(|m| m.get("LogLevels"))
+        .and_then(Value::as_mapping)
+        .expect("Mappings.LogLevels");
+    let mut problems = Vec::new();
+    for (k, v) in levels {
+        let lambda = v.get("Lambda").and_then(Value::as_str).unwrap_or_default();
+        if !matches!(lambda, "TRACE" | "DEBUG" | "INFO") {
+            problems.push(format!(
+                "LogLevels.{}: Lambda level {lambda} would filter out the EMF metric lines",
+                k.as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let format = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("LoggingConfig"))
+        .and_then(|l| l.get("LogFormat"))
+        .and_then(Value::as_str);
+    if format != Some("JSON") {
+        problems.push(format!(
+            "Globals.Function.LoggingConfig.LogFormat is {format:?}, expected JSON"
+        ));
+    }
+    fail_if_any("log filtering", &problems);
+}
+
+#[test]
+fn search_expressions_and_dashboard_parsing_work() {
+    let (name, dims) = parse_search(
+        "SEARCH('{ShopKeycrm,function,reason} MetricName=\"OrdersFailed\"', 'Sum', 300)",
+    )
+    .unwrap();
+    assert_eq!(name, "OrdersFailed");
+    assert_eq!(
+        dims,
+        ["function", "reason"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    assert!(parse_search("SEARCH('{AWS/SQS,QueueName} MetricName=\"X\"', 'Sum', 300)").is_none());
+    let body: serde_json::Value = serde_json::json!({"widgets": [{"properties": {"title": "t", "metrics": [
+        ["ShopKeycrm", "OrdersPushed", "function", "order-push", {"stat": "Sum"}],
+        [".", "OrdersFailed", ".", "."]
+    ]}}]});
+    let (uses, problems) = dashboard_uses(&body);
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].function.as_deref(), Some("order-push"));
+    assert_eq!(problems.len(), 1, "the shorthand is refused: {problems:?}");
 }

@@ -2,6 +2,7 @@
 //! disconnect; save settings; rotate webhook URLs.
 
 use crate::account::{self, Verdict};
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult, Msg};
 use crate::extract::{JsonBody, OptionalJson, PublicBase, ShopAuth};
 use crate::jobs::{start_full_sync_if_idle, SyncStarted};
@@ -174,6 +175,7 @@ fn check_key(raw: String) -> ApiResult<ApiKey> {
 pub async fn put_connection(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<ConnectRequest>,
 ) -> ApiResult<Response> {
@@ -199,10 +201,14 @@ pub async fn put_connection(
         .clients
         .for_key(&keycrm_base, key.clone())
         .map_err(|e| ApiError::from_key_check(&e))?;
-    if let Err(e) = client.verify_key().await {
-        tracing::info!(shop = %auth.shop_id, kind = e.kind(), "KeyCRM did not accept the pasted key");
-        return Err(ApiError::from_key_check(&e));
-    }
+    deadline
+        .upstream(async {
+            client.verify_key().await.map_err(|e| {
+                tracing::info!(shop = %auth.shop_id, kind = e.kind(), "KeyCRM did not accept the pasted key");
+                ApiError::from_key_check(&e)
+            })
+        })
+        .await?;
 
     match existing {
         None => create(&api, &auth.shop_id, key, keycrm_base, req.active, &base).await,
@@ -213,7 +219,7 @@ pub async fn put_connection(
                 active: req.active,
                 switch_account: req.switch_account,
             };
-            replace_key(&api, conn, change, &client, &base).await
+            replace_key(&api, conn, change, &client, &deadline, &base).await
         }
     }
 }
@@ -290,6 +296,7 @@ async fn replace_key(
     conn: Connection,
     change: KeyChange,
     client: &KeycrmClient,
+    deadline: &Deadline,
     base: &str,
 ) -> ApiResult<Response> {
     let (mask, fp) = (change.key.masked(), change.key.fingerprint());
@@ -297,7 +304,10 @@ async fn replace_key(
         // The same key again (say, to switch the connection on): nothing to compare.
         Verdict::Same
     } else {
-        account::compare(api, &conn, client).await?
+        // KeyCRM reads: under the request's deadline like the key check.
+        deadline
+            .upstream(account::compare(api, &conn, client))
+            .await?
     };
     let reasons = match verdict {
         Verdict::Same | Verdict::NothingToCompare => Vec::new(),
@@ -462,6 +472,7 @@ pub async fn get_status(
 pub async fn get_options(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<OptionsView>> {
     let refresh = match crate::query_param(q.as_deref(), "refresh").as_deref() {
@@ -476,15 +487,17 @@ pub async fn get_options(
         }
     };
     let conn = require_connection(&api, &auth.shop_id).await?;
-    let (opts, at, cached) = options::load(&api, &conn, refresh).await?;
+    let (opts, at, cached) = options::load(&api, &conn, refresh, &deadline).await?;
     Ok(Json(OptionsView::build(opts, at, cached)))
 }
 
-/// `PUT /connection/settings`: checked against both sides' live dictionaries, saved whole or
-/// not at all. Turning product or category sync on starts a full sync at once.
+/// `PUT /connection/settings`: checked against both sides' dictionaries (a young cache when
+/// it holds every reference, live lists otherwise; see [`options::check_settings`]), saved
+/// whole or not at all. Turning product or category sync on starts a full sync at once.
 pub async fn put_settings(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     PublicBase(base): PublicBase,
     JsonBody(req): JsonBody<SaveSettingsRequest>,
 ) -> ApiResult<Json<ConnectionAnswer>> {
@@ -504,7 +517,7 @@ pub async fn put_settings(
             ),
         ));
     }
-    check_settings(&api, &conn, &req.settings).await?;
+    check_settings(&api, &conn, &deadline, &req.settings).await?;
 
     let mut next = conn.clone();
     next.settings = req.settings;
@@ -535,15 +548,19 @@ pub async fn put_settings(
     Ok(Json(answer))
 }
 
-/// Checks settings as a save would: every reference against both sides' live lists, and
+/// Checks settings as a save would: every reference against both sides' dictionaries (the
+/// young cache first, live lists for whatever it lacks: [`options::check_settings`]), and
 /// what order push needs.
 pub(crate) async fn check_settings(
     api: &AdminApi,
     conn: &Connection,
+    deadline: &Deadline,
     settings: &Settings,
 ) -> ApiResult<()> {
-    let (opts, _) = options::fetch_live(api, conn).await?;
-    let problems = settings.problems(&opts.keycrm, &opts.shop);
+    let (problems, _) = options::check_settings(api, conn, deadline, |opts| {
+        settings.problems(&opts.keycrm, &opts.shop)
+    })
+    .await?;
     if problems.is_empty() {
         return Ok(());
     }

@@ -13,6 +13,7 @@ use mapping::settings_problem::FieldError;
 use mapping::{Lang, Problem};
 use serde::Serialize;
 use shop::ShopError;
+use std::time::Duration;
 use store::StoreError;
 
 /// A message in both languages the API speaks.
@@ -80,6 +81,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: Msg,
     pub fields: Vec<FieldProblem>,
+    /// Seconds for a `Retry-After` header (KeyCRM busy or slow).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +105,7 @@ impl ApiError {
             code,
             message,
             fields: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -189,10 +193,33 @@ impl ApiError {
         )])
     }
 
+    /// KeyCRM could not do the work in time: the key's budget is spent by other work (429s,
+    /// a long queue in the rate gate) or KeyCRM answers too slowly. Nothing was changed.
+    pub fn keycrm_busy(retry_in: Duration) -> Self {
+        // Whole seconds, at least one; a server asking for more than five minutes is not
+        // something to make the merchant stare at.
+        let secs = retry_in.as_secs_f64().ceil().clamp(1.0, 300.0) as u64;
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keycrm_busy",
+            Msg::new(
+                format!(
+                    "KeyCRM is busy or did not answer in time; nothing was changed, try again in {secs} s"
+                ),
+                format!(
+                    "KeyCRM зайнятий або не відповів вчасно; нічого не змінено, спробуйте ще раз через {secs} с"
+                ),
+            ),
+        );
+        e.retry_after = Some(secs);
+        e
+    }
+
     /// A KeyCRM failure while checking a key the merchant is pasting.
     pub fn from_key_check(e: &KeycrmError) -> Self {
         match e {
             KeycrmError::Unauthorized | KeycrmError::Forbidden { .. } => Self::key_rejected(),
+            KeycrmError::RateLimited { retry_after } => Self::keycrm_busy(*retry_after),
             other => Self::keycrm_unreachable(other),
         }
     }
@@ -208,6 +235,7 @@ impl ApiError {
                     "KeyCRM не прийняв збережений ключ API; вставте новий ключ, щоб підключитися знову",
                 ),
             ),
+            KeycrmError::RateLimited { retry_after } => Self::keycrm_busy(*retry_after),
             other => Self::keycrm_unreachable(other),
         }
     }
@@ -320,6 +348,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         resp.headers_mut().insert(
             axum::http::header::CONTENT_LANGUAGE,
             HeaderValue::from_static(lang.code()),

@@ -3,6 +3,7 @@
 //! connection was inactive or order sync was off.
 
 use crate::connection::{check_settings, require_connection};
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult, Msg};
 use crate::extract::{JsonBody, OptionalJson, ShopAuth};
 use crate::state::{AdminApi, AppState};
@@ -207,6 +208,7 @@ pub(crate) async fn start_full_sync_if_idle(
 pub async fn start_sync(
     State(api): State<AppState>,
     auth: ShopAuth,
+    deadline: Deadline,
     JsonBody(req): JsonBody<SyncRequest>,
 ) -> ApiResult<(StatusCode, Json<SyncAccepted>)> {
     let conn = require_connection(&api, &auth.shop_id).await?;
@@ -241,7 +243,7 @@ pub async fn start_sync(
     }
     if let Some(proposed) = &req.settings {
         // Previewed only if it could be saved: the same checks as a save.
-        check_settings(&api, &conn, proposed).await?;
+        check_settings(&api, &conn, &deadline, proposed).await?;
     }
     let run_id = enqueue_sync(&api, &conn, req.kind, req.dry_run, req.settings.as_ref()).await?;
     Ok((

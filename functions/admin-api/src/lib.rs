@@ -5,16 +5,19 @@
 //!
 //! One axum [`Router`] serves it on Lambda (`main.rs`, through `lambda_http`), in the local
 //! runner and in tests. Handlers see only ports ([`AdminApi`]); authentication is described
-//! in [`auth`] and `docs/admin-api.md`, the routes in `docs/admin-api.openapi.yaml`.
+//! in [`auth`] and `docs/admin-api.md`, the routes in `docs/admin-api.openapi.yaml`. The same
+//! router serves the settings page itself ([`page`], `docs/settings-page.md`).
 
 mod account;
 pub mod auth;
 mod connection;
+pub mod deadline;
 pub mod error;
 mod extract;
 mod jobs;
 pub mod lang;
 pub mod options;
+pub mod page;
 pub mod state;
 pub mod views;
 
@@ -23,10 +26,11 @@ pub use error::ApiError;
 pub use state::{AdminApi, AdminConfig, AppState};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,19 +117,50 @@ pub fn routes() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The admin API over the given ports.
+/// The settings page's routes (no shop token: the page is the same for every shop and
+/// carries nothing of one; it brings its token in the URL fragment).
+pub const PAGE_ROUTES: [&str; 2] = [
+    "/v1/shops/{shop_id}/connection/page",
+    "/v1/shops/{shop_id}/connection/page/{version}/{file}",
+];
+
+/// The admin API over the given ports, and the settings page.
 pub fn router(api: AdminApi) -> Router {
+    let page_assets = Arc::new(page::PageAssets::new(&api.config.page_origins));
     let state: AppState = Arc::new(api);
     let mut r: Router<AppState> = Router::new();
     for (_, path, handler) in table() {
         // Same path, other method: axum merges the method routers.
         r = r.route(&path, handler);
     }
-    r.fallback(not_found)
+    let api_routes = r
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(api_headers))
         .layer(middleware::from_fn(lang::scope))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            deadline::stamp,
+        ))
+        .with_state(state);
+    let page_routes = Router::new()
+        .route(PAGE_ROUTES[0], get(page::get_page))
+        .route(PAGE_ROUTES[1], get(page::get_asset))
+        .with_state(page_assets);
+    api_routes
+        .merge(page_routes)
         .layer(middleware::from_fn(log_request))
-        .with_state(state)
+}
+
+/// JSON answers may carry webhook URLs: never cached by a browser or a proxy, never sniffed
+/// into something else, never sent on as a Referer.
+async fn api_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
 }
 
 async fn not_found() -> ApiError {

@@ -4,6 +4,8 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
 use queue::SqsQueue;
+use runtime::metrics::catalog::ADMIN_REQUESTS;
+use runtime::metrics::{Emitter, Function, MeteredOrders};
 use runtime::{config, env_opt, env_req, KeycrmClients};
 use shop::HttpShop;
 use std::sync::Arc;
@@ -37,6 +39,11 @@ async fn main() -> Result<(), BoxError> {
         .unwrap_or_default();
     cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
     cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
+    cfg.request_deadline =
+        Duration::from_secs(config::env_parse("REQUEST_DEADLINE_SECS", 25u64)?.clamp(10, 28));
+    cfg.page_origins =
+        AdminConfig::parse_page_origins(&env_opt("PAGE_ALLOWED_ORIGINS").unwrap_or_default())
+            .map_err(|e| format!("PAGE_ALLOWED_ORIGINS: {e}"))?;
 
     // Timeouts that fit the function's 29 s (template.yaml).
     let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
@@ -65,6 +72,7 @@ async fn main() -> Result<(), BoxError> {
         .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
 
     let table = Arc::new(table);
+    let table_for_metrics: Arc<dyn store::StatusJournal> = table.clone();
     let api = AdminApi {
         config: cfg,
         signer,
@@ -77,9 +85,18 @@ async fn main() -> Result<(), BoxError> {
         sync: table.clone(),
         links: table.clone(),
         clients,
-        shop: Arc::new(shop),
+        // Metered: shop API failures show in the metrics.
+        shop: Arc::new(MeteredOrders(Arc::new(shop))),
         order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),
         sync_queue: Arc::new(SqsQueue::new(sqs, sync_queue_url)),
     };
-    lambda_http::run(admin_api::router(api)).await
+    // One EMF flush per request: answers by class, KeyCRM traffic of key checks and
+    // settings-page dictionaries (per connection also on its status).
+    let metrics = Emitter::new(Function::AdminApi).with_journal(table_for_metrics);
+    lambda_http::run(runtime::metrics::http::layer(
+        admin_api::router(api),
+        metrics,
+        Some(&ADMIN_REQUESTS),
+    ))
+    .await
 }

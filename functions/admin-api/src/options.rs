@@ -1,5 +1,10 @@
 //! The dictionaries both sides offer, fetched live or from the per-connection cache.
+//!
+//! Opening the settings page reads about ten KeyCRM lists. They are independent, so they are
+//! all asked for at once: on an idle key the rate gate's interactive burst sends them together
+//! and the page's data takes one KeyCRM round trip (plus pagination), not ten spaced slots.
 
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AdminApi;
 use chrono::{DateTime, Utc};
@@ -9,21 +14,9 @@ use mapping::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 use runtime::ClientsError;
 use store::Connection;
 
-/// Every KeyCRM dictionary the settings page and validation need. Requests go through the
-/// connection's rate gate; pipelines are optional (accounts without the module answer 400).
-pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference, KeycrmError> {
-    let (sources, order_statuses, payment_methods, delivery_services) = futures::try_join!(
-        c.sources(),
-        c.order_statuses(),
-        c.payment_methods(),
-        c.delivery_services()
-    )?;
-    let (order_fields, lead_fields, categories) = futures::try_join!(
-        c.custom_fields(FieldModel::Order),
-        c.custom_fields(FieldModel::Lead),
-        c.categories()
-    )?;
-    let (pipelines, pipelines_enabled) = match c.pipelines().await {
+/// Pipelines with their statuses, or none when the account has the module off.
+async fn pipelines(c: &KeycrmClient) -> Result<(Vec<PipelineWithStatuses>, bool), KeycrmError> {
+    match c.pipelines().await {
         Ok(list) => {
             let statuses =
                 futures::future::try_join_all(list.iter().map(|p| c.pipeline_statuses(p.id)))
@@ -33,12 +26,39 @@ pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference,
                 .zip(statuses)
                 .map(|(pipeline, statuses)| PipelineWithStatuses { pipeline, statuses })
                 .collect();
-            (with, true)
+            Ok((with, true))
         }
         // The module is off for this account: the page offers order sync only.
-        Err(KeycrmError::BadRequest { .. } | KeycrmError::Forbidden { .. }) => (Vec::new(), false),
-        Err(e) => return Err(e),
-    };
+        Err(KeycrmError::BadRequest { .. } | KeycrmError::Forbidden { .. }) => {
+            Ok((Vec::new(), false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every KeyCRM dictionary the settings page and validation need, all asked for at once.
+/// Requests go through the connection's rate gate; pipelines are optional (accounts without
+/// the module answer 400).
+pub async fn fetch_keycrm_reference(c: &KeycrmClient) -> Result<KeycrmReference, KeycrmError> {
+    let (
+        sources,
+        order_statuses,
+        payment_methods,
+        delivery_services,
+        order_fields,
+        lead_fields,
+        categories,
+        (pipelines, pipelines_enabled),
+    ) = futures::try_join!(
+        c.sources(),
+        c.order_statuses(),
+        c.payment_methods(),
+        c.delivery_services(),
+        c.custom_fields(FieldModel::Order),
+        c.custom_fields(FieldModel::Lead),
+        c.categories(),
+        pipelines(c),
+    )?;
     Ok(KeycrmReference {
         sources,
         order_statuses,
@@ -70,30 +90,44 @@ fn clients_error(conn: &Connection, e: ClientsError) -> ApiError {
 }
 
 /// Both sides' dictionaries fetched now (nothing cached is used), and written to the cache.
+/// The reads run under the request's deadline.
 pub async fn fetch_live(
     api: &AdminApi,
     conn: &Connection,
+    deadline: &Deadline,
 ) -> ApiResult<(SettingsOptions, DateTime<Utc>)> {
     let client = api
         .clients
         .for_connection(conn)
         .await
         .map_err(|e| clients_error(conn, e))?;
-    let (crm, shop) = futures::join!(
-        fetch_keycrm_reference(&client),
-        api.shop.reference(&conn.shop_id)
-    );
-    let crm = match crm {
-        Ok(c) => c,
+    // The KeyCRM error becomes the answer inside the deadline's step, so that a request the
+    // deadline cut short reads as "busy", not "unreachable".
+    let fetched = deadline
+        .upstream(async {
+            let (crm, shop) = futures::join!(
+                fetch_keycrm_reference(&client),
+                api.shop.reference(&conn.shop_id)
+            );
+            match crm {
+                Ok(crm) => Ok((crm, shop)),
+                Err(e) => {
+                    tracing::warn!(connection = %conn.id, kind = e.kind(), error = %e, "fetching KeyCRM dictionaries failed");
+                    Err(ApiError::from_keycrm(&e))
+                }
+            }
+        })
+        .await;
+    let (crm, shop) = match fetched {
+        Ok(v) => v,
         Err(e) => {
-            tracing::warn!(connection = %conn.id, kind = e.kind(), error = %e, "fetching KeyCRM dictionaries failed");
-            if matches!(e, KeycrmError::Unauthorized) {
+            if e.code == "keycrm_key_rejected" {
                 let _ = api
                     .journal
                     .record_error(&conn.id, "KeyCRM rejected the stored API key")
                     .await;
             }
-            return Err(ApiError::from_keycrm(&e));
+            return Err(e);
         }
     };
     let shop = shop.map_err(|e| {
@@ -114,21 +148,63 @@ pub async fn fetch_live(
     Ok((opts, now))
 }
 
+/// The cached dictionaries, if young enough. A cache that cannot be read is a miss: the
+/// cache only saves KeyCRM budget.
+async fn cached(api: &AdminApi, conn: &Connection) -> Option<(SettingsOptions, DateTime<Utc>)> {
+    match api.cache.get(&conn.id, api.config.options_ttl).await {
+        Ok(hit) => hit,
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, error = %e, "reading the options cache failed");
+            None
+        }
+    }
+}
+
 /// Cached dictionaries when young enough (and `refresh` is not asked), live ones otherwise.
 pub async fn load(
     api: &AdminApi,
     conn: &Connection,
     refresh: bool,
+    deadline: &Deadline,
 ) -> ApiResult<(SettingsOptions, DateTime<Utc>, bool)> {
     if !refresh {
-        match api.cache.get(&conn.id, api.config.options_ttl).await {
-            Ok(Some((opts, at))) => return Ok((opts, at, true)),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(connection = %conn.id, error = %e, "reading the options cache failed")
-            }
+        if let Some((opts, at)) = cached(api, conn).await {
+            return Ok((opts, at, true));
         }
     }
-    let (opts, at) = fetch_live(api, conn).await?;
+    let (opts, at) = fetch_live(api, conn, deadline).await?;
     Ok((opts, at, false))
+}
+
+/// How a settings save was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckedAgainst {
+    /// The cached dictionaries (younger than the options TTL) held every reference.
+    Cache,
+    /// Lists read from both sides just now.
+    Live,
+}
+
+/// Checks settings against both sides' dictionaries and returns the problems found.
+///
+/// The page was built from the cached dictionaries moments ago, so they are tried first: when
+/// every reference the settings make is in a cache younger than the options TTL, the save
+/// costs no KeyCRM request. That is as safe as the page the merchant looked at, and is never
+/// the reason for a refusal: anything the cache does not hold (a status created in KeyCRM
+/// since, a dictionary changed under the merchant) is checked again against live lists, and
+/// only their answer can refuse the save. Replacing the API key drops the cache, so another
+/// account's dictionaries are never used.
+pub async fn check_settings<P>(
+    api: &AdminApi,
+    conn: &Connection,
+    deadline: &Deadline,
+    check: impl Fn(&SettingsOptions) -> Vec<P>,
+) -> ApiResult<(Vec<P>, CheckedAgainst)> {
+    if let Some((opts, _)) = cached(api, conn).await {
+        if check(&opts).is_empty() {
+            return Ok((Vec::new(), CheckedAgainst::Cache));
+        }
+    }
+    let (opts, _) = fetch_live(api, conn, deadline).await?;
+    Ok((check(&opts), CheckedAgainst::Live))
 }

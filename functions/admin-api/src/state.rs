@@ -26,6 +26,12 @@ pub struct AdminConfig {
     pub public_base_url: Option<String>,
     /// How long the settings page's dictionaries are reused before KeyCRM is asked again.
     pub options_ttl: Duration,
+    /// Every request answers within this, whatever KeyCRM does (see [`crate::deadline`]).
+    pub request_deadline: Duration,
+    /// Origins (`https://admin.example.com`) allowed to embed the settings page in a frame and
+    /// to hand it fresh shop tokens (see `docs/settings-page.md`). Empty: the page may not be
+    /// framed, and only runs as a window of its own.
+    pub page_origins: Vec<String>,
     /// How long after a disconnect its cleanup job becomes visible on the sync-jobs queue
     /// (`store::CLEANUP_GRACE`: work in flight for the connection finishes first).
     pub cleanup_delay: Duration,
@@ -39,6 +45,8 @@ impl AdminConfig {
             allowed_keycrm_base_urls: Vec::new(),
             public_base_url: None,
             options_ttl: Duration::from_secs(300),
+            request_deadline: crate::deadline::DEFAULT_REQUEST_DEADLINE,
+            page_origins: Vec::new(),
             cleanup_delay: store::CLEANUP_GRACE,
         }
     }
@@ -46,6 +54,27 @@ impl AdminConfig {
     /// Normalised form used for comparisons: no trailing slash, no surrounding space.
     pub fn normalise_base(url: &str) -> String {
         url.trim().trim_end_matches('/').to_string()
+    }
+
+    /// Parses the page origins setting (comma-separated). Each must be a bare origin:
+    /// `http(s)://host[:port]`, no path, no wildcard; a mistake is refused at start-up rather
+    /// than turned into a policy nobody meant.
+    pub fn parse_page_origins(raw: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let url = url::Url::parse(item).map_err(|_| format!("not an origin: {item}"))?;
+            let origin = url.origin().ascii_serialization();
+            let bare = item.trim_end_matches('/');
+            if !matches!(url.scheme(), "http" | "https") || origin != bare {
+                return Err(format!(
+                    "not a bare http(s) origin (scheme://host[:port]): {item}"
+                ));
+            }
+            if !out.contains(&origin) {
+                out.push(origin);
+            }
+        }
+        Ok(out)
     }
 
     pub fn is_allowed_base(&self, url: &str) -> bool {

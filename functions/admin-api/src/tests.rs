@@ -46,10 +46,18 @@ fn shop_reference() -> ShopReference {
 }
 
 async fn harness() -> H {
-    harness_with(Some("https://hooks.example.com")).await
+    harness_cfg(|_| {}).await
 }
 
 async fn harness_with(public_base: Option<&str>) -> H {
+    harness_cfg(|c| c.public_base_url = public_base.map(str::to_string)).await
+}
+
+async fn harness_cfg(tune: impl FnOnce(&mut AdminConfig)) -> H {
+    harness_gate(RateBudget::keycrm_scaled(60.0), tune).await
+}
+
+async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -> H {
     let sim = keycrm_sim::start(
         SimConfig {
             accounts: vec![AccountSpec {
@@ -67,7 +75,7 @@ async fn harness_with(public_base: Option<&str>) -> H {
     .await
     .unwrap();
     let secrets = Arc::new(MemorySecrets::default());
-    let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0)));
+    let gate = Arc::new(LocalRateGate::new(budget));
     let clients = Arc::new(KeycrmClients::new(
         secrets.clone(),
         gate,
@@ -78,7 +86,8 @@ async fn harness_with(public_base: Option<&str>) -> H {
     let sync_q = Arc::new(MemoryQueue::new("sync"));
     let signer = TokenSigner::new("unit-test-signing-key-0123456789abcdef").unwrap();
     let mut config = AdminConfig::new("test/keycrm/", sim.base_url());
-    config.public_base_url = public_base.map(str::to_string);
+    config.public_base_url = Some("https://hooks.example.com".into());
+    tune(&mut config);
     let api = AdminApi {
         config,
         signer: signer.clone(),
@@ -338,6 +347,224 @@ async fn webhook_urls_use_the_address_the_request_came_in_on() {
         .unwrap();
     let resp = h.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// The raw answer of one request: status, headers, body.
+async fn raw(h: &H, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_save_checks_against_the_young_cache_and_goes_live_only_for_what_it_lacks() {
+    let h = harness().await;
+    let t = h.token("s1");
+    let base = "/v1/shops/s1/connection";
+    let (st, _) = h
+        .call("PUT", base, Some(&t), Some(json!({"api_key": KEY})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, opts) = h
+        .call("GET", &format!("{base}/options"), Some(&t), None)
+        .await;
+    let category = opts["keycrm"]["categories"][0]["id"].clone();
+    assert!(category.is_i64(), "{opts}");
+
+    // Everything the settings name is in the cache the page was built from: no KeyCRM request.
+    let before = h.sim.stats().total_requests;
+    let settings = json!({
+        "sync_products": true, "category_filter": [category],
+        "payment_map": [{"shop_method": "cod", "keycrm_method_id": 1}],
+    });
+    let (st, body) = h
+        .call(
+            "PUT",
+            &format!("{base}/settings"),
+            Some(&t),
+            Some(json!({"version": 1, "settings": settings})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(h.sim.stats().total_requests, before, "the save read KeyCRM");
+
+    // Something the cache does not hold is looked up live, and only the live lists refuse.
+    let (st, body) = h
+        .call(
+            "PUT",
+            &format!("{base}/settings"),
+            Some(&t),
+            Some(json!({"version": 2, "settings": {"category_filter": [987654]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["fields"][0]["field"], "category_filter[0]");
+    assert!(
+        h.sim.stats().total_requests > before,
+        "the refusal was not checked live"
+    );
+}
+
+#[tokio::test]
+async fn a_keycrm_that_does_not_answer_in_time_gets_keycrm_busy_within_the_deadline() {
+    let h = harness_cfg(|c| c.request_deadline = std::time::Duration::from_secs(6)).await;
+    let t = h.token("s1");
+    let base = "/v1/shops/s1/connection";
+    let (st, before) = h
+        .call("PUT", base, Some(&t), Some(json!({"api_key": KEY})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    // KeyCRM now takes 20 s to answer anything.
+    h.sim.set_faults(keycrm_sim::Faults {
+        latency_ms: 20_000,
+        ..Default::default()
+    });
+    for (method, path, body) in [
+        ("GET", format!("{base}/options?refresh=true"), None),
+        (
+            "PUT",
+            base.to_string(),
+            // (an unknown key is refused before the delay; the account's own key waits)
+            Some(json!({ "api_key": KEY }).to_string()),
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("authorization", format!("Bearer {t}"));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let (st, headers, text) = raw(
+            &h,
+            req.body(body.map(Body::from).unwrap_or_else(Body::empty))
+                .unwrap(),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(
+            st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path} after {took:?}: {text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], "keycrm_busy");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in 30 s"));
+        assert_eq!(headers["retry-after"], "30");
+        // Well before KeyCRM would have answered, and within the request's deadline.
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
+    // The key was not replaced.
+    h.sim.set_faults(keycrm_sim::Faults::default());
+    let (_, after) = h.call("GET", base, Some(&t), None).await;
+    assert_eq!(after["key_mask"], before["key_mask"]);
+    assert_eq!(after["version"], before["version"]);
+}
+
+#[tokio::test]
+async fn the_settings_page_is_served_with_its_headers() {
+    let h = harness().await;
+    let page = "/v1/shops/s1/connection/page";
+    let get = |uri: String, extra: Option<(&'static str, String)>| {
+        let mut r = Request::builder().uri(uri);
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (st, headers, html) = raw(&h, get(page.into(), None)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["vary"], "Accept-Language");
+    assert!(html.starts_with("<!doctype html>\n<html lang=\"uk\">"));
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let (st, _, body) = raw(&h, get(page.into(), Some(("if-none-match", etag)))).await;
+    assert_eq!((st, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    let (_, _, html_en) = raw(&h, get(format!("{page}?lang=en"), None)).await;
+    assert!(html_en.contains("<html lang=\"en\">"));
+
+    let v = page::version();
+    let (st, headers, js) = raw(&h, get(format!("{page}/{v}/app.js"), None)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(js.contains("boot()"));
+    let (st, headers, _) = raw(&h, get(format!("{page}/0000/app.js"), None)).await;
+    assert_eq!(
+        (st, headers["cache-control"].to_str().unwrap()),
+        (StatusCode::OK, "no-cache")
+    );
+    let (st, _, _) = raw(&h, get(format!("{page}/{v}/secrets.json"), None)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // The JSON API's answers are never stored by a browser or a proxy.
+    let (_, headers, _) = raw(
+        &h,
+        get(
+            "/v1/shops/s1/connection".into(),
+            Some(("authorization", format!("Bearer {}", h.token("s1")))),
+        ),
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn a_key_with_no_slot_in_time_answers_at_once_with_when_to_try_again() {
+    // Two requests a minute: after the connect, the options' ten reads cannot all get a slot
+    // within the request's deadline.
+    let budget = RateBudget {
+        requests: 2,
+        window: std::time::Duration::from_secs(60),
+        background_share: 0.8,
+        safety: 1.0,
+    };
+    let h = harness_gate(budget, |c| {
+        c.request_deadline = std::time::Duration::from_secs(6)
+    })
+    .await;
+    let t = h.token("s1");
+    let (st, _) = h
+        .call(
+            "PUT",
+            "/v1/shops/s1/connection",
+            Some(&t),
+            Some(json!({"api_key": KEY})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    let req = Request::builder()
+        .uri("/v1/shops/s1/connection/options")
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::empty())
+        .unwrap();
+    let (st, headers, text) = raw(&h, req).await;
+    let took = started.elapsed();
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("keycrm_busy"), "{text}");
+    // The gate knows when its next slot is: that is the advice, not a guess.
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((20..=61).contains(&after), "Retry-After {after}");
+    // Told at once, not after waiting out the deadline.
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
 }
 
 #[tokio::test]

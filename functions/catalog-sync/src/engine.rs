@@ -13,6 +13,8 @@ use crate::run::{clear_staged, encode, sync_enabled, Run, Step};
 use chrono::Utc;
 use keycrm::Priority;
 use mapping::Settings;
+use runtime::metrics::catalog::{SYNC_INVOCATION_TIME, SYNC_RUNS, SYNC_RUN_DURATION};
+use runtime::metrics::{count, observe};
 use std::time::Instant;
 use store::{Connection, StoreError, SyncJob, SyncKind, SyncLease, SyncRun, SyncSummary};
 
@@ -49,6 +51,13 @@ pub struct Engine {
     pub cfg: Config,
 }
 
+/// A run someone asked for now (the merchant on the settings page, or an operator with
+/// `ops sync`): its report exists before it starts (state `queued`), it runs even when a
+/// scheduled run with the same id ran, and when it cannot start its report says why.
+fn on_demand(job: &SyncJob) -> bool {
+    matches!(job.requested_by.as_str(), "merchant" | "operator")
+}
+
 /// Whether the run in progress already does what `job` asks (so the job adds nothing).
 fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
     if job.requested_by == "resume" {
@@ -58,7 +67,7 @@ fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
         if *id == cp.run_id {
             return true;
         }
-        if job.requested_by == "merchant" {
+        if on_demand(job) {
             return false;
         }
     }
@@ -76,7 +85,24 @@ impl Engine {
 
     /// Runs (or continues) one connection's sync until it finishes, pauses before
     /// `deadline`, or cannot run. `settings` (dry runs only) previews unsaved settings.
+    /// Counted in the metrics by how it ended (`SyncRuns`).
     pub async fn run_job(
+        &self,
+        job: &SyncJob,
+        settings: Option<Settings>,
+        deadline: Instant,
+    ) -> Result<JobOutcome, SyncError> {
+        let started = Instant::now();
+        let out = self.run_job_once(job, settings, deadline).await;
+        if let Ok(o) = &out {
+            let label = outcome_label(o);
+            count(&SYNC_RUNS, &[label, job.kind.as_str()], 1);
+            observe(&SYNC_INVOCATION_TIME, &[label], started.elapsed());
+        }
+        out
+    }
+
+    async fn run_job_once(
         &self,
         job: &SyncJob,
         settings: Option<Settings>,
@@ -131,7 +157,7 @@ impl Engine {
                 l.checkpoint = None;
                 l.run = None;
                 self.deps.sync.finish(&l).await?;
-                return Box::pin(self.run_job(job, settings, deadline)).await;
+                return Box::pin(self.run_job_once(job, settings, deadline)).await;
             }
         };
 
@@ -187,11 +213,7 @@ impl Engine {
 
     /// Records a merchant's run that could not start (scheduled ones are only logged).
     async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
-        let Some(run_id) = job
-            .run_id
-            .clone()
-            .filter(|_| job.requested_by == "merchant")
-        else {
+        let Some(run_id) = job.run_id.clone().filter(|_| on_demand(job)) else {
             return Ok(());
         };
         let now = Utc::now();
@@ -221,9 +243,7 @@ impl Engine {
         deadline: Instant,
     ) -> Result<JobOutcome, SyncError> {
         if let Some(id) = &job.run_id {
-            if job.requested_by != "merchant"
-                && self.deps.sync.get_run(&conn.id, id).await?.is_some()
-            {
+            if !on_demand(job) && self.deps.sync.get_run(&conn.id, id).await?.is_some() {
                 // A redelivered or retried schedule tick: that run already happened.
                 self.deps.sync.finish(&lease).await?;
                 return Ok(JobOutcome::Skipped {
@@ -480,6 +500,7 @@ impl Engine {
         .into();
         run.report.message = refused;
         run.report.finished_at = Some(Utc::now());
+        observe_duration(&run.report);
         self.finish(&run.conn, &run.cp, &run.report, &run.lease)
             .await?;
         tracing::info!(
@@ -508,6 +529,7 @@ impl Engine {
         report.state = "failed".into();
         report.message = Some(err.to_string());
         report.finished_at = Some(Utc::now());
+        observe_duration(&report);
         if cp.kind == SyncKind::Full {
             // The run will not finish: its scratch data goes (nothing is swept).
             let scope = conn.links_scope();
@@ -554,6 +576,37 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The `outcome` label of a job's end in `SyncRuns`.
+pub fn outcome_label(o: &JobOutcome) -> &'static str {
+    match o {
+        JobOutcome::Finished { state, .. } => match state.as_str() {
+            "completed" => "completed",
+            "refused" => "refused",
+            _ => "failed",
+        },
+        JobOutcome::Paused { .. } => "paused",
+        JobOutcome::Busy => "busy",
+        JobOutcome::Skipped { .. } => "skipped",
+        JobOutcome::LeaseLost => "lease_lost",
+    }
+}
+
+/// A finished run's wall time, from its start to its end across invocations.
+fn observe_duration(report: &SyncRun) {
+    let (Some(start), Some(end)) = (report.started_at, report.finished_at) else {
+        return;
+    };
+    let Ok(took) = (end - start).to_std() else {
+        return;
+    };
+    let label = match report.state.as_str() {
+        "completed" => "completed",
+        "refused" => "refused",
+        _ => "failed",
+    };
+    observe(&SYNC_RUN_DURATION, &[label], took);
 }
 
 fn lost(run: &Run<'_>) -> JobOutcome {

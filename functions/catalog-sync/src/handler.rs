@@ -8,6 +8,8 @@ use chrono::{Timelike, Utc};
 use futures::stream::{self, StreamExt};
 use mapping::Settings;
 use queue::Outgoing;
+use runtime::metrics::catalog::{SYNC_JOBS_ENQUEUED, SYNC_JOBS_FAILED};
+use runtime::metrics::count;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use store::{CleanupJob, SyncJob, SyncKind};
@@ -153,11 +155,20 @@ impl Engine {
             .buffer_unordered(self.cfg.fan_out.max(1))
             .collect()
             .await;
+        let kind_label = match kind {
+            ScheduleKind::Full => "full",
+            ScheduleKind::Prices => "prices",
+            ScheduleKind::Resume => "resume",
+        };
         for r in results {
             match r {
-                Ok(()) => out.enqueued += 1,
+                Ok(()) => {
+                    out.enqueued += 1;
+                    count(&SYNC_JOBS_ENQUEUED, &[kind_label], 1);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "could not enqueue a sync job");
+                    count(&SYNC_JOBS_FAILED, &["enqueue_failed"], 1);
                     out.failed += 1;
                 }
             }

@@ -10,6 +10,8 @@ use crate::engine::Engine;
 use crate::handler::JobMessage;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::{DeadLetter, Message, Queue};
+use runtime::metrics::catalog::SYNC_JOBS_FAILED;
+use runtime::metrics::count;
 use runtime::sqs_batch::{self, isolate, respond_by, Budget, Run, Settled, Settlements};
 use std::time::{Duration, Instant};
 
@@ -63,11 +65,13 @@ async fn handle_one(
             Settled::Done
         }
         Run::Finished(Err(e)) => {
+            count(&SYNC_JOBS_FAILED, &["transient"], 1);
             // Transient (store, queue): SQS redelivers the job; its checkpoint is kept.
             tracing::error!(message = %m.id, error = %e, "sync job failed; it will be retried");
             Settled::Redeliver
         }
         Run::OutOfTime => {
+            count(&SYNC_JOBS_FAILED, &["deadline"], 1);
             tracing::warn!(message = %m.id, "sync job stopped at the invocation deadline; it will be retried");
             Settled::Redeliver
         }
@@ -77,10 +81,11 @@ async fn handle_one(
 
 async fn dead_letter(
     m: &Message,
-    kind: &str,
+    kind: &'static str,
     reason: String,
     dead_letters: Option<&DeadLetters<'_>>,
 ) -> Settled {
+    count(&SYNC_JOBS_FAILED, &[kind], 1);
     let Some(dl) = dead_letters else {
         // No queue for reasons: the redrive policy moves it after its last delivery; the
         // reason is in this log line.

@@ -7,6 +7,7 @@ use catalog_sync::{Config, Deps, Engine, ScheduleInput};
 use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
+use runtime::metrics::{Emitter, Function, MeteredCatalog};
 use runtime::{env_opt, env_req, KeycrmClients};
 use serde_json::Value;
 use shop::HttpShop;
@@ -19,9 +20,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn handle(
     engine: &Engine,
     dead_letters: Option<&DeadLetters<'_>>,
+    metrics: &Emitter,
     event: LambdaEvent<Value>,
 ) -> Result<Value, BoxError> {
     let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
+    // One EMF flush per invocation (a sync job or a schedule tick), bounded so the answer
+    // still comes before the deadline.
+    let flush_by = deadline.map(|d| d.checked_sub(Duration::from_millis(250)).unwrap_or(d));
+    metrics
+        .run_until(flush_by, route(engine, dead_letters, event, deadline))
+        .await
+}
+
+async fn route(
+    engine: &Engine,
+    dead_letters: Option<&DeadLetters<'_>>,
+    event: LambdaEvent<Value>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Value, BoxError> {
     if event.payload.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event.payload)?;
         let response =
@@ -64,9 +80,10 @@ async fn main() -> Result<(), BoxError> {
         connections: table.clone(),
         sync: table.clone(),
         links: table.clone(),
-        shop: Arc::new(HttpShop::new(&shop_base, token)?),
+        // Metered: catalog and stock writes and shop API failures show in the metrics.
+        shop: Arc::new(MeteredCatalog(Arc::new(HttpShop::new(&shop_base, token)?))),
         clients,
-        journal: table,
+        journal: table.clone(),
         jobs,
     };
     let engine = Engine::new(deps, Config::default());
@@ -78,5 +95,10 @@ async fn main() -> Result<(), BoxError> {
         source_queue: &source_queue,
     });
     let dead_letters = dead_letters.as_ref();
-    lambda_runtime::run(service_fn(move |ev| handle(engine, dead_letters, ev))).await
+    let metrics = Emitter::new(Function::CatalogSync).with_journal(table);
+    let metrics = &metrics;
+    lambda_runtime::run(service_fn(move |ev| {
+        handle(engine, dead_letters, metrics, ev)
+    }))
+    .await
 }

@@ -6,6 +6,7 @@ use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use queue::{Queue, SqsQueue};
+use runtime::metrics::{Emitter, Function};
 use runtime::{env_opt, env_req, KeycrmClients};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +37,13 @@ async fn main() -> Result<(), Error> {
         gate,
         ClientConfig::default(),
     ));
+    let journal = Arc::new(table.clone());
+    // EMF metrics on stdout once per batch; KeyCRM usage per connection on its status.
+    let metrics = Emitter::new(Function::OrderPush).with_journal(journal.clone());
     let handler = Arc::new(OrderPush {
         connections: Arc::new(table.clone()),
-        ledger: Arc::new(table.clone()),
-        journal: Arc::new(table),
+        ledger: Arc::new(table),
+        journal,
         crm: Arc::new(KeycrmProvider {
             clients,
             secret_prefix,
@@ -55,10 +59,16 @@ async fn main() -> Result<(), Error> {
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
+        let metrics = metrics.clone();
         async move {
             let deadline = order_push::lambda::deadline(event.context.deadline);
             let messages = order_push::lambda::messages(event.payload);
-            let result = handler.handle_batch_until(messages, deadline).await;
+            // The batch answers half a second before the deadline; the metrics flush (its
+            // per-connection journal writes) must not eat the rest.
+            let flush_by = deadline.map(|d| d.checked_sub(Duration::from_millis(250)).unwrap_or(d));
+            let result = metrics
+                .run_until(flush_by, handler.handle_batch_until(messages, deadline))
+                .await;
             Ok::<SqsBatchResponse, Error>(order_push::lambda::response(&result))
         }
     }))

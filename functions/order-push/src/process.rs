@@ -11,6 +11,11 @@ use mapping::events::{EventBody, EventError, OrderEvent, ShopOrder, StatusChange
 use mapping::order_map::{map_card, map_order, MappedCard, MappedOrder, MappingReport};
 use mapping::{source_key, OrderSyncType};
 use queue::{DeadLetter, Message, Outgoing};
+use runtime::metrics::catalog::{
+    ORDERS_DEFERRED, ORDERS_FAILED, ORDERS_PUSHED, ORDER_EVENTS_SKIPPED, ORDER_EVENTS_UNSETTLED,
+    STATUSES_PUSHED,
+};
+use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, panic_reason, respond_by, Budget, Run, Settled, Settlements};
 use runtime::ClientsError;
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +34,8 @@ enum Decision {
     Defer {
         delay: Duration,
         reason: String,
+        /// Why, as a metric label (`runtime::metrics::catalog::ORDERS_DEFERRED`).
+        label: &'static str,
         next_attempt: u32,
     },
     DeadLetter {
@@ -130,7 +137,9 @@ fn no_fields() -> BTreeMap<String, Vec<String>> {
     BTreeMap::new()
 }
 
-fn skipped(reason: impl Into<String>) -> Decision {
+/// Acknowledged without a KeyCRM write; `label` names the reason in metrics.
+fn skipped(label: &'static str, reason: impl Into<String>) -> Decision {
+    count(&ORDER_EVENTS_SKIPPED, &[label], 1);
     Decision::Ack(Outcome::Skipped {
         reason: reason.into(),
     })
@@ -228,6 +237,7 @@ impl OrderPush {
             .unwrap_or_default();
         for (position, id) in ids {
             if !outcomes.iter().any(|(p, _)| *p == position) {
+                count(&ORDER_EVENTS_UNSETTLED, &[], 1);
                 outcomes.push((
                     position,
                     MessageOutcome {
@@ -288,6 +298,7 @@ impl OrderPush {
                     Decision::Defer {
                         delay: Duration::from_secs(1),
                         reason: "not started before the invocation deadline".into(),
+                        label: "deadline",
                         next_attempt: attempt,
                     }
                 }
@@ -322,10 +333,28 @@ impl OrderPush {
             );
         }
         // Counters are what the merchant reads on the status page: one write per batch and
-        // connection is enough, and saves a DynamoDB write per order.
+        // connection is enough, and saves a DynamoDB write per order. The KeyCRM requests this
+        // group spent for the connection go in the same write (the metrics flush would
+        // otherwise write them separately).
+        let mut by_connection: BTreeMap<String, Vec<(Counter, u64)>> = BTreeMap::new();
         for ((connection_id, counter), n) in tally {
-            if let Err(e) = self.journal.count(&connection_id, counter, n).await {
-                tracing::warn!(connection = %connection_id, counter = counter.as_str(), error = %e, "could not count");
+            by_connection
+                .entry(connection_id)
+                .or_default()
+                .push((counter, n));
+        }
+        if let Some(conn) = conn.flatten() {
+            if let Some(u) = runtime::metrics::take_usage(&conn.id) {
+                let counts = by_connection.entry(conn.id.clone()).or_default();
+                counts.push((Counter::KeycrmRequests, u.keycrm_requests));
+                if u.keycrm_rate_limited > 0 {
+                    counts.push((Counter::KeycrmRateLimited, u.keycrm_rate_limited));
+                }
+            }
+        }
+        for (connection_id, counts) in by_connection {
+            if let Err(e) = self.journal.count_many(&connection_id, &counts).await {
+                tracing::warn!(connection = %connection_id, error = %e, "could not count");
             }
         }
     }
@@ -375,12 +404,22 @@ impl OrderPush {
         progress: &Progress,
     ) -> Decision {
         let conn = match conn {
-            None => return self.defer(attempt, None, "connection store unavailable"),
+            None => {
+                return self.defer(
+                    attempt,
+                    None,
+                    "store_unavailable",
+                    "connection store unavailable",
+                )
+            }
             Some(None) => {
-                return skipped(format!(
-                    "shop {} has no KeyCRM connection; event dropped",
-                    event.shop_id
-                ))
+                return skipped(
+                    "no_connection",
+                    format!(
+                        "shop {} has no KeyCRM connection; event dropped",
+                        event.shop_id
+                    ),
+                )
             }
             Some(Some(c)) => c,
         };
@@ -396,12 +435,19 @@ impl OrderPush {
     }
 
     /// Defers, or dead-letters once the attempts are used up.
-    fn defer(&self, attempt: u32, retry_after: Option<Duration>, reason: &str) -> Decision {
+    fn defer(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        label: &'static str,
+        reason: &str,
+    ) -> Decision {
         let policy = &self.config.retry;
         if policy.may_defer(attempt) {
             Decision::Defer {
                 delay: policy.delay(attempt, retry_after, &mut rand::thread_rng()),
                 reason: reason.to_string(),
+                label,
                 next_attempt: attempt + 1,
             }
         } else {
@@ -462,7 +508,7 @@ impl OrderPush {
             }
         }
         tracing::warn!(shop = %event.shop_id, order = %event.order_id(), attempt, "attempt cut off by the invocation deadline");
-        self.defer(attempt, None, reason)
+        self.defer(attempt, None, "deadline", reason)
     }
 
     async fn malformed(&self, msg: &Message, err: &EventError) -> Decision {
@@ -496,12 +542,20 @@ impl OrderPush {
         };
         match decision {
             Decision::Ack(outcome) => {
+                match &outcome {
+                    Outcome::Created { .. } => count(&ORDERS_PUSHED, &[], 1),
+                    Outcome::AlreadyDone { .. } => count(&ORDER_EVENTS_SKIPPED, &["duplicate"], 1),
+                    Outcome::StatusPushed { .. } => count(&STATUSES_PUSHED, &[], 1),
+                    // Counted where the reason is known (`skipped`).
+                    _ => {}
+                }
                 tracing::info!(message_id = %msg.id, shop = %shop, order = %order, outcome = ?outcome, "order event handled");
                 (outcome, false)
             }
             Decision::Defer {
                 delay,
                 reason,
+                label,
                 next_attempt,
             } => {
                 let mut out = Outgoing::new(msg.body.clone()).delayed(delay);
@@ -510,6 +564,7 @@ impl OrderPush {
                     .insert(ATTEMPT_ATTRIBUTE.to_string(), next_attempt.to_string());
                 match self.retry_queue.send(out).await {
                     Ok(_) => {
+                        count(&ORDERS_DEFERRED, &[label], 1);
                         tracing::info!(message_id = %msg.id, shop = %shop, order = %order, attempt = next_attempt, delay_s = delay.as_secs_f64(), reason = %reason, "order event deferred");
                         (
                             Outcome::Deferred {
@@ -521,6 +576,7 @@ impl OrderPush {
                         )
                     }
                     Err(e) => {
+                        count(&ORDER_EVENTS_UNSETTLED, &[], 1);
                         tracing::error!(message_id = %msg.id, shop = %shop, order = %order, error = %e, "could not queue the deferred copy; leaving the message to SQS");
                         (
                             Outcome::Failed {
@@ -544,6 +600,7 @@ impl OrderPush {
                     order_id.or_else(|| parsed.as_ref().ok().map(|e| e.order_id().to_string()));
                 match self.dead_letters.send(dl.to_outgoing()).await {
                     Ok(_) => {
+                        count(&ORDERS_FAILED, &[kind], 1);
                         tracing::warn!(message_id = %msg.id, shop = %shop, order = %order, kind, reason = %reason, "order event dead-lettered");
                         (
                             Outcome::DeadLettered {
@@ -554,6 +611,7 @@ impl OrderPush {
                         )
                     }
                     Err(e) => {
+                        count(&ORDER_EVENTS_UNSETTLED, &[], 1);
                         tracing::error!(message_id = %msg.id, shop = %shop, order = %order, error = %e, "could not dead-letter; leaving the message to SQS");
                         (
                             Outcome::Failed {
@@ -596,7 +654,14 @@ impl OrderPush {
             )
             .await;
         let entry = match claim {
-            Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
+            Err(e) => {
+                return self.defer(
+                    attempt,
+                    None,
+                    "store_unavailable",
+                    &format!("order ledger unavailable: {e}"),
+                )
+            }
             Ok(Claim::AlreadyCreated(e)) => {
                 return Decision::Ack(Outcome::AlreadyDone {
                     shop_order_id: order.id.clone(),
@@ -634,10 +699,16 @@ impl OrderPush {
                     return Decision::Defer {
                         delay: policy.busy_delay,
                         reason: "another attempt is creating this order".into(),
+                        label: "busy",
                         next_attempt: attempt + 1,
                     };
                 }
-                return self.defer(attempt, None, "another attempt kept the order claimed");
+                return self.defer(
+                    attempt,
+                    None,
+                    "busy",
+                    "another attempt kept the order claimed",
+                );
             }
             Ok(Claim::Granted(e)) => e,
         };
@@ -672,7 +743,7 @@ impl OrderPush {
             }
             progress.clear();
             progress.count(&conn.id, Counter::OrdersSkipped);
-            return skipped(reason);
+            return skipped("inactive", reason);
         }
 
         let crm = match self.crm.crm_for(conn).await {
@@ -686,7 +757,14 @@ impl OrderPush {
             Err(e) => {
                 let maybe = c.entry.maybe_committed;
                 return self
-                    .give_back(&c, attempt, &format!("no KeyCRM client: {e}"), maybe, None)
+                    .give_back(
+                        &c,
+                        attempt,
+                        &format!("no KeyCRM client: {e}"),
+                        maybe,
+                        None,
+                        "keycrm_unavailable",
+                    )
                     .await;
             }
         };
@@ -750,7 +828,7 @@ impl OrderPush {
             Err(StoreError::Conflict(_)) => {
                 // Someone else holds the order now; they finish it.
                 progress.clear();
-                return self.defer(attempt, None, "lost the claim before sending");
+                return self.defer(attempt, None, "busy", "lost the claim before sending");
             }
             Err(e) => {
                 let maybe = c.entry.maybe_committed;
@@ -761,6 +839,7 @@ impl OrderPush {
                         &format!("order ledger unavailable: {e}"),
                         maybe,
                         None,
+                        "store_unavailable",
                     )
                     .await;
             }
@@ -878,6 +957,7 @@ impl OrderPush {
                     &format!("created as {keycrm_id} but not recorded: {e}"),
                     true,
                     None,
+                    "store_unavailable",
                 )
                 .await;
         }
@@ -941,21 +1021,42 @@ impl OrderPush {
                 self.fail_order(c, "validation", reason, errors).await
             }
             KeycrmError::RateLimited { retry_after } => {
-                self.give_back(c, attempt, &e.to_string(), maybe_before, Some(retry_after))
-                    .await
+                self.give_back(
+                    c,
+                    attempt,
+                    &e.to_string(),
+                    maybe_before,
+                    Some(retry_after),
+                    "rate_limited",
+                )
+                .await
             }
             KeycrmError::Transient {
                 maybe_committed, ..
             } => {
                 let why = format!("{doing}: {e}");
-                self.give_back(c, attempt, &why, maybe_before || maybe_committed, None)
-                    .await
+                self.give_back(
+                    c,
+                    attempt,
+                    &why,
+                    maybe_before || maybe_committed,
+                    None,
+                    "keycrm_unavailable",
+                )
+                .await
             }
             KeycrmError::Protocol { .. } => {
                 // An unreadable answer to a create may hide a created order.
                 let maybe = maybe_before || c.progress.has_sent().unwrap_or(true);
-                self.give_back(c, attempt, &format!("{doing}: {e}"), maybe, None)
-                    .await
+                self.give_back(
+                    c,
+                    attempt,
+                    &format!("{doing}: {e}"),
+                    maybe,
+                    None,
+                    "keycrm_unavailable",
+                )
+                .await
             }
             KeycrmError::Unauthorized
             | KeycrmError::Forbidden { .. }
@@ -976,6 +1077,7 @@ impl OrderPush {
         reason: &str,
         maybe_committed: bool,
         retry_after: Option<Duration>,
+        label: &'static str,
     ) -> Decision {
         if !self.config.retry.may_defer(attempt) {
             let why = format!("retries exhausted after {attempt} attempts: {reason}");
@@ -991,7 +1093,7 @@ impl OrderPush {
             tracing::warn!(order = %c.order.id, error = %e, "could not release the claim; it expires with its lease");
         }
         c.progress.clear();
-        self.defer(attempt, retry_after, reason)
+        self.defer(attempt, retry_after, label, reason)
     }
 
     /// Records a permanent failure (ledger, journal) and dead-letters the event.
@@ -1052,64 +1154,100 @@ impl OrderPush {
     ) -> Decision {
         let order_id = &change.order_id;
         if !conn.active || conn.settings.order_sync == OrderSyncType::None {
-            return skipped("the connection is inactive or its order sync is off");
+            return skipped(
+                "inactive",
+                "the connection is inactive or its order sync is off",
+            );
         }
         let entry = match self.ledger.get(&conn.id, order_id).await {
             Ok(e) => e,
-            Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
+            Err(e) => {
+                return self.defer(
+                    attempt,
+                    None,
+                    "store_unavailable",
+                    &format!("order ledger unavailable: {e}"),
+                )
+            }
         };
         let Some(entry) = entry else {
             if attempt < self.config.retry.unknown_order_attempts {
                 return self.defer(
                     attempt,
                     None,
+                    "not_known_yet",
                     "the order is not known yet (its creation may be on the way)",
                 );
             }
-            return skipped(format!(
-                "order {order_id} was never pushed by this connector; status change dropped"
-            ));
+            return skipped(
+                "unknown_order",
+                format!(
+                    "order {order_id} was never pushed by this connector; status change dropped"
+                ),
+            );
         };
         match entry.state {
             LedgerState::Pending => {
-                return self.defer(attempt, None, "the order is not in KeyCRM yet")
+                return self.defer(
+                    attempt,
+                    None,
+                    "not_created_yet",
+                    "the order is not in KeyCRM yet",
+                )
             }
             LedgerState::Failed | LedgerState::Skipped => {
-                return skipped(format!(
-                    "order {order_id} is not in KeyCRM ({:?}); status change dropped",
-                    entry.state
-                ))
+                return skipped(
+                    "not_in_keycrm",
+                    format!(
+                        "order {order_id} is not in KeyCRM ({:?}); status change dropped",
+                        entry.state
+                    ),
+                )
             }
             LedgerState::Created => {}
         }
         let Some(keycrm_id) = entry.keycrm_id else {
-            return skipped(format!("order {order_id} has no KeyCRM id recorded"));
+            return skipped(
+                "not_in_keycrm",
+                format!("order {order_id} has no KeyCRM id recorded"),
+            );
         };
         if !entry.in_current_account(conn.account_switched_at) {
             // Its KeyCRM id names an unrelated order or card in the account used now.
-            return skipped(format!(
-                "order {order_id} was pushed to the connection's previous KeyCRM account"
-            ));
+            return skipped(
+                "previous_account",
+                format!("order {order_id} was pushed to the connection's previous KeyCRM account"),
+            );
         }
         if change.changed_by.as_deref() == Some("keycrm") {
-            return skipped("the change came from KeyCRM through this connector (not echoed)");
+            return skipped(
+                "echo",
+                "the change came from KeyCRM through this connector (not echoed)",
+            );
         }
         if entry.applied_from_keycrm.as_deref() == Some(change.status.as_str()) {
-            return skipped(format!(
-                "\"{}\" is the status the connector applied from KeyCRM (not echoed)",
-                change.status
-            ));
+            return skipped(
+                "echo",
+                format!(
+                    "\"{}\" is the status the connector applied from KeyCRM (not echoed)",
+                    change.status
+                ),
+            );
         }
         if let Some(t) = entry.shop_status_at.filter(|t| *t >= event.occurred_at) {
-            return skipped(format!(
-                "stale or duplicate: a shop status from {t} is already pushed"
-            ));
+            return skipped(
+                "stale",
+                format!("stale or duplicate: a shop status from {t} is already pushed"),
+            );
         }
         if let Some(t) = entry
             .keycrm_status_changed_at
             .filter(|t| *t > event.occurred_at)
         {
-            return skipped(format!("older than the KeyCRM status change of {t}"));
+            return skipped(
+                "stale",
+                format!("older than the KeyCRM status change of {t}"),
+            );
         }
         let status_id = match entry.target {
             Target::Order => conn.settings.keycrm_status_for(&change.status),
@@ -1119,10 +1257,13 @@ impl OrderPush {
                 .map(|(_, s)| s),
         };
         let Some(status_id) = status_id else {
-            return skipped(format!(
-                "shop status \"{}\" is not mapped; KeyCRM keeps its status",
-                change.status
-            ));
+            return skipped(
+                "unmapped_status",
+                format!(
+                    "shop status \"{}\" is not mapped; KeyCRM keeps its status",
+                    change.status
+                ),
+            );
         };
         let crm = match self.crm.crm_for(conn).await {
             Ok(api) => api,
@@ -1134,7 +1275,14 @@ impl OrderPush {
                     order_id: None,
                 }
             }
-            Err(e) => return self.defer(attempt, None, &format!("no KeyCRM client: {e}")),
+            Err(e) => {
+                return self.defer(
+                    attempt,
+                    None,
+                    "keycrm_unavailable",
+                    &format!("no KeyCRM client: {e}"),
+                )
+            }
         };
         // Reserve this change before writing KeyCRM: of two pushes of one order running at
         // once, the newer waits for the older, and an older one arriving later is stale.
@@ -1152,13 +1300,16 @@ impl OrderPush {
         match reserved {
             Ok(PushReservation::Granted) => {}
             Ok(PushReservation::Stale(e)) => {
-                return skipped(format!(
-                    "stale: the order's status is newer (shop {}, KeyCRM {})",
-                    e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                    e.keycrm_status_changed_at
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default()
-                ))
+                return skipped(
+                    "stale",
+                    format!(
+                        "stale: the order's status is newer (shop {}, KeyCRM {})",
+                        e.shop_status_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        e.keycrm_status_changed_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                )
             }
             Ok(PushReservation::Busy(_)) => {
                 let policy = &self.config.retry;
@@ -1166,12 +1317,25 @@ impl OrderPush {
                     return Decision::Defer {
                         delay: policy.busy_delay,
                         reason: "another status change of this order is being pushed".into(),
+                        label: "busy",
                         next_attempt: attempt + 1,
                     };
                 }
-                return self.defer(attempt, None, "another status push kept the order busy");
+                return self.defer(
+                    attempt,
+                    None,
+                    "busy",
+                    "another status push kept the order busy",
+                );
             }
-            Err(e) => return self.defer(attempt, None, &format!("order ledger unavailable: {e}")),
+            Err(e) => {
+                return self.defer(
+                    attempt,
+                    None,
+                    "store_unavailable",
+                    &format!("order ledger unavailable: {e}"),
+                )
+            }
         }
         let set = match entry.target {
             Target::Order => crm.set_order_status(keycrm_id, status_id).await,
@@ -1208,16 +1372,22 @@ impl OrderPush {
                     keycrm_status_id: status_id,
                 })
             }
-            Err(KeycrmError::RateLimited { retry_after }) => {
-                self.defer(attempt, Some(retry_after), "KeyCRM rate limit")
-            }
+            Err(KeycrmError::RateLimited { retry_after }) => self.defer(
+                attempt,
+                Some(retry_after),
+                "rate_limited",
+                "KeyCRM rate limit",
+            ),
             Err(e @ (KeycrmError::Transient { .. } | KeycrmError::Protocol { .. })) => {
-                self.defer(attempt, None, &e.to_string())
+                self.defer(attempt, None, "keycrm_unavailable", &e.to_string())
             }
-            Err(KeycrmError::NotFound { .. }) => skipped(format!(
-                "KeyCRM {} {keycrm_id} no longer exists; status change dropped",
-                entry.target.as_str()
-            )),
+            Err(KeycrmError::NotFound { .. }) => skipped(
+                "keycrm_gone",
+                format!(
+                    "KeyCRM {} {keycrm_id} no longer exists; status change dropped",
+                    entry.target.as_str()
+                ),
+            ),
             Err(e) => {
                 let reason = format!("KeyCRM refused the status \"{}\": {e}", change.status);
                 let fields = match &e {

@@ -19,6 +19,10 @@ use crate::keycrm_read::KeycrmOrders;
 use chrono::{DateTime, Utc};
 use mapping::source_key::SourceRef;
 use mapping::Settings;
+use runtime::metrics::catalog::{
+    STATUS_UPDATES_FAILED, STATUS_UPDATES_RETRIED, WEBHOOKS_APPLIED, WEBHOOKS_IGNORED,
+};
+use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, Run};
 use shop::{ShopError, ShopOrders};
 use std::sync::Arc;
@@ -243,6 +247,7 @@ impl StatusApplier {
         match isolate(until, self.handle_message(body, receive_count)).await {
             Run::Finished(d) => d,
             Run::Panicked(reason) => {
+                count(&STATUS_UPDATES_FAILED, &["internal_error"], 1);
                 let reason = format!("status change not applied: {reason}");
                 if let Ok(job) = StatusJob::parse(body) {
                     self.give_up(&job.connection_id, &reason).await;
@@ -252,6 +257,7 @@ impl StatusApplier {
             Run::OutOfTime => {
                 let reason = "the invocation ran out of time before the change was applied";
                 if receive_count < self.policy.max_receives {
+                    count(&STATUS_UPDATES_RETRIED, &[], 1);
                     let delay = self.policy.delay(receive_count);
                     tracing::warn!(
                         attempt = receive_count,
@@ -263,6 +269,7 @@ impl StatusApplier {
                         reason: reason.into(),
                     }
                 } else {
+                    count(&STATUS_UPDATES_FAILED, &["retries_exhausted"], 1);
                     let reason = format!("not applied after {receive_count} attempts: {reason}");
                     if let Ok(job) = StatusJob::parse(body) {
                         self.give_up(&job.connection_id, &reason).await;
@@ -278,6 +285,7 @@ impl StatusApplier {
         let job = match StatusJob::parse(body) {
             Ok(j) => j,
             Err(e) => {
+                count(&STATUS_UPDATES_FAILED, &["malformed"], 1);
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "dropping a malformed status job to the dead-letter queue");
                 return Disposition::GiveUp { reason };
@@ -299,14 +307,17 @@ impl StatusApplier {
                 // A first delivery that finds its change recorded is a duplicate of one that
                 // was counted already; a redelivery finishes the one whose shop call failed.
                 let counter = if repeated && receive_count <= 1 {
+                    count(&WEBHOOKS_IGNORED, &[IgnoreReason::Duplicate.as_str()], 1);
                     Counter::WebhooksIgnored
                 } else {
+                    count(&WEBHOOKS_APPLIED, &[], 1);
                     Counter::WebhooksApplied
                 };
                 self.count(conn, counter).await;
                 Disposition::Done
             }
             Outcome::Ignored { reason, detail } => {
+                count(&WEBHOOKS_IGNORED, &[reason.as_str()], 1);
                 tracing::info!(
                     connection = %conn, target = job.target.as_str(), keycrm_id = job.keycrm_id,
                     status_id = job.status_id, reason = reason.as_str(), detail = %detail,
@@ -318,6 +329,7 @@ impl StatusApplier {
                 Disposition::Done
             }
             Outcome::Retry { reason } if receive_count < self.policy.max_receives => {
+                count(&STATUS_UPDATES_RETRIED, &[], 1);
                 let delay = self.policy.delay(receive_count);
                 tracing::warn!(
                     connection = %conn, keycrm_id = job.keycrm_id, attempt = receive_count,
@@ -327,6 +339,7 @@ impl StatusApplier {
                 Disposition::RetryAfter { delay, reason }
             }
             Outcome::Retry { reason } => {
+                count(&STATUS_UPDATES_FAILED, &["retries_exhausted"], 1);
                 let reason = format!(
                     "{} not applied after {receive_count} attempts: {reason}",
                     job.describe()
@@ -335,6 +348,7 @@ impl StatusApplier {
                 Disposition::GiveUp { reason }
             }
             Outcome::Failed { reason } => {
+                count(&STATUS_UPDATES_FAILED, &["rejected"], 1);
                 let reason = format!("{} not applied: {reason}", job.describe());
                 self.give_up(conn, &reason).await;
                 Disposition::GiveUp { reason }

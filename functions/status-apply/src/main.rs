@@ -6,6 +6,7 @@ use keycrm::{ClientConfig, RateBudget};
 use lambda_runtime::{service_fn, LambdaEvent};
 use queue::{Queue, SqsQueue};
 use runtime::config::env_parse;
+use runtime::metrics::{Emitter, Function, MeteredOrders};
 use runtime::{env_opt, env_req, KeycrmClients};
 use status_apply::{
     handle_sqs_event, queue_url_from_arn, KeycrmOrigins, RetryPolicy, StatusApplier, Transport,
@@ -40,7 +41,9 @@ async fn main() -> Result<(), BoxError> {
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let shop_token = runtime::shop_api_token_from_env(&aws).await?;
-    let shop = shop_port(&shop_base_url, shop_token)?;
+    // Metered: shop API failures show in the metrics.
+    let shop: Arc<dyn shop::ShopOrders> =
+        Arc::new(MeteredOrders(shop_port(&shop_base_url, shop_token)?));
 
     // KeyCRM is read only to verify an order before adopting it into the ledger; the reads
     // spend the connection's per-key budget through the shared gate.
@@ -56,6 +59,8 @@ async fn main() -> Result<(), BoxError> {
         clients,
         secret_prefix: env_opt("SECRET_PREFIX"),
     });
+    // EMF metrics on stdout once per batch; KeyCRM usage (adoption reads) on the status.
+    let metrics = Emitter::new(Function::StatusApply).with_journal(table.clone());
     let applier =
         StatusApplier::new(table.clone(), table.clone(), shop, table, policy).with_keycrm(keycrm);
     let source_url = env_opt("STATUS_QUEUE_URL");
@@ -63,7 +68,7 @@ async fn main() -> Result<(), BoxError> {
         .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>);
 
     let applier = &applier;
-    let (sqs, source_url, dead_letter) = (&sqs, &source_url, &dead_letter);
+    let (sqs, source_url, dead_letter, metrics) = (&sqs, &source_url, &dead_letter, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let url = source_url.clone().or_else(|| {
             event
@@ -78,7 +83,14 @@ async fn main() -> Result<(), BoxError> {
             dead_letter: dead_letter.clone(),
         };
         let deadline = runtime::sqs_batch::deadline_from_epoch_ms(event.context.deadline);
-        Ok::<_, BoxError>(handle_sqs_event(applier, &transport, event.payload, deadline).await)
+        let flush_by = deadline.map(|d| d.checked_sub(Duration::from_millis(250)).unwrap_or(d));
+        let response = metrics
+            .run_until(
+                flush_by,
+                handle_sqs_event(applier, &transport, event.payload, deadline),
+            )
+            .await;
+        Ok::<_, BoxError>(response)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 //! Lambda wiring for the KeyCRM webhook receiver: read the environment, build the DynamoDB
 //! and SQS adapters, serve the router through API Gateway (HTTP API).
 
+use runtime::metrics::{Emitter, Function};
 use std::sync::Arc;
 use store::DynamoTable;
 use webhook::Receiver;
@@ -39,5 +40,12 @@ async fn run() -> Result<(), lambda_http::Error> {
     // Read once per cold start: every URL token is checked against keys derived from it.
     let token_key = runtime::load_token_key(&conf, &token_key_arn).await?;
     let receiver = Arc::new(Receiver::new(table.clone(), queue, table, token_key));
-    lambda_http::run(webhook::router(receiver)).await
+    // One EMF flush per request (accepted / ignored / refused, by reason).
+    let metrics = Emitter::new(Function::Webhook);
+    lambda_http::run(runtime::metrics::http::layer(
+        webhook::router(receiver),
+        metrics,
+        None,
+    ))
+    .await
 }

@@ -4,6 +4,10 @@
 use crate::payload::{Delivery, Event};
 use http::StatusCode;
 use queue::{Outgoing, Queue};
+use runtime::metrics::catalog::{
+    WEBHOOKS_ACCEPTED, WEBHOOKS_IGNORED, WEBHOOKS_REFUSED, WEBHOOKS_UNAVAILABLE,
+};
+use runtime::metrics::count;
 use serde_json::json;
 use status_apply::{StatusJob, JOB_VERSION};
 use std::sync::Arc;
@@ -116,6 +120,7 @@ impl Receiver {
         token: &str,
     ) -> Result<(Connection, WebhookKind), Reply> {
         if !well_formed(connection_id, 1, 64) || !well_formed(token, 16, 128) {
+            count(&WEBHOOKS_REFUSED, &["malformed_url"], 1);
             tracing::warn!(
                 route = ROUTE,
                 status = 404,
@@ -126,6 +131,7 @@ impl Receiver {
         let conn = match self.connections.get(connection_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
+                count(&WEBHOOKS_REFUSED, &["unknown_connection"], 1);
                 tracing::warn!(
                     route = ROUTE,
                     status = 404,
@@ -134,12 +140,14 @@ impl Receiver {
                 return Err(Reply::not_found());
             }
             Err(e) => {
+                count(&WEBHOOKS_UNAVAILABLE, &["store_unavailable"], 1);
                 tracing::error!(route = ROUTE, status = 503, error = %e, "webhook: reading the connection failed");
                 return Err(Reply::unavailable());
             }
         };
         // Every issued kind is checked, in constant time, whichever matches (store::tokens).
         let Some(kind) = tokens::authenticate(&self.token_key, &conn, token) else {
+            count(&WEBHOOKS_REFUSED, &["wrong_token"], 1);
             tracing::warn!(route = ROUTE, status = 404, connection = %conn.id, "webhook refused: wrong token");
             return Err(Reply::not_found());
         };
@@ -150,6 +158,7 @@ impl Receiver {
     pub async fn accept(&self, conn: &Connection, kind: WebhookKind, delivery: Delivery) -> Reply {
         let event = delivery.event.label().to_string();
         let ignore = |reason: &'static str| async move {
+            count(&WEBHOOKS_IGNORED, &[reason], 1);
             tracing::info!(
                 route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
                 event = %event, outcome = "ignored", reason, "webhook ignored"
@@ -174,6 +183,7 @@ impl Receiver {
             _ => return ignore("event_on_wrong_url").await,
         };
         let Some(change) = delivery.change else {
+            count(&WEBHOOKS_REFUSED, &["missing_context"], 1);
             return Reply::error(StatusCode::UNPROCESSABLE_ENTITY, "context is missing");
         };
         let mapped = match target {
@@ -199,6 +209,7 @@ impl Receiver {
         };
         match self.queue.send(Outgoing::new(job.to_body())).await {
             Ok(_) => {
+                count(&WEBHOOKS_ACCEPTED, &[], 1);
                 tracing::info!(
                     route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
                     event = %delivery.event.label(), keycrm_id = job.keycrm_id,
@@ -208,6 +219,7 @@ impl Receiver {
             }
             Err(e) => {
                 // Not acknowledged, so KeyCRM delivers it again.
+                count(&WEBHOOKS_UNAVAILABLE, &["queue_unavailable"], 1);
                 tracing::error!(
                     route = ROUTE, status = 503, connection = %conn.id, keycrm_id = job.keycrm_id,
                     error = %e, "webhook: enqueueing the status update failed"

@@ -11,6 +11,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use runtime::metrics::catalog::WEBHOOKS_REFUSED;
+use runtime::metrics::count;
 use std::sync::Arc;
 
 impl IntoResponse for Reply {
@@ -30,7 +32,20 @@ fn refused(e: &PayloadError) -> StatusCode {
     }
 }
 
+/// The metric reason of a refused body.
+fn refusal(e: &PayloadError) -> &'static str {
+    match e {
+        PayloadError::UnsupportedMediaType => "unsupported_media_type",
+        PayloadError::TooLarge(_) => "too_large",
+        PayloadError::NotJson(_) => "not_json",
+        PayloadError::Shape(_) | PayloadError::Missing(_) | PayloadError::Invalid { .. } => {
+            "invalid_body"
+        }
+    }
+}
+
 fn bad_body(connection: &str, e: PayloadError) -> Response {
+    count(&WEBHOOKS_REFUSED, &[refusal(&e)], 1);
     let status = refused(&e);
     tracing::warn!(route = ROUTE, status = status.as_u16(), connection = %connection, error = %e, "webhook refused: bad body");
     Reply::error(status, e).into_response()
@@ -45,10 +60,12 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
 }
 
 async fn not_found() -> Response {
+    count(&WEBHOOKS_REFUSED, &["unknown_route"], 1);
     Reply::not_found().into_response()
 }
 
 async fn method_not_allowed() -> Response {
+    count(&WEBHOOKS_REFUSED, &["method_not_allowed"], 1);
     let mut r = Reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "use POST (set the KeyCRM webhook action's method to POST)",
@@ -66,6 +83,7 @@ async fn handle(
     body: Body,
 ) -> Response {
     let Ok(Path((connection_id, token))) = path else {
+        count(&WEBHOOKS_REFUSED, &["malformed_url"], 1);
         return Reply::not_found().into_response();
     };
     let declared = headers
@@ -73,6 +91,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rx.max_body() as u64) {
+        count(&WEBHOOKS_REFUSED, &["too_large"], 1);
         tracing::warn!(
             route = ROUTE,
             status = 413,

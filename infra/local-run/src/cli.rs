@@ -75,6 +75,11 @@ pub struct Args {
     /// Run the demo, print the summary and exit instead of serving until Ctrl-C.
     #[arg(long, env = "LOCAL_ONCE")]
     pub once: bool,
+
+    /// Append the metrics each step emits (CloudWatch EMF, one JSON document a line, as the
+    /// functions write them to their logs on Lambda) to this file. Off when not given.
+    #[arg(long, env = "LOCAL_METRICS_FILE")]
+    pub metrics: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -93,6 +98,14 @@ impl Args {
         match (&self.shop_api_base_url, &self.shop_api_token) {
             (Some(u), Some(t)) => Some((u.clone(), t.clone())),
             _ => None,
+        }
+    }
+
+    /// Where the steps' metrics go.
+    pub fn metrics_sink(&self) -> std::io::Result<runtime::metrics::Sink> {
+        match &self.metrics {
+            Some(path) => runtime::metrics::Sink::file(path),
+            None => Ok(runtime::metrics::Sink::Discard),
         }
     }
 

@@ -14,10 +14,13 @@ use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use queue::Outgoing;
 use rand::RngCore;
+use runtime::metrics::catalog::ADMIN_REQUESTS;
+use runtime::metrics::http as metrics_http;
+use runtime::metrics::{Emitter, Function, MeteredCatalog, MeteredOrders};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{HttpShop, MemoryShop, ShopCatalog, ShopOrders};
-use status_apply::{ConsumerOptions, StatusApplier};
+use status_apply::StatusApplier;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,6 +138,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => {
             demo_shop.set_reference(&args.shop_id, demo_data::shop_reference());
+            // A second shop with nothing connected, for walking the settings page from the start.
+            demo_shop.set_reference(&walkthrough_shop(&args), demo_data::shop_reference());
             let token = random_hex(16);
             let (addr, _server) = shop::demo_server::serve(
                 demo_shop.clone(),
@@ -150,8 +155,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    let shop_catalog: Arc<dyn ShopCatalog> = shop_api.clone();
-    let shop_orders: Arc<dyn ShopOrders> = shop_api.clone();
+    // Metered, as the functions wire them.
+    let shop_catalog: Arc<dyn ShopCatalog> = Arc::new(MeteredCatalog(shop_api.clone()));
+    let shop_orders: Arc<dyn ShopOrders> = Arc::new(MeteredOrders(shop_api.clone()));
+    // Each function's metrics, flushed after every step (to --metrics FILE, if given); the
+    // KeyCRM usage per connection goes to its status as on Lambda.
+    let sink = args
+        .metrics_sink()
+        .with_context(|| "opening the --metrics file")?;
+    let emitter = |f: Function| {
+        Emitter::new(f)
+            .with_sink(sink.clone())
+            .with_journal(ports.journal.clone())
+    };
 
     let clients = Arc::new(KeycrmClients::new(
         ports.secrets.clone(),
@@ -168,6 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         TokenSigner::new(random_hex(32).as_bytes()).map_err(|e| anyhow!("signing key: {e:?}"))?;
     // Admin tokens live at most a day; the one printed in the summary is for trying the API by hand.
     let admin_token = signer.mint(&args.shop_id, 12 * 3600);
+    let walkthrough_token = signer.mint(&walkthrough_shop(&args), 12 * 3600);
     let mut admin_cfg = AdminConfig::new(SECRET_PREFIX, keycrm.base_url.clone());
     admin_cfg.public_base_url = Some(public.clone());
     // The webhook token key: WEBHOOK_TOKEN_KEY when set (at least 32 bytes, e.g. to keep
@@ -202,8 +219,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     // Both routers answer their own 404s, so requests are dispatched by path prefix (as the
     // HTTP API's routes do in AWS) rather than merged.
-    let webhook_router = webhook::router(receiver);
-    let admin_router = admin_api::router(admin);
+    let webhook_router =
+        metrics_http::layer(webhook::router(receiver), emitter(Function::Webhook), None);
+    let admin_router = metrics_http::layer(
+        admin_api::router(admin),
+        emitter(Function::AdminApi),
+        Some(&ADMIN_REQUESTS),
+    );
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let target = if req.uri().path().starts_with("/v1/webhooks/") {
             webhook_router.clone()
@@ -244,6 +266,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(workers::order_consumer(
         push,
         ports.order_queue.clone(),
+        emitter(Function::OrderPush),
         stop_rx.clone(),
     ));
     let applier = Arc::new(
@@ -259,12 +282,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             secret_prefix: Some(SECRET_PREFIX.into()),
         })),
     );
-    tokio::spawn(status_apply::run_queue_consumer(
+    tokio::spawn(workers::status_consumer(
         applier,
         ports.status_queue.clone(),
-        Some(ports.status_dlq.clone()),
-        ConsumerOptions::default(),
-        workers::stopped(stop_rx.clone()),
+        ports.status_dlq.clone(),
+        emitter(Function::StatusApply),
+        stop_rx.clone(),
     ));
     let engine = Arc::new(catalog_sync::Engine::new(
         catalog_sync::Deps {
@@ -281,11 +304,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(workers::sync_consumer(
         engine.clone(),
         ports.sync_queue.clone(),
+        emitter(Function::CatalogSync),
         stop_rx.clone(),
     ));
     tokio::spawn(workers::schedules(
         engine,
         args.price_interval(),
+        emitter(Function::CatalogSync),
         stop_rx.clone(),
     ));
 
@@ -447,6 +472,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let dead: Vec<String> = dead.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("  Dead letters  {}", dead.join(", "));
+    print_page_urls(&args, &keycrm, &public, &admin_token, &walkthrough_token);
 
     if !args.once {
         println!("Serving until Ctrl-C.");
@@ -456,6 +482,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// The shop the summary offers for walking the settings page from an empty start.
+fn walkthrough_shop(args: &Args) -> String {
+    format!("{}-walkthrough", args.shop_id)
+}
+
+/// The settings page's address: the page, with the shop token in the fragment (never sent to
+/// the server; the page takes it out of the address bar at once).
+fn page_url(public: &str, shop_id: &str, token: &str) -> String {
+    format!("{public}/v1/shops/{shop_id}/connection/page#token={token}")
+}
+
+fn print_page_urls(args: &Args, keycrm: &Keycrm, public: &str, admin: &str, walkthrough: &str) {
+    println!();
+    println!("Settings page (open in a browser):");
+    println!(
+        "  connected demo shop  {}",
+        page_url(public, &args.shop_id, admin)
+    );
+    if args.real_shop().is_none() {
+        println!(
+            "  empty shop           {}",
+            page_url(public, &walkthrough_shop(args), walkthrough)
+        );
+        if keycrm.sim.is_some() {
+            println!(
+                "                       follow the article from \"Ключ API\": paste the simulator's key {}",
+                keycrm.api_key
+            );
+        } else {
+            println!(
+                "                       follow the article from \"Ключ API\" with your KeyCRM key"
+            );
+        }
+    }
 }
 
 /// SKUs the KeyCRM catalog has (first page is plenty for demo orders).

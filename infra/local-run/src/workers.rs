@@ -4,6 +4,8 @@
 use catalog_sync::{Engine, ScheduleKind};
 use order_push::OrderPush;
 use queue::Queue;
+use runtime::metrics::Emitter;
+use status_apply::{ConsumerOptions, StatusApplier};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -17,10 +19,12 @@ pub async fn stopped(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// The order-push consumer (on Lambda: the SQS event source mapping).
+/// The order-push consumer (on Lambda: the SQS event source mapping). Each poll is one
+/// metrics invocation, as one batch is on Lambda.
 pub async fn order_consumer(
     push: Arc<OrderPush>,
     queue: Arc<dyn Queue>,
+    metrics: Emitter,
     stop: watch::Receiver<bool>,
 ) {
     let shutdown = stopped(stop);
@@ -28,7 +32,7 @@ pub async fn order_consumer(
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            res = push.poll_once(queue.as_ref(), 10, Duration::from_millis(500), Duration::from_secs(120)) => {
+            res = metrics.run(push.poll_once(queue.as_ref(), 10, Duration::from_millis(500), Duration::from_secs(120))) => {
                 if let Err(e) = res {
                     tracing::warn!(error = %e, "receiving order events failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -38,11 +42,42 @@ pub async fn order_consumer(
     }
 }
 
+/// The status-apply consumer (on Lambda: the SQS event source mapping), one metrics
+/// invocation per poll.
+pub async fn status_consumer(
+    applier: Arc<StatusApplier>,
+    queue: Arc<dyn Queue>,
+    dead_letter: Arc<dyn Queue>,
+    metrics: Emitter,
+    stop: watch::Receiver<bool>,
+) {
+    let shutdown = stopped(stop);
+    tokio::pin!(shutdown);
+    loop {
+        let poll = status_apply::poll_once(
+            &applier,
+            &queue,
+            Some(dead_letter.clone()),
+            ConsumerOptions::default(),
+        );
+        tokio::select! {
+            _ = &mut shutdown => return,
+            res = metrics.run(poll) => {
+                if let Err(e) = res {
+                    tracing::warn!(queue = %queue.name(), error = %e, "receiving status messages failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
 /// The catalog-sync consumer of sync jobs (on Lambda: SQS, batch size 1). Each job gets the
-/// same 15-minute budget a Lambda invocation would.
+/// same 15-minute budget a Lambda invocation would, and is one metrics invocation.
 pub async fn sync_consumer(
     engine: Arc<Engine>,
     queue: Arc<dyn Queue>,
+    metrics: Emitter,
     stop: watch::Receiver<bool>,
 ) {
     let shutdown = stopped(stop);
@@ -62,7 +97,7 @@ pub async fn sync_consumer(
         };
         for m in messages {
             let deadline = Instant::now() + Duration::from_secs(14 * 60);
-            match engine.on_message(&m.body, deadline).await {
+            match metrics.run(engine.on_message(&m.body, deadline)).await {
                 Ok(outcome) => {
                     tracing::info!(?outcome, "sync job handled");
                     if let Err(e) = queue.delete(&m.receipt).await {
@@ -82,7 +117,12 @@ pub async fn sync_consumer(
 
 /// The EventBridge schedules: a full sync daily, prices every `price_every`, and the resume
 /// sweep every five minutes.
-pub async fn schedules(engine: Arc<Engine>, price_every: Duration, stop: watch::Receiver<bool>) {
+pub async fn schedules(
+    engine: Arc<Engine>,
+    price_every: Duration,
+    metrics: Emitter,
+    stop: watch::Receiver<bool>,
+) {
     let day = Duration::from_secs(24 * 3600);
     let mut full = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
     let mut prices =
@@ -99,7 +139,7 @@ pub async fn schedules(engine: Arc<Engine>, price_every: Duration, stop: watch::
             _ = prices.tick() => ScheduleKind::Prices,
             _ = resume.tick() => ScheduleKind::Resume,
         };
-        match engine.on_schedule(kind).await {
+        match metrics.run(engine.on_schedule(kind)).await {
             Ok(out) => tracing::info!(
                 ?kind,
                 enqueued = out.enqueued,

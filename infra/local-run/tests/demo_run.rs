@@ -36,6 +36,9 @@ fn the_demo_runs_and_reports_every_flow() {
         "order 10001 -> processing",
         "webhooks applied 4",
         "Dead letters  orders 0, statuses 0, sync jobs 0",
+        // The settings page for the demo shop and for an empty one, token in the fragment.
+        "/v1/shops/demo-shop/connection/page#token=",
+        "/v1/shops/demo-shop-walkthrough/connection/page#token=",
     ] {
         assert!(
             stdout.contains(expected),

@@ -4,6 +4,7 @@
 
 use crate::gate::{self, Priority, RateGate, Slot};
 use crate::models::*;
+use crate::observe::{RequestObserver, RequestOutcome};
 use crate::retry::RetryPolicy;
 use crate::{time, ApiKey, KeycrmError};
 use chrono::{DateTime, Utc};
@@ -34,6 +35,8 @@ pub struct ClientConfig {
     /// not start this long before it is not sent (and no rate-gate slot is booked for it):
     /// a write cut off in flight would leave its outcome unknown.
     pub min_request_time: Duration,
+    /// Told about every request, gate wait and gate refusal (metrics); `None`: nobody.
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +47,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             min_request_time: Duration::from_secs(2),
+            observer: None,
         }
     }
 }
@@ -87,6 +91,7 @@ struct Inner {
     timeout: Duration,
     min_request_time: Duration,
     counters: Counters,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 #[derive(Clone)]
@@ -148,6 +153,7 @@ impl KeycrmClient {
                 timeout: config.timeout,
                 min_request_time: config.min_request_time,
                 counters: Counters::default(),
+                observer: config.observer,
             }),
             priority: Priority::Interactive,
         })
@@ -474,9 +480,12 @@ impl KeycrmClient {
                 Slot::Granted(w) => w,
                 // The key's budget has no slot within this work's time: like a 429, try later.
                 Slot::TooLate(next) => {
+                    if let Some(o) = &self.inner.observer {
+                        o.gate_refused();
+                    }
                     return Err(KeycrmError::RateLimited {
                         retry_after: next.min(MAX_RETRY_AFTER),
-                    })
+                    });
                 }
             };
             let c = &self.inner.counters;
@@ -485,6 +494,9 @@ impl KeycrmClient {
                 Ordering::Relaxed,
             );
             c.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = &self.inner.observer {
+                o.gate_wait(waited);
+            }
 
             // Never past the deadline, whatever the configured timeout.
             let timeout = match deadline {
@@ -495,9 +507,16 @@ impl KeycrmClient {
                     .max(Duration::from_millis(1)),
                 None => self.inner.timeout,
             };
+            let sent = Instant::now();
             let result = self
                 .send_once(&method, &url, body.as_deref(), replay, timeout)
                 .await;
+            if let Some(o) = &self.inner.observer {
+                o.request(
+                    RequestOutcome::of(result.as_ref().map(|_| ())),
+                    sent.elapsed(),
+                );
+            }
             let err = match result {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => e,

@@ -4,7 +4,13 @@
 //! push, the admin API) spends the same budget. Each request first takes a slot from a
 //! [`RateGate`]. Slots are scheduled with GCRA (a "theoretical arrival time" per key): a
 //! request reserves the next free slot and sleeps until it, so the steady rate never exceeds
-//! the budget in any window, with no burst the server could count against us.
+//! the budget in any window.
+//!
+//! Interactive work (the settings page, orders) may also spend a **burst**: when it finds the
+//! key idle, it is granted as many immediate requests as the last window left unused, so a
+//! merchant opening the settings page does not wait a second per KeyCRM read. The burst never
+//! lets any rolling window hold more than the budget (see [`decide`] for the argument and the
+//! tests for the check).
 //!
 //! Background work (catalog sync) has its own, slower arrival time as well, so it can use at
 //! most `background_share` of the budget and orders always find free slots while a sync runs.
@@ -61,6 +67,13 @@ impl RateBudget {
         (base * self.safety * 1e6).ceil() as i64
     }
 
+    /// The window the gate enforces, in microseconds: `requests` slots of [`Self::interval_us`],
+    /// i.e. KeyCRM's window stretched by the safety margin.
+    pub fn window_us(&self) -> i64 {
+        self.interval_us()
+            .saturating_mul(i64::from(self.requests.max(1)))
+    }
+
     /// Minimum spacing between two background requests, in microseconds.
     pub fn background_interval_us(&self) -> i64 {
         let share = self.background_share.clamp(0.01, 1.0);
@@ -74,6 +87,9 @@ impl RateBudget {
 pub struct GateState {
     pub tat_us: i64,
     pub bg_tat_us: i64,
+    /// Interactive requests whose slot starts before this instant may be sent at once
+    /// instead of waiting for the slot (the current burst allowance; 0 = none).
+    pub burst_until_us: i64,
 }
 
 /// What a caller should do.
@@ -86,16 +102,63 @@ pub enum Decision {
 }
 
 /// The pure scheduling rule shared by the in-process and the DynamoDB gate.
+///
+/// Every request takes a *slot* `v` on the GCRA timeline: slots are at least
+/// `T = interval_us` apart, and `W = window_us = requests × T` is KeyCRM's window plus the
+/// safety margin. A request is sent at `a <= v`: at its slot (`a = v`, after queueing if the
+/// slot is ahead), or, for an interactive request inside a burst, at once (`a = now < v`).
+///
+/// **Burst.** When an interactive request finds the key idle (`tat <= now`), every earlier
+/// request sits on a slot before `tat`, so at most `m` of them (the slots in
+/// `(now - W, tat - T]`) can have been sent in the window before `now`. The other
+/// `k = requests - m` slots are granted: interactive requests whose slot starts before
+/// `burst_until = now + k·T` go at once. A 429 ([`penalized`]) ends the burst.
+///
+/// **No window ever holds more than `requests`.** Take any window `[x, x + W)`. If every
+/// request sent in it has its slot in it too, they are at most `requests`, since slots are `T`
+/// apart. Otherwise some burst request sent in it has its slot at or after `x + W`; among such
+/// requests take the one whose grant is the latest, made at the idle instant `e` with `k` slots:
+/// `e + k·T > x + W`, so `e > x` (as `k <= requests`). Requests reserved before `e` were sent
+/// before `e` (their slots are before `tat <= e`), so the window holds at most `m` of them, all
+/// in `(e - W, e)`. Requests reserved from `e` on and sent in the window have their slots in
+/// `[e, e + k·T)`: burst ones by the grant (no later grant reaches past `x + W`), the others at
+/// their slot, before `x + W <= e + k·T`. So at most `k`, and `m + k = requests` in all.
 pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBudget) -> Decision {
     let t = budget.interval_us();
     match priority {
         Priority::Interactive => {
-            let at = state.tat_us.max(now_us);
+            if state.tat_us <= now_us {
+                // Idle: grant the slots the last window left unused.
+                let last_slot = state.tat_us.saturating_sub(t);
+                let window_start = now_us.saturating_sub(budget.window_us());
+                let used = if last_slot > window_start {
+                    (last_slot - window_start).saturating_add(t - 1) / t
+                } else {
+                    0
+                };
+                let free = i64::from(budget.requests.max(1))
+                    .saturating_sub(used)
+                    .max(1);
+                return Decision::Reserve {
+                    at_us: now_us,
+                    next: GateState {
+                        tat_us: now_us.saturating_add(t),
+                        bg_tat_us: state.bg_tat_us,
+                        burst_until_us: now_us.saturating_add(free.saturating_mul(t)),
+                    },
+                };
+            }
+            // Busy: the next slot is `tat`; inside the burst it is used at once.
+            let at = if state.tat_us < state.burst_until_us {
+                now_us
+            } else {
+                state.tat_us
+            };
             Decision::Reserve {
                 at_us: at,
                 next: GateState {
-                    tat_us: at + t,
-                    bg_tat_us: state.bg_tat_us,
+                    tat_us: state.tat_us.saturating_add(t),
+                    ..state
                 },
             }
         }
@@ -110,6 +173,7 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
                 next: GateState {
                     tat_us: at + t,
                     bg_tat_us: at + budget.background_interval_us(),
+                    burst_until_us: state.burst_until_us,
                 },
             }
         }
@@ -136,6 +200,8 @@ pub fn penalized(state: GateState, now_us: i64, retry_after: Duration) -> GateSt
     GateState {
         tat_us: state.tat_us.max(until),
         bg_tat_us: state.bg_tat_us.max(until),
+        // Nothing may be sent early into the pause.
+        burst_until_us: 0,
     }
 }
 
@@ -147,6 +213,12 @@ pub fn sanitized(state: GateState, now_us: i64) -> GateState {
     GateState {
         tat_us: sane(state.tat_us),
         bg_tat_us: sane(state.bg_tat_us),
+        // A grant reaches at most a window ahead; one beyond the horizon is dropped.
+        burst_until_us: if state.burst_until_us > horizon {
+            0
+        } else {
+            state.burst_until_us
+        },
     }
 }
 
@@ -345,7 +417,11 @@ mod tests {
         (sent, b.window.as_micros() as i64)
     }
 
+    /// The most send times in any half-open window `[x, x + window)`.
     fn max_in_window(times: &[i64], window: i64) -> usize {
+        // Burst requests go before slots reserved earlier, so sends are not in reservation order.
+        let mut times = times.to_vec();
+        times.sort_unstable();
         let mut best = 0;
         for (i, t) in times.iter().enumerate() {
             let count = times[i..].iter().take_while(|u| **u < t + window).count();
@@ -390,6 +466,7 @@ mod tests {
         let state = GateState {
             tat_us: now + 5 * b.interval_us(),
             bg_tat_us: 0,
+            burst_until_us: 0,
         };
         assert_eq!(
             decide(state, now, Priority::Background, &b),
@@ -436,12 +513,14 @@ mod tests {
         let frozen = GateState {
             tat_us: now + 86_400_000_000 * 365,
             bg_tat_us: now + 86_400_000_000 * 365,
+            burst_until_us: now + 86_400_000_000 * 365,
         };
         assert_eq!(
             sanitized(frozen, now),
             GateState {
                 tat_us: now,
-                bg_tat_us: now
+                bg_tat_us: now,
+                burst_until_us: 0,
             }
         );
         assert!(matches!(
@@ -452,6 +531,7 @@ mod tests {
         let busy = GateState {
             tat_us: now + 30_000_000,
             bg_tat_us: now + 2_000_000,
+            burst_until_us: now + 40_000_000,
         };
         assert_eq!(sanitized(busy, now), busy);
     }
@@ -461,6 +541,195 @@ mod tests {
         let b = RateBudget::keycrm_scaled(60.0);
         assert_eq!(b.window, Duration::from_secs(1));
         assert_eq!(b.interval_us(), (1e6 / 60.0 * 1.03f64).ceil() as i64);
+    }
+
+    // ---------------------------------------------------------------- the interactive burst
+
+    fn reserve(state: &mut GateState, now: i64, p: Priority, b: &RateBudget) -> i64 {
+        match decide(*state, now, p, b) {
+            Decision::Reserve { at_us, next } => {
+                *state = next;
+                at_us
+            }
+            Decision::Wait { until_us } => panic!("asked to wait until {until_us}"),
+        }
+    }
+
+    #[test]
+    fn an_idle_key_gives_interactive_work_the_whole_window_at_once() {
+        let b = budget();
+        let t = b.interval_us();
+        let mut s = GateState::default();
+        let now = 1_000_000_000;
+        // 60 requests of one page load arriving together: none waits.
+        for _ in 0..60 {
+            assert_eq!(reserve(&mut s, now, Priority::Interactive, &b), now);
+        }
+        // The 61st waits for the window to pass: its slot is the 61st.
+        assert_eq!(
+            reserve(&mut s, now, Priority::Interactive, &b),
+            now + 60 * t
+        );
+    }
+
+    #[test]
+    fn a_key_busy_for_the_last_window_has_no_burst() {
+        let b = budget();
+        let t = b.interval_us();
+        let mut s = GateState::default();
+        let start = 1_000_000_000;
+        // A minute of steady traffic at the full rate: every request at its slot.
+        let mut now = start;
+        for _ in 0..200 {
+            let at = reserve(&mut s, now, Priority::Interactive, &b);
+            now = at;
+        }
+        // Right after: one request at the next free slot, the rest queue one slot apart.
+        now += t;
+        let first = reserve(&mut s, now, Priority::Interactive, &b);
+        assert_eq!(first, now);
+        assert_eq!(reserve(&mut s, now, Priority::Interactive, &b), now + t);
+        assert_eq!(reserve(&mut s, now, Priority::Interactive, &b), now + 2 * t);
+    }
+
+    #[test]
+    fn the_burst_is_what_the_last_window_left_unused() {
+        let b = budget();
+        let t = b.interval_us();
+        let mut s = GateState::default();
+        let mut now = 1_000_000_000;
+        // 60 steady requests, then half a window of silence: about half the window is free.
+        for _ in 0..60 {
+            now = reserve(&mut s, now, Priority::Interactive, &b);
+        }
+        let idle_from = s.tat_us;
+        now = idle_from + 30 * t;
+        let mut immediate = 0;
+        loop {
+            let at = reserve(&mut s, now, Priority::Interactive, &b);
+            if at > now {
+                break;
+            }
+            immediate += 1;
+        }
+        assert_eq!(immediate, 31, "30 idle slots plus the one at `now`");
+    }
+
+    #[test]
+    fn background_work_never_bursts() {
+        let b = budget();
+        let mut s = GateState::default();
+        let now = 1_000_000_000;
+        assert_eq!(reserve(&mut s, now, Priority::Background, &b), now);
+        // A second background request at the same instant is told to wait, never sent at once.
+        assert!(!matches!(
+            decide(s, now, Priority::Background, &b),
+            Decision::Reserve { at_us, .. } if at_us == now
+        ));
+    }
+
+    #[test]
+    fn a_429_ends_the_burst() {
+        let b = budget();
+        let mut s = GateState::default();
+        let now = 1_000_000_000;
+        reserve(&mut s, now, Priority::Interactive, &b);
+        s = penalized(s, now, Duration::from_secs(5));
+        // Inside the pause nothing goes, burst or not.
+        let at = reserve(&mut s, now + 1, Priority::Interactive, &b);
+        assert!(at >= now + 5_000_000, "{at}");
+    }
+
+    /// A small deterministic generator, so a failing case can be replayed from its seed.
+    struct SplitMix(u64);
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// Random traffic against the pure rule: callers arriving in bursts, trickles and after
+    /// idle stretches, mixed priorities, 429 pauses. Each caller sends at the instant it is
+    /// given. No window of the budget's length ever holds more than the budget.
+    #[test]
+    fn no_rolling_window_ever_exceeds_the_budget() {
+        for seed in 0..300u64 {
+            let mut rng = SplitMix(seed);
+            let requests = [1u32, 2, 5, 10, 60][rng.below(5) as usize];
+            let b = RateBudget {
+                requests,
+                window: Duration::from_secs(60),
+                background_share: [0.5, 0.8, 1.0][rng.below(3) as usize],
+                safety: [1.0, 1.03][rng.below(2) as usize],
+            };
+            let t = b.interval_us();
+            let window = b.window_us();
+            let mut s = GateState::default();
+            let mut now: i64 = 1_700_000_000_000_000;
+            let mut sent = Vec::new();
+            for _ in 0..400 {
+                // Gaps: none (a burst of callers), a fraction of a slot, a few slots, or idle.
+                now += match rng.below(4) {
+                    0 => 0,
+                    1 => rng.below(t as u64) as i64,
+                    2 => rng.below(5 * t as u64) as i64,
+                    _ => rng.below(2 * window as u64) as i64,
+                };
+                if rng.below(40) == 0 {
+                    s = penalized(s, now, Duration::from_millis(rng.below(90_000)));
+                }
+                let p = if rng.below(10) < 7 {
+                    Priority::Interactive
+                } else {
+                    Priority::Background
+                };
+                loop {
+                    match decide(s, now, p, &b) {
+                        Decision::Reserve { at_us, next } => {
+                            assert!(at_us >= now, "seed {seed}: a slot in the past");
+                            s = next;
+                            sent.push(at_us);
+                            break;
+                        }
+                        // The caller comes back when told; time moves on for everyone.
+                        Decision::Wait { until_us } => now = now.max(until_us),
+                    }
+                }
+            }
+            let worst = max_in_window(&sent, window);
+            assert!(
+                worst <= requests as usize,
+                "seed {seed}: {worst} requests in one window of {requests}"
+            );
+            // With safety 1.0 the window is KeyCRM's own: the bound is exact there too.
+            if b.safety == 1.0 {
+                assert_eq!(window, b.window.as_micros() as i64);
+            }
+        }
+    }
+
+    #[test]
+    fn saturated_bursty_traffic_uses_the_whole_budget_and_no_more() {
+        // Callers always waiting: every window is full, never over-full.
+        let b = budget();
+        let mut s = GateState::default();
+        let mut now = 1_000_000_000;
+        let mut sent = Vec::new();
+        let mut rng = SplitMix(7);
+        for _ in 0..2_000 {
+            let at = reserve(&mut s, now, Priority::Interactive, &b);
+            sent.push(at);
+            // Sometimes the caller comes back only after its slot (a short idle spell).
+            now = at + rng.below(3 * b.interval_us() as u64) as i64 * i64::from(rng.below(8) == 0);
+        }
+        assert_eq!(max_in_window(&sent, b.window_us()), 60);
     }
 
     #[tokio::test]
@@ -502,18 +771,23 @@ mod tests {
     #[tokio::test]
     async fn local_gate_spaces_requests() {
         let gate = LocalRateGate::new(RateBudget {
-            requests: 100,
-            window: Duration::from_millis(500),
+            requests: 10,
+            window: Duration::from_millis(100),
             background_share: 1.0,
             safety: 1.0,
         });
         let start = std::time::Instant::now();
+        // An idle key: the whole window's 10 requests go at once (the burst)...
+        for _ in 0..10 {
+            let waited = gate.acquire("k", Priority::Interactive).await.unwrap();
+            assert!(waited < Duration::from_millis(5), "{waited:?}");
+        }
+        // ...and the next 11 at their slots, 10 ms apart from the end of the burst's window.
         for _ in 0..11 {
             gate.acquire("k", Priority::Interactive).await.unwrap();
         }
-        // 11 requests need 10 intervals of 5 ms.
         assert!(
-            start.elapsed() >= Duration::from_millis(49),
+            start.elapsed() >= Duration::from_millis(199),
             "{:?}",
             start.elapsed()
         );

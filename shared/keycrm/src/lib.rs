@@ -5,6 +5,7 @@ pub mod client;
 pub mod deadline;
 pub mod error;
 pub mod gate;
+pub mod observe;
 pub mod retry;
 pub mod secret;
 
@@ -18,5 +19,6 @@ pub use client::{
 };
 pub use error::KeycrmError;
 pub use gate::{GateError, LocalRateGate, Priority, RateBudget, RateGate, Slot, UnlimitedGate};
+pub use observe::{RequestObserver, RequestOutcome};
 pub use retry::RetryPolicy;
 pub use secret::ApiKey;

@@ -1,7 +1,9 @@
 //! One KeyCRM client per connection, built from the key in the secret store and sharing the
 //! per-key rate gate. Clients are cached per (connection, key) so a warm Lambda does not read
-//! the secret on every message, and a replaced key takes effect at once.
+//! the secret on every message, and a replaced key takes effect at once. Every client reports
+//! its requests to `metrics::KeycrmMeter`, so KeyCRM traffic is counted in one place.
 
+use crate::metrics::KeycrmMeter;
 use keycrm::{ApiKey, ClientConfig, KeycrmClient, KeycrmError, RateGate};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,8 +51,21 @@ impl KeycrmClients {
 
     /// A client for an API key that is not stored yet (validating a key on connect).
     pub fn for_key(&self, base_url: &str, key: ApiKey) -> Result<KeycrmClient, KeycrmError> {
+        self.build(base_url, key, KeycrmMeter::unattributed())
+    }
+
+    fn build(
+        &self,
+        base_url: &str,
+        key: ApiKey,
+        meter: KeycrmMeter,
+    ) -> Result<KeycrmClient, KeycrmError> {
         let mut cfg = self.template.clone();
         cfg.base_url = base_url.to_string();
+        // A template's own observer (tests) wins; otherwise the metrics meter.
+        if cfg.observer.is_none() {
+            cfg.observer = Some(Arc::new(meter));
+        }
         KeycrmClient::new(cfg, key, self.gate.clone())
     }
 
@@ -68,7 +83,11 @@ impl KeycrmClients {
             .get(&conn.secret_name)
             .await?
             .ok_or_else(|| ClientsError::MissingKey(conn.id.clone()))?;
-        let client = self.for_key(&conn.keycrm_base_url, key)?;
+        let client = self.build(
+            &conn.keycrm_base_url,
+            key,
+            KeycrmMeter::for_connection(&conn.id),
+        )?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(cache_key, (conn.key_fingerprint.clone(), client.clone()));
         }

@@ -1,10 +1,11 @@
-//! What every function's wiring shares: logging, configuration and per-connection KeyCRM
-//! clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
+//! What every function's wiring shares: logging, metrics, configuration and per-connection
+//! KeyCRM clients. Handlers receive these ready-made, so the same handler code runs on Lambda and in
 //! the local runner.
 
 pub mod aws;
 pub mod clients;
 pub mod config;
+pub mod metrics;
 pub mod platform;
 pub mod sqs_batch;
 pub mod telemetry;

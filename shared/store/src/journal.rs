@@ -19,6 +19,10 @@ pub enum Counter {
     StatusesPushed,
     WebhooksApplied,
     WebhooksIgnored,
+    /// KeyCRM requests sent for this connection, by any function (its key's budget spent).
+    KeycrmRequests,
+    /// 429 answers KeyCRM gave this connection's key.
+    KeycrmRateLimited,
 }
 
 impl Counter {
@@ -30,16 +34,20 @@ impl Counter {
             Counter::StatusesPushed => "statuses_pushed",
             Counter::WebhooksApplied => "webhooks_applied",
             Counter::WebhooksIgnored => "webhooks_ignored",
+            Counter::KeycrmRequests => "keycrm_requests",
+            Counter::KeycrmRateLimited => "keycrm_rate_limited",
         }
     }
 
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 8] = [
         Counter::OrdersPushed,
         Counter::OrdersFailed,
         Counter::OrdersSkipped,
         Counter::StatusesPushed,
         Counter::WebhooksApplied,
         Counter::WebhooksIgnored,
+        Counter::KeycrmRequests,
+        Counter::KeycrmRateLimited,
     ];
 }
 
@@ -83,6 +91,13 @@ pub struct ConnectionStatus {
 #[async_trait]
 pub trait StatusJournal: Send + Sync {
     async fn count(&self, conn: &str, counter: Counter, n: u64) -> Result<(), StoreError>;
+    /// Adds several counters at once (one write where the adapter can).
+    async fn count_many(&self, conn: &str, counts: &[(Counter, u64)]) -> Result<(), StoreError> {
+        for (c, n) in counts {
+            self.count(conn, *c, *n).await?;
+        }
+        Ok(())
+    }
     async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError>;
     async fn record_failure(&self, conn: &str, failure: &OrderFailure) -> Result<(), StoreError>;
     async fn clear_failure(&self, conn: &str, shop_order_id: &str) -> Result<(), StoreError>;
@@ -150,6 +165,31 @@ impl StatusJournal for DynamoTable {
             .update_expression("ADD #c :n")
             .expression_attribute_names("#c", counter.as_str())
             .expression_attribute_values(":n", dynamo::n(n))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    async fn count_many(&self, conn: &str, counts: &[(Counter, u64)]) -> Result<(), StoreError> {
+        let counts: Vec<&(Counter, u64)> = counts.iter().filter(|(_, n)| *n > 0).collect();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(dynamo::key(conn_pk(conn), STATUS)));
+        let mut parts = Vec::new();
+        for (i, (c, n)) in counts.iter().enumerate() {
+            parts.push(format!("#c{i} :n{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), c.as_str())
+                .expression_attribute_values(format!(":n{i}"), dynamo::n(n));
+        }
+        update
+            .update_expression(format!("ADD {}", parts.join(", ")))
             .send()
             .await
             .map_err(dynamo::sdk)?;

@@ -37,7 +37,7 @@ pub struct SyncJob {
     pub kind: SyncKind,
     #[serde(default)]
     pub dry_run: bool,
-    /// `schedule`, `merchant` or `resume`.
+    /// `schedule`, `merchant`, `operator` (`ops sync`) or `resume`.
     #[serde(default)]
     pub requested_by: String,
     /// Set by the admin API so the merchant can poll the run's report.

@@ -13,8 +13,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use jobs::RepushError;
 use mapping::{OrderSyncType, Settings};
-use order_push::RepushError;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -329,7 +329,7 @@ pub async fn repush_order(
         .await?
         .and_then(|e| e.last_error);
     // The same re-push order-push offers: reset the ledger entry, queue the stored event.
-    order_push::repush(
+    jobs::repush(
         api.ledger.as_ref(),
         api.order_queue.as_ref(),
         &conn.id,

@@ -1,5 +1,6 @@
-//! Helpers for hosting the sync outside Lambda: the local run, end-to-end tests and the
-//! benchmark drive runs with these instead of a queue and a schedule.
+//! Helpers for hosting the sync outside Lambda: the end-to-end tests and the benchmark drive
+//! runs with these instead of a queue and a schedule. Behind the `test-kit` feature: no
+//! function build carries them.
 
 use crate::engine::{Engine, JobOutcome, SyncError};
 use chrono::Utc;

@@ -14,6 +14,7 @@ pub mod engine;
 mod error;
 mod full;
 pub mod handler;
+#[cfg(any(test, feature = "test-kit"))]
 pub mod kit;
 pub mod lambda;
 mod prices;

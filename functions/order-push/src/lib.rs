@@ -10,6 +10,7 @@
 pub mod crm;
 pub mod dictionaries;
 pub mod lambda;
+#[cfg(any(test, feature = "test-kit"))]
 pub mod memory_crm;
 pub mod policy;
 mod process;

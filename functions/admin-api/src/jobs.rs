@@ -14,7 +14,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use jobs::RepushError;
-use mapping::{OrderSyncType, Settings};
+use mapping::Settings;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -225,11 +225,7 @@ pub async fn start_sync(
             ),
         ));
     }
-    let s = &conn.settings;
-    let enabled = match req.kind {
-        SyncKind::Full => s.sync_products || s.sync_categories,
-        SyncKind::Prices => s.sync_products,
-    };
+    let enabled = conn.settings.catalog_sync_enabled(req.kind.into());
     // A dry run only reports, so it may preview a sync before the merchant turns it on.
     if !enabled && !req.dry_run {
         let kind = req.kind.as_str();
@@ -451,7 +447,7 @@ pub async fn push_skipped(
     if !conn.active {
         return Err(ApiError::inactive());
     }
-    if conn.settings.order_sync == OrderSyncType::None {
+    if !conn.settings.order_sync_on() {
         return Err(ApiError::conflict(
             "order_sync_off",
             Msg::new(

@@ -129,7 +129,7 @@ impl StatusView {
         let count = |k: &str| s.counters.get(k).copied().unwrap_or(0);
         let message = if conn.active {
             let mut parts = Vec::new();
-            if conn.settings.sync_products || conn.settings.sync_categories {
+            if conn.settings.catalog_sync_on() {
                 parts.push("catalog sync on");
             } else {
                 parts.push("catalog sync off");

@@ -10,7 +10,7 @@ use crate::error::SyncError;
 use crate::report;
 use keycrm::KeycrmClient;
 use mapping::catalog::CategoryLink;
-use mapping::{CatalogSyncKind, Settings};
+use mapping::Settings;
 use shop::ShopCatalog;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -136,8 +136,5 @@ pub(crate) fn product_item(
 /// Whether the settings turn a sync of this kind on: `mapping`'s one rule, for the store's
 /// job kind (the fan-out asks it before queueing a job, the engine before running one).
 pub(crate) fn sync_enabled(s: &Settings, kind: SyncKind) -> bool {
-    s.catalog_sync_enabled(match kind {
-        SyncKind::Full => CatalogSyncKind::Full,
-        SyncKind::Prices => CatalogSyncKind::Prices,
-    })
+    s.catalog_sync_enabled(kind.into())
 }

@@ -636,8 +636,7 @@ impl OrderPush {
         conn: &Connection,
         progress: &Progress,
     ) -> Decision {
-        let sync = conn.settings.order_sync;
-        let target = match sync {
+        let target = match conn.settings.order_sync {
             OrderSyncType::Pipelines => Target::Card,
             _ => Target::Order,
         };
@@ -728,7 +727,7 @@ impl OrderPush {
             progress: progress.clone(),
         };
 
-        if !conn.active || sync == OrderSyncType::None {
+        if !conn.active || !conn.settings.order_sync_on() {
             let reason = if !conn.active {
                 "the connection is inactive"
             } else {
@@ -1153,7 +1152,7 @@ impl OrderPush {
         progress: &Progress,
     ) -> Decision {
         let order_id = &change.order_id;
-        if !conn.active || conn.settings.order_sync == OrderSyncType::None {
+        if !conn.active || !conn.settings.order_sync_on() {
             return skipped(
                 "inactive",
                 "the connection is inactive or its order sync is off",

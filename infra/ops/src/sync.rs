@@ -29,11 +29,7 @@ pub async fn start(
             conn.shop_id
         )));
     }
-    let s = &conn.settings;
-    let enabled = match kind {
-        SyncKind::Full => s.sync_products || s.sync_categories,
-        SyncKind::Prices => s.sync_products,
-    };
+    let enabled = conn.settings.catalog_sync_enabled(kind.into());
     if !enabled && !dry_run {
         return Err(OpsError::Failed(format!(
             "{} sync is turned off in shop {}'s settings; ask for --dry-run to preview it",

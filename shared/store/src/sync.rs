@@ -29,6 +29,17 @@ impl SyncKind {
     }
 }
 
+/// The kind as `mapping`'s "is this sync on" rule names it
+/// ([`mapping::Settings::catalog_sync_enabled`]).
+impl From<SyncKind> for mapping::CatalogSyncKind {
+    fn from(kind: SyncKind) -> Self {
+        match kind {
+            SyncKind::Full => mapping::CatalogSyncKind::Full,
+            SyncKind::Prices => mapping::CatalogSyncKind::Prices,
+        }
+    }
+}
+
 /// A request to sync one connection: the message on the sync-jobs queue, and the on-demand
 /// request from the admin API. JSON: `{"connection_id","kind","dry_run","requested_by","run_id"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,4 +136,27 @@ pub trait SyncStore: Send + Sync {
         connection_id: &str,
         limit: usize,
     ) -> Result<Vec<SyncRun>, StoreError>;
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::SyncKind;
+    use mapping::{CatalogSyncKind, Settings};
+
+    #[test]
+    fn a_job_kind_asks_the_rule_about_the_same_kind() {
+        assert_eq!(CatalogSyncKind::from(SyncKind::Full), CatalogSyncKind::Full);
+        assert_eq!(
+            CatalogSyncKind::from(SyncKind::Prices),
+            CatalogSyncKind::Prices
+        );
+        // Categories on, products off: a full run has work, a price run has none.
+        let s = Settings {
+            sync_products: false,
+            sync_categories: true,
+            ..Settings::default()
+        };
+        assert!(s.catalog_sync_enabled(SyncKind::Full.into()));
+        assert!(!s.catalog_sync_enabled(SyncKind::Prices.into()));
+    }
 }

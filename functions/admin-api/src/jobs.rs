@@ -19,7 +19,9 @@ use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
-use store::{Connection, LedgerEntry, StoreError, SyncJob, SyncKind, SyncRun};
+use store::{
+    Connection, LedgerEntry, RequestedBy, RunState, StoreError, SyncJob, SyncKind, SyncRun,
+};
 
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 100;
@@ -126,7 +128,7 @@ async fn enqueue_sync(
         connection_id: conn.id.clone(),
         kind,
         dry_run,
-        requested_by: "merchant".into(),
+        requested_by: RequestedBy::Merchant,
         run_id: Some(run_id.clone()),
     };
     let body = serde_json::to_string(&JobMessage {
@@ -146,13 +148,13 @@ async fn enqueue_sync(
         connection_id: conn.id.clone(),
         kind: Some(kind),
         dry_run,
-        state: "queued".into(),
+        state: RunState::Queued,
         started_at: Some(Utc::now()),
         ..SyncRun::default()
     };
     api.sync.put_run(&run).await?;
     if let Err(e) = api.sync_queue.send(Outgoing::new(body)).await {
-        run.state = "failed".into();
+        run.state = RunState::Failed;
         run.finished_at = Some(Utc::now());
         run.message = Some("the job could not be queued; nothing ran".into());
         if let Err(e) = api.sync.put_run(&run).await {
@@ -250,7 +252,7 @@ pub async fn start_sync(
             connection_id: conn.id,
             kind: req.kind,
             dry_run: req.dry_run,
-            state: "queued",
+            state: RunState::Queued.as_str(),
         }),
     ))
 }
@@ -364,7 +366,7 @@ pub async fn repush_order(
         StatusCode::ACCEPTED,
         Json(RepushAccepted {
             shop_order_id: order_id,
-            state: "queued",
+            state: RunState::Queued.as_str(),
             previous_error,
         }),
     ))

@@ -16,7 +16,10 @@ use mapping::Settings;
 use runtime::metrics::catalog::{SYNC_INVOCATION_TIME, SYNC_RUNS, SYNC_RUN_DURATION};
 use runtime::metrics::{count, observe};
 use std::time::Instant;
-use store::{Connection, StoreError, SyncJob, SyncKind, SyncLease, SyncRun, SyncSummary};
+use store::{
+    Connection, RequestedBy, RunState, StoreError, SyncJob, SyncKind, SyncLease, SyncRun,
+    SyncSummary,
+};
 
 /// One lease per connection, whatever the kind: a price run and a full run never overlap.
 /// (The store keys leases by kind; catalog-sync always takes the `full` slot.)
@@ -31,7 +34,7 @@ pub enum JobOutcome {
     /// The run ended: `completed`, `refused` (vanish guard) or `failed`.
     Finished {
         run_id: String,
-        state: String,
+        state: RunState,
     },
     /// Checkpointed; the resume schedule continues it.
     Paused {
@@ -55,12 +58,12 @@ pub struct Engine {
 /// `ops sync`): its report exists before it starts (state `queued`), it runs even when a
 /// scheduled run with the same id ran, and when it cannot start its report says why.
 fn on_demand(job: &SyncJob) -> bool {
-    matches!(job.requested_by.as_str(), "merchant" | "operator")
+    job.requested_by.on_demand()
 }
 
 /// Whether the run in progress already does what `job` asks (so the job adds nothing).
 fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
-    if job.requested_by == "resume" {
+    if job.requested_by == RequestedBy::Resume {
         return true;
     }
     if let Some(id) = &job.run_id {
@@ -147,7 +150,7 @@ impl Engine {
                 tracing::error!(connection = %conn.id, "unreadable sync checkpoint; the run is abandoned");
                 let mut run = lease.run.clone().unwrap_or_default();
                 if !run.run_id.is_empty() {
-                    run.state = "failed".into();
+                    run.state = RunState::Failed;
                     run.finished_at = Some(Utc::now());
                     run.message =
                         Some("the run's saved position could not be read; it was abandoned".into());
@@ -162,7 +165,7 @@ impl Engine {
         };
 
         let Some(cp) = resumed else {
-            if job.requested_by == "resume" {
+            if job.requested_by == RequestedBy::Resume {
                 // The run finished meanwhile (or the job was delivered twice): nothing to do.
                 self.deps.sync.finish(&lease).await?;
                 return Ok(JobOutcome::Skipped {
@@ -177,7 +180,7 @@ impl Engine {
             connection_id: conn.id.clone(),
             kind: Some(cp.kind),
             dry_run: cp.dry_run,
-            state: "running".into(),
+            state: RunState::Running,
             started_at: Some(Utc::now()),
             ..SyncRun::default()
         });
@@ -224,7 +227,7 @@ impl Engine {
                 connection_id: job.connection_id.clone(),
                 kind: Some(job.kind),
                 dry_run: job.dry_run,
-                state: "skipped".into(),
+                state: RunState::Skipped,
                 started_at: Some(now),
                 finished_at: Some(now),
                 message: Some(why.to_string()),
@@ -273,13 +276,13 @@ impl Engine {
             connection_id: conn.id.clone(),
             kind: Some(job.kind),
             dry_run: job.dry_run,
-            state: "running".into(),
+            state: RunState::Running,
             started_at: Some(now),
             ..SyncRun::default()
         };
         if let Some(why) = skip {
             self.deps.sync.finish(&lease).await?;
-            report.state = "skipped".into();
+            report.state = RunState::Skipped;
             report.finished_at = Some(now);
             report.message = Some(why.into());
             self.deps.sync.put_run(&report).await?;
@@ -307,7 +310,7 @@ impl Engine {
             SyncKind::Full => cp.settings.sync_products,
             // Unreadable journal: compare once more rather than not at all.
             SyncKind::Prices => {
-                job.requested_by == "merchant"
+                job.requested_by == RequestedBy::Merchant
                     || self
                         .deps
                         .journal
@@ -493,11 +496,10 @@ impl Engine {
             (p, c) => p.or(c),
         };
         run.report.state = if refused.is_some() {
-            "refused"
+            RunState::Refused
         } else {
-            "completed"
-        }
-        .into();
+            RunState::Completed
+        };
         run.report.message = refused;
         run.report.finished_at = Some(Utc::now());
         observe_duration(&run.report);
@@ -513,7 +515,7 @@ impl Engine {
         );
         Ok(JobOutcome::Finished {
             run_id: run.cp.run_id.clone(),
-            state: run.report.state.clone(),
+            state: run.report.state,
         })
     }
 
@@ -526,7 +528,7 @@ impl Engine {
         err: &SyncError,
     ) -> Result<JobOutcome, SyncError> {
         tracing::error!(connection = %conn.id, run = %cp.run_id, error = %err, "sync run failed");
-        report.state = "failed".into();
+        report.state = RunState::Failed;
         report.message = Some(err.to_string());
         report.finished_at = Some(Utc::now());
         observe_duration(&report);
@@ -539,7 +541,7 @@ impl Engine {
         self.finish(conn, &cp, &report, &lease).await?;
         Ok(JobOutcome::Finished {
             run_id: cp.run_id,
-            state: "failed".into(),
+            state: RunState::Failed,
         })
     }
 
@@ -559,7 +561,7 @@ impl Engine {
             let summary = SyncSummary {
                 run_id: report.run_id.clone(),
                 finished_at: report.finished_at,
-                complete: report.state == "completed",
+                complete: report.state == RunState::Completed,
                 counts: report.counts.clone(),
                 keycrm_requests: report.keycrm_requests,
                 message: report.message.clone(),
@@ -581,15 +583,21 @@ impl Engine {
 /// The `outcome` label of a job's end in `SyncRuns`.
 pub fn outcome_label(o: &JobOutcome) -> &'static str {
     match o {
-        JobOutcome::Finished { state, .. } => match state.as_str() {
-            "completed" => "completed",
-            "refused" => "refused",
-            _ => "failed",
-        },
+        JobOutcome::Finished { state, .. } => ended_label(*state),
         JobOutcome::Paused { .. } => "paused",
         JobOutcome::Busy => "busy",
         JobOutcome::Skipped { .. } => "skipped",
         JobOutcome::LeaseLost => "lease_lost",
+    }
+}
+
+/// How an ended run is labelled in the metrics (anything but a completion or a refusal is a
+/// failure).
+fn ended_label(state: RunState) -> &'static str {
+    match state {
+        RunState::Completed => "completed",
+        RunState::Refused => "refused",
+        _ => "failed",
     }
 }
 
@@ -601,11 +609,7 @@ fn observe_duration(report: &SyncRun) {
     let Ok(took) = (end - start).to_std() else {
         return;
     };
-    let label = match report.state.as_str() {
-        "completed" => "completed",
-        "refused" => "refused",
-        _ => "failed",
-    };
+    let label = ended_label(report.state);
     observe(&SYNC_RUN_DURATION, &[label], took);
 }
 

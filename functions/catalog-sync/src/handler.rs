@@ -81,7 +81,7 @@ impl Engine {
                         connection_id,
                         kind,
                         dry_run: false,
-                        requested_by: "resume".into(),
+                        requested_by: store::RequestedBy::Resume,
                         run_id: None,
                     });
                 }
@@ -118,7 +118,7 @@ impl Engine {
                             connection_id: c.id,
                             kind: sync_kind,
                             dry_run: false,
-                            requested_by: "schedule".into(),
+                            requested_by: store::RequestedBy::Schedule,
                             run_id: Some(run_id.clone()),
                         });
                     }

@@ -44,7 +44,7 @@ pub async fn start(
         connection_id: conn.id.clone(),
         kind,
         dry_run,
-        requested_by: "operator".into(),
+        requested_by: store::RequestedBy::Operator,
         run_id: Some(run_id.clone()),
     };
     let body = serde_json::to_string(&job)
@@ -56,7 +56,7 @@ pub async fn start(
             connection_id: conn.id.clone(),
             kind: Some(kind),
             dry_run,
-            state: "queued".into(),
+            state: store::RunState::Queued,
             started_at: Some(Utc::now()),
             message: Some("started by an operator".into()),
             ..SyncRun::default()

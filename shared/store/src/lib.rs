@@ -37,6 +37,8 @@ pub use links::{LinkStore, MemoryLinks, SeenSet};
 pub use reference_cache::ReferenceCache;
 pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
-pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
+pub use sync::{
+    ReportItem, RequestedBy, RunState, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore,
+};
 pub use sync_memory::MemorySync;
 pub use tokens::TokenKey;

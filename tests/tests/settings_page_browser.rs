@@ -17,6 +17,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use e2e_tests::emulator;
+use e2e_tests::logs::LogBuf;
 use e2e_tests::webdriver::{keys, Browser, BrowserOptions, Driver};
 use keycrm::{ClientConfig, RateBudget, RetryPolicy};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
@@ -30,7 +31,6 @@ use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
 use status_apply::{ConsumerOptions, StatusApplier};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,26 +50,6 @@ const WAIT: Duration = Duration::from_secs(20);
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------------------------ log capture
-
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
 
 /// Every log line of this test binary, at every level, from every crate.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
@@ -1271,9 +1251,12 @@ async fn every_block_is_saved_and_read_back() {
     b.wait_for("#block-sync", WAIT).await.unwrap();
     let k = keycrm_options(&h).await;
 
-    // Sync settings.
+    // Sync settings, with realtime stock (issue 13) in the same block.
     b.click("#sync-products").await.unwrap();
     b.click("#sync-categories").await.unwrap();
+    assert_eq!(value_of(&b, "#realtime-stock").await, false);
+    b.click("#realtime-stock").await.unwrap();
+    wait_text(&b, "#block-sync", "протягом хвилини").await;
     // Categories: a root found by searching; its children come with it.
     let cats = h.sim.catalog(KEY).categories;
     let root = cats
@@ -1378,6 +1361,7 @@ async fn every_block_is_saved_and_read_back() {
     let s = &conn["settings"];
     assert_eq!(s["sync_products"], true);
     assert_eq!(s["sync_categories"], true);
+    assert_eq!(s["realtime_stock"], true);
     assert_eq!(s["category_filter"], json!([root.id]));
     assert_eq!(
         (
@@ -1431,6 +1415,7 @@ async fn every_block_is_saved_and_read_back() {
     b.wait_for("#save", WAIT).await.unwrap();
     assert_eq!(value_of(&b, "#sync-products").await, true);
     assert_eq!(value_of(&b, "#sync-categories").await, true);
+    assert_eq!(value_of(&b, "#realtime-stock").await, true);
     assert_eq!(value_of(&b, &format!("#cat-{}", root.id)).await, true);
     assert_eq!(value_of(&b, "#match-key").await, "barcode");
     assert_eq!(value_of(&b, "#new-products").await, "publish");
@@ -1453,6 +1438,53 @@ async fn every_block_is_saved_and_read_back() {
         .as_str()
         .unwrap()
         .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)));
+
+    // The stock URL (issue 13): shown with the others, its own token, copyable, with the
+    // steps of KeyCRM's stock webhook form.
+    let stock_url = value_of(&b, "#hook-stock").await;
+    assert!(
+        stock_url
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{}/v1/webhooks/keycrm/", h.base)),
+        "{stock_url}"
+    );
+    assert_ne!(stock_url, value_of(&b, "#hook-orders").await);
+    let steps = wait_text(&b, "#block-webhook", "Залишки").await;
+    for needle in [
+        "Як налаштувати вебхук залишків",
+        "Додати вебхук",
+        "Склади",
+        "URL",
+    ] {
+        assert!(steps.contains(needle), "no «{needle}» in: {steps}");
+    }
+    b.set_permission("clipboard-read", "granted").await.unwrap();
+    b.set_permission("clipboard-write", "granted")
+        .await
+        .unwrap();
+    b.click("#hook-stock-copy").await.unwrap();
+    wait_text(&b, "#hook-stock-copied", "Скопійовано").await;
+    let clip = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.clipboard.readText().then(done, (e) => done('error: ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clip, stock_url);
+
+    // The switch back off: saved off, and shown off after a reload.
+    b.click("#realtime-stock").await.unwrap();
+    b.click("#save").await.unwrap();
+    b.wait_for("#block-connected", WAIT).await.unwrap();
+    let (_, conn) = h.api("GET", SHOP, "", None).await;
+    assert_eq!(conn["settings"]["realtime_stock"], false);
+    h.open(&b, SHOP).await;
+    b.click("#edit").await.unwrap();
+    b.wait_for("#save", WAIT).await.unwrap();
+    assert_eq!(value_of(&b, "#realtime-stock").await, false);
     h.finish(b).await;
 }
 

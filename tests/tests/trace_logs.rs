@@ -8,20 +8,23 @@
 //! SDK versions; this test turns the SDK's own redaction off, so only the connector's caps
 //! stand between a `CreateSecret` body and the log.
 //!
-//! One test per binary: it installs the process's global subscriber and sets process-wide
-//! variables before any other thread exists.
+//! One test per binary, so this file stays outside the shared `tests/tests/it` binary: it
+//! installs the process's global subscriber (the production set-up, on a multi-thread runtime
+//! whose workers a thread-scoped capture would not see) and sets process-wide variables that
+//! turn the SDK's redaction off before any other thread exists — in a shared binary they would
+//! race the other tests' threads and change what those tests log.
 
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use e2e_tests::emulator;
+use e2e_tests::logs::LogBuf;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig};
 use runtime::telemetry::{self, Format};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::MemoryShop;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{ConnectionStore, SecretStore, SecretsManager};
@@ -29,26 +32,6 @@ use tower::ServiceExt;
 
 const KEY_1: &str = "kc-trace-test-1-8e41c0d7b2a94f6e9d3c5b7a1f0e2d4c";
 const KEY_2: &str = "kc-trace-test-2-3b5d7f9a1c2e4f6a8b0d2c4e6f8a0b1c";
-
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
 
 async fn call(
     router: &axum::Router,

@@ -104,7 +104,7 @@ export function syncBlock(ctx) {
   if (typeof d.realtime_stock === 'boolean') {
     rs = toggle('realtime-stock', t('sync.realtime_stock'), d.realtime_stock, (v) => {
       d.realtime_stock = v;
-    });
+    }, t('sync.realtime_stock_hint'));
     ctx.controls.set('realtime_stock', rs.querySelector('input'));
   }
   return section('block-sync', t('sync.title'), sp, sc, rs);
@@ -415,15 +415,16 @@ function hookItem(ctx, kind, hook) {
   const input = h('input', {type: 'text', id, readOnly: true, value: url || hook.url_masked || '', class: 'url', spellcheck: 'false'});
   const copied = h('span', {class: 'msg', role: 'status', id: `${id}-copied`});
   const copy = h('button', {type: 'button', id: `${id}-copy`, disabled: !url, onclick: () => ctx.copy(url, input, copied)}, t('hook.copy'));
-  const steps = kind === 'stock'
-    ? [t('hook.step_stock')]
+  const stock = kind === 'stock';
+  const steps = stock
+    ? [t('hook.step_stock1'), t('hook.step_stock2'), t('hook.step_stock3'), t('hook.step_stock4')]
     : [t('hook.step1'), t(kind === 'cards' ? 'hook.step2_cards' : 'hook.step2_orders'),
       t('hook.step3', {source: sourceName(ctx)}), t('hook.step4')];
   return h('div', {class: 'hook', 'data-kind': kind},
     h('label', {for: id}, t(`hook.${kind}`)),
     h('div', {class: 'inline'}, input, copy, copied),
     url ? null : h('p', {class: 'hint warn'}, t('hook.hidden')),
-    h('details', {class: 'how'}, h('summary', {}, t('hook.how')), h('ol', {}, steps.map((s) => h('li', {}, s)))),
+    h('details', {class: 'how'}, h('summary', {}, t(stock ? 'hook.how_stock' : 'hook.how')), h('ol', {}, steps.map((s) => h('li', {}, s)))),
     h('button', {type: 'button', class: 'link', id: `${id}-rotate`, onclick: () => ctx.rotate(kind)}, t('hook.rotate')));
 }
 

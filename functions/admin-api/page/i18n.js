@@ -38,6 +38,7 @@ const uk = {
   'sync.products_hint': 'Повна синхронізація товарів — раз на день, цін — раз на 4 години.',
   'sync.categories': 'Синхронізувати категорії',
   'sync.realtime_stock': 'Оновлювати залишки одразу (вебхук залишків KeyCRM)',
+  'sync.realtime_stock_hint': 'Працює разом із синхронізацією товарів: наявність у магазині змінюється протягом хвилини після зміни залишку в KeyCRM. Посилання для KeyCRM — у блоці «Webhook».',
 
   'cats.title': 'Налаштування категорій',
   'cats.label': 'Виберіть категорії',
@@ -139,7 +140,11 @@ const uk = {
   'hook.step2_cards': 'Подія: «Зміна статусу картки»; у полі «Значення» виберіть усі статуси.',
   'hook.step3': 'Час виконання: «Відразу»; умова: «Джерело → Включає → {source}».',
   'hook.step4': '«Додати дію» → «Відправити Webhook»: вставте посилання в поле «Посилання на Webhook», «HTTP метод запиту»: POST. «Додати», потім «Зберегти».',
-  'hook.step_stock': 'Вставте посилання у вебхук залишків KeyCRM, метод POST.',
+  'hook.how_stock': 'Як налаштувати вебхук залишків у KeyCRM',
+  'hook.step_stock1': 'KeyCRM: «Налаштування → Товари → Залишки» (Settings → Products → Stocks) → «+ Додати вебхук» (+ Add webhook).',
+  'hook.step_stock2': 'Назва: будь-яка, наприклад «Інтернет-магазин»; URL: вставте це посилання.',
+  'hook.step_stock3': 'Склади: залиште порожнім, щоб рахувати всі склади (наявність у магазині — за їх сумою). Якщо вибрати лише деякі, зміни на інших дійдуть до магазину тільки з наступним оновленням цін.',
+  'hook.step_stock4': 'Збережіть вебхук. Тут увімкніть «Оновлювати залишки одразу» разом із синхронізацією товарів і натисніть «ЗБЕРЕГТИ».',
   'hook.your_source': 'ваше джерело',
 
   'check.title': 'Перевірка та синхронізація',
@@ -283,6 +288,7 @@ const en = {
   'sync.products_hint': 'Products are fully synced once a day, prices every 4 hours.',
   'sync.categories': 'Sync categories',
   'sync.realtime_stock': 'Update stock at once (KeyCRM stock webhook)',
+  'sync.realtime_stock_hint': 'Works together with product sync: the shop\'s availability follows a stock change in KeyCRM within a minute. The URL for KeyCRM is in the "Webhook" block.',
 
   'cats.title': 'Category settings',
   'cats.label': 'Choose categories',
@@ -383,7 +389,11 @@ const en = {
   'hook.step2_cards': 'Event: "Card status change"; in "Value" choose every status.',
   'hook.step3': 'Run: "Immediately"; condition: "Source → Includes → {source}".',
   'hook.step4': '"Add action" → "Send webhook": paste the URL into "Webhook URL", "HTTP request method": POST. "Add", then "Save".',
-  'hook.step_stock': 'Paste the URL into KeyCRM\'s stock webhook, method POST.',
+  'hook.how_stock': 'How to set up the stock webhook in KeyCRM',
+  'hook.step_stock1': 'KeyCRM: "Settings → Products → Stocks" → "+ Add webhook".',
+  'hook.step_stock2': 'Name: anything, e.g. "Online shop"; URL: paste this URL.',
+  'hook.step_stock3': 'Warehouses: leave empty to count every warehouse (the shop shows availability of their total). With only some chosen, changes in the others reach the shop only with the next price update.',
+  'hook.step_stock4': 'Save the webhook. Here, turn on "Update stock at once" together with product sync and press "SAVE".',
   'hook.your_source': 'your source',
 
   'check.title': 'Check and sync',

@@ -289,7 +289,7 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
     let (st, _) = h.call("DELETE", base, Some(&t), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     // The answer comes at once; the key goes last, in the background cleanup the DELETE
-    // queued (catalog-sync runs it; tests/tests/connection_delete.rs covers it end to end).
+    // queued (catalog-sync runs it; tests/tests/it/connection_delete.rs covers it end to end).
     assert!(h
         .secrets
         .get(&format!("test/keycrm/{conn_id}"))

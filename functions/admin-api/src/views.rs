@@ -15,11 +15,13 @@ use store::{
     WebhookKind,
 };
 
-/// KeyCRM trigger events each webhook URL is meant for.
+/// KeyCRM trigger events each webhook URL is meant for; `stock` is KeyCRM's stock webhook
+/// (Settings → Products → Stocks), not a trigger.
 pub fn trigger_event(kind: WebhookKind) -> &'static str {
     match kind {
         WebhookKind::Orders => "order.change_order_status",
         WebhookKind::Cards => "lead.change_lead_status",
+        WebhookKind::Stock => "stock",
     }
 }
 
@@ -45,6 +47,8 @@ pub struct WebhooksView {
     pub orders: Option<WebhookView>,
     /// Only while the order sync type is `pipelines`.
     pub cards: Option<WebhookView>,
+    /// KeyCRM's stock webhook (realtime stock): every connection has one.
+    pub stock: Option<WebhookView>,
 }
 
 impl WebhooksView {
@@ -69,6 +73,7 @@ impl WebhooksView {
         WebhooksView {
             orders: view(WebhookKind::Orders),
             cards: view(WebhookKind::Cards),
+            stock: view(WebhookKind::Stock),
         }
     }
 }

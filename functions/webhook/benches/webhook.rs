@@ -106,6 +106,7 @@ fn main() {
                 webhook_generations: store::WebhookGenerations {
                     orders: 1,
                     cards: 0,
+                    stock: 0,
                 },
                 account_epoch: 0,
                 account_switched_at: None,

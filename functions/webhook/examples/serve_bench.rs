@@ -52,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             webhook_generations: store::WebhookGenerations {
                 orders: 1,
                 cards: 0,
+                stock: 0,
             },
             account_epoch: 0,
             account_switched_at: None,

@@ -22,6 +22,15 @@ async fn run() -> Result<(), lambda_http::Error> {
     runtime::telemetry::init();
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;
+    let stock_queue_url = runtime::env_req("STOCK_QUEUE_URL")?;
+    let defaults = jobs::stock::FlushConfig::default();
+    let stock_config = jobs::stock::FlushConfig {
+        window: std::time::Duration::from_secs(runtime::config::env_parse(
+            "STOCK_WINDOW_SECS",
+            defaults.window.as_secs(),
+        )?),
+        ..defaults
+    };
     let token_key_arn = runtime::env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
     // One shared configuration load keeps the cold start short.
     // Timeouts that fit the function's 10 s (template.yaml).
@@ -33,13 +42,14 @@ async fn run() -> Result<(), lambda_http::Error> {
         aws_sdk_dynamodb::Client::new(&conf),
         table_name,
     ));
-    let queue = Arc::new(queue::SqsQueue::new(
-        aws_sdk_sqs::Client::new(&conf),
-        queue_url,
-    ));
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue = Arc::new(queue::SqsQueue::new(sqs.clone(), queue_url));
+    let flushes = Arc::new(queue::SqsQueue::new(sqs, stock_queue_url));
     // Read once per cold start: every URL token is checked against keys derived from it.
     let token_key = runtime::load_token_key(&conf, &token_key_arn).await?;
-    let receiver = Arc::new(Receiver::new(table.clone(), queue, table, token_key));
+    let stock = webhook::StockIntake::new(table.clone(), flushes, table.clone(), stock_config);
+    let receiver =
+        Arc::new(Receiver::new(table.clone(), queue, table, token_key).with_stock(stock));
     // One EMF flush per request (accepted / ignored / refused, by reason).
     let metrics = Emitter::new(Function::Webhook);
     lambda_http::run(runtime::metrics::http::layer(

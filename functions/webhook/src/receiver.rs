@@ -83,6 +83,8 @@ pub struct Receiver {
     /// What URL tokens derive from (`WEBHOOK_TOKEN_KEY_SECRET_ARN`).
     token_key: TokenKey,
     max_body: usize,
+    /// The stock URL's hand-off (realtime stock); see `stock.rs`.
+    stock: Option<crate::stock::StockIntake>,
 }
 
 impl Receiver {
@@ -98,6 +100,7 @@ impl Receiver {
             journal,
             token_key,
             max_body: MAX_BODY,
+            stock: None,
         }
     }
 
@@ -106,8 +109,24 @@ impl Receiver {
         self
     }
 
+    /// Enables the stock URL's hand-off.
+    pub fn with_stock(mut self, intake: crate::stock::StockIntake) -> Self {
+        self.stock = Some(intake);
+        self
+    }
+
+    pub(crate) fn stock(&self) -> Option<&crate::stock::StockIntake> {
+        self.stock.as_ref()
+    }
+
+    /// Largest body of the status URLs.
     pub fn max_body(&self) -> usize {
         self.max_body
+    }
+
+    /// Largest body any URL takes: what is refused before authentication.
+    pub fn max_body_any(&self) -> usize {
+        self.max_body.max(crate::stock::MAX_STOCK_BODY)
     }
 
     /// Finds the connection and which of its URLs the token belongs to. The connection is
@@ -179,7 +198,8 @@ impl Receiver {
             (WebhookKind::Orders, Event::OrderStatus) => Target::Order,
             (WebhookKind::Cards, Event::LeadStatus) => Target::Card,
             (_, Event::Other(_)) => return ignore("unhandled_event").await,
-            // An order trigger pointed at the cards URL or the reverse.
+            // An order trigger pointed at the cards URL or the reverse (stock URL deliveries
+            // never get here: the router hands them to `stock.rs`).
             _ => return ignore("event_on_wrong_url").await,
         };
         let Some(change) = delivery.change else {

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use runtime::metrics::catalog::WEBHOOKS_REFUSED;
 use runtime::metrics::count;
 use std::sync::Arc;
+use store::WebhookKind;
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
@@ -90,7 +91,7 @@ async fn handle(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > rx.max_body() as u64) {
+    if declared.is_some_and(|n| n > rx.max_body_any() as u64) {
         count(&WEBHOOKS_REFUSED, &["too_large"], 1);
         tracing::warn!(
             route = ROUTE,
@@ -99,7 +100,7 @@ async fn handle(
         );
         return Reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            PayloadError::TooLarge(rx.max_body()),
+            PayloadError::TooLarge(rx.max_body_any()),
         )
         .into_response();
     }
@@ -110,6 +111,14 @@ async fn handle(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"));
+    if kind == WebhookKind::Stock {
+        return crate::stock::handle(rx.stock(), &conn, content_type, body)
+            .await
+            .into_response();
+    }
+    if declared.is_some_and(|n| n > rx.max_body() as u64) {
+        return bad_body(&conn.id, PayloadError::TooLarge(rx.max_body()));
+    }
     if let Err(e) = payload::check_content_type(content_type) {
         return bad_body(&conn.id, e);
     }

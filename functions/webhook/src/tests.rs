@@ -77,6 +77,7 @@ async fn fixture(active: bool) -> Fixture {
             webhook_generations: WebhookGenerations {
                 orders: 1,
                 cards: 1,
+                stock: 0,
             },
             account_epoch: 0,
             account_switched_at: None,

@@ -46,13 +46,83 @@ pub(crate) struct Offer {
     pub barcode: Option<String>,
     pub price: i64,
     pub purchased_price: i64,
-    pub quantity: i64,
-    pub in_reserve: i64,
+    /// Balance per warehouse (rows only for warehouses the offer ever had stock in).
+    pub stock: Vec<Stock>,
     pub properties: Vec<Prop>,
     pub is_default: bool,
     pub is_archived: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// One warehouse's balance of an offer: on hand (reserved units included) and reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stock {
+    pub warehouse_id: i64,
+    pub quantity: i64,
+    pub reserve: i64,
+}
+
+/// The account's warehouses (KeyCRM has no endpoint listing them; ids come from its UI).
+pub(crate) const WAREHOUSES: &[(i64, &str)] =
+    &[(1, "Основний склад"), (2, "Склад Київ"), (3, "Склад Львів")];
+
+/// The warehouse seeded stock, `SetStock` and new products use.
+pub(crate) const MAIN_WAREHOUSE: i64 = 1;
+
+pub(crate) fn warehouse_name(id: i64) -> Option<&'static str> {
+    WAREHOUSES.iter().find(|w| w.0 == id).map(|w| w.1)
+}
+
+impl Offer {
+    /// On hand over all warehouses.
+    pub(crate) fn quantity(&self) -> i64 {
+        self.stock.iter().map(|s| s.quantity).sum()
+    }
+
+    /// Reserved over all warehouses.
+    pub(crate) fn reserve(&self) -> i64 {
+        self.stock.iter().map(|s| s.reserve).sum()
+    }
+
+    /// `(on hand, reserved)` summed over `warehouses` (empty = all), as a stock webhook
+    /// configured with those warehouses reports it.
+    pub(crate) fn stock_in(&self, warehouses: &[i64]) -> (i64, i64) {
+        self.stock
+            .iter()
+            .filter(|s| warehouses.is_empty() || warehouses.contains(&s.warehouse_id))
+            .fold((0, 0), |(q, r), s| (q + s.quantity, r + s.reserve))
+    }
+
+    pub(crate) fn stock_mut(&mut self, warehouse_id: i64) -> &mut Stock {
+        // Rows stay sorted by warehouse id.
+        let i = match self
+            .stock
+            .binary_search_by_key(&warehouse_id, |s| s.warehouse_id)
+        {
+            Ok(i) => i,
+            Err(i) => {
+                self.stock.insert(
+                    i,
+                    Stock {
+                        warehouse_id,
+                        quantity: 0,
+                        reserve: 0,
+                    },
+                );
+                i
+            }
+        };
+        &mut self.stock[i]
+    }
+
+    /// Sets the on-hand balance of one warehouse (an absolute value, like a stock movement
+    /// document); the reserve there never exceeds it.
+    pub(crate) fn set_quantity(&mut self, warehouse_id: i64, quantity: i64) {
+        let s = self.stock_mut(warehouse_id);
+        s.quantity = quantity;
+        s.reserve = s.reserve.min(quantity.max(0));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -116,13 +186,25 @@ pub struct OfferInfo {
     pub barcode: Option<String>,
     pub price: f64,
     pub purchased_price: f64,
+    /// Totals over warehouses.
     pub quantity: i64,
     pub in_reserve: i64,
+    /// The balance per warehouse.
+    #[serde(default)]
+    pub stocks: Vec<StockInfo>,
     pub properties: Vec<PropertyInfo>,
     pub is_default: bool,
     pub is_archived: bool,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// One warehouse's balance of an offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockInfo {
+    pub warehouse_id: i64,
+    pub quantity: i64,
+    pub reserve: i64,
 }
 
 /// The whole catalog of one account as plain structs, for test assertions.
@@ -217,7 +299,8 @@ pub enum CatalogMutation {
     Rename { product_id: i64, name: String },
     /// Moves a product to another category.
     MoveCategory { product_id: i64, category_id: i64 },
-    /// Sets an offer's stock quantity.
+    /// Sets an offer's on-hand quantity in the main warehouse (1), like a manual edit; fires
+    /// the stock webhooks.
     SetStock { offer_id: i64, quantity: i64 },
     /// Adds a category.
     AddCategory {
@@ -810,8 +893,7 @@ impl Catalog {
                     barcode,
                     price,
                     purchased_price: price * margin_pct / 100,
-                    quantity,
-                    in_reserve,
+                    stock: seed_stock(seed, oid, quantity, in_reserve),
                     properties: props,
                     is_default,
                     is_archived: archived,
@@ -900,6 +982,20 @@ impl Catalog {
         cat
     }
 
+    /// Stock of every offer whose balance is about to change, for the stock webhooks.
+    pub(crate) fn stock_of(&self, offer_ids: &[i64]) -> Vec<(i64, String, Vec<Stock>)> {
+        offer_ids
+            .iter()
+            .filter_map(|id| self.offer(*id))
+            .map(|o| (o.id, o.sku.clone(), o.stock.clone()))
+            .collect()
+    }
+
+    pub(crate) fn offer_mut(&mut self, id: i64) -> Option<&mut Offer> {
+        let i = self.offer_index(id)?;
+        Some(&mut self.offers[i])
+    }
+
     fn alloc_category_id(&mut self) -> i64 {
         let id = self.next_category_id;
         self.next_category_id += 1;
@@ -978,8 +1074,8 @@ impl Catalog {
 
     fn product_core(&self, p: &Product) -> Map<String, Value> {
         let offers = self.offers_of(p.id);
-        let quantity: i64 = offers.iter().map(|o| o.quantity).sum();
-        let reserve: i64 = offers.iter().map(|o| o.in_reserve).sum();
+        let quantity: i64 = offers.iter().map(Offer::quantity).sum();
+        let reserve: i64 = offers.iter().map(Offer::reserve).sum();
         let min = offers.iter().map(|o| o.price).min().unwrap_or(0);
         let max = offers.iter().map(|o| o.price).max().unwrap_or(0);
         let thumb = Self::thumbnail(p.id);
@@ -1067,8 +1163,8 @@ impl Catalog {
         m.insert("thumbnail_url".into(), Self::thumbnail(o.product_id).into());
         m.insert("price".into(), cents(o.price));
         m.insert("purchased_price".into(), cents(o.purchased_price));
-        m.insert("quantity".into(), o.quantity.into());
-        m.insert("in_reserve".into(), o.in_reserve.into());
+        m.insert("quantity".into(), o.quantity().into());
+        m.insert("in_reserve".into(), o.reserve().into());
         for k in ["weight", "length", "height", "width"] {
             m.insert(k.into(), Value::Null);
         }
@@ -1094,16 +1190,23 @@ impl Catalog {
             "sku": o.sku,
             "price": cents(o.price),
             "purchased_price": cents(o.purchased_price),
-            "quantity": o.quantity,
-            "reserve": o.in_reserve,
+            "quantity": o.quantity(),
+            "reserve": o.reserve(),
         });
         if details {
-            v["warehouse"] = json!([{
-                "id": 1,
-                "name": "Основний склад",
-                "quantity": o.quantity,
-                "reserve": o.in_reserve,
-            }]);
+            v["warehouse"] = Value::Array(
+                o.stock
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "id": s.warehouse_id,
+                            "name": warehouse_name(s.warehouse_id).unwrap_or("Склад"),
+                            "quantity": s.quantity,
+                            "reserve": s.reserve,
+                        })
+                    })
+                    .collect(),
+            );
         }
         v
     }
@@ -1143,8 +1246,8 @@ impl Catalog {
                     purchased_price: first.map(|o| cents_to_f64(o.purchased_price)),
                     min_price: cents_to_f64(offers.iter().map(|o| o.price).min().unwrap_or(0)),
                     max_price: cents_to_f64(offers.iter().map(|o| o.price).max().unwrap_or(0)),
-                    quantity: offers.iter().map(|o| o.quantity).sum(),
-                    in_reserve: offers.iter().map(|o| o.in_reserve).sum(),
+                    quantity: offers.iter().map(Offer::quantity).sum(),
+                    in_reserve: offers.iter().map(Offer::reserve).sum(),
                     thumbnail_url: Self::thumbnail(p.id),
                     created_at: iso(p.created_at),
                     updated_at: iso(p.updated_at),
@@ -1161,8 +1264,17 @@ impl Catalog {
                 barcode: o.barcode.clone(),
                 price: cents_to_f64(o.price),
                 purchased_price: cents_to_f64(o.purchased_price),
-                quantity: o.quantity,
-                in_reserve: o.in_reserve,
+                quantity: o.quantity(),
+                in_reserve: o.reserve(),
+                stocks: o
+                    .stock
+                    .iter()
+                    .map(|s| StockInfo {
+                        warehouse_id: s.warehouse_id,
+                        quantity: s.quantity,
+                        reserve: s.reserve,
+                    })
+                    .collect(),
                 properties: o
                     .properties
                     .iter()
@@ -1301,8 +1413,7 @@ impl Catalog {
                         barcode: barcode.clone(),
                         price: to_cents(*price),
                         purchased_price: to_cents(*price) * 55 / 100,
-                        quantity: *quantity,
-                        in_reserve: 0,
+                        stock: new_stock(*quantity),
                         properties: Vec::new(),
                         is_default: true,
                         is_archived: false,
@@ -1319,8 +1430,7 @@ impl Catalog {
                             barcode: v.barcode.clone(),
                             price: p,
                             purchased_price: p * 55 / 100,
-                            quantity: v.quantity,
-                            in_reserve: 0,
+                            stock: new_stock(v.quantity),
                             properties: v
                                 .properties
                                 .iter()
@@ -1380,8 +1490,7 @@ impl Catalog {
                     return 0;
                 };
                 let o = &mut self.offers[i];
-                o.quantity = *quantity;
-                o.in_reserve = o.in_reserve.min((*quantity).max(0));
+                o.set_quantity(MAIN_WAREHOUSE, *quantity);
                 o.updated_at = now;
                 1
             }
@@ -1413,6 +1522,43 @@ impl Catalog {
             }
         }
     }
+}
+
+/// A new offer's stock: everything in the main warehouse.
+fn new_stock(quantity: i64) -> Vec<Stock> {
+    vec![Stock {
+        warehouse_id: MAIN_WAREHOUSE,
+        quantity,
+        reserve: 0,
+    }]
+}
+
+/// Seeded stock: the generated balance lies in the main warehouse; about one offer in ten
+/// with a few units keeps part of it in a second warehouse (derived from its own dice, so the
+/// catalog's other seeded values do not move).
+fn seed_stock(seed: u64, offer_id: i64, quantity: i64, reserve: i64) -> Vec<Stock> {
+    let mut r = SplitMix64::derive(seed ^ 0x0057_00c4, offer_id as u64);
+    let movable = quantity - reserve;
+    if quantity >= 4 && movable >= 2 && r.chance(0.1) {
+        let k = r.range(1, movable / 2);
+        return vec![
+            Stock {
+                warehouse_id: MAIN_WAREHOUSE,
+                quantity: quantity - k,
+                reserve,
+            },
+            Stock {
+                warehouse_id: 2,
+                quantity: k,
+                reserve: 0,
+            },
+        ];
+    }
+    vec![Stock {
+        warehouse_id: MAIN_WAREHOUSE,
+        quantity,
+        reserve,
+    }]
 }
 
 pub(crate) fn render_props(props: &[Prop]) -> Value {

@@ -124,6 +124,18 @@ pub(crate) struct Order {
     pub shipping: Option<Shipping>,
     pub marketing: Option<Marketing>,
     pub custom_fields: Vec<(String, Value)>,
+    /// Units the order holds in the warehouses (reserved on creation, see `stock.rs`).
+    pub reserved: Vec<Reservation>,
+    /// Completed: its units left the warehouse.
+    pub written_off: bool,
+}
+
+/// Units of one offer an order holds in one warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    pub offer_id: i64,
+    pub warehouse_id: i64,
+    pub quantity: i64,
 }
 
 pub(crate) struct Totals {
@@ -755,6 +767,8 @@ impl Crm {
             shipping,
             marketing,
             custom_fields,
+            reserved: Vec::new(),
+            written_off: false,
         };
         self.orders.push(order);
         Ok(self.orders.len() - 1)
@@ -986,7 +1000,7 @@ impl Crm {
             "payments_total": dec(t.payments_total),
             "products_total": dec(t.products_total),
             "is_expired": false,
-            "has_reserves": false,
+            "has_reserves": !o.reserved.is_empty(),
         });
         if let Value::Object(b) = base {
             m = b;
@@ -1118,7 +1132,7 @@ impl Crm {
             "payments_total": dec(t.payments_total),
             "products_total": dec(t.products_total),
             "is_expired": false,
-            "has_reserves": false,
+            "has_reserves": !o.reserved.is_empty(),
         })
     }
 

@@ -20,6 +20,8 @@ pub enum SimError {
     UnknownCardStatus(i64),
     #[error("Leads are not enabled")]
     PipelinesDisabled,
+    #[error("unknown warehouse id {0}")]
+    UnknownWarehouse(i64),
 }
 
 impl SimError {
@@ -28,9 +30,9 @@ impl SimError {
             SimError::UnknownAccount(_)
             | SimError::OrderNotFound(_)
             | SimError::CardNotFound(_) => StatusCode::NOT_FOUND,
-            SimError::UnknownOrderStatus(_) | SimError::UnknownCardStatus(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            SimError::UnknownOrderStatus(_)
+            | SimError::UnknownCardStatus(_)
+            | SimError::UnknownWarehouse(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SimError::PipelinesDisabled => StatusCode::BAD_REQUEST,
         }
     }

@@ -26,6 +26,7 @@ mod query;
 mod rng;
 mod server;
 mod state;
+mod stock;
 mod time;
 mod util;
 mod webhook;
@@ -38,13 +39,14 @@ use serde::{Deserialize, Serialize};
 
 pub use catalog::{
     ean13_is_valid, CatalogMutation, CatalogSnapshot, CategoryInfo, NewVariant, OfferInfo,
-    ProductInfo, PropertyInfo,
+    ProductInfo, PropertyInfo, StockInfo,
 };
 pub use error::SimError;
+pub use stock::{StockWebhook, STOCK_EVENT};
 pub use webhook::WEBHOOK_EVENTS;
 
 use crate::crm::{CardInc, OrderInc};
-use crate::state::{lock, read, write, Account, FaultState, Shared};
+use crate::state::{lock, read, Account, FaultState, Shared};
 
 /// Simulator configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +117,7 @@ pub struct Faults {
 pub struct WebhookAttempt {
     pub event: String,
     pub url: String,
-    /// Order or card id.
+    /// Order or card id; for stock webhooks (`event` = `"stock"`), the first offer sent.
     pub entity_id: i64,
     /// 1-based attempt number (at most 3).
     pub attempt: u32,
@@ -290,14 +292,51 @@ impl SimHandle {
         server::change_card_status(&self.shared, api_key, card_id, status_id)
     }
 
-    /// Mutates the catalog of an account (unknown keys/ids are ignored).
+    /// Mutates the catalog of an account (unknown keys/ids are ignored). `SetStock` fires the
+    /// stock webhooks like a manual edit in KeyCRM.
     pub fn catalog_mutate(&self, api_key: &str, m: CatalogMutation) {
         if let Some(acc) = self.shared.account(api_key) {
-            let n = write(&acc.catalog).apply(&m, time::now());
+            let n = server::mutate_catalog(&self.shared, &acc, &m);
             if n == 0 {
                 tracing::warn!(?m, "catalog mutation matched nothing");
             }
         }
+    }
+
+    /// Replaces the account's stock webhooks (KeyCRM: Settings → Products → Stocks →
+    /// "+ Add webhook"). An empty list removes them all.
+    pub fn set_stock_webhooks(&self, api_key: &str, hooks: Vec<StockWebhook>) {
+        match self.shared.account(api_key) {
+            Some(acc) => *lock(&acc.stock_webhooks) = hooks,
+            None => tracing::warn!(api_key, "set_stock_webhooks: unknown api key"),
+        }
+    }
+
+    /// Sets absolute balances in one warehouse like `PUT /offers/stocks` (`(offer id,
+    /// quantity)` pairs; unknown offers are skipped) without spending the key's rate budget —
+    /// a merchant's other tools, or a receipt document — and fires the stock webhooks.
+    pub fn put_stocks(
+        &self,
+        api_key: &str,
+        warehouse_id: i64,
+        items: &[(i64, i64)],
+    ) -> Result<(), SimError> {
+        let acc = self
+            .shared
+            .account(api_key)
+            .ok_or_else(|| SimError::UnknownAccount(api_key.to_string()))?;
+        if catalog::warehouse_name(warehouse_id).is_none() {
+            return Err(SimError::UnknownWarehouse(warehouse_id));
+        }
+        let update = stock::StockUpdate {
+            warehouse_id,
+            items: items.to_vec(),
+        };
+        let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+        stock::with_stock_events(&self.shared, &acc, &ids, |cat| {
+            stock::apply_update(cat, &update, time::now())
+        });
+        Ok(())
     }
 
     /// The account's catalog as plain structs (empty for unknown keys).

@@ -20,6 +20,7 @@ use crate::error::{not_found_model, ApiError, SimError};
 use crate::input::body_object;
 use crate::query::ListQuery;
 use crate::state::{lock, read, write, Account, Hit, Shared};
+use crate::stock::{self, StockWebhook};
 use crate::time::now;
 use crate::webhook::{fire, WEBHOOK_EVENTS};
 use crate::Faults;
@@ -72,7 +73,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/v1/products/categories", get(categories))
         .route("/v1/products/{id}", get(get_product))
         .route("/v1/offers", get(list_offers))
-        .route("/v1/offers/stocks", get(stocks))
+        .route("/v1/offers/stocks", get(stocks).put(put_stocks))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sh), guard));
     let admin = Router::new()
         .route("/__sim/health", get(sim_health))
@@ -82,6 +83,10 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/__sim/orders", get(sim_orders))
         .route("/__sim/cards", get(sim_cards))
         .route("/__sim/webhooks", put(sim_webhooks))
+        .route(
+            "/__sim/stock-webhooks",
+            put(sim_stock_webhooks).get(sim_get_stock_webhooks),
+        )
         .route("/__sim/orders/{id}/status", post(sim_order_status))
         .route("/__sim/cards/{id}/status", post(sim_card_status))
         .route("/__sim/catalog", post(sim_catalog_mutate).get(sim_catalog));
@@ -649,6 +654,27 @@ async fn stocks(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery) -> 
     )
 }
 
+/// `PUT /offers/stocks`: absolute balances in one warehouse (a stock movement each), 202.
+async fn put_stocks(State(sh): Sh, Extension(acc): Acc, body: Bytes) -> ApiResult {
+    let body = body_object(&body);
+    let update = stock::parse_update(&body, &read(&acc.catalog)).map_err(ApiError::Validation)?;
+    let ids: Vec<i64> = update.items.iter().map(|i| i.0).collect();
+    stock::with_stock_events(&sh, &acc, &ids, |cat| {
+        stock::apply_update(cat, &update, now())
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": true}))).into_response())
+}
+
+/// A catalog mutation from the control API; a manual stock edit fires the stock webhooks.
+pub(crate) fn mutate_catalog(sh: &Arc<Shared>, acc: &Account, m: &CatalogMutation) -> usize {
+    match m {
+        CatalogMutation::SetStock { offer_id, .. } => {
+            stock::with_stock_events(sh, acc, &[*offer_id], |cat| cat.apply(m, now()))
+        }
+        _ => write(&acc.catalog).apply(m, now()),
+    }
+}
+
 // ---- orders ----------------------------------------------------------------------------------
 
 async fn list_orders(State(sh): Sh, Extension(acc): Acc, RawQuery(raw): RawQuery) -> ApiResult {
@@ -697,12 +723,22 @@ async fn get_order(
 
 async fn create_order(State(sh): Sh, Extension(acc): Acc, body: Bytes) -> ApiResult {
     let body = body_object(&body);
-    let v = {
+    let id = {
         let cat = read(&acc.catalog);
         let mut crm = lock(&acc.crm);
         let i = crm
             .create_order(&body, &cat, now())
             .map_err(ApiError::Validation)?;
+        crm.orders[i].id
+    };
+    // Creating an order reserves its lines (and fires the stock webhooks).
+    stock::on_order_created(&sh, &acc, id);
+    let v = {
+        let cat = read(&acc.catalog);
+        let crm = lock(&acc.crm);
+        let i = crm
+            .order_index(id)
+            .ok_or_else(|| not_found_model("Order", &id.to_string()))?;
         crm.render_order(&crm.orders[i], &OrderInc::create_response(), &cat)
     };
     hang_if_faulted(&sh).await;
@@ -734,6 +770,7 @@ async fn update_order(
         )
     };
     if changed.status {
+        stock::on_order_status(&sh, &acc, oid);
         fire(&sh, &acc, "order.change_order_status", oid, ctx.clone());
     }
     if changed.payment_status {
@@ -766,6 +803,7 @@ pub(crate) fn change_order_status(
         }
         crm.order_context(&crm.orders[i])
     };
+    stock::on_order_status(sh, &acc, order_id);
     fire(sh, &acc, "order.change_order_status", order_id, ctx);
     Ok(())
 }
@@ -937,6 +975,46 @@ async fn sim_webhooks(State(sh): Sh, body: Bytes) -> Response {
 }
 
 #[derive(Deserialize)]
+struct StockWebhooksBody {
+    api_key: Option<String>,
+    webhooks: Vec<StockWebhook>,
+}
+
+/// `PUT /__sim/stock-webhooks`: `{"api_key": .., "webhooks": [{"name", "url", "warehouses"}]}`
+/// replaces the account's stock webhooks (`[]` removes them).
+async fn sim_stock_webhooks(State(sh): Sh, body: Bytes) -> Response {
+    let b: StockWebhooksBody = match parse_json(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Some(w) = b
+        .webhooks
+        .iter()
+        .flat_map(|h| h.warehouses.iter())
+        .find(|w| crate::catalog::warehouse_name(**w).is_none())
+    {
+        return SimError::UnknownWarehouse(*w).into_response();
+    }
+    let acc = match account_for(&sh, b.api_key.as_deref()) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    *lock(&acc.stock_webhooks) = b.webhooks.clone();
+    Json(json!({"status": true, "api_key": acc.spec.api_key, "webhooks": b.webhooks}))
+        .into_response()
+}
+
+async fn sim_get_stock_webhooks(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
+    let key = key_from_query(raw.as_deref());
+    let acc = match account_for(&sh, key.as_deref()) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let hooks = lock(&acc.stock_webhooks).clone();
+    Json(json!({"api_key": acc.spec.api_key, "webhooks": hooks})).into_response()
+}
+
+#[derive(Deserialize)]
 struct StatusBody {
     api_key: Option<String>,
     status_id: i64,
@@ -997,7 +1075,7 @@ async fn sim_catalog_mutate(State(sh): Sh, RawQuery(raw): RawQuery, body: Bytes)
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let changed = write(&acc.catalog).apply(&m, now());
+    let changed = mutate_catalog(&sh, &acc, &m);
     Json(json!({"status": changed > 0, "changed": changed})).into_response()
 }
 

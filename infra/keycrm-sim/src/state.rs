@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::crm::Crm;
 use crate::rng::SplitMix64;
+use crate::stock::StockWebhook;
 use crate::{AccountSpec, Faults, SimStats, WebhookAttempt};
 
 /// Keeps only the most recent webhook attempts in [`SimStats::webhook_log`].
@@ -76,6 +77,8 @@ pub(crate) struct Account {
     pub limiter: Mutex<Window>,
     /// event → URL
     pub webhooks: Mutex<HashMap<String, String>>,
+    /// Stock webhooks (Settings → Products → Stocks).
+    pub stock_webhooks: Mutex<Vec<StockWebhook>>,
 }
 
 impl Account {
@@ -86,6 +89,7 @@ impl Account {
             crm: Mutex::new(Crm::default()),
             limiter: Mutex::new(Window::new()),
             webhooks: Mutex::new(HashMap::new()),
+            stock_webhooks: Mutex::new(Vec::new()),
         }
     }
 }

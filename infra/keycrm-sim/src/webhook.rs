@@ -33,7 +33,13 @@ pub(crate) fn fire(sh: &Arc<Shared>, acc: &Account, event: &str, entity_id: i64,
     });
 }
 
-async fn deliver(sh: Arc<Shared>, event: String, url: String, entity_id: i64, payload: Value) {
+pub(crate) async fn deliver(
+    sh: Arc<Shared>,
+    event: String,
+    url: String,
+    entity_id: i64,
+    payload: Value,
+) {
     for attempt in 1..=MAX_ATTEMPTS {
         let res = sh.http.post(&url).json(&payload).send().await;
         let (status, error) = match &res {

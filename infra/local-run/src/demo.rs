@@ -211,12 +211,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         order_queue: ports.order_queue.clone(),
         sync_queue: ports.sync_queue.clone(),
     };
-    let receiver = Arc::new(webhook::Receiver::new(
-        ports.connections.clone(),
-        ports.status_queue.clone(),
-        ports.journal.clone(),
-        token_key,
-    ));
+    // The coalescing window follows the demo's clock (10 s at real speed).
+    let stock_config = stock_apply::FlushConfig {
+        window: Duration::from_secs_f64((10.0 / args.speed.max(1.0)).max(0.2)),
+        ..stock_apply::FlushConfig::default()
+    };
+    let receiver = Arc::new(
+        webhook::Receiver::new(
+            ports.connections.clone(),
+            ports.status_queue.clone(),
+            ports.journal.clone(),
+            token_key,
+        )
+        .with_stock(webhook::StockIntake::new(
+            ports.stock.clone(),
+            ports.stock_queue.clone(),
+            ports.journal.clone(),
+            stock_config,
+        )),
+    );
     // Both routers answer their own 404s, so requests are dispatched by path prefix (as the
     // HTTP API's routes do in AWS) rather than merged.
     let webhook_router =
@@ -289,6 +302,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         emitter(Function::StatusApply),
         stop_rx.clone(),
     ));
+    let stock_applier = Arc::new(stock_apply::StockApplier::new(
+        stock_apply::Flusher::new(
+            ports.connections.clone(),
+            ports.stock.clone(),
+            ports.links.clone(),
+            shop_catalog.clone(),
+            Arc::new(stock_apply::KeycrmStock {
+                clients: clients.clone(),
+            }),
+            ports.journal.clone(),
+            ports.stock_queue.clone(),
+            stock_config,
+        ),
+        stock_apply::RetryPolicy::default(),
+    ));
+    tokio::spawn(workers::stock_consumer(
+        stock_applier,
+        ports.stock_queue.clone(),
+        ports.stock_dlq.clone(),
+        emitter(Function::StockApply),
+        stop_rx.clone(),
+    ));
     let engine = Arc::new(catalog_sync::Engine::new(
         catalog_sync::Deps {
             connections: ports.connections.clone(),
@@ -343,12 +378,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Some(json!({"version": conn["version"], "settings": settings})),
         )
         .await?;
+    let stock_url = saved["webhooks"]["stock"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if let Some(sim) = &keycrm.sim {
-        // What the merchant does in KeyCRM: a trigger "order status changed" → "Send webhook".
+        // What the merchant does in KeyCRM: a trigger "order status changed" → "Send webhook",
+        // and Settings → Products → Stocks → "+ Add webhook" with the stock URL.
         sim.set_webhook_url(
             &keycrm.api_key,
             "order.change_order_status",
             Some(webhook_url.clone()),
+        );
+        sim.set_stock_webhooks(
+            &keycrm.api_key,
+            vec![keycrm_sim::StockWebhook {
+                name: "shop".into(),
+                url: stock_url.clone(),
+                warehouses: Vec::new(),
+            }],
         );
     }
 
@@ -440,6 +488,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
 
+    // 5. An offer sells out in KeyCRM; the stock webhook brings it to the shop.
+    let sell_out = match &keycrm.sim {
+        Some(sim) => Some(
+            sell_out(
+                sim,
+                &keycrm.api_key,
+                &ports,
+                &demo_shop,
+                &args.shop_id,
+                &connection_id,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
     let status = page.call(reqwest::Method::GET, "/status", None).await?;
     let dead = [
         (
@@ -453,6 +517,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (
             "sync jobs",
             ports.sync_dlq.approximate_len().await.unwrap_or(0),
+        ),
+        (
+            "stock flushes",
+            ports.stock_dlq.approximate_len().await.unwrap_or(0),
         ),
     ];
     print_summary(
@@ -468,6 +536,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &public,
         &admin_token,
         &webhook_url,
+        &stock_url,
+        sell_out,
         started,
     );
     let dead: Vec<String> = dead.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -482,6 +552,65 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// Sells out one linked offer that the shop shows as available (a stock document in KeyCRM)
+/// and waits for the shop to follow. Returns the offer and how long it took.
+async fn sell_out(
+    sim: &SimHandle,
+    api_key: &str,
+    ports: &Ports,
+    shop: &MemoryShop,
+    shop_id: &str,
+    connection_id: &str,
+) -> anyhow::Result<(i64, Duration)> {
+    let catalog = sim.catalog(api_key);
+    let ids: Vec<i64> = catalog.offers.iter().map(|o| o.id).collect();
+    let linked = ports.links.products_of_offers(connection_id, &ids).await?;
+    let shop_variant = |offer: i64, product: i64| {
+        let links = ports.links.clone();
+        let shop_id = shop_id.to_string();
+        async move {
+            let link = links
+                .get_products(connection_id, &[product])
+                .await
+                .ok()?
+                .pop()?;
+            let v = link
+                .variants
+                .iter()
+                .find(|v| v.offer_id == offer)?
+                .shop_id
+                .clone();
+            shop.product(&shop_id, &link.shop_id)?
+                .variants
+                .into_iter()
+                .find(|x| x.id == v)
+                .map(|x| x.available)
+        }
+    };
+    let mut target = None;
+    for o in catalog
+        .offers
+        .iter()
+        .filter(|o| !o.is_archived && o.stocks.len() == 1 && o.quantity - o.in_reserve > 0)
+    {
+        if let Some(p) = linked.get(&o.id) {
+            if shop_variant(o.id, *p).await == Some(true) {
+                target = Some((o.id, *p));
+                break;
+            }
+        }
+    }
+    let (offer, product) = target.ok_or_else(|| anyhow!("no linked offer in stock to sell out"))?;
+    let t = Instant::now();
+    sim.put_stocks(api_key, 1, &[(offer, 0)])?;
+    wait_for(Duration::from_secs(60), || async {
+        (shop_variant(offer, product).await == Some(false)).then_some(())
+    })
+    .await
+    .context("the sold-out offer did not reach the shop within a minute")?;
+    Ok((offer, t.elapsed()))
 }
 
 /// The shop the summary offers for walking the settings page from an empty start.
@@ -634,6 +763,8 @@ fn print_summary(
     public: &str,
     admin_token: &str,
     webhook_url: &str,
+    stock_url: &str,
+    sell_out: Option<(i64, Duration)>,
     started: Instant,
 ) {
     let counts = &run["counts"];
@@ -687,13 +818,25 @@ fn print_summary(
             list.join(", ")
         );
     }
+    match sell_out {
+        Some((offer, took)) => println!(
+            "  Stock      offer {offer} sold out in KeyCRM -> unavailable in the shop after {:.1} s (stock webhook, realtime stock)",
+            took.as_secs_f64()
+        ),
+        None => println!("  Stock      change a stock in KeyCRM to see it reach the shop through the stock webhook"),
+    }
     println!(
-        "  Journal    orders pushed {}, failed {}, webhooks applied {}",
-        status["orders_pushed"], status["orders_failed"], status["webhooks_applied"]
+        "  Journal    orders pushed {}, failed {}, webhooks applied {}, stock signals {}, availability changes {}",
+        status["orders_pushed"],
+        status["orders_failed"],
+        status["webhooks_applied"],
+        status["counters"]["stock_signals"].as_u64().unwrap_or(0),
+        status["counters"]["stock_changed"].as_u64().unwrap_or(0)
     );
     println!("  Admin API  {public}/v1/shops/{}/connection", args.shop_id);
     println!("             Authorization: Bearer {admin_token}");
     println!("  Webhooks   order statuses: {webhook_url}");
+    println!("             stock: {stock_url}");
     println!(
         "  Settings   version {} saved (GET /connection shows them)",
         saved["version"]

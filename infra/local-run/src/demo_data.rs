@@ -156,6 +156,7 @@ pub fn settings_for(crm: &KeycrmReference) -> Settings {
     }
     Settings {
         sync_products: true,
+        realtime_stock: true,
         sync_categories: true,
         order_sync: OrderSyncType::Orders,
         source_id: crm

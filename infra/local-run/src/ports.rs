@@ -7,14 +7,15 @@ use queue::{MemoryQueue, Queue, Redrive, SqsQueue};
 use std::sync::Arc;
 use store::{
     ConnectionStore, DynamoRateGate, DynamoTable, LinkStore, MemoryConnections, MemoryJournal,
-    MemoryLedger, MemoryLinks, MemoryReferenceCache, MemorySecrets, MemorySync, OrderLedger,
-    ReferenceCache, SecretStore, SecretsManager, StatusJournal, SyncStore,
+    MemoryLedger, MemoryLinks, MemoryReferenceCache, MemorySecrets, MemoryStock, MemorySync,
+    OrderLedger, ReferenceCache, SecretStore, SecretsManager, StatusJournal, StockStore, SyncStore,
 };
 
 /// Receives before a message is redriven to its dead-letter queue (as in template.yaml).
 pub const ORDER_MAX_RECEIVES: u32 = 5;
 pub const STATUS_MAX_RECEIVES: u32 = 10;
 pub const SYNC_MAX_RECEIVES: u32 = 5;
+pub const STOCK_MAX_RECEIVES: u32 = 10;
 
 pub struct Ports {
     pub connections: Arc<dyn ConnectionStore>,
@@ -24,6 +25,7 @@ pub struct Ports {
     pub ledger: Arc<dyn OrderLedger>,
     pub sync: Arc<dyn SyncStore>,
     pub links: Arc<dyn LinkStore>,
+    pub stock: Arc<dyn StockStore>,
     pub gate: Arc<dyn RateGate>,
     pub order_queue: Arc<dyn Queue>,
     pub order_dlq: Arc<dyn Queue>,
@@ -31,6 +33,8 @@ pub struct Ports {
     pub status_dlq: Arc<dyn Queue>,
     pub sync_queue: Arc<dyn Queue>,
     pub sync_dlq: Arc<dyn Queue>,
+    pub stock_queue: Arc<dyn Queue>,
+    pub stock_dlq: Arc<dyn Queue>,
     /// What the summary says about where state lives.
     pub description: String,
 }
@@ -53,6 +57,7 @@ impl Ports {
         let (order_queue, order_dlq) = memory_pair("order-events", ORDER_MAX_RECEIVES);
         let (status_queue, status_dlq) = memory_pair("status-updates", STATUS_MAX_RECEIVES);
         let (sync_queue, sync_dlq) = memory_pair("sync-jobs", SYNC_MAX_RECEIVES);
+        let (stock_queue, stock_dlq) = memory_pair("stock-flushes", STOCK_MAX_RECEIVES);
         Ports {
             connections: Arc::new(MemoryConnections::default()),
             secrets: Arc::new(MemorySecrets::default()),
@@ -61,6 +66,7 @@ impl Ports {
             ledger: Arc::new(MemoryLedger::new()),
             sync: Arc::new(MemorySync::new()),
             links: Arc::new(MemoryLinks::default()),
+            stock: Arc::new(MemoryStock::new()),
             gate: Arc::new(LocalRateGate::new(budget)),
             order_queue,
             order_dlq,
@@ -68,6 +74,8 @@ impl Ports {
             status_dlq,
             sync_queue,
             sync_dlq,
+            stock_queue,
+            stock_dlq,
             description: "in-process store and queues".into(),
         }
     }
@@ -101,6 +109,9 @@ impl Ports {
         let (sync_queue, sync_dlq) = pair(format!("{prefix}-sync-jobs"), SYNC_MAX_RECEIVES)
             .await
             .context("creating the sync queue")?;
+        let (stock_queue, stock_dlq) = pair(format!("{prefix}-stock-flushes"), STOCK_MAX_RECEIVES)
+            .await
+            .context("creating the stock flush queue")?;
         let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
         Ok(Ports {
             connections: Arc::new(table.clone()),
@@ -110,6 +121,7 @@ impl Ports {
             ledger: Arc::new(table.clone()),
             sync: Arc::new(table.clone()),
             links: Arc::new(table.clone()),
+            stock: Arc::new(table.clone()),
             gate: Arc::new(DynamoRateGate::new(table.clone(), budget)),
             order_queue,
             order_dlq,
@@ -117,6 +129,8 @@ impl Ports {
             status_dlq,
             sync_queue,
             sync_dlq,
+            stock_queue,
+            stock_dlq,
             description: format!(
                 "DynamoDB table {} and SQS queues {prefix}-* at {endpoint}",
                 table.name

@@ -72,6 +72,36 @@ pub async fn status_consumer(
     }
 }
 
+/// The stock-apply consumer of flush messages (on Lambda: the SQS event source mapping), one
+/// metrics invocation per poll.
+pub async fn stock_consumer(
+    applier: Arc<stock_apply::StockApplier>,
+    queue: Arc<dyn Queue>,
+    dead_letter: Arc<dyn Queue>,
+    metrics: Emitter,
+    stop: watch::Receiver<bool>,
+) {
+    let shutdown = stopped(stop);
+    tokio::pin!(shutdown);
+    loop {
+        let poll = stock_apply::poll_once(
+            &applier,
+            &queue,
+            Some(dead_letter.clone()),
+            stock_apply::ConsumerOptions::default(),
+        );
+        tokio::select! {
+            _ = &mut shutdown => return,
+            res = metrics.run(poll) => {
+                if let Err(e) = res {
+                    tracing::warn!(queue = %queue.name(), error = %e, "receiving stock flush messages failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
 /// The catalog-sync consumer of sync jobs (on Lambda: SQS, batch size 1). Each job gets the
 /// same 15-minute budget a Lambda invocation would, and is one metrics invocation.
 pub async fn sync_consumer(

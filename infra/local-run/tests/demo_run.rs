@@ -35,7 +35,8 @@ fn the_demo_runs_and_reports_every_flow() {
         "6 of 6 pushed to KeyCRM",
         "order 10001 -> processing",
         "webhooks applied 4",
-        "Dead letters  orders 0, statuses 0, sync jobs 0",
+        "unavailable in the shop after",
+        "Dead letters  orders 0, statuses 0, sync jobs 0, stock flushes 0",
         // The settings page for the demo shop and for an empty one, token in the fragment.
         "/v1/shops/demo-shop/connection/page#token=",
         "/v1/shops/demo-shop-walkthrough/connection/page#token=",

@@ -66,6 +66,12 @@ pub struct TargetArgs {
     /// The sync-jobs dead-letter queue's URL (overrides the stage's).
     #[arg(long, env = "SYNC_DLQ_URL", global = true)]
     pub sync_dlq_url: Option<String>,
+    /// The stock flush queue's URL (overrides the stage's).
+    #[arg(long, env = "STOCK_QUEUE_URL", global = true)]
+    pub stock_queue_url: Option<String>,
+    /// The stock flush dead-letter queue's URL (overrides the stage's).
+    #[arg(long, env = "STOCK_DLQ_URL", global = true)]
+    pub stock_dlq_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -162,6 +168,8 @@ pub enum QueueArg {
     Statuses,
     /// Catalog sync jobs (catalog-sync).
     Sync,
+    /// Realtime stock flushes (stock-apply).
+    Stock,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,7 @@ fn queue_label(q: QueueArg) -> &'static str {
         QueueArg::Orders => "order events",
         QueueArg::Statuses => "status updates",
         QueueArg::Sync => "sync jobs",
+        QueueArg::Stock => "stock flushes",
     }
 }
 
@@ -99,7 +100,7 @@ async fn shop_connection(
     if queue == QueueArg::Orders {
         return Ok(None);
     }
-    // Status and sync jobs name the connection, not the shop.
+    // Status, sync and stock flush jobs name the connection, not the shop.
     let table = ops.table().await?;
     Ok(table.get_by_shop(shop).await?.map(|c| c.id))
 }

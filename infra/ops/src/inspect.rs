@@ -195,10 +195,7 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     // Whether each URL was issued; never a token or a hash of one.
     let issued = |kind: WebhookKind| {
         let generation = c.webhook_generations.get(kind);
-        let legacy = match kind {
-            WebhookKind::Orders => c.webhook_tokens.orders.is_some(),
-            WebhookKind::Cards => c.webhook_tokens.cards.is_some(),
-        };
+        let legacy = c.webhook_tokens.hash_for(kind).is_some();
         if legacy {
             "issued (legacy token)".to_string()
         } else if generation > 0 {
@@ -223,15 +220,16 @@ pub async fn connection(ops: &Ops, shop: &str) -> Result<Output, OpsError> {
     );
     let _ = writeln!(
         t,
-        "webhook URLs    orders {}, cards {}",
+        "webhook URLs    orders {}, cards {}, stock {}",
         issued(WebhookKind::Orders),
-        issued(WebhookKind::Cards)
+        issued(WebhookKind::Cards),
+        issued(WebhookKind::Stock)
     );
     let _ = writeln!(t, "order sync      {:?}", c.settings.order_sync);
     let _ = writeln!(
         t,
-        "catalog sync    products {}, categories {}",
-        c.settings.sync_products, c.settings.sync_categories
+        "catalog sync    products {}, categories {}, realtime stock {}",
+        c.settings.sync_products, c.settings.sync_categories, c.settings.realtime_stock
     );
     let _ = writeln!(t, "connected       {}", at(Some(c.created_at)));
     let _ = writeln!(

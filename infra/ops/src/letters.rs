@@ -43,7 +43,9 @@ fn ids(queue: QueueArg, original: &str) -> (Option<String>, Option<String>, Opti
             text(&v, "/order/id").or_else(|| text(&v, "/order_id")),
             None,
         ),
-        QueueArg::Statuses | QueueArg::Sync => (None, None, text(&v, "/connection_id")),
+        QueueArg::Statuses | QueueArg::Sync | QueueArg::Stock => {
+            (None, None, text(&v, "/connection_id"))
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub fn queue_logical_id(queue: QueueArg, dead_letters: bool) -> &'static str {
         (QueueArg::Statuses, true) => "StatusUpdatesDLQ",
         (QueueArg::Sync, false) => "SyncJobsQueue",
         (QueueArg::Sync, true) => "SyncJobsDLQ",
+        (QueueArg::Stock, false) => "StockFlushQueue",
+        (QueueArg::Stock, true) => "StockFlushDLQ",
     }
 }
 
@@ -46,6 +48,8 @@ pub fn queue_env(queue: QueueArg, dead_letters: bool) -> &'static str {
         (QueueArg::Statuses, true) => "STATUS_DLQ_URL",
         (QueueArg::Sync, false) => "SYNC_QUEUE_URL",
         (QueueArg::Sync, true) => "SYNC_DLQ_URL",
+        (QueueArg::Stock, false) => "STOCK_QUEUE_URL",
+        (QueueArg::Stock, true) => "STOCK_DLQ_URL",
     }
 }
 
@@ -186,6 +190,8 @@ impl Target {
             (QueueArg::Statuses, true) => &self.args.status_dlq_url,
             (QueueArg::Sync, false) => &self.args.sync_queue_url,
             (QueueArg::Sync, true) => &self.args.sync_dlq_url,
+            (QueueArg::Stock, false) => &self.args.stock_queue_url,
+            (QueueArg::Stock, true) => &self.args.stock_dlq_url,
         };
         let id = queue_logical_id(queue, dead_letters);
         let url = match given {

@@ -122,6 +122,8 @@ async fn stage() -> Stage {
         "StatusUpdatesDLQ",
         "SyncJobsQueue",
         "SyncJobsDLQ",
+        "StockFlushQueue",
+        "StockFlushDLQ",
     ] {
         let q = SqsQueue::create(&sqs, &format!("{stack}-{id}-Q1w2E3r4"), None)
             .await
@@ -179,6 +181,7 @@ impl Stage {
             webhook_generations: WebhookGenerations {
                 orders: 1,
                 cards: 0,
+                stock: 1,
             },
             account_epoch: 0,
             account_switched_at: None,
@@ -375,10 +378,11 @@ async fn connection_shows_its_health_and_never_a_key_or_token() {
     assert!(r.out.contains("stored"), "{}", r.out);
     assert!(
         r.out
-            .contains("orders issued (generation 1), cards issued (legacy token)"),
+            .contains("orders issued (generation 1), cards issued (legacy token), stock issued (generation 1)"),
         "{}",
         r.out
     );
+    assert!(r.out.contains("realtime stock false"), "{}", r.out);
     assert!(r.out.contains("the shop API is unavailable: 503"));
     assert!(r.out.contains(&c.key_mask));
     assert!(!r.out.contains(&key), "the key was printed");
@@ -674,6 +678,54 @@ async fn dlq_redrive_repushes_failed_orders_resends_the_rest_and_shows_progress(
     assert!(r.err.contains("redrive: 60 letters"), "{}", r.err);
     assert_eq!(s.drain("StatusUpdatesQueue").await.len(), 60);
     assert_eq!(s.visible("StatusUpdatesDLQ").await, 0);
+}
+
+#[tokio::test]
+async fn dlq_shows_and_redrives_realtime_stock_flushes() {
+    let s = stage().await;
+    let key = emulator::unique("stock-key");
+    let c = s
+        .connect("shop-k", &key, "http://127.0.0.1:9/v1", settings())
+        .await;
+    let job = json!({"v": 1, "connection_id": c.id, "window": "w1"}).to_string();
+    s.q("StockFlushDLQ")
+        .send(
+            DeadLetter::new(
+                "stock_flush",
+                "realtime stock: the flush failed after 10 attempt(s): the shop API is unavailable: 503",
+                "stock-flushes",
+                &job,
+            )
+            .to_outgoing(),
+        )
+        .await
+        .unwrap();
+
+    let r = s.run(&["dlq", "show", "stock", "--shop", "shop-k"]).await;
+    ok(&r);
+    assert!(
+        r.out.contains("1 dead letter(s) in the stock flushes DLQ"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains(&format!("connection {}", c.id)), "{}", r.out);
+    assert!(r.out.contains("the shop API is unavailable"), "{}", r.out);
+    assert!(r.out.contains("by kind: stock_flush 1"), "{}", r.out);
+
+    let r = s.run(&["dlq", "redrive", "stock", "--dry-run"]).await;
+    ok(&r);
+    assert!(r.out.contains("would send back"), "{}", r.out);
+    assert_eq!(s.visible("StockFlushDLQ").await, 1);
+
+    // Sent back as it was: stock-apply takes the connection's window (none is live) and
+    // flushes whatever is pending or was left in flight.
+    let r = s.run(&["dlq", "redrive", "stock"]).await;
+    ok(&r);
+    assert!(r.out.contains("sent back: 1"), "{}", r.out);
+    let sent = s.drain("StockFlushQueue").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, job);
+    assert_eq!(s.visible("StockFlushDLQ").await, 0);
 }
 
 #[tokio::test]

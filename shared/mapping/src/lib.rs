@@ -12,6 +12,7 @@ pub mod settings_problem;
 pub mod shop;
 pub mod source_key;
 pub mod status_map;
+pub mod stock;
 pub mod sync_enabled;
 
 #[cfg(test)]

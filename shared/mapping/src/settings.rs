@@ -110,6 +110,8 @@ pub struct DeliveryLink {
 #[serde(try_from = "SettingsWire")]
 pub struct Settings {
     pub sync_products: bool,
+    /// Realtime stock (KeyCRM's stock webhook); acted on only with `sync_products`.
+    pub realtime_stock: bool,
     pub sync_categories: bool,
     /// KeyCRM category ids to take products from (with their descendants); empty = all.
     pub category_filter: Vec<i64>,
@@ -139,6 +141,8 @@ pub struct Settings {
 struct SettingsWire {
     #[serde(default)]
     sync_products: bool,
+    #[serde(default)]
+    realtime_stock: bool,
     #[serde(default)]
     sync_categories: bool,
     #[serde(default)]
@@ -209,6 +213,7 @@ impl TryFrom<SettingsWire> for Settings {
             };
         Ok(Settings {
             sync_products: w.sync_products,
+            realtime_stock: w.realtime_stock,
             sync_categories: w.sync_categories,
             category_filter: w.category_filter,
             match_key: w.match_key,
@@ -236,6 +241,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             sync_products: false,
+            realtime_stock: false,
             sync_categories: false,
             category_filter: Vec::new(),
             match_key: MatchKey::default(),

@@ -114,6 +114,9 @@ pub struct WebhookGenerations {
     pub orders: u32,
     #[serde(default)]
     pub cards: u32,
+    /// KeyCRM's stock webhook (realtime stock).
+    #[serde(default)]
+    pub stock: u32,
 }
 
 impl WebhookGenerations {
@@ -121,6 +124,7 @@ impl WebhookGenerations {
         match kind {
             WebhookKind::Orders => self.orders,
             WebhookKind::Cards => self.cards,
+            WebhookKind::Stock => self.stock,
         }
     }
 
@@ -128,6 +132,7 @@ impl WebhookGenerations {
         match kind {
             WebhookKind::Orders => &mut self.orders,
             WebhookKind::Cards => &mut self.cards,
+            WebhookKind::Stock => &mut self.stock,
         }
     }
 }
@@ -138,15 +143,17 @@ impl WebhookGenerations {
 pub enum WebhookKind {
     Orders,
     Cards,
+    Stock,
 }
 
 impl WebhookKind {
-    pub const ALL: [WebhookKind; 2] = [WebhookKind::Orders, WebhookKind::Cards];
+    pub const ALL: [WebhookKind; 3] = [WebhookKind::Orders, WebhookKind::Cards, WebhookKind::Stock];
 
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookKind::Orders => "orders",
             WebhookKind::Cards => "cards",
+            WebhookKind::Stock => "stock",
         }
     }
 }
@@ -156,6 +163,8 @@ impl WebhookTokens {
         match kind {
             WebhookKind::Orders => self.orders.as_deref(),
             WebhookKind::Cards => self.cards.as_deref(),
+            // The stock URL came after derived tokens: it never had a stored hash.
+            WebhookKind::Stock => None,
         }
     }
 
@@ -163,16 +172,19 @@ impl WebhookTokens {
         match kind {
             WebhookKind::Orders => self.orders = None,
             WebhookKind::Cards => self.cards = None,
+            WebhookKind::Stock => {}
         }
     }
 }
 
 impl Connection {
-    /// Whether the connection has a URL of this kind now: orders always, cards while the
-    /// order sync type is pipelines.
+    /// Whether the connection has a URL of this kind now: orders and stock always (the stock
+    /// URL can be set up in KeyCRM before realtime stock is switched on; its deliveries are
+    /// acknowledged and ignored while it is off), cards while the order sync type is
+    /// pipelines.
     pub fn webhook_wanted(&self, kind: WebhookKind) -> bool {
         match kind {
-            WebhookKind::Orders => true,
+            WebhookKind::Orders | WebhookKind::Stock => true,
             WebhookKind::Cards => self.settings.order_sync == mapping::OrderSyncType::Pipelines,
         }
     }
@@ -834,7 +846,11 @@ pub(crate) mod tests {
     #[test]
     fn urls_are_issued_for_the_kinds_in_use_and_rotation_moves_on() {
         let mut c = connection("c1");
-        assert_eq!(c.issue_missing_webhooks(), vec![WebhookKind::Orders]);
+        // Every connection has an orders URL and a stock URL (realtime stock, issue 13).
+        assert_eq!(
+            c.issue_missing_webhooks(),
+            vec![WebhookKind::Orders, WebhookKind::Stock]
+        );
         assert_eq!(c.issue_missing_webhooks(), vec![], "once");
         assert!(c.webhook_credential(WebhookKind::Cards).is_none());
         c.settings.order_sync = mapping::OrderSyncType::Pipelines;
@@ -858,6 +874,14 @@ pub(crate) mod tests {
         );
         assert_eq!(c.links_scope(), "c1");
         assert_eq!(c.settings.keycrm_status_for("new"), Some(1));
+        // The stock URL never had a hash: it is issued by the next save or a rotation.
+        assert_eq!(c.webhook_credential(WebhookKind::Stock), None);
+        let mut c = c;
+        assert_eq!(c.issue_missing_webhooks(), vec![WebhookKind::Stock]);
+        assert!(matches!(
+            c.webhook_credential(WebhookKind::Orders),
+            Some(crate::tokens::Credential::Legacy(_))
+        ));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum Counter {
     StatusesPushed,
     WebhooksApplied,
     WebhooksIgnored,
+    /// Offers signalled by KeyCRM's stock webhook (accepted deliveries).
+    StockSignals,
+    /// Shop variants whose availability realtime stock changed.
+    StockChanged,
+    /// Signalled offers no link of this connection holds.
+    StockUnlinked,
     /// KeyCRM requests sent for this connection, by any function (its key's budget spent).
     KeycrmRequests,
     /// 429 answers KeyCRM gave this connection's key.
@@ -34,18 +40,24 @@ impl Counter {
             Counter::StatusesPushed => "statuses_pushed",
             Counter::WebhooksApplied => "webhooks_applied",
             Counter::WebhooksIgnored => "webhooks_ignored",
+            Counter::StockSignals => "stock_signals",
+            Counter::StockChanged => "stock_changed",
+            Counter::StockUnlinked => "stock_unlinked",
             Counter::KeycrmRequests => "keycrm_requests",
             Counter::KeycrmRateLimited => "keycrm_rate_limited",
         }
     }
 
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 11] = [
         Counter::OrdersPushed,
         Counter::OrdersFailed,
         Counter::OrdersSkipped,
         Counter::StatusesPushed,
         Counter::WebhooksApplied,
         Counter::WebhooksIgnored,
+        Counter::StockSignals,
+        Counter::StockChanged,
+        Counter::StockUnlinked,
         Counter::KeycrmRequests,
         Counter::KeycrmRateLimited,
     ];

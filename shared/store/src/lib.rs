@@ -12,10 +12,13 @@ pub mod ledger;
 mod ledger_dynamo;
 mod ledger_memory;
 pub mod links;
+mod offer_index;
 pub mod reference_cache;
 pub mod reference_cache_dynamo;
 mod reference_cache_memory;
 pub mod secrets;
+pub mod stock;
+mod stock_memory;
 pub mod sync;
 mod sync_dynamo;
 mod sync_memory;
@@ -37,6 +40,8 @@ pub use links::{LinkStore, MemoryLinks, SeenSet};
 pub use reference_cache::ReferenceCache;
 pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
+pub use stock::{StockStore, StockWindow};
+pub use stock_memory::MemoryStock;
 pub use sync::{
     ReportItem, RequestedBy, RunState, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore,
 };

@@ -9,7 +9,10 @@
 //! - `R#{shop product id}`: the reverse pointer (`keycrm_id`), to find who owns a shop product;
 //! - `C#{keycrm category id}`: a [`CategoryLink`];
 //! - `N#{keycrm product id}`: a staged [`CrmProduct`] of the run in progress;
-//! - `S#{run mark}#{seq}`: product and offer ids seen on one page of a run (TTL 3 days).
+//! - `S#{run mark}#{seq}`: product and offer ids seen on one page of a run (TTL 3 days);
+//! - `O#{keycrm offer id}`: the offer index (`p`: the KeyCRM product whose link holds the
+//!   offer), written with every link, so realtime stock finds a link from an offer id
+//!   (`offer_index.rs`).
 //!
 //! Deleting a connection deletes the whole partition.
 
@@ -84,6 +87,36 @@ pub trait LinkStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn seen(&self, conn: &str, mark: i64) -> Result<SeenSet, StoreError>;
     async fn clear_seen(&self, conn: &str, mark: i64) -> Result<(), StoreError>;
+
+    /// The KeyCRM product whose link holds each of `offers` (unlinked offers are absent).
+    /// This default reads every link; the adapters keep an offer index instead.
+    async fn products_of_offers(
+        &self,
+        conn: &str,
+        offers: &[i64],
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let wanted: HashSet<i64> = offers.iter().copied().collect();
+        let mut out = HashMap::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.products_page(conn, after, 1000).await?;
+            for l in page {
+                for v in l.variants.iter().filter(|v| wanted.contains(&v.offer_id)) {
+                    out.insert(v.offer_id, l.keycrm_id);
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Makes sure the offer index covers links written before it existed (idempotent; the
+    /// adapters without a stored index need nothing).
+    async fn index_offers(&self, _conn: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------------ DynamoDB
@@ -130,7 +163,10 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
 }
 
 /// BatchGetItem in chunks of 100 keys, retrying what DynamoDB leaves unprocessed.
-async fn batch_get(table: &DynamoTable, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+pub(crate) async fn batch_get(
+    table: &DynamoTable,
+    keys: Vec<Item>,
+) -> Result<Vec<Item>, StoreError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(100) {
         let mut pending = Some(
@@ -248,6 +284,7 @@ impl LinkStore for DynamoTable {
             r.insert("keycrm_id".into(), dynamo::n(keycrm_id));
             items.push(r);
         }
+        items.extend(crate::offer_index::items(&pk, last.values().copied()));
         crate::batch::put_items(self, items).await
     }
 
@@ -257,6 +294,9 @@ impl LinkStore for DynamoTable {
         for l in links {
             keys.insert(product_sk(l.keycrm_id), ());
             keys.insert(reverse_sk(&l.shop_id), ());
+            for sk in crate::offer_index::sort_keys(l) {
+                keys.insert(sk, ());
+            }
         }
         let keys = keys.into_keys().map(|sk| dynamo::key(&pk, sk)).collect();
         crate::batch::delete_keys(self, keys).await
@@ -449,6 +489,26 @@ impl LinkStore for DynamoTable {
         let keys = keys_with_prefix(self, &pk, &seen_prefix(mark)).await?;
         crate::batch::delete_keys(self, keys).await
     }
+
+    async fn products_of_offers(
+        &self,
+        conn: &str,
+        offers: &[i64],
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let pk = links_pk(conn);
+        let keys = dedup(offers)
+            .map(|id| dynamo::key(&pk, crate::offer_index::sort_key(id)))
+            .collect();
+        Ok(batch_get(self, keys)
+            .await?
+            .iter()
+            .filter_map(crate::offer_index::entry)
+            .collect())
+    }
+
+    async fn index_offers(&self, conn: &str) -> Result<(), StoreError> {
+        crate::offer_index::backfill(self, conn).await
+    }
 }
 
 fn dedup(ids: &[i64]) -> impl Iterator<Item = i64> {
@@ -468,6 +528,8 @@ struct ConnLinks {
     /// Kept as JSON, as the table keeps it: staged products are many on a first sync.
     staged: BTreeMap<i64, Vec<u8>>,
     seen: HashMap<i64, SeenSet>,
+    /// Offer id → KeyCRM product id (the offer index).
+    offers: HashMap<i64, i64>,
 }
 
 /// The in-memory adapter (unit tests, the local run, benchmarks).
@@ -544,6 +606,9 @@ impl LinkStore for MemoryLinks {
         self.with(conn, |c| {
             for l in links {
                 c.reverse.insert(l.shop_id.clone(), l.keycrm_id);
+                for v in &l.variants {
+                    c.offers.insert(v.offer_id, l.keycrm_id);
+                }
                 c.products.insert(l.keycrm_id, l.clone());
             }
         })
@@ -554,7 +619,25 @@ impl LinkStore for MemoryLinks {
             for l in links {
                 c.products.remove(&l.keycrm_id);
                 c.reverse.remove(&l.shop_id);
+                for v in &l.variants {
+                    if c.offers.get(&v.offer_id) == Some(&l.keycrm_id) {
+                        c.offers.remove(&v.offer_id);
+                    }
+                }
             }
+        })
+    }
+
+    async fn products_of_offers(
+        &self,
+        conn: &str,
+        offers: &[i64],
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        self.with(conn, |c| {
+            offers
+                .iter()
+                .filter_map(|o| c.offers.get(o).map(|p| (*o, *p)))
+                .collect()
         })
     }
 

@@ -1,5 +1,5 @@
 //! Every metric the connector emits: its name, unit and dimension sets. This list is the
-//! contract with `template.yaml` (dashboard and alarms); `tests/tests/template_consistency.rs`
+//! contract with `template.yaml` (dashboard and alarms); `tests/tests/it/template_consistency.rs`
 //! checks both sides against it, so a renamed metric cannot leave an alarm watching nothing.
 //!
 //! Dimensions are low-cardinality only: `function` always, plus a fixed label (`reason`,
@@ -18,15 +18,17 @@ pub enum Function {
     StatusApply,
     OrderPush,
     CatalogSync,
+    StockApply,
 }
 
 impl Function {
-    pub const ALL: [Function; 5] = [
+    pub const ALL: [Function; 6] = [
         Function::AdminApi,
         Function::Webhook,
         Function::StatusApply,
         Function::OrderPush,
         Function::CatalogSync,
+        Function::StockApply,
     ];
 
     /// The dimension value (the crate name under `functions/`).
@@ -37,6 +39,7 @@ impl Function {
             Function::StatusApply => "status-apply",
             Function::OrderPush => "order-push",
             Function::CatalogSync => "catalog-sync",
+            Function::StockApply => "stock-apply",
         }
     }
 }
@@ -148,7 +151,7 @@ pub const WEBHOOKS_IGNORED: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "status webhooks that changed nothing, by reason (webhook: inactive_connection, unhandled_event, event_on_wrong_url, unmapped_status; status-apply: unknown_order, duplicate, stale, ...)",
+    help: "status and stock webhooks that changed nothing, by reason (webhook: inactive_connection, unhandled_event, event_on_wrong_url, unmapped_status; stock URL: product_sync_off, realtime_stock_off, no_items; status-apply: unknown_order, duplicate, stale, ...)",
 };
 pub const WEBHOOKS_REFUSED: Metric = Metric {
     name: "WebhooksRefused",
@@ -162,7 +165,7 @@ pub const WEBHOOKS_UNAVAILABLE: Metric = Metric {
     unit: Unit::Count,
     labels: &["reason"],
     sets: BY_REASON,
-    help: "webhook calls answered 503 so KeyCRM retries (store_unavailable, queue_unavailable)",
+    help: "webhook calls answered 503 so KeyCRM retries (store_unavailable, queue_unavailable; not_configured: a receiver without the stock hand-off)",
 };
 pub const WEBHOOKS_APPLIED: Metric = Metric {
     name: "WebhooksApplied",
@@ -200,7 +203,35 @@ pub const STOCK_WRITES: Metric = Metric {
     unit: Unit::Count,
     labels: &[],
     sets: TOTAL,
-    help: "variant price and availability changes the shop accepted",
+    help: "variant price and availability changes the shop accepted (catalog-sync's price runs, stock-apply's realtime stock)",
+};
+pub const STOCK_WEBHOOKS_ACCEPTED: Metric = Metric {
+    name: "StockWebhooksAccepted",
+    unit: Unit::Count,
+    labels: &[],
+    sets: TOTAL,
+    help: "KeyCRM stock webhook deliveries validated and handed off (offers recorded as pending, a flush scheduled)",
+};
+pub const STOCK_SIGNALS: Metric = Metric {
+    name: "StockSignals",
+    unit: Unit::Count,
+    labels: &[],
+    sets: TOTAL,
+    help: "offers the accepted stock webhook deliveries signalled (distinct within a delivery)",
+};
+pub const STOCK_FLUSHES: Metric = Metric {
+    name: "StockFlushes",
+    unit: Unit::Count,
+    labels: &["outcome"],
+    sets: BY_OUTCOME,
+    help: "stock flush messages by how they ended (drained, out_of_time, lost_window, window_taken, realtime_stock_off, no_connection, retried, failed)",
+};
+pub const STOCK_OFFERS_IGNORED: Metric = Metric {
+    name: "StockOffersIgnored",
+    unit: Unit::Count,
+    labels: &["reason"],
+    sets: BY_REASON,
+    help: "signalled offers a flush read and did not write, by reason (unlinked: no link of the connection holds it; skipped: the catalog sync owns it for now; not_found: KeyCRM no longer lists it; refused: the shop refused the change)",
 };
 pub const SYNC_RUNS: Metric = Metric {
     name: "SyncRuns",
@@ -311,6 +342,10 @@ pub const ALL: &[&Metric] = &[
     &STATUS_UPDATES_FAILED,
     &CATALOG_WRITES,
     &STOCK_WRITES,
+    &STOCK_WEBHOOKS_ACCEPTED,
+    &STOCK_SIGNALS,
+    &STOCK_FLUSHES,
+    &STOCK_OFFERS_IGNORED,
     &SYNC_RUNS,
     &SYNC_RUN_DURATION,
     &SYNC_INVOCATION_TIME,

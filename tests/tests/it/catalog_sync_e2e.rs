@@ -1,9 +1,9 @@
 //! Catalog sync end to end: the KeyCRM simulator (HTTP), the demo shop over the platform HTTP
 //! contract, and every store on DynamoDB (moto). Each test builds its own world.
 
-use async_trait::async_trait;
 use catalog_sync::{kit, Config, Deps, Engine, JobMessage, JobOutcome, ScheduleKind};
 use e2e_tests::emulator;
+use e2e_tests::faults::{CatalogOp, HookedCatalog};
 use keycrm::{ApiKey, ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, CatalogMutation, CatalogSnapshot, SimConfig, SimHandle};
 use mapping::settings::{ExistingProductPolicy, MatchKey, MissingProductPolicy, NewProductPolicy};
@@ -12,11 +12,10 @@ use queue::{MemoryQueue, Queue};
 use runtime::KeycrmClients;
 use rust_decimal::Decimal;
 use shop::{
-    HttpShop, MemoryShop, ProductStateChange, ProductUpsert, ShopCatalog, ShopCategory, ShopError,
-    ShopProduct, ShopStats, ShopVariant, UpsertResult, VariantPriceChange,
+    HttpShop, MemoryShop, ProductUpsert, ShopCatalog, ShopCategory, ShopProduct, ShopStats,
+    ShopVariant,
 };
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
@@ -968,62 +967,6 @@ async fn an_unfinished_run_hides_nothing_and_the_vanish_guard_refuses_mass_hidin
     assert_eq!(count(&run, "hide"), many.len() as u64);
 }
 
-/// A shop that, after `after` product writes, commits one more and then never answers:
-/// the invocation dies mid-write, as a Lambda killed at its timeout would.
-struct Crashing {
-    inner: Arc<dyn ShopCatalog>,
-    after: u32,
-    calls: AtomicU32,
-    hung: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl ShopCatalog for Crashing {
-    async fn products_page(
-        &self,
-        s: &str,
-        c: Option<String>,
-        l: usize,
-    ) -> Result<(Vec<ShopProduct>, Option<String>), ShopError> {
-        self.inner.products_page(s, c, l).await
-    }
-    async fn upsert_products(
-        &self,
-        s: &str,
-        b: &[ProductUpsert],
-    ) -> Result<Vec<UpsertResult>, ShopError> {
-        let r = self.inner.upsert_products(s, b).await;
-        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.after {
-            self.hung.notify_one();
-            futures::future::pending::<()>().await;
-        }
-        r
-    }
-    async fn set_product_states(&self, s: &str, c: &[ProductStateChange]) -> Result<(), ShopError> {
-        self.inner.set_product_states(s, c).await
-    }
-    async fn set_variant_prices(&self, s: &str, c: &[VariantPriceChange]) -> Result<(), ShopError> {
-        self.inner.set_variant_prices(s, c).await
-    }
-    async fn categories(&self, s: &str) -> Result<Vec<ShopCategory>, ShopError> {
-        self.inner.categories(s).await
-    }
-    async fn set_category_states(
-        &self,
-        s: &str,
-        c: &[shop::CategoryStateChange],
-    ) -> Result<(), ShopError> {
-        self.inner.set_category_states(s, c).await
-    }
-    async fn upsert_categories(
-        &self,
-        s: &str,
-        b: &[shop::CategoryUpsert],
-    ) -> Result<Vec<(String, String)>, ShopError> {
-        self.inner.upsert_categories(s, b).await
-    }
-}
-
 #[tokio::test]
 async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
     let w = world(
@@ -1034,12 +977,21 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
         },
     )
     .await;
-    let crashing = Arc::new(Crashing {
-        inner: w.deps.shop.clone(),
-        after: 1,
-        calls: AtomicU32::new(0),
-        hung: tokio::sync::Notify::new(),
-    });
+    // A shop that, after 1 product write, commits one more and then never answers: the
+    // invocation dies mid-write, as a Lambda killed at its timeout would.
+    let hung = Arc::new(tokio::sync::Notify::new());
+    let on_hang = hung.clone();
+    let crashing = Arc::new(HookedCatalog::new(w.deps.shop.clone()).after(move |op, n| {
+        let hang = op == CatalogOp::UpsertProducts && n >= 1;
+        let on_hang = on_hang.clone();
+        async move {
+            if hang {
+                on_hang.notify_one();
+                futures::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }));
     let crash_engine = Engine::new(
         Deps {
             shop: crashing.clone(),
@@ -1063,7 +1015,7 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
             None,
             Instant::now() + Duration::from_secs(10),
         ) => panic!("the crashing invocation returned: {r:?}"),
-        _ = crashing.hung.notified() => {}
+        _ = hung.notified() => {}
     }
     let mid = w.products().len();
     assert_eq!(mid, 100, "two batches of 50 reached the shop");
@@ -1131,12 +1083,23 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
 async fn two_runs_of_one_connection_never_overlap() {
     let w = world(100, on()).await;
     // The first run is held inside its first shop write until the second has been tried.
-    let holding = Arc::new(Holding {
-        inner: w.deps.shop.clone(),
-        entered: tokio::sync::Notify::new(),
-        release: tokio::sync::Notify::new(),
-        held: std::sync::atomic::AtomicBool::new(false),
-    });
+    // A shop whose first category write waits for a signal (a run caught mid-way).
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (on_enter, on_release) = (entered.clone(), release.clone());
+    let holding = Arc::new(
+        HookedCatalog::new(w.deps.shop.clone()).before(move |op, n| {
+            let hold = op == CatalogOp::UpsertCategories && n == 0;
+            let (on_enter, on_release) = (on_enter.clone(), on_release.clone());
+            async move {
+                if hold {
+                    on_enter.notify_one();
+                    on_release.notified().await;
+                }
+                Ok(())
+            }
+        }),
+    );
     let held = Engine::new(
         Deps {
             shop: holding.clone(),
@@ -1157,12 +1120,12 @@ async fn two_runs_of_one_connection_never_overlap() {
     let (a, b) = tokio::join!(
         held.run_job(&job, None, Instant::now() + Duration::from_secs(60)),
         async {
-            holding.entered.notified().await;
+            entered.notified().await;
             let b = w
                 .engine
                 .run_job(&merchant, None, Instant::now() + Duration::from_secs(60))
                 .await;
-            holding.release.notify_one();
+            release.notify_one();
             b
         }
     );
@@ -1178,60 +1141,6 @@ async fn two_runs_of_one_connection_never_overlap() {
     assert!(skipped.message.unwrap().contains("in progress"));
     let runs = w.table.list_runs(CONN, 10).await.unwrap();
     assert_eq!(runs.iter().filter(|r| r.state == "completed").count(), 1);
-}
-
-/// A shop whose first category write waits for a signal (a run caught mid-way).
-struct Holding {
-    inner: Arc<dyn ShopCatalog>,
-    entered: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-    held: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl ShopCatalog for Holding {
-    async fn products_page(
-        &self,
-        s: &str,
-        c: Option<String>,
-        l: usize,
-    ) -> Result<(Vec<ShopProduct>, Option<String>), ShopError> {
-        self.inner.products_page(s, c, l).await
-    }
-    async fn upsert_products(
-        &self,
-        s: &str,
-        b: &[ProductUpsert],
-    ) -> Result<Vec<UpsertResult>, ShopError> {
-        self.inner.upsert_products(s, b).await
-    }
-    async fn set_product_states(&self, s: &str, c: &[ProductStateChange]) -> Result<(), ShopError> {
-        self.inner.set_product_states(s, c).await
-    }
-    async fn set_variant_prices(&self, s: &str, c: &[VariantPriceChange]) -> Result<(), ShopError> {
-        self.inner.set_variant_prices(s, c).await
-    }
-    async fn categories(&self, s: &str) -> Result<Vec<ShopCategory>, ShopError> {
-        self.inner.categories(s).await
-    }
-    async fn set_category_states(
-        &self,
-        s: &str,
-        c: &[shop::CategoryStateChange],
-    ) -> Result<(), ShopError> {
-        self.inner.set_category_states(s, c).await
-    }
-    async fn upsert_categories(
-        &self,
-        s: &str,
-        b: &[shop::CategoryUpsert],
-    ) -> Result<Vec<(String, String)>, ShopError> {
-        if !self.held.swap(true, Ordering::SeqCst) {
-            self.entered.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.upsert_categories(s, b).await
-    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //!   error saying what to create instead, in the merchant's language.
 
 use axum::http::StatusCode;
+use e2e_tests::api::assert_api_error;
 use e2e_tests::article::{next_second, token_of, world, World, SHOP};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -129,9 +130,12 @@ async fn every_keycrm_status_leads_to_a_shop_status_and_each_shop_status_to_one_
             Some("uk-UA,uk;q=0.9,en;q=0.5"),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        &[KEY],
     );
     assert_eq!(r.content_language.as_deref(), Some("uk"));
     let (field, code, message) = r.fields().remove(0);

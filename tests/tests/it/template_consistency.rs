@@ -817,8 +817,9 @@ const ADMIN_TOKEN_SECRET: &str = "AdminTokenSecret";
 const SHOP_TOKEN_SECRET: &str = "ShopApiTokenSecret";
 
 /// The internet-facing webhook function: a hand-written policy that reads a connection and
-/// bumps its counter, nothing more — no CRUD template, no Scan/Query/Put/Delete, no other
-/// partition or attribute, no platform secret, no KeyCRM key.
+/// bumps its counters (and records stock signals and their flush window), nothing more — no
+/// CRUD template, no Scan/Query/Put/Delete, no other partition or attribute, no platform
+/// secret, no KeyCRM key.
 #[test]
 fn the_webhook_function_has_a_hand_written_least_privilege_policy() {
     let template = load_template();
@@ -832,8 +833,12 @@ fn the_webhook_function_has_a_hand_written_least_privilege_policy() {
         for (k, v) in m {
             match k.as_str().unwrap_or_default() {
                 "Statement" => {}
+                // Status jobs, and (realtime stock) one delayed flush per window.
                 "SQSSendMessagePolicy" => {
-                    if refs(v) != ["StatusUpdatesQueue".to_owned()].into() {
+                    let r = refs(v);
+                    if r != ["StatusUpdatesQueue".to_owned()].into()
+                        && r != ["StockFlushQueue".to_owned()].into()
+                    {
                         problems.push(format!("sends to `{}`", describe(v)));
                     }
                 }
@@ -893,7 +898,18 @@ fn the_webhook_function_has_a_hand_written_least_privilege_policy() {
                 cond.and_then(|c| c.get("ForAllValues:StringEquals"))
                     .and_then(|c| c.get("dynamodb:Attributes")),
             );
-            let allowed = ["pk", "sk", "webhooks_ignored"];
+            // The ignored-webhooks counter; and for the stock URL (realtime stock, issue 13)
+            // the stock signals counter, the pending set (`ids`) and the flush window.
+            let allowed = [
+                "pk",
+                "sk",
+                "webhooks_ignored",
+                "stock_signals",
+                "ids",
+                "w",
+                "until",
+                "holder",
+            ];
             if attrs.is_empty() || attrs.iter().any(|a| !allowed.contains(&a.as_str())) {
                 problems.push(format!(
                     "UpdateItem must be limited (dynamodb:Attributes) to {allowed:?}, found {attrs:?}"
@@ -935,6 +951,7 @@ fn each_function_reads_only_the_platform_secret_it_uses() {
         ),
         ("CatalogSyncFunction", vec![SHOP_TOKEN_SECRET]),
         ("StatusApplyFunction", vec![SHOP_TOKEN_SECRET]),
+        ("StockApplyFunction", vec![SHOP_TOKEN_SECRET]),
         ("OrderPushFunction", vec![]),
         ("WebhookFunction", vec![]),
     ]

@@ -361,6 +361,42 @@ async fn simulator_conforms_to_openapi() {
     .await;
     ck.call(KEY, "GET", "/offers/stocks", "/offers/stocks", None, 200)
         .await;
+    // absolute balances per warehouse, by id and by SKU; then the per-warehouse breakdown
+    let stock_offer = offers[0]["id"].as_i64().expect("offer id");
+    let stock_sku = offers[1]["sku"].as_str().expect("sku").to_string();
+    ck.call(
+        KEY,
+        "PUT",
+        "/offers/stocks",
+        "/offers/stocks",
+        Some(json!({"warehouse_id": 2, "stocks": [{"id": stock_offer, "quantity": 3}, {"sku": stock_sku, "quantity": 1}]})),
+        202,
+    )
+    .await;
+    let two = ck
+        .call(
+            KEY,
+            "GET",
+            "/offers/stocks",
+            &format!("/offers/stocks?filter%5Boffers_id%5D={stock_offer}&filter%5Bdetails%5D=true"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(
+        two["data"][0]["warehouse"].as_array().map(Vec::len),
+        Some(2),
+        "{two}"
+    );
+    ck.call(
+        KEY,
+        "PUT",
+        "/offers/stocks",
+        "/offers/stocks",
+        Some(json!({"stocks": [{"quantity": -1}]})),
+        422,
+    )
+    .await;
     let catalog_sku = |with_barcode: bool| -> String {
         offers
             .iter()

@@ -1,31 +1,18 @@
 //! Connection store, secrets and the shared rate gate against the moto emulator.
 
 use chrono::Utc;
+use e2e_tests::connection::ConnectionBuilder;
 use e2e_tests::emulator;
 use keycrm::{ApiKey, Priority, RateBudget, RateGate};
-use mapping::Settings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{Connection, ConnectionStore, DynamoRateGate, SecretStore, StoreError, WebhookTokens};
+use store::{Connection, ConnectionStore, DynamoRateGate, SecretStore, StoreError};
 
 fn connection(id: &str, shop: &str) -> Connection {
-    Connection {
-        id: id.into(),
-        shop_id: shop.into(),
-        active: true,
-        keycrm_base_url: "http://127.0.0.1:1/v1".into(),
-        key_mask: "••••abcd".into(),
-        key_fingerprint: "f".into(),
-        secret_name: format!("shop-keycrm/test/keycrm/{id}"),
-        settings: Settings::default(),
-        webhook_tokens: WebhookTokens::default(),
-        webhook_generations: Default::default(),
-        account_epoch: 0,
-        account_switched_at: None,
-        version: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
+    ConnectionBuilder::new(id, shop)
+        .key_mask("••••abcd")
+        .fingerprint("f")
+        .build()
 }
 
 #[tokio::test]

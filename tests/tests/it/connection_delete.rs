@@ -5,12 +5,13 @@
 //! resumable steps, then the key, then the mark; repeating it changes nothing.
 
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use catalog_sync::{Config, Deps, Engine, JobOutcome, ScheduleKind};
 use chrono::Utc;
+use e2e_tests::api::assert_api_error;
 use e2e_tests::emulator;
+use e2e_tests::faults::{CatalogOp, HookedCatalog};
 use keycrm::{ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use mapping::catalog::{ProductLink, VariantLink};
@@ -18,10 +19,7 @@ use mapping::Settings;
 use queue::{Queue, SqsQueue};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
-use shop::{
-    CategoryStateChange, CategoryUpsert, MemoryShop, ProductStateChange, ProductUpsert,
-    ShopCatalog, ShopCategory, ShopError, ShopProduct, UpsertResult, VariantPriceChange,
-};
+use shop::{MemoryShop, ShopCatalog};
 use status_apply::{IgnoreReason, Outcome, RetryPolicy, StatusApplier, StatusJob};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -283,9 +281,12 @@ async fn delete_answers_at_once_and_the_cleanup_runs_in_the_background() {
 
     // 2. From now on it is gone for everyone.
     let (status, body) = e.call("GET", None).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_connected"))
+    assert_api_error(
+        status,
+        &body,
+        StatusCode::NOT_FOUND,
+        "not_connected",
+        &[KEY],
     );
     let (q, _) = emulator::queue(None).await;
     let receiver = webhook::Receiver::new(
@@ -408,76 +409,6 @@ async fn delete_answers_at_once_and_the_cleanup_runs_in_the_background() {
     assert!(matches!(again, JobOutcome::Skipped { .. }), "{again:?}");
 }
 
-/// A shop port that deletes the connection (as a merchant would, mid-sync) on the first write.
-struct DeletingShop {
-    inner: Arc<MemoryShop>,
-    table: DynamoTable,
-    connection_id: String,
-}
-
-impl DeletingShop {
-    async fn delete_now(&self) {
-        if let Some(c) = ConnectionStore::get(&self.table, &self.connection_id)
-            .await
-            .unwrap()
-        {
-            self.table.mark_deleting(&c).await.unwrap();
-        }
-    }
-}
-
-#[async_trait]
-impl ShopCatalog for DeletingShop {
-    async fn products_page(
-        &self,
-        shop_id: &str,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> Result<(Vec<ShopProduct>, Option<String>), ShopError> {
-        self.inner.products_page(shop_id, cursor, limit).await
-    }
-    async fn upsert_products(
-        &self,
-        shop_id: &str,
-        batch: &[ProductUpsert],
-    ) -> Result<Vec<UpsertResult>, ShopError> {
-        self.delete_now().await;
-        self.inner.upsert_products(shop_id, batch).await
-    }
-    async fn set_product_states(
-        &self,
-        shop_id: &str,
-        changes: &[ProductStateChange],
-    ) -> Result<(), ShopError> {
-        self.inner.set_product_states(shop_id, changes).await
-    }
-    async fn set_variant_prices(
-        &self,
-        shop_id: &str,
-        changes: &[VariantPriceChange],
-    ) -> Result<(), ShopError> {
-        self.inner.set_variant_prices(shop_id, changes).await
-    }
-    async fn categories(&self, shop_id: &str) -> Result<Vec<ShopCategory>, ShopError> {
-        self.inner.categories(shop_id).await
-    }
-    async fn upsert_categories(
-        &self,
-        shop_id: &str,
-        batch: &[CategoryUpsert],
-    ) -> Result<Vec<(String, String)>, ShopError> {
-        self.delete_now().await;
-        self.inner.upsert_categories(shop_id, batch).await
-    }
-    async fn set_category_states(
-        &self,
-        shop_id: &str,
-        changes: &[CategoryStateChange],
-    ) -> Result<(), ShopError> {
-        self.inner.set_category_states(shop_id, changes).await
-    }
-}
-
 /// A sync that is running when the connection is deleted stops at its next check and frees
 /// the lease, so the cleanup does not wait for it (and it writes nothing more).
 #[tokio::test]
@@ -500,11 +431,21 @@ async fn a_running_sync_stops_when_its_connection_is_deleted() {
         })
         .await
         .unwrap();
-    let shop = Arc::new(DeletingShop {
-        inner: e.shop.clone(),
-        table: e.table.clone(),
-        connection_id: id.clone(),
-    });
+    // A shop port that deletes the connection (as a merchant would, mid-sync) on the first
+    // write.
+    let (table, connection_id) = (e.table.clone(), id.clone());
+    let shop = Arc::new(HookedCatalog::new(e.shop.clone()).before(move |op, _| {
+        let write = matches!(op, CatalogOp::UpsertProducts | CatalogOp::UpsertCategories);
+        let (table, connection_id) = (table.clone(), connection_id.clone());
+        async move {
+            if write {
+                if let Some(c) = ConnectionStore::get(&table, &connection_id).await.unwrap() {
+                    table.mark_deleting(&c).await.unwrap();
+                }
+            }
+            Ok(())
+        }
+    }));
     let cfg = Config {
         deletion_check: Duration::ZERO,
         cleanup_grace: Duration::ZERO,

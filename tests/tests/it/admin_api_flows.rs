@@ -6,7 +6,9 @@
 use admin_api::{AdminApi, AdminConfig, TokenSigner};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use e2e_tests::api::assert_api_error;
 use e2e_tests::emulator;
+use e2e_tests::logs::LogCapture;
 use e2e_tests::openapi::OpenApi;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
@@ -15,8 +17,7 @@ use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{
     ConnectionStore, DynamoTable, LedgerState, OrderLedger, SecretStore, SecretsManager,
@@ -33,45 +34,12 @@ const ALL_KEYS: [&str; 4] = [KEY_A, KEY_B, KEY_NOPIPE, BAD_KEY];
 
 // ------------------------------------------------------------------------------ log capture
 
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
+// Every log line of the test, at every level and from every crate (SDKs, HTTP client,
+// simulator included): `Env` holds a capture scoped to the test's thread (`LogCapture`), so
+// the other tests of the binary neither add to it nor get their logging changed.
 
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
-
-/// Every log line of this test binary, at every level and from every crate (SDKs, HTTP
-/// client, simulator included).
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sub = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(LogBuf(buf.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("one global subscriber");
-        buf
-    })
-    .clone()
-}
-
-fn assert_no_key_in_logs() {
-    let text = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
+fn assert_no_key_in_logs(logs: &LogCapture) {
+    let text = logs.text();
     // The capture sees our lines and the SDK's request traces (where a secret would show).
     assert!(text.contains("admin_api"), "the log capture is not working");
     assert!(
@@ -86,6 +54,7 @@ fn assert_no_key_in_logs() {
 // ------------------------------------------------------------------------------ harness
 
 struct Env {
+    logs: LogCapture,
     router: axum::Router,
     signer: TokenSigner,
     sim: SimHandle,
@@ -146,7 +115,7 @@ fn shop_reference() -> ShopReference {
 }
 
 async fn env() -> Env {
-    logs();
+    let logs = LogCapture::trace();
     emulator::require();
     let sim = keycrm_sim::start(
         SimConfig {
@@ -232,6 +201,7 @@ async fn env() -> Env {
     )
     .expect("the admin API's OpenAPI file");
     Env {
+        logs,
         router: admin_api::router(api),
         signer,
         sim,
@@ -544,11 +514,14 @@ async fn a_bad_key_or_an_unreachable_keycrm_stores_nothing() {
     assert!(e.stored("shop-a").await.is_none());
     assert!(e.secret_names().await.is_empty(), "no secret was stored");
     let r = e.call("GET", "", "shop-a", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "not_connected")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "not_connected",
+        &ALL_KEYS,
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -666,7 +639,7 @@ async fn connect_show_and_replace_the_key() {
         keycrm::ApiKey::new(KEY_B).fingerprint()
     );
     assert_eq!(after.webhook_generations, conn.webhook_generations);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -690,7 +663,7 @@ async fn two_concurrent_connects_leave_one_connection_and_one_secret() {
         vec![conn.secret_name],
         "no orphaned secret"
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -806,7 +779,7 @@ async fn options_come_from_both_sides_and_are_cached() {
     assert_eq!(r.body["cached"], false);
     assert_eq!(r.body["keycrm"]["pipelines_enabled"], false);
     assert_eq!(r.body["keycrm"]["pipelines"], json!([]));
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -832,9 +805,12 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
             Some(json!({"version": 1, "settings": bad})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        &ALL_KEYS,
     );
     let fields = r.fields();
     for f in [
@@ -922,9 +898,12 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
             Some(json!({"version": 1, "settings": valid_settings(category)})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "version_conflict")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "version_conflict",
+        &ALL_KEYS,
     );
 
     // Switching to pipelines: lead fields and pipeline statuses are what count, and the
@@ -1018,7 +997,7 @@ async fn settings_are_checked_against_live_lists_and_never_half_saved() {
         None,
         "the withdrawn card URL opens nothing"
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1073,9 +1052,12 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "full"})))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "connection_inactive")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "connection_inactive",
+        &ALL_KEYS,
     );
     let r = e
         .call_with(
@@ -1087,9 +1069,12 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "connection_inactive")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "connection_inactive",
+        &ALL_KEYS,
     );
     assert_eq!(e.sync_q.approximate_len().await.unwrap(), 0);
     assert_eq!(e.order_q.approximate_len().await.unwrap(), 0);
@@ -1112,7 +1097,7 @@ async fn an_inactive_connection_says_so_and_starts_nothing() {
             vec!["enabled".to_string()]
         )
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1149,9 +1134,12 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
             Some(json!({"kind": "cards"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "cards_webhook_unused")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "cards_webhook_unused",
+        &ALL_KEYS,
     );
     let r = e
         .call(
@@ -1224,7 +1212,81 @@ async fn rotating_tokens_stops_the_old_url_at_once() {
     );
     assert_eq!(e.webhook_accepts(&id, &o3).await, None);
     assert_eq!(e.webhook_accepts(&id, &c3).await, None);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
+}
+
+#[tokio::test]
+async fn every_connection_has_a_stock_url_shown_with_the_others_and_rotatable() {
+    use store::WebhookKind::{Orders, Stock};
+    let e = env().await;
+    let r = e.connect("shop-a", KEY_A).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let orders = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    // KeyCRM's stock webhook URL: derived like the others, shown from the start (the
+    // merchant may set it up in KeyCRM before switching realtime stock on).
+    assert_eq!(r.body["webhooks"]["stock"]["event"], "stock");
+    assert_eq!(r.body["webhooks"]["stock"]["rotate_to_show"], false);
+    let stock = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_ne!(stock, orders);
+    assert_eq!(r.body["settings"]["realtime_stock"], false);
+    assert_eq!(e.webhook_accepts(&id, &stock).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders).await, Some(Orders));
+
+    // realtime stock on and off: the same URL, shown every time
+    let cat = e.call("GET", "/options", "shop-a", None).await.body["keycrm"]["categories"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let mut s = valid_settings(cat);
+    for (version, on) in [(1, true), (2, false)] {
+        s["realtime_stock"] = json!(on);
+        let r = e
+            .call(
+                "PUT",
+                "/settings",
+                "shop-a",
+                Some(json!({"version": version, "settings": s})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["settings"]["realtime_stock"], on);
+        assert_eq!(
+            token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap()),
+            stock
+        );
+    }
+    let view = e.call("GET", "", "shop-a", None).await;
+    assert_eq!(
+        token_of(view.body["webhooks"]["stock"]["url"].as_str().unwrap()),
+        stock
+    );
+
+    // rotating the stock URL alone, then everything in use
+    let r = e
+        .call(
+            "POST",
+            "/webhook-tokens/rotate",
+            "shop-a",
+            Some(json!({"kind": "stock"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stock2 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    assert_eq!(
+        token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap()),
+        orders,
+        "the orders URL is untouched"
+    );
+    assert_eq!(e.webhook_accepts(&id, &stock).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, Some(Stock));
+    let r = e
+        .call("POST", "/webhook-tokens/rotate", "shop-a", None)
+        .await;
+    let stock3 = token_of(r.body["webhooks"]["stock"]["url"].as_str().unwrap());
+    let orders3 = token_of(r.body["webhooks"]["orders"]["url"].as_str().unwrap());
+    assert_eq!(e.webhook_accepts(&id, &stock2).await, None);
+    assert_eq!(e.webhook_accepts(&id, &stock3).await, Some(Stock));
+    assert_eq!(e.webhook_accepts(&id, &orders3).await, Some(Orders));
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1257,7 +1319,7 @@ async fn delete_removes_the_key_settings_and_state() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // The answer comes at once: the connection is marked and its shop freed; the data, then
     // the key, go in the background (the cleanup job on the sync-jobs queue, run here as
-    // catalog-sync runs it). See tests/tests/connection_delete.rs for the whole lifecycle.
+    // catalog-sync runs it). See tests/tests/it/connection_delete.rs for the whole lifecycle.
     assert!(
         e.secrets.get(&conn.secret_name).await.unwrap().is_some(),
         "the key is deleted last, by the cleanup"
@@ -1317,16 +1379,19 @@ async fn delete_removes_the_key_settings_and_state() {
     let r = e.call("GET", "/status", "shop-a", None).await;
     assert_eq!(r.code(), "not_connected");
     let r = e.call("DELETE", "", "shop-a", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "not_connected")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "not_connected",
+        &ALL_KEYS,
     );
 
     // The shop can connect again: a new connection, new id, fresh state.
     let r = e.connect("shop-a", KEY_A).await;
     assert_ne!(r.body["id"], id.as_str());
     assert_eq!(r.body["status"]["orders_pushed"], 0);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1393,9 +1458,12 @@ async fn one_shop_can_never_touch_another_shops_connection() {
                 body.clone(),
             )
             .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::UNAUTHORIZED, "unauthorized")
+        assert_api_error(
+            r.status,
+            &r.body,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &ALL_KEYS,
         );
         let forged = TokenSigner::new("another-platform-key-0123456789abcdef")
             .unwrap()
@@ -1417,7 +1485,7 @@ async fn one_shop_can_never_touch_another_shops_connection() {
         KEY_B
     );
     assert_eq!(e.sync_q.approximate_len().await.unwrap(), 0);
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1446,9 +1514,12 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "full"})))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "sync_disabled")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "sync_disabled",
+        &ALL_KEYS,
     );
     let r = e
         .call(
@@ -1580,11 +1651,14 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
 
     // An id the connection never had.
     let r = get_run("not-a-run".into()).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "run_not_found")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+        &ALL_KEYS,
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }
 
 #[tokio::test]
@@ -1673,14 +1747,20 @@ async fn a_failed_order_can_be_pushed_again() {
     assert_eq!(entry.state, LedgerState::Pending, "claimable again");
 
     let r = repush("o-2").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "already_in_keycrm")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "already_in_keycrm",
+        &ALL_KEYS,
     );
     let r = repush("o-404").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "order_not_found")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::NOT_FOUND,
+        "order_not_found",
+        &ALL_KEYS,
     );
-    assert_no_key_in_logs();
+    assert_no_key_in_logs(&e.logs);
 }

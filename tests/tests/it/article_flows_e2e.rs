@@ -9,6 +9,7 @@
 //!   deleted in KeyCRM get the «Відсутні товари» policy under the vanish guard.
 
 use axum::http::StatusCode;
+use e2e_tests::api::assert_api_error;
 use e2e_tests::article::{world, World, SHOP};
 use keycrm_sim::CatalogMutation;
 use serde_json::{json, Value};
@@ -176,9 +177,12 @@ async fn a_dry_run_previews_proposed_settings_without_saving_them() {
                         "settings": {"sync_products": true, "category_filter": [987654]}})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        &[KEY],
     );
     assert_eq!(r.fields()[0].0, "category_filter[0]");
     assert!(w.take_sync_jobs().await.is_empty(), "nothing queued");
@@ -198,9 +202,12 @@ async fn orders_skipped_while_the_connection_was_off_are_pushed_once_on_request(
     let r = w.save(order_settings()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = w.call("POST", "/orders/push-skipped", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "connection_inactive")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "connection_inactive",
+        &[KEY],
     );
     w.place_order("K-4").await;
     w.drain_orders().await;
@@ -247,9 +254,12 @@ async fn orders_skipped_while_the_connection_was_off_are_pushed_once_on_request(
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = w.call("POST", "/orders/push-skipped", None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "order_sync_off")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "order_sync_off",
+        &[KEY],
     );
     w.place_order("K-5").await;
     w.drain_orders().await;

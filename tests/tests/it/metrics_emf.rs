@@ -9,6 +9,7 @@
 use axum::body::Body;
 use catalog_sync::{kit, Config, Deps, Engine, JobMessage, JobOutcome};
 use chrono::Utc;
+use e2e_tests::connection::ConnectionBuilder;
 use e2e_tests::emulator;
 use keycrm::{ApiKey, ClientConfig, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
@@ -26,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
     tokens, Connection, ConnectionStore, DynamoRateGate, MemorySecrets, OrderLedger, SecretStore,
-    StatusJournal, Target, WebhookTokens,
+    StatusJournal, Target,
 };
 use tower::ServiceExt;
 
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 const SCALE: f64 = 600.0;
 
 async fn simulator(key: &str, products: usize) -> SimHandle {
@@ -53,23 +54,11 @@ async fn simulator(key: &str, products: usize) -> SimHandle {
 }
 
 fn connection(id: &str, shop: &str, sim: &SimHandle, key: &str, settings: Settings) -> Connection {
-    Connection {
-        id: id.into(),
-        shop_id: shop.into(),
-        active: true,
-        keycrm_base_url: sim.base_url(),
-        key_mask: "••••".into(),
-        key_fingerprint: ApiKey::new(key).fingerprint(),
-        secret_name: format!("shop-keycrm/test/keycrm/{id}"),
-        settings,
-        webhook_tokens: WebhookTokens::default(),
-        webhook_generations: Default::default(),
-        account_epoch: 0,
-        account_switched_at: None,
-        version: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
+    ConnectionBuilder::new(id, shop)
+        .base_url(sim.base_url())
+        .key(key)
+        .settings(settings)
+        .build()
 }
 
 /// Every captured line is a valid EMF document of `function`; returns them.

@@ -6,6 +6,7 @@
 //!   account is refused until the merchant confirms a switch, which starts from a clean slate.
 
 use axum::http::StatusCode;
+use e2e_tests::api::assert_api_error;
 use e2e_tests::article::{logs, next_second, token_of, world, World, SHOP};
 use queue::Queue;
 use serde_json::{json, Value};
@@ -252,9 +253,12 @@ async fn another_accounts_key_is_refused_until_the_merchant_switches_to_a_clean_
     let r = w
         .call_lang("PUT", "", Some(json!({"api_key": KEY_B})), Some("uk"))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "account_mismatch")
+    assert_api_error(
+        r.status,
+        &r.body,
+        StatusCode::CONFLICT,
+        "account_mismatch",
+        &[KEY_A, KEY_B],
     );
     assert!(
         r.message().contains("інший обліковий запис KeyCRM")

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use e2e_tests::connection::ConnectionBuilder;
 use e2e_tests::emulator;
 use keycrm::{ClientConfig, LocalRateGate, RateBudget, RateGate};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
@@ -20,10 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
     Claim, Connection, ConnectionStore, DynamoRateGate, DynamoTable, LedgerEntry, LedgerState,
-    OrderLedger, SecretStore, SecretsManager, StatusJournal, StoreError, Target, WebhookTokens,
+    OrderLedger, SecretStore, SecretsManager, StatusJournal, StoreError, Target,
 };
 
-const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
+const CREATED: &str = include_str!("../../../contracts/order-events/examples/order.created.json");
 const TIME_SCALE: f64 = 60.0;
 const VIS: Duration = Duration::from_secs(30);
 
@@ -154,23 +155,12 @@ async fn env_with(
         .put(&secret_name, &keycrm::ApiKey::new(&key))
         .await
         .unwrap();
-    let conn = Connection {
-        id: emulator::unique("conn"),
-        shop_id: emulator::unique("shop"),
-        active: true,
-        keycrm_base_url: sim.base_url(),
-        key_mask: "••••".into(),
-        key_fingerprint: keycrm::ApiKey::new(&key).fingerprint(),
-        secret_name,
-        settings: settings(sync),
-        webhook_tokens: WebhookTokens::default(),
-        webhook_generations: Default::default(),
-        account_epoch: 0,
-        account_switched_at: None,
-        version: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    };
+    let conn = ConnectionBuilder::new(emulator::unique("conn"), emulator::unique("shop"))
+        .base_url(sim.base_url())
+        .key(&key)
+        .secret_name(secret_name)
+        .settings(settings(sync))
+        .build();
     ConnectionStore::create(&table, &conn).await.unwrap();
     let gate = gate.unwrap_or_else(|| {
         Arc::new(DynamoRateGate::new(

@@ -5,6 +5,7 @@
 
 use axum::routing::post;
 use axum::Router;
+use e2e_tests::connection::ConnectionBuilder;
 use e2e_tests::emulator;
 use keycrm::models::{CardContact, NewBuyer, NewCard, NewOrder, NewOrderProduct};
 use keycrm::{ApiKey, ClientConfig, KeycrmClient, UnlimitedGate};
@@ -21,8 +22,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{
-    tokens, Connection, ConnectionStore, DynamoTable, MemorySecrets, OrderLedger, SecretStore,
-    StatusJournal, Target, WebhookGenerations, WebhookKind, WebhookTokens,
+    tokens, ConnectionStore, DynamoTable, MemorySecrets, OrderLedger, SecretStore, StatusJournal,
+    Target, WebhookGenerations, WebhookKind,
 };
 use tokio::task::JoinHandle;
 
@@ -109,29 +110,20 @@ async fn harness(max_receives: u32) -> Harness {
     let conn_id = emulator::unique("conn");
     let orders_token = tokens::derive(&token_key, &conn_id, WebhookKind::Orders, 1);
     let cards_token = tokens::derive(&token_key, &conn_id, WebhookKind::Cards, 1);
-    let now = chrono::Utc::now();
     ConnectionStore::create(
         table.as_ref(),
-        &Connection {
-            id: conn_id.clone(),
-            shop_id: SHOP.into(),
-            active: true,
-            keycrm_base_url: sim.base_url(),
-            key_mask: "••••test".into(),
-            key_fingerprint: "fp".into(),
-            secret_name: SECRET.into(),
-            settings: settings(),
-            webhook_tokens: WebhookTokens::default(),
-            webhook_generations: WebhookGenerations {
+        &ConnectionBuilder::new(conn_id.clone(), SHOP)
+            .base_url(sim.base_url())
+            .key_mask("••••test")
+            .fingerprint("fp")
+            .secret_name(SECRET)
+            .settings(settings())
+            .webhook_generations(WebhookGenerations {
                 orders: 1,
                 cards: 1,
-            },
-            account_epoch: 0,
-            account_switched_at: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        },
+                stock: 0,
+            })
+            .build(),
     )
     .await
     .expect("connection stored");

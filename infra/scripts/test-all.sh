@@ -268,6 +268,16 @@ start_moto
 run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
 run_step "cargo clippy --workspace --all-targets --locked -- -D warnings" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
+# The pure domain must not grow I/O through its dependencies (README: "mapping ... no I/O").
+mapping_has_no_io_deps() {
+  local found
+  found="$(cargo tree -p mapping -e normal --locked --prefix none | grep -E '^(reqwest|tokio|rand|hyper|aws-[a-z-]+) ' | sort -u)"
+  if [ -n "${found}" ]; then
+    printf '    mapping depends on I/O crates:\n%s\n' "${found}" >&2
+    return 1
+  fi
+}
+run_step "cargo tree: mapping has no reqwest/tokio/rand/aws" mapping_has_no_io_deps
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 run_step "cargo test --workspace --locked --no-fail-fast $*" cargo test --workspace --locked --no-fail-fast "$@"
 

@@ -13,13 +13,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use mapping::{OrderSyncType, Settings};
-use order_push::RepushError;
+use jobs::RepushError;
+use mapping::Settings;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
-use store::{Connection, LedgerEntry, StoreError, SyncJob, SyncKind, SyncRun};
+use store::{
+    Connection, LedgerEntry, RequestedBy, RunState, StoreError, SyncJob, SyncKind, SyncRun,
+};
 
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 100;
@@ -126,7 +128,7 @@ async fn enqueue_sync(
         connection_id: conn.id.clone(),
         kind,
         dry_run,
-        requested_by: "merchant".into(),
+        requested_by: RequestedBy::Merchant,
         run_id: Some(run_id.clone()),
     };
     let body = serde_json::to_string(&JobMessage {
@@ -146,13 +148,13 @@ async fn enqueue_sync(
         connection_id: conn.id.clone(),
         kind: Some(kind),
         dry_run,
-        state: "queued".into(),
+        state: RunState::Queued,
         started_at: Some(Utc::now()),
         ..SyncRun::default()
     };
     api.sync.put_run(&run).await?;
     if let Err(e) = api.sync_queue.send(Outgoing::new(body)).await {
-        run.state = "failed".into();
+        run.state = RunState::Failed;
         run.finished_at = Some(Utc::now());
         run.message = Some("the job could not be queued; nothing ran".into());
         if let Err(e) = api.sync.put_run(&run).await {
@@ -225,11 +227,7 @@ pub async fn start_sync(
             ),
         ));
     }
-    let s = &conn.settings;
-    let enabled = match req.kind {
-        SyncKind::Full => s.sync_products || s.sync_categories,
-        SyncKind::Prices => s.sync_products,
-    };
+    let enabled = conn.settings.catalog_sync_enabled(req.kind.into());
     // A dry run only reports, so it may preview a sync before the merchant turns it on.
     if !enabled && !req.dry_run {
         let kind = req.kind.as_str();
@@ -254,7 +252,7 @@ pub async fn start_sync(
             connection_id: conn.id,
             kind: req.kind,
             dry_run: req.dry_run,
-            state: "queued",
+            state: RunState::Queued.as_str(),
         }),
     ))
 }
@@ -329,7 +327,7 @@ pub async fn repush_order(
         .await?
         .and_then(|e| e.last_error);
     // The same re-push order-push offers: reset the ledger entry, queue the stored event.
-    order_push::repush(
+    jobs::repush(
         api.ledger.as_ref(),
         api.order_queue.as_ref(),
         &conn.id,
@@ -368,7 +366,7 @@ pub async fn repush_order(
         StatusCode::ACCEPTED,
         Json(RepushAccepted {
             shop_order_id: order_id,
-            state: "queued",
+            state: RunState::Queued.as_str(),
             previous_error,
         }),
     ))
@@ -451,7 +449,7 @@ pub async fn push_skipped(
     if !conn.active {
         return Err(ApiError::inactive());
     }
-    if conn.settings.order_sync == OrderSyncType::None {
+    if !conn.settings.order_sync_on() {
         return Err(ApiError::conflict(
             "order_sync_off",
             Msg::new(

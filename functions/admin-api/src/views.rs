@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use store::journal::JournalError;
 use store::tokens::{self, Credential, TokenKey};
 use store::{
-    Connection, ConnectionStatus, OrderFailure, SyncKind, SyncRun, SyncSummary, WebhookKind,
+    Connection, ConnectionStatus, OrderFailure, RunState, SyncKind, SyncRun, SyncSummary,
+    WebhookKind,
 };
 
 /// KeyCRM trigger events each webhook URL is meant for; `stock` is KeyCRM's stock webhook
@@ -96,14 +97,14 @@ pub fn running_sync(runs: &[SyncRun]) -> Option<RunningSync> {
     runs.iter()
         .filter(|r| !r.dry_run)
         .find(|r| {
-            r.state == "running"
-                || (r.state == "queued" && r.started_at.is_none_or(|t| t > stale_before))
+            r.state == RunState::Running
+                || (r.state == RunState::Queued && r.started_at.is_none_or(|t| t > stale_before))
         })
         .map(|r| RunningSync {
             run_id: r.run_id.clone(),
             kind: r.kind,
             dry_run: r.dry_run,
-            state: r.state.clone(),
+            state: r.state.to_string(),
             started_at: r.started_at,
         })
 }
@@ -134,7 +135,7 @@ impl StatusView {
         let count = |k: &str| s.counters.get(k).copied().unwrap_or(0);
         let message = if conn.active {
             let mut parts = Vec::new();
-            if conn.settings.sync_products || conn.settings.sync_categories {
+            if conn.settings.catalog_sync_on() {
                 parts.push("catalog sync on");
             } else {
                 parts.push("catalog sync off");
@@ -355,7 +356,7 @@ mod tests {
     fn run(id: &str, state: &str, dry_run: bool, minutes_ago: i64) -> SyncRun {
         SyncRun {
             run_id: id.into(),
-            state: state.into(),
+            state: serde_json::from_value(state.into()).expect("a run state"),
             dry_run,
             kind: Some(SyncKind::Full),
             started_at: Some(Utc::now() - chrono::Duration::minutes(minutes_ago)),

@@ -86,7 +86,7 @@ impl Engine {
         tracing::info!(connection = %conn.id, shop = %conn.shop_id, passes, "deleted connection cleaned up: data, key and mark removed");
         Ok(JobOutcome::Finished {
             run_id: CLEANUP_RUN.into(),
-            state: "deleted".into(),
+            state: store::RunState::Deleted,
         })
     }
 }

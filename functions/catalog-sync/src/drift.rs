@@ -11,8 +11,9 @@
 //! written ([`mapping::catalog::drift_changes`]). No KeyCRM request is made.
 
 use crate::checkpoint::{Listing, Phase};
-use crate::engine::{product_item, Run, Step, SyncError};
+use crate::error::SyncError;
 use crate::report;
+use crate::run::{product_item, Run, Step};
 use chrono::{DateTime, Utc};
 use mapping::catalog::{drift_changes, ProductLink};
 use std::collections::HashMap;
@@ -43,7 +44,7 @@ impl Run<'_> {
         };
         let (page, next) = self
             .shop()
-            .products_page(self.shop_id(), cursor, self.e.cfg.shop_page)
+            .products_page(self.shop_id(), cursor, self.cfg.shop_page)
             .await?;
         let shop_ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
         let owners: HashMap<String, i64> = if shop_ids.is_empty() {

@@ -1,23 +1,24 @@
 //! Running one connection's sync job: the lease, the checkpoint after every unit of work, the
 //! pause before the deadline, and how errors end or pause a run.
+//!
+//! The driver sits on top: it builds a `Run` (`run.rs`) and steps it through the phases
+//! (`full/`, `prices`, `drift`), which build on `run`, `config` and `error` and never on this
+//! module.
+
+pub use crate::config::{Config, Deps, MAX_GATE_WAIT};
+pub use crate::error::SyncError;
 
 use crate::checkpoint::{Checkpoint, Phase, VERSION};
-use crate::report;
+use crate::run::{clear_staged, encode, sync_enabled, Run, Step};
 use chrono::Utc;
-use keycrm::{KeycrmClient, KeycrmError, Priority};
-use mapping::catalog::CategoryLink;
+use keycrm::Priority;
 use mapping::Settings;
-use queue::Queue;
 use runtime::metrics::catalog::{SYNC_INVOCATION_TIME, SYNC_RUNS, SYNC_RUN_DURATION};
 use runtime::metrics::{count, observe};
-use runtime::{ClientsError, KeycrmClients};
-use shop::{ShopCatalog, ShopError};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
-    Connection, ConnectionStore, LinkStore, StatusJournal, StoreError, SyncJob, SyncKind,
-    SyncLease, SyncRun, SyncStore, SyncSummary,
+    Connection, RequestedBy, RunState, StoreError, SyncJob, SyncKind, SyncLease, SyncRun,
+    SyncSummary,
 };
 
 /// One lease per connection, whatever the kind: a price run and a full run never overlap.
@@ -32,171 +33,13 @@ const MAX_FAILURES: u32 = 12;
 /// client keeps at its limit.
 const MAX_BUDGET_WAITS: u32 = 48;
 
-/// The adapters a sync needs.
-#[derive(Clone)]
-pub struct Deps {
-    pub connections: Arc<dyn ConnectionStore>,
-    pub sync: Arc<dyn SyncStore>,
-    pub links: Arc<dyn LinkStore>,
-    pub shop: Arc<dyn ShopCatalog>,
-    pub clients: Arc<KeycrmClients>,
-    pub journal: Arc<dyn StatusJournal>,
-    /// The sync-jobs queue (fan-out and resume).
-    pub jobs: Arc<dyn Queue>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Stop starting new work this long before the invocation's deadline.
-    pub safety: Duration,
-    /// How long a lease outlives the invocation's deadline (a crashed run is resumable
-    /// after that).
-    pub lease_slack: Duration,
-    /// Products per shop upsert call (the port allows up to `shop::MAX_UPSERT_BATCH`).
-    pub shop_batch: usize,
-    /// Links read per store page (sweep, prices).
-    pub links_page: usize,
-    /// Shop index page size (resolve).
-    pub shop_page: usize,
-    /// Units of KeyCRM work per invocation (tests force pauses with it); `None` = until the
-    /// deadline.
-    pub max_units: Option<u32>,
-    /// Concurrent sends in a fan-out.
-    pub fan_out: usize,
-    /// How long after a connection was deleted its cleanup starts (`store::CLEANUP_GRACE`).
-    pub cleanup_grace: Duration,
-    /// Items deleted per cleanup pass.
-    pub cleanup_batch: usize,
-    /// How often a running sync checks that its connection still exists.
-    pub deletion_check: Duration,
-    /// When each connection's scheduled runs start (the tick schedule).
-    pub spread: mapping::schedule::Spread,
-    /// The longest one invocation works on a run before handing the rest to a continuation
-    /// (a time slice); `None`: until the invocation's deadline.
-    pub slice: Option<Duration>,
-    /// Whether a run that stops before it is done (time slice or deadline over, or the key's
-    /// budget has no slot soon) sends its own continuation to the sync-jobs queue, keeping
-    /// its lease for it, instead of waiting for the resume tick.
-    pub hand_off: bool,
-    /// How long a handed-off lease stays reserved beyond the continuation's delay. After that
-    /// a lost or late continuation is covered by the resume tick.
-    pub hand_off_grace: Duration,
-    /// How long a queued continuation (a hand-off's, beyond its delay, or one the resume tick
-    /// queued) is trusted to be waiting in the sync-jobs queue: until then the resume tick
-    /// does not queue the run again, however long a backlog keeps it waiting past its lease.
-    /// A continuation lost for good (dead-lettered) is replaced after this.
-    pub continuation_mark: Duration,
-    /// Sync jobs of one SQS batch run at once (each on its own key's budget, so they mostly
-    /// wait side by side instead of each holding its own invocation).
-    pub jobs_at_once: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            safety: Duration::from_secs(60),
-            lease_slack: Duration::from_secs(120),
-            shop_batch: shop::MAX_UPSERT_BATCH,
-            links_page: 100,
-            shop_page: 500,
-            max_units: None,
-            fan_out: 16,
-            cleanup_grace: store::CLEANUP_GRACE,
-            cleanup_batch: 500,
-            deletion_check: Duration::from_secs(20),
-            spread: mapping::schedule::Spread::default(),
-            slice: None,
-            hand_off: false,
-            hand_off_grace: Duration::from_secs(20 * 60),
-            continuation_mark: Duration::from_secs(2 * 60 * 60),
-            jobs_at_once: 1,
-        }
-    }
-}
-
-/// How long a sync waits in-process for its key's next slot before handing the rest of the
-/// run to a delayed continuation (`ClientConfig::max_gate_wait` of catalog-sync's client).
-/// Ordinary pacing at the background share is one slot every 1.29 s; a slot further away than
-/// this means the key is busy with orders or paused by a 429, and sleeping through it would
-/// only bill the Lambda (BENCHMARKS.md, "Fleet").
-pub const MAX_GATE_WAIT: Duration = Duration::from_secs(10);
-
-impl Config {
-    /// The settings of the deployed function, chosen with the fleet cost model
-    /// (BENCHMARKS.md, "Fleet"): jobs of a batch run side by side, a run works in time slices
-    /// of at most five minutes, and hands what is left to its own delayed continuation.
-    pub fn lambda() -> Self {
-        Config {
-            slice: Some(Duration::from_secs(300)),
-            hand_off: true,
-            jobs_at_once: 10,
-            ..Config::default()
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("KeyCRM: {0}")]
-    Keycrm(#[from] KeycrmError),
-    #[error("shop: {0}")]
-    Shop(#[from] ShopError),
-    #[error(transparent)]
-    Clients(#[from] ClientsError),
-    #[error("the sync lease was lost to another run")]
-    LeaseLost,
-    #[error("queue: {0}")]
-    Queue(#[from] queue::QueueError),
-}
-
-impl SyncError {
-    /// Errors a later attempt will not fix: the run ends as failed.
-    fn is_fatal(&self) -> bool {
-        match self {
-            SyncError::Keycrm(e) => !matches!(
-                e,
-                KeycrmError::RateLimited { .. } | KeycrmError::Transient { .. }
-            ),
-            SyncError::Shop(e) => matches!(e, ShopError::Unauthorized),
-            SyncError::Clients(ClientsError::MissingKey(_)) => true,
-            SyncError::Clients(ClientsError::Keycrm(e)) => !matches!(
-                e,
-                KeycrmError::Transient { .. } | KeycrmError::RateLimited { .. }
-            ),
-            SyncError::Store(StoreError::Corrupt(_)) => true,
-            _ => false,
-        }
-    }
-
-    /// The key's budget has no slot soon (the gate's answer, or KeyCRM's 429 after the
-    /// client's retries): how long until it may have one. Not a failure of the run.
-    fn budget_wait(&self) -> Option<Duration> {
-        match self {
-            SyncError::Keycrm(KeycrmError::RateLimited { retry_after })
-            | SyncError::Clients(ClientsError::Keycrm(KeycrmError::RateLimited { retry_after })) => {
-                Some(*retry_after)
-            }
-            _ => None,
-        }
-    }
-
-    fn lost(&self) -> bool {
-        matches!(
-            self,
-            SyncError::LeaseLost | SyncError::Store(StoreError::Conflict(_))
-        )
-    }
-}
-
 /// What a job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
     /// The run ended: `completed`, `refused` (vanish guard) or `failed`.
     Finished {
         run_id: String,
-        state: String,
+        state: RunState,
     },
     /// Checkpointed; the resume schedule continues it.
     Paused {
@@ -216,114 +59,16 @@ pub struct Engine {
     pub cfg: Config,
 }
 
-/// One unit of work done (the checkpoint is saved after each).
-pub(crate) enum Step {
-    Continue,
-}
-
-/// A run in progress within one invocation.
-pub(crate) struct Run<'a> {
-    pub e: &'a Engine,
-    pub conn: Connection,
-    pub client: KeycrmClient,
-    pub cp: Checkpoint,
-    pub report: SyncRun,
-    pub lease: SyncLease,
-    pub deadline: Instant,
-    /// Units of KeyCRM work done in this invocation.
-    pub units: u32,
-    /// When this invocation started on the run (time slices count from here).
-    started: Instant,
-    req_base: u64,
-    saves: u32,
-    pub cat_links: BTreeMap<i64, CategoryLink>,
-    pub resolver: Option<crate::full::Resolver>,
-    pub seen: Option<store::SeenSet>,
-    /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
-    pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
-    /// When the connection was last seen to exist (a deleted one stops the run).
-    checked_at: Instant,
-    links_scope: String,
-}
-
-impl Run<'_> {
-    /// The link-store scope of the KeyCRM account the connection uses now (links of an
-    /// account the connection switched away from are never read).
-    pub fn links_id(&self) -> &str {
-        &self.links_scope
-    }
-
-    pub fn shop_id(&self) -> &str {
-        &self.conn.shop_id
-    }
-
-    pub fn links(&self) -> &dyn LinkStore {
-        self.e.deps.links.as_ref()
-    }
-
-    pub fn shop(&self) -> &dyn ShopCatalog {
-        self.e.deps.shop.as_ref()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.cp.settings
-    }
-
-    /// Whether another unit of work fits in this invocation (and its time slice).
-    fn time_left(&self) -> bool {
-        Instant::now() + self.e.cfg.safety < self.deadline
-            && self.e.cfg.max_units.is_none_or(|m| self.units < m)
-            && self.e.cfg.slice.is_none_or(|s| self.started.elapsed() < s)
-    }
-
-    fn count_requests(&mut self) {
-        let now = self.client.stats().requests;
-        self.report.keycrm_requests += now.saturating_sub(self.req_base);
-        self.req_base = now;
-    }
-
-    fn lease_for(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now()) + self.e.cfg.lease_slack
-    }
-
-    /// Saves the checkpoint and extends the lease; `LeaseLost` if another holder took it.
-    pub async fn save(&mut self) -> Result<(), SyncError> {
-        self.count_requests();
-        self.lease.checkpoint = Some(encode(&self.cp)?);
-        self.lease.run = Some(self.report.clone());
-        self.lease = self
-            .e
-            .deps
-            .sync
-            .checkpoint(&self.lease, self.lease_for())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => SyncError::LeaseLost,
-                other => SyncError::Store(other),
-            })?;
-        self.saves += 1;
-        // The report the admin API reads is refreshed every so often during a long run.
-        if self.saves.is_multiple_of(20) {
-            self.e.deps.sync.put_run(&self.report).await?;
-        }
-        Ok(())
-    }
-}
-
-fn encode(cp: &Checkpoint) -> Result<String, SyncError> {
-    serde_json::to_string(cp).map_err(|e| SyncError::Store(StoreError::Corrupt(e.to_string())))
-}
-
 /// A run someone asked for now (the merchant on the settings page, or an operator with
 /// `ops sync`): its report exists before it starts (state `queued`), it runs even when a
 /// scheduled run with the same id ran, and when it cannot start its report says why.
 fn on_demand(job: &SyncJob) -> bool {
-    matches!(job.requested_by.as_str(), "merchant" | "operator")
+    job.requested_by.on_demand()
 }
 
 /// Whether the run in progress already does what `job` asks (so the job adds nothing).
 fn covers(cp: &Checkpoint, job: &SyncJob) -> bool {
-    if job.requested_by == "resume" {
+    if job.requested_by == RequestedBy::Resume {
         return true;
     }
     if let Some(id) = &job.run_id {
@@ -425,7 +170,7 @@ impl Engine {
                 tracing::error!(connection = %conn.id, "unreadable sync checkpoint; the run is abandoned");
                 let mut run = lease.run.clone().unwrap_or_default();
                 if !run.run_id.is_empty() {
-                    run.state = "failed".into();
+                    run.state = RunState::Failed;
                     run.finished_at = Some(Utc::now());
                     run.message =
                         Some("the run's saved position could not be read; it was abandoned".into());
@@ -440,7 +185,7 @@ impl Engine {
         };
 
         let Some(cp) = resumed else {
-            if job.requested_by == "resume" {
+            if job.requested_by == RequestedBy::Resume {
                 // The run finished meanwhile (or the job was delivered twice): nothing to do.
                 self.deps.sync.finish(&lease).await?;
                 return Ok(JobOutcome::Skipped {
@@ -455,7 +200,7 @@ impl Engine {
             connection_id: conn.id.clone(),
             kind: Some(cp.kind),
             dry_run: cp.dry_run,
-            state: "running".into(),
+            state: RunState::Running,
             started_at: Some(Utc::now()),
             ..SyncRun::default()
         });
@@ -502,7 +247,7 @@ impl Engine {
                 connection_id: job.connection_id.clone(),
                 kind: Some(job.kind),
                 dry_run: job.dry_run,
-                state: "skipped".into(),
+                state: RunState::Skipped,
                 started_at: Some(now),
                 finished_at: Some(now),
                 message: Some(why.to_string()),
@@ -533,10 +278,7 @@ impl Engine {
             Some(s) if job.dry_run => s,
             _ => conn.settings.clone(),
         };
-        let enabled = match job.kind {
-            SyncKind::Full => s.sync_products || s.sync_categories,
-            SyncKind::Prices => s.sync_products,
-        };
+        let enabled = sync_enabled(&s, job.kind);
         let skip = if !conn.active {
             Some("the connection is inactive")
         } else if !enabled && !job.dry_run {
@@ -554,13 +296,13 @@ impl Engine {
             connection_id: conn.id.clone(),
             kind: Some(job.kind),
             dry_run: job.dry_run,
-            state: "running".into(),
+            state: RunState::Running,
             started_at: Some(now),
             ..SyncRun::default()
         };
         if let Some(why) = skip {
             self.deps.sync.finish(&lease).await?;
-            report.state = "skipped".into();
+            report.state = RunState::Skipped;
             report.finished_at = Some(now);
             report.message = Some(why.into());
             self.deps.sync.put_run(&report).await?;
@@ -588,7 +330,7 @@ impl Engine {
             SyncKind::Full => cp.settings.sync_products,
             // Unreadable journal: compare once more rather than not at all.
             SyncKind::Prices => {
-                job.requested_by == "merchant"
+                job.requested_by == RequestedBy::Merchant
                     || self
                         .deps
                         .journal
@@ -637,7 +379,8 @@ impl Engine {
             .map(|l| (l.keycrm_id, l))
             .collect();
         let mut run = Run {
-            e: self,
+            deps: &self.deps,
+            cfg: &self.cfg,
             conn,
             client,
             cp,
@@ -818,7 +561,7 @@ impl Engine {
                 connection_id: run.conn.id.clone(),
                 kind: run.cp.kind,
                 dry_run: run.cp.dry_run,
-                requested_by: "resume".into(),
+                requested_by: RequestedBy::Resume,
                 run_id: None,
             },
             settings: None,
@@ -886,11 +629,10 @@ impl Engine {
             (p, c) => p.or(c),
         };
         run.report.state = if refused.is_some() {
-            "refused"
+            RunState::Refused
         } else {
-            "completed"
-        }
-        .into();
+            RunState::Completed
+        };
         run.report.message = refused;
         run.report.finished_at = Some(Utc::now());
         observe_duration(&run.report);
@@ -906,7 +648,7 @@ impl Engine {
         );
         Ok(JobOutcome::Finished {
             run_id: run.cp.run_id.clone(),
-            state: run.report.state.clone(),
+            state: run.report.state,
         })
     }
 
@@ -919,7 +661,7 @@ impl Engine {
         err: &SyncError,
     ) -> Result<JobOutcome, SyncError> {
         tracing::error!(connection = %conn.id, run = %cp.run_id, error = %err, "sync run failed");
-        report.state = "failed".into();
+        report.state = RunState::Failed;
         report.message = Some(err.to_string());
         report.finished_at = Some(Utc::now());
         observe_duration(&report);
@@ -932,7 +674,7 @@ impl Engine {
         self.finish(conn, &cp, &report, &lease).await?;
         Ok(JobOutcome::Finished {
             run_id: cp.run_id,
-            state: "failed".into(),
+            state: RunState::Failed,
         })
     }
 
@@ -952,7 +694,7 @@ impl Engine {
             let summary = SyncSummary {
                 run_id: report.run_id.clone(),
                 finished_at: report.finished_at,
-                complete: report.state == "completed",
+                complete: report.state == RunState::Completed,
                 counts: report.counts.clone(),
                 keycrm_requests: report.keycrm_requests,
                 message: report.message.clone(),
@@ -974,15 +716,21 @@ impl Engine {
 /// The `outcome` label of a job's end in `SyncRuns`.
 pub fn outcome_label(o: &JobOutcome) -> &'static str {
     match o {
-        JobOutcome::Finished { state, .. } => match state.as_str() {
-            "completed" => "completed",
-            "refused" => "refused",
-            _ => "failed",
-        },
+        JobOutcome::Finished { state, .. } => ended_label(*state),
         JobOutcome::Paused { .. } => "paused",
         JobOutcome::Busy => "busy",
         JobOutcome::Skipped { .. } => "skipped",
         JobOutcome::LeaseLost => "lease_lost",
+    }
+}
+
+/// How an ended run is labelled in the metrics (anything but a completion or a refusal is a
+/// failure).
+fn ended_label(state: RunState) -> &'static str {
+    match state {
+        RunState::Completed => "completed",
+        RunState::Refused => "refused",
+        _ => "failed",
     }
 }
 
@@ -994,11 +742,7 @@ fn observe_duration(report: &SyncRun) {
     let Ok(took) = (end - start).to_std() else {
         return;
     };
-    let label = match report.state.as_str() {
-        "completed" => "completed",
-        "refused" => "refused",
-        _ => "failed",
-    };
+    let label = ended_label(report.state);
     observe(&SYNC_RUN_DURATION, &[label], took);
 }
 
@@ -1009,26 +753,4 @@ fn lost(run: &Run<'_>) -> JobOutcome {
         "the sync lease was taken over by another invocation; stopping"
     );
     JobOutcome::LeaseLost
-}
-
-/// Deletes every staged product of the connection (scratch of an earlier run).
-pub(crate) async fn clear_staged(links: &dyn LinkStore, conn: &str) -> Result<(), SyncError> {
-    loop {
-        let (page, _) = links.staged_page(conn, None, 500).await?;
-        if page.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = page.iter().map(|p| p.id).collect();
-        links.delete_staged(conn, &ids).await?;
-    }
-}
-
-/// Shorthand for report items about a product.
-pub(crate) fn product_item(
-    id: i64,
-    shop: Option<&str>,
-    name: &str,
-    detail: Option<String>,
-) -> store::ReportItem {
-    report::item(Some(id), shop, name, detail)
 }

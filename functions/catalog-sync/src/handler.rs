@@ -8,6 +8,7 @@
 //! start every connection at once (for operators; no schedule sends them).
 
 use crate::engine::{Engine, JobOutcome, SyncError};
+use crate::run::sync_enabled;
 use chrono::{DateTime, Timelike, Utc};
 use futures::stream::{self, StreamExt};
 use mapping::schedule::SlotKind;
@@ -168,7 +169,7 @@ impl Engine {
                             connection_id,
                             kind,
                             dry_run: false,
-                            requested_by: "resume".into(),
+                            requested_by: store::RequestedBy::Resume,
                             run_id: None,
                         },
                         Duration::ZERO,
@@ -198,11 +199,7 @@ impl Engine {
                     let (page, next) = self.deps.connections.list(cursor, 100).await?;
                     for c in page {
                         let s = &c.settings;
-                        let wanted = c.active
-                            && match sync_kind {
-                                SyncKind::Full => s.sync_products || s.sync_categories,
-                                SyncKind::Prices => s.sync_products,
-                            };
+                        let wanted = c.active && sync_enabled(s, sync_kind);
                         if !wanted {
                             out.skipped += 1;
                             continue;
@@ -212,7 +209,7 @@ impl Engine {
                                 connection_id: c.id,
                                 kind: sync_kind,
                                 dry_run: false,
-                                requested_by: "schedule".into(),
+                                requested_by: store::RequestedBy::Schedule,
                                 run_id: Some(run_id.clone()),
                             },
                             Duration::ZERO,
@@ -237,14 +234,11 @@ impl Engine {
                             migrate_key(self, &c).await;
                         }
                         for due in dues {
-                            let s = &c.settings;
-                            let (sync_kind, wanted) = match due.kind {
-                                SlotKind::Full => {
-                                    (SyncKind::Full, s.sync_products || s.sync_categories)
-                                }
-                                SlotKind::Prices => (SyncKind::Prices, s.sync_products),
+                            let sync_kind = match due.kind {
+                                SlotKind::Full => SyncKind::Full,
+                                SlotKind::Prices => SyncKind::Prices,
                             };
-                            if !(c.active && wanted) {
+                            if !(c.active && sync_enabled(&c.settings, sync_kind)) {
                                 out.skipped += 1;
                                 continue;
                             }
@@ -253,7 +247,7 @@ impl Engine {
                                     connection_id: c.id.clone(),
                                     kind: sync_kind,
                                     dry_run: false,
-                                    requested_by: "schedule".into(),
+                                    requested_by: store::RequestedBy::Schedule,
                                     run_id: Some(due.run_id),
                                 },
                                 due.delay,

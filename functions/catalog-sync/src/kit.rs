@@ -1,12 +1,13 @@
-//! Helpers for hosting the sync outside Lambda: the local run, end-to-end tests and the
-//! benchmark drive runs with these instead of a queue and a schedule.
+//! Helpers for hosting the sync outside Lambda: the end-to-end tests and the benchmark drive
+//! runs with these instead of a queue and a schedule. Behind the `test-kit` feature: no
+//! function build carries them.
 
 use crate::engine::{Engine, JobOutcome, SyncError};
 use chrono::Utc;
 use keycrm::ApiKey;
 use mapping::Settings;
 use std::time::{Duration, Instant};
-use store::{Connection, SyncJob, SyncKind, WebhookTokens};
+use store::{Connection, RequestedBy, SyncJob, SyncKind, WebhookTokens};
 
 /// A connection record for a KeyCRM account whose key is stored under `secret_name`.
 pub fn connection(
@@ -43,7 +44,11 @@ pub fn job(connection_id: &str, kind: SyncKind, dry_run: bool) -> SyncJob {
         connection_id: connection_id.to_string(),
         kind,
         dry_run,
-        requested_by: if dry_run { "merchant" } else { "schedule" }.into(),
+        requested_by: if dry_run {
+            RequestedBy::Merchant
+        } else {
+            RequestedBy::Schedule
+        },
         run_id: None,
     }
 }
@@ -65,7 +70,7 @@ pub async fn run_to_end(
         match outcome {
             JobOutcome::Paused { .. } => {
                 current = SyncJob {
-                    requested_by: "resume".into(),
+                    requested_by: RequestedBy::Resume,
                     run_id: None,
                     ..job.clone()
                 };

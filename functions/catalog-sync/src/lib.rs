@@ -8,14 +8,18 @@
 
 pub mod checkpoint;
 pub mod cleanup;
+mod config;
 pub mod drift;
 pub mod engine;
+mod error;
 mod full;
 pub mod handler;
+#[cfg(any(test, feature = "test-kit"))]
 pub mod kit;
 pub mod lambda;
 mod prices;
 mod report;
+mod run;
 
 pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT, MAX_GATE_WAIT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};

@@ -2,8 +2,9 @@
 //! `/offers/stocks` request by id, written only where they changed.
 
 use crate::checkpoint::{Listing, Phase};
-use crate::engine::{Run, Step, SyncError};
+use crate::error::SyncError;
 use crate::report;
+use crate::run::{Run, Step};
 use mapping::catalog::{apply_price_change, price_change, ProductLink, PAGE};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ impl Run<'_> {
             };
             let (page, next) = self
                 .links()
-                .products_page(self.links_id(), after, self.e.cfg.links_page)
+                .products_page(self.links_id(), after, self.cfg.links_page)
                 .await?;
             for l in page.into_iter().filter(|l| l.swept.is_none()) {
                 for v in l.variants.iter().filter(|v| !v.gone) {

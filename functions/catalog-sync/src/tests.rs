@@ -294,7 +294,7 @@ async fn offers_missing_from_the_listing_are_rechecked_before_their_variant_goes
         keycrm_sim::CatalogMutation::DeleteOffer { offer_id: b10 },
     );
     let mut resume = job.clone();
-    resume.requested_by = "resume".into();
+    resume.requested_by = store::RequestedBy::Resume;
     let (out, _) = kit::run_to_end(&h.engine, &resume, None, Duration::from_secs(60), 50)
         .await
         .unwrap();
@@ -467,7 +467,7 @@ async fn a_price_run_repairs_drift_at_least_once_a_day() {
         connection_id: "c1".into(),
         kind: SyncKind::Prices,
         dry_run: false,
-        requested_by: "merchant".into(),
+        requested_by: store::RequestedBy::Merchant,
         run_id: Some("merchant-prices-1".into()),
     };
     kit::run_to_end(&h.engine, &job, None, Duration::from_secs(60), 50)

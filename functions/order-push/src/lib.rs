@@ -4,22 +4,21 @@
 //!
 //! [`OrderPush::handle_batch`] is the whole handler: the Lambda (`src/main.rs`) and the local
 //! runner both call it with the messages they received and acknowledge every message not in
-//! [`BatchResult::failed_message_ids`]. [`repush`] is what the admin API calls when a
-//! merchant re-sends a failed order.
+//! [`BatchResult::failed_message_ids`]. A merchant's re-send of a failed order is
+//! `jobs::repush`, which queues the stored event for this consumer.
 
 pub mod crm;
 pub mod dictionaries;
 pub mod lambda;
+#[cfg(any(test, feature = "test-kit"))]
 pub mod memory_crm;
 pub mod policy;
 mod process;
 pub mod recovery;
-mod repush;
 
 pub use crm::{CrmApi, CrmProvider, KeycrmProvider};
 pub use dictionaries::Dictionaries;
 pub use policy::{RetryPolicy, ATTEMPT_ATTRIBUTE};
-pub use repush::{repush, RepushError};
 
 use queue::Queue;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! A transport-free KeyCRM behind the [`CrmApi`] port, for unit tests and the CPU benchmark.
 //! It serialises every body as the HTTP client would (so serialisation cost is measured),
 //! keeps what was created, and can be told to fail the next writes in the ways KeyCRM does.
-//! Not for production wiring.
+//! Not for production wiring: behind the `test-kit` feature.
 
 use crate::crm::{CardCandidate, CardCandidateContact, CardPage, CrmApi, CrmProvider};
 use async_trait::async_trait;

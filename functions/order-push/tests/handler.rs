@@ -665,7 +665,7 @@ async fn a_validation_error_fails_the_order_visibly_and_a_repush_after_the_fix_c
     );
 
     // The merchant fixes the mapping and re-pushes.
-    order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
+    jobs::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
         .await
         .unwrap();
     let out = w.redeliver().await;
@@ -675,14 +675,14 @@ async fn a_validation_error_fails_the_order_visibly_and_a_repush_after_the_fix_c
         "failure cleared"
     );
     assert_eq!(w.crm.orders().len(), 1);
-    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
+    let err = jobs::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "V1")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already in KeyCRM"), "{err}");
-    let err = order_push::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "nope")
+    let err = jobs::repush(w.ledger.as_ref(), w.retries.as_ref(), "c1", "nope")
         .await
         .unwrap_err();
-    assert!(matches!(err, order_push::RepushError::NotFound(_)));
+    assert!(matches!(err, jobs::RepushError::NotFound(_)));
 }
 
 #[tokio::test]

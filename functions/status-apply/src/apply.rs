@@ -14,9 +14,9 @@
 //! event was recorded meanwhile (its worker may have written the shop before us), the newest
 //! recorded status is written again, so the shop always ends on the newest status.
 
-use crate::job::StatusJob;
 use crate::keycrm_read::KeycrmOrders;
 use chrono::{DateTime, Utc};
+use jobs::StatusJob;
 use mapping::source_key::SourceRef;
 use mapping::Settings;
 use runtime::metrics::catalog::{

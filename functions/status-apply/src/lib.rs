@@ -9,7 +9,6 @@
 
 pub mod apply;
 pub mod consumer;
-pub mod job;
 pub mod keycrm_read;
 
 pub use apply::{Disposition, IgnoreReason, Outcome, RetryPolicy, StatusApplier};
@@ -17,7 +16,8 @@ pub use consumer::{
     handle_sqs_event, poll_once, queue_url_from_arn, run_queue_consumer, ConsumerOptions, Settled,
     Transport,
 };
-pub use job::{JobError, StatusJob, JOB_VERSION};
+/// The job format lives in `jobs` (the webhook writes it without depending on this crate).
+pub use jobs::{JobError, StatusJob, JOB_VERSION};
 pub use keycrm_read::{KeycrmOrders, KeycrmOrigins, OrderOrigin};
 
 #[cfg(test)]

@@ -14,10 +14,12 @@
 //! it started. Offers signalled meanwhile wait for the next window, which is scheduled when
 //! this one ends, so a burst costs one request per 50 distinct offers per window.
 
-use crate::job::FlushJob;
 use crate::source::{SourceError, StockSource};
+pub use jobs::stock::FlushConfig;
+use jobs::stock::FlushJob;
+use jobs::stock::ScheduleError;
 use mapping::stock::{plan_chunk, record_in_links, ChunkInput, OfferOutcome, OFFERS_PER_REQUEST};
-use queue::{Outgoing, Queue};
+use queue::Queue;
 use shop::VariantPriceChange;
 use shop::{ShopCatalog, ShopError};
 use std::collections::{BTreeSet, HashSet};
@@ -26,32 +28,6 @@ use std::time::{Duration, Instant};
 use store::{
     Connection, ConnectionStore, Counter, LinkStore, StatusJournal, StockStore, StoreError,
 };
-
-/// Timing of windows and flushes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlushConfig {
-    /// How long signals are collected before a flush reads them (the message delay).
-    pub window: Duration,
-    /// How long past its due time a scheduled window counts as live (queue and start-up
-    /// latency); after that a receiver may schedule a new one.
-    pub grace: Duration,
-    /// How long a flush holds its window without renewing; must stay below the queue's
-    /// visibility timeout, so a crashed flush's message comes back to an expired hold.
-    pub lease: Duration,
-    /// Work time per invocation; the rest continues in a window scheduled at once.
-    pub budget: Duration,
-}
-
-impl Default for FlushConfig {
-    fn default() -> Self {
-        FlushConfig {
-            window: Duration::from_secs(10),
-            grace: Duration::from_secs(60),
-            lease: Duration::from_secs(150),
-            budget: Duration::from_secs(90),
-        }
-    }
-}
 
 /// Why a flush could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -368,7 +344,7 @@ fn shop_fatal(e: ShopError) -> Result<(), FlushError> {
     }
 }
 
-/// See [`Flusher::schedule`]; shared with the webhook receiver.
+/// See [`Flusher::schedule`] and [`jobs::stock::schedule_flush`].
 pub async fn schedule(
     stock: &dyn StockStore,
     flushes: &dyn Queue,
@@ -376,18 +352,10 @@ pub async fn schedule(
     delay: Duration,
     grace: Duration,
 ) -> Result<(), FlushError> {
-    let now = now_ms();
-    if stock.window(conn).await?.is_some_and(|w| w.is_live(now)) {
-        return Ok(());
-    }
-    let job = FlushJob::new(conn);
-    flushes
-        .send(Outgoing::new(job.to_body()).delayed(delay))
+    jobs::stock::schedule_flush(stock, flushes, conn, delay, grace)
         .await
-        .map_err(|e| FlushError::Queue(e.to_string()))?;
-    let until = now + ms(delay) + ms(grace);
-    if !stock.schedule_window(conn, &job.window, until, now).await? {
-        tracing::debug!(connection = %conn, "another window was scheduled meanwhile");
-    }
-    Ok(())
+        .map_err(|e| match e {
+            ScheduleError::Store(e) => FlushError::Store(e),
+            ScheduleError::Queue(e) => FlushError::Queue(e),
+        })
 }

@@ -2,7 +2,7 @@
 //! message (done, retry later, dead letter).
 
 use crate::flush::{now_ms, FlushEnd, FlushReport, Flusher};
-use crate::job::FlushJob;
+use jobs::stock::FlushJob;
 use runtime::metrics::catalog::{STOCK_FLUSHES, STOCK_OFFERS_IGNORED};
 use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, Run};

@@ -11,15 +11,17 @@
 pub mod consumer;
 pub mod flush;
 pub mod handler;
-pub mod job;
 pub mod source;
 
 pub use consumer::{
     handle_sqs_event, poll_once, run_queue_consumer, ConsumerOptions, Settled, Transport,
 };
-pub use flush::{schedule, FlushConfig, FlushEnd, FlushError, FlushReport, Flusher};
+pub use flush::{schedule, FlushEnd, FlushError, FlushReport, Flusher};
 pub use handler::{Disposition, RetryPolicy, StockApplier};
-pub use job::{FlushJob, JobError, JOB_VERSION};
+// The job and its timing live in the shared `jobs` crate, which the webhook receiver uses too.
+pub use jobs::stock::{
+    FlushConfig, FlushJob, FlushJobError as JobError, FLUSH_JOB_VERSION as JOB_VERSION,
+};
 pub use source::{KeycrmStock, SourceError, StockSource};
 
 #[cfg(test)]

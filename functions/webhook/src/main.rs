@@ -23,8 +23,8 @@ async fn run() -> Result<(), lambda_http::Error> {
     let table_name = runtime::env_req("TABLE_NAME")?;
     let queue_url = runtime::env_req("STATUS_QUEUE_URL")?;
     let stock_queue_url = runtime::env_req("STOCK_QUEUE_URL")?;
-    let defaults = stock_apply::FlushConfig::default();
-    let stock_config = stock_apply::FlushConfig {
+    let defaults = jobs::stock::FlushConfig::default();
+    let stock_config = jobs::stock::FlushConfig {
         window: std::time::Duration::from_secs(runtime::config::env_parse(
             "STOCK_WINDOW_SECS",
             defaults.window.as_secs(),

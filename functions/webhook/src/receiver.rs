@@ -3,13 +3,13 @@
 
 use crate::payload::{Delivery, Event};
 use http::StatusCode;
+use jobs::{StatusJob, JOB_VERSION};
 use queue::{Outgoing, Queue};
 use runtime::metrics::catalog::{
     WEBHOOKS_ACCEPTED, WEBHOOKS_IGNORED, WEBHOOKS_REFUSED, WEBHOOKS_UNAVAILABLE,
 };
 use runtime::metrics::count;
 use serde_json::json;
-use status_apply::{StatusJob, JOB_VERSION};
 use std::sync::Arc;
 use store::{
     tokens, Connection, ConnectionStore, Counter, StatusJournal, Target, TokenKey, WebhookKind,

@@ -176,7 +176,7 @@ impl StockIntake {
         store: Arc<dyn StockStore>,
         flushes: Arc<dyn Queue>,
         journal: Arc<dyn StatusJournal>,
-        config: stock_apply::FlushConfig,
+        config: jobs::stock::FlushConfig,
     ) -> Self {
         StockIntake {
             store,
@@ -223,7 +223,7 @@ impl StockIntake {
             tracing::error!(route = ROUTE, status = 503, connection = %conn.id, error = %e, "stock webhook: recording the signal failed");
             return Reply::unavailable();
         }
-        if let Err(e) = stock_apply::schedule(
+        if let Err(e) = jobs::stock::schedule_flush(
             self.store.as_ref(),
             self.flushes.as_ref(),
             &conn.id,
@@ -234,7 +234,7 @@ impl StockIntake {
         {
             // The window record is in the table, the message in the flush queue.
             let reason = match &e {
-                stock_apply::FlushError::Queue(_) => "queue_unavailable",
+                jobs::stock::ScheduleError::Queue(_) => "queue_unavailable",
                 _ => "store_unavailable",
             };
             count(&WEBHOOKS_UNAVAILABLE, &[reason], 1);

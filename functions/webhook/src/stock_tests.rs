@@ -6,12 +6,12 @@ use super::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use jobs::stock::{FlushConfig, FlushJob};
 use mapping::Settings;
 use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use stock_apply::{FlushConfig, FlushJob};
 use store::tokens::TokenKey;
 use store::{
     tokens, Connection, ConnectionStore, MemoryConnections, MemoryJournal, MemoryStock,

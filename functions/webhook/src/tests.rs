@@ -3,10 +3,10 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use jobs::StatusJob;
 use mapping::{OrderSyncType, Settings};
 use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
-use status_apply::StatusJob;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{

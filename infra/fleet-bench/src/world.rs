@@ -1016,7 +1016,7 @@ pub async fn run(params: Params) -> Outcome {
                 connection_id: s.conn_id.clone(),
                 kind: SyncKind::Full,
                 dry_run: false,
-                requested_by: "merchant".into(),
+                requested_by: store::RequestedBy::Merchant,
                 run_id: Some(format!("onboard-{}", s.index)),
             },
             settings: None,

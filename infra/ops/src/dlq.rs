@@ -345,7 +345,7 @@ pub async fn redrive(
                 }
                 let done = match &plan {
                     Plan::Repush { connection, order } => {
-                        order_push::repush(&ops.table().await?, &target, connection, order)
+                        jobs::repush(&ops.table().await?, &target, connection, order)
                             .await
                             .map(|_| ())
                             .map_err(|e| e.to_string())

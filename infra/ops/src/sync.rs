@@ -29,11 +29,7 @@ pub async fn start(
             conn.shop_id
         )));
     }
-    let s = &conn.settings;
-    let enabled = match kind {
-        SyncKind::Full => s.sync_products || s.sync_categories,
-        SyncKind::Prices => s.sync_products,
-    };
+    let enabled = conn.settings.catalog_sync_enabled(kind.into());
     if !enabled && !dry_run {
         return Err(OpsError::Failed(format!(
             "{} sync is turned off in shop {}'s settings; ask for --dry-run to preview it",
@@ -48,7 +44,7 @@ pub async fn start(
         connection_id: conn.id.clone(),
         kind,
         dry_run,
-        requested_by: "operator".into(),
+        requested_by: store::RequestedBy::Operator,
         run_id: Some(run_id.clone()),
     };
     let body = serde_json::to_string(&job)
@@ -60,7 +56,7 @@ pub async fn start(
             connection_id: conn.id.clone(),
             kind: Some(kind),
             dry_run,
-            state: "queued".into(),
+            state: store::RunState::Queued,
             started_at: Some(Utc::now()),
             message: Some("started by an operator".into()),
             ..SyncRun::default()

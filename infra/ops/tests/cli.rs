@@ -786,7 +786,7 @@ async fn sync_queues_an_operator_run_that_catalog_sync_carries_out_under_its_id(
         out,
         JobOutcome::Finished {
             run_id: run_id.clone(),
-            state: "completed".into()
+            state: store::RunState::Completed
         }
     );
     let runs = s.run(&["runs", "shop-s"]).await;
@@ -826,7 +826,10 @@ async fn runs_lists_recent_reports_newest_first() {
         )
         .await;
     let t0 = Utc::now() - chrono::Duration::hours(2);
-    for (i, state) in ["completed", "failed"].iter().enumerate() {
+    for (i, state) in [store::RunState::Completed, store::RunState::Failed]
+        .iter()
+        .enumerate()
+    {
         let started = t0 + chrono::Duration::minutes(30 * i as i64);
         let mut counts = BTreeMap::new();
         counts.insert("create".to_string(), 3 + i as u64);
@@ -835,7 +838,7 @@ async fn runs_lists_recent_reports_newest_first() {
                 run_id: format!("run{i}"),
                 connection_id: c.id.clone(),
                 kind: Some(store::SyncKind::Full),
-                state: state.to_string(),
+                state: *state,
                 started_at: Some(started),
                 finished_at: Some(started + chrono::Duration::seconds(95)),
                 counts,

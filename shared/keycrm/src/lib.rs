@@ -5,12 +5,13 @@ pub mod client;
 pub mod deadline;
 pub mod error;
 pub mod gate;
-pub mod models;
-pub mod money;
 pub mod observe;
 pub mod retry;
 pub mod secret;
-pub mod time;
+
+/// The wire models live in `keycrm-model` (serde only, so the pure domain can use them without
+/// this client's HTTP stack); re-exported here at their historical paths.
+pub use keycrm_model::{models, money, time};
 
 pub use client::{
     CardFilter, ClientConfig, ClientStats, KeycrmClient, OfferFilter, Pages, ProductFilter,

@@ -14,6 +14,7 @@ pub mod shop;
 pub mod source_key;
 pub mod status_map;
 pub mod stock;
+pub mod sync_enabled;
 
 #[cfg(test)]
 mod testdata;
@@ -23,3 +24,4 @@ pub use lang::Lang;
 pub use reference::{KeycrmReference, PipelineWithStatuses, SettingsOptions};
 pub use settings::{FieldError, MatchKey, OrderSyncType, Settings};
 pub use settings_problem::{Issue, Problem};
+pub use sync_enabled::CatalogSyncKind;

@@ -9,7 +9,7 @@ use crate::phone;
 use crate::reference::KeycrmReference;
 use crate::settings::Settings;
 use crate::source_key;
-use keycrm::models::{
+use keycrm_model::models::{
     CardContact, CardProduct, CustomField, CustomFieldValue, Marketing, NewBuyer, NewCard,
     NewOrder, NewOrderProduct, NewPayment, NewShipping, Property,
 };
@@ -274,12 +274,13 @@ pub fn field_value(field: &CustomField, v: &Value) -> Result<Value, String> {
             Ok(Value::from(f))
         }
         "date" => {
-            let t = keycrm::time::parse(&as_text()?).ok_or("expected a date like 2026-11-28")?;
+            let t =
+                keycrm_model::time::parse(&as_text()?).ok_or("expected a date like 2026-11-28")?;
             Ok(Value::String(t.format("%Y-%m-%d").to_string()))
         }
         "datetime" => {
-            let t = keycrm::time::parse(&as_text()?).ok_or("expected a date and time")?;
-            Ok(Value::String(keycrm::time::format_request(t)))
+            let t = keycrm_model::time::parse(&as_text()?).ok_or("expected a date and time")?;
+            Ok(Value::String(keycrm_model::time::format_request(t)))
         }
         // text, textarea, link and anything newer: text is always accepted.
         _ => Ok(Value::String(as_text()?)),
@@ -413,7 +414,7 @@ pub fn map_order(
     let body = NewOrder {
         source_id,
         source_uuid: Some(source_key::source_uuid(shop_id, &o.id)),
-        ordered_at: Some(keycrm::time::format_request(o.created_at)),
+        ordered_at: Some(keycrm_model::time::format_request(o.created_at)),
         buyer: NewBuyer {
             full_name: opt(&o.customer.name),
             email: opt(&o.customer.email),

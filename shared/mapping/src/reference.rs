@@ -2,7 +2,7 @@
 //! orders without a lookup per order.
 
 use crate::shop::ShopReference;
-use keycrm::models::{
+use keycrm_model::models::{
     Category, CustomField, DeliveryService, OrderStatus, PaymentMethod, Pipeline, PipelineStatus,
     Source,
 };

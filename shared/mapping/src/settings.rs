@@ -282,11 +282,6 @@ impl Settings {
         self.card_statuses.shop_status_for(pipeline_id, status_id)
     }
 
-    /// Whether product or category sync is on (a full sync has something to do).
-    pub fn catalog_sync_on(&self) -> bool {
-        self.sync_products || self.sync_categories
-    }
-
     pub fn payment_method_for(&self, shop_method: &str) -> Option<i64> {
         self.payment_map
             .iter()
@@ -359,7 +354,7 @@ impl Settings {
             Some(id) if crm.source(id).is_none() => {
                 errs.push(Problem::new("source_id", Issue::UnknownSource(id)))
             }
-            None if self.order_sync != OrderSyncType::None => {
+            None if self.order_sync_on() => {
                 errs.push(Problem::new("source_id", Issue::SourceRequired))
             }
             _ => {}
@@ -473,7 +468,7 @@ impl Settings {
                 }
             }
         }
-        if self.order_sync != OrderSyncType::None {
+        if self.order_sync_on() {
             for m in &shop.payment_methods {
                 if self.payment_method_for(&m.id).is_none() {
                     errs.push(Problem::new(

@@ -2,7 +2,7 @@
 
 use crate::reference::{KeycrmReference, PipelineWithStatuses};
 use crate::shop::{NamedItem, ShopAddon, ShopReference};
-use keycrm::models::*;
+use keycrm_model::models::*;
 
 fn named(id: &str) -> NamedItem {
     NamedItem {

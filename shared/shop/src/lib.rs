@@ -1,6 +1,7 @@
 //! The shop platform as the connector sees it: two small ports (catalog, orders), an in-memory
 //! shop for unit tests and the local run, and (in `http`) the adapter for the platform's API.
 
+#[cfg(feature = "demo-server")]
 pub mod demo_server;
 pub mod http;
 mod memory;

@@ -44,6 +44,8 @@ pub use reference_cache_memory::MemoryReferenceCache;
 pub use secrets::{MemorySecrets, SecretStore, SecretsManager};
 pub use stock::{StockStore, StockWindow};
 pub use stock_memory::MemoryStock;
-pub use sync::{ReportItem, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore};
+pub use sync::{
+    ReportItem, RequestedBy, RunState, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore,
+};
 pub use sync_memory::MemorySync;
 pub use tokens::TokenKey;

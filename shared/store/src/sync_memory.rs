@@ -310,14 +310,14 @@ mod tests {
                 run_id: id.to_string(),
                 connection_id: "c".into(),
                 started_at: Some(t0 + chrono::Duration::seconds(i as i64)),
-                state: "running".into(),
+                state: crate::RunState::Running,
                 ..SyncRun::default()
             })
             .await
             .unwrap();
         }
         let mut r2 = s.get_run("c", "r2").await.unwrap().unwrap();
-        r2.state = "completed".into();
+        r2.state = crate::RunState::Completed;
         s.put_run(&r2).await.unwrap();
         let ids: Vec<String> = s
             .list_runs("c", 10)

@@ -1548,7 +1548,7 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
             connection_id: conn_id.clone(),
             kind: SyncKind::Full,
             dry_run: true,
-            requested_by: "merchant".into(),
+            requested_by: store::RequestedBy::Merchant,
             run_id: Some(run_id.clone()),
         }
     );
@@ -1573,7 +1573,7 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
         .await
         .unwrap()
         .unwrap();
-    run.state = "completed".into();
+    run.state = store::RunState::Completed;
     run.started_at = Some(chrono::Utc::now() + chrono::Duration::seconds(60));
     run.finished_at = Some(chrono::Utc::now() + chrono::Duration::seconds(61));
     run.keycrm_requests = 7;

@@ -919,7 +919,7 @@ async fn an_unfinished_run_hides_nothing_and_the_vanish_guard_refuses_mass_hidin
     let (out, run) = w
         .run_job(
             &SyncJob {
-                requested_by: "resume".into(),
+                requested_by: store::RequestedBy::Resume,
                 ..kit::job(CONN, SyncKind::Full, false)
             },
             None,
@@ -1046,7 +1046,7 @@ async fn a_crashed_run_resumes_from_its_checkpoint_without_duplicates() {
     let (out, run) = w
         .run_job(
             &SyncJob {
-                requested_by: "resume".into(),
+                requested_by: store::RequestedBy::Resume,
                 ..kit::job(CONN, SyncKind::Full, false)
             },
             None,
@@ -1112,7 +1112,7 @@ async fn two_runs_of_one_connection_never_overlap() {
     );
     let job = kit::job(CONN, SyncKind::Full, false);
     let merchant = SyncJob {
-        requested_by: "merchant".into(),
+        requested_by: store::RequestedBy::Merchant,
         run_id: Some("merchant-run".into()),
         kind: SyncKind::Prices,
         ..job.clone()
@@ -1152,7 +1152,7 @@ async fn dry_run_previews_a_policy_change_without_writing() {
         ..on()
     };
     let dry = SyncJob {
-        requested_by: "merchant".into(),
+        requested_by: store::RequestedBy::Merchant,
         run_id: Some("preview-1".into()),
         ..kit::job(CONN, SyncKind::Full, true)
     };
@@ -1196,7 +1196,7 @@ async fn dry_run_previews_a_policy_change_without_writing() {
     }
     w.shop.reset_stats(SHOP);
     let dry = SyncJob {
-        requested_by: "merchant".into(),
+        requested_by: store::RequestedBy::Merchant,
         run_id: Some("preview-2".into()),
         ..kit::job(CONN, SyncKind::Full, true)
     };

@@ -190,7 +190,7 @@ async fn leases_never_overlap_and_paused_runs_are_found_for_resume() {
     a.run = Some(SyncRun {
         run_id: "r1".into(),
         connection_id: "c1".into(),
-        state: "running".into(),
+        state: store::RunState::Running,
         ..SyncRun::default()
     });
     let a = t.checkpoint(&a, long).await.unwrap();
@@ -357,7 +357,7 @@ async fn run_reports_by_id_and_newest_first() {
             run_id: id.to_string(),
             connection_id: "c1".into(),
             kind: Some(SyncKind::Full),
-            state: "running".into(),
+            state: store::RunState::Running,
             started_at: Some(t0 + chrono::Duration::seconds(i as i64)),
             ..SyncRun::default()
         })
@@ -365,7 +365,7 @@ async fn run_reports_by_id_and_newest_first() {
         .unwrap();
     }
     let mut r2 = t.get_run("c1", "r2").await.unwrap().unwrap();
-    r2.state = "completed".into();
+    r2.state = store::RunState::Completed;
     r2.counts.insert("create".into(), 5);
     t.put_run(&r2).await.unwrap();
     // Re-recorded with another start time: still one report.

@@ -256,7 +256,7 @@ async fn delete_answers_at_once_and_the_cleanup_runs_in_the_background() {
             run_id: "r-1".into(),
             connection_id: id.clone(),
             kind: Some(SyncKind::Full),
-            state: "completed".into(),
+            state: store::RunState::Completed,
             started_at: Some(Utc::now()),
             ..SyncRun::default()
         },
@@ -483,7 +483,7 @@ async fn a_running_sync_stops_when_its_connection_is_deleted() {
         done,
         JobOutcome::Finished {
             run_id: "cleanup".into(),
-            state: "deleted".into()
+            state: store::RunState::Deleted
         }
     );
     assert!(e.partition(&format!("LINKS#{id}")).await.is_empty());

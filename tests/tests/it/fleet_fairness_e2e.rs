@@ -286,7 +286,7 @@ impl Fleet {
                     connection_id: s.conn.clone(),
                     kind: SyncKind::Full,
                     dry_run: false,
-                    requested_by: "merchant".into(),
+                    requested_by: store::RequestedBy::Merchant,
                     run_id: Some(emulator::unique("run")),
                 },
                 settings: None,

@@ -987,7 +987,7 @@ async fn a_validation_error_is_visible_and_a_repush_after_the_fix_creates_the_or
     conn.settings.delivery_map[0].keycrm_service_id = 3;
     conn.version += 1;
     ConnectionStore::update(&env.table, &conn).await.unwrap();
-    order_push::repush(env.push.ledger.as_ref(), &env.orders, &env.conn.id, "VAL-1")
+    jobs::repush(env.push.ledger.as_ref(), &env.orders, &env.conn.id, "VAL-1")
         .await
         .unwrap();
     let out = env.drain(Duration::from_secs(30)).await;

@@ -78,7 +78,7 @@ impl StatusJob {
             self.target.as_str(),
             self.keycrm_id,
             self.status_id,
-            keycrm::time::format_live(self.changed_at)
+            keycrm_model::time::format_live(self.changed_at)
         )
     }
 }

@@ -821,16 +821,30 @@ async fn error_and_rate_limit_storms_end_with_every_order_in_keycrm_once() {
         seed: 11,
         ..Faults::default()
     });
+    // The neighbour keeps the key spent until the storm's creates have met it (several
+    // attempts, so at least one lands past the window's first 60 requests), at least one
+    // KeyCRM minute and at most ten: a fixed spell would end before a loaded machine gets
+    // the first order to KeyCRM, and the orders would never see a 429.
+    let creates_before = env.sim.stats().endpoint("POST /order");
     let neighbour = {
-        let (url, key) = (
+        let (url, key, sim) = (
             format!("{}/order/source", env.sim.base_url()),
             env.key.clone(),
+            env.sim.clone(),
         );
         tokio::spawn(async move {
             let http = reqwest::Client::new();
-            for _ in 0..120 {
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(60) {
                 let _ = http.get(&url).bearer_auth(&key).send().await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                let creates = sim
+                    .stats()
+                    .endpoint("POST /order")
+                    .saturating_sub(creates_before);
+                if started.elapsed() > Duration::from_secs(6) && creates >= 8 {
+                    break;
+                }
             }
         })
     };

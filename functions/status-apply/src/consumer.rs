@@ -11,7 +11,7 @@
 
 use crate::apply::{Disposition, StatusApplier};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::{DeadLetter, Queue};
+use queue::{settle, Queue};
 use runtime::sqs_batch::{self, respond_by, Budget, Settlements};
 use std::future::Future;
 use std::sync::Arc;
@@ -41,32 +41,19 @@ impl Transport {
         match d {
             Disposition::Done => Settled::Ack,
             Disposition::RetryAfter { delay, .. } => {
-                self.set_visibility(receipt, delay).await;
+                settle::release_after(self.source.as_ref(), receipt, delay).await;
                 Settled::Leave
             }
             Disposition::GiveUp { reason } => {
-                if let Some(dlq) = &self.dead_letter {
-                    let source = self.source.as_ref().map_or("status-updates", |q| q.name());
-                    let letter = DeadLetter::new("status_update", reason, source, body);
-                    match dlq.send(letter.to_outgoing()).await {
-                        Ok(_) => return Settled::Ack,
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not write the dead letter; leaving the message for the redrive");
-                        }
-                    }
+                let source = self.source.as_ref();
+                let kind = "status_update";
+                let dl = self.dead_letter.as_ref();
+                if settle::give_up(source, dl, kind, "status-updates", reason, receipt, body).await
+                {
+                    Settled::Ack
+                } else {
+                    Settled::Leave
                 }
-                // Let the redrive take it at the next receive rather than after a full timeout.
-                self.set_visibility(receipt, Duration::ZERO).await;
-                Settled::Leave
-            }
-        }
-    }
-
-    async fn set_visibility(&self, receipt: &str, delay: Duration) {
-        if let Some(q) = &self.source {
-            if let Err(e) = q.change_visibility(receipt, delay).await {
-                // The queue's own visibility timeout still brings it back.
-                tracing::warn!(error = %e, "could not change the message visibility");
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::handler::{Disposition, StockApplier};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::{DeadLetter, Queue};
+use queue::{settle, Queue};
 use runtime::sqs_batch::{self, respond_by, Budget, Settlements};
 use std::future::Future;
 use std::sync::Arc;
@@ -37,30 +37,18 @@ impl Transport {
         match d {
             Disposition::Done => Settled::Ack,
             Disposition::RetryAfter { delay, .. } => {
-                self.set_visibility(receipt, delay).await;
+                settle::release_after(self.source.as_ref(), receipt, delay).await;
                 Settled::Leave
             }
             Disposition::GiveUp { reason } => {
-                if let Some(dlq) = &self.dead_letter {
-                    let source = self.source.as_ref().map_or("stock-flushes", |q| q.name());
-                    let letter = DeadLetter::new(DEAD_LETTER_KIND, reason, source, body);
-                    match dlq.send(letter.to_outgoing()).await {
-                        Ok(_) => return Settled::Ack,
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not write the dead letter; leaving the message for the redrive");
-                        }
-                    }
+                let source = self.source.as_ref();
+                let kind = DEAD_LETTER_KIND;
+                let dl = self.dead_letter.as_ref();
+                if settle::give_up(source, dl, kind, "stock-flushes", reason, receipt, body).await {
+                    Settled::Ack
+                } else {
+                    Settled::Leave
                 }
-                self.set_visibility(receipt, Duration::ZERO).await;
-                Settled::Leave
-            }
-        }
-    }
-
-    async fn set_visibility(&self, receipt: &str, delay: Duration) {
-        if let Some(q) = &self.source {
-            if let Err(e) = q.change_visibility(receipt, delay).await {
-                tracing::warn!(error = %e, "could not change the message visibility");
             }
         }
     }

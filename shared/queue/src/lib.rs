@@ -4,6 +4,7 @@
 
 mod dead_letter;
 mod memory;
+pub mod settle;
 mod sqs;
 
 pub use dead_letter::DeadLetter;

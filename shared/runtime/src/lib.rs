@@ -6,6 +6,7 @@ pub mod aws;
 pub mod clients;
 pub mod config;
 pub mod key_store;
+pub mod lambda;
 pub mod metrics;
 pub mod platform;
 pub mod sqs_batch;

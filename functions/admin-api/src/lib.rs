@@ -20,6 +20,7 @@ pub mod options;
 pub mod page;
 pub mod state;
 pub mod views;
+pub mod wiring;
 
 pub use auth::{ShopClaims, TokenSigner};
 pub use error::ApiError;

@@ -1,102 +1,12 @@
-//! Lambda wiring for the admin API: read the environment, build the AWS adapters, serve the
-//! router through `lambda_http`. Everything else lives in the library.
+//! Lambda wiring for the admin API: the environment's adapters (`admin_api::wiring`), the
+//! router served through `lambda_http`. Everything else lives in the library.
 
-use admin_api::{AdminApi, AdminConfig, TokenSigner};
-use keycrm::{ClientConfig, RateBudget, DEFAULT_BASE_URL};
-use queue::SqsQueue;
-use runtime::metrics::catalog::ADMIN_REQUESTS;
-use runtime::metrics::{Emitter, Function, MeteredOrders};
-use runtime::{config, env_opt, env_req, KeycrmClients};
-use shop::HttpShop;
-use std::sync::Arc;
-use std::time::Duration;
-use store::{DynamoRateGate, DynamoTable};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use admin_api::wiring::{App, FUNCTION_TIMEOUT};
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
     runtime::telemetry::init();
-
-    let table_name = env_req("TABLE_NAME")?;
-    let secret_prefix = env_req("SECRET_PREFIX")?;
-    let order_queue_url = env_req("ORDER_QUEUE_URL")?;
-    let sync_queue_url = env_req("SYNC_QUEUE_URL")?;
-    let shop_api_base = env_req("SHOP_API_BASE_URL")?;
-    let token_key_arn = env_req("WEBHOOK_TOKEN_KEY_SECRET_ARN")?;
-
-    let mut cfg = AdminConfig::new(
-        secret_prefix,
-        env_opt("KEYCRM_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-    );
-    cfg.allowed_keycrm_base_urls = env_opt("KEYCRM_ALLOWED_BASE_URLS")
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    cfg.public_base_url = env_opt("PUBLIC_BASE_URL");
-    cfg.options_ttl = Duration::from_secs(config::env_parse("OPTIONS_TTL_SECS", 300u64)?);
-    cfg.request_deadline =
-        Duration::from_secs(config::env_parse("REQUEST_DEADLINE_SECS", 25u64)?.clamp(10, 28));
-    cfg.page_origins =
-        AdminConfig::parse_page_origins(&env_opt("PAGE_ALLOWED_ORIGINS").unwrap_or_default())
-            .map_err(|e| format!("PAGE_ALLOWED_ORIGINS: {e}"))?;
-
-    // Timeouts that fit the function's 29 s (template.yaml).
-    let aws = runtime::aws::sdk_config(runtime::aws::AwsTimeouts::for_function(
-        Duration::from_secs(29),
-    ))
-    .await;
-    let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-    // Separate secrets: the signing key (admin-api only), the shop API token, the token key.
-    let signer = TokenSigner::new(runtime::admin_token_signing_key_from_env(&aws).await?)?;
-    let shop_api_token = runtime::shop_api_token_from_env(&aws).await?;
-    let token_key = runtime::load_token_key(&aws, &token_key_arn).await?;
-    // KeyCRM keys, envelope-encrypted in the table; keys kept in Secrets Manager by an older
-    // version are moved on first read.
-    let secrets = runtime::key_store(&aws, &table, runtime::KeyAccess::Manage);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-
-    // The shared per-key budget: every function spending one KeyCRM key goes through it.
-    let gate = Arc::new(DynamoRateGate::new(table.clone(), RateBudget::keycrm()));
-    // API Gateway gives up after 30 s; a slow KeyCRM must fail before that, not hang.
-    let template = ClientConfig {
-        timeout: Duration::from_secs(10),
-        ..ClientConfig::default()
-    };
-    let clients = Arc::new(KeycrmClients::new(secrets.clone(), gate, template));
-    let shop = HttpShop::with_timeout(&shop_api_base, shop_api_token, Duration::from_secs(10))
-        .map_err(|e| format!("SHOP_API_BASE_URL: {e}"))?;
-
-    let table = Arc::new(table);
-    let table_for_metrics: Arc<dyn store::StatusJournal> = table.clone();
-    let api = AdminApi {
-        config: cfg,
-        signer,
-        token_key,
-        connections: table.clone(),
-        secrets,
-        journal: table.clone(),
-        cache: table.clone(),
-        ledger: table.clone(),
-        sync: table.clone(),
-        links: table.clone(),
-        clients,
-        // Metered: shop API failures show in the metrics.
-        shop: Arc::new(MeteredOrders(Arc::new(shop))),
-        order_queue: Arc::new(SqsQueue::new(sqs.clone(), order_queue_url)),
-        sync_queue: Arc::new(SqsQueue::new(sqs, sync_queue_url)),
-    };
-    // One EMF flush per request: answers by class, KeyCRM traffic of key checks and
-    // settings-page dictionaries (per connection also on its status).
-    let metrics = Emitter::new(Function::AdminApi).with_journal(table_for_metrics);
-    lambda_http::run(runtime::metrics::http::layer(
-        admin_api::router(api),
-        metrics,
-        Some(&ADMIN_REQUESTS),
-    ))
-    .await
+    let aws = runtime::lambda::aws_config(FUNCTION_TIMEOUT).await;
+    runtime::lambda::start(App::from_env(&aws).await, App::serve).await
 }

@@ -4,7 +4,8 @@
 //! key's budget, so most of a job's time is waiting for its next slot, and one invocation
 //! waiting for ten keys costs what one waiting for one key does.
 //!
-//! Each job runs isolated from its batch-mates and from the process
+//! The batch is answered by `runtime::lambda::answer_batch` (the partial batch response every
+//! SQS consumer gives). Each job runs isolated from its batch-mates and from the process
 //! (`runtime::sqs_batch::isolate`): a job that cannot be read, or whose run panics, goes to
 //! the dead-letter queue with a readable reason (when one is configured, `SYNC_DLQ_URL`) and
 //! is acknowledged; a transient failure (store, queue) is reported for redelivery, its
@@ -13,11 +14,11 @@
 use crate::engine::Engine;
 use crate::handler::JobMessage;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use futures::StreamExt;
 use queue::{DeadLetter, Message, Queue};
+use runtime::lambda::{answer_batch, BatchLimits};
 use runtime::metrics::catalog::SYNC_JOBS_FAILED;
 use runtime::metrics::count;
-use runtime::sqs_batch::{self, isolate, respond_by, Budget, Run, Settled, Settlements};
+use runtime::sqs_batch::{isolate, Budget, Run, Settled};
 use std::time::{Duration, Instant};
 
 /// Kept back from the run for settling the message (a dead letter) and answering. The run
@@ -38,20 +39,12 @@ pub async fn handle_sqs(
     deadline: Option<Instant>,
     dead_letters: Option<&DeadLetters<'_>>,
 ) -> SqsBatchResponse {
-    let budget = Budget::new(deadline, SETTLE_MARGIN);
-    let messages = sqs_batch::messages(event);
-    let settlements = Settlements::new(&messages);
-    let at_once = engine.cfg.jobs_at_once.max(1);
-    let settled_into = &settlements;
-    respond_by(budget.answer_by(), &settlements, async {
-        futures::stream::iter(messages.iter().cloned())
-            .map(|m| async move {
-                let settled = handle_one(engine, &m, budget, dead_letters).await;
-                settled_into.settle(&m.id, settled);
-            })
-            .buffer_unordered(at_once)
-            .collect::<Vec<()>>()
-            .await;
+    let limits = BatchLimits {
+        settle_margin: SETTLE_MARGIN,
+        at_once: Some(engine.cfg.jobs_at_once.max(1)),
+    };
+    answer_batch(event, deadline, limits, |m, budget| async move {
+        handle_one(engine, &m, budget, dead_letters).await
     })
     .await
 }

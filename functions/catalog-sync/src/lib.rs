@@ -20,6 +20,7 @@ pub mod lambda;
 mod prices;
 mod report;
 mod run;
+pub mod wiring;
 
 pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT, MAX_GATE_WAIT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};

@@ -15,6 +15,7 @@ pub mod memory_crm;
 pub mod policy;
 mod process;
 pub mod recovery;
+pub mod wiring;
 
 pub use crm::{CrmApi, CrmProvider, KeycrmProvider};
 pub use dictionaries::Dictionaries;

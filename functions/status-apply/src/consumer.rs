@@ -1,60 +1,38 @@
 //! Turning a [`Disposition`] into queue operations, for both ways the function runs:
-//! the Lambda SQS event source (partial batch responses) and a polling loop over any
-//! [`Queue`] (the local runner and the emulator tests).
+//! the Lambda SQS event source (partial batch responses, `runtime::lambda::answer_batch`) and
+//! a polling loop over any [`Queue`] (the local runner and the emulator tests).
 //!
 //! Retries: a failing message is made visible again after the policy's backoff
 //! (`ChangeMessageVisibility`) and left in the queue; the queue's redrive policy moves it to
 //! the dead-letter queue after `maxReceiveCount` deliveries. When a dead-letter queue is
 //! configured here too, a message that is given up is sent there at once with its reason
-//! (a [`DeadLetter`]) and deleted; otherwise the reason is in the logs and the connection's
-//! journal and the redrive carries the original body.
+//! (a [`queue::DeadLetter`]) and deleted; otherwise the reason is in the logs and the
+//! connection's journal and the redrive carries the original body.
 
 use crate::apply::{Disposition, StatusApplier};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::{settle, Queue};
-use runtime::sqs_batch::{self, respond_by, Budget, Settlements};
+use queue::consume::{self, DeadLetterLabel, Fate, Receive};
+use queue::Queue;
+use runtime::lambda::{answer_batch, BatchLimits};
+use runtime::sqs_batch;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where the message goes after processing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settled {
-    /// Processed (or dead-lettered by us): delete it.
-    Ack,
-    /// Leave it in the queue (its visibility was set for the retry or the redrive).
-    Leave,
-}
+pub use queue::consume::{Settled, Transport};
 
-/// The queues a consumer talks to besides receiving.
-#[derive(Clone, Default)]
-pub struct Transport {
-    /// The status queue itself, for visibility changes (`None`: keep the queue's timeout).
-    pub source: Option<Arc<dyn Queue>>,
-    /// Dead letters with reasons go here when set; otherwise the redrive policy moves them.
-    pub dead_letter: Option<Arc<dyn Queue>>,
-}
+/// Dead letters of the status queue.
+const LABEL: DeadLetterLabel = DeadLetterLabel {
+    kind: "status_update",
+    default_source: "status-updates",
+};
 
-impl Transport {
-    /// Applies a disposition to a received message (`receipt` from this delivery).
-    pub async fn settle(&self, d: Disposition, receipt: &str, body: &str) -> Settled {
+impl From<Disposition> for Fate {
+    fn from(d: Disposition) -> Fate {
         match d {
-            Disposition::Done => Settled::Ack,
-            Disposition::RetryAfter { delay, .. } => {
-                settle::release_after(self.source.as_ref(), receipt, delay).await;
-                Settled::Leave
-            }
-            Disposition::GiveUp { reason } => {
-                let source = self.source.as_ref();
-                let kind = "status_update";
-                let dl = self.dead_letter.as_ref();
-                if settle::give_up(source, dl, kind, "status-updates", reason, receipt, body).await
-                {
-                    Settled::Ack
-                } else {
-                    Settled::Leave
-                }
-            }
+            Disposition::Done => Fate::Done,
+            Disposition::RetryAfter { delay, .. } => Fate::RetryAfter(delay),
+            Disposition::GiveUp { reason } => Fate::GiveUp(reason),
         }
     }
 }
@@ -75,24 +53,22 @@ pub async fn handle_sqs_event(
     event: SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let budget = Budget::new(deadline, SETTLE_MARGIN);
-    let messages = sqs_batch::messages(event);
-    let settlements = Settlements::new(&messages);
-    let work = futures::future::join_all(messages.iter().map(|m| {
-        let settlements = &settlements;
-        async move {
-            let d = applier
-                .handle_message_until(&m.body, m.receive_count, budget.work_until())
-                .await;
-            let settled = match transport.settle(d, &m.receipt, &m.body).await {
-                Settled::Ack => sqs_batch::Settled::Done,
-                Settled::Leave => sqs_batch::Settled::Redeliver,
-            };
-            settlements.settle(&m.id, settled);
+    let limits = BatchLimits {
+        settle_margin: SETTLE_MARGIN,
+        at_once: None,
+    };
+    answer_batch(event, deadline, limits, |m, budget| async move {
+        let until = budget.work_until();
+        let d = applier
+            .handle_message_until(&m.body, m.receive_count, until)
+            .await;
+        match transport
+            .carry_out(d.into(), LABEL, &m.receipt, &m.body)
+            .await
+        {
+            Settled::Ack => sqs_batch::Settled::Done,
+            Settled::Leave => sqs_batch::Settled::Redeliver,
         }
-    }));
-    respond_by(budget.answer_by(), &settlements, async {
-        work.await;
     })
     .await
 }
@@ -142,28 +118,24 @@ pub async fn poll_once(
     dead_letter: Option<Arc<dyn Queue>>,
     opts: ConsumerOptions,
 ) -> Result<usize, queue::QueueError> {
-    let transport = Transport {
+    let transport = &Transport {
         source: Some(queue.clone()),
         dead_letter,
     };
-    let msgs = queue
-        .receive(opts.batch, opts.wait, opts.visibility)
-        .await?;
-    let n = msgs.len();
-    let transport = &transport;
-    futures::future::join_all(msgs.into_iter().map(|m| async move {
+    let receive = Receive {
+        batch: opts.batch,
+        wait: opts.wait,
+        visibility: opts.visibility,
+    };
+    consume::poll_once(queue, receive, |m| async move {
         let d = applier
             .handle_message_until(&m.body, m.receive_count, None)
             .await;
-        if transport.settle(d, &m.receipt, &m.body).await == Settled::Ack {
-            if let Err(e) = queue.delete(&m.receipt).await {
-                // Delivered again later and then found already applied.
-                tracing::warn!(error = %e, "could not delete a processed status message");
-            }
-        }
-    }))
-    .await;
-    Ok(n)
+        transport
+            .carry_out(d.into(), LABEL, &m.receipt, &m.body)
+            .await
+    })
+    .await
 }
 
 /// Consumes the status queue until `shutdown` resolves (local runner, tests).
@@ -174,16 +146,8 @@ pub async fn run_queue_consumer(
     opts: ConsumerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            res = poll_once(&applier, &queue, dead_letter.clone(), opts) => {
-                if let Err(e) = res {
-                    tracing::warn!(queue = %queue.name(), error = %e, "receiving status messages failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
+    consume::consume_until(queue.name(), shutdown, || {
+        poll_once(&applier, &queue, dead_letter.clone(), opts)
+    })
+    .await
 }

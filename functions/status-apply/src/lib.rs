@@ -4,12 +4,13 @@
 //! (dedupe, ordering, echo guard), then set it through the shop port. Shop outages are
 //! retried with backoff; what cannot be applied ends in the dead-letter queue with a reason.
 //!
-//! The Lambda (`src/main.rs`) feeds SQS batches to [`consumer::handle_sqs_event`]; the local
+//! The Lambda (`src/main.rs`, [`wiring`]) feeds SQS batches to [`consumer::handle_sqs_event`]; the local
 //! runner and the tests run [`consumer::run_queue_consumer`] over any [`queue::Queue`].
 
 pub mod apply;
 pub mod consumer;
 pub mod keycrm_read;
+pub mod wiring;
 
 pub use apply::{Disposition, IgnoreReason, Outcome, RetryPolicy, StatusApplier};
 pub use consumer::{

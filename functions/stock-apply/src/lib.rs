@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod flush;
 pub mod handler;
 pub mod source;
+pub mod wiring;
 
 pub use consumer::{
     handle_sqs_event, poll_once, run_queue_consumer, ConsumerOptions, Settled, Transport,

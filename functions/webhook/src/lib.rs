@@ -8,6 +8,7 @@ pub mod payload;
 pub mod receiver;
 mod router;
 pub mod stock;
+pub mod wiring;
 
 pub use payload::{Delivery, Event, PayloadError, StatusChange};
 pub use receiver::{Receiver, Reply, MAX_BODY, ROUTE};

@@ -2,6 +2,7 @@
 //! moto emulator in tests), an in-memory queue with the same visibility and redrive rules for
 //! unit tests and the local run.
 
+pub mod consume;
 mod dead_letter;
 mod memory;
 pub mod settle;

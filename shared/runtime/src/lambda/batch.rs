@@ -119,15 +119,18 @@ mod tests {
             at_once: None,
         };
         let started = Instant::now();
-        let resp = answer_batch(event(&["quick", "stuck"]), Some(deadline), limits, |m, b| {
-            async move {
+        let resp = answer_batch(
+            event(&["quick", "stuck"]),
+            Some(deadline),
+            limits,
+            |m, b| async move {
                 assert!(b.work_until().is_some());
                 if m.body == "stuck" {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
                 Settled::Done
-            }
-        })
+            },
+        )
         .await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(failures(&resp), vec!["stuck"]);

@@ -153,7 +153,10 @@ mod tests {
     fn secret_errors_say_what_is_wrong_without_the_value() {
         let e: InitError = PlatformSecretError::NotJson.into();
         assert_eq!(e.error_type(), "SecretUnavailable");
-        assert_eq!(e.message(), "the platform secret is not a JSON object of strings");
+        assert_eq!(
+            e.message(),
+            "the platform secret is not a JSON object of strings"
+        );
         let e: InitError = TokenKeySecretError::NotText.into();
         assert_eq!(e.error_type(), "SecretUnavailable");
     }

@@ -9,12 +9,15 @@
 
 mod batch;
 mod error;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod fake_api;
 mod init;
 mod invocation;
 mod serve;
 
+pub use aws_config::SdkConfig;
 pub use batch::{answer_batch, BatchLimits};
 pub use error::{InitError, InvocationError};
 pub use init::{aws_config, report_init_error, start, RUNTIME_API_VAR};
 pub use invocation::{Invocation, NoSchedule};
-pub use serve::{flush_by, serve, Deadline};
+pub use serve::{flush_by, metered, serve, Deadline};

@@ -32,7 +32,10 @@ pub fn flush_by(deadline: Option<Instant>) -> Option<Instant> {
 /// Runs the Lambda runtime: each payload becomes an [`Invocation`] (`expected` names the
 /// shapes the function takes, for the error when it is none of them) and goes to `handler`
 /// with its deadline. A payload of no known shape fails with `errorType` `InvalidInput`.
-pub async fn serve<S, H, Fut>(expected: &'static str, handler: H) -> Result<(), lambda_runtime::Error>
+pub async fn serve<S, H, Fut>(
+    expected: &'static str,
+    handler: H,
+) -> Result<(), lambda_runtime::Error>
 where
     S: DeserializeOwned,
     H: Fn(Invocation<S>, Deadline) -> Fut,
@@ -49,4 +52,19 @@ where
         })
     }))
     .await
+}
+
+/// Runs one invocation's work inside the function's per-invocation metrics (one EMF flush,
+/// bounded by [`Deadline::flush_by`]) and writes its answer.
+pub async fn metered<F, T>(
+    metrics: &crate::metrics::Emitter,
+    deadline: Deadline,
+    work: F,
+) -> Result<Value, InvocationError>
+where
+    F: Future<Output = Result<T, InvocationError>>,
+    T: serde::Serialize,
+{
+    let answer = metrics.run_until(deadline.flush_by(), work).await?;
+    Ok(serde_json::to_value(answer)?)
 }

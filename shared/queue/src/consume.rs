@@ -1,0 +1,199 @@
+//! A queue consumer's side of settling, shared by every consumer that decides a message's
+//! fate as done, retry after a backoff, or give up (status-apply, stock-apply): the
+//! [`Transport`] that carries a [`Fate`] out, and the polling loop the local run, the tests
+//! and the benchmarks use where Lambda's SQS event source is not there.
+
+use crate::settle::{give_up, release_after};
+use crate::{Queue, QueueError};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What processing decided for a received message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Finished: delete it.
+    Done,
+    /// Leave it in the queue and make it visible again after this delay.
+    RetryAfter(Duration),
+    /// Give up: dead-letter it with this reason.
+    GiveUp(String),
+}
+
+/// Where the message goes after its fate was carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Processed (or dead-lettered by us): delete it.
+    Ack,
+    /// Leave it in the queue (its visibility was set for the retry or the redrive).
+    Leave,
+}
+
+/// How a consumer's dead letters are labelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadLetterLabel {
+    /// The dead letter's `kind` (`status_update`, `stock_flush`).
+    pub kind: &'static str,
+    /// The source queue named in a dead letter when the consumer was not given its queue.
+    pub default_source: &'static str,
+}
+
+/// The queues a consumer talks to besides receiving.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// The queue itself, for visibility changes (`None`: keep the queue's timeout).
+    pub source: Option<Arc<dyn Queue>>,
+    /// Dead letters with reasons go here when set; otherwise the redrive policy moves them.
+    pub dead_letter: Option<Arc<dyn Queue>>,
+}
+
+impl Transport {
+    /// Carries out a received message's fate (`receipt` from this delivery).
+    pub async fn carry_out(
+        &self,
+        fate: Fate,
+        label: DeadLetterLabel,
+        receipt: &str,
+        body: &str,
+    ) -> Settled {
+        let source = self.source.as_ref();
+        match fate {
+            Fate::Done => Settled::Ack,
+            Fate::RetryAfter(delay) => {
+                release_after(source, receipt, delay).await;
+                Settled::Leave
+            }
+            Fate::GiveUp(reason) => {
+                let dl = self.dead_letter.as_ref();
+                let (kind, default_source) = (label.kind, label.default_source);
+                if give_up(source, dl, kind, default_source, reason, receipt, body).await {
+                    Settled::Ack
+                } else {
+                    Settled::Leave
+                }
+            }
+        }
+    }
+}
+
+/// How one poll receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receive {
+    pub batch: usize,
+    /// Long-poll wait per receive.
+    pub wait: Duration,
+    /// Visibility while a message is processed.
+    pub visibility: Duration,
+}
+
+/// Receives one batch, settles every message with `settle` (all at once) and deletes the
+/// ones it acknowledges; returns how many were received.
+pub async fn poll_once<F, Fut>(
+    queue: &Arc<dyn Queue>,
+    receive: Receive,
+    settle: F,
+) -> Result<usize, QueueError>
+where
+    F: Fn(crate::Message) -> Fut,
+    Fut: Future<Output = Settled>,
+{
+    let msgs = queue
+        .receive(receive.batch, receive.wait, receive.visibility)
+        .await?;
+    let n = msgs.len();
+    let settle = &settle;
+    futures::future::join_all(msgs.into_iter().map(|m| async move {
+        let receipt = m.receipt.clone();
+        if settle(m).await == Settled::Ack {
+            if let Err(e) = queue.delete(&receipt).await {
+                // Delivered again later and then found already handled.
+                tracing::warn!(queue = %queue.name(), error = %e, "could not delete a processed message");
+            }
+        }
+    }))
+    .await;
+    Ok(n)
+}
+
+/// Polls with `poll` until `shutdown` resolves; a failed receive is logged and retried after
+/// half a second.
+pub async fn consume_until<P, Fut>(
+    queue_name: &str,
+    shutdown: impl Future<Output = ()> + Send,
+    mut poll: P,
+) where
+    P: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, QueueError>>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            res = poll() => {
+                if let Err(e) = res {
+                    tracing::warn!(queue = %queue_name, error = %e, "receiving messages failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryQueue, Outgoing};
+
+    const LABEL: DeadLetterLabel = DeadLetterLabel {
+        kind: "test_kind",
+        default_source: "test-queue",
+    };
+
+    #[tokio::test]
+    async fn fates_are_carried_out_and_acknowledged_ones_deleted() {
+        let q = Arc::new(MemoryQueue::new("work"));
+        let dlq = Arc::new(MemoryQueue::new("dead"));
+        for body in ["done", "retry", "give-up"] {
+            q.send(Outgoing::new(body)).await.unwrap();
+        }
+        let queue: Arc<dyn Queue> = q.clone();
+        let transport = Transport {
+            source: Some(queue.clone()),
+            dead_letter: Some(dlq.clone()),
+        };
+        let receive = Receive {
+            batch: 10,
+            wait: Duration::ZERO,
+            visibility: Duration::from_secs(30),
+        };
+        let n = poll_once(&queue, receive, |m| {
+            let transport = &transport;
+            async move {
+                let fate = match m.body.as_str() {
+                    "done" => Fate::Done,
+                    "retry" => Fate::RetryAfter(Duration::ZERO),
+                    _ => Fate::GiveUp("unreadable".into()),
+                };
+                transport.carry_out(fate, LABEL, &m.receipt, &m.body).await
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 3);
+        // The retry is visible again at once; the others are gone.
+        let left = queue
+            .receive(10, Duration::ZERO, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let bodies: Vec<_> = left.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, vec!["retry"]);
+        let dead = dlq
+            .receive(10, Duration::ZERO, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        let letter: serde_json::Value = serde_json::from_str(&dead[0].body).unwrap();
+        assert_eq!(letter["kind"], "test_kind");
+        assert_eq!(letter["reason"], "unreadable");
+    }
+}

@@ -1,0 +1,188 @@
+//! A small stand-in for the Lambda Runtime API on loopback, for tests that run a function's
+//! real binary: it hands out the events it was given from `/invocation/next` (and then holds
+//! the poll open, as Lambda does while no event comes) and records what the function posts to
+//! `/init/error`, `/invocation/{id}/response` and `/invocation/{id}/error`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One error report: the `Lambda-Runtime-Function-Error-Type` header and the JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reported {
+    /// The invocation's request id (`None` for `/init/error`).
+    pub request_id: Option<String>,
+    pub error_type_header: Option<String>,
+    pub body: Value,
+}
+
+/// What the function posted, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    pub init_errors: Vec<Reported>,
+    pub responses: Vec<(String, Value)>,
+    pub errors: Vec<Reported>,
+}
+
+#[derive(Default)]
+struct Shared {
+    events: Mutex<VecDeque<(String, Value)>>,
+    recorded: Mutex<Recorded>,
+}
+
+/// The running fake; the server stops with the test's runtime.
+pub struct FakeRuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub address: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FakeRuntimeApi {
+    /// Serves these events (request ids `req-1`, `req-2`, …) in order.
+    pub async fn start(events: Vec<Value>) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        if let Ok(mut q) = shared.events.lock() {
+            q.extend(
+                events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| (format!("req-{}", i + 1), e)),
+            );
+        }
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeRuntimeApi { address, shared })
+    }
+
+    pub fn recorded(&self) -> Recorded {
+        self.shared
+            .recorded
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits (up to `within`) until `done` holds for what was recorded, and returns it.
+    pub async fn wait_for(&self, within: Duration, done: impl Fn(&Recorded) -> bool) -> Recorded {
+        let until = Instant::now() + within;
+        loop {
+            let r = self.recorded();
+            if done(&r) || Instant::now() >= until {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    let event = shared.events.lock().ok().and_then(|mut q| q.pop_front());
+    let Some((id, payload)) = event else {
+        // No event: hold the poll, as Lambda does between invocations.
+        std::future::pending::<()>().await;
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let deadline_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() + 30_000)
+        .unwrap_or_default();
+    (
+        [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:000000000000:function:test".to_string(),
+            ),
+            ("content-type", "application/json".to_string()),
+        ],
+        payload.to_string(),
+    )
+        .into_response()
+}
+
+fn report(request_id: Option<String>, headers: &HeaderMap, body: &str) -> Reported {
+    Reported {
+        request_id,
+        error_type_header: headers
+            .get("lambda-runtime-function-error-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    }
+}
+
+async fn init_error(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    if let Ok(mut r) = shared.recorded.lock() {
+        r.init_errors.push(report(None, &headers, &body));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    if let Ok(mut r) = shared.recorded.lock() {
+        r.responses.push((id, value));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn invocation_error(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    if let Ok(mut r) = shared.recorded.lock() {
+        r.errors.push(report(Some(id), &headers, &body));
+    }
+    StatusCode::ACCEPTED
+}
+
+/// The environment a function's binary needs to talk to the fake (besides its own
+/// variables): the Runtime API address, the Lambda configuration `lambda_runtime` reads, and
+/// a region and credentials that make no network call at start.
+pub fn lambda_env(api: &FakeRuntimeApi) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_LAMBDA_RUNTIME_API", api.address.to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "test".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        // Nothing listens here: a call the function should not make fails fast.
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+    ]
+}

@@ -88,16 +88,8 @@ pub enum Outcome {
     Failed { reason: String },
 }
 
-/// What the transport should do with the message.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Disposition {
-    /// Finished (applied or ignored): delete it.
-    Done,
-    /// Leave it in the queue and make it visible again after `delay`.
-    RetryAfter { delay: Duration, reason: String },
-    /// Give up: dead-letter it with this reason.
-    GiveUp { reason: String },
-}
+/// What the transport should do with the message (shared by the queue consumers).
+pub use queue::consume::Disposition;
 
 /// Backoff between deliveries of a failing message, and the queue's redrive threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Turning a [`Disposition`] into queue operations, for both ways the function runs:
+//! Turning a [`crate::Disposition`] into queue operations, for both ways the function runs:
 //! the Lambda SQS event source (partial batch responses, `runtime::lambda::answer_batch`) and
 //! a polling loop over any [`Queue`] (the local runner and the emulator tests).
 //!
@@ -9,9 +9,9 @@
 //! (a [`queue::DeadLetter`]) and deleted; otherwise the reason is in the logs and the
 //! connection's journal and the redrive carries the original body.
 
-use crate::apply::{Disposition, StatusApplier};
+use crate::apply::StatusApplier;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::consume::{self, DeadLetterLabel, Fate, Receive};
+use queue::consume::{self, DeadLetterLabel, Receive};
 use queue::Queue;
 use runtime::lambda::{answer_batch, BatchLimits};
 use runtime::sqs_batch;
@@ -26,16 +26,6 @@ const LABEL: DeadLetterLabel = DeadLetterLabel {
     kind: "status_update",
     default_source: "status-updates",
 };
-
-impl From<Disposition> for Fate {
-    fn from(d: Disposition) -> Fate {
-        match d {
-            Disposition::Done => Fate::Done,
-            Disposition::RetryAfter { delay, .. } => Fate::RetryAfter(delay),
-            Disposition::GiveUp { reason } => Fate::GiveUp(reason),
-        }
-    }
-}
 
 /// Kept back from message work for settling (a visibility change or a dead letter: one SQS
 /// call, bounded by the SDK's operation timeout) and answering.
@@ -62,10 +52,7 @@ pub async fn handle_sqs_event(
         let d = applier
             .handle_message_until(&m.body, m.receive_count, until)
             .await;
-        match transport
-            .carry_out(d.into(), LABEL, &m.receipt, &m.body)
-            .await
-        {
+        match transport.carry_out(d, LABEL, &m.receipt, &m.body).await {
             Settled::Ack => sqs_batch::Settled::Done,
             Settled::Leave => sqs_batch::Settled::Redeliver,
         }
@@ -118,24 +105,18 @@ pub async fn poll_once(
     dead_letter: Option<Arc<dyn Queue>>,
     opts: ConsumerOptions,
 ) -> Result<usize, queue::QueueError> {
-    let transport = &Transport {
-        source: Some(queue.clone()),
-        dead_letter,
-    };
     let receive = Receive {
         batch: opts.batch,
         wait: opts.wait,
         visibility: opts.visibility,
     };
-    consume::poll_once(queue, receive, |m| async move {
-        let d = applier
-            .handle_message_until(&m.body, m.receive_count, None)
-            .await;
-        transport
-            .carry_out(d.into(), LABEL, &m.receipt, &m.body)
+    let decide = |m: queue::Message| async move {
+        let until = None;
+        applier
+            .handle_message_until(&m.body, m.receive_count, until)
             .await
-    })
-    .await
+    };
+    consume::poll_and_settle(queue, dead_letter, receive, LABEL, decide).await
 }
 
 /// Consumes the status queue until `shutdown` resolves (local runner, tests).

@@ -1,4 +1,4 @@
-//! Turning a [`Disposition`] into queue operations, for the Lambda SQS event source (partial
+//! Turning a [`crate::Disposition`] into queue operations, for the Lambda SQS event source (partial
 //! batch responses, `runtime::lambda::answer_batch`) and for a polling loop over any
 //! [`Queue`] (the local run, the tests).
 //!
@@ -7,9 +7,9 @@
 //! With a dead-letter queue configured here, a message given up goes there at once with its
 //! reason (a [`queue::DeadLetter`]) and is deleted.
 
-use crate::handler::{Disposition, StockApplier};
+use crate::handler::StockApplier;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use queue::consume::{self, DeadLetterLabel, Fate, Receive};
+use queue::consume::{self, DeadLetterLabel, Receive};
 use queue::Queue;
 use runtime::lambda::{answer_batch, BatchLimits};
 use runtime::sqs_batch::Settled as Answer;
@@ -26,16 +26,6 @@ const DEAD_LETTERS: DeadLetterLabel = DeadLetterLabel {
     kind: DEAD_LETTER_KIND,
     default_source: "stock-flushes",
 };
-
-impl From<Disposition> for Fate {
-    fn from(d: Disposition) -> Fate {
-        match d {
-            Disposition::Done => Fate::Done,
-            Disposition::RetryAfter { delay, .. } => Fate::RetryAfter(delay),
-            Disposition::GiveUp { reason } => Fate::GiveUp(reason),
-        }
-    }
-}
 
 /// Kept back from message work for settling (a visibility change or a dead letter) and
 /// answering.
@@ -56,10 +46,9 @@ pub async fn handle_sqs_event(
         at_once: None,
     };
     answer_batch(event, deadline, limits, |m, budget| async move {
-        let fate: Fate = applier
+        let fate = applier
             .handle_message_until(&m.body, m.receive_count, budget.work_until())
-            .await
-            .into();
+            .await;
         let settled = transport
             .carry_out(fate, DEAD_LETTERS, &m.receipt, &m.body)
             .await;
@@ -81,13 +70,18 @@ pub struct ConsumerOptions {
     pub visibility: Duration,
 }
 
+impl ConsumerOptions {
+    /// Ten flushes a poll, half a second's wait, five minutes' visibility.
+    pub const DEFAULT: ConsumerOptions = ConsumerOptions {
+        batch: 10,
+        wait: Duration::from_millis(500),
+        visibility: Duration::from_secs(300),
+    };
+}
+
 impl Default for ConsumerOptions {
     fn default() -> Self {
-        ConsumerOptions {
-            batch: 10,
-            wait: Duration::from_millis(500),
-            visibility: Duration::from_secs(300),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -98,26 +92,18 @@ pub async fn poll_once(
     dead_letter: Option<Arc<dyn Queue>>,
     opts: ConsumerOptions,
 ) -> Result<usize, queue::QueueError> {
-    let transport = Transport {
-        source: Some(queue.clone()),
-        dead_letter,
+    let ConsumerOptions {
+        batch,
+        wait,
+        visibility,
+    } = opts;
+    let receive = Receive {
+        batch,
+        wait,
+        visibility,
     };
-    let (transport, receive) = (
-        &transport,
-        Receive {
-            batch: opts.batch,
-            wait: opts.wait,
-            visibility: opts.visibility,
-        },
-    );
-    consume::poll_once(queue, receive, |m| async move {
-        let fate: Fate = applier
-            .handle_message(&m.body, m.receive_count)
-            .await
-            .into();
-        transport
-            .carry_out(fate, DEAD_LETTERS, &m.receipt, &m.body)
-            .await
+    consume::poll_and_settle(queue, dead_letter, receive, DEAD_LETTERS, |m| async move {
+        applier.handle_message(&m.body, m.receive_count).await
     })
     .await
 }

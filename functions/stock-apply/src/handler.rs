@@ -8,16 +8,8 @@ use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, Run};
 use std::time::{Duration, Instant};
 
-/// What the transport should do with the message.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Disposition {
-    /// Finished (flushed, or nothing to do): delete it.
-    Done,
-    /// Leave it in the queue and make it visible again after `delay`.
-    RetryAfter { delay: Duration, reason: String },
-    /// Give up: dead-letter it with this reason.
-    GiveUp { reason: String },
-}
+/// What the transport should do with the message (shared by the queue consumers).
+pub use queue::consume::Disposition;
 
 /// Backoff between deliveries of a failing flush, and the queue's redrive threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

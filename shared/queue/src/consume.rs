@@ -1,6 +1,6 @@
 //! A queue consumer's side of settling, shared by every consumer that decides a message's
 //! fate as done, retry after a backoff, or give up (status-apply, stock-apply): the
-//! [`Transport`] that carries a [`Fate`] out, and the polling loop the local run, the tests
+//! [`Transport`] that carries a [`Disposition`] out, and the polling loop the local run, the tests
 //! and the benchmarks use where Lambda's SQS event source is not there.
 
 use crate::settle::{give_up, release_after};
@@ -9,15 +9,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What processing decided for a received message.
+/// What processing decided for a received message: what the transport should do with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fate {
-    /// Finished: delete it.
+pub enum Disposition {
+    /// Finished (applied, flushed or nothing to do): delete it.
     Done,
-    /// Leave it in the queue and make it visible again after this delay.
-    RetryAfter(Duration),
+    /// Leave it in the queue and make it visible again after `delay`.
+    RetryAfter { delay: Duration, reason: String },
     /// Give up: dead-letter it with this reason.
-    GiveUp(String),
+    GiveUp { reason: String },
 }
 
 /// Where the message goes after its fate was carried out.
@@ -48,22 +48,22 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Carries out a received message's fate (`receipt` from this delivery).
+    /// Carries out a received message's disposition (`receipt` from this delivery).
     pub async fn carry_out(
         &self,
-        fate: Fate,
+        disposition: Disposition,
         label: DeadLetterLabel,
         receipt: &str,
         body: &str,
     ) -> Settled {
         let source = self.source.as_ref();
-        match fate {
-            Fate::Done => Settled::Ack,
-            Fate::RetryAfter(delay) => {
+        match disposition {
+            Disposition::Done => Settled::Ack,
+            Disposition::RetryAfter { delay, .. } => {
                 release_after(source, receipt, delay).await;
                 Settled::Leave
             }
-            Fate::GiveUp(reason) => {
+            Disposition::GiveUp { reason } => {
                 let dl = self.dead_letter.as_ref();
                 let (kind, default_source) = (label.kind, label.default_source);
                 if give_up(source, dl, kind, default_source, reason, receipt, body).await {
@@ -113,6 +113,33 @@ where
     }))
     .await;
     Ok(n)
+}
+
+/// Receives one batch, decides each message's disposition with `decide` (all at once),
+/// carries it out through a [`Transport`] over `queue` and `dead_letter`, and deletes the
+/// messages that are finished; returns how many were received.
+pub async fn poll_and_settle<F, Fut>(
+    queue: &Arc<dyn Queue>,
+    dead_letter: Option<Arc<dyn Queue>>,
+    receive: Receive,
+    label: DeadLetterLabel,
+    decide: F,
+) -> Result<usize, QueueError>
+where
+    F: Fn(crate::Message) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
+    let transport = &Transport {
+        source: Some(queue.clone()),
+        dead_letter,
+    };
+    let decide = &decide;
+    poll_once(queue, receive, |m| async move {
+        let (receipt, body) = (m.receipt.clone(), m.body.clone());
+        let d = decide(m).await;
+        transport.carry_out(d, label, &receipt, &body).await
+    })
+    .await
 }
 
 /// Polls with `poll` until `shutdown` resolves; a failed receive is logged and retried after
@@ -169,12 +196,17 @@ mod tests {
         let n = poll_once(&queue, receive, |m| {
             let transport = &transport;
             async move {
-                let fate = match m.body.as_str() {
-                    "done" => Fate::Done,
-                    "retry" => Fate::RetryAfter(Duration::ZERO),
-                    _ => Fate::GiveUp("unreadable".into()),
+                let d = match m.body.as_str() {
+                    "done" => Disposition::Done,
+                    "retry" => Disposition::RetryAfter {
+                        delay: Duration::ZERO,
+                        reason: "busy".into(),
+                    },
+                    _ => Disposition::GiveUp {
+                        reason: "unreadable".into(),
+                    },
                 };
-                transport.carry_out(fate, LABEL, &m.receipt, &m.body).await
+                transport.carry_out(d, LABEL, &m.receipt, &m.body).await
             }
         })
         .await

@@ -1509,3 +1509,7 @@ async fn concurrent_status_pushes_of_one_order_land_in_order() {
     assert_eq!(order.status_id, 12, "KeyCRM ends on the newest status");
     assert_eq!(w.entry("R1").await.shop_status.as_deref(), Some("done"));
 }
+
+// The Lambda edge from JSON event fixtures, on this file's in-memory world.
+#[path = "lambda_fixtures.rs"]
+mod lambda_fixtures;

@@ -186,3 +186,125 @@ pub fn lambda_env(api: &FakeRuntimeApi) -> Vec<(&'static str, String)> {
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
     ]
 }
+
+/// A function's binary running against a [`FakeRuntimeApi`]; killed when dropped.
+pub struct RunningFunction {
+    child: Option<std::process::Child>,
+}
+
+impl RunningFunction {
+    /// Starts `binary` with only the fake's environment ([`lambda_env`]) and `env`.
+    pub fn spawn(
+        binary: &str,
+        api: &FakeRuntimeApi,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
+        let mut cmd = std::process::Command::new(binary);
+        cmd.env_clear()
+            .envs(lambda_env(api))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        Ok(RunningFunction {
+            child: Some(cmd.spawn()?),
+        })
+    }
+
+    /// Waits (up to `within`) for the process to end: its exit status and what it wrote to
+    /// stdout and stderr; `None` while it still runs.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<(ExitStatus, String)> {
+        let until = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = self.child.take()?.wait_with_output().ok()?;
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return Some((out.status, text));
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RunningFunction {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+use std::process::ExitStatus;
+
+/// Runs `binary` without `missing` (and with `env`): it must report
+/// `environment variable {missing} is required` to `/init/error` with `errorType`
+/// `InvalidConfiguration` (header and body), exit non-zero, and write no Rust debug line.
+pub async fn assert_missing_variable_is_an_init_error(
+    binary: &str,
+    env: &[(&str, &str)],
+    missing: &str,
+) {
+    let api = FakeRuntimeApi::start(vec![]).await.expect("fake Runtime API");
+    let env: Vec<_> = env.iter().copied().filter(|(k, _)| *k != missing).collect();
+    let mut f = RunningFunction::spawn(binary, &api, &env).expect("the binary starts");
+    let (status, output) = f
+        .exit_within(Duration::from_secs(60))
+        .await
+        .expect("a function that cannot start exits");
+    assert!(!status.success(), "{status:?}\n{output}");
+    let recorded = api.recorded();
+    assert_eq!(recorded.init_errors.len(), 1, "{recorded:?}\n{output}");
+    let report = &recorded.init_errors[0];
+    assert_eq!(
+        report.error_type_header.as_deref(),
+        Some("InvalidConfiguration")
+    );
+    assert_eq!(
+        report.body,
+        serde_json::json!({
+            "errorType": "InvalidConfiguration",
+            "errorMessage": format!("environment variable {missing} is required"),
+        })
+    );
+    // The readable line, never `Error: Missing("…")`.
+    assert!(!output.contains("Missing("), "{output}");
+    assert!(!output.contains("Error: "), "{output}");
+    assert!(recorded.responses.is_empty() && recorded.errors.is_empty());
+}
+
+/// Runs `binary` with `env` (enough to start) and hands it `events`, none of a shape it takes:
+/// each must be answered with an invocation error of `errorType` `InvalidInput` that names
+/// what the function expects, and the process keeps serving.
+pub async fn assert_unknown_events_are_invalid_input(
+    binary: &str,
+    env: &[(&str, &str)],
+    events: Vec<Value>,
+) -> Vec<Reported> {
+    let n = events.len();
+    let api = FakeRuntimeApi::start(events).await.expect("fake Runtime API");
+    let mut f = RunningFunction::spawn(binary, &api, env).expect("the binary starts");
+    let recorded = api
+        .wait_for(Duration::from_secs(60), |r| {
+            r.errors.len() >= n || !r.init_errors.is_empty()
+        })
+        .await;
+    let still_running = f.exit_within(Duration::ZERO).await;
+    assert!(still_running.is_none(), "{still_running:?}");
+    assert!(recorded.init_errors.is_empty(), "{recorded:?}");
+    assert_eq!(recorded.errors.len(), n, "{recorded:?}");
+    for e in &recorded.errors {
+        assert_eq!(e.body["errorType"], "InvalidInput", "{e:?}");
+        let message = e.body["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains("this function handles"), "{message}");
+    }
+    assert!(recorded.responses.is_empty(), "{recorded:?}");
+    recorded.errors
+}

@@ -32,7 +32,7 @@ impl<S: DeserializeOwned> Invocation<S> {
     pub fn from_value(payload: serde_json::Value, expected: &str) -> Result<Self, InvocationError> {
         serde_json::from_value(payload).map_err(|_| {
             InvocationError::invalid_input(format!(
-                "the event is not one this function handles (expected {expected})"
+                "the event is not one this function handles (this function handles {expected})"
             ))
         })
     }
@@ -127,7 +127,7 @@ mod tests {
             let err = Invocation::<Tick>::from_value(v, EXPECTED).unwrap_err();
             assert_eq!(err.error_type(), "InvalidInput");
             let text = err.to_string();
-            assert!(text.contains("expected an SQS batch"), "{text}");
+            assert!(text.contains("this function handles an SQS batch"), "{text}");
             assert!(!text.contains("s3cr3t"), "{text}");
         }
         // A function without a schedule takes no schedule-looking input either.

@@ -1511,5 +1511,5 @@ async fn concurrent_status_pushes_of_one_order_land_in_order() {
 }
 
 // The Lambda edge from JSON event fixtures, on this file's in-memory world.
-#[path = "lambda_fixtures.rs"]
+#[path = "lambda/fixtures.rs"]
 mod lambda_fixtures;

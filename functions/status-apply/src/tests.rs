@@ -948,3 +948,7 @@ async fn a_hung_change_is_cut_at_the_deadline_and_applied_ones_are_not_redeliver
     assert_eq!(w.status("A-5").as_deref(), Some("processing"));
     assert_eq!(w.counter("webhooks_applied").await, 2);
 }
+
+// The Lambda edge from JSON event fixtures, on this file's in-memory world.
+#[path = "../tests/lambda/fixtures.rs"]
+mod lambda_fixtures;

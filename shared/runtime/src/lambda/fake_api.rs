@@ -2,6 +2,11 @@
 //! real binary: it hands out the events it was given from `/invocation/next` (and then holds
 //! the poll open, as Lambda does while no event comes) and records what the function posts to
 //! `/init/error`, `/invocation/{id}/response` and `/invocation/{id}/error`.
+//!
+//! It also stands in for Secrets Manager's `GetSecretValue` (the functions point their AWS
+//! endpoint at it), holding the platform secrets a function reads at start under the names
+//! [`SHOP_API_TOKEN_SECRET`], [`ADMIN_TOKEN_SECRET`] and [`TOKEN_KEY_SECRET`], so a binary
+//! can start without any AWS service; any other secret is not found.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,6 +36,25 @@ pub struct Recorded {
     pub errors: Vec<Reported>,
 }
 
+/// The secret holding `{"shop_api_token": …}`.
+pub const SHOP_API_TOKEN_SECRET: &str = "test/shop-api-token";
+/// The secret holding `{"admin_token_signing_key": …}`.
+pub const ADMIN_TOKEN_SECRET: &str = "test/admin-token";
+/// The webhook token key's secret (its text).
+pub const TOKEN_KEY_SECRET: &str = "test/webhook-token-key";
+
+fn secret(id: &str) -> Option<String> {
+    match id {
+        SHOP_API_TOKEN_SECRET => Some(r#"{"shop_api_token":"test-shop-api-token"}"#.into()),
+        ADMIN_TOKEN_SECRET => Some(format!(
+            r#"{{"admin_token_signing_key":"{}"}}"#,
+            "s".repeat(48)
+        )),
+        TOKEN_KEY_SECRET => Some("k".repeat(48)),
+        _ => None,
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     events: Mutex<VecDeque<(String, Value)>>,
@@ -57,6 +81,7 @@ impl FakeRuntimeApi {
             );
         }
         let app = Router::new()
+            .route("/", post(aws_api))
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .route(
@@ -123,6 +148,43 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// Secrets Manager's `GetSecretValue` for the test secrets; every other call is refused.
+async fn aws_api(headers: HeaderMap, body: String) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let id = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["SecretId"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let (status, doc) = match (target, secret(&id)) {
+        ("secretsmanager.GetSecretValue", Some(text)) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "ARN": format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{id}"),
+                "Name": id, "SecretString": text, "VersionId": "v1",
+                "VersionStages": ["AWSCURRENT"], "CreatedDate": 1.7e9
+            }),
+        ),
+        ("secretsmanager.GetSecretValue", None) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"__type": "ResourceNotFoundException",
+                "message": "Secrets Manager can't find the specified secret."}),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"__type": "UnknownOperationException", "message": "not here"}),
+        ),
+    };
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1")],
+        doc.to_string(),
+    )
+        .into_response()
+}
+
 fn report(request_id: Option<String>, headers: &HeaderMap, body: &str) -> Reported {
     Reported {
         request_id,
@@ -171,7 +233,7 @@ async fn invocation_error(
 
 /// The environment a function's binary needs to talk to the fake (besides its own
 /// variables): the Runtime API address, the Lambda configuration `lambda_runtime` reads, and
-/// a region and credentials that make no network call at start.
+/// a region and credentials, and the fake as the AWS endpoint (its test secrets).
 pub fn lambda_env(api: &FakeRuntimeApi) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_LAMBDA_RUNTIME_API", api.address.to_string()),
@@ -182,8 +244,8 @@ pub fn lambda_env(api: &FakeRuntimeApi) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        // Nothing listens here: a call the function should not make fails fast.
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+        // Secrets Manager is the fake; any other AWS call fails fast.
+        ("AWS_ENDPOINT_URL", format!("http://{}", api.address)),
     ]
 }
 
@@ -252,7 +314,9 @@ pub async fn assert_missing_variable_is_an_init_error(
     env: &[(&str, &str)],
     missing: &str,
 ) {
-    let api = FakeRuntimeApi::start(vec![]).await.expect("fake Runtime API");
+    let api = FakeRuntimeApi::start(vec![])
+        .await
+        .expect("fake Runtime API");
     let env: Vec<_> = env.iter().copied().filter(|(k, _)| *k != missing).collect();
     let mut f = RunningFunction::spawn(binary, &api, &env).expect("the binary starts");
     let (status, output) = f
@@ -289,7 +353,9 @@ pub async fn assert_unknown_events_are_invalid_input(
     events: Vec<Value>,
 ) -> Vec<Reported> {
     let n = events.len();
-    let api = FakeRuntimeApi::start(events).await.expect("fake Runtime API");
+    let api = FakeRuntimeApi::start(events)
+        .await
+        .expect("fake Runtime API");
     let mut f = RunningFunction::spawn(binary, &api, env).expect("the binary starts");
     let recorded = api
         .wait_for(Duration::from_secs(60), |r| {

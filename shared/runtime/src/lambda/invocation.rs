@@ -127,7 +127,10 @@ mod tests {
             let err = Invocation::<Tick>::from_value(v, EXPECTED).unwrap_err();
             assert_eq!(err.error_type(), "InvalidInput");
             let text = err.to_string();
-            assert!(text.contains("this function handles an SQS batch"), "{text}");
+            assert!(
+                text.contains("this function handles an SQS batch"),
+                "{text}"
+            );
             assert!(!text.contains("s3cr3t"), "{text}");
         }
         // A function without a schedule takes no schedule-looking input either.

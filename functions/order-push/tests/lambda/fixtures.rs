@@ -7,7 +7,7 @@ use super::*;
 use order_push::lambda::{invoke, ACCEPTS};
 use runtime::lambda::fake_api;
 use runtime::lambda::{Deadline, Invocation, InvocationError, NoSchedule};
-use runtime::metrics::{Emitter, Function};
+use runtime::metrics::{Emitter, Function, Sink};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Value {
@@ -18,7 +18,7 @@ fn fixture(name: &str) -> Value {
 
 async fn invoke_with(w: &World, name: &str) -> Result<Value, InvocationError> {
     let invocation = Invocation::<NoSchedule>::from_value(fixture(name), ACCEPTS)?;
-    let metrics = Emitter::new(Function::OrderPush);
+    let metrics = Emitter::new(Function::OrderPush).with_sink(Sink::Discard);
     invoke(&w.push, &metrics, invocation, Deadline(None)).await
 }
 
@@ -52,7 +52,9 @@ async fn fixture_an_order_created_batch_creates_the_order() {
 #[tokio::test]
 async fn fixture_one_malformed_record_is_dead_lettered_alone() {
     let w = world(OrderSyncType::Orders).await;
-    let answer = invoke_with(&w, "sqs_batch_one_malformed.json").await.unwrap();
+    let answer = invoke_with(&w, "sqs_batch_one_malformed.json")
+        .await
+        .unwrap();
     // Dead-lettered with its reason and acknowledged: nothing comes back, nothing is lost.
     assert_eq!(answer, json!({"batchItemFailures": []}));
     let created: Vec<_> = w
@@ -62,7 +64,9 @@ async fn fixture_one_malformed_record_is_dead_lettered_alone() {
         .map(|(_, o)| o.source_uuid.clone().unwrap_or_default())
         .collect();
     assert_eq!(created.len(), 2, "{created:?}");
-    assert!(created.contains(&"shop-1:F2".to_string()) && created.contains(&"shop-1:F3".to_string()));
+    assert!(
+        created.contains(&"shop-1:F2".to_string()) && created.contains(&"shop-1:F3".to_string())
+    );
     let letters = w.dead_letters().await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["kind"], "malformed");
@@ -92,7 +96,10 @@ async fn the_binary_answers_an_unknown_event_with_invalid_input() {
     let errors = fake_api::assert_unknown_events_are_invalid_input(
         BINARY,
         &binary_env(),
-        vec![fixture("eventbridge_scheduled_event.json"), json!({"kind": "tick"})],
+        vec![
+            fixture("eventbridge_scheduled_event.json"),
+            json!({"kind": "tick"}),
+        ],
     )
     .await;
     assert_eq!(errors[0].request_id.as_deref(), Some("req-1"));

@@ -689,3 +689,7 @@ async fn a_flush_emits_stock_writes_ignored_offers_and_its_outcome() {
         vec![("StockFlushes".into(), "realtime_stock_off".into(), 1.0)]
     );
 }
+
+// The Lambda edge from JSON event fixtures, on this file's in-memory world.
+#[path = "../tests/lambda/fixtures.rs"]
+mod lambda_fixtures;

@@ -576,3 +576,7 @@ async fn poison_sync_jobs_are_dead_lettered_alone_with_their_reason() {
     assert!(!runs.is_empty(), "the batch-mate was synced");
     assert_eq!(dlq.approximate_len().await.unwrap(), 2);
 }
+
+// The Lambda edge from JSON event fixtures, on this file's harness.
+#[path = "../tests/lambda/fixtures.rs"]
+mod lambda_fixtures;

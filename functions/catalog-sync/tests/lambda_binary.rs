@@ -1,0 +1,34 @@
+//! The catalog-sync binary against a fake Lambda Runtime API: a start that cannot finish is
+//! reported to `/init/error`; an event of no known shape is an `InvalidInput` error.
+
+use runtime::lambda::fake_api::{self, SHOP_API_TOKEN_SECRET};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_catalog-sync");
+
+const ENV: [(&str, &str); 4] = [
+    ("TABLE_NAME", "shop-keycrm-test"),
+    (
+        "SYNC_QUEUE_URL",
+        "http://127.0.0.1:9/000000000000/sync-jobs",
+    ),
+    ("SHOP_API_BASE_URL", "http://127.0.0.1:9/api"),
+    ("SHOP_API_TOKEN_SECRET_ARN", SHOP_API_TOKEN_SECRET),
+];
+
+#[tokio::test]
+async fn a_missing_variable_is_reported_to_init_error() {
+    fake_api::assert_missing_variable_is_an_init_error(BINARY, &ENV, "TABLE_NAME").await;
+}
+
+#[tokio::test]
+async fn an_event_of_no_known_shape_is_invalid_input() {
+    fake_api::assert_unknown_events_are_invalid_input(
+        BINARY,
+        &ENV,
+        vec![
+            serde_json::json!({"kind": "weekly"}),
+            serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+        ],
+    )
+    .await;
+}

@@ -56,6 +56,6 @@ impl App {
 
     /// Serves API Gateway requests until the runtime stops.
     pub async fn serve(self) -> Result<(), lambda_http::Error> {
-        lambda_http::run(self.router).await
+        runtime::lambda::serve_http(self.router).await
     }
 }

@@ -11,6 +11,7 @@ mod batch;
 mod error;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod fake_api;
+mod http;
 mod init;
 mod invocation;
 mod serve;
@@ -18,6 +19,7 @@ mod serve;
 pub use aws_config::SdkConfig;
 pub use batch::{answer_batch, BatchLimits};
 pub use error::{InitError, InvocationError};
+pub use http::{invoke_http, serve_http, HTTP_ACCEPTS};
 pub use init::{aws_config, report_init_error, start, RUNTIME_API_VAR};
 pub use invocation::{Invocation, NoSchedule};
 pub use serve::{flush_by, metered, serve, Deadline};

@@ -606,3 +606,7 @@ async fn bad_bodies_are_refused_without_repeating_them_in_the_answer_or_the_log(
     );
     assert!(f.jobs().is_empty());
 }
+
+// The Lambda edge from JSON event fixtures, on this file's in-memory stores.
+#[path = "../tests/lambda/fixtures.rs"]
+mod lambda_fixtures;

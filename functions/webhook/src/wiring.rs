@@ -43,12 +43,11 @@ impl App {
         let stock = StockIntake::new(table.clone(), flushes, table.clone(), stock_config);
         let receiver =
             Arc::new(Receiver::new(table.clone(), queue, table, token_key).with_stock(stock));
-        Ok(App::new(receiver))
+        Ok(App::new(receiver, Emitter::new(Function::Webhook)))
     }
 
     /// The receiver's router with the per-request metrics, as deployed.
-    pub fn new(receiver: Arc<Receiver>) -> App {
-        let metrics = Emitter::new(Function::Webhook);
+    pub fn new(receiver: Arc<Receiver>, metrics: Emitter) -> App {
         App {
             router: runtime::metrics::http::layer(crate::router(receiver), metrics, None),
         }

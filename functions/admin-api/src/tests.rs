@@ -623,3 +623,7 @@ async fn errors_speak_the_merchants_language_with_stable_codes() {
     let (lang, _, _) = ask(Some("en-GB, uk;q=0.5"), "/v1/nowhere", None).await;
     assert_eq!(lang, "en");
 }
+
+// The Lambda edge from JSON event fixtures, on this file's harness.
+#[path = "../tests/lambda/fixtures.rs"]
+mod lambda_fixtures;

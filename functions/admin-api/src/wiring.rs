@@ -105,12 +105,14 @@ impl App {
 
     /// The API's router with the per-request metrics, as deployed.
     pub fn new(api: AdminApi, metrics: Emitter) -> App {
+        App::with_router(crate::router(api), metrics)
+    }
+
+    /// An API router ([`crate::router`]) with the per-request metrics: answers by class,
+    /// KeyCRM traffic of key checks and settings-page dictionaries.
+    pub fn with_router(router: axum::Router, metrics: Emitter) -> App {
         App {
-            router: runtime::metrics::http::layer(
-                crate::router(api),
-                metrics,
-                Some(&ADMIN_REQUESTS),
-            ),
+            router: runtime::metrics::http::layer(router, metrics, Some(&ADMIN_REQUESTS)),
         }
     }
 

@@ -29,22 +29,9 @@ async fn a_missing_variable_is_reported_to_init_error() {
 
 #[tokio::test]
 async fn an_invalid_setting_is_reported_with_its_variable() {
-    let api = fake_api::FakeRuntimeApi::start(vec![]).await.unwrap();
-    let mut env = ENV.to_vec();
-    env.push(("PAGE_ALLOWED_ORIGINS", "not a url"));
-    let mut f = fake_api::RunningFunction::spawn(BINARY, &api, &env).unwrap();
-    let (status, output) = f
-        .exit_within(std::time::Duration::from_secs(60))
-        .await
-        .expect("exits");
-    assert!(!status.success(), "{output}");
-    let report = &api.recorded().init_errors[0];
-    assert_eq!(report.body["errorType"], "InvalidConfiguration");
-    let message = report.body["errorMessage"].as_str().unwrap();
-    assert!(
-        message.starts_with("environment variable PAGE_ALLOWED_ORIGINS is invalid: "),
-        "{message}"
-    );
+    let env = fake_api::with_var(&ENV, "PAGE_ALLOWED_ORIGINS", "not a url");
+    let expected = "environment variable PAGE_ALLOWED_ORIGINS is invalid: ";
+    fake_api::assert_init_error(BINARY, &env, "InvalidConfiguration", expected).await;
 }
 
 #[tokio::test]

@@ -33,21 +33,7 @@ async fn an_event_of_no_known_shape_is_invalid_input() {
 
 #[tokio::test]
 async fn an_unreadable_secret_is_reported_to_init_error_without_its_value() {
-    let api = fake_api::FakeRuntimeApi::start(vec![]).await.unwrap();
-    let mut env = ENV.to_vec();
-    env.retain(|(k, _)| *k != "SHOP_API_TOKEN_SECRET_ARN");
-    env.push(("SHOP_API_TOKEN_SECRET_ARN", "test/no-such-secret"));
-    let mut f = fake_api::RunningFunction::spawn(BINARY, &api, &env).unwrap();
-    let (status, output) = f
-        .exit_within(std::time::Duration::from_secs(60))
-        .await
-        .expect("exits");
-    assert!(!status.success(), "{output}");
-    let report = &api.recorded().init_errors[0];
-    assert_eq!(report.body["errorType"], "SecretUnavailable");
-    let message = report.body["errorMessage"].as_str().unwrap();
-    assert!(
-        message.starts_with("reading the platform secret failed"),
-        "{message}"
-    );
+    let env = fake_api::with_var(&ENV, "SHOP_API_TOKEN_SECRET_ARN", "test/no-such-secret");
+    let expected = "reading the platform secret failed";
+    fake_api::assert_init_error(BINARY, &env, "SecretUnavailable", expected).await;
 }

@@ -19,21 +19,10 @@ async fn a_missing_variable_is_reported_to_init_error() {
 
 #[tokio::test]
 async fn an_invalid_variable_is_reported_with_its_reason() {
-    let api = fake_api::FakeRuntimeApi::start(vec![]).await.unwrap();
-    let mut env = ENV.to_vec();
-    env.push(("STOCK_WINDOW_SECS", "soon"));
-    let mut f = fake_api::RunningFunction::spawn(BINARY, &api, &env).unwrap();
-    let (status, output) = f
-        .exit_within(std::time::Duration::from_secs(60))
-        .await
-        .expect("exits");
-    assert!(!status.success(), "{output}");
-    let report = &api.recorded().init_errors[0];
-    assert_eq!(report.body["errorType"], "InvalidConfiguration");
-    assert_eq!(
-        report.body["errorMessage"],
-        "environment variable STOCK_WINDOW_SECS is invalid: invalid digit found in string"
-    );
+    let env = fake_api::with_var(&ENV, "STOCK_WINDOW_SECS", "soon");
+    let reason = "environment variable STOCK_WINDOW_SECS is invalid: invalid digit found in string";
+    let text = fake_api::assert_init_error(BINARY, &env, "InvalidConfiguration", reason).await;
+    assert_eq!(text, reason);
 }
 
 #[tokio::test]

@@ -306,19 +306,19 @@ impl Drop for RunningFunction {
 
 use std::process::ExitStatus;
 
-/// Runs `binary` without `missing` (and with `env`): it must report
-/// `environment variable {missing} is required` to `/init/error` with `errorType`
-/// `InvalidConfiguration` (header and body), exit non-zero, and write no Rust debug line.
-pub async fn assert_missing_variable_is_an_init_error(
+/// Runs `binary` with `env`, which must not let it start: it must report to `/init/error`
+/// an error of `error_type` (header and body) whose message starts with `message`, exit
+/// non-zero, write no Rust debug line and answer no invocation. Returns the message.
+pub async fn assert_init_error(
     binary: &str,
     env: &[(&str, &str)],
-    missing: &str,
-) {
+    error_type: &str,
+    message: &str,
+) -> String {
     let api = FakeRuntimeApi::start(vec![])
         .await
         .expect("fake Runtime API");
-    let env: Vec<_> = env.iter().copied().filter(|(k, _)| *k != missing).collect();
-    let mut f = RunningFunction::spawn(binary, &api, &env).expect("the binary starts");
+    let mut f = RunningFunction::spawn(binary, &api, env).expect("the binary starts");
     let (status, output) = f
         .exit_within(Duration::from_secs(60))
         .await
@@ -327,21 +327,42 @@ pub async fn assert_missing_variable_is_an_init_error(
     let recorded = api.recorded();
     assert_eq!(recorded.init_errors.len(), 1, "{recorded:?}\n{output}");
     let report = &recorded.init_errors[0];
-    assert_eq!(
-        report.error_type_header.as_deref(),
-        Some("InvalidConfiguration")
-    );
-    assert_eq!(
-        report.body,
-        serde_json::json!({
-            "errorType": "InvalidConfiguration",
-            "errorMessage": format!("environment variable {missing} is required"),
-        })
-    );
+    assert_eq!(report.error_type_header.as_deref(), Some(error_type));
+    assert_eq!(report.body["errorType"], error_type, "{report:?}");
+    let text = report.body["errorMessage"].as_str().unwrap_or_default();
+    assert!(text.starts_with(message), "{text}");
     // The readable line, never `Error: Missing("…")`.
-    assert!(!output.contains("Missing("), "{output}");
-    assert!(!output.contains("Error: "), "{output}");
+    assert!(
+        !output.contains("Missing(") && !output.contains("Error: "),
+        "{output}"
+    );
     assert!(recorded.responses.is_empty() && recorded.errors.is_empty());
+    text.to_string()
+}
+
+/// Runs `binary` without `missing` (and with the rest of `env`): it must report
+/// `environment variable {missing} is required` as `InvalidConfiguration`
+/// ([`assert_init_error`]).
+pub async fn assert_missing_variable_is_an_init_error(
+    binary: &str,
+    env: &[(&str, &str)],
+    missing: &str,
+) {
+    let env: Vec<_> = env.iter().copied().filter(|(k, _)| *k != missing).collect();
+    let expected = format!("environment variable {missing} is required");
+    let text = assert_init_error(binary, &env, "InvalidConfiguration", &expected).await;
+    assert_eq!(text, expected);
+}
+
+/// `env` with `name` set to `value` (replacing it when present).
+pub fn with_var<'a>(
+    env: &[(&'a str, &'a str)],
+    name: &'a str,
+    value: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut env: Vec<_> = env.iter().copied().filter(|(k, _)| *k != name).collect();
+    env.push((name, value));
+    env
 }
 
 /// Runs `binary` with `env` (enough to start) and hands it `events`, none of a shape it takes:

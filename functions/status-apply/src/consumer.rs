@@ -13,8 +13,7 @@ use crate::apply::StatusApplier;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::consume::{self, DeadLetterLabel, Receive};
 use queue::Queue;
-use runtime::lambda::{answer_batch, BatchLimits};
-use runtime::sqs_batch;
+use runtime::lambda::answer_through;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,20 +42,18 @@ pub async fn handle_sqs_event(
     event: SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let limits = BatchLimits {
-        settle_margin: SETTLE_MARGIN,
-        at_once: None,
-    };
-    answer_batch(event, deadline, limits, |m, budget| async move {
-        let until = budget.work_until();
-        let d = applier
-            .handle_message_until(&m.body, m.receive_count, until)
-            .await;
-        match transport.carry_out(d, LABEL, &m.receipt, &m.body).await {
-            Settled::Ack => sqs_batch::Settled::Done,
-            Settled::Leave => sqs_batch::Settled::Redeliver,
-        }
-    })
+    answer_through(
+        event,
+        deadline,
+        SETTLE_MARGIN,
+        transport,
+        LABEL,
+        |m, until| async move {
+            applier
+                .handle_message_until(&m.body, m.receive_count, until)
+                .await
+        },
+    )
     .await
 }
 

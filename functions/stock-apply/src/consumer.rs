@@ -11,8 +11,7 @@ use crate::handler::StockApplier;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use queue::consume::{self, DeadLetterLabel, Receive};
 use queue::Queue;
-use runtime::lambda::{answer_batch, BatchLimits};
-use runtime::sqs_batch::Settled as Answer;
+use runtime::lambda::answer_through;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,23 +40,18 @@ pub async fn handle_sqs_event(
     event: SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let limits = BatchLimits {
-        settle_margin: SETTLE_MARGIN,
-        at_once: None,
-    };
-    answer_batch(event, deadline, limits, |m, budget| async move {
-        let fate = applier
-            .handle_message_until(&m.body, m.receive_count, budget.work_until())
-            .await;
-        let settled = transport
-            .carry_out(fate, DEAD_LETTERS, &m.receipt, &m.body)
-            .await;
-        if settled == Settled::Ack {
-            Answer::Done
-        } else {
-            Answer::Redeliver
-        }
-    })
+    let label = DEAD_LETTERS;
+    answer_through(
+        event,
+        deadline,
+        SETTLE_MARGIN,
+        transport,
+        label,
+        |m, until| async move {
+            let flush = applier.handle_message_until(&m.body, m.receive_count, until);
+            flush.await
+        },
+    )
     .await
 }
 

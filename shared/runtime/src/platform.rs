@@ -36,6 +36,18 @@ pub struct PlatformSecret {
     values: BTreeMap<String, String>,
 }
 
+/// A secret's text (`None`: it holds binary data), or why it could not be read (the SDK's
+/// error context: names the secret and the failure, never a value).
+pub(crate) async fn secret_text(
+    conf: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<Option<String>, String> {
+    let client = aws_sdk_secretsmanager::Client::new(conf);
+    let out = client.get_secret_value().secret_id(arn).send().await;
+    out.map(|o| o.secret_string)
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
+}
+
 impl PlatformSecret {
     /// Reads the secret with the SDK configuration the function built
     /// ([`crate::aws::sdk_config`]).
@@ -43,18 +55,10 @@ impl PlatformSecret {
         conf: &aws_config::SdkConfig,
         arn: &str,
     ) -> Result<Self, PlatformSecretError> {
-        let client = aws_sdk_secretsmanager::Client::new(conf);
-        let out = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
+        let text = secret_text(conf, arn)
             .await
-            .map_err(|e| {
-                PlatformSecretError::Unavailable(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
-        Self::parse(&out.secret_string.ok_or(PlatformSecretError::NotText)?)
+            .map_err(PlatformSecretError::Unavailable)?;
+        Self::parse(&text.ok_or(PlatformSecretError::NotText)?)
     }
 
     /// [`Self::load_with`] a configuration of its own (tools, the local run).

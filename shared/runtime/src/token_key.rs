@@ -20,17 +20,9 @@ pub async fn load_token_key(
     conf: &aws_config::SdkConfig,
     arn: &str,
 ) -> Result<TokenKey, TokenKeySecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(conf);
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
+    let text = crate::platform::secret_text(conf, arn)
         .await
-        .map_err(|e| {
-            TokenKeySecretError::Unavailable(
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-            )
-        })?;
-    let text = out.secret_string.ok_or(TokenKeySecretError::NotText)?;
+        .map_err(TokenKeySecretError::Unavailable)?
+        .ok_or(TokenKeySecretError::NotText)?;
     Ok(TokenKey::from_secret_text(&text)?)
 }

@@ -51,6 +51,44 @@ where
     .await
 }
 
+impl From<queue::consume::Settled> for Settled {
+    fn from(s: queue::consume::Settled) -> Settled {
+        match s {
+            queue::consume::Settled::Ack => Settled::Done,
+            queue::consume::Settled::Leave => Settled::Redeliver,
+        }
+    }
+}
+
+/// Answers one SQS batch of a consumer whose messages settle through a
+/// [`queue::consume::Transport`] (status-apply, stock-apply): `decide` runs one message until
+/// the budget's work deadline, and its disposition is carried out (retry after a backoff, dead
+/// letter with `label`) before the batch answers. All messages run at once.
+pub async fn answer_through<F, Fut>(
+    event: SqsEvent,
+    deadline: Option<Instant>,
+    settle_margin: Duration,
+    transport: &queue::consume::Transport,
+    label: queue::consume::DeadLetterLabel,
+    decide: F,
+) -> SqsBatchResponse
+where
+    F: Fn(Message, Option<Instant>) -> Fut,
+    Fut: Future<Output = queue::consume::Disposition>,
+{
+    let limits = BatchLimits {
+        settle_margin,
+        at_once: None,
+    };
+    let decide = &decide;
+    answer_batch(event, deadline, limits, |m, budget| async move {
+        let (receipt, body) = (m.receipt.clone(), m.body.clone());
+        let d = decide(m, budget.work_until()).await;
+        transport.carry_out(d, label, &receipt, &body).await.into()
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ mod invocation;
 mod serve;
 
 pub use aws_config::SdkConfig;
-pub use batch::{answer_batch, BatchLimits};
+pub use batch::{answer_batch, answer_through, BatchLimits};
 pub use error::{InitError, InvocationError};
 pub use http::{invoke_http, serve_http, HTTP_ACCEPTS};
 pub use init::{aws_config, report_init_error, start, RUNTIME_API_VAR};

@@ -1,5 +1,10 @@
 //! The single DynamoDB table every adapter shares (see `DATA_MODEL.md` beside this crate),
 //! and small helpers for reading and writing its attributes.
+//!
+//! `batch` holds the batch reads and writes with DynamoDB's limits; the partition keys every
+//! adapter builds from a connection id are here so no adapter depends on another.
+
+pub mod batch;
 
 use crate::StoreError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -213,4 +218,14 @@ pub fn get_json<T: serde::de::DeserializeOwned>(
 
 pub fn epoch_secs(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp()
+}
+
+/// The partition of a connection's own items (meta, ledger, sync state, status, stock).
+pub fn conn_pk(id: &str) -> String {
+    format!("CONN#{id}")
+}
+
+/// The partition of a links scope (`Connection::links_scope`): catalog links and their indexes.
+pub fn links_pk(id: &str) -> String {
+    format!("LINKS#{id}")
 }

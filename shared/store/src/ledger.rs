@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod dynamo;
+mod memory;
+
+pub use memory::MemoryLedger;
+
 /// What the order became in KeyCRM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,7 +7,7 @@
 //! `gsi1pk = SKIPPED#{connection}`, `gsi1sk = created_at` instead (the orders a merchant can
 //! push later); a re-push removes it.
 
-use crate::connection::conn_pk;
+use crate::dynamo::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
 use crate::ledger::{
     future_horizon, lease_end, not_adoptable, Claim, Created, LedgerEntry, LedgerState,

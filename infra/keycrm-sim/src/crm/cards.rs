@@ -89,18 +89,8 @@ impl Crm {
         } else {
             None
         };
-        let lines = match f.array("products", &mut inv) {
-            Some(arr) => self.parse_lines(arr, catalog, now, &mut inv, false),
-            None => Vec::new(),
-        };
-        let payments = match f.array("payments", &mut inv) {
-            Some(arr) => self.parse_payments(arr, now, &mut inv),
-            None => Vec::new(),
-        };
-        let custom_fields = match f.array("custom_fields", &mut inv) {
-            Some(arr) => parse_custom_fields(arr, CfModel::Lead, &mut inv),
-            None => Vec::new(),
-        };
+        let (lines, payments, custom_fields) =
+            self.parse_contents(&f, catalog, now, &mut inv, false, CfModel::Lead);
         let (Some(contact), Some(pipeline_id)) = (contact, pipeline_id) else {
             return Err(inv);
         };

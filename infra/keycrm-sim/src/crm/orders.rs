@@ -88,18 +88,8 @@ impl Crm {
                 updated_at: now,
             }
         });
-        let lines = match f.array("products", &mut inv) {
-            Some(arr) => self.parse_lines(arr, catalog, now, &mut inv, true),
-            None => Vec::new(),
-        };
-        let payments = match f.array("payments", &mut inv) {
-            Some(arr) => self.parse_payments(arr, now, &mut inv),
-            None => Vec::new(),
-        };
-        let custom_fields = match f.array("custom_fields", &mut inv) {
-            Some(arr) => parse_custom_fields(arr, CfModel::Order, &mut inv),
-            None => Vec::new(),
-        };
+        let (lines, payments, custom_fields) =
+            self.parse_contents(&f, catalog, now, &mut inv, true, CfModel::Order);
 
         let (Some(source_id), Some(_)) = (source_id, buyer) else {
             return Err(inv);

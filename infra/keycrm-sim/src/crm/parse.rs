@@ -54,6 +54,33 @@ impl Crm {
         id
     }
 
+    /// What a create body of an order and of a card hold alike: `products` (lines, with their
+    /// purchase price on orders), `payments` and `custom_fields` of `model`; each empty when
+    /// absent. Orders and cards read them in this order, so their errors come in one order.
+    pub(super) fn parse_contents(
+        &mut self,
+        f: &Fields,
+        catalog: &Catalog,
+        now: i64,
+        inv: &mut Invalid,
+        with_purchase: bool,
+        model: CfModel,
+    ) -> (Vec<Line>, Vec<Payment>, Vec<(String, Value)>) {
+        let lines = match f.array("products", inv) {
+            Some(arr) => self.parse_lines(arr, catalog, now, inv, with_purchase),
+            None => Vec::new(),
+        };
+        let payments = match f.array("payments", inv) {
+            Some(arr) => self.parse_payments(arr, now, inv),
+            None => Vec::new(),
+        };
+        let custom_fields = match f.array("custom_fields", inv) {
+            Some(arr) => parse_custom_fields(arr, model, inv),
+            None => Vec::new(),
+        };
+        (lines, payments, custom_fields)
+    }
+
     pub(super) fn parse_lines(
         &mut self,
         arr: &[Value],

@@ -75,24 +75,12 @@ impl Crm {
             );
         }
         if inc.products {
-            m.insert(
-                "products".into(),
-                Value::Array(
-                    o.lines
-                        .iter()
-                        .map(|l| render_order_line(l, inc.products_offer, catalog))
-                        .collect(),
-                ),
-            );
+            let lines = o.lines.iter();
+            let products = lines.map(|l| render_order_line(l, inc.products_offer, catalog));
+            m.insert("products".into(), Value::Array(products.collect()));
         }
         if inc.manager {
-            m.insert(
-                "manager".into(),
-                o.manager_id
-                    .and_then(dicts::user)
-                    .map(dicts::render_user)
-                    .unwrap_or(Value::Null),
-            );
+            m.insert("manager".into(), render_manager(o.manager_id));
         }
         if inc.tags {
             m.insert("tags".into(), json!([]));
@@ -294,24 +282,12 @@ impl Crm {
             );
         }
         if inc.products {
-            m.insert(
-                "products".into(),
-                Value::Array(
-                    c.lines
-                        .iter()
-                        .map(|l| render_card_line(l, inc.products_offer, catalog))
-                        .collect(),
-                ),
-            );
+            let lines = c.lines.iter();
+            let products = lines.map(|l| render_card_line(l, inc.products_offer, catalog));
+            m.insert("products".into(), Value::Array(products.collect()));
         }
         if inc.manager {
-            m.insert(
-                "manager".into(),
-                c.manager_id
-                    .and_then(dicts::user)
-                    .map(dicts::render_user)
-                    .unwrap_or(Value::Null),
-            );
+            m.insert("manager".into(), render_manager(c.manager_id));
         }
         if inc.status {
             m.insert(
@@ -348,6 +324,13 @@ impl Crm {
         );
         Value::Object(m)
     }
+}
+
+/// `include=manager`: the user, or `null` when none is assigned (or the id is unknown).
+fn render_manager(id: Option<i64>) -> Value {
+    id.and_then(dicts::user)
+        .map(dicts::render_user)
+        .unwrap_or(Value::Null)
 }
 
 pub(super) fn render_cf_values(values: &[(String, Value)], model: CfModel) -> Value {

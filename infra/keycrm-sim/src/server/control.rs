@@ -209,21 +209,13 @@ pub(super) async fn sim_order_status(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let b: StatusBody = match parse_json(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let Ok(oid) = id.parse::<i64>() else {
-        return SimError::OrderNotFound(0).into_response();
-    };
-    let acc = match account_for(&sh, b.api_key.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    match change_order_status(&sh, &acc.spec.api_key, oid, b.status_id) {
-        Ok(()) => Json(json!({"status": true})).into_response(),
-        Err(e) => e.into_response(),
-    }
+    set_status(
+        &sh,
+        &id,
+        &body,
+        SimError::OrderNotFound(0),
+        change_order_status,
+    )
 }
 
 pub(super) async fn sim_card_status(
@@ -231,18 +223,36 @@ pub(super) async fn sim_card_status(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let b: StatusBody = match parse_json(&body) {
+    set_status(
+        &sh,
+        &id,
+        &body,
+        SimError::CardNotFound(0),
+        change_card_status,
+    )
+}
+
+/// `POST /__sim/{orders|cards}/{id}/status`: `change` is the programmatic status change of
+/// that entity; an id that is not a number is `unknown` (what KeyCRM answers for it).
+fn set_status(
+    sh: &Arc<Shared>,
+    id: &str,
+    body: &[u8],
+    unknown: SimError,
+    change: fn(&Arc<Shared>, &str, i64, i64) -> Result<(), SimError>,
+) -> Response {
+    let b: StatusBody = match parse_json(body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let Ok(cid) = id.parse::<i64>() else {
-        return SimError::CardNotFound(0).into_response();
+    let Ok(id) = id.parse::<i64>() else {
+        return unknown.into_response();
     };
-    let acc = match account_for(&sh, b.api_key.as_deref()) {
+    let acc = match account_for(sh, b.api_key.as_deref()) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    match change_card_status(&sh, &acc.spec.api_key, cid, b.status_id) {
+    match change(sh, &acc.spec.api_key, id, b.status_id) {
         Ok(()) => Json(json!({"status": true})).into_response(),
         Err(e) => e.into_response(),
     }

@@ -58,6 +58,36 @@ impl DynamoTable {
             .map_err(dynamo::sdk)?
             .item)
     }
+
+    /// One page of connection metas listed in `gsi1` under `list` (`CONNS`, or `DELETING`),
+    /// ordered by id; `cursor` is the last id of the page before.
+    async fn connections_page(
+        &self,
+        list: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(GSI1)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", GSI1_PK)
+            .expression_attribute_values(":p", dynamo::s(list))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = cursor {
+            let mut start = dynamo::key(conn_pk(&after), META);
+            start.insert(GSI1_PK.into(), dynamo::s(list));
+            start.insert(GSI1_SK.into(), dynamo::s(&after));
+            q = q.set_exclusive_start_key(Some(start));
+        }
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| dynamo::get_s(&k, GSI1_SK));
+        Ok((out.items.unwrap_or_default(), next))
+    }
 }
 
 #[async_trait]
@@ -210,31 +240,11 @@ impl ConnectionStore for DynamoTable {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .index_name(GSI1)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", GSI1_PK)
-            .expression_attribute_values(":p", dynamo::s(DELETING))
-            .limit(limit.clamp(1, 1000) as i32);
-        if let Some(after) = cursor {
-            let mut start = dynamo::key(conn_pk(&after), META);
-            start.insert(GSI1_PK.into(), dynamo::s(DELETING));
-            start.insert(GSI1_SK.into(), dynamo::s(&after));
-            q = q.set_exclusive_start_key(Some(start));
-        }
-        let out = q.send().await.map_err(dynamo::sdk)?;
-        let ids = out
-            .items
-            .unwrap_or_default()
+        let (items, next) = self.connections_page(DELETING, cursor, limit).await?;
+        let ids = items
             .iter()
             .filter_map(|i| dynamo::get_s(i, GSI1_SK))
             .collect();
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| dynamo::get_s(&k, GSI1_SK));
         Ok((ids, next))
     }
 
@@ -292,31 +302,10 @@ impl ConnectionStore for DynamoTable {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(Vec<Connection>, Option<String>), StoreError> {
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .index_name(GSI1)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", GSI1_PK)
-            .expression_attribute_values(":p", dynamo::s(ALL_CONNECTIONS))
-            .limit(limit.clamp(1, 1000) as i32);
-        if let Some(after) = cursor {
-            let mut start = dynamo::key(conn_pk(&after), META);
-            start.insert(GSI1_PK.into(), dynamo::s(ALL_CONNECTIONS));
-            start.insert(GSI1_SK.into(), dynamo::s(&after));
-            q = q.set_exclusive_start_key(Some(start));
-        }
-        let out = q.send().await.map_err(dynamo::sdk)?;
-        let conns = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| dynamo::get_s(&k, GSI1_SK));
+        let (items, next) = self
+            .connections_page(ALL_CONNECTIONS, cursor, limit)
+            .await?;
+        let conns = items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         Ok((conns, next))
     }
 }

@@ -52,6 +52,22 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
         .ok_or_else(|| StoreError::Corrupt("catalog link without document".into()))
 }
 
+/// One document item per id, under the sort key `sk` makes of it; the last document naming an
+/// id wins, since a batch may not hold one key twice.
+async fn put_docs<'a, T: serde::Serialize + 'a>(
+    table: &DynamoTable,
+    pk: &str,
+    docs: impl Iterator<Item = (i64, &'a T)>,
+    sk: fn(i64) -> String,
+) -> Result<(), StoreError> {
+    let last: BTreeMap<i64, &T> = docs.collect();
+    let items = last
+        .iter()
+        .map(|(&id, doc)| doc_item(pk, sk(id), doc))
+        .collect::<Result<Vec<_>, _>>()?;
+    batch::put_items(table, items).await
+}
+
 /// One page of a `begins_with(sk, prefix)` query.
 async fn query_prefix(
     table: &DynamoTable,
@@ -238,29 +254,13 @@ impl LinkStore for DynamoTable {
     }
 
     async fn put_categories(&self, conn: &str, links: &[CategoryLink]) -> Result<(), StoreError> {
-        let pk = links_pk(conn);
-        let mut last: BTreeMap<i64, &CategoryLink> = BTreeMap::new();
-        for l in links {
-            last.insert(l.keycrm_id, l);
-        }
-        let items = last
-            .values()
-            .map(|l| doc_item(&pk, category_sk(l.keycrm_id), l))
-            .collect::<Result<Vec<_>, _>>()?;
-        batch::put_items(self, items).await
+        let docs = links.iter().map(|l| (l.keycrm_id, l));
+        put_docs(self, &links_pk(conn), docs, category_sk).await
     }
 
     async fn put_staged(&self, conn: &str, products: &[CrmProduct]) -> Result<(), StoreError> {
-        let pk = links_pk(conn);
-        let mut last: BTreeMap<i64, &CrmProduct> = BTreeMap::new();
-        for p in products {
-            last.insert(p.id, p);
-        }
-        let items = last
-            .values()
-            .map(|p| doc_item(&pk, staged_sk(p.id), p))
-            .collect::<Result<Vec<_>, _>>()?;
-        batch::put_items(self, items).await
+        let docs = products.iter().map(|p| (p.id, p));
+        put_docs(self, &links_pk(conn), docs, staged_sk).await
     }
 
     async fn get_staged(&self, conn: &str, ids: &[i64]) -> Result<Vec<CrmProduct>, StoreError> {

@@ -41,18 +41,7 @@ impl DynamoTable {
 
     /// A client configured from the environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn client_from_env() -> Client {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            // Tools, the local run and the tests; the functions build their clients from
-            // `runtime::aws::sdk_config` with limits that fit their deadline.
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .operation_attempt_timeout(std::time::Duration::from_secs(25))
-                    .operation_timeout(std::time::Duration::from_secs(60))
-                    .build(),
-            )
-            .load()
-            .await;
+        let conf = crate::sdk_config::from_env().await;
         Client::new(&conf)
     }
 

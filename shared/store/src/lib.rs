@@ -15,6 +15,7 @@ pub mod journal;
 pub mod ledger;
 pub mod links;
 pub mod reference_cache;
+pub mod sdk_config;
 pub mod secrets;
 pub mod stock;
 pub mod sync;

@@ -22,22 +22,8 @@ impl Crm {
         let mut inv = Invalid::default();
         let f = Fields::new(body, "");
         let title = f.string("title", &mut inv);
-        let source_id = match f.int("source_id", &mut inv) {
-            Some(id) if dicts::source_exists(id) => Some(id),
-            Some(_) => {
-                f.invalid("source_id", &mut inv);
-                None
-            }
-            None => None,
-        };
-        let manager_id = match f.int("manager_id", &mut inv) {
-            Some(id) if dicts::user(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("manager_id", &mut inv);
-                None
-            }
-            None => None,
-        };
+        let source_id = f.known_id("source_id", &mut inv, dicts::source_exists);
+        let manager_id = f.known_id("manager_id", &mut inv, |id| dicts::user(id).is_some());
         let manager_comment = f.string("manager_comment", &mut inv);
         let pipeline_id = match f.int("pipeline_id", &mut inv) {
             Some(id) if dicts::pipeline(id).is_some() => Some(id),
@@ -175,40 +161,14 @@ impl Crm {
         let mut inv = Invalid::default();
         let f = Fields::new(body, "");
         let title = f.has("title").then(|| f.string("title", &mut inv));
-        let source_id = match f.int("source_id", &mut inv) {
-            Some(id) if dicts::source_exists(id) => Some(id),
-            Some(_) => {
-                f.invalid("source_id", &mut inv);
-                None
-            }
-            None => None,
-        };
-        let manager_id = match f.int("manager_id", &mut inv) {
-            Some(id) if dicts::user(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("manager_id", &mut inv);
-                None
-            }
-            None => None,
-        };
-        let client_id = match f.int("client_id", &mut inv) {
-            Some(id) if self.buyer(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("client_id", &mut inv);
-                None
-            }
-            None => None,
-        };
+        let source_id = f.known_id("source_id", &mut inv, dicts::source_exists);
+        let manager_id = f.known_id("manager_id", &mut inv, |id| dicts::user(id).is_some());
+        let client_id = f.known_id("client_id", &mut inv, |id| self.buyer(id).is_some());
         let note = f.string("note", &mut inv);
         let communicate_at = f.datetime("communicate_at", &mut inv);
-        let status_id = match f.int("status_id", &mut inv) {
-            Some(id) if dicts::pipeline_status(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("status_id", &mut inv);
-                None
-            }
-            None => None,
-        };
+        let status_id = f.known_id("status_id", &mut inv, |id| {
+            dicts::pipeline_status(id).is_some()
+        });
         let custom_fields = match f.array("custom_fields", &mut inv) {
             Some(arr) => parse_custom_fields(arr, CfModel::Lead, &mut inv),
             None => Vec::new(),

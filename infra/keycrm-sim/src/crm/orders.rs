@@ -24,14 +24,7 @@ impl Crm {
         let f = Fields::new(body, "");
 
         let source_id = if f.required("source_id", &mut inv) {
-            match f.int("source_id", &mut inv) {
-                Some(id) if dicts::source_exists(id) => Some(id),
-                Some(_) => {
-                    f.invalid("source_id", &mut inv);
-                    None
-                }
-                None => None,
-            }
+            f.known_id("source_id", &mut inv, dicts::source_exists)
         } else {
             None
         };
@@ -56,14 +49,7 @@ impl Crm {
         let manager_comment = f.string("manager_comment", &mut inv);
         let promocode = f.string("promocode", &mut inv);
         let gift_message = f.string("gift_message", &mut inv);
-        let manager_id = match f.int("manager_id", &mut inv) {
-            Some(id) if dicts::user(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("manager_id", &mut inv);
-                None
-            }
-            None => None,
-        };
+        let manager_id = f.known_id("manager_id", &mut inv, |id| dicts::user(id).is_some());
         let discount_percent = f.number("discount_percent", &mut inv);
         let discount_amount = f.number("discount_amount", &mut inv);
         let shipping_price = f.number("shipping_price", &mut inv);
@@ -169,14 +155,9 @@ impl Crm {
     ) -> Result<Changed, Invalid> {
         let mut inv = Invalid::default();
         let f = Fields::new(body, "");
-        let status_id = match f.int("status_id", &mut inv) {
-            Some(id) if dicts::order_status(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("status_id", &mut inv);
-                None
-            }
-            None => None,
-        };
+        let status_id = f.known_id("status_id", &mut inv, |id| {
+            dicts::order_status(id).is_some()
+        });
         let buyer_comment = f
             .has("buyer_comment")
             .then(|| f.string("buyer_comment", &mut inv));

@@ -305,14 +305,9 @@ pub(super) fn parse_shipping(
     str_field("recipient_phone", &mut out.recipient_phone, inv);
     str_field("warehouse_ref", &mut out.warehouse_ref, inv);
     if f.obj.contains_key("delivery_service_id") {
-        out.delivery_service_id = match f.int("delivery_service_id", inv) {
-            Some(id) if dicts::delivery_service(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("delivery_service_id", inv);
-                None
-            }
-            None => None,
-        };
+        out.delivery_service_id = f.known_id("delivery_service_id", inv, |id| {
+            dicts::delivery_service(id).is_some()
+        });
     }
     if f.obj.contains_key("tracking_code") {
         let new = f.string("tracking_code", inv).filter(|t| !t.is_empty());

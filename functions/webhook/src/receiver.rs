@@ -177,18 +177,11 @@ impl Receiver {
     pub async fn accept(&self, conn: &Connection, kind: WebhookKind, delivery: Delivery) -> Reply {
         let event = delivery.event.label().to_string();
         let ignore = |reason: &'static str| async move {
-            count(&WEBHOOKS_IGNORED, &[reason], 1);
             tracing::info!(
                 route = ROUTE, status = 200, connection = %conn.id, url_kind = kind.as_str(),
                 event = %event, outcome = "ignored", reason, "webhook ignored"
             );
-            if let Err(e) = self
-                .journal
-                .count(&conn.id, Counter::WebhooksIgnored, 1)
-                .await
-            {
-                tracing::warn!(connection = %conn.id, error = %e, "could not update the journal");
-            }
+            count_ignored(self.journal.as_ref(), &conn.id, reason).await;
             Reply::ignored(reason)
         };
         if !conn.active {
@@ -247,5 +240,21 @@ impl Receiver {
                 Reply::unavailable()
             }
         }
+    }
+}
+
+/// Counts a delivery answered 200 but not acted on, in the metrics and on the connection's
+/// status page; a journal that cannot be written is logged, since KeyCRM's answer stands.
+pub(crate) async fn count_ignored(
+    journal: &dyn StatusJournal,
+    connection_id: &str,
+    reason: &'static str,
+) {
+    count(&WEBHOOKS_IGNORED, &[reason], 1);
+    if let Err(e) = journal
+        .count(connection_id, Counter::WebhooksIgnored, 1)
+        .await
+    {
+        tracing::warn!(connection = %connection_id, error = %e, "could not update the journal");
     }
 }

@@ -6,13 +6,12 @@
 //! then), and answers. Policy: `docs/stock.md`.
 
 use crate::payload::{check_content_type, PayloadError};
-use crate::receiver::{Reply, ROUTE};
+use crate::receiver::{count_ignored, Reply, ROUTE};
 use axum::body::Body;
 use http::StatusCode;
 use queue::Queue;
 use runtime::metrics::catalog::{
-    STOCK_SIGNALS, STOCK_WEBHOOKS_ACCEPTED, WEBHOOKS_IGNORED, WEBHOOKS_REFUSED,
-    WEBHOOKS_UNAVAILABLE,
+    STOCK_SIGNALS, STOCK_WEBHOOKS_ACCEPTED, WEBHOOKS_REFUSED, WEBHOOKS_UNAVAILABLE,
 };
 use runtime::metrics::count;
 use serde_json::{json, Value};
@@ -188,18 +187,11 @@ impl StockIntake {
     }
 
     async fn ignore(&self, conn: &Connection, reason: &'static str) -> Reply {
-        count(&WEBHOOKS_IGNORED, &[reason], 1);
         tracing::info!(
             route = ROUTE, status = 200, connection = %conn.id, url_kind = "stock",
             outcome = "ignored", reason, "stock webhook ignored"
         );
-        if let Err(e) = self
-            .journal
-            .count(&conn.id, Counter::WebhooksIgnored, 1)
-            .await
-        {
-            tracing::warn!(connection = %conn.id, error = %e, "could not update the journal");
-        }
+        count_ignored(self.journal.as_ref(), &conn.id, reason).await;
         Reply::ignored(reason)
     }
 

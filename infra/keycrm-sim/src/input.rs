@@ -165,6 +165,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An integer field that must name something that exists (`exists`); otherwise the field
+    /// is reported invalid (an unknown id).
+    pub(crate) fn known_id(
+        &self,
+        key: &str,
+        inv: &mut Invalid,
+        exists: impl FnOnce(i64) -> bool,
+    ) -> Option<i64> {
+        match self.int(key, inv) {
+            Some(id) if exists(id) => Some(id),
+            Some(_) => {
+                self.invalid(key, inv);
+                None
+            }
+            None => None,
+        }
+    }
+
     pub(crate) fn array(&self, key: &str, inv: &mut Invalid) -> Option<&'a Vec<Value>> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,

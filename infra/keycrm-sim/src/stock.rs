@@ -106,14 +106,7 @@ pub(crate) fn parse_update(
     let mut inv = Invalid::default();
     let f = Fields::new(body, "");
     let warehouse_id = if f.required("warehouse_id", &mut inv) {
-        match f.int("warehouse_id", &mut inv) {
-            Some(id) if warehouse_name(id).is_some() => Some(id),
-            Some(_) => {
-                f.invalid("warehouse_id", &mut inv);
-                None
-            }
-            None => None,
-        }
+        f.known_id("warehouse_id", &mut inv, |id| warehouse_name(id).is_some())
     } else {
         None
     };
@@ -163,14 +156,7 @@ fn parse_item(item: &Fields<'_>, cat: &Catalog, inv: &mut Invalid) -> Option<(i6
         None
     };
     let offer = if item.has("id") {
-        match item.int("id", inv) {
-            Some(id) if cat.offer(id).is_some() => Some(id),
-            Some(_) => {
-                item.invalid("id", inv);
-                None
-            }
-            None => None,
-        }
+        item.known_id("id", inv, |id| cat.offer(id).is_some())
     } else if item.has("sku") {
         match item.string("sku", inv) {
             Some(sku) => match cat.offer_by_sku(&sku) {

@@ -42,25 +42,22 @@ pub struct ProductBatch {
     pub products: Vec<ProductUpsert>,
 }
 
+/// The body of a batch write's answer: one result per item, in order.
 #[derive(Serialize, Deserialize, Debug)]
-pub struct ProductResults {
-    pub results: Vec<UpsertResult>,
+pub struct Results<T> {
+    pub results: Vec<T>,
 }
 
+/// The body of a batch of changes (states, prices).
 #[derive(Serialize, Deserialize, Debug)]
-pub struct StateChanges {
-    pub changes: Vec<ProductStateChange>,
+pub struct Changes<T> {
+    pub changes: Vec<T>,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
-pub struct CategoryStateChanges {
-    pub changes: Vec<CategoryStateChange>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub struct PriceChanges {
-    pub changes: Vec<VariantPriceChange>,
-}
+pub type ProductResults = Results<UpsertResult>;
+pub type StateChanges = Changes<ProductStateChange>;
+pub type CategoryStateChanges = Changes<CategoryStateChange>;
+pub type PriceChanges = Changes<VariantPriceChange>;
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct CategoryBatch {
@@ -73,10 +70,7 @@ pub struct CategoryResult {
     pub id: String,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
-pub struct CategoryResults {
-    pub results: Vec<CategoryResult>,
-}
+pub type CategoryResults = Results<CategoryResult>;
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct StatusBody {

@@ -1,5 +1,10 @@
 //! The single DynamoDB table every adapter shares (see `DATA_MODEL.md` beside this crate),
 //! and small helpers for reading and writing its attributes.
+//!
+//! `batch` holds the batch reads and writes with DynamoDB's limits; the partition keys every
+//! adapter builds from a connection id are here so no adapter depends on another.
+
+pub mod batch;
 
 use crate::StoreError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -36,18 +41,7 @@ impl DynamoTable {
 
     /// A client configured from the environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn client_from_env() -> Client {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            // Tools, the local run and the tests; the functions build their clients from
-            // `runtime::aws::sdk_config` with limits that fit their deadline.
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .operation_attempt_timeout(std::time::Duration::from_secs(25))
-                    .operation_timeout(std::time::Duration::from_secs(60))
-                    .build(),
-            )
-            .load()
-            .await;
+        let conf = crate::sdk_config::from_env().await;
         Client::new(&conf)
     }
 
@@ -213,4 +207,14 @@ pub fn get_json<T: serde::de::DeserializeOwned>(
 
 pub fn epoch_secs(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp()
+}
+
+/// The partition of a connection's own items (meta, ledger, sync state, status, stock).
+pub fn conn_pk(id: &str) -> String {
+    format!("CONN#{id}")
+}
+
+/// The partition of a links scope (`Connection::links_scope`): catalog links and their indexes.
+pub fn links_pk(id: &str) -> String {
+    format!("LINKS#{id}")
 }

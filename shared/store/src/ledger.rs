@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod dynamo;
+mod memory;
+
+pub use memory::MemoryLedger;
+
 /// What the order became in KeyCRM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +153,15 @@ impl LedgerEntry {
         }
     }
 
+    /// How a new claim is stored: already marked as attempted at `now`, so the first attempt
+    /// needs no `mark_attempt` write (the `Granted` answer still says nothing earlier exists).
+    pub(crate) fn stored_as_attempted(&self, now: DateTime<Utc>) -> LedgerEntry {
+        let mut stored = self.clone();
+        stored.maybe_committed = true;
+        stored.attempt_started_at = Some(now);
+        stored
+    }
+
     /// Whether someone holds an unexpired claim at `now`.
     pub fn claim_is_live(&self, now: DateTime<Utc>) -> bool {
         self.claim_holder.is_some() && self.claim_until.is_some_and(|u| u > now)
@@ -197,6 +211,21 @@ pub enum PushReservation {
     Stale(LedgerEntry),
     /// Another push of this order is in flight: try again shortly.
     Busy(LedgerEntry),
+}
+
+/// What both adapters answer when a claim was lost (the lease ran out and someone else holds
+/// the order now): the caller must not act as the holder any more.
+fn lost_claim(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the claim on order {shop_order_id} is no longer held"
+    ))
+}
+
+/// Likewise for the reservation of a shop → KeyCRM status push.
+fn lost_push(shop_order_id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the status push reservation on order {shop_order_id} is no longer held"
+    ))
 }
 
 /// Why an entry cannot be adopted.

@@ -1,14 +1,19 @@
-//! Where KeyCRM API keys live: AWS Secrets Manager in the cloud (one secret per connection,
-//! encrypted with KMS, readable only by the functions that call KeyCRM), an in-memory map
-//! locally. Keys never touch the DynamoDB table.
+//! Where KeyCRM API keys live. Adapters: [`EnvelopeSecrets`] (`kms.rs`: envelope-encrypted
+//! in the table under the deployment's KMS key, what the cloud uses), [`SecretsManager`]
+//! (`secrets_manager.rs`: one secret per connection, where keys stored before the envelope
+//! store still are) and [`MemorySecrets`] (`memory.rs`: the local run and unit tests).
 
 use crate::StoreError;
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use aws_sdk_secretsmanager::Client;
 use keycrm::ApiKey;
-use std::collections::HashMap;
-use std::sync::Mutex;
+
+pub mod kms;
+mod memory;
+mod secrets_manager;
+
+pub use kms::EnvelopeSecrets;
+pub use memory::MemorySecrets;
+pub use secrets_manager::SecretsManager;
 
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -21,143 +26,5 @@ pub trait SecretStore: Send + Sync {
     /// this store may move keys; `true` if one was moved. Idempotent.
     async fn migrate(&self, _name: &str) -> Result<bool, StoreError> {
         Ok(false)
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct SecretsManager {
-    client: Client,
-}
-
-impl SecretsManager {
-    pub fn new(client: Client) -> Self {
-        SecretsManager { client }
-    }
-
-    pub async fn from_env() -> Self {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            // Tools, the local run and the tests; the functions build their clients from
-            // `runtime::aws::sdk_config` with limits that fit their deadline.
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .operation_attempt_timeout(std::time::Duration::from_secs(25))
-                    .operation_timeout(std::time::Duration::from_secs(60))
-                    .build(),
-            )
-            .load()
-            .await;
-        SecretsManager::new(Client::new(&conf))
-    }
-}
-
-/// A plain reason; the SDK's text (ARNs, account ids) is logged, not carried. SDK errors never
-/// carry the secret value.
-fn err<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> StoreError
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    StoreError::Unavailable(crate::aws_error::logged("Secrets Manager", e))
-}
-
-#[async_trait]
-impl SecretStore for SecretsManager {
-    async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
-        let updated = self
-            .client
-            .put_secret_value()
-            .secret_id(name)
-            .secret_string(key.expose())
-            .send()
-            .await;
-        match updated {
-            Ok(_) => Ok(()),
-            Err(e)
-                if DisplayErrorContext(&e)
-                    .to_string()
-                    .contains("ResourceNotFound") =>
-            {
-                self.client
-                    .create_secret()
-                    .name(name)
-                    .description("KeyCRM API key of one shop-keycrm connection")
-                    .secret_string(key.expose())
-                    .send()
-                    .await
-                    .map_err(|e| err(&e))?;
-                Ok(())
-            }
-            Err(e) => Err(err(&e)),
-        }
-    }
-
-    async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError> {
-        match self.client.get_secret_value().secret_id(name).send().await {
-            Ok(out) => Ok(out.secret_string.map(ApiKey::new)),
-            Err(e)
-                if DisplayErrorContext(&e)
-                    .to_string()
-                    .contains("ResourceNotFound") =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(err(&e)),
-        }
-    }
-
-    async fn delete(&self, name: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .delete_secret()
-            .secret_id(name)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if DisplayErrorContext(&e)
-                    .to_string()
-                    .contains("ResourceNotFound") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(err(&e)),
-        }
-    }
-}
-
-/// The embedded store for the local run and unit tests.
-#[derive(Default)]
-pub struct MemorySecrets {
-    inner: Mutex<HashMap<String, ApiKey>>,
-}
-
-#[async_trait]
-impl SecretStore for MemorySecrets {
-    async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
-            .insert(name.to_string(), key.clone());
-        Ok(())
-    }
-
-    async fn get(&self, name: &str) -> Result<Option<ApiKey>, StoreError> {
-        Ok(self
-            .inner
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
-            .get(name)
-            .cloned())
-    }
-
-    async fn delete(&self, name: &str) -> Result<(), StoreError> {
-        self.inner
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
-            .remove(name);
-        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use e2e_tests::emulator;
 use mapping::SettingsOptions;
 use std::time::Duration;
-use store::reference_cache_dynamo::CACHE_SK;
+use store::reference_cache::CACHE_SK;
 use store::ReferenceCache;
 
 fn options(currency: &str) -> SettingsOptions {

@@ -2,13 +2,12 @@
 //! the key in Secrets Manager (moto), and the KeyCRM simulator over HTTP with its rate limit,
 //! fault injection and a compressed clock (a KeyCRM minute lasts one second).
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use e2e_tests::connection::ConnectionBuilder;
 use e2e_tests::emulator;
+use e2e_tests::faults::{HookedLedger, LedgerOp, Nth};
 use keycrm::{ClientConfig, LocalRateGate, RateBudget, RateGate};
 use keycrm_sim::{AccountSpec, Faults, SimConfig, SimHandle};
-use mapping::order_map::MappingReport;
 use mapping::settings::{AddonLink, DeliveryLink, PaymentLink};
 use mapping::{OrderSyncType, Settings};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome, PushConfig, RetryPolicy};
@@ -16,11 +15,10 @@ use queue::{Outgoing, Queue, SqsQueue};
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{
-    Claim, Connection, ConnectionStore, DynamoRateGate, DynamoTable, LedgerEntry, LedgerState,
+    Connection, ConnectionStore, DynamoRateGate, DynamoTable, LedgerEntry, LedgerState,
     OrderLedger, SecretStore, SecretsManager, StatusJournal, StoreError, Target,
 };
 
@@ -633,149 +631,19 @@ async fn card_recovery_on_a_busy_shared_account_is_exact_and_bounded() {
     assert!((1..=5).contains(&searches), "{searches} card listings");
 }
 
-/// The DynamoDB ledger, except that the first `mark_created` and `release` of one order fail
-/// as if the process had died right after KeyCRM answered.
-struct CrashOnce {
-    inner: DynamoTable,
-    order: String,
-    left: AtomicU32,
-}
-
-#[async_trait]
-impl OrderLedger for CrashOnce {
-    async fn claim(
-        &self,
-        c: &str,
-        o: &str,
-        t: Target,
-        h: &str,
-        l: Duration,
-        e: &str,
-    ) -> Result<Claim, StoreError> {
-        self.inner.claim(c, o, t, h, l, e).await
-    }
-    async fn mark_attempt(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.mark_attempt(c, o, h).await
-    }
-    async fn mark_created(
-        &self,
-        c: &str,
-        o: &str,
-        h: &str,
-        id: i64,
-        r: &MappingReport,
-        s: Option<&str>,
-        k: Option<i64>,
-    ) -> Result<(), StoreError> {
-        if o == self.order && self.left.load(Ordering::SeqCst) > 0 {
-            return Err(StoreError::Unavailable("process died".into()));
-        }
-        self.inner.mark_created(c, o, h, id, r, s, k).await
-    }
-    async fn mark_failed(
-        &self,
-        c: &str,
-        o: &str,
-        h: &str,
-        e: &str,
-        f: &BTreeMap<String, Vec<String>>,
-    ) -> Result<(), StoreError> {
-        self.inner.mark_failed(c, o, h, e, f).await
-    }
-    async fn mark_skipped(&self, c: &str, o: &str, h: &str, r: &str) -> Result<(), StoreError> {
-        self.inner.mark_skipped(c, o, h, r).await
-    }
-    async fn release(&self, c: &str, o: &str, h: &str, e: &str, m: bool) -> Result<(), StoreError> {
-        if o == self.order && self.left.fetch_sub(1, Ordering::SeqCst) > 0 {
-            return Err(StoreError::Unavailable("process died".into()));
-        }
-        self.inner.release(c, o, h, e, m).await
-    }
-    async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        OrderLedger::get(&self.inner, c, o).await
-    }
-    async fn find_by_keycrm_id(
-        &self,
-        c: &str,
-        t: Target,
-        id: i64,
-    ) -> Result<Option<LedgerEntry>, StoreError> {
-        self.inner.find_by_keycrm_id(c, t, id).await
-    }
-    async fn adopt(&self, c: &str, o: &str, t: Target, id: i64) -> Result<LedgerEntry, StoreError> {
-        self.inner.adopt(c, o, t, id).await
-    }
-    async fn record_keycrm_status(
-        &self,
-        c: &str,
-        o: &str,
-        k: i64,
-        at: DateTime<Utc>,
-        s: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.record_keycrm_status(c, o, k, at, s).await
-    }
-    async fn record_shop_status(
-        &self,
-        c: &str,
-        o: &str,
-        s: &str,
-        k: Option<i64>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_shop_status(c, o, s, k, at).await
-    }
-    async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
-        self.inner.reset_for_repush(c, o).await
-    }
-    async fn reserve_shop_push(
-        &self,
-        c: &str,
-        o: &str,
-        at: DateTime<Utc>,
-        h: &str,
-        lease: Duration,
-    ) -> Result<store::PushReservation, StoreError> {
-        self.inner.reserve_shop_push(c, o, at, h, lease).await
-    }
-    async fn finish_shop_push(
-        &self,
-        c: &str,
-        o: &str,
-        h: &str,
-        s: &str,
-        k: Option<i64>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.finish_shop_push(c, o, h, s, k, at).await
-    }
-    async fn release_shop_push(&self, c: &str, o: &str, h: &str) -> Result<(), StoreError> {
-        self.inner.release_shop_push(c, o, h).await
-    }
-    async fn unskip(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
-        self.inner.unskip(c, o).await
-    }
-    async fn skipped(
-        &self,
-        c: &str,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        limit: usize,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.skipped(c, since, limit).await
-    }
-    async fn sample_created(&self, c: &str, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.sample_created(c, limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_after_the_keycrm_write_before_the_ledger_update_produces_one_order() {
     let table = emulator::table().await;
-    let crash = Arc::new(CrashOnce {
-        inner: table,
-        order: "CRASH-1".into(),
-        left: AtomicU32::new(1),
-    });
+    // The first ledger update after KeyCRM answered, and the release after it, fail for this
+    // order as if the process had died right after KeyCRM created the order.
+    let died = || StoreError::Unavailable("process died".into());
+    let crash: Arc<dyn OrderLedger> = Arc::new(
+        HookedLedger::new(Arc::new(table))
+            .only_order("CRASH-1")
+            .fail(LedgerOp::RecordCreated, Nth::Call(0), died)
+            .fail(LedgerOp::MarkCreated, Nth::Call(0), died)
+            .fail(LedgerOp::Release, Nth::Call(0), died),
+    );
     let env = env_with(OrderSyncType::Orders, None, Some(crash), TIME_SCALE).await;
     env.publish(&[created_event(&env.conn.shop_id, "CRASH-1", "X-1")])
         .await;

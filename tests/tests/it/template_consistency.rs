@@ -1403,10 +1403,10 @@ fn keycrm_keys_are_sealed_under_one_kms_key_with_least_privilege() {
                 .and_then(|c| c.get("StringEquals"))
                 .and_then(|c| c.get("kms:EncryptionContext:purpose"))
                 .and_then(Value::as_str);
-            if purpose != Some(store::envelope::PURPOSE) {
+            if purpose != Some(store::secrets::kms::PURPOSE) {
                 problems.push(format!(
                     "{id}: KMS actions {kms:?} without the condition purpose = {}",
-                    store::envelope::PURPOSE
+                    store::secrets::kms::PURPOSE
                 ));
             }
             granted.extend(kms.into_iter().cloned());

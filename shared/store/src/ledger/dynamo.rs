@@ -7,11 +7,11 @@
 //! `gsi1pk = SKIPPED#{connection}`, `gsi1sk = created_at` instead (the orders a merchant can
 //! push later); a re-push removes it.
 
-use crate::connection::conn_pk;
+use crate::dynamo::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
 use crate::ledger::{
-    future_horizon, lease_end, not_adoptable, Claim, Created, LedgerEntry, LedgerState,
-    OrderLedger, PushReservation, Target,
+    future_horizon, lease_end, lost_claim, lost_push, not_adoptable, Claim, Created, LedgerEntry,
+    LedgerState, OrderLedger, PushReservation, Target,
 };
 use crate::StoreError;
 use async_trait::async_trait;
@@ -304,18 +304,6 @@ impl Update {
     }
 }
 
-fn lost_push(shop_order_id: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "the status push reservation on order {shop_order_id} is no longer held"
-    ))
-}
-
-fn lost_claim(shop_order_id: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "the claim on order {shop_order_id} is no longer held"
-    ))
-}
-
 /// Only the current holder may finish or give up a claim.
 fn as_holder(holder: &str) -> Update {
     Update::default().when(
@@ -384,9 +372,7 @@ impl OrderLedger for DynamoTable {
                 event_json,
                 now,
             );
-            let mut stored = fresh.clone();
-            stored.maybe_committed = true;
-            stored.attempt_started_at = Some(now);
+            let stored = fresh.stored_as_attempted(now);
             let put = self
                 .client
                 .put_item()

@@ -1,7 +1,7 @@
 //! The in-memory reference cache (unit tests, the local run).
 
+use crate::reference_cache::is_fresh;
 use crate::reference_cache::ReferenceCache;
-use crate::reference_cache_dynamo::is_fresh;
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -8,7 +8,7 @@
 //! backfill indexes itself, so the two never miss an offer; an entry left behind for a link
 //! deleted meanwhile points at a link that is gone and reads as "not linked".
 
-use crate::connection::links_pk;
+use crate::dynamo::links_pk;
 use crate::dynamo::{self, DynamoTable, Item, SK};
 use crate::links::{LinkStore, ProductLink};
 use crate::StoreError;
@@ -86,7 +86,7 @@ pub(crate) async fn backfill(table: &DynamoTable, conn: &str) -> Result<(), Stor
         let (page, next) = table.products_page(conn, after, 1000).await?;
         let items = items(&pk, page.iter());
         indexed += items.len();
-        crate::batch::put_items(table, items).await?;
+        crate::dynamo::batch::put_items(table, items).await?;
         match next {
             Some(n) => after = Some(n),
             None => break,

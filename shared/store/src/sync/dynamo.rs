@@ -8,7 +8,7 @@
 //! - `CONN#{id}` / `RUN#{started_at}#{run_id}`: a run report (`doc`), TTL 30 days; plus
 //!   `CONN#{id}` / `RUNID#{run_id}` pointing at it, so a run is found by id with two reads.
 
-use crate::connection::conn_pk;
+use crate::dynamo::conn_pk;
 use crate::dynamo::{self, DynamoTable, Item, EXPIRES_AT, GSI1, GSI1_PK, GSI1_SK, PK, SK};
 use crate::sync::{SyncKind, SyncLease, SyncRun, SyncStore};
 use crate::StoreError;
@@ -344,11 +344,11 @@ impl SyncStore for DynamoTable {
         let mut ptr = dynamo::key(&pk, run_pointer_sk(&run.run_id));
         ptr.insert("run_sk".into(), dynamo::s(&sk));
         ptr.insert(EXPIRES_AT.into(), dynamo::n(expires));
-        crate::batch::put_items(self, vec![item, ptr]).await?;
+        crate::dynamo::batch::put_items(self, vec![item, ptr]).await?;
         // A run first recorded with another start time (e.g. queued earlier) keeps one report.
         if let Some(old) = pointer.item.and_then(|i| dynamo::get_s(&i, "run_sk")) {
             if old != sk {
-                crate::batch::delete_keys(self, vec![dynamo::key(&pk, old)]).await?;
+                crate::dynamo::batch::delete_keys(self, vec![dynamo::key(&pk, old)]).await?;
             }
         }
         Ok(())

@@ -2,8 +2,8 @@
 //! every method is one atomic step under a lock, like one conditional write there.
 
 use crate::ledger::{
-    future_horizon, lease_end, not_adoptable, Claim, LedgerEntry, LedgerState, OrderLedger,
-    PushReservation, Target,
+    future_horizon, lease_end, lost_claim, lost_push, not_adoptable, Claim, LedgerEntry,
+    LedgerState, OrderLedger, PushReservation, Target,
 };
 use crate::StoreError;
 use async_trait::async_trait;
@@ -22,18 +22,6 @@ pub struct MemoryLedger {
 
 fn key(connection_id: &str, shop_order_id: &str) -> Key {
     (connection_id.to_string(), shop_order_id.to_string())
-}
-
-fn lost_claim(shop_order_id: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "the claim on order {shop_order_id} is no longer held"
-    ))
-}
-
-fn lost_push(shop_order_id: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "the status push reservation on order {shop_order_id} is no longer held"
-    ))
 }
 
 fn missing(shop_order_id: &str) -> StoreError {
@@ -109,9 +97,7 @@ impl OrderLedger for MemoryLedger {
                 event_json,
                 now,
             );
-            let mut stored = granted.clone();
-            stored.maybe_committed = true;
-            stored.attempt_started_at = Some(now);
+            let stored = granted.stored_as_attempted(now);
             m.insert(k, stored);
             return Ok(Claim::Granted(granted));
         };

@@ -2,9 +2,9 @@
 //! holding the options document, when it was fetched and an `expires_at` TTL. TTL deletion
 //! is lazy (up to days late), so reads check freshness themselves.
 
-use crate::connection::conn_pk;
+use crate::dynamo::conn_pk;
 use crate::dynamo::{self, DynamoTable, EXPIRES_AT};
-use crate::reference_cache::ReferenceCache;
+use crate::reference_cache::{is_fresh, ReferenceCache};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -87,25 +87,5 @@ impl ReferenceCache for DynamoTable {
             .await
             .map_err(dynamo::sdk)?;
         Ok(())
-    }
-}
-
-pub(crate) fn is_fresh(fetched_at: DateTime<Utc>, max_age: Duration, now: DateTime<Utc>) -> bool {
-    let age = now.signed_duration_since(fetched_at);
-    // A clock step backwards makes the entry look young; never trust one from the future.
-    age >= chrono::Duration::zero() && age.to_std().map(|a| a < max_age).unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn freshness() {
-        let now = Utc::now();
-        let d = Duration::from_secs(300);
-        assert!(is_fresh(now - chrono::Duration::seconds(10), d, now));
-        assert!(!is_fresh(now - chrono::Duration::seconds(300), d, now));
-        assert!(!is_fresh(now + chrono::Duration::seconds(10), d, now));
     }
 }

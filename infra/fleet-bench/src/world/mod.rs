@@ -152,6 +152,7 @@ fn real_cfg(c: &SyncConfig, clock: &Clock) -> SyncConfig {
         deletion_check: clock.real(c.deletion_check),
         slice: c.slice.map(|s| clock.real(s)),
         hand_off_grace: clock.real(c.hand_off_grace),
+        checkpoint_every: clock.real(c.checkpoint_every),
         cleanup_grace: clock.real(c.cleanup_grace),
         ..c.clone()
     }

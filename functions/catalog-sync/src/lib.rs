@@ -28,6 +28,6 @@ pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_fleet;
-#[cfg(test)]
 mod tests_checkpoint;
+#[cfg(test)]
+mod tests_fleet;

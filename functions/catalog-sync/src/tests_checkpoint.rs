@@ -221,9 +221,7 @@ async fn spaced_checkpoints_write_the_lease_less_often_with_the_same_result() {
 #[tokio::test]
 async fn a_crash_between_spaced_checkpoints_redoes_the_unsaved_units_without_duplicates() {
     let reference = harness().await;
-    assert!(completed(
-        &run_to_end(&reference, Duration::ZERO).await
-    ));
+    assert!(completed(&run_to_end(&reference, Duration::ZERO).await));
 
     let h = harness().await;
     let engine = Engine::new(h.deps.clone(), config(Duration::from_secs(3600)));
@@ -238,13 +236,19 @@ async fn a_crash_between_spaced_checkpoints_redoes_the_unsaved_units_without_dup
         ),
     )
     .await;
-    assert!(crashed.is_err(), "the run ended before the crash: {crashed:?}");
+    assert!(
+        crashed.is_err(),
+        "the run ended before the crash: {crashed:?}"
+    );
     assert_eq!(h.sync.checkpoints.load(Ordering::SeqCst), 1);
     // The first unit's checkpoint makes the run one the resume tick finds once its lease
     // has expired.
     let until = Instant::now() + Duration::from_secs(10);
     while h.sync.unfinished(10).await.unwrap().is_empty() {
-        assert!(Instant::now() < until, "the crashed run was never resumable");
+        assert!(
+            Instant::now() < until,
+            "the crashed run was never resumable"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let resume = SyncJob {
@@ -257,6 +261,10 @@ async fn a_crash_between_spaced_checkpoints_redoes_the_unsaved_units_without_dup
     assert!(completed(&out), "{out:?}");
     let products = shop_products(&h);
     let distinct: BTreeSet<_> = products.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(distinct.len(), products.len(), "a product was created twice");
+    assert_eq!(
+        distinct.len(),
+        products.len(),
+        "a product was created twice"
+    );
     assert_eq!(products, shop_products(&reference));
 }

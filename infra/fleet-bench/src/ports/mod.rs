@@ -27,20 +27,20 @@ use store::{
 };
 
 mod connections;
+mod gate;
+mod journal;
+mod keys;
 mod ledger;
 mod links;
 mod sync;
-mod journal;
-mod keys;
-mod gate;
 
 pub use connections::*;
+pub use gate::*;
+pub use journal::*;
+pub use keys::*;
 pub use ledger::*;
 pub use links::*;
 pub use sync::*;
-pub use journal::*;
-pub use keys::*;
-pub use gate::*;
 
 /// Which shop an id belongs to.
 #[derive(Default)]

@@ -4,7 +4,12 @@
 use super::*;
 
 /// The schedules (EventBridge Scheduler invoking catalog-sync).
-pub(super) async fn scheduler(w: Arc<World>, from: DateTime<Utc>, until: DateTime<Utc>, resume_only: bool) {
+pub(super) async fn scheduler(
+    w: Arc<World>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    resume_only: bool,
+) {
     let inst: Mutex<Instance<Engine>> = Mutex::new(Instance::default());
     let f = Function {
         batch: 1,
@@ -133,7 +138,10 @@ pub(super) async fn managers(w: Arc<World>) {
 }
 
 /// The webhook receiver behind API Gateway: each request a webhook invocation.
-pub(super) async fn webhook_server(w: Arc<World>, token_key: store::TokenKey) -> (String, Arc<AtomicU64>) {
+pub(super) async fn webhook_server(
+    w: Arc<World>,
+    token_key: store::TokenKey,
+) -> (String, Arc<AtomicU64>) {
     use axum::extract::{Request, State};
     use axum::middleware::{self, Next};
     use axum::response::{IntoResponse, Response};

@@ -3,8 +3,9 @@
 
 use super::*;
 
-fn day_start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 6, 2, 12, 0, 0)
+/// The window's start: `hour` UTC of a summer day (Kyiv is UTC+3).
+fn day_start(hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 2, hour.min(23), 0, 0)
         .single()
         .expect("a valid date")
 }
@@ -12,11 +13,11 @@ fn day_start() -> DateTime<Utc> {
 pub async fn run(params: Params) -> Outcome {
     crate::report::install_log_counter();
     let specs = fleet::fleet(params.shops, params.seed, params.product_scale);
-    let start = day_start();
-    // Onboarding (every shop's first full sync) runs before the day; the biggest catalog
-    // (100,000 products) needs about 10 KeyCRM hours of its key's budget.
+    let start = day_start(params.start_hour);
+    // Onboarding (every shop's first full sync) runs before the window; at full size the
+    // biggest catalog (100,000 products) needs about 10 KeyCRM hours of its key's budget.
     let clock = Clock::new(
-        start - chrono::Duration::hours(params.onboard_hours),
+        start - chrono::Duration::minutes((params.onboard_hours * 60.0).round() as i64),
         params.scale,
     );
     let meter = Arc::new(Meter::new(specs.len()));
@@ -261,12 +262,22 @@ pub async fn run(params: Params) -> Outcome {
     }
     let orders_sent = merch.await.unwrap_or(0);
     let _ = sched.await;
-    // Orders and statuses of the day's last minutes still land (up to two hours).
+    // What the window started still lands (up to two hours): orders and status changes in
+    // flight, and the syncs under way (the night's last runs). Status changes KeyCRM's
+    // managers make later are the next window's.
     let drain_until = end + chrono::Duration::hours(2);
     while clock.now() < drain_until {
         let pending = w.order_q.approximate_len().await.unwrap_or(0)
             + w.status_q.approximate_len().await.unwrap_or(0)
-            + w.watch.due.lock().map(|d| d.len()).unwrap_or(0);
+            + w.sync_q.approximate_len().await.unwrap_or(0)
+            + w.stores
+                .sync
+                .inner
+                .unfinished(1)
+                .await
+                .map(|u| u.len())
+                .unwrap_or(0)
+            + w.pool.in_flight(w.design.sync.name) as usize;
         if pending == 0 {
             break;
         }

@@ -35,12 +35,15 @@ pub use design::*;
 pub struct Params {
     pub shops: usize,
     pub scale: f64,
+    /// The simulated window: from `start_hour` UTC, `hours` long (then up to two hours for
+    /// what it started to finish).
+    pub start_hour: u32,
     pub hours: i64,
     pub seed: u64,
-    /// Multiplies every catalog size (1.0 = the fleet as specified; smaller for quick runs).
+    /// Multiplies every catalog size but the probes' (1.0 = the fleet as specified).
     pub product_scale: f64,
-    /// KeyCRM hours before the day for onboarding.
-    pub onboard_hours: i64,
+    /// KeyCRM hours before the window for onboarding.
+    pub onboard_hours: f64,
     pub design: Design,
 }
 

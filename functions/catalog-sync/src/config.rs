@@ -61,6 +61,13 @@ pub struct Config {
     /// does not queue the run again, however long a backlog keeps it waiting past its lease.
     /// A continuation lost for good (dead-lettered) is replaced after this.
     pub continuation_mark: Duration,
+    /// How often a run saves its checkpoint while it works: `ZERO` after every unit of work;
+    /// otherwise after the first unit done this long after the last save. A run also saves
+    /// whenever it stops (time slice, deadline, budget wait, error) and before it creates shop
+    /// products, so only a crash loses the units since the last save, and those are redone
+    /// (every unit is idempotent). Each save is a write of the whole lease item (checkpoint
+    /// and report, several KB): the largest DynamoDB cost of a sync (BENCHMARKS.md, "Fleet").
+    pub checkpoint_every: Duration,
     /// Sync jobs of one SQS batch run at once (each on its own key's budget, so they mostly
     /// wait side by side instead of each holding its own invocation).
     pub jobs_at_once: usize,
@@ -84,6 +91,7 @@ impl Default for Config {
             hand_off: false,
             hand_off_grace: Duration::from_secs(20 * 60),
             continuation_mark: Duration::from_secs(2 * 60 * 60),
+            checkpoint_every: Duration::ZERO,
             jobs_at_once: 1,
         }
     }
@@ -99,12 +107,15 @@ pub const MAX_GATE_WAIT: Duration = Duration::from_secs(10);
 impl Config {
     /// The settings of the deployed function, chosen with the fleet cost model
     /// (BENCHMARKS.md, "Fleet"): jobs of a batch run side by side, a run works in time slices
-    /// of at most five minutes, and hands what is left to its own delayed continuation.
+    /// of at most five minutes, hands what is left to its own delayed continuation, and
+    /// saves its checkpoint every 30 seconds of work (at most 24 KeyCRM requests of a
+    /// background share to redo after a crash) instead of after every request.
     pub fn lambda() -> Self {
         Config {
             slice: Some(Duration::from_secs(300)),
             hand_off: true,
             jobs_at_once: 10,
+            checkpoint_every: Duration::from_secs(30),
             ..Config::default()
         }
     }

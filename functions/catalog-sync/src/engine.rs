@@ -391,6 +391,7 @@ impl Engine {
             started: Instant::now(),
             req_base,
             saves: 0,
+            saved_at: Instant::now(),
             cat_links,
             resolver: None,
             seen: None,
@@ -425,10 +426,12 @@ impl Engine {
                 Ok(Step::Continue) => {
                     run.cp.failures = 0;
                     run.cp.waits = 0;
-                    match run.save().await {
-                        Ok(()) => {}
-                        Err(e) if e.lost() => return Ok(lost(&run)),
-                        Err(e) => return Err(e),
+                    if run.checkpoint_due() {
+                        match run.save().await {
+                            Ok(()) => {}
+                            Err(e) if e.lost() => return Ok(lost(&run)),
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Err(e) if e.lost() => return Ok(lost(&run)),

@@ -1,8 +1,9 @@
 //! Catalog sync: KeyCRM's categories, products and prices into the shop.
 //!
 //! A schedule tick fans out one [`store::SyncJob`] per connection onto the sync-jobs queue;
-//! each job runs one connection's sync within the invocation's time, checkpointing after
-//! every page and pausing before the deadline; the resume schedule re-enqueues paused runs.
+//! each job runs one connection's sync within the invocation's time, checkpointing as it
+//! goes (`Config::checkpoint_every`) and pausing before the deadline; the resume schedule
+//! re-enqueues paused runs.
 //! The same queue carries the cleanup of deleted connections ([`cleanup`]).
 //! Design: `docs/catalog-sync.md`. Planning rules: [`mapping::catalog`].
 
@@ -27,5 +28,7 @@ pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_checkpoint;
 #[cfg(test)]
 mod tests_fleet;

@@ -37,6 +37,8 @@ pub(crate) struct Run<'a> {
     pub(crate) started: Instant,
     pub(crate) req_base: u64,
     pub(crate) saves: u32,
+    /// When the checkpoint was last saved (or the run taken up in this invocation).
+    pub(crate) saved_at: Instant,
     pub cat_links: BTreeMap<i64, CategoryLink>,
     pub resolver: Option<mapping::catalog::Matcher>,
     pub seen: Option<store::SeenSet>,
@@ -83,6 +85,14 @@ impl Run<'_> {
         self.req_base = now;
     }
 
+    /// Whether the unit just done is saved now (`Config::checkpoint_every`). A run's first
+    /// unit is always saved: a lease without a checkpoint is not one the resume tick finds.
+    pub(crate) fn checkpoint_due(&self) -> bool {
+        self.cfg.checkpoint_every.is_zero()
+            || self.lease.checkpoint.is_none()
+            || self.saved_at.elapsed() >= self.cfg.checkpoint_every
+    }
+
     pub(crate) fn lease_for(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now()) + self.cfg.lease_slack
     }
@@ -102,8 +112,16 @@ impl Run<'_> {
                 other => SyncError::Store(other),
             })?;
         self.saves += 1;
-        // The report the admin API reads is refreshed every so often during a long run.
-        if self.saves.is_multiple_of(20) {
+        self.saved_at = Instant::now();
+        // The report the admin API reads is refreshed every so often during a long run: every
+        // 20 saves when each unit is saved, every 4th when saves are spaced in time (about
+        // every 2 minutes on Lambda).
+        let every = if self.cfg.checkpoint_every.is_zero() {
+            20
+        } else {
+            4
+        };
+        if self.saves.is_multiple_of(every) {
             self.deps.sync.put_run(&self.report).await?;
         }
         Ok(())

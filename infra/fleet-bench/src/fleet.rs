@@ -78,7 +78,12 @@ pub fn fleet(n: usize, seed: u64, product_scale: f64) -> Vec<ShopSpec> {
             };
             let digest = Sha256::digest(format!("fleet-shop-{i}").as_bytes());
             let conn_id = hex::encode(&digest[..16]);
-            let products = ((products as f64 * product_scale).round() as usize).max(5);
+            // The probes keep their size: the cost per shop is quoted for exactly those.
+            let products = if probe.is_some() {
+                products
+            } else {
+                ((products as f64 * product_scale).round() as usize).max(5)
+            };
             ShopSpec {
                 index: i,
                 secret: format!("shop-keycrm/fleet/keycrm/{conn_id}"),

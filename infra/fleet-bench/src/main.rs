@@ -1,5 +1,5 @@
 //! The fleet benchmark (BENCHMARKS.md, "Fleet"): thousands of shops on one deployment for a
-//! simulated day, with the real handlers (order-push, catalog-sync, the webhook receiver,
+//! simulated window of the day (by default the evening peak and the night), with the real handlers (order-push, catalog-sync, the webhook receiver,
 //! status-apply) on in-memory adapters that count what the AWS calls would cost, the KeyCRM
 //! simulator with one API key per shop (60 requests a minute each, time-scaled), and queues
 //! and a Lambda pool with the deployed concurrency limits. It prints the figures of issue 14
@@ -9,7 +9,7 @@
 //! cargo run --profile fleet -p fleet-bench                      # 2,000 shops, the design as deployed
 //! FLEET_DESIGN=before cargo run --profile fleet -p fleet-bench  # the design before issue 14
 //! FLEET_DESIGN=sleep cargo run --profile fleet -p fleet-bench   # syncs sleep on the gate, no slices
-//! FLEET_SHOPS=200 FLEET_SCALE=240 cargo run --profile fleet -p fleet-bench
+//! FLEET_SHOPS=200 FLEET_SCALE=240 FLEET_START_HOUR=12 FLEET_HOURS=24 cargo run --profile fleet -p fleet-bench
 //! ```
 
 mod clock;
@@ -33,14 +33,21 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn main() {
     let shops: usize = env("FLEET_SHOPS", 2000);
-    let scale: f64 = env("FLEET_SCALE", 240.0);
-    let hours: i64 = env("FLEET_HOURS", 24);
+    let scale: f64 = env("FLEET_SCALE", 64.0);
+    let hours: i64 = env("FLEET_HOURS", 12);
     let seed: u64 = env("FLEET_SEED", 14);
-    let design = match std::env::var("FLEET_DESIGN").as_deref() {
+    let mut design = match std::env::var("FLEET_DESIGN").as_deref() {
         Ok("before") => world::Design::before(),
         Ok("sleep") => world::Design::sleep(),
         _ => world::Design::after(),
     };
+    // Seconds of KeyCRM time between a sync's checkpoints (0: after every unit, as before).
+    if let Some(s) = std::env::var("FLEET_CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        design.sync_cfg.checkpoint_every = Duration::from_secs(s);
+    }
     let threads: usize = env("FLEET_THREADS", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -51,10 +58,11 @@ fn main() {
     let outcome = rt.block_on(world::run(world::Params {
         shops,
         scale,
+        start_hour: env("FLEET_START_HOUR", 15),
         hours,
         seed,
-        product_scale: env("FLEET_PRODUCT_SCALE", 1.0),
-        onboard_hours: env("FLEET_ONBOARD_HOURS", 12),
+        product_scale: env("FLEET_PRODUCT_SCALE", 0.1),
+        onboard_hours: env("FLEET_ONBOARD_HOURS", 1.5),
         design,
     }));
     report::print(&outcome, started.elapsed());

@@ -85,6 +85,10 @@ mod dashless {
             *e += 1;
             *e
         }
+        pub fn get(&self, f: &str) -> u64 {
+            let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            m.get(f).copied().unwrap_or(0)
+        }
         pub fn leave(&self, f: &'static str) {
             let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = m.get_mut(f) {
@@ -102,6 +106,11 @@ impl Pool {
             account: Arc::new(Semaphore::new(account_unreserved)),
             in_flight: Default::default(),
         }
+    }
+
+    /// Invocations of the function named `f` running now.
+    pub fn in_flight(&self, f: &str) -> u64 {
+        self.in_flight.get(f)
     }
 
     /// Runs one invocation of `f` on `instance` (made warm with `make` if cold), for the

@@ -180,6 +180,20 @@ pub fn print(o: &Outcome, real: Duration) {
         o.params.scale,
         real.as_secs_f64() / 60.0
     );
+    println!(
+        "Simulated window: {:02}:00 UTC ({:02}:00 Kyiv) for {} KeyCRM hours, plus {:.1} hours for what it started to finish; every count below is per day ({:.2} times the window's{}). Catalogs of all but the probe shops at {} of their size.\n",
+        o.params.start_hour,
+        (o.params.start_hour + 3) % 24,
+        o.params.hours,
+        (o.day_hours - o.params.hours as f64).max(0.0),
+        per_day,
+        if o.params.start_hour == 15 && o.params.hours == 12 {
+            ": it holds the evening peak, the whole night's full syncs and three of the six price periods"
+        } else {
+            ""
+        },
+        o.params.product_scale
+    );
 
     // ---- timing
     let n = &o.night;

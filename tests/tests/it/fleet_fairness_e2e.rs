@@ -220,6 +220,8 @@ impl Fleet {
             deletion_check: Duration::from_secs(2),
             slice: Some(slice),
             hand_off_grace: Duration::from_secs(10),
+            // The deployed spacing of checkpoints, on the test's clock.
+            checkpoint_every: d.checkpoint_every.div_f64(SCALE),
             jobs_at_once,
             ..d
         };

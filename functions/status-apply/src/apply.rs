@@ -26,7 +26,7 @@ use runtime::metrics::count;
 use runtime::sqs_batch::{isolate, Run};
 use shop::{ShopError, ShopOrders};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use store::{
     Connection, ConnectionStore, Counter, LedgerEntry, LedgerState, OrderLedger, StatusJournal,
     StoreError, Target,
@@ -91,33 +91,8 @@ pub enum Outcome {
 /// What the transport should do with the message (shared by the queue consumers).
 pub use queue::consume::Disposition;
 
-/// Backoff between deliveries of a failing message, and the queue's redrive threshold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Delay after the first failed delivery; doubles with every further one.
-    pub base: Duration,
-    pub cap: Duration,
-    /// The queue's `maxReceiveCount`: the delivery with this count is the last one.
-    pub max_receives: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_secs(30),
-            cap: Duration::from_secs(900),
-            // template.yaml's StatusUpdatesQueue maxReceiveCount.
-            max_receives: 10,
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub fn delay(&self, receive_count: u32) -> Duration {
-        let exp = receive_count.saturating_sub(1).min(20);
-        self.base.saturating_mul(1u32 << exp).min(self.cap)
-    }
-}
+/// Backoff between deliveries and the redrive threshold (StatusUpdatesQueue's `maxReceiveCount`).
+pub use queue::consume::RetryPolicy;
 
 pub struct StatusApplier {
     connections: Arc<dyn ConnectionStore>,

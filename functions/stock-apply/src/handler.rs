@@ -11,33 +11,8 @@ use std::time::{Duration, Instant};
 /// What the transport should do with the message (shared by the queue consumers).
 pub use queue::consume::Disposition;
 
-/// Backoff between deliveries of a failing flush, and the queue's redrive threshold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Delay after the first failed delivery; doubles with every further one.
-    pub base: Duration,
-    pub cap: Duration,
-    /// The queue's `maxReceiveCount`: the delivery with this count is the last one.
-    pub max_receives: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_secs(30),
-            cap: Duration::from_secs(900),
-            // template.yaml's StockFlushQueue maxReceiveCount.
-            max_receives: 10,
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub fn delay(&self, receive_count: u32) -> Duration {
-        let exp = receive_count.saturating_sub(1).min(20);
-        self.base.saturating_mul(1u32 << exp).min(self.cap)
-    }
-}
+/// Backoff between deliveries and the redrive threshold (StockFlushQueue's `maxReceiveCount`).
+pub use queue::consume::RetryPolicy;
 
 /// The consumer's handler: a [`Flusher`] plus the retry policy.
 pub struct StockApplier {

@@ -20,6 +20,36 @@ pub enum Disposition {
     GiveUp { reason: String },
 }
 
+/// Backoff between deliveries of a failing message, and the queue's redrive threshold: the
+/// one policy of the consumers that settle through [`Disposition`] (status-apply, stock-apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failed delivery; doubles with every further one.
+    pub base: Duration,
+    pub cap: Duration,
+    /// The queue's `maxReceiveCount`: the delivery with this count is the last one.
+    pub max_receives: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(900),
+            // template.yaml's StatusUpdatesQueue and StockFlushQueue maxReceiveCount.
+            max_receives: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff after the `receive_count`-th delivery failed (saturating, never above `cap`).
+    pub fn delay(&self, receive_count: u32) -> Duration {
+        let exp = receive_count.saturating_sub(1).min(20);
+        self.base.saturating_mul(1u32 << exp).min(self.cap)
+    }
+}
+
 /// Where the message goes after its fate was carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settled {

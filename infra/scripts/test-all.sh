@@ -278,6 +278,23 @@ mapping_has_no_io_deps() {
   fi
 }
 run_step "cargo tree: mapping has no reqwest/tokio/rand/aws" mapping_has_no_io_deps
+# Functions hand each other work through queues and the shared crates (jobs, queue, store),
+# never through each other: no function crate may depend on another, dev-dependencies included.
+no_function_depends_on_another() {
+  local dir name others found bad=0
+  for dir in functions/*/; do
+    name="$(basename "${dir}")"
+    others="$(ls functions | grep -vx "${name}" | paste -sd'|')"
+    found="$(cargo tree -p "${name}" -e normal,dev --locked --prefix none --depth 1 \
+      | tail -n +2 | grep -E "^(${others}) " | sort -u)"
+    if [ -n "${found}" ]; then
+      printf '    %s depends on other functions:\n%s\n' "${name}" "${found}" >&2
+      bad=1
+    fi
+  done
+  return "${bad}"
+}
+run_step "cargo tree: no function crate depends on another" no_function_depends_on_another
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 run_step "cargo test --workspace --locked --no-fail-fast $*" cargo test --workspace --locked --no-fail-fast "$@"
 

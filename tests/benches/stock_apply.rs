@@ -1,6 +1,6 @@
 //! Realtime stock benchmark (figures go to BENCHMARKS.md, section "Realtime stock").
 //!
-//! `cargo bench -p stock-apply --bench stock`
+//! `cargo bench -p e2e-tests --bench stock_apply`
 //!
 //! One shop linked to 20,000 KeyCRM offers; 10,000 stock changes spread over an hour of
 //! simulated time in bursts (single sales, stock documents of tens to hundreds of offers, one

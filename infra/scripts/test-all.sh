@@ -37,6 +37,17 @@ SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd)"
 cd "${REPO_ROOT}" || exit 1
 
+# KeyCRM's OpenAPI file (the simulator's conformance test) is reference material kept beside the
+# repository, in ../shared. A clone made elsewhere (git clone . /tmp/fresh) has no ../shared of
+# its own: then use the one beside the repository it was cloned from, if that is a local path.
+if [ -z "${KEYCRM_OPENAPI:-}" ] && [ ! -f "${REPO_ROOT}/../shared/keycrm/openapi.yml" ]; then
+  ORIGIN_PATH="$(git -C "${REPO_ROOT}" config --get remote.origin.url 2>/dev/null || true)"
+  if [ -n "${ORIGIN_PATH}" ] && [ -f "${ORIGIN_PATH}/../shared/keycrm/openapi.yml" ]; then
+    KEYCRM_OPENAPI="$(cd -- "${ORIGIN_PATH}/../shared/keycrm" && pwd)/openapi.yml"
+    export KEYCRM_OPENAPI
+  fi
+fi
+
 CACHE_DIR="${SHOP_KEYCRM_CACHE:-${HOME}/.cache/shop-keycrm}"
 VENV="${CACHE_DIR}/venv"
 TEMPLATE="template.yaml"

@@ -13,6 +13,7 @@
 //! ```
 
 mod clock;
+mod cpu;
 mod fleet;
 mod meter;
 mod pool;

@@ -83,6 +83,17 @@ pub struct OpStat {
     pub wru: f64,
 }
 
+impl Sub for OpStat {
+    type Output = OpStat;
+    fn sub(self, e: OpStat) -> OpStat {
+        OpStat {
+            calls: self.calls.saturating_sub(e.calls),
+            rru: self.rru - e.rru,
+            wru: self.wru - e.wru,
+        }
+    }
+}
+
 /// One function's totals.
 #[derive(Clone, Debug, Default)]
 pub struct FnStat {
@@ -90,8 +101,15 @@ pub struct FnStat {
     pub cold_starts: u64,
     pub gb_s: f64,
     pub billed_s: f64,
+    /// GB-s had every invocation been billed its wall time on the bench's clock (the earlier
+    /// model, which bills the bench's own CPU contention 64 times over).
+    pub wall_gb_s: f64,
+    /// The handlers' own CPU time on this machine (seconds, not stretched).
+    pub cpu_s: f64,
     pub throttled: u64,
     pub peak_concurrency: u64,
+    /// Runs without X-Ray tracing (the template's `HighVolumeTracing` at PassThrough).
+    pub untraced: bool,
     /// Virtual seconds in which the function was invoked (X-Ray's reservoir samples the first
     /// request of every second).
     pub seconds: std::collections::HashSet<i64>,
@@ -104,10 +122,21 @@ pub struct Meter {
     shops: Vec<Mutex<Usage>>,
     fleet: Mutex<Usage>,
     ops: Mutex<BTreeMap<&'static str, OpStat>>,
+    /// The same per shop (to say what one shop's DynamoDB line is made of).
+    shop_ops: Mutex<BTreeMap<(usize, &'static str), OpStat>>,
     functions: Mutex<BTreeMap<&'static str, FnStat>>,
     /// Log bytes not yet attributed (the log layer cannot tell the shop).
     pub log_bytes: AtomicU64,
     pub log_events: AtomicU64,
+}
+
+/// What one invocation is billed (seconds): the model's figure, the bench's wall time on its
+/// clock (for comparison) and the handler's own CPU time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Billed {
+    pub billed_s: f64,
+    pub wall_s: f64,
+    pub cpu_s: f64,
 }
 
 /// Latency of AWS calls, in virtual microseconds, per call kind (typical in-region figures).
@@ -116,6 +145,8 @@ pub mod latency {
     pub const SQS_US: u64 = 10_000;
     pub const KMS_US: u64 = 8_000;
     pub const SECRETS_US: u64 = 15_000;
+    /// KeyCRM's answer (the simulator is set to answer in this, on the bench's clock).
+    pub const KEYCRM_US: u64 = 250_000;
 }
 
 tokio::task_local! {
@@ -154,6 +185,7 @@ impl Meter {
             shops: (0..shops).map(|_| Mutex::new(Usage::default())).collect(),
             fleet: Mutex::new(Usage::default()),
             ops: Mutex::new(BTreeMap::new()),
+            shop_ops: Mutex::new(BTreeMap::new()),
             functions: Mutex::new(BTreeMap::new()),
             log_bytes: AtomicU64::new(0),
             log_events: AtomicU64::new(0),
@@ -183,6 +215,12 @@ impl Meter {
         );
         if let Ok(mut ops) = self.ops.lock() {
             let e = ops.entry(op).or_default();
+            e.calls += 1;
+            e.rru += rru;
+            e.wru += wru;
+        }
+        if let (Some(i), Ok(mut ops)) = (shop, self.shop_ops.lock()) {
+            let e = ops.entry((i, op)).or_default();
             e.calls += 1;
             e.rru += rru;
             e.wru += wru;
@@ -243,17 +281,18 @@ impl Meter {
         );
     }
 
-    /// One Lambda invocation of `function`, billed `billed_s` at `memory_mb`, shared by the
+    /// One Lambda invocation of `function`, billed `b.billed_s` at `memory_mb`, shared by the
     /// shops whose messages it handled (`None` entries: the fleet's own work).
     pub fn lambda(
         &self,
         function: &'static str,
         shops: &[Shop],
-        billed_s: f64,
+        b: Billed,
         memory_mb: u32,
         cold: bool,
         at_second: i64,
     ) {
+        let billed_s = b.billed_s;
         let gb_s = billed_s * f64::from(memory_mb) / 1024.0;
         let n = shops.len().max(1) as f64;
         let share = Usage {
@@ -272,10 +311,18 @@ impl Meter {
             e.invocations += 1;
             e.gb_s += gb_s;
             e.billed_s += billed_s;
+            e.wall_gb_s += b.wall_s * f64::from(memory_mb) / 1024.0;
+            e.cpu_s += b.cpu_s;
             if cold {
                 e.cold_starts += 1;
             }
             e.seconds.insert(at_second);
+        }
+    }
+
+    pub fn untraced(&self, function: &'static str) {
+        if let Ok(mut f) = self.functions.lock() {
+            f.entry(function).or_default().untraced = true;
         }
     }
 
@@ -302,6 +349,7 @@ impl Meter {
                 .collect(),
             fleet: self.fleet.lock().map(|g| *g).unwrap_or_default(),
             ops: self.ops.lock().map(|g| g.clone()).unwrap_or_default(),
+            shop_ops: self.shop_ops.lock().map(|g| g.clone()).unwrap_or_default(),
             functions: self.functions.lock().map(|g| g.clone()).unwrap_or_default(),
             log_bytes: self.log_bytes.load(Ordering::Relaxed) as f64,
             log_events: self.log_events.load(Ordering::Relaxed) as f64,
@@ -314,6 +362,7 @@ pub struct Snapshot {
     pub shops: Vec<Usage>,
     pub fleet: Usage,
     pub ops: BTreeMap<&'static str, OpStat>,
+    pub shop_ops: BTreeMap<(usize, &'static str), OpStat>,
     pub functions: BTreeMap<&'static str, FnStat>,
     pub log_bytes: f64,
     pub log_events: f64,
@@ -331,17 +380,12 @@ impl Snapshot {
         let ops = self
             .ops
             .iter()
-            .map(|(k, v)| {
-                let e = earlier.ops.get(k).copied().unwrap_or_default();
-                (
-                    *k,
-                    OpStat {
-                        calls: v.calls - e.calls,
-                        rru: v.rru - e.rru,
-                        wru: v.wru - e.wru,
-                    },
-                )
-            })
+            .map(|(k, v)| (*k, *v - earlier.ops.get(k).copied().unwrap_or_default()))
+            .collect();
+        let shop_ops = self
+            .shop_ops
+            .iter()
+            .map(|(k, v)| (*k, *v - earlier.shop_ops.get(k).copied().unwrap_or_default()))
             .collect();
         let functions = self
             .functions
@@ -355,8 +399,11 @@ impl Snapshot {
                         cold_starts: v.cold_starts - e.cold_starts,
                         gb_s: v.gb_s - e.gb_s,
                         billed_s: v.billed_s - e.billed_s,
+                        wall_gb_s: v.wall_gb_s - e.wall_gb_s,
+                        cpu_s: v.cpu_s - e.cpu_s,
                         throttled: v.throttled - e.throttled,
                         peak_concurrency: v.peak_concurrency,
+                        untraced: v.untraced,
                         seconds: v.seconds.difference(&e.seconds).copied().collect(),
                     },
                 )
@@ -366,6 +413,7 @@ impl Snapshot {
             shops,
             fleet: self.fleet - earlier.fleet,
             ops,
+            shop_ops,
             functions,
             log_bytes: self.log_bytes - earlier.log_bytes,
             log_events: self.log_events - earlier.log_events,

@@ -3,13 +3,22 @@
 //! their own share; everything else competes for the account's unreserved concurrency), warm
 //! instances that keep their caches and go cold when idle, and billed duration.
 //!
-//! Billed duration = the invocation's wall time on the bench's clock (rate-gate waits,
-//! KeyCRM's latency, the handler's CPU) + the modelled latency of its AWS calls (the in-memory
-//! adapters answer at once) + the init of a cold start. CPU time is magnified by the clock's
-//! scale like everything else, which makes short invocations look longer than on Lambda: the
-//! figures err on the expensive side.
+//! Billed duration is modelled from what the invocation did, not from how long the bench took
+//! to run it (the bench's clock runs 64 times faster than KeyCRM's, so any CPU the bench spends,
+//! or waits for because both cores are busy, would be billed 64 times over):
+//! - the handler's **CPU**: thread CPU time summed over the polls of its future (`cpu.rs`),
+//!   stretched by Lambda's share of a vCPU at the function's memory (1,769 MB = one vCPU; at
+//!   256 MB a CPU-bound stretch takes 6.9 times longer than on one of this machine's cores);
+//! - **waits**, in KeyCRM time: every rate-gate wait the handler was given (the slot's distance
+//!   when it was booked), 250 ms for every KeyCRM request (the simulator's answer time), and
+//!   the modelled latency of each AWS call (the in-memory adapters answer at once);
+//! - the init of a cold start.
+//!
+//! The invocation's wall time on the bench's clock (the earlier model) is kept beside it
+//! (`FnStat::wall_gb_s`), so a run shows both.
 
 use crate::clock::Clock;
+use crate::cpu::CpuTimed;
 use crate::meter::{collecting, Meter, Shop};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +41,8 @@ pub struct Function {
     pub reserved: bool,
     /// Secrets Manager reads of a cold start (the platform secrets it loads in `main`).
     pub init_secret_reads: u32,
+    /// X-Ray active tracing (`Tracing: Active` in the template).
+    pub traced: bool,
     /// A margin the handler keeps back from its deadline as a constant (not configurable,
     /// so not on the bench's clock): the deadline handed to it is stretched by the
     /// difference, so the margin it keeps is `fixed_margin` of KeyCRM time.
@@ -61,6 +72,13 @@ const IDLE_RECLAIM: Duration = Duration::from_secs(15 * 60);
 const MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// Billed init of a cold start (virtual): runtime start, SDK configuration, secrets.
 const INIT: Duration = Duration::from_millis(250);
+/// Lambda's memory for one full vCPU: below it a function gets that share of a core.
+const MB_PER_VCPU: f64 = 1_769.0;
+
+/// How much longer a CPU-bound stretch takes at `memory_mb` than on one whole core.
+pub fn cpu_stretch(memory_mb: u32) -> f64 {
+    (MB_PER_VCPU / f64::from(memory_mb.max(1))).max(1.0)
+}
 
 pub struct Pool {
     pub clock: Clock,
@@ -171,22 +189,40 @@ impl Pool {
         let deadline =
             started + self.clock.real(f.timeout.saturating_sub(f.fixed_margin)) + f.fixed_margin;
         let calls = Arc::new(AtomicU64::new(0));
-        let out = collecting(calls.clone(), work(handler, deadline)).await;
+        let cpu_ns = Arc::new(AtomicU64::new(0));
+        let out = CpuTimed::new(
+            collecting(calls.clone(), work(handler, deadline)),
+            cpu_ns.clone(),
+        )
+        .await;
         self.in_flight.leave(f.name);
         if let Ok(mut inst) = instance.try_lock() {
             inst.last_used = Some(Instant::now());
         }
-        let wall = self.clock.virt(started.elapsed());
-        let mut billed = wall + Duration::from_micros(calls.load(Ordering::Relaxed));
-        if cold {
-            billed += INIT;
-        }
-        let billed = billed.min(f.timeout + INIT);
+        let waits = Duration::from_micros(calls.load(Ordering::Relaxed));
+        let cpu = Duration::from_nanos(cpu_ns.load(Ordering::Relaxed));
+        let init = if cold { INIT } else { Duration::ZERO };
+        let cap = f.timeout + INIT;
+        let billed = (cpu.mul_f64(cpu_stretch(f.memory_mb)) + waits + init).min(cap);
+        let wall = (self.clock.virt(started.elapsed()) + waits + init).min(cap);
         // Lambda bills in whole milliseconds.
-        let billed_s = (billed.as_secs_f64() * 1000.0).ceil() / 1000.0;
+        let ms = |d: Duration| (d.as_secs_f64() * 1000.0).ceil() / 1000.0;
         let second = self.clock.at(started).timestamp();
-        self.meter
-            .lambda(f.name, &shops, billed_s, f.memory_mb, cold, second);
+        self.meter.lambda(
+            f.name,
+            &shops,
+            crate::meter::Billed {
+                billed_s: ms(billed),
+                wall_s: ms(wall),
+                cpu_s: cpu.as_secs_f64(),
+            },
+            f.memory_mb,
+            cold,
+            second,
+        );
+        if !f.traced {
+            self.meter.untraced(f.name);
+        }
         out
     }
 }

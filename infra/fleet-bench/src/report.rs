@@ -4,6 +4,7 @@ use crate::fleet::Profile;
 use crate::meter::{Snapshot, Usage};
 use crate::prices::{Prices, AWS_US_EAST_1};
 use crate::world::Outcome;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -144,6 +145,7 @@ fn with_shared(day: &Snapshot, logs_bytes: f64) -> (Vec<Usage>, Usage) {
     let traces: f64 = day
         .functions
         .values()
+        .filter(|f| !f.untraced)
         .map(|f| {
             let first = f.seconds.len() as f64;
             first.min(f.invocations as f64) + 0.05 * (f.invocations as f64 - first).max(0.0)
@@ -268,14 +270,18 @@ pub fn print(o: &Outcome, real: Duration) {
     let (shops, fleet) = with_shared(&o.day, o.day_log_bytes);
     let total = shops.iter().fold(fleet, |a, u| a + *u) * per_day;
     println!("\n## What one day counted (per day)\n");
-    println!("| Function | invocations | cold starts | GB-s | peak concurrency | throttled |\n|---|---:|---:|---:|---:|---:|");
+    println!("| Function | invocations | cold starts | billed ms / invocation | CPU ms / invocation | GB-s | GB-s at the bench's wall clock | peak concurrency | throttled |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, f) in &o.day.functions {
+        let per_inv = |x: f64| 1000.0 * x / (f.invocations.max(1) as f64);
         println!(
-            "| {} | {:.0} | {} | {:.0} | {} | {} |",
+            "| {} | {:.0} | {} | {:.0} | {:.1} | {:.0} | {:.0} | {} | {} |",
             name,
             f.invocations as f64 * per_day,
             f.cold_starts,
+            per_inv(f.billed_s),
+            per_inv(f.cpu_s),
             f.gb_s * per_day,
+            f.wall_gb_s * per_day,
             f.peak_concurrency,
             f.throttled
         );
@@ -323,6 +329,42 @@ pub fn print(o: &Outcome, real: Duration) {
         b.storage = storage(i);
         b
     };
+    // What the typical probe's DynamoDB line is made of.
+    let typical: Vec<usize> = o
+        .shops
+        .iter()
+        .filter(|s| s.probe == Some(Profile::Typical))
+        .map(|s| s.index)
+        .collect();
+    if !typical.is_empty() {
+        let mut by_op: BTreeMap<&str, crate::meter::OpStat> = BTreeMap::new();
+        for ((i, op), v) in &o.day.shop_ops {
+            if typical.contains(i) {
+                let e = by_op.entry(op).or_default();
+                e.calls += v.calls;
+                e.rru += v.rru;
+                e.wru += v.wru;
+            }
+        }
+        let n = typical.len() as f64;
+        let dollars = |v: &crate::meter::OpStat| {
+            (v.rru * p.dynamodb_rru + v.wru * p.dynamodb_wru) * per_day * month / n
+        };
+        let mut rows: Vec<_> = by_op.iter().collect();
+        rows.sort_by(|a, b| dollars(b.1).total_cmp(&dollars(a.1)));
+        println!("\nThe typical shop's DynamoDB by operation (a month, largest first):\n");
+        println!("| Operation | calls | RRU | WRU | $ |\n|---|---:|---:|---:|---:|");
+        for (k, v) in rows.iter().take(12) {
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.4} |",
+                k,
+                v.calls as f64 * per_day * month / n,
+                v.rru * per_day * month / n,
+                v.wru * per_day * month / n,
+                dollars(v)
+            );
+        }
+    }
     println!(
         "\n## Cost per shop per month ({} design, prices of `infra/fleet-bench/src/prices.rs`)\n",
         d.name

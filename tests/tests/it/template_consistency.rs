@@ -1793,3 +1793,40 @@ fn search_expressions_and_dashboard_parsing_work() {
     assert_eq!(uses[0].function.as_deref(), Some("order-push"));
     assert_eq!(problems.len(), 1, "the shorthand is refused: {problems:?}");
 }
+
+/// X-Ray: every function is traced (Globals `Tracing: Active`) except the webhook receiver and
+/// status apply, invoked once per KeyCRM status change, whose tracing follows the
+/// `HighVolumeTracing` parameter, off by default (its cost is measured by the fleet bench).
+#[test]
+fn tracing_is_active_except_on_the_high_volume_functions() {
+    let template = load_template();
+    let global = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Tracing"))
+        .and_then(Value::as_str);
+    assert_eq!(global, Some("Active"), "Globals.Function.Tracing");
+    let param = template
+        .get("Parameters")
+        .and_then(|p| p.get("HighVolumeTracing"))
+        .expect("a HighVolumeTracing parameter");
+    assert_eq!(param.get("Default").and_then(Value::as_str), Some("PassThrough"));
+    let high_volume = ["WebhookFunction", "StatusApplyFunction"];
+    let mut problems = Vec::new();
+    for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {
+        let tracing = props(f).and_then(|p| p.get("Tracing"));
+        let follows_param = tracing.is_some_and(|t| refs(t).contains("HighVolumeTracing"));
+        match (high_volume.contains(&id.as_str()), tracing) {
+            (true, _) if follows_param => {}
+            (true, other) => problems.push(format!(
+                "{id}: Tracing should be !Ref HighVolumeTracing, is {other:?}"
+            )),
+            (false, None) => {}
+            (false, Some(t)) => problems.push(format!(
+                "{id}: overrides the global Tracing with {}",
+                describe(t)
+            )),
+        }
+    }
+    fail_if_any("tracing", &problems);
+}

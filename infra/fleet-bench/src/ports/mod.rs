@@ -73,4 +73,6 @@ fn json_len<T: serde::Serialize>(v: &T) -> usize {
 pub struct Ctx {
     pub meter: Arc<Meter>,
     pub index: Arc<Index>,
+    /// The bench clock's scale: the gate runs in real time, the bill in KeyCRM time.
+    pub scale: f64,
 }

@@ -203,6 +203,8 @@ pub(super) async fn webhook_server(
             max_concurrency: reserved.unwrap_or(ACCOUNT_CONCURRENCY),
             reserved: reserved.is_some(),
             init_secret_reads: 1,
+            // The same `HighVolumeTracing` as status apply.
+            traced: w.design.status.traced,
             fixed_margin: Duration::ZERO,
         },
         instances: Arc::new(

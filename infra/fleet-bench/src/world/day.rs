@@ -50,9 +50,11 @@ pub async fn run(params: Params) -> Outcome {
     )
     .await
     .expect("the simulator starts");
-    // KeyCRM answers in about 250 ms.
+    // KeyCRM answers in about 250 ms (what the billing model charges per request, too).
     sim.set_faults(Faults {
-        latency_ms: (250.0 / params.scale).round().max(1.0) as u64,
+        latency_ms: (crate::meter::latency::KEYCRM_US as f64 / 1000.0 / params.scale)
+            .round()
+            .max(1.0) as u64,
         ..Faults::default()
     });
     eprintln!(
@@ -72,6 +74,7 @@ pub async fn run(params: Params) -> Outcome {
     let ctx = Ctx {
         meter: meter.clone(),
         index: Arc::new(index),
+        scale: params.scale,
     };
     let stores = Stores {
         conns: Arc::new(ports::Connections::new(

@@ -28,6 +28,7 @@ impl Design {
         sync_max: usize,
         order_max: usize,
         status_max: usize,
+        high_volume_traced: bool,
     ) -> (Function, Function, Function) {
         (
             Function {
@@ -39,6 +40,7 @@ impl Design {
                 max_concurrency: sync_max,
                 reserved: false,
                 init_secret_reads: 1,
+                traced: true,
                 fixed_margin: catalog_sync::lambda::SETTLE_MARGIN,
             },
             Function {
@@ -50,6 +52,7 @@ impl Design {
                 max_concurrency: order_max,
                 reserved: false,
                 init_secret_reads: 0,
+                traced: true,
                 // Its margin is configured (`PushConfig::deadline_margin`, scaled).
                 fixed_margin: Duration::ZERO,
             },
@@ -62,6 +65,7 @@ impl Design {
                 max_concurrency: status_max,
                 reserved: false,
                 init_secret_reads: 1,
+                traced: high_volume_traced,
                 fixed_margin: status_apply::consumer::SETTLE_MARGIN,
             },
         )
@@ -72,7 +76,7 @@ impl Design {
     /// cap on the sync and status consumers, order push capped at 5, no reservations.
     pub fn before() -> Self {
         let (sync, order, status) =
-            Self::functions(1, 0, ACCOUNT_CONCURRENCY, 5, ACCOUNT_CONCURRENCY);
+            Self::functions(1, 0, ACCOUNT_CONCURRENCY, 5, ACCOUNT_CONCURRENCY, true);
         Design {
             name: "before",
             keys: KeyStore::SecretsManager,
@@ -101,7 +105,8 @@ impl Design {
 
     /// As deployed now (template.yaml defaults).
     pub fn after() -> Self {
-        let (sync, order, status) = Self::functions(10, 20, 10, 20, 5);
+        // `HighVolumeTracing` defaults to PassThrough: the webhook and status apply untraced.
+        let (sync, order, status) = Self::functions(10, 20, 10, 20, 5, false);
         Design {
             name: "after",
             keys: KeyStore::Envelope,

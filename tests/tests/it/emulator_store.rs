@@ -286,6 +286,95 @@ async fn an_idle_key_grants_interactive_work_a_burst() {
     );
 }
 
+/// Background work on an idle key (a price run starting at night) spends its share of the
+/// window at once, through two instances sharing the item; the grant is stored on the item,
+/// and the request after the share is paced again.
+#[tokio::test]
+async fn an_idle_key_grants_background_work_a_burst_of_its_share() {
+    let t = emulator::table().await;
+    // 10 a window of 4 s: slots 400 ms apart, background ones 500 ms, a share of 8.
+    let budget = RateBudget {
+        requests: 10,
+        window: Duration::from_secs(4),
+        background_share: 0.8,
+        safety: 1.0,
+    };
+    let a = DynamoRateGate::new(t.clone(), budget.clone());
+    let b = DynamoRateGate::new(t.clone(), budget.clone());
+    let start = Instant::now();
+    let before = keycrm::gate::now_us();
+    a.acquire("bg-key", Priority::Background).await.unwrap();
+    // The grant is on the item: 8 slots from the first request.
+    let item = gate_item(&t, "bg-key").await;
+    let granted: i64 = store::dynamo::get_n(&item, "bg_burst_until_us").unwrap();
+    let tat: i64 = store::dynamo::get_n(&item, "tat_us").unwrap();
+    assert_eq!(granted, tat - budget.interval_us() + 8 * budget.interval_us());
+    assert!(granted >= before + 8 * budget.interval_us(), "{granted}");
+    for gate in [&b, &a, &b, &a, &b, &a, &b] {
+        gate.acquire("bg-key", Priority::Background).await.unwrap();
+    }
+    // Paced at the share the eight would have taken 7 × 500 ms.
+    let burst = start.elapsed();
+    assert!(burst < Duration::from_millis(1_500), "{burst:?}");
+    // The ninth waits for the background schedule: 8 slots of 500 ms from the first.
+    b.acquire("bg-key", Priority::Background).await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(3_900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A gate item written before the background burst existed (no `bg_burst_until_us`) grants
+/// background work no burst: a sync paced by the old rule stays paced.
+#[tokio::test]
+async fn a_gate_item_without_the_background_burst_grants_none() {
+    let t = emulator::table().await;
+    let budget = RateBudget {
+        requests: 10,
+        window: Duration::from_secs(4),
+        background_share: 0.8,
+        safety: 1.0,
+    };
+    let now = keycrm::gate::now_us();
+    // Idle for interactive work (with a long interactive grant), background due in 1.5 s.
+    t.client
+        .put_item()
+        .table_name(&t.name)
+        .item("pk", store::dynamo::s("GATE#old"))
+        .item("sk", store::dynamo::s("GATE"))
+        .item("tat_us", store::dynamo::n(now - 100_000))
+        .item("bg_tat_us", store::dynamo::n(now + 1_500_000))
+        .item("burst_until_us", store::dynamo::n(now + 3_000_000))
+        .item("ver", store::dynamo::n(3))
+        .send()
+        .await
+        .unwrap();
+    let gate = DynamoRateGate::new(t.clone(), budget);
+    let waited = gate.acquire("old", Priority::Background).await.unwrap();
+    assert!(waited >= Duration::from_millis(1_300), "{waited:?}");
+    // The rewritten item carries the field, still without a grant.
+    let item = gate_item(&t, "old").await;
+    assert_eq!(
+        store::dynamo::get_n::<i64>(&item, "bg_burst_until_us"),
+        Some(0)
+    );
+}
+
+async fn gate_item(t: &store::DynamoTable, key: &str) -> store::dynamo::Item {
+    t.client
+        .get_item()
+        .table_name(&t.name)
+        .key("pk", store::dynamo::s(format!("GATE#{key}")))
+        .key("sk", store::dynamo::s("GATE"))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_429_pauses_every_instance() {
     let t = emulator::table().await;

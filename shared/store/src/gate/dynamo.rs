@@ -1,5 +1,5 @@
 //! The rate gate shared by every Lambda: GCRA state per API key in one DynamoDB item (the
-//! slot schedules and the interactive burst allowance of `keycrm::gate::decide`), advanced
+//! slot schedules and the burst allowances of `keycrm::gate::decide`), advanced
 //! with optimistic concurrency, so concurrent functions spending one key's budget together
 //! stay within KeyCRM's 60 requests a minute.
 
@@ -46,6 +46,9 @@ impl DynamoRateGate {
                     bg_tat_us: dynamo::get_n(&i, "bg_tat_us").unwrap_or_default(),
                     // Items written before the burst existed have none: no burst granted.
                     burst_until_us: dynamo::get_n(&i, "burst_until_us").unwrap_or_default(),
+                    // Nor before the background burst: no background burst granted.
+                    bg_burst_until_us: dynamo::get_n(&i, "bg_burst_until_us")
+                        .unwrap_or_default(),
                 },
                 dynamo::get_n(&i, "ver"),
             ),
@@ -63,6 +66,10 @@ impl DynamoRateGate {
         item.insert("tat_us".into(), dynamo::n(next.tat_us));
         item.insert("bg_tat_us".into(), dynamo::n(next.bg_tat_us));
         item.insert("burst_until_us".into(), dynamo::n(next.burst_until_us));
+        item.insert(
+            "bg_burst_until_us".into(),
+            dynamo::n(next.bg_burst_until_us),
+        );
         item.insert("ver".into(), dynamo::n(ver.map_or(1, |v| v + 1)));
         // Idle keys disappear by themselves.
         item.insert(

@@ -864,7 +864,11 @@ mod tests {
         // Slots are taken at the arrivals (1.1 s apart): 44 of them start before the 48th slot.
         for i in 0..44 {
             let now = start + i * gap;
-            assert_eq!(reserve(&mut s, now, Priority::Background, &b), now, "request {i}");
+            assert_eq!(
+                reserve(&mut s, now, Priority::Background, &b),
+                now,
+                "request {i}"
+            );
         }
         // The 45th is paced behind the 44 background slots charged, a window's share apart.
         let now = start + 44 * gap;

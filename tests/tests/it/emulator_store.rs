@@ -308,7 +308,10 @@ async fn an_idle_key_grants_background_work_a_burst_of_its_share() {
     let item = gate_item(&t, "bg-key").await;
     let granted: i64 = store::dynamo::get_n(&item, "bg_burst_until_us").unwrap();
     let tat: i64 = store::dynamo::get_n(&item, "tat_us").unwrap();
-    assert_eq!(granted, tat - budget.interval_us() + 8 * budget.interval_us());
+    assert_eq!(
+        granted,
+        tat - budget.interval_us() + 8 * budget.interval_us()
+    );
     assert!(granted >= before + 8 * budget.interval_us(), "{granted}");
     for gate in [&b, &a, &b, &a, &b, &a, &b] {
         gate.acquire("bg-key", Priority::Background).await.unwrap();

@@ -47,8 +47,7 @@ impl DynamoRateGate {
                     // Items written before the burst existed have none: no burst granted.
                     burst_until_us: dynamo::get_n(&i, "burst_until_us").unwrap_or_default(),
                     // Nor before the background burst: no background burst granted.
-                    bg_burst_until_us: dynamo::get_n(&i, "bg_burst_until_us")
-                        .unwrap_or_default(),
+                    bg_burst_until_us: dynamo::get_n(&i, "bg_burst_until_us").unwrap_or_default(),
                 },
                 dynamo::get_n(&i, "ver"),
             ),

@@ -280,6 +280,34 @@ fn used_slots(state: GateState, now_us: i64, budget: &RateBudget) -> i64 {
     }
 }
 
+/// Background burst slots booked together with one just reserved at `now` (`state` is the
+/// state after it), for a gate whose every booking costs a storage round trip: the DynamoDB
+/// gate books them in the same conditional write and hands them out to its next callers on
+/// the key. At most `n` are booked, and only burst slots (sent at once). Each comes with the
+/// latest instant it may be sent at: its slot on the timeline or its background slot,
+/// whichever is earlier. Sent by then, a slot handed out later is sent as early as [`decide`]
+/// would allow for a request reserved at `now`, so both of its bounds keep holding; a slot not
+/// handed out by then is never used (the key is under-used, never over-used).
+pub fn book_background_ahead(
+    state: GateState,
+    now_us: i64,
+    n: usize,
+    budget: &RateBudget,
+) -> (GateState, Vec<i64>) {
+    let mut s = state;
+    let mut send_by = Vec::new();
+    while send_by.len() < n && s.tat_us.max(now_us) < s.bg_burst_until_us {
+        match decide(s, now_us, Priority::Background, budget) {
+            Decision::Reserve { at_us, next } if at_us == now_us => {
+                send_by.push(s.tat_us.max(now_us).min(s.bg_tat_us.max(now_us)));
+                s = next;
+            }
+            _ => break,
+        }
+    }
+    (s, send_by)
+}
+
 /// The longest pause one 429 may put on a key. The gate is shared by every function spending
 /// the key, and its item outlives any one invocation: an unbounded `Retry-After` (a proxy's
 /// `86400`, a hostile `1e20`) would freeze orders, syncs and the settings page alike. KeyCRM's
@@ -1090,6 +1118,136 @@ mod tests {
         // Requests sent at once although background work was ahead of its own schedule:
         // only a burst does that.
         assert!(at_once > 1_000, "{at_once} burst requests");
+    }
+
+    /// Instances that book background burst slots ahead ([`book_background_ahead`]) and hand
+    /// them out to their later callers, each while its send-by instant has not passed; a 429
+    /// clears only the stash of the instance that saw it. Both bounds still hold.
+    #[test]
+    fn background_slots_booked_ahead_keep_both_bounds() {
+        let mut handed_out = 0usize;
+        for seed in 0..300u64 {
+            let mut rng = SplitMix(seed.wrapping_mul(7919).wrapping_add(3));
+            let requests = [2u32, 5, 10, 60][rng.below(4) as usize];
+            let b = RateBudget {
+                requests,
+                window: Duration::from_secs(60),
+                background_share: [0.5, 0.8, 1.0][rng.below(3) as usize],
+                safety: [1.0, 1.03][rng.below(2) as usize],
+            };
+            let t = b.interval_us();
+            let window = b.window_us();
+            let ahead = 1 + rng.below(6) as usize;
+            let mut s = GateState::default();
+            let mut stashes: [std::collections::VecDeque<i64>; 3] = Default::default();
+            let mut now: i64 = 1_700_000_000_000_000;
+            let mut sent = Vec::new();
+            let mut sent_bg = Vec::new();
+            for _ in 0..400 {
+                if rng.below(3) == 0 {
+                    now = now.max(sent.last().copied().unwrap_or(now));
+                }
+                now += match rng.below(4) {
+                    0 => 0,
+                    1 => rng.below(t as u64) as i64,
+                    2 => rng.below(3 * t as u64) as i64,
+                    _ => rng.below(2 * window as u64) as i64,
+                };
+                let me = rng.below(3) as usize;
+                if rng.below(40) == 0 {
+                    s = penalized(s, now, Duration::from_millis(rng.below(30_000)));
+                    stashes[me].clear();
+                }
+                let p = if rng.below(10) < 4 {
+                    Priority::Interactive
+                } else {
+                    Priority::Background
+                };
+                if p == Priority::Background {
+                    let stash = &mut stashes[me];
+                    while stash.front().is_some_and(|by| *by < now) {
+                        stash.pop_front();
+                    }
+                    if stash.pop_front().is_some() {
+                        sent.push(now);
+                        sent_bg.push(now);
+                        handed_out += 1;
+                        continue;
+                    }
+                }
+                loop {
+                    match decide(s, now, p, &b) {
+                        Decision::Reserve { at_us, next } => {
+                            s = if p == Priority::Background && at_us == now {
+                                let (booked, send_by) = book_background_ahead(next, now, ahead, &b);
+                                assert!(send_by.iter().all(|by| *by >= now), "seed {seed}");
+                                stashes[me].extend(send_by);
+                                booked
+                            } else {
+                                next
+                            };
+                            sent.push(at_us);
+                            if p == Priority::Background {
+                                sent_bg.push(at_us);
+                            }
+                            break;
+                        }
+                        Decision::Wait { until_us } => now = now.max(until_us),
+                    }
+                }
+            }
+            let worst = max_in_window(&sent, window);
+            assert!(
+                worst <= requests as usize,
+                "seed {seed}: {worst} requests in one window of {requests}"
+            );
+            let worst_bg = max_in_window(&sent_bg, window);
+            assert!(
+                worst_bg as i64 <= b.background_requests(),
+                "seed {seed}: {worst_bg} background requests in one window"
+            );
+        }
+        assert!(
+            handed_out > 1_000,
+            "{handed_out} slots handed out of stashes"
+        );
+    }
+
+    #[test]
+    fn booking_ahead_takes_only_burst_slots() {
+        let b = budget();
+        let t = b.interval_us();
+        let now = 1_000_000_000;
+        // The grant's first request, then four more booked with it: slots 1..=4, each to be
+        // sent by its slot.
+        let Decision::Reserve { next, .. } =
+            decide(GateState::default(), now, Priority::Background, &b)
+        else {
+            panic!("no slot on an idle key")
+        };
+        let (s, send_by) = book_background_ahead(next, now, 4, &b);
+        assert_eq!(
+            send_by,
+            vec![now + t, now + 2 * t, now + 3 * t, now + 4 * t]
+        );
+        assert_eq!(s.tat_us, now + 5 * t);
+        // Near the end of the burst only what is left of it.
+        let mut s = GateState::default();
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 48);
+        let (after, none) = book_background_ahead(s, now, 4, &b);
+        assert!(none.is_empty());
+        assert_eq!(after, s);
+        // Paced work books nothing ahead.
+        let busy = GateState {
+            tat_us: now + 2 * t,
+            ..GateState::default()
+        };
+        let Decision::Reserve { at_us, next } = decide(busy, now + t, Priority::Background, &b)
+        else {
+            panic!("paced slot")
+        };
+        assert_eq!(at_us, now + 2 * t);
+        assert!(book_background_ahead(next, now + t, 4, &b).1.is_empty());
     }
 
     #[test]

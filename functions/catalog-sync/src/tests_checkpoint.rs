@@ -5,7 +5,7 @@ use crate::engine::{Config, Deps, Engine, JobOutcome};
 use crate::kit;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keycrm::{ApiKey, ClientConfig, LocalRateGate, RateBudget};
+use keycrm::{ApiKey, ClientConfig, LocalRateGate, Priority, RateBudget, RateGate};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use mapping::settings::NewProductPolicy;
 use mapping::Settings;
@@ -21,7 +21,8 @@ use store::{
     RequestedBy, SecretStore, StoreError, SyncJob, SyncKind, SyncLease, SyncRun, SyncStore,
 };
 
-// Slow enough (a request every ~125 ms) for the crash to fall in the catalog pass.
+// Slow enough (a request every ~125 ms) for the crash to fall in the catalog pass, once the
+// run is paced (see `a_crash_between_spaced_checkpoints_…`).
 const SCALE: f64 = 10.0;
 const PRODUCTS: usize = 400;
 
@@ -85,6 +86,7 @@ impl SyncStore for Counting {
 
 struct H {
     _sim: SimHandle,
+    gate: Arc<LocalRateGate>,
     shop: Arc<MemoryShop>,
     sync: Arc<Counting>,
     deps: Deps,
@@ -114,7 +116,7 @@ async fn harness() -> H {
     let gate = Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(SCALE)));
     let clients = Arc::new(KeycrmClients::new(
         secrets,
-        gate,
+        gate.clone(),
         ClientConfig::with_base_url(sim.base_url()),
     ));
     let conns = Arc::new(MemoryConnections::default());
@@ -151,6 +153,7 @@ async fn harness() -> H {
     };
     H {
         _sim: sim,
+        gate,
         shop,
         sync,
         deps,
@@ -224,6 +227,13 @@ async fn a_crash_between_spaced_checkpoints_redoes_the_unsaved_units_without_dup
     assert!(completed(&run_to_end(&reference, Duration::ZERO).await));
 
     let h = harness().await;
+    // An order has just gone out on the key: its last window is in use, so the run gets no
+    // background burst (on a quiet key its ~15 requests would all go at once, ending the run
+    // before the crash) and is paced from its first request.
+    h.gate
+        .acquire(&ApiKey::new("k1").fingerprint(), Priority::Interactive)
+        .await
+        .unwrap();
     let engine = Engine::new(h.deps.clone(), config(Duration::from_secs(3600)));
     // The invocation dies in the catalog pass, units after the first one unsaved: the
     // future is dropped, as a Lambda killed at its timeout would be.

@@ -6,14 +6,20 @@
 //! request reserves the next free slot and sleeps until it, so the steady rate never exceeds
 //! the budget in any window.
 //!
-//! Interactive work (the settings page, orders) may also spend a **burst**: when it finds the
-//! key idle, it is granted as many immediate requests as the last window left unused, so a
-//! merchant opening the settings page does not wait a second per KeyCRM read. The burst never
-//! lets any rolling window hold more than the budget (see [`decide`] for the argument and the
-//! tests for the check).
+//! Background work (catalog sync, realtime stock reads) has its own, slower arrival time as
+//! well, so it can use at most `background_share` of the budget in any window
+//! ([`RateBudget::background_requests`], 48 of 60) and orders always find free slots while a
+//! sync runs.
 //!
-//! Background work (catalog sync) has its own, slower arrival time as well, so it can use at
-//! most `background_share` of the budget and orders always find free slots while a sync runs.
+//! Work that finds the key idle may spend a **burst**: it is granted as many immediate
+//! requests as the last window left unused, so neither a merchant opening the settings page
+//! nor a sync starting on a quiet key waits a second per KeyCRM read. Interactive work (the
+//! settings page, orders) may spend the whole unused budget; background work only up to its
+//! share (and only when its own arrival time has passed too), after which it is paced again.
+//! A typical shop's price run (~30 reads) thus goes at once instead of keeping a Lambda
+//! asleep on the gate for half a minute. No burst lets any rolling window hold more than the
+//! budget, nor background work more than its share (see [`decide`] for the argument and the
+//! tests for the check).
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -74,10 +80,26 @@ impl RateBudget {
             .saturating_mul(i64::from(self.requests.max(1)))
     }
 
-    /// Minimum spacing between two background requests, in microseconds.
+    /// The most background requests any window may hold: `floor(requests × share)`, at
+    /// least 1 (KeyCRM: 48).
+    pub fn background_requests(&self) -> i64 {
+        let share = self.background_share.clamp(0.01, 1.0);
+        // The epsilon keeps a share like 0.29 of 100 (28.999… in binary) at 29.
+        let n = (f64::from(self.requests.max(1)) * share + 1e-9).floor() as i64;
+        n.max(1)
+    }
+
+    /// Minimum spacing between two background requests, in microseconds: the slot spacing
+    /// stretched by the share, and never less than a window over
+    /// [`Self::background_requests`], so that evenly paced background work fits the share in
+    /// every window even when `requests × share` is not a whole number (equal for KeyCRM's
+    /// 48 of 60).
     pub fn background_interval_us(&self) -> i64 {
         let share = self.background_share.clamp(0.01, 1.0);
-        (self.interval_us() as f64 / share).ceil() as i64
+        let stretched = (self.interval_us() as f64 / share).ceil() as i64;
+        let b = self.background_requests();
+        let per_window = self.window_us().saturating_add(b - 1) / b;
+        stretched.max(per_window)
     }
 }
 
@@ -90,6 +112,9 @@ pub struct GateState {
     /// Interactive requests whose slot starts before this instant may be sent at once
     /// instead of waiting for the slot (the current burst allowance; 0 = none).
     pub burst_until_us: i64,
+    /// Background requests whose slot starts before this instant may be sent at once: set
+    /// only by a grant made to background work, and cleared by any later grant (0 = none).
+    pub bg_burst_until_us: i64,
 }
 
 /// What a caller should do.
@@ -106,38 +131,63 @@ pub enum Decision {
 /// Every request takes a *slot* `v` on the GCRA timeline: slots are at least
 /// `T = interval_us` apart, and `W = window_us = requests × T` is KeyCRM's window plus the
 /// safety margin. A request is sent at `a <= v`: at its slot (`a = v`, after queueing if the
-/// slot is ahead), or, for an interactive request inside a burst, at once (`a = now < v`).
+/// slot is ahead), or, inside a burst, at once (`a = now <= v`).
 ///
-/// **Burst.** When an interactive request finds the key idle (`tat <= now`), every earlier
-/// request sits on a slot before `tat`, so at most `m` of them (the slots in
-/// `(now - W, tat - T]`) can have been sent in the window before `now`. The other
-/// `k = requests - m` slots are granted: interactive requests whose slot starts before
-/// `burst_until = now + k·T` go at once. A 429 ([`penalized`]) ends the burst.
+/// **Burst.** When a request finds the key idle (`tat <= now`), every earlier request sits on
+/// a slot before `tat`, so at most `m` of them (the slots in `(now - W, tat - T]`) can have
+/// been sent in the window before `now`. The other `k = requests - m` slots are granted:
+/// interactive requests whose slot starts before `burst_until = now + k·T` go at once.
+/// Background work gets such a grant too when the key is idle for it (`bg_tat <= now` as
+/// well) and its share leaves it at least two requests, `k_b = B - m >= 2` with
+/// `B = floor(requests × share)`: background requests whose slot (`max(tat, now)`, so burst
+/// requests take consecutive slots) starts before `bg_burst_until = now + k_b·T` go at once,
+/// and the same grant sets `burst_until = now + k·T`, so interactive requests arriving during
+/// or after the background burst still go at once while the window has room. (With
+/// `k_b = 1` the grant would allow nothing the idle key does not already give: the one
+/// request at `now`; the threshold is about usefulness, the bounds below hold either way.)
+/// Every grant replaces the previous one (an interactive grant clears `bg_burst_until`), a
+/// 429 ([`penalized`]) ends both, so every early send is under the latest grant made before
+/// it was reserved.
 ///
 /// **No window ever holds more than `requests`.** Take any window `[x, x + W)`. If every
 /// request sent in it has its slot in it too, they are at most `requests`, since slots are `T`
 /// apart. Otherwise some burst request sent in it has its slot at or after `x + W`; among such
-/// requests take the one whose grant is the latest, made at the idle instant `e` with `k` slots:
-/// `e + k·T > x + W`, so `e > x` (as `k <= requests`). Requests reserved before `e` were sent
-/// before `e` (their slots are before `tat <= e`), so the window holds at most `m` of them, all
-/// in `(e - W, e)`. Requests reserved from `e` on and sent in the window have their slots in
-/// `[e, e + k·T)`: burst ones by the grant (no later grant reaches past `x + W`), the others at
-/// their slot, before `x + W <= e + k·T`. So at most `k`, and `m + k = requests` in all.
+/// requests take the one whose grant is the latest, made at the idle instant `e` with `k` slots
+/// (a background burst request's slot is before `bg_burst_until <= burst_until`, so it counts
+/// under its grant's `k` like an interactive one): `e + k·T > x + W`, so `e > x` (as
+/// `k <= requests`). Requests reserved before `e` were sent before `e` (their slots are before
+/// `tat <= e`), so the window holds at most `m` of them, all in `(e - W, e)`. Requests reserved
+/// from `e` on and sent in the window have their slots in `[e, e + k·T)`: burst ones by the
+/// grant (no later grant reaches past `x + W`), the others at their slot, before
+/// `x + W <= e + k·T`. So at most `k`, and `m + k = requests` in all.
+///
+/// **No window ever holds more than `B` background requests.** Give every background request
+/// a background slot `u`: the time it is sent when paced, `max(bg_tat, now)` in a burst; then
+/// `bg_tat` becomes `u + Tb` (`Tb` = [`RateBudget::background_interval_us`] `>= W / B`), so
+/// background slots are at least `Tb` apart and each request is sent at or before its own
+/// (`a <= u`). Take a window `[x, x + W)`. If every background request sent in it has `u` in
+/// it too, they are at most `B` (`W <= B·Tb`). Otherwise some background burst request `r`
+/// sent in it has `u >= x + W`; among such take the one under the latest grant, made at `e`
+/// with `k_b = B - m`. That grant's burst requests are the first background requests reserved
+/// from `e` on (slots only grow, so once one is past `bg_burst_until` all later ones are);
+/// the `i`-th (from 0, the granting one, `u_0 = e`) has its slot `v_i` in
+/// `[e + i·T, e + k_b·T)`, so `i < k_b`, and `u_i = max over j <= i of now_j + (i - j)·Tb`
+/// with `now_j <= v_j <= v_i - (i - j)·T`, so `u_i < e + k_b·Tb`: hence `x + W < e + k_b·Tb`.
+/// The background requests reserved before `e` were sent before `e` and, as
+/// `e <= a_r < x + W`, after `e - W`: at most `m` of them. Those reserved from `e` on and sent
+/// in the window have `u` in `[e, e + k_b·Tb)`: under grant `e` as shown, under a later grant
+/// or paced before `x + W`. So at most `k_b`, and `m + k_b = B` in all. For KeyCRM: at most 48
+/// of any window's 60 are background, however the sync's requests arrive, and interactive
+/// work always keeps 12.
 pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBudget) -> Decision {
     let t = budget.interval_us();
+    let tb = budget.background_interval_us();
     match priority {
         Priority::Interactive => {
             if state.tat_us <= now_us {
                 // Idle: grant the slots the last window left unused.
-                let last_slot = state.tat_us.saturating_sub(t);
-                let window_start = now_us.saturating_sub(budget.window_us());
-                let used = if last_slot > window_start {
-                    (last_slot - window_start).saturating_add(t - 1) / t
-                } else {
-                    0
-                };
                 let free = i64::from(budget.requests.max(1))
-                    .saturating_sub(used)
+                    .saturating_sub(used_slots(state, now_us, budget))
                     .max(1);
                 return Decision::Reserve {
                     at_us: now_us,
@@ -145,6 +195,8 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
                         tat_us: now_us.saturating_add(t),
                         bg_tat_us: state.bg_tat_us,
                         burst_until_us: now_us.saturating_add(free.saturating_mul(t)),
+                        // This grant replaces any background one.
+                        bg_burst_until_us: 0,
                     },
                 };
             }
@@ -163,21 +215,97 @@ pub fn decide(state: GateState, now_us: i64, priority: Priority, budget: &RateBu
             }
         }
         Priority::Background => {
+            if state.tat_us <= now_us && state.bg_tat_us <= now_us {
+                // Idle for background work too: grant what the window left unused, capped at
+                // the background share.
+                let used = used_slots(state, now_us, budget);
+                let bg_free = budget.background_requests().saturating_sub(used);
+                if bg_free >= 2 {
+                    let free = i64::from(budget.requests.max(1))
+                        .saturating_sub(used)
+                        .max(1);
+                    return Decision::Reserve {
+                        at_us: now_us,
+                        next: GateState {
+                            tat_us: now_us.saturating_add(t),
+                            bg_tat_us: now_us.saturating_add(tb),
+                            burst_until_us: now_us.saturating_add(free.saturating_mul(t)),
+                            bg_burst_until_us: now_us.saturating_add(bg_free.saturating_mul(t)),
+                        },
+                    };
+                }
+            }
+            // Inside a background burst: take the next slot and send at once, charging the
+            // background schedule as if paced, so pacing resumes at the share afterwards.
+            let slot = state.tat_us.max(now_us);
+            if slot < state.bg_burst_until_us {
+                return Decision::Reserve {
+                    at_us: now_us,
+                    next: GateState {
+                        tat_us: slot.saturating_add(t),
+                        bg_tat_us: state.bg_tat_us.max(now_us).saturating_add(tb),
+                        ..state
+                    },
+                };
+            }
             let at = state.tat_us.max(state.bg_tat_us).max(now_us);
             // Queueing more than one slot ahead would push interactive work behind us.
-            if at > now_us + t {
-                return Decision::Wait { until_us: at - t };
+            if at > now_us.saturating_add(t) {
+                return Decision::Wait {
+                    until_us: at.saturating_sub(t),
+                };
             }
             Decision::Reserve {
                 at_us: at,
                 next: GateState {
-                    tat_us: at + t,
-                    bg_tat_us: at + budget.background_interval_us(),
-                    burst_until_us: state.burst_until_us,
+                    tat_us: at.saturating_add(t),
+                    bg_tat_us: at.saturating_add(tb),
+                    ..state
                 },
             }
         }
     }
+}
+
+/// How many slots of the window before `now` earlier requests may have been sent in: the
+/// slots in `(now - W, tat - T]` (an over-count when some were never used).
+fn used_slots(state: GateState, now_us: i64, budget: &RateBudget) -> i64 {
+    let t = budget.interval_us();
+    let last_slot = state.tat_us.saturating_sub(t);
+    let window_start = now_us.saturating_sub(budget.window_us());
+    if last_slot > window_start {
+        (last_slot - window_start).saturating_add(t - 1) / t
+    } else {
+        0
+    }
+}
+
+/// Background burst slots booked together with one just reserved at `now` (`state` is the
+/// state after it), for a gate whose every booking costs a storage round trip: the DynamoDB
+/// gate books them in the same conditional write and hands them out to its next callers on
+/// the key. At most `n` are booked, and only burst slots (sent at once). Each comes with the
+/// latest instant it may be sent at: its slot on the timeline or its background slot,
+/// whichever is earlier. Sent by then, a slot handed out later is sent as early as [`decide`]
+/// would allow for a request reserved at `now`, so both of its bounds keep holding; a slot not
+/// handed out by then is never used (the key is under-used, never over-used).
+pub fn book_background_ahead(
+    state: GateState,
+    now_us: i64,
+    n: usize,
+    budget: &RateBudget,
+) -> (GateState, Vec<i64>) {
+    let mut s = state;
+    let mut send_by = Vec::new();
+    while send_by.len() < n && s.tat_us.max(now_us) < s.bg_burst_until_us {
+        match decide(s, now_us, Priority::Background, budget) {
+            Decision::Reserve { at_us, next } if at_us == now_us => {
+                send_by.push(s.tat_us.max(now_us).min(s.bg_tat_us.max(now_us)));
+                s = next;
+            }
+            _ => break,
+        }
+    }
+    (s, send_by)
 }
 
 /// The longest pause one 429 may put on a key. The gate is shared by every function spending
@@ -202,6 +330,7 @@ pub fn penalized(state: GateState, now_us: i64, retry_after: Duration) -> GateSt
         bg_tat_us: state.bg_tat_us.max(until),
         // Nothing may be sent early into the pause.
         burst_until_us: 0,
+        bg_burst_until_us: 0,
     }
 }
 
@@ -218,6 +347,11 @@ pub fn sanitized(state: GateState, now_us: i64) -> GateState {
             0
         } else {
             state.burst_until_us
+        },
+        bg_burst_until_us: if state.bg_burst_until_us > horizon {
+            0
+        } else {
+            state.bg_burst_until_us
         },
     }
 }
@@ -467,6 +601,7 @@ mod tests {
             tat_us: now + 5 * b.interval_us(),
             bg_tat_us: 0,
             burst_until_us: 0,
+            bg_burst_until_us: 0,
         };
         assert_eq!(
             decide(state, now, Priority::Background, &b),
@@ -514,6 +649,7 @@ mod tests {
             tat_us: now + 86_400_000_000 * 365,
             bg_tat_us: now + 86_400_000_000 * 365,
             burst_until_us: now + 86_400_000_000 * 365,
+            bg_burst_until_us: now + 86_400_000_000 * 365,
         };
         assert_eq!(
             sanitized(frozen, now),
@@ -521,6 +657,7 @@ mod tests {
                 tat_us: now,
                 bg_tat_us: now,
                 burst_until_us: 0,
+                bg_burst_until_us: 0,
             }
         );
         assert!(matches!(
@@ -532,6 +669,7 @@ mod tests {
             tat_us: now + 30_000_000,
             bg_tat_us: now + 2_000_000,
             burst_until_us: now + 40_000_000,
+            bg_burst_until_us: now + 30_000_000,
         };
         assert_eq!(sanitized(busy, now), busy);
     }
@@ -615,17 +753,194 @@ mod tests {
         assert_eq!(immediate, 31, "30 idle slots plus the one at `now`");
     }
 
+    /// Sends background requests at `now` while they go at once; how many did.
+    fn immediate(s: &mut GateState, now: i64, p: Priority, b: &RateBudget) -> usize {
+        let mut n = 0;
+        while let Decision::Reserve { at_us, next } = decide(*s, now, p, b) {
+            if at_us != now {
+                break;
+            }
+            *s = next;
+            n += 1;
+        }
+        n
+    }
+
     #[test]
-    fn background_work_never_bursts() {
+    fn background_work_on_an_idle_key_bursts_up_to_its_share() {
         let b = budget();
+        let t = b.interval_us();
+        let tb = b.background_interval_us();
         let mut s = GateState::default();
         let now = 1_000_000_000;
-        assert_eq!(reserve(&mut s, now, Priority::Background, &b), now);
-        // A second background request at the same instant is told to wait, never sent at once.
-        assert!(!matches!(
+        // A price run starting on a quiet key: its share of the window goes at once...
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 48);
+        assert_eq!(s.bg_burst_until_us, now + 48 * t);
+        // ...not more: the next one is told to wait, then paced at the share, its first slot
+        // a whole window after the burst (48 background slots charged).
+        assert_eq!(
             decide(s, now, Priority::Background, &b),
-            Decision::Reserve { at_us, .. } if at_us == now
+            Decision::Wait {
+                until_us: now + 48 * tb - t
+            }
+        );
+        assert_eq!(
+            reserve(&mut s, now + 48 * tb - t, Priority::Background, &b),
+            now + 48 * tb
+        );
+        assert_eq!(
+            reserve(&mut s, now + 49 * tb - t, Priority::Background, &b),
+            now + 49 * tb
+        );
+    }
+
+    #[test]
+    fn the_background_burst_is_its_share_less_what_the_window_used() {
+        let b = budget();
+        let t = b.interval_us();
+        // A minute of orders at the full rate, then silence: each idle slot is one more the
+        // last window left unused (as for interactive work, 59 - idle slots count as used).
+        let busy = |idle_slots: i64| {
+            let mut s = GateState::default();
+            let mut now = 1_000_000_000;
+            for _ in 0..60 {
+                now = reserve(&mut s, now, Priority::Interactive, &b);
+            }
+            let now = s.tat_us + idle_slots * t;
+            (s, now)
+        };
+        // 30 idle slots: 29 used, 48 - 29 = 19 background requests at once.
+        let (mut s, now) = busy(30);
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 19);
+        // 12 idle slots: 47 used, the share leaves one request: no burst, just that one.
+        let (mut s, now) = busy(12);
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 1);
+        assert_eq!(s.bg_burst_until_us, 0, "a one-request grant is no grant");
+        assert!(matches!(
+            decide(s, now, Priority::Background, &b),
+            Decision::Wait { until_us } if until_us > now
         ));
+        // Interactive work on the same key would have had 60 - 47 = 13.
+        let (mut s, now) = busy(12);
+        assert_eq!(immediate(&mut s, now, Priority::Interactive, &b), 13);
+    }
+
+    #[test]
+    fn after_a_background_burst_interactive_work_still_goes_at_once_within_the_window() {
+        let b = budget();
+        let t = b.interval_us();
+        let mut s = GateState::default();
+        let now = 1_000_000_000;
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 48);
+        // Orders arriving right after: the window's other 12 slots at once...
+        let later = now + 5_000;
+        assert_eq!(immediate(&mut s, later, Priority::Interactive, &b), 12);
+        // ...and the 13th at its slot, once the burst's window has passed.
+        assert_eq!(
+            reserve(&mut s, later, Priority::Interactive, &b),
+            now + 60 * t
+        );
+        // Orders arriving in the middle of a background burst go at once too.
+        let mut s = GateState::default();
+        assert_eq!(reserve(&mut s, now, Priority::Background, &b), now);
+        assert_eq!(reserve(&mut s, now, Priority::Interactive, &b), now);
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 46);
+        assert_eq!(immediate(&mut s, now, Priority::Interactive, &b), 12);
+    }
+
+    #[test]
+    fn every_grant_replaces_the_background_one() {
+        let b = budget();
+        let t = b.interval_us();
+        let now = 1_000_000_000;
+        // A sync sends ten requests at once, then pauses for a page's work; an order finding
+        // the key idle meanwhile takes a fresh grant, which ends the sync's burst.
+        let mut s = GateState::default();
+        for _ in 0..10 {
+            assert_eq!(reserve(&mut s, now, Priority::Background, &b), now);
+        }
+        let idle = now + 10 * t;
+        assert_eq!(reserve(&mut s, idle, Priority::Interactive, &b), idle);
+        assert_eq!(s.bg_burst_until_us, 0);
+        assert!(!matches!(
+            decide(s, idle, Priority::Background, &b),
+            Decision::Reserve { at_us, .. } if at_us == idle
+        ));
+        // A 429 ends it too.
+        let mut s = GateState::default();
+        reserve(&mut s, now, Priority::Background, &b);
+        s = penalized(s, now, Duration::from_secs(1));
+        assert_eq!((s.burst_until_us, s.bg_burst_until_us), (0, 0));
+        assert!(reserve(&mut s, now + 1_000_000, Priority::Background, &b) >= now + 1_000_000);
+        assert!(!matches!(
+            decide(s, now + 1_000_000, Priority::Background, &b),
+            Decision::Reserve { at_us, .. } if at_us == now + 1_000_000
+        ));
+    }
+
+    #[test]
+    fn a_background_caller_slower_than_the_slots_stays_in_its_burst() {
+        // A sync whose requests come 1.1 s apart (its pages take that long) on an idle key:
+        // the key is idle again at each request, but background work is behind its own
+        // schedule, so no new grant is made: the first one goes on until its slots run out.
+        let b = budget();
+        let t = b.interval_us();
+        let tb = b.background_interval_us();
+        let mut s = GateState::default();
+        let start = 1_000_000_000;
+        let gap = 1_100_000;
+        // Slots are taken at the arrivals (1.1 s apart): 44 of them start before the 48th slot.
+        for i in 0..44 {
+            let now = start + i * gap;
+            assert_eq!(
+                reserve(&mut s, now, Priority::Background, &b),
+                now,
+                "request {i}"
+            );
+        }
+        // The 45th is paced behind the 44 background slots charged, a window's share apart.
+        let now = start + 44 * gap;
+        assert_eq!(
+            decide(s, now, Priority::Background, &b),
+            Decision::Wait {
+                until_us: start + 44 * tb - t
+            }
+        );
+    }
+
+    #[test]
+    fn the_background_share_is_a_whole_number_of_requests_per_window() {
+        let b = RateBudget::keycrm();
+        assert_eq!(b.background_requests(), 48);
+        // KeyCRM's pacing is what it was: the slot stretched by the share.
+        assert_eq!(
+            b.background_interval_us(),
+            (b.interval_us() as f64 / 0.8).ceil() as i64
+        );
+        // Half of 5 is 2 a window, paced a window over 2 apart (not 2 slots: that would let
+        // 3 into some window); a share below one request still allows one.
+        let odd = RateBudget {
+            requests: 5,
+            window: Duration::from_secs(5),
+            background_share: 0.5,
+            safety: 1.0,
+        };
+        assert_eq!(odd.background_requests(), 2);
+        assert_eq!(odd.background_interval_us(), 2_500_000);
+        let tiny = RateBudget {
+            requests: 1,
+            ..odd.clone()
+        };
+        assert_eq!(tiny.background_requests(), 1);
+        assert_eq!(
+            RateBudget {
+                requests: 100,
+                background_share: 0.29,
+                ..odd
+            }
+            .background_requests(),
+            29
+        );
     }
 
     #[test]
@@ -657,11 +972,20 @@ mod tests {
 
     /// Random traffic against the pure rule: callers arriving in bursts, trickles and after
     /// idle stretches, mixed priorities, 429 pauses. Each caller sends at the instant it is
-    /// given. No window of the budget's length ever holds more than the budget.
+    /// given. No window of the budget's length ever holds more than the budget, nor more
+    /// background requests than the background share. Seeds from 300 on also weigh the mix
+    /// towards background work (bursting on idle keys) and add callers that come back only
+    /// after their previous send, as a sync does.
     #[test]
     fn no_rolling_window_ever_exceeds_the_budget() {
-        for seed in 0..300u64 {
+        for seed in 0..600u64 {
             let mut rng = SplitMix(seed);
+            let mut mix = SplitMix(seed ^ 0x5EED);
+            let interactive_in_10 = if seed < 300 {
+                7
+            } else {
+                [0, 3, 5][mix.below(3) as usize]
+            };
             let requests = [1u32, 2, 5, 10, 60][rng.below(5) as usize];
             let b = RateBudget {
                 requests,
@@ -674,7 +998,12 @@ mod tests {
             let mut s = GateState::default();
             let mut now: i64 = 1_700_000_000_000_000;
             let mut sent = Vec::new();
+            let mut sent_bg = Vec::new();
             for _ in 0..400 {
+                // A sequential caller arrives only after the last send.
+                if seed >= 300 && mix.below(3) == 0 {
+                    now = now.max(sent.last().copied().unwrap_or(now));
+                }
                 // Gaps: none (a burst of callers), a fraction of a slot, a few slots, or idle.
                 now += match rng.below(4) {
                     0 => 0,
@@ -685,7 +1014,7 @@ mod tests {
                 if rng.below(40) == 0 {
                     s = penalized(s, now, Duration::from_millis(rng.below(90_000)));
                 }
-                let p = if rng.below(10) < 7 {
+                let p = if rng.below(10) < interactive_in_10 {
                     Priority::Interactive
                 } else {
                     Priority::Background
@@ -696,6 +1025,9 @@ mod tests {
                             assert!(at_us >= now, "seed {seed}: a slot in the past");
                             s = next;
                             sent.push(at_us);
+                            if p == Priority::Background {
+                                sent_bg.push(at_us);
+                            }
                             break;
                         }
                         // The caller comes back when told; time moves on for everyone.
@@ -708,11 +1040,214 @@ mod tests {
                 worst <= requests as usize,
                 "seed {seed}: {worst} requests in one window of {requests}"
             );
+            let worst_bg = max_in_window(&sent_bg, window);
+            assert!(
+                worst_bg as i64 <= b.background_requests(),
+                "seed {seed}: {worst_bg} background requests in one window of {requests} \
+                 (share {})",
+                b.background_share
+            );
             // With safety 1.0 the window is KeyCRM's own: the bound is exact there too.
             if b.safety == 1.0 {
                 assert_eq!(window, b.window.as_micros() as i64);
             }
         }
+    }
+
+    /// Background work alone, arriving at random (many callers at once, a sync coming back
+    /// after each page, quiet spells long enough for fresh grants, 429 pauses): no rolling
+    /// window ever holds more than `floor(requests × share)` background requests, and the
+    /// bursts do happen (most requests on an idle key go at once).
+    #[test]
+    fn no_rolling_window_gives_background_work_more_than_its_share() {
+        let mut at_once = 0usize;
+        for seed in 0..400u64 {
+            let mut rng = SplitMix(seed.wrapping_mul(31).wrapping_add(17));
+            let requests = [1u32, 2, 3, 5, 10, 60][rng.below(6) as usize];
+            let b = RateBudget {
+                requests,
+                window: Duration::from_secs(60),
+                background_share: [0.3, 0.5, 0.8, 0.9, 1.0][rng.below(5) as usize],
+                safety: [1.0, 1.03][rng.below(2) as usize],
+            };
+            let t = b.interval_us();
+            let window = b.window_us();
+            let mut s = GateState::default();
+            let mut now: i64 = 1_700_000_000_000_000;
+            let mut sent = Vec::new();
+            let mut last = now;
+            for _ in 0..300 {
+                if rng.below(2) == 0 {
+                    now = now.max(last);
+                }
+                now += match rng.below(5) {
+                    0 => 0,
+                    1 => rng.below(t as u64) as i64,
+                    2 => rng.below(3 * t as u64) as i64,
+                    3 => rng.below(window as u64) as i64,
+                    _ => rng.below(3 * window as u64) as i64,
+                };
+                if rng.below(60) == 0 {
+                    s = penalized(s, now, Duration::from_millis(rng.below(30_000)));
+                }
+                loop {
+                    match decide(s, now, Priority::Background, &b) {
+                        Decision::Reserve { at_us, next } => {
+                            assert!(at_us >= now, "seed {seed}: a slot in the past");
+                            if at_us == now && s.bg_tat_us > now {
+                                at_once += 1;
+                            }
+                            s = next;
+                            sent.push(at_us);
+                            last = at_us;
+                            break;
+                        }
+                        Decision::Wait { until_us } => now = now.max(until_us),
+                    }
+                }
+            }
+            let worst = max_in_window(&sent, window);
+            assert!(
+                worst as i64 <= b.background_requests(),
+                "seed {seed}: {worst} background requests in one window; the share of \
+                 {requests} at {} is {}",
+                b.background_share,
+                b.background_requests()
+            );
+        }
+        // Requests sent at once although background work was ahead of its own schedule:
+        // only a burst does that.
+        assert!(at_once > 1_000, "{at_once} burst requests");
+    }
+
+    /// Instances that book background burst slots ahead ([`book_background_ahead`]) and hand
+    /// them out to their later callers, each while its send-by instant has not passed; a 429
+    /// clears only the stash of the instance that saw it. Both bounds still hold.
+    #[test]
+    fn background_slots_booked_ahead_keep_both_bounds() {
+        let mut handed_out = 0usize;
+        for seed in 0..300u64 {
+            let mut rng = SplitMix(seed.wrapping_mul(7919).wrapping_add(3));
+            let requests = [2u32, 5, 10, 60][rng.below(4) as usize];
+            let b = RateBudget {
+                requests,
+                window: Duration::from_secs(60),
+                background_share: [0.5, 0.8, 1.0][rng.below(3) as usize],
+                safety: [1.0, 1.03][rng.below(2) as usize],
+            };
+            let t = b.interval_us();
+            let window = b.window_us();
+            let ahead = 1 + rng.below(6) as usize;
+            let mut s = GateState::default();
+            let mut stashes: [std::collections::VecDeque<i64>; 3] = Default::default();
+            let mut now: i64 = 1_700_000_000_000_000;
+            let mut sent = Vec::new();
+            let mut sent_bg = Vec::new();
+            for _ in 0..400 {
+                if rng.below(3) == 0 {
+                    now = now.max(sent.last().copied().unwrap_or(now));
+                }
+                now += match rng.below(4) {
+                    0 => 0,
+                    1 => rng.below(t as u64) as i64,
+                    2 => rng.below(3 * t as u64) as i64,
+                    _ => rng.below(2 * window as u64) as i64,
+                };
+                let me = rng.below(3) as usize;
+                if rng.below(40) == 0 {
+                    s = penalized(s, now, Duration::from_millis(rng.below(30_000)));
+                    stashes[me].clear();
+                }
+                let p = if rng.below(10) < 4 {
+                    Priority::Interactive
+                } else {
+                    Priority::Background
+                };
+                if p == Priority::Background {
+                    let stash = &mut stashes[me];
+                    while stash.front().is_some_and(|by| *by < now) {
+                        stash.pop_front();
+                    }
+                    if stash.pop_front().is_some() {
+                        sent.push(now);
+                        sent_bg.push(now);
+                        handed_out += 1;
+                        continue;
+                    }
+                }
+                loop {
+                    match decide(s, now, p, &b) {
+                        Decision::Reserve { at_us, next } => {
+                            s = if p == Priority::Background && at_us == now {
+                                let (booked, send_by) = book_background_ahead(next, now, ahead, &b);
+                                assert!(send_by.iter().all(|by| *by >= now), "seed {seed}");
+                                stashes[me].extend(send_by);
+                                booked
+                            } else {
+                                next
+                            };
+                            sent.push(at_us);
+                            if p == Priority::Background {
+                                sent_bg.push(at_us);
+                            }
+                            break;
+                        }
+                        Decision::Wait { until_us } => now = now.max(until_us),
+                    }
+                }
+            }
+            let worst = max_in_window(&sent, window);
+            assert!(
+                worst <= requests as usize,
+                "seed {seed}: {worst} requests in one window of {requests}"
+            );
+            let worst_bg = max_in_window(&sent_bg, window);
+            assert!(
+                worst_bg as i64 <= b.background_requests(),
+                "seed {seed}: {worst_bg} background requests in one window"
+            );
+        }
+        assert!(
+            handed_out > 1_000,
+            "{handed_out} slots handed out of stashes"
+        );
+    }
+
+    #[test]
+    fn booking_ahead_takes_only_burst_slots() {
+        let b = budget();
+        let t = b.interval_us();
+        let now = 1_000_000_000;
+        // The grant's first request, then four more booked with it: slots 1..=4, each to be
+        // sent by its slot.
+        let Decision::Reserve { next, .. } =
+            decide(GateState::default(), now, Priority::Background, &b)
+        else {
+            panic!("no slot on an idle key")
+        };
+        let (s, send_by) = book_background_ahead(next, now, 4, &b);
+        assert_eq!(
+            send_by,
+            vec![now + t, now + 2 * t, now + 3 * t, now + 4 * t]
+        );
+        assert_eq!(s.tat_us, now + 5 * t);
+        // Near the end of the burst only what is left of it.
+        let mut s = GateState::default();
+        assert_eq!(immediate(&mut s, now, Priority::Background, &b), 48);
+        let (after, none) = book_background_ahead(s, now, 4, &b);
+        assert!(none.is_empty());
+        assert_eq!(after, s);
+        // Paced work books nothing ahead.
+        let busy = GateState {
+            tat_us: now + 2 * t,
+            ..GateState::default()
+        };
+        let Decision::Reserve { at_us, next } = decide(busy, now + t, Priority::Background, &b)
+        else {
+            panic!("paced slot")
+        };
+        assert_eq!(at_us, now + 2 * t);
+        assert!(book_background_ahead(next, now + t, 4, &b).1.is_empty());
     }
 
     #[test]

@@ -4,4 +4,4 @@
 
 mod dynamo;
 
-pub use dynamo::DynamoRateGate;
+pub use dynamo::{DynamoRateGate, BOOK_AHEAD, STASH_TTL};

@@ -122,6 +122,8 @@ struct World {
     flushes: Arc<SqsQueue>,
     dlq: Arc<SqsQueue>,
     gate_log: GateLog,
+    /// The shared DynamoDB gate itself (not recorded).
+    gate: Arc<dyn RateGate>,
     /// KeyCRM clients of order push: the same key and budget as stock-apply's.
     order_clients: Arc<KeycrmClients>,
     applier: Arc<StockApplier>,
@@ -304,6 +306,7 @@ async fn world(s: Setup) -> World {
         flushes,
         dlq,
         gate_log,
+        gate: shared,
         order_clients,
         applier,
         stock_url,
@@ -733,6 +736,34 @@ fn order_event(n: usize) -> String {
     v.to_string()
 }
 
+fn order_push(w: &World) -> order_push::OrderPush {
+    order_push::OrderPush {
+        connections: w.table.clone(),
+        ledger: w.table.clone(),
+        journal: w.table.clone(),
+        crm: Arc::new(order_push::KeycrmProvider {
+            clients: w.order_clients.clone(),
+            secret_prefix: None,
+        }),
+        retry_queue: Arc::new(MemoryQueue::new("orders")),
+        dead_letters: Arc::new(MemoryQueue::new("orders-dlq")),
+        dictionaries: Arc::new(order_push::Dictionaries::default()),
+        config: order_push::PushConfig::default(),
+    }
+}
+
+fn order_messages(n: usize) -> Vec<Message> {
+    (0..n)
+        .map(|n| Message {
+            id: format!("m{n}"),
+            body: order_event(n),
+            receipt: format!("r{n}"),
+            receive_count: 1,
+            attributes: HashMap::new(),
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
     // A KeyCRM minute lasts 30 s: slots 515 ms apart, background ones 644 ms (slow enough
@@ -754,6 +785,14 @@ async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
     StockStore::add_pending(w.table.as_ref(), CONN, &offers[..1000])
         .await
         .unwrap();
+    // An order has just gone out on the key, so its last window is in use: the import gets no
+    // background burst and is paced from its first read, competing with the orders below.
+    // (On a quiet key it would read its share at once: see
+    // `a_stock_import_on_a_quiet_key_reads_at_once_and_orders_still_go_at_once`.)
+    w.gate
+        .acquire(&ApiKey::new(KEY).fingerprint(), Priority::Interactive)
+        .await
+        .unwrap();
     let job = FlushJob::new(CONN);
     w.gate_log.lock().unwrap().clear();
     w.sim.reset_stats();
@@ -769,29 +808,9 @@ async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let push = order_push::OrderPush {
-        connections: w.table.clone(),
-        ledger: w.table.clone(),
-        journal: w.table.clone(),
-        crm: Arc::new(order_push::KeycrmProvider {
-            clients: w.order_clients.clone(),
-            secret_prefix: None,
-        }),
-        retry_queue: Arc::new(MemoryQueue::new("orders")),
-        dead_letters: Arc::new(MemoryQueue::new("orders-dlq")),
-        dictionaries: Arc::new(order_push::Dictionaries::default()),
-        config: order_push::PushConfig::default(),
-    };
+    let push = order_push(&w);
     let orders_started = Instant::now();
-    let msgs: Vec<Message> = (0..6)
-        .map(|n| Message {
-            id: format!("m{n}"),
-            body: order_event(n),
-            receipt: format!("r{n}"),
-            receive_count: 1,
-            attributes: HashMap::new(),
-        })
-        .collect();
+    let msgs = order_messages(6);
     let result = push.handle_batch(msgs).await;
     let orders_took = orders_started.elapsed();
     assert_eq!(w.sim.orders(KEY).len(), 6, "{result:?}");
@@ -857,5 +876,84 @@ async fn an_order_push_competing_for_the_key_gets_its_requests_first() {
         last_order < last_stock,
         "the orders were done while the import was still being read (orders took {orders_took:?})"
     );
+    assert_eq!(w.sim.stats().rate_limited_429, 0);
+}
+
+/// A stock import arriving on a quiet key (at night, say) reads its share of the window at
+/// once instead of at 48 a minute, so the invocation is not billed for sleeping on the gate;
+/// orders arriving meanwhile still go at once, as the window has room for both.
+#[tokio::test]
+async fn a_stock_import_on_a_quiet_key_reads_at_once_and_orders_still_go_at_once() {
+    // A KeyCRM minute lasts a minute: slots 1.03 s apart, background ones 1.29 s, so the
+    // import's 20 reads would take 24 s paced.
+    let scale = 1.0;
+    let budget = RateBudget::keycrm_scaled(scale);
+    let w = world(Setup {
+        products: 700,
+        scale,
+        consumer: false,
+        sync: false,
+    })
+    .await;
+    let offers: Vec<i64> = w.sim.catalog(KEY).offers.iter().map(|o| o.id).collect();
+    StockStore::add_pending(w.table.as_ref(), CONN, &offers[..1000])
+        .await
+        .unwrap();
+    w.gate_log.lock().unwrap().clear();
+    w.sim.reset_stats();
+    let started = Instant::now();
+    let applier = w.applier.clone();
+    let body = FlushJob::new(CONN).to_body();
+    let flush = tokio::spawn(async move { applier.handle_message(&body, 1).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.gate_log.lock().unwrap().iter().any(|g| g.user == "stock") {
+        assert!(
+            Instant::now() < deadline,
+            "the flush never asked for a slot"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let result = order_push(&w).handle_batch(order_messages(6)).await;
+    assert_eq!(w.sim.orders(KEY).len(), 6, "{result:?}");
+    assert_eq!(flush.await.unwrap(), stock_apply::Disposition::Done);
+    let took = started.elapsed();
+
+    let log = w.gate_log.lock().unwrap().clone();
+    let background: Vec<_> = log.iter().filter(|g| g.user == "stock").collect();
+    let interactive: Vec<_> = log.iter().filter(|g| g.user == "orders").collect();
+    assert_eq!(background.len(), 20, "1000 offers, 50 a request");
+    assert!(interactive.len() >= 6, "{log:?}");
+    let bg_us = budget.background_interval_us();
+    let paced = Duration::from_micros(bg_us as u64 * 19);
+    // Not paced: the whole import (and the orders) in well under half the paced time.
+    assert!(
+        took < paced / 2,
+        "the import took {took:?}; paced it would take {paced:?}"
+    );
+    // No request waited for a slot: each grant took only the gate's storage round trips.
+    let slot = Duration::from_micros(budget.interval_us() as u64);
+    for g in log.iter() {
+        assert!(
+            g.granted - g.asked < slot / 2,
+            "a {:?} request waited {:?}",
+            g.priority,
+            g.granted - g.asked
+        );
+    }
+    // The burst is recorded on the key's gate item, and the key was never over its limit.
+    let fp = ApiKey::new(KEY).fingerprint();
+    let item = w
+        .table
+        .client
+        .get_item()
+        .table_name(&w.table.name)
+        .set_key(Some(store::dynamo::key(format!("GATE#{fp}"), "GATE")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(store::dynamo::get_n::<i64>(&item, "bg_burst_until_us").unwrap() > 0);
     assert_eq!(w.sim.stats().rate_limited_429, 0);
 }

@@ -4,4 +4,4 @@
 
 mod dynamo;
 
-pub use dynamo::{DynamoRateGate, BOOK_AHEAD, STASH_TTL};
+pub use dynamo::DynamoRateGate;

@@ -23,7 +23,6 @@ use crate::options::fetch_keycrm_reference;
 use crate::state::AdminApi;
 use keycrm::{KeycrmClient, KeycrmError};
 use mapping::catalog::{variant_hash, CrmOffer, ListedOffer};
-use mapping::events::{parse_event, EventBody};
 use std::collections::HashMap;
 use store::{Connection, Target};
 
@@ -105,14 +104,8 @@ pub async fn compare(
                 Err(other) => return Err(unexpected(other)),
             },
             Target::Card => {
-                let number = e
-                    .event_json
-                    .as_deref()
-                    .and_then(|j| parse_event(j.as_bytes()).ok())
-                    .and_then(|ev| match ev.body {
-                        EventBody::Created(o) => Some(o.number),
-                        _ => None,
-                    });
+                // The ledger keeps the number after it drops the event (order created).
+                let number = e.shop_order_number();
                 match client.get_card(id).await {
                     Ok(c) => match &number {
                         Some(n) if c.title.as_deref() == Some(format!("Замовлення №{n}").as_str()) => {

@@ -25,6 +25,7 @@ struct H {
     sim: SimHandle,
     sync_q: Arc<MemoryQueue>,
     secrets: Arc<MemorySecrets>,
+    ledger: Arc<MemoryLedger>,
 }
 
 fn shop_reference() -> ShopReference {
@@ -84,6 +85,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
     let shop = Arc::new(MemoryShop::new());
     shop.set_reference("s1", shop_reference());
     let sync_q = Arc::new(MemoryQueue::new("sync"));
+    let ledger = Arc::new(MemoryLedger::new());
     let signer = TokenSigner::new("unit-test-signing-key-0123456789abcdef").unwrap();
     let mut config = AdminConfig::new("test/keycrm/", sim.base_url());
     config.public_base_url = Some("https://hooks.example.com".into());
@@ -96,7 +98,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
         secrets: secrets.clone(),
         journal: Arc::new(MemoryJournal::default()),
         cache: Arc::new(MemoryReferenceCache::new()),
-        ledger: Arc::new(MemoryLedger::new()),
+        ledger: ledger.clone(),
         sync: Arc::new(MemorySync::new()),
         links: Arc::new(store::MemoryLinks::new()),
         clients,
@@ -110,6 +112,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
         sim,
         sync_q,
         secrets,
+        ledger,
     }
 }
 
@@ -627,3 +630,82 @@ async fn errors_speak_the_merchants_language_with_stable_codes() {
 // The Lambda edge from JSON event fixtures, on this file's harness.
 #[path = "../tests/lambda/fixtures.rs"]
 mod lambda_fixtures;
+
+/// A card the connector pushed proves, by its title, that a new key opens the same account,
+/// also once the ledger has dropped the order's event (it keeps the order's number for
+/// this); the proof wins over an order deleted in KeyCRM since.
+#[tokio::test]
+async fn a_pushed_card_still_proves_the_account_after_the_ledger_dropped_its_event() {
+    use keycrm::models::{CardContact, NewCard};
+    use store::ledger::Created;
+    use store::{OrderLedger, Target};
+    const KEY2: &str = "unit-key-2-0123456789abcdef0123456789abcdef";
+    let h = harness().await;
+    let t = h.token("s1");
+    let base = "/v1/shops/s1/connection";
+    let (st, body) = h
+        .call("PUT", base, Some(&t), Some(json!({"api_key": KEY})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let conn = body["id"].as_str().unwrap().to_string();
+    assert!(
+        h.sim.add_api_key(KEY, KEY2),
+        "a second key of the same account"
+    );
+
+    let crm = keycrm::KeycrmClient::new(
+        ClientConfig {
+            base_url: h.sim.base_url(),
+            ..ClientConfig::default()
+        },
+        keycrm::ApiKey::new(KEY),
+        Arc::new(LocalRateGate::new(RateBudget::keycrm_scaled(60.0))),
+    )
+    .unwrap();
+    let card = crm
+        .create_card(&NewCard {
+            title: Some("Замовлення №A-77".into()),
+            pipeline_id: 1,
+            contact: CardContact {
+                full_name: Some("Олена Коваленко".into()),
+                ..CardContact::default()
+            },
+            ..NewCard::default()
+        })
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(60);
+    let pushed = |target: Target, keycrm_id: i64| Created {
+        target,
+        keycrm_id,
+        report: Default::default(),
+        shop_status: None,
+        keycrm_status_id: None,
+    };
+    let event = json!({"type": "order.created", "order": {"id": "o1", "number": "A-77"}});
+    h.ledger
+        .claim(&conn, "o1", Target::Card, "h1", lease, &event.to_string())
+        .await
+        .unwrap();
+    h.ledger
+        .record_created(&conn, "o1", "h1", &pushed(Target::Card, card.id))
+        .await
+        .unwrap();
+    let entry = h.ledger.get(&conn, "o1").await.unwrap().unwrap();
+    assert!(entry.event_json.is_none(), "{entry:?}");
+    // Pushed later, deleted in KeyCRM since: a reason, which the card's proof outweighs.
+    h.ledger
+        .claim(&conn, "o2", Target::Order, "h2", lease, "{}")
+        .await
+        .unwrap();
+    h.ledger
+        .record_created(&conn, "o2", "h2", &pushed(Target::Order, 987_654))
+        .await
+        .unwrap();
+
+    let (st, body) = h
+        .call("PUT", base, Some(&t), Some(json!({"api_key": KEY2})))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.get("account_switched").is_none(), "{body}");
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 mod dynamo;
 mod memory;
 
+pub use dynamo::{stored_size, StoredSize};
 pub use memory::MemoryLedger;
 
 /// What the order became in KeyCRM.
@@ -77,8 +78,14 @@ pub struct LedgerEntry {
     pub field_errors: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub report: MappingReport,
-    /// The `order.created` event as received, so a re-push can send it again.
+    /// The `order.created` event as received, so a re-push (of a failed or skipped order) can
+    /// send it again. Dropped once the order is in KeyCRM (`record_created`, `mark_created`,
+    /// `adopt`): nothing sends it again then, and without it an entry fits one write unit.
     pub event_json: Option<String>,
+    /// The number the buyer sees (`order.number` of the event), kept after the event is
+    /// dropped: a card's title names it, and the key check compares titles (admin-api).
+    #[serde(default)]
+    pub order_number: Option<String>,
     /// Last shop status known to be in KeyCRM (pushed by us or applied from KeyCRM).
     pub shop_status: Option<String>,
     /// `occurred_at` of the newest shop status event pushed to KeyCRM (older ones are stale).
@@ -141,6 +148,7 @@ impl LedgerEntry {
             field_errors: BTreeMap::new(),
             report: MappingReport::default(),
             event_json: Some(event_json.to_string()),
+            order_number: order_number_in(event_json),
             shop_status: None,
             shop_status_at: None,
             keycrm_status_id: None,
@@ -162,6 +170,14 @@ impl LedgerEntry {
         stored
     }
 
+    /// The shop order's number: the one kept with the entry, or for entries written before it
+    /// was kept, the one in the stored event.
+    pub fn shop_order_number(&self) -> Option<String> {
+        self.order_number
+            .clone()
+            .or_else(|| self.event_json.as_deref().and_then(order_number_in))
+    }
+
     /// Whether someone holds an unexpired claim at `now`.
     pub fn claim_is_live(&self, now: DateTime<Utc>) -> bool {
         self.claim_holder.is_some() && self.claim_until.is_some_and(|u| u > now)
@@ -180,6 +196,25 @@ impl LedgerEntry {
     pub fn in_current_account(&self, switched_at: Option<DateTime<Utc>>) -> bool {
         switched_at.is_none_or(|t| self.pushed_at() >= t)
     }
+}
+
+/// `order.number` of an `order.created` event, without validating the rest of it (order-push
+/// did that before claiming); `None` for anything else, or for a number longer than the
+/// contract's 64 characters.
+pub fn order_number_in(event_json: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Event {
+        order: Option<Order>,
+    }
+    #[derive(Deserialize)]
+    struct Order {
+        number: Option<String>,
+    }
+    let number = serde_json::from_str::<Event>(event_json)
+        .ok()?
+        .order?
+        .number?;
+    (!number.is_empty() && number.chars().count() <= 64).then_some(number)
 }
 
 /// `now + lease`, saturating instead of overflowing on absurd leases.
@@ -266,7 +301,8 @@ pub struct Created {
 /// - `mark_*` and `release` act only for the current holder (`Conflict` otherwise: the claim
 ///   was lost, e.g. the lease ran out). `mark_attempt` also needs the lease to be unexpired, so
 ///   a create request is only ever sent under a live claim.
-/// - `mark_created` clears `maybe_committed`, the claim, the last error and the field errors;
+/// - `mark_created` clears `maybe_committed`, the claim, the last error and the field errors,
+///   and drops the stored event (`order_number` stays); `adopt` likewise;
 ///   `mark_failed` keeps `maybe_committed` (a re-push then searches before creating).
 /// - `reset_for_repush` turns `Failed`/`Skipped` (or a `Pending` entry without a live claim)
 ///   back into a claimable `Pending`; `Conflict` for `Created` or a live claim.
@@ -480,4 +516,51 @@ pub trait OrderLedger: Send + Sync {
         connection_id: &str,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_number_is_read_from_an_order_created_event_only() {
+        let event = r#"{"type":"order.created","order":{"id":"7","number":"A-77","items":[]}}"#;
+        assert_eq!(order_number_in(event).as_deref(), Some("A-77"));
+        for other in [
+            "",
+            "{}",
+            "not json",
+            r#"{"order":{"number":77}}"#,
+            r#"{"order":{"number":""}}"#,
+            r#"{"order":null}"#,
+        ] {
+            assert_eq!(order_number_in(other), None, "{other}");
+        }
+        let long = format!(r#"{{"order":{{"number":"{}"}}}}"#, "9".repeat(65));
+        assert_eq!(
+            order_number_in(&long),
+            None,
+            "longer than the contract allows"
+        );
+    }
+
+    #[test]
+    fn entries_written_before_the_number_was_kept_read_it_from_their_event() {
+        let now = Utc::now();
+        let event = r#"{"type":"order.created","order":{"number":"B-2"}}"#;
+        let mut e = LedgerEntry::claimed(
+            "c",
+            "o",
+            Target::Card,
+            "h",
+            Duration::from_secs(60),
+            event,
+            now,
+        );
+        assert_eq!(e.order_number.as_deref(), Some("B-2"));
+        e.order_number = None;
+        assert_eq!(e.shop_order_number().as_deref(), Some("B-2"));
+        e.event_json = None;
+        assert_eq!(e.shop_order_number(), None);
+    }
 }

@@ -6,7 +6,8 @@ use e2e_tests::emulator;
 use mapping::order_map::{MappingReport, TotalMismatch};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use store::ledger::Created;
+use store::dynamo::{gsi1_entry_bytes, item_bytes, GSI1, GSI1_PK, GSI1_SK};
+use store::ledger::{stored_size, Created};
 use store::{Claim, LedgerState, MemoryLedger, OrderLedger, PushReservation, StoreError, Target};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -600,6 +601,141 @@ fn whole_second(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
     chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap()
 }
 
+/// An `order.created` event of a big real order (two dozen lines, a comment: over 3 KB), as
+/// the ledger keeps it until the order is in KeyCRM.
+fn big_event(order: &str, number: &str) -> String {
+    let items: Vec<serde_json::Value> = (0..24)
+        .map(|i| {
+            serde_json::json!({
+                "sku": format!("SKU-{i:04}"),
+                "name": "Светр вовняний, ручна робота, розмір M",
+                "price": 1250,
+                "quantity": 1
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": 1,
+        "event_id": format!("evt-{order}"),
+        "type": "order.created",
+        "shop_id": "1001",
+        "occurred_at": "2026-11-28T10:15:00Z",
+        "order": {
+            "id": order,
+            "number": number,
+            "created_at": "2026-11-28T10:14:58Z",
+            "status": "new",
+            "currency": "UAH",
+            "customer": {"name": "Олена Коваленко", "phone": "050 123 45 67", "email": "olena@example.com"},
+            "items": items,
+            "comment": "Подзвоніть, будь ласка, перед доставкою; під'їзд з двору, код 1234",
+            "total": 15000
+        }
+    })
+    .to_string()
+}
+
+/// Once an order is in KeyCRM its entry no longer carries the event (nothing sends it again)
+/// but keeps the order's number (a card's title names it); until then, and for orders that
+/// wait for a re-push, the event stays.
+async fn created_entries_keep_only_what_later_steps_need(l: &dyn OrderLedger) {
+    let event = big_event("n1", "A-77");
+    let Claim::Granted(e) = l
+        .claim("c1", "n1", Target::Card, "h", LEASE, &event)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(e.order_number.as_deref(), Some("A-77"));
+    let created = Created {
+        target: Target::Card,
+        keycrm_id: 9001,
+        report: MappingReport::default(),
+        shop_status: Some("new".into()),
+        keycrm_status_id: Some(1),
+    };
+    l.record_created("c1", "n1", "h", &created).await.unwrap();
+    let e = l.get("c1", "n1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            e.event_json.as_deref(),
+            e.order_number.as_deref(),
+            e.shop_order_number().as_deref()
+        ),
+        (None, Some("A-77"), Some("A-77"))
+    );
+    assert_eq!(
+        l.find_by_keycrm_id("c1", Target::Card, 9001)
+            .await
+            .unwrap()
+            .unwrap(),
+        e,
+        "the index lookup answers with the whole entry"
+    );
+
+    // Failed: the event waits for the re-push; adopted later: dropped, the number kept.
+    l.claim(
+        "c1",
+        "n2",
+        Target::Card,
+        "h",
+        LEASE,
+        &big_event("n2", "A-78"),
+    )
+    .await
+    .unwrap();
+    l.mark_failed("c1", "n2", "h", "retries exhausted", &BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(l
+        .get("c1", "n2")
+        .await
+        .unwrap()
+        .unwrap()
+        .event_json
+        .is_some());
+    let e = l.adopt("c1", "n2", Target::Card, 9002).await.unwrap();
+    assert_eq!(
+        (e.event_json.as_deref(), e.shop_order_number().as_deref()),
+        (None, Some("A-78"))
+    );
+
+    // The skipped orders are listed whole, oldest first: pushing them sends their events.
+    for (order, number) in [("s1", "B-1"), ("s2", "B-2")] {
+        l.claim(
+            "c9",
+            order,
+            Target::Order,
+            "h",
+            LEASE,
+            &big_event(order, number),
+        )
+        .await
+        .unwrap();
+        l.mark_skipped("c9", order, "h", "order sync is off")
+            .await
+            .unwrap();
+    }
+    let listed = l.skipped("c9", None, 10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|e| (e.shop_order_id.as_str(), e.state, e.event_json.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("s1", LedgerState::Skipped, Some(big_event("s1", "B-1"))),
+            ("s2", LedgerState::Skipped, Some(big_event("s2", "B-2"))),
+        ]
+    );
+    l.unskip("c9", "s1").await.unwrap();
+    assert_eq!(
+        l.skipped("c9", None, 10).await.unwrap()[0].shop_order_id,
+        "s2",
+        "an order taken for a push leaves the list"
+    );
+}
+
 async fn contract(l: &dyn OrderLedger) {
     claims_are_exclusive_and_expire(l).await;
     created_entries_are_final_and_indexed(l).await;
@@ -609,6 +745,7 @@ async fn contract(l: &dyn OrderLedger) {
     adoption_needs_an_order_waiting_to_be_created(l).await;
     status_pushes_are_reserved_in_order(l).await;
     future_times_never_lock_an_order(l).await;
+    created_entries_keep_only_what_later_steps_need(l).await;
 }
 
 #[tokio::test]
@@ -641,4 +778,142 @@ async fn concurrent_claims_grant_exactly_one() {
         }
     }
     assert_eq!(granted, 1);
+}
+
+/// What each write of an order's life costs on DynamoDB: once the order is in KeyCRM its entry
+/// fits one write unit whatever the size of its event, and its `gsi1` entry holds the keys
+/// only, so a status change writes the item's one unit and nothing in the index (the index
+/// used to hold the whole entry: every status change wrote it twice, 2 KB each).
+#[tokio::test]
+async fn a_created_entry_is_one_write_unit_and_its_index_entry_only_keys() {
+    let table = emulator::table().await;
+    // Real sizes: connection ids are 32 hex characters, holders too.
+    let conn = "3f2a9c0e5b7d41e6a8c2f0b4d6e8a1c3";
+    let order = "1001-2026-000123";
+    let holder = "9b1c4e7a2d5f48b0a3c6e9f2b5d8a1c4";
+    let event = big_event(order, "000123");
+    assert!(event.len() > 3000, "{}", event.len());
+    let raw = || async {
+        table
+            .client
+            .get_item()
+            .table_name(&table.name)
+            .set_key(Some(store::dynamo::key(
+                format!("CONN#{conn}"),
+                format!("ORDER#{order}"),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    };
+    // The size the fleet bench bills for an entry is the size DynamoDB holds.
+    let billed_as_stored = |item: &store::dynamo::Item, e: &store::LedgerEntry| {
+        let billed = stored_size(e).unwrap();
+        assert_eq!(
+            (billed.item, billed.index),
+            (item_bytes(item), gsi1_entry_bytes(item)),
+            "{e:?}"
+        );
+    };
+
+    l_claim(&table, conn, order, holder, &event).await;
+    let claimed = raw().await;
+    assert!(
+        item_bytes(&claimed) > 3000,
+        "the event is kept while pending"
+    );
+    billed_as_stored(&claimed, &table.get(conn, order).await.unwrap().unwrap());
+
+    let created = Created {
+        target: Target::Order,
+        keycrm_id: 4_000_123,
+        report: MappingReport {
+            notes: vec!["the phone was kept in the comment".into()],
+            total_mismatch: None,
+        },
+        shop_status: Some("new".into()),
+        keycrm_status_id: Some(1),
+    };
+    table
+        .record_created(conn, order, holder, &created)
+        .await
+        .unwrap();
+    let t = Utc::now();
+    // The largest the entry gets: a shop status push in flight after a KeyCRM change.
+    assert!(table
+        .record_keycrm_status(conn, order, 3, t, "paid")
+        .await
+        .unwrap());
+    let reserved = table
+        .reserve_shop_push(conn, order, t + Chrono::seconds(1), holder, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(reserved, PushReservation::Granted);
+    let largest = raw().await;
+    assert!(
+        item_bytes(&largest) <= 1024,
+        "{} bytes: {largest:?}",
+        item_bytes(&largest)
+    );
+    billed_as_stored(&largest, &table.get(conn, order).await.unwrap().unwrap());
+    table
+        .finish_shop_push(
+            conn,
+            order,
+            holder,
+            "done",
+            Some(12),
+            t + Chrono::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert!(table
+        .record_keycrm_status(conn, order, 4, t + Chrono::seconds(2), "sent")
+        .await
+        .unwrap());
+    let after = raw().await;
+    assert!(item_bytes(&after) <= 1024, "{}", item_bytes(&after));
+    let entry = table.get(conn, order).await.unwrap().unwrap();
+    billed_as_stored(&after, &entry);
+
+    // The index entry is the keys ...
+    let indexed = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(GSI1)
+        .key_condition_expression("#p = :p")
+        .expression_attribute_names("#p", GSI1_PK)
+        .expression_attribute_values(":p", store::dynamo::s(format!("KC#{conn}#order#4000123")))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    assert_eq!(indexed.len(), 1);
+    let mut names: Vec<&str> = indexed[0].keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, vec![GSI1_PK, GSI1_SK, "pk", "sk"]);
+    // ... and the webhooks' lookup answers with the whole entry as it is now.
+    let found = table
+        .find_by_keycrm_id(conn, Target::Order, 4_000_123)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, entry);
+    assert_eq!(
+        (found.keycrm_status_id, found.applied_from_keycrm.as_deref()),
+        (Some(4), Some("sent"))
+    );
+}
+
+async fn l_claim(l: &dyn OrderLedger, conn: &str, order: &str, holder: &str, event: &str) {
+    let granted = l
+        .claim(conn, order, Target::Order, holder, LEASE, event)
+        .await
+        .unwrap();
+    assert!(matches!(granted, Claim::Granted(_)), "{granted:?}");
 }

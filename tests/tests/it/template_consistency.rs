@@ -5,6 +5,8 @@
 //! * every binary crate under `functions/` is deployed by exactly one function;
 //! * every SQS event source reports partial batch failures and its queue's visibility
 //!   timeout is at least the consuming function's timeout;
+//! * the table's `gsi1` has the key schema and the projection the store creates and reads
+//!   (`store::dynamo`);
 //! * the dashboard and the alarms ask for exactly the ShopKeycrm metrics the code emits
 //!   (`runtime::metrics::catalog`), with dimension sets it publishes, and every emitted
 //!   metric is on the dashboard; every alarm says what to do and has a runbook section;
@@ -1338,6 +1340,59 @@ fn scheduled_syncs_start_from_a_spread_tick_and_continue_their_own_runs() {
 /// (which moves old keys) may make data keys, the functions that call KeyCRM may unwrap them,
 /// always only for this purpose; the webhook may do neither; nobody creates Secrets Manager
 /// secrets for keys any more.
+#[test]
+fn the_table_index_projects_exactly_what_the_store_reads_from_it() {
+    use store::dynamo::{GSI1, GSI1_PK, GSI1_PROJECTED, GSI1_SK};
+    let template = load_template();
+    let table = resource(&template, "ConnectorTable").expect("ConnectorTable");
+    let indexes = props(table)
+        .and_then(|p| p.get("GlobalSecondaryIndexes"))
+        .and_then(Value::as_sequence)
+        .expect("ConnectorTable has GlobalSecondaryIndexes");
+    let names: Vec<&str> = indexes
+        .iter()
+        .filter_map(|i| i.get("IndexName").and_then(Value::as_str))
+        .collect();
+    assert_eq!(names, vec![GSI1], "the store queries one index");
+    let index = &indexes[0];
+    let keys: Vec<(String, String)> = index
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .map(|ks| {
+            ks.iter()
+                .map(|k| {
+                    let field =
+                        |f: &str| k.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+                    (field("AttributeName"), field("KeyType"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        vec![
+            (GSI1_PK.to_string(), "HASH".to_string()),
+            (GSI1_SK.to_string(), "RANGE".to_string())
+        ]
+    );
+    let projection = index.get("Projection").expect("gsi1 has a Projection");
+    assert_eq!(
+        projection.get("ProjectionType").and_then(Value::as_str),
+        Some("INCLUDE"),
+        "gsi1 holds only what its readers use (a whole copy of every ledger entry doubled \
+         the cost of each status change)"
+    );
+    let mut projected = list_of(projection.get("NonKeyAttributes"));
+    projected.sort();
+    let mut expected: Vec<String> = GSI1_PROJECTED.iter().map(|a| a.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        projected, expected,
+        "template.yaml and store::dynamo::GSI1_PROJECTED (what DynamoTable::create builds for \
+         the tests) must name the same attributes"
+    );
+}
+
 #[test]
 fn keycrm_keys_are_sealed_under_one_kms_key_with_least_privilege() {
     let template = load_template();

@@ -38,6 +38,14 @@ impl StatusJournal for Journal {
         self.status_write("journal.count", conn, None);
         self.inner.count(conn, counter, n).await
     }
+    async fn count_many(&self, conn: &str, counts: &[(Counter, u64)]) -> Result<(), StoreError> {
+        // One UpdateItem (an ADD per counter), none when every count is zero: as the DynamoDB
+        // adapter sends it.
+        if counts.iter().any(|(_, n)| *n > 0) {
+            self.status_write("journal.count_many", conn, None);
+        }
+        self.inner.count_many(conn, counts).await
+    }
     async fn record_error(&self, conn: &str, message: &str) -> Result<(), StoreError> {
         self.status_write("journal.record_error", conn, None);
         self.inner.record_error(conn, message).await

@@ -1,19 +1,26 @@
-//! The order ledger (one item per shop order, copied into gsi1 once it has a KeyCRM id), counted.
+//! The order ledger (one item per shop order; its gsi1 entry, keys only, once it has a KeyCRM
+//! id or while it is skipped), counted. Sizes are those of the items the DynamoDB adapter
+//! writes (`store::ledger::stored_size` of the entry after each step), and every request it
+//! sends is billed: the conditional write (also when its condition fails, at the larger of
+//! the item before and after), the index entry it adds or removes, and the consistent read
+//! that answers a refused step.
 
 use super::*;
+use store::ledger::{stored_size, StoredSize};
 
 pub struct Ledger {
     pub inner: Arc<store::MemoryLedger>,
     pub ctx: Ctx,
-    /// (connection, order) → (item bytes, in gsi1).
-    items: Mutex<HashMap<(String, String), (usize, bool)>>,
+    /// (connection, order) → what DynamoDB holds of the entry now.
+    items: Mutex<HashMap<(String, String), StoredSize>>,
     /// (connection, KeyCRM id) → the orders ever given that id: what gsi1 answers in one
     /// Query. The in-memory ledger scans every entry of every shop for it, which at 2,000
     /// shops took most of the bench's CPU at the evening peak (each status webhook asks).
     by_keycrm: Mutex<HashMap<(String, i64), Vec<String>>>,
 }
 
-const LEDGER_ATTRS: usize = 520;
+/// A Query or GetItem that finds nothing still costs its minimum.
+const NOTHING: usize = 1;
 
 impl Ledger {
     pub fn new(inner: Arc<store::MemoryLedger>, ctx: Ctx) -> Self {
@@ -32,14 +39,15 @@ impl Ledger {
             }
         }
     }
-    /// The entry `find_by_keycrm_id` returns (the latest pushed of those carrying the id),
-    /// from the index; `None` when the index knows no order with that id.
+    /// The entries `find_by_keycrm_id` reads after its index Query (those the index lists
+    /// under the id), and the one it returns (the latest pushed of those still carrying it);
+    /// `None` when the bench's index knows no order with that id.
     async fn find_indexed(
         &self,
         c: &str,
         target: Target,
         keycrm_id: i64,
-    ) -> Result<Option<Option<LedgerEntry>>, StoreError> {
+    ) -> Result<Option<(Vec<String>, Option<LedgerEntry>)>, StoreError> {
         let orders = self
             .by_keycrm
             .lock()
@@ -49,48 +57,77 @@ impl Ledger {
             return Ok(None);
         };
         let mut best: Option<LedgerEntry> = None;
+        let mut listed = Vec::new();
         for o in orders {
             if let Some(e) = self.inner.get(c, &o).await? {
-                if e.target == target
-                    && e.keycrm_id == Some(keycrm_id)
-                    && best.as_ref().is_none_or(|b| e.pushed_at() > b.pushed_at())
-                {
-                    best = Some(e);
+                if e.target == target && e.keycrm_id == Some(keycrm_id) {
+                    listed.push(o);
+                    if best.as_ref().is_none_or(|b| e.pushed_at() > b.pushed_at()) {
+                        best = Some(e);
+                    }
                 }
             }
         }
-        Ok(Some(best))
+        Ok(Some((listed, best)))
     }
-    fn item(&self, conn: &str, order: &str) -> (usize, bool) {
+    /// What DynamoDB holds of the entry, as last billed (`None`: no item).
+    fn held(&self, conn: &str, order: &str) -> Option<StoredSize> {
         self.items
             .lock()
             .ok()
             .and_then(|m| m.get(&(conn.to_string(), order.to_string())).copied())
-            .unwrap_or((LEDGER_ATTRS + 1200, false))
     }
-    fn set(&self, conn: &str, order: &str, size: usize, gsi: bool) {
-        if let Ok(mut m) = self.items.lock() {
-            m.insert((conn.to_string(), order.to_string()), (size, gsi));
+    /// The entry as the in-memory ledger holds it after a step, sized as DynamoDB stores it.
+    async fn now_held(&self, conn: &str, order: &str) -> Option<StoredSize> {
+        let size = match self.inner.get(conn, order).await {
+            Ok(Some(e)) => stored_size(&e).ok(),
+            _ => None,
+        };
+        if let (Some(s), Ok(mut m)) = (size, self.items.lock()) {
+            m.insert((conn.to_string(), order.to_string()), s);
         }
+        size
     }
-    /// An UpdateItem of the entry (and of its copy in gsi1, once it is there).
-    fn update(&self, op: &'static str, conn: &str, order: &str, gsi_after: Option<bool>) {
-        let (size, gsi) = self.item(conn, order);
-        let gsi_now = gsi_after.unwrap_or(gsi);
-        let w = write_units(size) * if gsi || gsi_now { 2.0 } else { 1.0 };
-        self.ctx.meter.dynamo(self.ctx.index.conn(conn), op, 0.0, w);
-        if gsi_after.is_some() {
-            self.set(conn, order, size, gsi_now);
+    fn bill(&self, op: &'static str, conn: &str, rru: f64, wru: f64) {
+        self.ctx
+            .meter
+            .dynamo(self.ctx.index.conn(conn), op, rru, wru);
+    }
+    /// A conditional `UpdateItem` of the entry that left it as `after` (as it was, when its
+    /// condition failed): the larger item's units, and the index entry it added or removed.
+    fn bill_update(
+        &self,
+        op: &'static str,
+        conn: &str,
+        before: Option<StoredSize>,
+        after: Option<StoredSize>,
+    ) {
+        let item = before
+            .map_or(NOTHING, |b| b.item)
+            .max(after.map_or(NOTHING, |a| a.item));
+        let index = match (before.and_then(|b| b.index), after.and_then(|a| a.index)) {
+            (None, Some(added)) => write_units(added),
+            (Some(removed), None) => write_units(removed),
+            // An entry's index keys never change while it is indexed, and nothing else of
+            // it is projected: updates leave the index alone.
+            _ => 0.0,
+        };
+        self.bill(op, conn, 0.0, write_units(item) + index);
+    }
+    /// A consistent `GetItem` of the entry (the read that answers a refused step).
+    fn bill_read(&self, op: &'static str, conn: &str, held: Option<StoredSize>) {
+        let bytes = held.map_or(NOTHING, |h| h.item);
+        self.bill(op, conn, read_units(bytes, true), 0.0);
+    }
+    /// A step that is one conditional `UpdateItem`, and `then_read` (the consistent read
+    /// that answers it when it was refused).
+    async fn step(&self, op: &'static str, c: &str, o: &str, then_read: Option<&'static str>) {
+        let before = self.held(c, o);
+        let after = self.now_held(c, o).await.or(before);
+        self.bill_update(op, c, before, after);
+        if let Some(read) = then_read {
+            self.bill_read(read, c, after);
         }
-    }
-    fn read(&self, op: &'static str, conn: &str, order: &str, consistent: bool) {
-        let (size, _) = self.item(conn, order);
-        self.ctx.meter.dynamo(
-            self.ctx.index.conn(conn),
-            op,
-            read_units(size, consistent),
-            0.0,
-        );
     }
 }
 
@@ -105,6 +142,7 @@ impl OrderLedger for Ledger {
         lease: Duration,
         event_json: &str,
     ) -> Result<Claim, StoreError> {
+        let before = self.held(connection_id, shop_order_id);
         let out = self
             .inner
             .claim(
@@ -116,36 +154,47 @@ impl OrderLedger for Ledger {
                 event_json,
             )
             .await?;
-        let size = LEDGER_ATTRS + event_json.len();
-        let known = self
-            .items
-            .lock()
-            .map(|m| m.contains_key(&(connection_id.to_string(), shop_order_id.to_string())))
-            .unwrap_or(false);
-        if !known {
-            self.set(connection_id, shop_order_id, size, false);
-        }
+        let after = self.now_held(connection_id, shop_order_id).await;
+        let Some(existing) = before else {
+            // The conditional PutItem of a new entry.
+            let bytes = after.map_or(NOTHING, |a| a.item);
+            self.bill("ledger.claim (new)", connection_id, 0.0, write_units(bytes));
+            return Ok(out);
+        };
+        // The PutItem is refused (billed at the larger of the item and the one it would
+        // have put), then the claim is re-taken with a conditional UpdateItem ...
+        let would_put = stored_size(&LedgerEntry::claimed(
+            connection_id,
+            shop_order_id,
+            target,
+            holder,
+            lease,
+            event_json,
+            Utc::now(),
+        ))
+        .map_or(NOTHING, |s| s.item);
+        self.bill(
+            "ledger.claim (put refused)",
+            connection_id,
+            0.0,
+            write_units(existing.item.max(would_put)),
+        );
         match &out {
-            Claim::Granted(_) if !known => self.ctx.meter.dynamo(
-                self.ctx.index.conn(connection_id),
-                "ledger.claim (new)",
-                0.0,
-                write_units(size),
-            ),
             Claim::Granted(_) => {
-                self.update("ledger.claim (retake)", connection_id, shop_order_id, None)
+                self.bill_update("ledger.claim (retake)", connection_id, before, after)
             }
             _ => {
-                // The conditional put fails, then the entry is read (consistent) to answer.
-                self.update("ledger.claim (taken)", connection_id, shop_order_id, None);
-                self.read("ledger.claim (read)", connection_id, shop_order_id, true);
+                // ... and when that is refused too, the entry is read to answer.
+                self.bill_update("ledger.claim (taken)", connection_id, before, after);
+                self.bill_read("ledger.claim (read)", connection_id, after);
             }
         }
         Ok(out)
     }
     async fn mark_attempt(&self, c: &str, o: &str, holder: &str) -> Result<(), StoreError> {
-        self.update("ledger.mark_attempt", c, o, None);
-        self.inner.mark_attempt(c, o, holder).await
+        let out = self.inner.mark_attempt(c, o, holder).await;
+        self.step("ledger.mark_attempt", c, o, None).await;
+        out
     }
     async fn mark_created(
         &self,
@@ -157,10 +206,10 @@ impl OrderLedger for Ledger {
         shop_status: Option<&str>,
         keycrm_status_id: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.read("ledger.mark_created (read)", c, o, true);
-        self.update("ledger.mark_created", c, o, Some(true));
-        self.index_keycrm_id(c, o, keycrm_id);
-        self.inner
+        // Reads the item for its target first, then writes as record_created.
+        self.bill_read("ledger.mark_created (read)", c, self.held(c, o));
+        let out = self
+            .inner
             .mark_created(
                 c,
                 o,
@@ -170,7 +219,12 @@ impl OrderLedger for Ledger {
                 shop_status,
                 keycrm_status_id,
             )
-            .await
+            .await;
+        if out.is_ok() {
+            self.index_keycrm_id(c, o, keycrm_id);
+        }
+        self.step("ledger.mark_created", c, o, None).await;
+        out
     }
     async fn record_created(
         &self,
@@ -179,9 +233,12 @@ impl OrderLedger for Ledger {
         holder: &str,
         created: &Created,
     ) -> Result<(), StoreError> {
-        self.update("ledger.record_created", c, o, Some(true));
-        self.index_keycrm_id(c, o, created.keycrm_id);
-        self.inner.record_created(c, o, holder, created).await
+        let out = self.inner.record_created(c, o, holder, created).await;
+        if out.is_ok() {
+            self.index_keycrm_id(c, o, created.keycrm_id);
+        }
+        self.step("ledger.record_created", c, o, None).await;
+        out
     }
     async fn mark_failed(
         &self,
@@ -191,10 +248,12 @@ impl OrderLedger for Ledger {
         error: &str,
         field_errors: &BTreeMap<String, Vec<String>>,
     ) -> Result<(), StoreError> {
-        self.update("ledger.mark_failed", c, o, None);
-        self.inner
+        let out = self
+            .inner
             .mark_failed(c, o, holder, error, field_errors)
-            .await
+            .await;
+        self.step("ledger.mark_failed", c, o, None).await;
+        out
     }
     async fn mark_skipped(
         &self,
@@ -203,8 +262,9 @@ impl OrderLedger for Ledger {
         holder: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.update("ledger.mark_skipped", c, o, Some(true));
-        self.inner.mark_skipped(c, o, holder, reason).await
+        let out = self.inner.mark_skipped(c, o, holder, reason).await;
+        self.step("ledger.mark_skipped", c, o, None).await;
+        out
     }
     async fn release(
         &self,
@@ -214,13 +274,15 @@ impl OrderLedger for Ledger {
         error: &str,
         maybe_committed: bool,
     ) -> Result<(), StoreError> {
-        self.update("ledger.release", c, o, None);
-        self.inner
+        let out = self
+            .inner
             .release(c, o, holder, error, maybe_committed)
-            .await
+            .await;
+        self.step("ledger.release", c, o, None).await;
+        out
     }
     async fn get(&self, c: &str, o: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        self.read("ledger.get", c, o, true);
+        self.bill_read("ledger.get", c, self.held(c, o));
         self.inner.get(c, o).await
     }
     async fn find_by_keycrm_id(
@@ -230,20 +292,26 @@ impl OrderLedger for Ledger {
         keycrm_id: i64,
     ) -> Result<Option<LedgerEntry>, StoreError> {
         // Ids set outside the ledger's own writes (none in the bench) fall back to the scan.
-        let got = match self.find_indexed(c, target, keycrm_id).await? {
+        let (listed, got) = match self.find_indexed(c, target, keycrm_id).await? {
             Some(found) => found,
-            None => self.inner.find_by_keycrm_id(c, target, keycrm_id).await?,
+            None => {
+                let got = self.inner.find_by_keycrm_id(c, target, keycrm_id).await?;
+                (got.iter().map(|e| e.shop_order_id.clone()).collect(), got)
+            }
         };
-        let r = match &got {
-            Some(e) => read_units(self.item(c, &e.shop_order_id).0, false),
-            None => 0.5,
-        };
-        self.ctx.meter.dynamo(
-            self.ctx.index.conn(c),
+        // One Query of gsi1 (eventually consistent, keys only), then a consistent GetItem
+        // of each entry it lists.
+        let held: Vec<StoredSize> = listed.iter().filter_map(|o| self.held(c, o)).collect();
+        let index_bytes: usize = held.iter().filter_map(|h| h.index).sum();
+        self.bill(
             "ledger.find_by_keycrm_id (gsi1)",
-            r,
+            c,
+            read_units(index_bytes.max(NOTHING), false),
             0.0,
         );
+        for h in held {
+            self.bill_read("ledger.find_by_keycrm_id (get)", c, Some(h));
+        }
         Ok(got)
     }
     async fn adopt(
@@ -253,9 +321,21 @@ impl OrderLedger for Ledger {
         target: Target,
         keycrm_id: i64,
     ) -> Result<LedgerEntry, StoreError> {
-        self.update("ledger.adopt", c, o, Some(true));
-        self.index_keycrm_id(c, o, keycrm_id);
-        self.inner.adopt(c, o, target, keycrm_id).await
+        let before = self.held(c, o);
+        let out = self.inner.adopt(c, o, target, keycrm_id).await;
+        // The write is refused unless it added the index entry; a refusal is read back.
+        let after = self.now_held(c, o).await.or(before);
+        let adopted = out.is_ok()
+            && before.is_some_and(|b| b.index.is_none())
+            && after.is_some_and(|a| a.index.is_some());
+        if out.is_ok() {
+            self.index_keycrm_id(c, o, keycrm_id);
+        }
+        self.bill_update("ledger.adopt", c, before, after);
+        if !adopted {
+            self.bill_read("ledger.adopt (read)", c, after);
+        }
+        out
     }
     async fn record_keycrm_status(
         &self,
@@ -265,10 +345,20 @@ impl OrderLedger for Ledger {
         changed_at: DateTime<Utc>,
         shop_status: &str,
     ) -> Result<bool, StoreError> {
-        self.update("ledger.record_keycrm_status", c, o, None);
-        self.inner
+        let out = self
+            .inner
             .record_keycrm_status(c, o, keycrm_status_id, changed_at, shop_status)
-            .await
+            .await;
+        // A stale or duplicate change is refused, then read to tell it from a missing order.
+        let refused = !matches!(out, Ok(true));
+        self.step(
+            "ledger.record_keycrm_status",
+            c,
+            o,
+            refused.then_some("ledger.record_keycrm_status (read)"),
+        )
+        .await;
+        out
     }
     async fn record_shop_status(
         &self,
@@ -278,10 +368,24 @@ impl OrderLedger for Ledger {
         keycrm_status_id: Option<i64>,
         occurred_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update("ledger.record_shop_status", c, o, None);
-        self.inner
+        // Refused (and read back) when a newer shop status is recorded already.
+        let newer = matches!(
+            self.inner.get(c, o).await,
+            Ok(Some(e)) if e.shop_status_at.is_some_and(|t| t > occurred_at)
+        );
+        let out = self
+            .inner
             .record_shop_status(c, o, shop_status, keycrm_status_id, occurred_at)
-            .await
+            .await;
+        let refused = newer || out.is_err();
+        self.step(
+            "ledger.record_shop_status",
+            c,
+            o,
+            refused.then_some("ledger.record_shop_status (read)"),
+        )
+        .await;
+        out
     }
     async fn reserve_shop_push(
         &self,
@@ -291,10 +395,19 @@ impl OrderLedger for Ledger {
         holder: &str,
         lease: Duration,
     ) -> Result<PushReservation, StoreError> {
-        self.update("ledger.reserve_shop_push", c, o, None);
-        self.inner
+        let out = self
+            .inner
             .reserve_shop_push(c, o, occurred_at, holder, lease)
-            .await
+            .await;
+        let refused = !matches!(out, Ok(PushReservation::Granted));
+        self.step(
+            "ledger.reserve_shop_push",
+            c,
+            o,
+            refused.then_some("ledger.reserve_shop_push (read)"),
+        )
+        .await;
+        out
     }
     async fn finish_shop_push(
         &self,
@@ -305,22 +418,41 @@ impl OrderLedger for Ledger {
         keycrm_status_id: Option<i64>,
         occurred_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update("ledger.finish_shop_push", c, o, None);
-        self.inner
+        let out = self
+            .inner
             .finish_shop_push(c, o, holder, shop_status, keycrm_status_id, occurred_at)
-            .await
+            .await;
+        self.step("ledger.finish_shop_push", c, o, None).await;
+        out
     }
     async fn release_shop_push(&self, c: &str, o: &str, holder: &str) -> Result<(), StoreError> {
-        self.update("ledger.release_shop_push", c, o, None);
-        self.inner.release_shop_push(c, o, holder).await
+        let out = self.inner.release_shop_push(c, o, holder).await;
+        self.step("ledger.release_shop_push", c, o, None).await;
+        out
     }
     async fn reset_for_repush(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
-        self.update("ledger.reset_for_repush", c, o, None);
-        self.inner.reset_for_repush(c, o).await
+        let out = self.inner.reset_for_repush(c, o).await;
+        let refused = out.is_err();
+        self.step(
+            "ledger.reset_for_repush",
+            c,
+            o,
+            refused.then_some("ledger.reset_for_repush (read)"),
+        )
+        .await;
+        out
     }
     async fn unskip(&self, c: &str, o: &str) -> Result<LedgerEntry, StoreError> {
-        self.update("ledger.unskip", c, o, Some(false));
-        self.inner.unskip(c, o).await
+        let out = self.inner.unskip(c, o).await;
+        let refused = out.is_err();
+        self.step(
+            "ledger.unskip",
+            c,
+            o,
+            refused.then_some("ledger.unskip (read)"),
+        )
+        .await;
+        out
     }
     async fn skipped(
         &self,
@@ -329,18 +461,34 @@ impl OrderLedger for Ledger {
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let out = self.inner.skipped(c, since, limit).await?;
-        let r = read_units(out.len() * (LEDGER_ATTRS + 1200), false);
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.conn(c), "ledger.skipped (gsi1)", r, 0.0);
+        // One Query of gsi1 (keys only), then one BatchGetItem of the entries it lists.
+        let held: Vec<StoredSize> = out
+            .iter()
+            .filter_map(|e| self.held(c, &e.shop_order_id))
+            .collect();
+        let index_bytes: usize = held.iter().filter_map(|h| h.index).sum();
+        let gets: f64 = held.iter().map(|h| read_units(h.item, false)).sum();
+        self.bill(
+            "ledger.skipped (gsi1)",
+            c,
+            read_units(index_bytes.max(NOTHING), false) + gets,
+            0.0,
+        );
         Ok(out)
     }
     async fn sample_created(&self, c: &str, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
         let out = self.inner.sample_created(c, limit).await?;
-        let r = read_units(out.len() * (LEDGER_ATTRS + 1200), false);
-        self.ctx
-            .meter
-            .dynamo(self.ctx.index.conn(c), "ledger.sample_created", r, 0.0);
+        let bytes: usize = out
+            .iter()
+            .filter_map(|e| self.held(c, &e.shop_order_id))
+            .map(|h| h.item)
+            .sum();
+        self.bill(
+            "ledger.sample_created",
+            c,
+            read_units(bytes.max(NOTHING), false),
+            0.0,
+        );
         Ok(out)
     }
 }

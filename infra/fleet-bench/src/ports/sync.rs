@@ -9,6 +9,10 @@ pub struct Sync {
     leases: Mutex<HashMap<String, (usize, bool)>>,
 }
 
+/// A lease item's gsi1 entry: keys (`CONN#…`, `SYNC#…`, `SYNC#UNFINISHED`, `{conn}#{kind}`),
+/// the two projected times and DynamoDB's 100 bytes.
+const INDEX_ENTRY_BYTES: usize = 280;
+
 impl Sync {
     pub fn new(inner: Arc<store::MemorySync>, ctx: Ctx) -> Self {
         Sync {
@@ -23,7 +27,10 @@ impl Sync {
             + l.checkpoint.as_ref().map_or(0, String::len)
             + l.run.as_ref().map_or(0, json_len)
     }
-    /// Charges an UpdateItem of the lease item that leaves it at `new` bytes.
+    /// Charges an UpdateItem of the lease item that leaves it at `new` bytes. Its gsi1 entry
+    /// (while a checkpoint exists) holds the keys, `lease_until` and `queued_until` only
+    /// (`store::dynamo::GSI1_PROJECTED`), which every lease write changes: one small index
+    /// write, whatever the checkpoint's size.
     fn write(&self, op: &'static str, conn: &str, new: Option<(usize, bool)>) {
         let old = self
             .leases
@@ -34,7 +41,7 @@ impl Sync {
         let after = new.unwrap_or(old);
         let w = write_units(old.0.max(after.0));
         let gsi = if old.1 || after.1 {
-            write_units(if after.1 { after.0 } else { old.0 })
+            write_units(INDEX_ENTRY_BYTES)
         } else {
             0.0
         };
@@ -107,7 +114,7 @@ impl SyncStore for Sync {
         let bytes: usize = self
             .leases
             .lock()
-            .map(|m| m.values().filter(|(_, g)| *g).map(|(b, _)| *b).sum())
+            .map(|m| m.values().filter(|(_, g)| *g).count() * INDEX_ENTRY_BYTES)
             .unwrap_or(0);
         self.ctx.meter.dynamo(
             None,

@@ -6,9 +6,16 @@
 //! lookup the status webhooks use. While an order is skipped it carries
 //! `gsi1pk = SKIPPED#{connection}`, `gsi1sk = created_at` instead (the orders a merchant can
 //! push later); a re-push removes it.
+//!
+//! The index holds an entry's keys only (`dynamo::GSI1_PROJECTED` names nothing an entry has):
+//! both index readers take the keys from the index and read the entries themselves, so the
+//! writes that follow an order's creation (status changes both ways, status pushes) cost the
+//! item's own write units and nothing in the index. Once the order is in KeyCRM the stored
+//! event is dropped, which keeps the entry under 1 KB: one write unit per step
+//! (`DATA_MODEL.md`, "Ledger entry size").
 
 use crate::dynamo::conn_pk;
-use crate::dynamo::{self, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK};
+use crate::dynamo::{self, batch, DynamoTable, Item, GSI1, GSI1_PK, GSI1_SK, PK, SK};
 use crate::ledger::{
     future_horizon, lease_end, lost_claim, lost_push, not_adoptable, Claim, Created, LedgerEntry,
     LedgerState, OrderLedger, PushReservation, Target,
@@ -86,8 +93,14 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     put("attempts", dynamo::n(e.attempts));
     put("maybe_committed", dynamo::b(e.maybe_committed));
     put("scoped_key", dynamo::b(e.scoped_key));
-    put("field_errors", dynamo::json(&e.field_errors)?);
-    put("report", dynamo::json(&e.report)?);
+    // Empty field errors and an empty report are left out (read back as empty): bytes an
+    // entry would otherwise carry for nothing.
+    if !e.field_errors.is_empty() {
+        put("field_errors", dynamo::json(&e.field_errors)?);
+    }
+    if e.report != MappingReport::default() {
+        put("report", dynamo::json(&e.report)?);
+    }
     put("created_at", ts(e.created_at));
     put("updated_at", ts(e.updated_at));
     if let Some(id) = e.keycrm_id {
@@ -109,6 +122,9 @@ fn to_item(e: &LedgerEntry) -> Result<Item, StoreError> {
     }
     if let Some(v) = &e.event_json {
         put("event_json", dynamo::s(v));
+    }
+    if let Some(v) = &e.order_number {
+        put("order_number", dynamo::s(v));
     }
     if let Some(v) = &e.shop_status {
         put("shop_status", dynamo::s(v));
@@ -152,6 +168,7 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         field_errors: dynamo::get_json(item, "field_errors")?.unwrap_or_default(),
         report: dynamo::get_json(item, "report")?.unwrap_or_default(),
         event_json: dynamo::get_s(item, "event_json"),
+        order_number: dynamo::get_s(item, "order_number"),
         shop_status: dynamo::get_s(item, "shop_status"),
         shop_status_at: get_ts(item, "shop_status_at"),
         keycrm_status_id: dynamo::get_n(item, "keycrm_status_id"),
@@ -161,6 +178,28 @@ fn from_item(item: &Item) -> Result<LedgerEntry, StoreError> {
         push_until: get_ts(item, "push_until"),
         created_at: get_ts(item, "created_at").unwrap_or(now),
         updated_at: get_ts(item, "updated_at").unwrap_or(now),
+    })
+}
+
+/// What DynamoDB bills for an entry as this adapter stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredSize {
+    /// The item's bytes (`dynamo::item_bytes`).
+    pub item: usize,
+    /// Its entry in `gsi1`, when it has one (a KeyCRM id, or skipped): keys only.
+    pub index: Option<usize>,
+}
+
+/// The size of `e` stored by this adapter: what the fleet bench bills for each step.
+pub fn stored_size(e: &LedgerEntry) -> Result<StoredSize, StoreError> {
+    let mut item = to_item(e)?;
+    if e.state == LedgerState::Skipped && e.keycrm_id.is_none() {
+        item.insert(GSI1_PK.into(), dynamo::s(skipped_pk(&e.connection_id)));
+        item.insert(GSI1_SK.into(), ts(e.created_at));
+    }
+    Ok(StoredSize {
+        item: dynamo::item_bytes(&item),
+        index: dynamo::gsi1_entry_bytes(&item),
     })
 }
 
@@ -214,6 +253,14 @@ impl Update {
         let n = self.name(attr);
         self.remove.push(n);
         self
+    }
+
+    /// `attr` set to `v`, or removed when `v` is `None` (an empty value is not stored).
+    fn set_or_remove(self, attr: &str, v: Option<AttributeValue>) -> Self {
+        match v {
+            Some(v) => self.set(attr, v),
+            None => self.remove(attr),
+        }
     }
 
     /// `cond` names attributes as `#attr` and values as `{0}`, `{1}` … of `vals`.
@@ -302,6 +349,20 @@ impl Update {
             },
         }
     }
+}
+
+/// The stored form of field errors: none when there are none.
+fn field_errors_value(
+    f: &BTreeMap<String, Vec<String>>,
+) -> Result<Option<AttributeValue>, StoreError> {
+    (!f.is_empty()).then(|| dynamo::json(f)).transpose()
+}
+
+/// The stored form of a mapping report: none when it says nothing.
+fn report_value(r: &MappingReport) -> Result<Option<AttributeValue>, StoreError> {
+    (*r != MappingReport::default())
+        .then(|| dynamo::json(r))
+        .transpose()
 }
 
 /// Only the current holder may finish or give up a claim.
@@ -399,7 +460,10 @@ impl OrderLedger for DynamoTable {
                     &["state", "claim_until"],
                     vec![dynamo::s("pending"), ts(now)],
                 );
-            let mut retake = retake;
+            let mut retake = match &fresh.order_number {
+                Some(number) => retake.set_if_absent("order_number", dynamo::s(number)),
+                None => retake,
+            };
             let n = retake.name("attempts");
             let one = retake.value(dynamo::n(1));
             retake.set.push(format!("{n} = {n} + {one}"));
@@ -485,16 +549,15 @@ impl OrderLedger for DynamoTable {
                 dynamo::s(kc_pk(connection_id, c.target, c.keycrm_id)),
             )
             .set(GSI1_SK, dynamo::s(order_sk(shop_order_id)))
-            .set("report", dynamo::json(&c.report)?)
-            .set(
-                "field_errors",
-                dynamo::json(&BTreeMap::<String, Vec<String>>::new())?,
-            )
+            .set_or_remove("report", report_value(&c.report)?)
             .set("maybe_committed", dynamo::b(false))
             .set("updated_at", ts(Utc::now()))
+            .remove("field_errors")
             .remove("claim_holder")
             .remove("claim_until")
-            .remove("last_error");
+            .remove("last_error")
+            // In KeyCRM now: nothing sends the event again (`order_number` stays).
+            .remove("event_json");
         if let Some(s) = &c.shop_status {
             u = u.set("shop_status", dynamo::s(s));
         }
@@ -515,7 +578,7 @@ impl OrderLedger for DynamoTable {
         let u = as_holder(holder)
             .set("state", dynamo::s("failed"))
             .set("last_error", dynamo::s(error))
-            .set("field_errors", dynamo::json(field_errors)?)
+            .set_or_remove("field_errors", field_errors_value(field_errors)?)
             .set("updated_at", ts(Utc::now()))
             .remove("claim_holder")
             .remove("claim_until");
@@ -585,13 +648,28 @@ impl OrderLedger for DynamoTable {
             .send()
             .await
             .map_err(dynamo::sdk)?;
-        let entries = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(entries.into_iter().max_by_key(|e| e.pushed_at()))
+        // The index holds keys only: each entry is read from the table (consistently, so the
+        // caller sees its latest status), and kept only if it still carries the id.
+        let mut best: Option<LedgerEntry> = None;
+        for key in out.items.unwrap_or_default() {
+            let Some(order) = dynamo::get_s(&key, SK)
+                .as_deref()
+                .and_then(|sk| sk.strip_prefix("ORDER#"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Some(e) = self.ledger_item(connection_id, &order).await? else {
+                continue;
+            };
+            if e.target == target
+                && e.keycrm_id == Some(keycrm_id)
+                && best.as_ref().is_none_or(|b| e.pushed_at() > b.pushed_at())
+            {
+                best = Some(e);
+            }
+        }
+        Ok(best)
     }
 
     async fn adopt(
@@ -609,14 +687,12 @@ impl OrderLedger for DynamoTable {
             .set(GSI1_PK, dynamo::s(kc_pk(connection_id, target, keycrm_id)))
             .set(GSI1_SK, dynamo::s(order_sk(shop_order_id)))
             .set("maybe_committed", dynamo::b(false))
-            .set(
-                "field_errors",
-                dynamo::json(&BTreeMap::<String, Vec<String>>::new())?,
-            )
             .set("updated_at", ts(now))
+            .remove("field_errors")
             .remove("claim_holder")
             .remove("claim_until")
             .remove("last_error")
+            .remove("event_json")
             .when(
                 "attribute_exists(pk) AND attribute_not_exists(#keycrm_id) AND \
                  (#state = {0} OR (#state = {1} AND \
@@ -892,13 +968,36 @@ impl OrderLedger for DynamoTable {
             None => q.key_condition_expression("#p = :p"),
         };
         let out = q.send().await.map_err(dynamo::sdk)?;
-        out.items
+        // The index holds keys only: the entries are read from the table in one batch and
+        // listed in the index's order (oldest first).
+        let keys: Vec<Item> = out
+            .items
             .unwrap_or_default()
             .iter()
-            .map(from_item)
-            // The index is eventually consistent: an entry reset a moment ago may still show.
-            .filter(|e| !matches!(e, Ok(e) if e.state != LedgerState::Skipped))
-            .collect()
+            .filter_map(|i| Some(dynamo::key(dynamo::get_s(i, PK)?, dynamo::get_s(i, SK)?)))
+            .collect();
+        let order: HashMap<String, usize> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(n, k)| Some((dynamo::get_s(k, SK)?, n)))
+            .collect();
+        let mut found = batch::get_items(self, keys)
+            .await?
+            .iter()
+            .map(|item| {
+                let at = dynamo::get_s(item, SK)
+                    .and_then(|sk| order.get(&sk).copied())
+                    .unwrap_or(usize::MAX);
+                from_item(item).map(|e| (at, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|(at, _)| *at);
+        // The index is eventually consistent: an entry reset a moment ago may still show.
+        Ok(found
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.state == LedgerState::Skipped)
+            .collect())
     }
 
     async fn sample_created(

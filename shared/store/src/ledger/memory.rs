@@ -2,8 +2,8 @@
 //! every method is one atomic step under a lock, like one conditional write there.
 
 use crate::ledger::{
-    future_horizon, lease_end, lost_claim, lost_push, not_adoptable, Claim, LedgerEntry,
-    LedgerState, OrderLedger, PushReservation, Target,
+    future_horizon, lease_end, lost_claim, lost_push, not_adoptable, order_number_in, Claim,
+    LedgerEntry, LedgerState, OrderLedger, PushReservation, Target,
 };
 use crate::StoreError;
 use async_trait::async_trait;
@@ -113,6 +113,9 @@ impl OrderLedger for MemoryLedger {
                 if e.event_json.is_none() {
                     e.event_json = Some(event_json.to_string());
                 }
+                if e.order_number.is_none() {
+                    e.order_number = order_number_in(event_json);
+                }
                 e.updated_at = now;
                 Claim::Granted(e.clone())
             }
@@ -156,6 +159,7 @@ impl OrderLedger for MemoryLedger {
             e.maybe_committed = false;
             e.last_error = None;
             e.field_errors.clear();
+            e.event_json = None;
             e.report = report.clone();
             if let Some(s) = shop_status {
                 e.shop_status = Some(s.to_string());
@@ -275,6 +279,7 @@ impl OrderLedger for MemoryLedger {
         e.maybe_committed = false;
         e.last_error = None;
         e.field_errors.clear();
+        e.event_json = None;
         e.updated_at = now;
         Ok(e.clone())
     }

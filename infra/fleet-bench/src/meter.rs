@@ -385,7 +385,12 @@ impl Snapshot {
         let shop_ops = self
             .shop_ops
             .iter()
-            .map(|(k, v)| (*k, *v - earlier.shop_ops.get(k).copied().unwrap_or_default()))
+            .map(|(k, v)| {
+                (
+                    *k,
+                    *v - earlier.shop_ops.get(k).copied().unwrap_or_default(),
+                )
+            })
             .collect();
         let functions = self
             .functions

@@ -1865,7 +1865,10 @@ fn tracing_is_active_except_on_the_high_volume_functions() {
         .get("Parameters")
         .and_then(|p| p.get("HighVolumeTracing"))
         .expect("a HighVolumeTracing parameter");
-    assert_eq!(param.get("Default").and_then(Value::as_str), Some("PassThrough"));
+    assert_eq!(
+        param.get("Default").and_then(Value::as_str),
+        Some("PassThrough")
+    );
     let high_volume = ["WebhookFunction", "StatusApplyFunction"];
     let mut problems = Vec::new();
     for (id, f) in resources_of_type(&template, FUNCTION_TYPE) {

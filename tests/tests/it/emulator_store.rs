@@ -286,19 +286,23 @@ async fn an_idle_key_grants_interactive_work_a_burst() {
     );
 }
 
+/// 10 requests a window of 4 s: slots 400 ms apart, background ones 500 ms, a share of 8.
+fn ten_in_four_seconds() -> RateBudget {
+    RateBudget {
+        requests: 10,
+        window: Duration::from_secs(4),
+        background_share: 0.8,
+        safety: 1.0,
+    }
+}
+
 /// Background work on an idle key (a price run starting at night) spends its share of the
 /// window at once, through two instances sharing the item; the grant is stored on the item,
 /// and the request after the share is paced again.
 #[tokio::test]
 async fn an_idle_key_grants_background_work_a_burst_of_its_share() {
     let t = emulator::table().await;
-    // 10 a window of 4 s: slots 400 ms apart, background ones 500 ms, a share of 8.
-    let budget = RateBudget {
-        requests: 10,
-        window: Duration::from_secs(4),
-        background_share: 0.8,
-        safety: 1.0,
-    };
+    let budget = ten_in_four_seconds();
     let a = DynamoRateGate::new(t.clone(), budget.clone());
     let b = DynamoRateGate::new(t.clone(), budget.clone());
     let start = Instant::now();
@@ -333,12 +337,7 @@ async fn an_idle_key_grants_background_work_a_burst_of_its_share() {
 #[tokio::test]
 async fn a_gate_item_without_the_background_burst_grants_none() {
     let t = emulator::table().await;
-    let budget = RateBudget {
-        requests: 10,
-        window: Duration::from_secs(4),
-        background_share: 0.8,
-        safety: 1.0,
-    };
+    let budget = ten_in_four_seconds();
     let now = keycrm::gate::now_us();
     // Idle for interactive work (with a long interactive grant), background due in 1.5 s.
     t.client

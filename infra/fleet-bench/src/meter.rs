@@ -83,6 +83,14 @@ pub struct OpStat {
     pub wru: f64,
 }
 
+impl AddAssign for OpStat {
+    fn add_assign(&mut self, o: OpStat) {
+        self.calls += o.calls;
+        self.rru += o.rru;
+        self.wru += o.wru;
+    }
+}
+
 impl Sub for OpStat {
     type Output = OpStat;
     fn sub(self, e: OpStat) -> OpStat {
@@ -213,17 +221,12 @@ impl Meter {
                 ..Usage::default()
             },
         );
+        let call = OpStat { calls: 1, rru, wru };
         if let Ok(mut ops) = self.ops.lock() {
-            let e = ops.entry(op).or_default();
-            e.calls += 1;
-            e.rru += rru;
-            e.wru += wru;
+            *ops.entry(op).or_default() += call;
         }
         if let (Some(i), Ok(mut ops)) = (shop, self.shop_ops.lock()) {
-            let e = ops.entry((i, op)).or_default();
-            e.calls += 1;
-            e.rru += rru;
-            e.wru += wru;
+            *ops.entry((i, op)).or_default() += call;
         }
     }
 

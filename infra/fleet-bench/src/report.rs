@@ -344,10 +344,7 @@ pub fn print(o: &Outcome, real: Duration) {
         let mut by_op: BTreeMap<&str, crate::meter::OpStat> = BTreeMap::new();
         for ((i, op), v) in &o.day.shop_ops {
             if typical.contains(i) {
-                let e = by_op.entry(op).or_default();
-                e.calls += v.calls;
-                e.rru += v.rru;
-                e.wru += v.wru;
+                *by_op.entry(op).or_default() += *v;
             }
         }
         let n = typical.len() as f64;

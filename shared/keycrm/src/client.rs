@@ -130,6 +130,33 @@ impl KeycrmClient {
         key: ApiKey,
         gate: Arc<dyn RateGate>,
     ) -> Result<Self, KeycrmError> {
+        let http = Self::http_client(&config)?;
+        Self::with_http(config, key, gate, http)
+    }
+
+    /// The HTTP connection pool a client of `config` uses. One pool can serve the clients of
+    /// many API keys (they differ only in the header they send): see [`KeycrmClient::with_http`].
+    pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, KeycrmError> {
+        reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("shop-keycrm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| KeycrmError::Protocol {
+                detail: format!("HTTP client setup failed: {e}"),
+            })
+    }
+
+    /// A client on an existing connection pool (made by [`KeycrmClient::http_client`] from a
+    /// config with the same timeouts). A warm Lambda serving thousands of connections keeps
+    /// one pool, so its memory does not grow with the shops it has seen and a connection to
+    /// KeyCRM opened for one shop is reused for the next (no new TLS handshake).
+    pub fn with_http(
+        config: ClientConfig,
+        key: ApiKey,
+        gate: Arc<dyn RateGate>,
+        http: reqwest::Client,
+    ) -> Result<Self, KeycrmError> {
         let mut base_str = config.base_url.trim().trim_end_matches('/').to_string();
         base_str.push('/');
         let base = Url::parse(&base_str).map_err(|e| KeycrmError::Protocol {
@@ -140,14 +167,6 @@ impl KeycrmClient {
                 detail: "KeyCRM base URL must be http or https".into(),
             });
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("shop-keycrm/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| KeycrmError::Protocol {
-                detail: format!("HTTP client setup failed: {e}"),
-            })?;
         let fingerprint = key.fingerprint();
         Ok(KeycrmClient {
             inner: Arc::new(Inner {

@@ -1,6 +1,7 @@
 //! The Lambda's wiring from its environment: DynamoDB (table, ledger, rate gate), SQS (the
 //! order queue for deferred copies, the dead-letter queue), the KeyCRM key store and clients.
 
+use crate::dictionaries::SHARED_TTL;
 use crate::{Dictionaries, KeycrmProvider, OrderPush, PushConfig};
 use keycrm::{ClientConfig, RateBudget};
 use queue::{Queue, SqsQueue};
@@ -46,7 +47,7 @@ impl App {
         let metrics = Emitter::new(Function::OrderPush).with_journal(journal.clone());
         let push = OrderPush {
             connections: Arc::new(table.clone()),
-            ledger: Arc::new(table),
+            ledger: Arc::new(table.clone()),
             journal,
             crm: Arc::new(KeycrmProvider {
                 clients,
@@ -54,7 +55,9 @@ impl App {
             }),
             retry_queue: Arc::new(order_queue),
             dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
-            dictionaries: Arc::new(Dictionaries::default()),
+            dictionaries: Arc::new(
+                Dictionaries::default().with_shared(Arc::new(table.clone()), SHARED_TTL),
+            ),
             config: PushConfig {
                 source_queue,
                 ..PushConfig::default()

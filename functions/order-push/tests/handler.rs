@@ -1513,3 +1513,140 @@ async fn concurrent_status_pushes_of_one_order_land_in_order() {
 // The Lambda edge from JSON event fixtures, on this file's in-memory world.
 #[path = "lambda/fixtures.rs"]
 mod lambda_fixtures;
+
+/// A shared dictionary cache that is down.
+struct DownCache;
+
+#[async_trait]
+impl store::DictionaryCache for DownCache {
+    async fn get(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<(store::CachedDictionaries, DateTime<Utc>)>, StoreError> {
+        Err(StoreError::Unavailable("table down".into()))
+    }
+    async fn put(
+        &self,
+        _: &str,
+        _: &store::CachedDictionaries,
+        _: Duration,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("table down".into()))
+    }
+    async fn invalidate(&self, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("table down".into()))
+    }
+}
+
+impl World {
+    /// A cold instance (empty in-process dictionaries) on the shared cache.
+    fn new_instance(&mut self, shared: Arc<dyn store::DictionaryCache>) {
+        self.push.dictionaries = Arc::new(
+            Dictionaries::default().with_shared(shared, order_push::dictionaries::SHARED_TTL),
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_uses_the_dictionaries_another_instance_loaded() {
+    let mut w = world(OrderSyncType::Orders).await;
+    let shared = Arc::new(store::MemoryDictionaryCache::new());
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S1")]).await;
+    assert_eq!(w.crm.requests()["load_reference"], 1);
+    // Two more cold instances: each maps its order with the shared copy, no KeyCRM lookup.
+    for order in ["S2", "S3"] {
+        w.new_instance(shared.clone());
+        let out = w.run(&[&created_event("shop-1", order)]).await;
+        assert!(is_created(&out[0]), "{out:?}");
+    }
+    assert_eq!(
+        w.crm.requests()["load_reference"],
+        1,
+        "{:?}",
+        w.crm.requests()
+    );
+    assert_eq!(w.crm.requests()["create_order"], 3);
+    let (entry, _) = store::DictionaryCache::get(shared.as_ref(), "c1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("shared entry");
+    assert_eq!(entry.version, 1);
+    assert_eq!(entry.sync, OrderSyncType::Orders);
+    assert_eq!(entry.reference, reference());
+}
+
+#[tokio::test]
+async fn saved_settings_make_every_instance_reload_the_dictionaries() {
+    let mut w = world(OrderSyncType::Orders).await;
+    let shared = Arc::new(store::MemoryDictionaryCache::new());
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S1")]).await;
+    // The merchant saves the settings: the connection's version moves on.
+    let mut c = w.connections.get("c1").await.unwrap().unwrap();
+    w.connections.update(&c).await.unwrap();
+    c = w.connections.get("c1").await.unwrap().unwrap();
+    assert!(c.version > 1);
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S2")]).await;
+    assert_eq!(
+        w.crm.requests()["load_reference"],
+        2,
+        "the old copy is not used"
+    );
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S3")]).await;
+    assert_eq!(
+        w.crm.requests()["load_reference"],
+        2,
+        "the new copy is shared"
+    );
+}
+
+#[tokio::test]
+async fn a_validation_error_drops_the_shared_dictionaries_too() {
+    let mut w = world(OrderSyncType::Orders).await;
+    let shared = Arc::new(store::MemoryDictionaryCache::new());
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S1")]).await;
+    let mut errors = BTreeMap::new();
+    errors.insert(
+        "shipping.delivery_service_id".to_string(),
+        vec!["The selected delivery service id is invalid.".to_string()],
+    );
+    w.crm.fail_next([MemoryCrmFault::Validation(errors)]);
+    w.run(&[&created_event("shop-1", "S2")]).await;
+    assert!(
+        store::DictionaryCache::get(shared.as_ref(), "c1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "the shared copy may be what is stale"
+    );
+    w.new_instance(shared.clone());
+    w.run(&[&created_event("shop-1", "S3")]).await;
+    assert_eq!(w.crm.requests()["load_reference"], 2);
+}
+
+#[tokio::test]
+async fn a_shared_cache_that_is_down_costs_requests_not_orders() {
+    let mut w = world(OrderSyncType::Orders).await;
+    w.new_instance(Arc::new(DownCache));
+    let out = w.run(&[&created_event("shop-1", "S1")]).await;
+    assert!(is_created(&out[0]), "{out:?}");
+    // The process keeps its own copy meanwhile.
+    let out = w.run(&[&created_event("shop-1", "S2")]).await;
+    assert!(is_created(&out[0]), "{out:?}");
+    assert_eq!(w.crm.requests()["load_reference"], 1);
+    // A validation error with the cache down still fails only that order.
+    let mut errors = BTreeMap::new();
+    errors.insert("buyer.phone".to_string(), vec!["invalid".to_string()]);
+    w.crm.fail_next([MemoryCrmFault::Validation(errors)]);
+    let out = w.run(&[&created_event("shop-1", "S3")]).await;
+    assert!(
+        matches!(&out[0], Outcome::DeadLettered { kind, .. } if kind == "validation"),
+        "{out:?}"
+    );
+    assert_eq!(w.crm.orders().len(), 2);
+}

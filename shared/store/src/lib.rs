@@ -35,7 +35,10 @@ pub use ledger::{
     Claim, LedgerEntry, LedgerState, MemoryLedger, OrderLedger, PushReservation, Target,
 };
 pub use links::{LinkStore, MemoryLinks, SeenSet};
-pub use reference_cache::{MemoryReferenceCache, ReferenceCache};
+pub use reference_cache::{
+    CachedDictionaries, DictionaryCache, MemoryDictionaryCache, MemoryReferenceCache,
+    ReferenceCache,
+};
 pub use secrets::{EnvelopeSecrets, MemorySecrets, SecretStore, SecretsManager};
 pub use stock::{MemoryStock, StockStore, StockWindow};
 pub use sync::{

@@ -23,6 +23,7 @@ mod fleet_fairness_e2e;
 mod key_store;
 mod keycrm_client;
 mod metrics_emf;
+mod order_push_dictionaries;
 mod order_push_e2e;
 mod order_push_ledger;
 mod sim_conformance;

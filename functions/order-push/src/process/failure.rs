@@ -16,7 +16,7 @@ impl OrderPush {
         match e {
             KeycrmError::Validation { ref errors, .. } => {
                 // The dictionaries may be what is out of date: reload them next time.
-                self.dictionaries.invalidate(&c.conn.id);
+                self.dictionaries.invalidate(&c.conn.id).await;
                 let reason = format!("KeyCRM refused the order: {e}");
                 self.fail_order(c, "validation", reason, errors).await
             }

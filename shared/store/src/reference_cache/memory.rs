@@ -1,7 +1,6 @@
-//! The in-memory reference cache (unit tests, the local run).
+//! The in-memory caches (unit tests, the local run, the fleet benchmark).
 
-use crate::reference_cache::is_fresh;
-use crate::reference_cache::ReferenceCache;
+use crate::reference_cache::{is_fresh, CachedDictionaries, DictionaryCache, ReferenceCache};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,37 +9,67 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-type Entries = HashMap<String, (SettingsOptions, DateTime<Utc>)>;
-
-#[derive(Default)]
-pub struct MemoryReferenceCache {
-    inner: Mutex<Entries>,
+/// Documents of type `T` per connection, with when they were stored.
+pub struct MemoryDocs<T> {
+    inner: Mutex<HashMap<String, (T, DateTime<Utc>)>>,
 }
 
-impl MemoryReferenceCache {
+impl<T> Default for MemoryDocs<T> {
+    fn default() -> Self {
+        MemoryDocs {
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+pub type MemoryReferenceCache = MemoryDocs<SettingsOptions>;
+pub type MemoryDictionaryCache = MemoryDocs<CachedDictionaries>;
+
+impl<T: Clone> MemoryDocs<T> {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>, StoreError> {
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, (T, DateTime<Utc>)>>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("poisoned".into()))
     }
-}
 
-#[async_trait]
-impl ReferenceCache for MemoryReferenceCache {
-    async fn get(
+    fn get_doc(
         &self,
         connection_id: &str,
         max_age: Duration,
-    ) -> Result<Option<(SettingsOptions, DateTime<Utc>)>, StoreError> {
+    ) -> Result<Option<(T, DateTime<Utc>)>, StoreError> {
         Ok(self
             .lock()?
             .get(connection_id)
             .filter(|(_, at)| is_fresh(*at, max_age, Utc::now()))
             .cloned())
+    }
+
+    fn put_doc(&self, connection_id: &str, doc: &T) -> Result<(), StoreError> {
+        self.lock()?
+            .insert(connection_id.to_string(), (doc.clone(), Utc::now()));
+        Ok(())
+    }
+
+    fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.lock()?.remove(connection_id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReferenceCache for MemoryDocs<SettingsOptions> {
+    async fn get(
+        &self,
+        connection_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<(SettingsOptions, DateTime<Utc>)>, StoreError> {
+        self.get_doc(connection_id, max_age)
     }
 
     async fn put(
@@ -49,14 +78,35 @@ impl ReferenceCache for MemoryReferenceCache {
         options: &SettingsOptions,
         _ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.lock()?
-            .insert(connection_id.to_string(), (options.clone(), Utc::now()));
-        Ok(())
+        self.put_doc(connection_id, options)
     }
 
     async fn invalidate(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(connection_id);
-        Ok(())
+        self.remove(connection_id)
+    }
+}
+
+#[async_trait]
+impl DictionaryCache for MemoryDocs<CachedDictionaries> {
+    async fn get(
+        &self,
+        connection_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<(CachedDictionaries, DateTime<Utc>)>, StoreError> {
+        self.get_doc(connection_id, max_age)
+    }
+
+    async fn put(
+        &self,
+        connection_id: &str,
+        dictionaries: &CachedDictionaries,
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put_doc(connection_id, dictionaries)
+    }
+
+    async fn invalidate(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.remove(connection_id)
     }
 }
 

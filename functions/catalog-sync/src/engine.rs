@@ -396,6 +396,7 @@ impl Engine {
             resolver: None,
             seen: None,
             price_links: std::collections::HashMap::new(),
+            owners: None,
             checked_at: Instant::now(),
             links_scope,
         };

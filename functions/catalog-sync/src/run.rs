@@ -44,6 +44,9 @@ pub(crate) struct Run<'a> {
     pub seen: Option<store::SeenSet>,
     /// Links read by the price run in this invocation, so a stock chunk needs no re-read.
     pub price_links: std::collections::HashMap<i64, mapping::catalog::ProductLink>,
+    /// Every reverse pointer (shop product → KeyCRM product), read once by the drift repair
+    /// in this invocation.
+    pub owners: Option<std::sync::Arc<std::collections::HashMap<String, i64>>>,
     /// When the connection was last seen to exist (a deleted one stops the run).
     pub(crate) checked_at: Instant,
     pub(crate) links_scope: String,

@@ -56,6 +56,15 @@ pub trait LinkStore: Send + Sync {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError>;
+    /// `(shop product id, KeyCRM product id)` of every reverse pointer, in shop id order, a
+    /// page at a time: one `Query` of small items instead of one read per shop product when
+    /// a caller needs most of them (the drift repair compares every shop product).
+    async fn owners_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError>;
     /// `(shop product id, KeyCRM product id)` for those of `shop_ids` that are linked.
     async fn owners(
         &self,
@@ -168,6 +177,10 @@ mod tests {
             .unwrap();
         owners.sort();
         assert_eq!(owners, vec![("p1".into(), 1), ("p3".into(), 3)]);
+        let (a, next) = m.owners_page("c", None, 2).await.unwrap();
+        assert_eq!(a, vec![("p1".into(), 1), ("p2".into(), 2)]);
+        let (b, end) = m.owners_page("c", next, 2).await.unwrap();
+        assert_eq!((b, end), (vec![("p3".into(), 3)], None));
         m.delete_products("c", &[link(1, "p1")]).await.unwrap();
         assert!(m.owners("c", &["p1".into()]).await.unwrap().is_empty());
         assert_eq!(m.product_count("other"), 0);

@@ -84,8 +84,26 @@ async fn product_links_round_trip_page_and_find_owners() {
         .unwrap();
     owners.sort();
     assert_eq!(owners, vec![("p3".to_string(), 3), ("p4".to_string(), 4)]);
+    // Every reverse pointer by Query pages, in shop id order, nothing else of the partition.
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = t.owners_page("c1", after, 40).await.unwrap();
+        assert!(page.len() <= 40);
+        all.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 130);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in order, once each");
+    assert!(all.contains(&("p77".to_string(), 77)));
+    assert!(t.owners_page("c2", None, 40).await.unwrap().0.is_empty());
     t.delete_products("c1", &[links[2].clone()]).await.unwrap();
     assert!(t.owners("c1", &["p3".into()]).await.unwrap().is_empty());
+    let (first, _) = t.owners_page("c1", None, 1000).await.unwrap();
+    assert_eq!(first.len(), 129, "a deleted link's pointer goes with it");
     assert!(t.get_products("c1", &[3]).await.unwrap().is_empty());
 
     t.put_categories(

@@ -37,6 +37,11 @@ pub enum Call {
         after: Option<String>,
         limit: usize,
     },
+    OwnersPage {
+        conn: String,
+        after: Option<String>,
+        limit: usize,
+    },
     Owners {
         conn: String,
         shop_ids: Vec<String>,
@@ -153,6 +158,7 @@ pub async fn dispatch(b: &Backend, call: Call) -> Reply {
         Call::ProductStatesPage { conn, after, limit } => {
             ok(l.product_states_page(&conn, after, limit).await)
         }
+        Call::OwnersPage { conn, after, limit } => ok(l.owners_page(&conn, after, limit).await),
         Call::Owners { conn, shop_ids } => ok(l.owners(&conn, &shop_ids).await),
         Call::Categories { conn } => ok(l.categories(&conn).await),
         Call::PutCategories { conn, links } => ok(l.put_categories(&conn, &links).await),
@@ -318,6 +324,19 @@ impl LinkStore for Remote {
         limit: usize,
     ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
         self.call(Call::ProductStatesPage {
+            conn: s(conn),
+            after,
+            limit,
+        })
+        .await
+    }
+    async fn owners_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError> {
+        self.call(Call::OwnersPage {
             conn: s(conn),
             after,
             limit,

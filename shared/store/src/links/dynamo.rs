@@ -215,6 +215,44 @@ impl LinkStore for DynamoTable {
         Ok((states, next))
     }
 
+    async fn owners_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError> {
+        let pk = links_pk(conn);
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#p = :p AND begins_with(#s, :f)")
+            .projection_expression("#s, keycrm_id")
+            .expression_attribute_names("#p", PK)
+            .expression_attribute_names("#s", SK)
+            .expression_attribute_values(":p", dynamo::s(&pk))
+            .expression_attribute_values(":f", dynamo::s("R#"))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(shop_id) = after {
+            q = q.set_exclusive_start_key(Some(dynamo::key(&pk, reverse_sk(&shop_id))));
+        }
+        let out = q.send().await.map_err(dynamo::sdk)?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| dynamo::get_s(&k, SK))
+            .and_then(|sk| sk.strip_prefix("R#").map(str::to_string));
+        let owners = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                let shop_id = dynamo::get_s(i, SK)?.strip_prefix("R#")?.to_string();
+                Some((shop_id, dynamo::get_n::<i64>(i, "keycrm_id")?))
+            })
+            .collect();
+        Ok((owners, next))
+    }
+
     async fn owners(
         &self,
         conn: &str,

@@ -153,6 +153,35 @@ impl LinkStore for MemoryLinks {
         })
     }
 
+    async fn owners_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError> {
+        let limit = limit.clamp(1, 1000);
+        self.with(conn, |c| {
+            let mut all: Vec<(&String, &i64)> = c
+                .reverse
+                .iter()
+                .filter(|(s, _)| after.as_ref().is_none_or(|a| s.as_str() > a.as_str()))
+                .collect();
+            all.sort_unstable();
+            let more = all.len() > limit;
+            let page: Vec<(String, i64)> = all
+                .into_iter()
+                .take(limit)
+                .map(|(s, k)| (s.clone(), *k))
+                .collect();
+            let next = if more {
+                page.last().map(|(s, _)| s.clone())
+            } else {
+                None
+            };
+            (page, next)
+        })
+    }
+
     async fn owners(
         &self,
         conn: &str,

@@ -9,6 +9,8 @@
 //! cargo run --profile fleet -p fleet-bench                      # 2,000 shops, the design as deployed
 //! FLEET_DESIGN=before cargo run --profile fleet -p fleet-bench  # the design before issue 14
 //! FLEET_DESIGN=sleep cargo run --profile fleet -p fleet-bench   # syncs sleep on the gate, no slices
+//! FLEET_SHARED_DICTIONARIES=0 cargo run --profile fleet -p fleet-bench  # dictionaries per instance only
+//! FLEET_SMALL_MEMORY=256 cargo run --profile fleet -p fleet-bench # order push, status apply, webhook at 256 MB
 //! FLEET_SHOPS=200 FLEET_SCALE=240 FLEET_START_HOUR=12 FLEET_HOURS=24 cargo run --profile fleet -p fleet-bench
 //! ```
 
@@ -48,6 +50,17 @@ fn main() {
         .and_then(|v| v.parse::<u64>().ok())
     {
         design.sync_cfg.checkpoint_every = Duration::from_secs(s);
+    }
+    // 0: order push keeps its KeyCRM dictionaries per instance only (as before).
+    if let Some(v) = std::env::var("FLEET_SHARED_DICTIONARIES").ok() {
+        design.shared_dictionaries = v != "0";
+    }
+    // Memory of order push, status apply and the webhook receiver (MB), if not the template's.
+    if let Some(mb) = std::env::var("FLEET_SMALL_MEMORY")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        design = design.with_small_memory(mb);
     }
     let threads: usize = env("FLEET_THREADS", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()

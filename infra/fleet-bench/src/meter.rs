@@ -6,7 +6,7 @@
 //! units, GSI copies again), and add the modelled latency of each call to the invocation it
 //! was made in (`pool.rs` adds it to the billed duration: in-memory adapters answer at once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::{Add, AddAssign, Mul, Sub};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,6 +114,9 @@ pub struct FnStat {
     pub wall_gb_s: f64,
     /// The handlers' own CPU time on this machine (seconds, not stretched).
     pub cpu_s: f64,
+    /// The nightly full runs' share of `invocations` and `gb_s` (by the shops served).
+    pub once_invocations: f64,
+    pub once_gb_s: f64,
     pub throttled: u64,
     pub peak_concurrency: u64,
     /// Runs without X-Ray tracing (the template's `HighVolumeTracing` at PassThrough).
@@ -128,10 +131,15 @@ pub type Shop = Option<usize>;
 
 pub struct Meter {
     shops: Vec<Mutex<Usage>>,
+    /// The part of each shop's usage spent on its nightly full run (see [`once_a_day`]).
+    once: Vec<Mutex<Usage>>,
     fleet: Mutex<Usage>,
     ops: Mutex<BTreeMap<&'static str, OpStat>>,
     /// The same per shop (to say what one shop's DynamoDB line is made of).
     shop_ops: Mutex<BTreeMap<(usize, &'static str), OpStat>>,
+    /// The nightly full runs' part of `ops` and `shop_ops`.
+    once_ops: Mutex<BTreeMap<&'static str, OpStat>>,
+    once_shop_ops: Mutex<BTreeMap<(usize, &'static str), OpStat>>,
     functions: Mutex<BTreeMap<&'static str, FnStat>>,
     /// Log bytes not yet attributed (the log layer cannot tell the shop).
     pub log_bytes: AtomicU64,
@@ -160,6 +168,20 @@ pub mod latency {
 tokio::task_local! {
     /// The modelled AWS latency of the invocation in progress (virtual µs).
     static CALLS: Arc<AtomicU64>;
+    /// The shops whose work in the invocation in progress is their nightly full run.
+    static ONCE: Arc<HashSet<usize>>;
+}
+
+/// Runs `fut` (a catalog-sync invocation) with everything it charges to `shops` also counted
+/// as those shops' nightly full run. The default window holds the whole night but only half
+/// the day, so the report turns the window's counts into a day's by doubling everything but
+/// this part, which happens once a day (`Snapshot::daily`).
+pub async fn once_a_day<F: std::future::Future>(shops: HashSet<usize>, fut: F) -> F::Output {
+    ONCE.scope(Arc::new(shops), fut).await
+}
+
+fn is_once(shop: Shop) -> bool {
+    shop.is_some_and(|s| ONCE.try_with(|set| set.contains(&s)).unwrap_or(false))
 }
 
 /// Runs `fut` collecting the modelled latency of the AWS calls it makes.
@@ -191,6 +213,9 @@ impl Meter {
     pub fn new(shops: usize) -> Self {
         Meter {
             shops: (0..shops).map(|_| Mutex::new(Usage::default())).collect(),
+            once: (0..shops).map(|_| Mutex::new(Usage::default())).collect(),
+            once_ops: Mutex::new(BTreeMap::new()),
+            once_shop_ops: Mutex::new(BTreeMap::new()),
             fleet: Mutex::new(Usage::default()),
             ops: Mutex::new(BTreeMap::new()),
             shop_ops: Mutex::new(BTreeMap::new()),
@@ -207,6 +232,11 @@ impl Meter {
         };
         if let Ok(mut g) = slot.lock() {
             *g += u;
+        }
+        if is_once(shop) {
+            if let Some(Ok(mut g)) = shop.and_then(|i| self.once.get(i)).map(|m| m.lock()) {
+                *g += u;
+            }
         }
     }
 
@@ -227,6 +257,14 @@ impl Meter {
         }
         if let (Some(i), Ok(mut ops)) = (shop, self.shop_ops.lock()) {
             *ops.entry((i, op)).or_default() += call;
+        }
+        if let (Some(i), true) = (shop, is_once(shop)) {
+            if let Ok(mut ops) = self.once_ops.lock() {
+                *ops.entry(op).or_default() += call;
+            }
+            if let Ok(mut ops) = self.once_shop_ops.lock() {
+                *ops.entry((i, op)).or_default() += call;
+            }
         }
     }
 
@@ -316,6 +354,9 @@ impl Meter {
             e.billed_s += billed_s;
             e.wall_gb_s += b.wall_s * f64::from(memory_mb) / 1024.0;
             e.cpu_s += b.cpu_s;
+            let once = shops.iter().filter(|s| is_once(**s)).count() as f64 / n;
+            e.once_invocations += once;
+            e.once_gb_s += gb_s * once;
             if cold {
                 e.cold_starts += 1;
             }
@@ -350,9 +391,20 @@ impl Meter {
                 .iter()
                 .map(|m| m.lock().map(|g| *g).unwrap_or_default())
                 .collect(),
+            once: self
+                .once
+                .iter()
+                .map(|m| m.lock().map(|g| *g).unwrap_or_default())
+                .collect(),
             fleet: self.fleet.lock().map(|g| *g).unwrap_or_default(),
             ops: self.ops.lock().map(|g| g.clone()).unwrap_or_default(),
             shop_ops: self.shop_ops.lock().map(|g| g.clone()).unwrap_or_default(),
+            once_ops: self.once_ops.lock().map(|g| g.clone()).unwrap_or_default(),
+            once_shop_ops: self
+                .once_shop_ops
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default(),
             functions: self.functions.lock().map(|g| g.clone()).unwrap_or_default(),
             log_bytes: self.log_bytes.load(Ordering::Relaxed) as f64,
             log_events: self.log_events.load(Ordering::Relaxed) as f64,
@@ -363,9 +415,13 @@ impl Meter {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub shops: Vec<Usage>,
+    /// The nightly full runs' part of `shops` (also in `shops`).
+    pub once: Vec<Usage>,
     pub fleet: Usage,
     pub ops: BTreeMap<&'static str, OpStat>,
     pub shop_ops: BTreeMap<(usize, &'static str), OpStat>,
+    pub once_ops: BTreeMap<&'static str, OpStat>,
+    pub once_shop_ops: BTreeMap<(usize, &'static str), OpStat>,
     pub functions: BTreeMap<&'static str, FnStat>,
     pub log_bytes: f64,
     pub log_events: f64,
@@ -374,27 +430,20 @@ pub struct Snapshot {
 impl Snapshot {
     /// What happened between `earlier` and this snapshot.
     pub fn since(&self, earlier: &Snapshot) -> Snapshot {
-        let shops = self
-            .shops
-            .iter()
-            .enumerate()
-            .map(|(i, u)| *u - earlier.shops.get(i).copied().unwrap_or_default())
-            .collect();
-        let ops = self
-            .ops
-            .iter()
-            .map(|(k, v)| (*k, *v - earlier.ops.get(k).copied().unwrap_or_default()))
-            .collect();
-        let shop_ops = self
-            .shop_ops
-            .iter()
-            .map(|(k, v)| {
-                (
-                    *k,
-                    *v - earlier.shop_ops.get(k).copied().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let usages = |now: &[Usage], before: &[Usage]| -> Vec<Usage> {
+            now.iter()
+                .enumerate()
+                .map(|(i, u)| *u - before.get(i).copied().unwrap_or_default())
+                .collect()
+        };
+        fn ops<K: Ord + Copy>(
+            now: &BTreeMap<K, OpStat>,
+            before: &BTreeMap<K, OpStat>,
+        ) -> BTreeMap<K, OpStat> {
+            now.iter()
+                .map(|(k, v)| (*k, *v - before.get(k).copied().unwrap_or_default()))
+                .collect()
+        }
         let functions = self
             .functions
             .iter()
@@ -409,6 +458,8 @@ impl Snapshot {
                         billed_s: v.billed_s - e.billed_s,
                         wall_gb_s: v.wall_gb_s - e.wall_gb_s,
                         cpu_s: v.cpu_s - e.cpu_s,
+                        once_invocations: v.once_invocations - e.once_invocations,
+                        once_gb_s: v.once_gb_s - e.once_gb_s,
                         throttled: v.throttled - e.throttled,
                         peak_concurrency: v.peak_concurrency,
                         untraced: v.untraced,
@@ -418,10 +469,13 @@ impl Snapshot {
             })
             .collect();
         Snapshot {
-            shops,
+            shops: usages(&self.shops, &earlier.shops),
+            once: usages(&self.once, &earlier.once),
             fleet: self.fleet - earlier.fleet,
-            ops,
-            shop_ops,
+            ops: ops(&self.ops, &earlier.ops),
+            shop_ops: ops(&self.shop_ops, &earlier.shop_ops),
+            once_ops: ops(&self.once_ops, &earlier.once_ops),
+            once_shop_ops: ops(&self.once_shop_ops, &earlier.once_shop_ops),
             functions,
             log_bytes: self.log_bytes - earlier.log_bytes,
             log_events: self.log_events - earlier.log_events,

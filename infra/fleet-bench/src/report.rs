@@ -143,8 +143,9 @@ const PLATFORM_LOG_BYTES: f64 = 380.0;
 /// (`shared/store/DATA_MODEL.md`, "Cost: the ledger and gsi1"). Before: 1,700 bytes, twice.
 const LEDGER_ITEM_BYTES: f64 = 500.0;
 
-/// Spreads what the meter could not attribute to a shop (logs, traces) by invocations.
-fn with_shared(day: &Snapshot, logs_bytes: f64) -> (Vec<Usage>, Usage) {
+/// Spreads what the meter could not attribute to a shop (logs, traces) by invocations:
+/// every shop's usage, the fleet's own, and every shop's nightly full run (part of the first).
+fn with_shared(day: &Snapshot, logs_bytes: f64) -> (Vec<Usage>, Usage, Vec<Usage>) {
     let total = day.total();
     let traces: f64 = day
         .functions
@@ -168,7 +169,11 @@ fn with_shared(day: &Snapshot, logs_bytes: f64) -> (Vec<Usage>, Usage) {
             ..*u
         }
     };
-    (day.shops.iter().map(share).collect(), share(&day.fleet))
+    (
+        day.shops.iter().map(share).collect(),
+        share(&day.fleet),
+        day.once.iter().map(share).collect(),
+    )
 }
 
 pub fn print(o: &Outcome, real: Duration) {
@@ -176,6 +181,14 @@ pub fn print(o: &Outcome, real: Duration) {
     let d = &o.params.design;
     let days = o.day_hours / 24.0;
     let per_day = 1.0 / days.max(1e-9);
+    // A window that holds every shop's nightly full run counts it once a day, the rest of its
+    // work `per_day` times: a day's figure is `window × per_day − night × (per_day − 1)`.
+    let whole_night = o.night.completed + o.night.other + o.night.unfinished >= o.shops.len();
+    let night_k = if whole_night {
+        (per_day - 1.0).max(0.0)
+    } else {
+        0.0
+    };
     println!("# Fleet benchmark ({} design)\n", d.name);
     println!(
         "{} shops, {} products ({} offers pages a full pass), {:.0} orders/day offered; KeyCRM clock x{}; ran {:.1} real minutes.\n",
@@ -187,7 +200,7 @@ pub fn print(o: &Outcome, real: Duration) {
         real.as_secs_f64() / 60.0
     );
     println!(
-        "Simulated window: {:02}:00 UTC ({:02}:00 Kyiv) for {} KeyCRM hours, plus {:.1} hours for what it started to finish; every count below is per day ({:.2} times the window's{}). Catalogs of all but the probe shops at {} of their size.\n",
+        "Simulated window: {:02}:00 UTC ({:02}:00 Kyiv) for {} KeyCRM hours, plus {:.1} hours for what it started to finish; every count below is per day ({:.2} times the window's{}{}). Catalogs of all but the probe shops at {} of their size.\n",
         o.params.start_hour,
         (o.params.start_hour + 3) % 24,
         o.params.hours,
@@ -195,6 +208,11 @@ pub fn print(o: &Outcome, real: Duration) {
         per_day,
         if o.params.start_hour == 15 && o.params.hours == 12 {
             ": it holds the evening peak, the whole night's full syncs and three of the six price periods"
+        } else {
+            ""
+        },
+        if night_k > 0.0 {
+            "; the nightly full runs, which the window holds whole, once"
         } else {
             ""
         },
@@ -270,9 +288,31 @@ pub fn print(o: &Outcome, real: Duration) {
         o.onboarding_virtual.as_secs_f64() / 60.0
     );
 
+    let mut endpoints: Vec<_> = o.sim.requests_by_endpoint.iter().collect();
+    endpoints.sort_by(|a, b| b.1.cmp(a.1));
+    println!(
+        "\nKeyCRM requests by endpoint, in the window: {}.",
+        endpoints
+            .iter()
+            .take(10)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
     // ---- counts
-    let (shops, fleet) = with_shared(&o.day, o.day_log_bytes);
-    let total = shops.iter().fold(fleet, |a, u| a + *u) * per_day;
+    let (shops, fleet, once) = with_shared(&o.day, o.day_log_bytes);
+    let night_total = once.iter().fold(Usage::default(), |a, u| a + *u);
+    let total = shops.iter().fold(fleet, |a, u| a + *u) * per_day - night_total * night_k;
+    let daily = |i: usize| shops[i] * per_day - once[i] * night_k;
+    let daily_op = |v: &crate::meter::OpStat, night: Option<&crate::meter::OpStat>| {
+        let n = night.copied().unwrap_or_default();
+        (
+            v.calls as f64 * per_day - n.calls as f64 * night_k,
+            v.rru * per_day - n.rru * night_k,
+            v.wru * per_day - n.wru * night_k,
+        )
+    };
     println!("\n## What one day counted (per day)\n");
     println!("| Function | invocations | cold starts | billed ms / invocation | CPU ms / invocation | GB-s | GB-s at the bench's wall clock | peak concurrency | throttled |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, f) in &o.day.functions {
@@ -280,11 +320,11 @@ pub fn print(o: &Outcome, real: Duration) {
         println!(
             "| {} | {:.0} | {} | {:.0} | {:.1} | {:.0} | {:.0} | {} | {} |",
             name,
-            f.invocations as f64 * per_day,
+            f.invocations as f64 * per_day - f.once_invocations * night_k,
             f.cold_starts,
             per_inv(f.billed_s),
             per_inv(f.cpu_s),
-            f.gb_s * per_day,
+            f.gb_s * per_day - f.once_gb_s * night_k,
             f.wall_gb_s * per_day,
             f.peak_concurrency,
             f.throttled
@@ -303,16 +343,15 @@ pub fn print(o: &Outcome, real: Duration) {
     println!("| X-Ray traces | {:.0} |", total.traces);
     println!("\nDynamoDB by operation (per day, largest first):\n");
     println!("| Operation | calls | RRU | WRU |\n|---|---:|---:|---:|");
-    let mut ops: Vec<_> = o.day.ops.iter().collect();
-    ops.sort_by(|a, b| (b.1.wru + b.1.rru / 5.0).total_cmp(&(a.1.wru + a.1.rru / 5.0)));
-    for (k, v) in ops.iter().take(14) {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} |",
-            k,
-            v.calls as f64 * per_day,
-            v.rru * per_day,
-            v.wru * per_day
-        );
+    let mut ops: Vec<_> = o
+        .day
+        .ops
+        .iter()
+        .map(|(k, v)| (k, daily_op(v, o.day.once_ops.get(k))))
+        .collect();
+    ops.sort_by(|a, b| (b.1 .2 + b.1 .1 / 5.0).total_cmp(&(a.1 .2 + a.1 .1 / 5.0)));
+    for (k, (calls, rru, wru)) in ops.iter().take(14) {
+        println!("| {k} | {calls:.0} | {rru:.0} | {wru:.0} |");
     }
 
     // ---- cost
@@ -328,7 +367,7 @@ pub fn print(o: &Outcome, real: Duration) {
         (links + ledger) / 1e9 * (p.dynamodb_gb_month + p.dynamodb_pitr_gb_month)
     };
     let shop_bill = |i: usize| -> Bill {
-        let mut b = Bill::of(&(shops[i] * per_day), p).scaled(month);
+        let mut b = Bill::of(&daily(i), p).scaled(month);
         b.secrets += key_month;
         b.storage = storage(i);
         b
@@ -341,16 +380,18 @@ pub fn print(o: &Outcome, real: Duration) {
         .map(|s| s.index)
         .collect();
     if !typical.is_empty() {
-        let mut by_op: BTreeMap<&str, crate::meter::OpStat> = BTreeMap::new();
+        // (calls, RRU, WRU) a day, summed over the typical probes.
+        let mut by_op: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
         for ((i, op), v) in &o.day.shop_ops {
             if typical.contains(i) {
-                *by_op.entry(op).or_default() += *v;
+                let (c, r, w) = daily_op(v, o.day.once_shop_ops.get(&(*i, *op)));
+                let e = by_op.entry(op).or_default();
+                *e = (e.0 + c, e.1 + r, e.2 + w);
             }
         }
         let n = typical.len() as f64;
-        let dollars = |v: &crate::meter::OpStat| {
-            (v.rru * p.dynamodb_rru + v.wru * p.dynamodb_wru) * per_day * month / n
-        };
+        let dollars =
+            |v: &(f64, f64, f64)| (v.1 * p.dynamodb_rru + v.2 * p.dynamodb_wru) * month / n;
         let mut rows: Vec<_> = by_op.iter().collect();
         rows.sort_by(|a, b| dollars(b.1).total_cmp(&dollars(a.1)));
         println!("\nThe typical shop's DynamoDB by operation (a month, largest first):\n");
@@ -359,9 +400,9 @@ pub fn print(o: &Outcome, real: Duration) {
             println!(
                 "| {} | {:.0} | {:.0} | {:.0} | {:.4} |",
                 k,
-                v.calls as f64 * per_day * month / n,
-                v.rru * per_day * month / n,
-                v.wru * per_day * month / n,
+                v.0 * month / n,
+                v.1 * month / n,
+                v.2 * month / n,
                 dollars(v)
             );
         }
@@ -420,7 +461,7 @@ pub fn print(o: &Outcome, real: Duration) {
     );
 
     // One-time: the first sync of a shop.
-    let (onb, _) = with_shared(&o.onboarding, 0.0);
+    let (onb, _, _) = with_shared(&o.onboarding, 0.0);
     println!("\nOnce per shop, its first full sync (onboarding):\n");
     println!("| Shop | Lambda | DynamoDB | other | **total** |\n|---|---:|---:|---:|---:|");
     for profile in [Profile::Small, Profile::Typical, Profile::Large] {

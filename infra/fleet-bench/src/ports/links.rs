@@ -112,6 +112,23 @@ impl LinkStore for Links {
         );
         Ok((page, next))
     }
+    async fn owners_page(
+        &self,
+        conn: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError> {
+        let (page, next) = self.inner.owners_page(conn, after, limit).await?;
+        // A reverse pointer: the keys and the KeyCRM id.
+        let bytes: usize = page.iter().map(|(s, _)| ITEM_OVERHEAD + s.len() + 10).sum();
+        self.charge(
+            conn,
+            "links.owners_page (Query)",
+            read_units(bytes, false),
+            0.0,
+        );
+        Ok((page, next))
+    }
     async fn owners(
         &self,
         conn: &str,

@@ -27,6 +27,7 @@ use store::{
 };
 
 mod connections;
+mod dictionaries;
 mod gate;
 mod journal;
 mod keys;
@@ -35,6 +36,7 @@ mod links;
 mod sync;
 
 pub use connections::*;
+pub use dictionaries::*;
 pub use gate::*;
 pub use journal::*;
 pub use keys::*;

@@ -196,7 +196,7 @@ pub(super) async fn webhook_server(
         w: w.clone(),
         f: Function {
             name: "webhook",
-            memory_mb: 256,
+            memory_mb: w.design.small_memory,
             timeout: Duration::from_secs(10),
             batch: 1,
             window: Duration::ZERO,

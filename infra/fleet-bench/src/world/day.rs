@@ -106,6 +106,10 @@ pub async fn run(params: Params) -> Outcome {
             RateBudget::keycrm_scaled(params.scale),
             ctx.clone(),
         )),
+        dictionaries: Arc::new(ports::Dictionaries {
+            inner: Arc::new(store::MemoryDictionaryCache::new()),
+            ctx: ctx.clone(),
+        }),
         shop: Arc::new(MemoryShop::new()),
     };
     let dlqs = [

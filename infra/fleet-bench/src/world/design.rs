@@ -17,9 +17,16 @@ pub struct Design {
     pub webhook_reserved: Option<usize>,
     pub order_gate_wait: Option<Duration>,
     pub sync_gate_wait: Option<Duration>,
+    /// Order push's KeyCRM dictionaries shared by every instance (else per instance only).
+    pub shared_dictionaries: bool,
+    /// Memory (MB) of order push, status apply and the webhook receiver.
+    pub small_memory: u32,
 }
 
 pub const ACCOUNT_CONCURRENCY: usize = 1000;
+
+/// template.yaml's `MemorySize` of order push, status apply and the webhook receiver.
+pub const SMALL_MEMORY_MB: u32 = 256;
 
 impl Design {
     fn functions(
@@ -88,6 +95,8 @@ impl Design {
             webhook_reserved: None,
             order_gate_wait: None,
             sync_gate_wait: None,
+            shared_dictionaries: false,
+            small_memory: 256,
         }
     }
 
@@ -118,6 +127,17 @@ impl Design {
             webhook_reserved: Some(20),
             order_gate_wait: Some(order_push::MAX_GATE_WAIT),
             sync_gate_wait: Some(catalog_sync::MAX_GATE_WAIT),
+            shared_dictionaries: true,
+            small_memory: 256,
         }
+        .with_small_memory(SMALL_MEMORY_MB)
+    }
+
+    /// Order push, status apply and the webhook receiver at `mb`.
+    pub fn with_small_memory(mut self, mb: u32) -> Self {
+        self.small_memory = mb;
+        self.order.memory_mb = mb;
+        self.status.memory_mb = mb;
+        self
     }
 }

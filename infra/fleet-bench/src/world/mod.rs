@@ -86,6 +86,7 @@ struct Stores {
     journal: Arc<ports::Journal>,
     keys: Arc<ports::Keys>,
     gate: Arc<ports::Gate>,
+    dictionaries: Arc<ports::Dictionaries>,
     shop: Arc<MemoryShop>,
 }
 
@@ -262,9 +263,17 @@ impl World {
                 ctx: self.ctx.clone(),
                 scale_delays: false,
             }),
-            dictionaries: Arc::new(Dictionaries::new(
-                c.real(order_push::dictionaries::DEFAULT_TTL),
-            )),
+            dictionaries: Arc::new({
+                let d = Dictionaries::new(c.real(order_push::dictionaries::DEFAULT_TTL));
+                if self.design.shared_dictionaries {
+                    d.with_shared(
+                        self.stores.dictionaries.clone(),
+                        c.real(order_push::dictionaries::SHARED_TTL),
+                    )
+                } else {
+                    d
+                }
+            }),
             config: PushConfig {
                 lease: c.real(d.lease),
                 retry: order_push::RetryPolicy {
@@ -466,27 +475,39 @@ async fn sync_poller(w: Arc<World>) {
         }
         let event = sqs_event(&msgs);
         let dlq = &dlq;
-        let resp = w
-            .pool
-            .invoke(
-                &f,
-                &inst,
-                || w.engine(w.sync_q.clone()),
-                w.shops_of(&msgs),
-                |h, deadline| async move {
-                    let dl = catalog_sync::lambda::DeadLetters {
-                        queue: dlq,
-                        source_queue: "sync-jobs",
-                    };
-                    catalog_sync::lambda::handle_sqs(&h, event, Some(deadline), Some(&dl)).await
-                },
-            )
-            .await;
-        let failed: Vec<String> = resp
-            .batch_item_failures
+        // The shops whose message is (a slice of) their full run: counted once a day.
+        let nightly = msgs
             .iter()
-            .map(|f| f.item_identifier.clone())
+            .filter(|m| {
+                catalog_sync::JobMessage::parse(&m.body)
+                    .is_ok_and(|j| j.job.kind == store::SyncKind::Full)
+            })
+            .filter_map(|m| shop_of(&w.ctx, &m.body))
             .collect();
-        w.delete_done(&w.sync_q, &msgs, &failed).await;
+        crate::meter::once_a_day(nightly, async {
+            let resp = w
+                .pool
+                .invoke(
+                    &f,
+                    &inst,
+                    || w.engine(w.sync_q.clone()),
+                    w.shops_of(&msgs),
+                    |h, deadline| async move {
+                        let dl = catalog_sync::lambda::DeadLetters {
+                            queue: dlq,
+                            source_queue: "sync-jobs",
+                        };
+                        catalog_sync::lambda::handle_sqs(&h, event, Some(deadline), Some(&dl)).await
+                    },
+                )
+                .await;
+            let failed: Vec<String> = resp
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            w.delete_done(&w.sync_q, &msgs, &failed).await;
+        })
+        .await;
     }
 }

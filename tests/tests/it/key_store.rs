@@ -1,6 +1,6 @@
 //! KeyCRM API keys under envelope encryption (`store::EnvelopeSecrets`) on the emulator:
-//! DynamoDB for the sealed item, KMS for the data key, Secrets Manager for the keys an older
-//! version stored there.
+//! DynamoDB for the sealed items and the keyring, KMS for the ring keys (and the data keys of
+//! the first format), Secrets Manager for the keys an older version stored there.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use e2e_tests::emulator;
@@ -68,15 +68,20 @@ async fn keys_round_trip_sealed_and_are_replaced_and_deleted() {
             "{attr} holds part of the key"
         );
     }
-    for attr in ["dek", "nonce", "ct"] {
+    // (The first format held the key's own wrapped data key, `dek`; the item now names the
+    // ring key it is sealed under, which lives only wrapped in its own item.)
+    for attr in ["nonce", "ct"] {
         assert!(
             matches!(item.get(attr), Some(AttributeValue::B(_))),
             "{attr}"
         );
     }
+    assert_eq!(item.get("v"), Some(&AttributeValue::N("2".into())));
+    assert!(matches!(item.get("ring"), Some(AttributeValue::S(_))));
+    assert!(!item.contains_key("dek"));
     assert!(!format!("{reader:?} {manager:?}").contains(&KEY[..8]));
 
-    // Replaced: the new key, a new data key.
+    // Replaced: the new key, a new nonce, the same ring key.
     manager
         .put(&name, &ApiKey::new("second-key-000000000000000000002"))
         .await
@@ -86,7 +91,9 @@ async fn keys_round_trip_sealed_and_are_replaced_and_deleted() {
         "second-key-000000000000000000002"
     );
     let again = raw_item(&table, &name).await.unwrap();
-    assert_ne!(again.get("dek"), item.get("dek"));
+    assert_ne!(again.get("nonce"), item.get("nonce"));
+    assert_ne!(again.get("ct"), item.get("ct"));
+    assert_eq!(again.get("ring"), item.get("ring"));
 
     manager.delete(&name).await.unwrap();
     assert!(reader.get(&name).await.unwrap().is_none());
@@ -166,3 +173,4 @@ async fn keys_kept_in_secrets_manager_are_read_and_moved_once() {
     assert!(legacy.get(&third).await.unwrap().is_none());
     assert_eq!(reader.get(&third).await.unwrap().unwrap().expose(), KEY);
 }
+

@@ -1,23 +1,42 @@
-//! KeyCRM API keys under envelope encryption: one KMS key for the whole deployment, a fresh
-//! data key per stored API key, the ciphertext in the table.
+//! KeyCRM API keys under envelope encryption with a keyring: one KMS key for the whole
+//! deployment, a few ring keys made by it, each API key encrypted locally under the current
+//! ring key, the ciphertext in the table.
 //!
-//! One Secrets Manager secret per connection costs $0.40 a month, eight times the whole
-//! monthly target of a typical shop (BENCHMARKS.md, "Fleet"). Here each API key is encrypted
-//! locally with AES-256-GCM under its own data key; the data key is stored only wrapped by the
-//! deployment's KMS key (`GenerateDataKey`), next to the ciphertext, in one item
-//! `SECRET#{name}` / `KEY`. Reading it takes one `GetItem` and one KMS `Decrypt` (per cold
-//! start and connection: `runtime::KeycrmClients` caches the client).
+//! **Why.** One Secrets Manager secret per connection costs $0.40 a month, eight times the
+//! whole monthly target of a typical shop (BENCHMARKS.md, "Fleet"). Encrypting each key under
+//! its own KMS data key (this store's first format, `v = 1`) fixed that but cost one KMS
+//! `Decrypt` ($0.03 per 10,000) per warm Lambda instance *and connection*: about 55 a shop a
+//! day. As the AWS Encryption SDK's hierarchical keyring does, the data key is now shared: a
+//! deployment-wide **ring key** (AES-256, made by KMS `GenerateDataKey` under the deployment's
+//! key, stored only wrapped, in the table: `ring.rs`) encrypts every API key. A warm instance
+//! unwraps a ring key once and keeps the cipher; reading any number of connections' keys then
+//! costs one `GetItem` each and **one KMS `Decrypt` per instance** (per ring key in use).
+//!
+//! **Items.** `SECRET#{name}` / `KEY`: `v = 2`, `ring` (the ring key's id), `nonce` (12 random
+//! bytes), `ct` (AES-256-GCM of the key; associated data `"v2\0{ring}\0{name}"`).
+//! `KEYRING` / `K#{id}`: one immutable item per ring key (`dek`: the wrapped key, encryption
+//! context `purpose = keycrm-api-key`, `ring = {id}`); `KEYRING` / `CURRENT`: a copy of the one
+//! new keys are sealed under, replaced after 90 days (older ring keys stay, so everything
+//! sealed under them still opens). Only `put` makes ring keys; reading never does (the
+//! functions that only read have `kms:Decrypt` alone). Items of the first format (`v = 1`:
+//! `dek` = the key's own wrapped data key, encryption context `purpose` and `secret` = the
+//! name, the name as associated data) are still read the way they always were, one `Decrypt`
+//! each; they move to `v = 2` whenever the key is next stored.
 //!
 //! The guarantees of the Secrets Manager store hold:
 //! - **Who can read a key** is decided by KMS: only the functions granted `kms:Decrypt` on
-//!   this key, for this purpose (encryption context `purpose = keycrm-api-key`), can turn an
-//!   item into a key. The internet-facing webhook cannot even read the items (its IAM policy
-//!   is limited to `CONN#` partitions).
-//! - **A key is bound to its name**: the encryption context and the AES-GCM associated data
-//!   both carry the secret name, so an item copied to another connection's name does not
-//!   decrypt (it is reported as unreadable, never as another connection's key).
+//!   this key, for this purpose (encryption context `purpose = keycrm-api-key`), can unwrap a
+//!   ring key and so turn an item into a key. The internet-facing webhook cannot even read the
+//!   items (its IAM policy is limited to `CONN#` partitions).
+//! - **A key is bound to its name**: the AES-GCM associated data carries the format, the ring
+//!   id and the secret name, so an item copied to another connection's name, or pointed at
+//!   another ring key, does not decrypt (it is reported as unreadable, [`StoreError::Corrupt`],
+//!   never as another connection's key). A ring key is bound to its id by its encryption
+//!   context.
 //! - **Nothing leaks**: the plaintext exists only inside [`ApiKey`] (masked in `Debug` and
-//!   `Display`, never serialised); errors say which service failed, never a value.
+//!   `Display`, never serialised); a ring key only as the cipher held in memory (never logged,
+//!   never in `Debug`, which shows a count); errors say which service failed, never a value.
+//!   Sizes are checked (a nonce or key of the wrong length is unreadable, never a panic).
 //! - **Keys stored before** (in Secrets Manager, under the same name) are still read; a store
 //!   built with [`EnvelopeSecrets::migrating`] moves such a key into the table on first read
 //!   and deletes the old secret.
@@ -26,7 +45,7 @@ use crate::dynamo::{self, DynamoTable};
 use crate::secrets::{SecretStore, SecretsManager};
 use crate::StoreError;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob as DynBlob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -34,14 +53,29 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use keycrm::ApiKey;
 use rand::RngCore;
+use std::sync::Arc;
 
-/// The encryption context every wrapped data key carries (`kms:EncryptionContext:purpose` in
-/// the template's IAM conditions).
+mod ring;
+
+pub use ring::MAX_AGE_DAYS as RING_KEY_MAX_AGE_DAYS;
+
+/// The encryption context every wrapped key carries (`kms:EncryptionContext:purpose` in the
+/// template's IAM conditions).
 pub const PURPOSE: &str = "keycrm-api-key";
 
-/// Format of the stored item.
-const VERSION: i64 = 1;
+/// Formats of the stored item: a data key of its own (read only), or sealed under a ring key.
+const V1: i64 = 1;
+const V2: i64 = 2;
 const NONCE_LEN: usize = 12;
+
+/// The AES-GCM associated data of a `v = 2` item: format, ring id (fixed length) and name.
+fn aad_v2(ring: &str, name: &str) -> Vec<u8> {
+    format!("v2\0{ring}\0{name}").into_bytes()
+}
+
+fn unreadable() -> StoreError {
+    StoreError::Corrupt("a stored KeyCRM API key could not be decrypted".into())
+}
 
 /// The envelope-encrypted key store (see the module documentation).
 #[derive(Clone)]
@@ -52,6 +86,8 @@ pub struct EnvelopeSecrets {
     /// Where keys were kept before: read (and, when migrating, moved and deleted).
     legacy: Option<SecretsManager>,
     migrate: bool,
+    /// Ring keys this instance has unwrapped (shared by all clones).
+    ring: Arc<ring::Keyring>,
 }
 
 impl std::fmt::Debug for EnvelopeSecrets {
@@ -60,6 +96,7 @@ impl std::fmt::Debug for EnvelopeSecrets {
             .field("table", &self.table.name)
             .field("legacy", &self.legacy.is_some())
             .field("migrate", &self.migrate)
+            .field("ring_keys_unwrapped", &self.ring.cached())
             .finish()
     }
 }
@@ -79,6 +116,7 @@ impl EnvelopeSecrets {
             key_id: key_id.into(),
             legacy,
             migrate: false,
+            ring: Arc::default(),
         }
     }
 
@@ -149,7 +187,54 @@ impl EnvelopeSecrets {
         Ok(out.item)
     }
 
+    /// Seals `key` for `name` under the current ring key (made if there is none).
     async fn seal(&self, name: &str, key: &ApiKey) -> Result<dynamo::Item, StoreError> {
+        let (ring_id, cipher) = self.sealing_ring_key().await?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: key.expose().as_bytes(),
+                    aad: &aad_v2(&ring_id, name),
+                },
+            )
+            .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
+        let mut item = dynamo::key(Self::pk(name), "KEY");
+        item.insert("v".into(), dynamo::n(V2));
+        item.insert("ring".into(), dynamo::s(ring_id));
+        item.insert(
+            "nonce".into(),
+            AttributeValue::B(DynBlob::new(nonce.to_vec())),
+        );
+        item.insert("ct".into(), AttributeValue::B(DynBlob::new(sealed)));
+        item.insert(
+            "updated_at".into(),
+            dynamo::s(chrono::Utc::now().to_rfc3339()),
+        );
+        Ok(item)
+    }
+
+    /// Stores `key` in the first format (`v = 1`: a KMS data key of its own), as versions
+    /// before the keyring did. Only for tests proving such items still open; nothing else
+    /// writes this format.
+    #[doc(hidden)]
+    pub async fn put_v1_for_tests(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
+        let item = self.seal_v1(name, key).await?;
+        self.table
+            .client
+            .put_item()
+            .table_name(&self.table.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(dynamo::sdk)?;
+        Ok(())
+    }
+
+    /// The first format (`v = 1`): a data key of its own, wrapped with the name as context.
+    async fn seal_v1(&self, name: &str, key: &ApiKey) -> Result<dynamo::Item, StoreError> {
         let data_key = self
             .kms
             .generate_data_key()
@@ -180,7 +265,7 @@ impl EnvelopeSecrets {
             )
             .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
         let mut item = dynamo::key(Self::pk(name), "KEY");
-        item.insert("v".into(), dynamo::n(VERSION));
+        item.insert("v".into(), dynamo::n(V1));
         item.insert(
             "dek".into(),
             AttributeValue::B(DynBlob::new(wrapped.into_inner())),
@@ -198,12 +283,49 @@ impl EnvelopeSecrets {
     }
 
     async fn open(&self, name: &str, item: &dynamo::Item) -> Result<ApiKey, StoreError> {
-        let unreadable =
-            || StoreError::Corrupt("a stored KeyCRM API key could not be decrypted".into());
-        let bin = |k: &str| match item.get(k) {
-            Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
-            _ => None,
+        match item.get("v") {
+            // Items of the first format (which never went without `v`).
+            None => self.open_v1(name, item).await,
+            Some(AttributeValue::N(v)) if v.parse::<i64>().ok() == Some(V1) => {
+                self.open_v1(name, item).await
+            }
+            Some(AttributeValue::N(v)) if v.parse::<i64>().ok() == Some(V2) => {
+                self.open_v2(name, item).await
+            }
+            // A format this version does not know.
+            _ => Err(unreadable()),
+        }
+    }
+
+    /// A `v = 2` item: its ring key (cached, else unwrapped once), then AES-GCM.
+    async fn open_v2(&self, name: &str, item: &dynamo::Item) -> Result<ApiKey, StoreError> {
+        let (Some(ring_id), Some(nonce), Some(sealed)) = (
+            dynamo::get_s(item, "ring"),
+            ring::bin(item, "nonce"),
+            ring::bin(item, "ct"),
+        ) else {
+            return Err(unreadable());
         };
+        if nonce.len() != NONCE_LEN {
+            return Err(unreadable());
+        }
+        let cipher = self.ring_key(&ring_id).await?;
+        let bytes = cipher
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: &aad_v2(&ring_id, name),
+                },
+            )
+            .map_err(|_| unreadable())?;
+        let text = String::from_utf8(bytes).map_err(|_| unreadable())?;
+        Ok(ApiKey::new(text))
+    }
+
+    /// A `v = 1` item: its own data key, one KMS `Decrypt` per read.
+    async fn open_v1(&self, name: &str, item: &dynamo::Item) -> Result<ApiKey, StoreError> {
+        let bin = |k: &str| ring::bin(item, k);
         let (Some(wrapped), Some(nonce), Some(sealed)) = (bin("dek"), bin("nonce"), bin("ct"))
         else {
             return Err(unreadable());
@@ -227,9 +349,8 @@ impl EnvelopeSecrets {
             })?
             .plaintext
             .ok_or_else(unreadable)?;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(
-            plain.as_ref().get(..32).ok_or_else(unreadable)?,
-        ));
+        // Exactly an AES-256 key (`new_from_slice` refuses any other length).
+        let cipher = Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| unreadable())?;
         let bytes = cipher
             .decrypt(
                 Nonce::from_slice(&nonce),

@@ -9,6 +9,7 @@
 //! cargo run --profile fleet -p fleet-bench                      # 2,000 shops, the design as deployed
 //! FLEET_DESIGN=before cargo run --profile fleet -p fleet-bench  # the design before issue 14
 //! FLEET_DESIGN=sleep cargo run --profile fleet -p fleet-bench   # syncs sleep on the gate, no slices
+//! FLEET_KEYS=envelope cargo run --profile fleet -p fleet-bench  # a KMS data key per API key
 //! FLEET_SHARED_DICTIONARIES=0 cargo run --profile fleet -p fleet-bench  # dictionaries per instance only
 //! FLEET_SMALL_MEMORY=256 cargo run --profile fleet -p fleet-bench # order push, status apply, webhook at 256 MB
 //! FLEET_SHOPS=200 FLEET_SCALE=240 FLEET_START_HOUR=12 FLEET_HOURS=24 cargo run --profile fleet -p fleet-bench
@@ -51,8 +52,12 @@ fn main() {
     {
         design.sync_cfg.checkpoint_every = Duration::from_secs(s);
     }
+    // `envelope`: a KMS data key per API key (one Decrypt per instance and connection, before).
+    if std::env::var("FLEET_KEYS").as_deref() == Ok("envelope") {
+        design.keys = ports::KeyStore::Envelope;
+    }
     // 0: order push keeps its KeyCRM dictionaries per instance only (as before).
-    if let Some(v) = std::env::var("FLEET_SHARED_DICTIONARIES").ok() {
+    if let Ok(v) = std::env::var("FLEET_SHARED_DICTIONARIES") {
         design.shared_dictionaries = v != "0";
     }
     // Memory of order push, status apply and the webhook receiver (MB), if not the template's.

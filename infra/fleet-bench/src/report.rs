@@ -358,7 +358,7 @@ pub fn print(o: &Outcome, real: Duration) {
     let month = p.days_per_month;
     let key_month = match d.keys {
         crate::ports::KeyStore::SecretsManager => p.secret_month,
-        crate::ports::KeyStore::Envelope => 0.0,
+        crate::ports::KeyStore::Envelope | crate::ports::KeyStore::Keyring => 0.0,
     };
     let storage = |i: usize| -> f64 {
         let s = &o.shops[i];
@@ -459,6 +459,28 @@ pub fn print(o: &Outcome, real: Duration) {
         "| every shop of this fleet, average | | | | | | | | | | ${:.4} |",
         fleet_total / o.shops.len().max(1) as f64
     );
+    if night_k > 0.0 {
+        // The accounting before this session: the window's nightly runs doubled like the rest.
+        let doubled = |profile: Profile| {
+            let idx: Vec<usize> = o
+                .shops
+                .iter()
+                .filter(|s| s.probe == Some(profile))
+                .map(|s| s.index)
+                .collect();
+            let extra: f64 = idx
+                .iter()
+                .map(|i| Bill::of(&(once[*i] * night_k), p).scaled(month).total())
+                .sum();
+            extra / idx.len().max(1) as f64
+        };
+        println!(
+            "\nCounting the nightly full run twice a day, as the bench did before: + ${:.4} / ${:.4} / ${:.4} (small / typical / large).",
+            doubled(Profile::Small),
+            doubled(Profile::Typical),
+            doubled(Profile::Large)
+        );
+    }
 
     // One-time: the first sync of a shop.
     let (onb, _, _) = with_shared(&o.onboarding, 0.0);
@@ -480,9 +502,10 @@ pub fn print(o: &Outcome, real: Duration) {
 
     // The deployment's own monthly base.
     let own = Bill::of(&(fleet * per_day), p).scaled(month);
-    let kms_key = match d.keys {
-        crate::ports::KeyStore::Envelope => p.kms_key_month,
-        crate::ports::KeyStore::SecretsManager => 0.0,
+    let kms_key = if d.keys.uses_kms_key() {
+        p.kms_key_month
+    } else {
+        0.0
     };
     let secrets = 3.0 * p.secret_month;
     let alarms = 8.0 * p.alarm_month;

@@ -97,7 +97,10 @@ async fn product_links_round_trip_page_and_find_owners() {
         }
     }
     assert_eq!(all.len(), 130);
-    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in order, once each");
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "in order, once each"
+    );
     assert!(all.contains(&("p77".to_string(), 77)));
     assert!(t.owners_page("c2", None, 40).await.unwrap().0.is_empty());
     t.delete_products("c1", &[links[2].clone()]).await.unwrap();

@@ -9,15 +9,17 @@ use store::reference_cache::{CACHE_SK, DICTIONARIES_SK};
 use store::{CachedDictionaries, DictionaryCache};
 
 fn dictionaries(version: u64) -> CachedDictionaries {
-    let mut reference = KeycrmReference::default();
-    reference.order_statuses = vec![keycrm::models::OrderStatus {
-        id: 1,
-        name: "Новий".into(),
-        alias: None,
-        group_id: 1,
-        is_active: true,
-        is_closing_order: false,
-    }];
+    let reference = KeycrmReference {
+        order_statuses: vec![keycrm::models::OrderStatus {
+            id: 1,
+            name: "Новий".into(),
+            alias: None,
+            group_id: 1,
+            is_active: true,
+            is_closing_order: false,
+        }],
+        ..KeycrmReference::default()
+    };
     CachedDictionaries {
         version,
         sync: OrderSyncType::Orders,

@@ -97,11 +97,11 @@ pub async fn run(params: Params) -> Outcome {
             Arc::new(store::MemoryJournal::default()),
             ctx.clone(),
         )),
-        keys: Arc::new(ports::Keys {
-            inner: Arc::new(store::MemorySecrets::default()),
-            ctx: ctx.clone(),
-            model: params.design.keys,
-        }),
+        keys: Arc::new(ports::Keys::new(
+            Arc::new(store::MemorySecrets::default()),
+            ctx.clone(),
+            params.design.keys,
+        )),
         gate: Arc::new(ports::Gate::new(
             RateBudget::keycrm_scaled(params.scale),
             ctx.clone(),

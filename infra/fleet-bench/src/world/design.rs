@@ -118,7 +118,7 @@ impl Design {
         let (sync, order, status) = Self::functions(10, 20, 10, 20, 5, false);
         Design {
             name: "after",
-            keys: KeyStore::Envelope,
+            keys: KeyStore::Keyring,
             spread: true,
             sync,
             sync_cfg: SyncConfig::lambda(),

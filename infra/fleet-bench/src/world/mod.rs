@@ -224,7 +224,7 @@ struct World {
 impl World {
     fn clients(&self, patience: Option<Duration>) -> Arc<runtime::KeycrmClients> {
         Arc::new(runtime::KeycrmClients::new(
-            self.stores.keys.clone(),
+            Arc::new(self.stores.keys.for_instance()),
             self.stores.gate.clone(),
             client_config(&self.sim.base_url(), &self.clock, patience),
         ))

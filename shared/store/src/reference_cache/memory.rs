@@ -9,9 +9,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Documents per connection, with when they were stored.
+type Docs<T> = HashMap<String, (T, DateTime<Utc>)>;
+
 /// Documents of type `T` per connection, with when they were stored.
 pub struct MemoryDocs<T> {
-    inner: Mutex<HashMap<String, (T, DateTime<Utc>)>>,
+    inner: Mutex<Docs<T>>,
 }
 
 impl<T> Default for MemoryDocs<T> {
@@ -30,9 +33,7 @@ impl<T: Clone> MemoryDocs<T> {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, (T, DateTime<Utc>)>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Docs<T>>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("poisoned".into()))

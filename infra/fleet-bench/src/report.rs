@@ -514,7 +514,7 @@ pub fn print(o: &Outcome, real: Duration) {
     println!("\nFixed monthly base of one deployment:\n");
     println!("| Item | $ / month |\n|---|---:|");
     println!(
-        "| schedules' own invocations and reads (tick, resume) | {:.4} |",
+        "| the fleet's own work: schedule ticks (tick, resume), keyring unwraps | {:.4} |",
         own.total()
     );
     println!("| event source mappings' idle long polls (3 queues x 5 pollers, modelled) | {polling:.4} |");

@@ -76,25 +76,36 @@ async fn put_get_freshness_and_invalidate() {
 #[tokio::test]
 async fn an_unreadable_entry_is_a_miss_not_an_error() {
     let t = emulator::table().await;
-    let mut i = store::dynamo::key("CONN#c9", CACHE_SK);
-    i.insert(
-        "doc".into(),
-        store::dynamo::s("{\"from\": \"an older release\"}"),
-    );
-    i.insert(
-        "fetched_at".into(),
-        store::dynamo::s(chrono::Utc::now().to_rfc3339()),
-    );
-    t.client
-        .put_item()
-        .table_name(&t.name)
-        .set_item(Some(i))
-        .send()
-        .await
-        .unwrap();
-    assert!(t
-        .get("c9", Duration::from_secs(300))
+    // The settings page's options and order push's dictionaries: one reader for both.
+    for (conn, sk) in [
+        ("c9", CACHE_SK),
+        ("c8", store::reference_cache::DICTIONARIES_SK),
+    ] {
+        let mut i = store::dynamo::key(format!("CONN#{conn}"), sk);
+        i.insert(
+            "doc".into(),
+            store::dynamo::s("{\"from\": \"an older release\"}"),
+        );
+        i.insert(
+            "fetched_at".into(),
+            store::dynamo::s(chrono::Utc::now().to_rfc3339()),
+        );
+        t.client
+            .put_item()
+            .table_name(&t.name)
+            .set_item(Some(i))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(ReferenceCache::get(&t, "c9", Duration::from_secs(300))
         .await
         .unwrap()
         .is_none());
+    assert!(
+        store::DictionaryCache::get(&t, "c8", Duration::from_secs(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

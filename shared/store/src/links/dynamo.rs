@@ -76,17 +76,31 @@ async fn query_prefix(
     after: Option<String>,
     limit: usize,
 ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+    query_projected(table, pk, prefix, None, after, limit).await
+}
+
+/// One page of the items under a prefix, with only the attributes of `projection` if given
+/// (`#s` is the sort key): the page's items and the sort key to continue after.
+async fn query_projected(
+    table: &DynamoTable,
+    pk: &str,
+    prefix: &str,
+    projection: Option<&str>,
+    after_sk: Option<String>,
+    limit: usize,
+) -> Result<(Vec<Item>, Option<String>), StoreError> {
     let mut q = table
         .client
         .query()
         .table_name(&table.name)
         .key_condition_expression("#p = :p AND begins_with(#s, :f)")
+        .set_projection_expression(projection.map(str::to_string))
         .expression_attribute_names("#p", PK)
         .expression_attribute_names("#s", SK)
         .expression_attribute_values(":p", dynamo::s(pk))
         .expression_attribute_values(":f", dynamo::s(prefix))
         .limit(limit.clamp(1, 1000) as i32);
-    if let Some(sk) = after {
+    if let Some(sk) = after_sk {
         q = q.set_exclusive_start_key(Some(dynamo::key(pk, sk)));
     }
     let out = q.send().await.map_err(dynamo::sdk)?;
@@ -186,26 +200,9 @@ impl LinkStore for DynamoTable {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<(i64, bool)>, Option<String>), StoreError> {
-        let pk = links_pk(conn);
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("#p = :p AND begins_with(#s, :f)")
-            .projection_expression("#s, swept")
-            .expression_attribute_names("#p", PK)
-            .expression_attribute_names("#s", SK)
-            .expression_attribute_values(":p", dynamo::s(&pk))
-            .expression_attribute_values(":f", dynamo::s("P#"))
-            .limit(limit.clamp(1, 1000) as i32);
-        if let Some(sk) = after {
-            q = q.set_exclusive_start_key(Some(dynamo::key(&pk, sk)));
-        }
-        let out = q.send().await.map_err(dynamo::sdk)?;
-        let next = out.last_evaluated_key.and_then(|k| dynamo::get_s(&k, SK));
-        let states = out
-            .items
-            .unwrap_or_default()
+        let (items, next) =
+            query_projected(self, &links_pk(conn), "P#", Some("#s, swept"), after, limit).await?;
+        let states = items
             .iter()
             .filter_map(|i| {
                 let id = dynamo::get_s(i, SK)?.strip_prefix("P#")?.parse().ok()?;
@@ -221,35 +218,25 @@ impl LinkStore for DynamoTable {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<(String, i64)>, Option<String>), StoreError> {
-        let pk = links_pk(conn);
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("#p = :p AND begins_with(#s, :f)")
-            .projection_expression("#s, keycrm_id")
-            .expression_attribute_names("#p", PK)
-            .expression_attribute_names("#s", SK)
-            .expression_attribute_values(":p", dynamo::s(&pk))
-            .expression_attribute_values(":f", dynamo::s("R#"))
-            .limit(limit.clamp(1, 1000) as i32);
-        if let Some(shop_id) = after {
-            q = q.set_exclusive_start_key(Some(dynamo::key(&pk, reverse_sk(&shop_id))));
-        }
-        let out = q.send().await.map_err(dynamo::sdk)?;
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| dynamo::get_s(&k, SK))
-            .and_then(|sk| sk.strip_prefix("R#").map(str::to_string));
-        let owners = out
-            .items
-            .unwrap_or_default()
+        let after = after.map(|shop_id| reverse_sk(&shop_id));
+        let (items, next) = query_projected(
+            self,
+            &links_pk(conn),
+            "R#",
+            Some("#s, keycrm_id"),
+            after,
+            limit,
+        )
+        .await?;
+        let owners = items
             .iter()
             .filter_map(|i| {
                 let shop_id = dynamo::get_s(i, SK)?.strip_prefix("R#")?.to_string();
                 Some((shop_id, dynamo::get_n::<i64>(i, "keycrm_id")?))
             })
             .collect();
+        // The cursor is a shop id, as `after` is.
+        let next = next.and_then(|sk| sk.strip_prefix("R#").map(str::to_string));
         Ok((owners, next))
     }
 

@@ -77,6 +77,35 @@ fn unreadable() -> StoreError {
     StoreError::Corrupt("a stored KeyCRM API key could not be decrypted".into())
 }
 
+/// Unwraps a data key KMS wrapped under `key_id` with `purpose` and `context` in its
+/// encryption context, as an AES-256-GCM cipher. A key wrapped for another context (another
+/// name or ring id, or another KMS key) or not exactly 32 bytes is `unreadable()`; KMS failing
+/// is `Unavailable`.
+pub(crate) async fn unwrap_key(
+    kms: &aws_sdk_kms::Client,
+    key_id: &str,
+    wrapped: Vec<u8>,
+    context: (&str, &str),
+    unreadable: fn() -> StoreError,
+) -> Result<Aes256Gcm, StoreError> {
+    let plain = kms
+        .decrypt()
+        .key_id(key_id)
+        .ciphertext_blob(Blob::new(wrapped))
+        .encryption_context("purpose", PURPOSE)
+        .encryption_context(context.0, context.1)
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(se) if se.is_invalid_ciphertext_exception() => unreadable(),
+            _ => StoreError::Unavailable(crate::aws_error::logged("KMS", &e)),
+        })?
+        .plaintext
+        .ok_or_else(unreadable)?;
+    // Exactly an AES-256 key (`new_from_slice` refuses any other length).
+    Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| unreadable())
+}
+
 /// The envelope-encrypted key store (see the module documentation).
 #[derive(Clone)]
 pub struct EnvelopeSecrets {
@@ -132,6 +161,23 @@ impl EnvelopeSecrets {
             migrate: true,
             ..Self::new(table, kms, key_id, Some(legacy))
         }
+    }
+
+    /// A key's item in format `v`: the nonce and ciphertext, and when it was written (the
+    /// format's own attributes are added by the caller).
+    fn key_item(name: &str, v: i64, nonce: &[u8], sealed: Vec<u8>) -> dynamo::Item {
+        let mut item = dynamo::key(Self::pk(name), "KEY");
+        item.insert("v".into(), dynamo::n(v));
+        item.insert(
+            "nonce".into(),
+            AttributeValue::B(DynBlob::new(nonce.to_vec())),
+        );
+        item.insert("ct".into(), AttributeValue::B(DynBlob::new(sealed)));
+        item.insert(
+            "updated_at".into(),
+            dynamo::s(chrono::Utc::now().to_rfc3339()),
+        );
+        item
     }
 
     fn pk(name: &str) -> String {
@@ -201,18 +247,8 @@ impl EnvelopeSecrets {
                 },
             )
             .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
-        let mut item = dynamo::key(Self::pk(name), "KEY");
-        item.insert("v".into(), dynamo::n(V2));
+        let mut item = Self::key_item(name, V2, &nonce, sealed);
         item.insert("ring".into(), dynamo::s(ring_id));
-        item.insert(
-            "nonce".into(),
-            AttributeValue::B(DynBlob::new(nonce.to_vec())),
-        );
-        item.insert("ct".into(), AttributeValue::B(DynBlob::new(sealed)));
-        item.insert(
-            "updated_at".into(),
-            dynamo::s(chrono::Utc::now().to_rfc3339()),
-        );
         Ok(item)
     }
 
@@ -264,20 +300,10 @@ impl EnvelopeSecrets {
                 },
             )
             .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
-        let mut item = dynamo::key(Self::pk(name), "KEY");
-        item.insert("v".into(), dynamo::n(V1));
+        let mut item = Self::key_item(name, V1, &nonce, sealed);
         item.insert(
             "dek".into(),
             AttributeValue::B(DynBlob::new(wrapped.into_inner())),
-        );
-        item.insert(
-            "nonce".into(),
-            AttributeValue::B(DynBlob::new(nonce.to_vec())),
-        );
-        item.insert("ct".into(), AttributeValue::B(DynBlob::new(sealed)));
-        item.insert(
-            "updated_at".into(),
-            dynamo::s(chrono::Utc::now().to_rfc3339()),
         );
         Ok(item)
     }
@@ -333,24 +359,14 @@ impl EnvelopeSecrets {
         if nonce.len() != NONCE_LEN {
             return Err(unreadable());
         }
-        let plain = self
-            .kms
-            .decrypt()
-            .key_id(&self.key_id)
-            .ciphertext_blob(Blob::new(wrapped))
-            .encryption_context("purpose", PURPOSE)
-            .encryption_context("secret", name)
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                // The wrapped key belongs to another name (or another KMS key): unreadable.
-                Some(se) if se.is_invalid_ciphertext_exception() => unreadable(),
-                _ => StoreError::Unavailable(crate::aws_error::logged("KMS", &e)),
-            })?
-            .plaintext
-            .ok_or_else(unreadable)?;
-        // Exactly an AES-256 key (`new_from_slice` refuses any other length).
-        let cipher = Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| unreadable())?;
+        let cipher = unwrap_key(
+            &self.kms,
+            &self.key_id,
+            wrapped,
+            ("secret", name),
+            unreadable,
+        )
+        .await?;
         let bytes = cipher
             .decrypt(
                 Nonce::from_slice(&nonce),

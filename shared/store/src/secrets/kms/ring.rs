@@ -20,7 +20,6 @@ use crate::StoreError;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use aws_sdk_dynamodb::primitives::Blob as DynBlob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -274,26 +273,8 @@ impl EnvelopeSecrets {
         id: &str,
         wrapped: Vec<u8>,
     ) -> Result<Arc<Aes256Gcm>, StoreError> {
-        let plain = self
-            .kms
-            .decrypt()
-            .key_id(&self.key_id)
-            .ciphertext_blob(Blob::new(wrapped))
-            .encryption_context("purpose", PURPOSE)
-            .encryption_context("ring", id)
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                // Wrapped for another ring id (or another KMS key): unreadable.
-                Some(se) if se.is_invalid_ciphertext_exception() => unreadable(),
-                _ => StoreError::Unavailable(crate::aws_error::logged("KMS", &e)),
-            })?
-            .plaintext
-            .ok_or_else(unreadable)?;
-        if plain.as_ref().len() != KEY_LEN {
-            return Err(unreadable());
-        }
-        let cipher = Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| unreadable())?;
+        let cipher =
+            super::unwrap_key(&self.kms, &self.key_id, wrapped, ("ring", id), unreadable).await?;
         Ok(Arc::new(cipher))
     }
 

@@ -236,6 +236,19 @@ pub fn print(o: &Outcome, real: Duration) {
         "| nightly full runs completed / other / unfinished | {} / {} / {} |",
         n.completed, n.other, n.unfinished
     );
+    if !n.unfinished_shops.is_empty() {
+        let named: Vec<String> = n
+            .unfinished_shops
+            .iter()
+            .take(10)
+            .filter_map(|(i, why)| {
+                let s = o.shops.get(*i)?;
+                let probe = if s.probe.is_some() { ", a probe" } else { "" };
+                Some(format!("shop {i} ({} products{probe}, {why})", s.products))
+            })
+            .collect();
+        println!("| unfinished night runs | {} |", named.join("; "));
+    }
     println!(
         "| nightly run duration p50 / p99 / max | {:.1} / {:.1} / {:.1} KeyCRM minutes |",
         pct(&mut durs, 0.5),

@@ -443,12 +443,16 @@ async fn night_runs(w: &Arc<World>, from: DateTime<Utc>, to: DateTime<Utc>) -> N
                     .is_some_and(|t| t >= window - chrono::Duration::minutes(5) && t < to)
         });
         match night {
-            None => out.unfinished += 1,
+            None => {
+                out.unfinished += 1;
+                out.unfinished_shops.push((s.index, "not started"));
+            }
             Some(r) => {
                 if r.state == "completed" {
                     out.completed += 1;
                 } else if r.state == "running" {
                     out.unfinished += 1;
+                    out.unfinished_shops.push((s.index, "running"));
                     continue;
                 } else {
                     out.other += 1;

@@ -73,6 +73,8 @@ pub struct NightRuns {
     pub completed: usize,
     pub other: usize,
     pub unfinished: usize,
+    /// The shops whose night run was unfinished, and why (`running`, `not started`).
+    pub unfinished_shops: Vec<(usize, &'static str)>,
     pub last_finish: Option<DateTime<Utc>>,
     pub durations_min: Vec<f64>,
 }

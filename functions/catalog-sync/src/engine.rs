@@ -21,6 +21,10 @@ use store::{
     SyncSummary,
 };
 
+/// How long a scheduled full run that finds its connection busy waits before it tries again
+/// ([`Engine::retry_busy_full_run`]).
+pub const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// One lease per connection, whatever the kind: a price run and a full run never overlap.
 /// (The store keys leases by kind; catalog-sync always takes the `full` slot.)
 pub const LEASE_SLOT: SyncKind = SyncKind::Full;
@@ -156,6 +160,7 @@ impl Engine {
                 "another sync of this connection is in progress; try again when it has finished",
             )
             .await?;
+            self.retry_busy_full_run(job).await;
             return Ok(JobOutcome::Busy);
         };
 
@@ -222,6 +227,7 @@ impl Engine {
                 else {
                     self.not_started(job, "another sync of this connection started meanwhile")
                         .await?;
+                    self.retry_busy_full_run(job).await;
                     return Ok(JobOutcome::Busy);
                 };
                 self.start(job, conn, settings, lease, deadline).await
@@ -229,12 +235,66 @@ impl Engine {
             other => {
                 self.not_started(job, "an earlier sync of this connection is still in progress; try again when it has finished")
                     .await?;
+                self.retry_busy_full_run(job).await;
                 Ok(other)
             }
         }
     }
 
     /// Records a merchant's run that could not start (scheduled ones are only logged).
+    /// Sends a scheduled full run that found its connection busy (its price run still going)
+    /// again in [`BUSY_RETRY`], instead of dropping it for the night. Slots are stable per
+    /// connection, so a price run long enough to overlap the full run's slot tonight overlaps
+    /// it every night: a large catalog would never get its full run. Tried again until its
+    /// window has been closed for as long as it was open; other jobs are dropped as before (a
+    /// price run's next period comes in 4 hours, and a full run covers prices).
+    async fn retry_busy_full_run(&self, job: &SyncJob) {
+        if job.kind != SyncKind::Full || job.requested_by != RequestedBy::Schedule {
+            return;
+        }
+        let spread = &self.cfg.spread;
+        let Some(end) = job
+            .run_id
+            .as_deref()
+            .and_then(|id| spread.full_window_end(id))
+        else {
+            return;
+        };
+        let give_up = end + chrono::Duration::minutes(spread.full_window_min);
+        if Utc::now() >= give_up {
+            tracing::info!(connection = %job.connection_id, run_id = ?job.run_id, "scheduled full run dropped: its connection was busy until its window had long closed");
+            return;
+        }
+        let again = crate::handler::JobMessage {
+            job: job.clone(),
+            settings: None,
+            handoff: None,
+        };
+        let sent = match serde_json::to_string(&again) {
+            Ok(body) => {
+                self.deps
+                    .jobs
+                    .send(queue::Outgoing::new(body).delayed(BUSY_RETRY))
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(connection = %job.connection_id, error = %e, "could not encode a busy full run to try again");
+                return;
+            }
+        };
+        match sent {
+            Ok(_) => tracing::info!(
+                connection = %job.connection_id,
+                run_id = ?job.run_id,
+                retry_in_secs = BUSY_RETRY.as_secs(),
+                "connection busy: the scheduled full run tries again later tonight"
+            ),
+            Err(e) => {
+                tracing::warn!(connection = %job.connection_id, error = %e, "could not queue a busy full run again; the next night's slot starts it")
+            }
+        }
+    }
+
     async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
         let Some(run_id) = job.run_id.clone().filter(|_| on_demand(job)) else {
             return Ok(());

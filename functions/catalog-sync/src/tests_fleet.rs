@@ -639,3 +639,59 @@ async fn the_jobs_of_one_batch_run_side_by_side() {
         assert_eq!(runs[0].state, "completed", "{c}: {:?}", runs[0]);
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_full_run_finding_its_connection_busy_tries_again_later_tonight() {
+    let h = harness(1, 10, None).await;
+    let engine = Engine::new(h.deps.clone(), Config::default());
+    // Another run of the connection (its price run) holds the lease.
+    assert!(h
+        .sync
+        .acquire("c1", SyncKind::Full, "price-run", Duration::from_secs(600))
+        .await
+        .unwrap()
+        .is_some());
+    let full = |run_id: &str, by: store::RequestedBy| store::SyncJob {
+        run_id: Some(run_id.to_string()),
+        requested_by: by,
+        ..kit::job("c1", SyncKind::Full, false)
+    };
+    // Tonight's window (named after the day it opens) has not closed yet.
+    let tonight = format!("full-{}", Utc::now().format("%Y%m%d"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = full(&tonight, store::RequestedBy::Schedule);
+    assert_eq!(
+        engine.run_job(&job, None, deadline).await.unwrap(),
+        JobOutcome::Busy
+    );
+    let sent = jobs_of(&h.jobs.take());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (again, delay) = &sent[0];
+    assert_eq!(*delay, crate::engine::BUSY_RETRY);
+    assert_eq!(
+        again.job, job,
+        "the same job, with its run id: it still runs once"
+    );
+    assert!(again.handoff.is_none());
+
+    // A window closed longer ago than it was open: dropped, as every other busy job is.
+    let long_ago = format!(
+        "full-{}",
+        (Utc::now() - ChronoDuration::days(2)).format("%Y%m%d")
+    );
+    for job in [
+        full(&long_ago, store::RequestedBy::Schedule),
+        full(&tonight, store::RequestedBy::Operator),
+        store::SyncJob {
+            run_id: Some(tonight.clone()),
+            ..kit::job("c1", SyncKind::Prices, false)
+        },
+        kit::job("c1", SyncKind::Full, false),
+    ] {
+        assert_eq!(
+            engine.run_job(&job, None, deadline).await.unwrap(),
+            JobOutcome::Busy
+        );
+        assert!(h.jobs.take().is_empty(), "{job:?}");
+    }
+}

@@ -149,6 +149,18 @@ impl Spread {
         })
     }
 
+    /// When the nightly window a scheduled full run is named after (`full-YYYYMMDD`, see
+    /// [`Spread::due`]) closes; `None` for any other run id.
+    pub fn full_window_end(&self, run_id: &str) -> Option<DateTime<Utc>> {
+        let date = run_id.strip_prefix("full-")?;
+        if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y%m%d").ok()?;
+        let start = day.and_hms_opt(0, 0, 0)?.and_utc() + Duration::minutes(self.full_start_min);
+        start.checked_add_signed(Duration::minutes(self.full_window_min))
+    }
+
     fn prices_due(&self, slot: f64, tick: DateTime<Utc>) -> Option<Due> {
         let minutes = tick.timestamp().div_euclid(60);
         let into = minutes.rem_euclid(self.price_period_min);
@@ -372,6 +384,36 @@ mod tests {
             s.due(id, at("2025-06-01T23:00:00Z")),
             s.due(id, at("2025-06-01T23:00:41Z"))
         );
+    }
+
+    #[test]
+    fn a_full_run_id_names_the_end_of_its_window() {
+        let s = Spread::default();
+        let tick = Utc.with_ymd_and_hms(2025, 6, 2, 1, 30, 0).unwrap();
+        let ids: Vec<String> = (0..200)
+            .flat_map(|i| s.due(&format!("conn-{i}"), tick))
+            .filter(|d| d.kind == SlotKind::Full)
+            .map(|d| d.run_id)
+            .collect();
+        assert!(!ids.is_empty());
+        for id in ids {
+            // The window opened at 22:00 on the 1st and closes at 03:00 on the 2nd.
+            assert_eq!(
+                s.full_window_end(&id),
+                Some(Utc.with_ymd_and_hms(2025, 6, 2, 3, 0, 0).unwrap())
+            );
+        }
+        for bad in [
+            "prices-20250601T0400",
+            "full-2025061",
+            "full-2025o601",
+            "full-20251301",
+            "full-+2025060",
+            "",
+            "full-",
+        ] {
+            assert_eq!(s.full_window_end(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -48,6 +48,18 @@ impl DynamoTable {
         }
     }
 
+    /// Writes `item` whole, whatever was there (an unconditional `PutItem`).
+    pub async fn put_item(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
     /// A client configured from the environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn client_from_env() -> Client {
         let conf = crate::sdk_config::from_env().await;

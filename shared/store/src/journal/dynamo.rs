@@ -87,13 +87,7 @@ impl StatusJournal for DynamoTable {
             EXPIRES_AT.into(),
             dynamo::n((f.at + chrono::Duration::days(FAILURE_TTL_DAYS)).timestamp()),
         );
-        self.client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(dynamo::sdk)?;
+        self.put_item(item).await?;
         self.record_error(conn, &format!("order {}: {}", f.shop_order_id, f.reason))
             .await
     }

@@ -334,13 +334,7 @@ impl LinkStore for DynamoTable {
             EXPIRES_AT.into(),
             dynamo::n(chrono::Utc::now().timestamp() + SEEN_TTL_SECS),
         );
-        self.client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(dynamo::sdk)?;
+        self.put_item(item).await?;
         Ok(())
     }
 

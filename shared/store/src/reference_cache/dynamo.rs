@@ -75,14 +75,7 @@ async fn put_doc<T: Serialize>(
         EXPIRES_AT.into(),
         dynamo::n(now.timestamp().saturating_add(ttl_s).saturating_add(1)),
     );
-    table
-        .client
-        .put_item()
-        .table_name(&table.name)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(dynamo::sdk)?;
+    table.put_item(item).await?;
     Ok(())
 }
 

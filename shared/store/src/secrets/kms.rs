@@ -258,14 +258,7 @@ impl EnvelopeSecrets {
     #[doc(hidden)]
     pub async fn put_v1_for_tests(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
         let item = self.seal_v1(name, key).await?;
-        self.table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(dynamo::sdk)?;
+        self.table.put_item(item).await?;
         Ok(())
     }
 
@@ -385,14 +378,7 @@ impl EnvelopeSecrets {
 impl SecretStore for EnvelopeSecrets {
     async fn put(&self, name: &str, key: &ApiKey) -> Result<(), StoreError> {
         let item = self.seal(name, key).await?;
-        self.table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(dynamo::sdk)?;
+        self.table.put_item(item).await?;
         // A key the same name had in Secrets Manager is superseded: it must not linger (or be
         // read back by an older version of a function).
         if self.migrate {

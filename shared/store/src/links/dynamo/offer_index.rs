@@ -94,14 +94,7 @@ pub(crate) async fn backfill(table: &DynamoTable, conn: &str) -> Result<(), Stor
     }
     let mut item = marker;
     item.insert("v".into(), dynamo::n(VERSION));
-    table
-        .client
-        .put_item()
-        .table_name(&table.name)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(dynamo::sdk)?;
+    table.put_item(item).await?;
     tracing::info!(connection = %conn, offers = indexed, "offer index built for existing links");
     Ok(())
 }

@@ -58,6 +58,9 @@ impl LogCapture {
             .with_writer(buf.clone())
             .finish();
         let guard = tracing::subscriber::set_default(sub);
+        // A callsite another test's thread hit first may be cached as uninteresting: without
+        // this, a line of this test could be missing when tests run in parallel under load.
+        tracing::callsite::rebuild_interest_cache();
         LogCapture { buf, _guard: guard }
     }
 

@@ -466,6 +466,8 @@ async fn the_stock_token_never_reaches_the_logs() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
+    tracing::callsite::rebuild_interest_cache();
     let f = fixture().await;
     f.post(body(&[(1001, 1, 0)])).await; // accepted
     f.post("[{").await; // 400

@@ -503,6 +503,8 @@ async fn the_token_never_reaches_the_logs() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
+    tracing::callsite::rebuild_interest_cache();
 
     let f = fixture(true).await;
     let (other, _) = tokens::generate();
@@ -556,6 +558,8 @@ async fn bad_bodies_are_refused_without_repeating_them_in_the_answer_or_the_log(
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
+    tracing::callsite::rebuild_interest_cache();
 
     let f = fixture(true).await;
     let target = url(CONN, &f.orders_token);

@@ -930,11 +930,13 @@ async fn a_stock_import_on_a_quiet_key_reads_at_once_and_orders_still_go_at_once
         took < paced / 2,
         "the import took {took:?}; paced it would take {paced:?}"
     );
-    // No request waited for a slot: each grant took only the gate's storage round trips.
+    // No request waited for a slot: each grant took only the gate's storage round trips
+    // (against the emulator on a loaded 2-core machine these reached 523 ms once: the bound
+    // is three quarters of a slot, still below any wait for the next one).
     let slot = Duration::from_micros(budget.interval_us() as u64);
     for g in log.iter() {
         assert!(
-            g.granted - g.asked < slot / 2,
+            g.granted - g.asked < slot * 3 / 4,
             "a {:?} request waited {:?}",
             g.priority,
             g.granted - g.asked

@@ -10,7 +10,7 @@ use jobs::stock::{FlushConfig, FlushJob};
 use mapping::Settings;
 use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use store::tokens::TokenKey;
 use store::{
@@ -444,37 +444,16 @@ async fn a_receiver_without_stock_hand_off_answers_503() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_stock_token_never_reaches_the_logs() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
-    tracing::callsite::rebuild_interest_cache();
+    let logs = runtime::log_capture::LogCapture::trace();
     let f = fixture().await;
     f.post(body(&[(1001, 1, 0)])).await; // accepted
     f.post("[{").await; // 400
     f.post(r#"[{"offer_id":-1}]"#).await; // 422
     let off = fixture_with(Settings::default(), true).await;
     off.post(body(&[(1, 1, 0)])).await; // ignored
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("stock webhook accepted") && text.contains("refused"),
         "{text}"

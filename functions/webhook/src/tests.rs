@@ -7,7 +7,7 @@ use jobs::StatusJob;
 use mapping::{OrderSyncType, Settings};
 use queue::{MemoryQueue, Message, Outgoing, Queue, QueueError};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{
     tokens, Connection, ConnectionStore, MemoryConnections, MemoryJournal, StatusJournal,
@@ -481,30 +481,9 @@ async fn when_it_cannot_hand_off_it_answers_503_so_keycrm_retries() {
     assert!(f.jobs().is_empty());
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_token_never_reaches_the_logs() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
-    tracing::callsite::rebuild_interest_cache();
+    let logs = runtime::log_capture::LogCapture::trace();
 
     let f = fixture(true).await;
     let (other, _) = tokens::generate();
@@ -531,7 +510,7 @@ async fn the_token_never_reaches_the_logs() {
     )
     .await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains(ROUTE),
         "logs name the route template:\n{text}"
@@ -551,15 +530,7 @@ async fn the_token_never_reaches_the_logs() {
 #[tokio::test]
 async fn bad_bodies_are_refused_without_repeating_them_in_the_answer_or_the_log() {
     const V: &str = "kc-leaked-9f8e7d6c5b4a3f2e1d0c";
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests' threads may have cached the callsites as uninteresting meanwhile.
-    tracing::callsite::rebuild_interest_cache();
+    let logs = runtime::log_capture::LogCapture::trace();
 
     let f = fixture(true).await;
     let target = url(CONN, &f.orders_token);
@@ -602,7 +573,7 @@ async fn bad_bodies_are_refused_without_repeating_them_in_the_answer_or_the_log(
             "{text}"
         );
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("webhook refused: bad body"), "{text}");
     assert!(
         !text.contains(V),

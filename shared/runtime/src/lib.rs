@@ -7,6 +7,8 @@ pub mod clients;
 pub mod config;
 pub mod key_store;
 pub mod lambda;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod log_capture;
 pub mod metrics;
 pub mod platform;
 pub mod sqs_batch;

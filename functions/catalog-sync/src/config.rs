@@ -1,5 +1,6 @@
 //! What the sync engine is built from: its adapters ([`Deps`]) and its limits ([`Config`]).
 
+use chrono::{DateTime, Utc};
 use queue::Queue;
 use runtime::KeycrmClients;
 use shop::ShopCatalog;
@@ -71,6 +72,40 @@ pub struct Config {
     /// Sync jobs of one SQS batch run at once (each on its own key's budget, so they mostly
     /// wait side by side instead of each holding its own invocation).
     pub jobs_at_once: usize,
+    /// What time it is for the decisions measured against the schedule's windows (whether a
+    /// busy full run may still try again tonight). The wall clock; the fleet bench, whose
+    /// KeyCRM and schedule run on a compressed clock, passes its own.
+    pub now: Now,
+    /// How long a scheduled full run that found its connection busy waits before it tries
+    /// again ([`crate::engine::BUSY_RETRY`]).
+    pub busy_retry: Duration,
+}
+
+/// A source of the current time (see [`Config::now`]).
+#[derive(Clone)]
+pub struct Now(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Now {
+    /// The wall clock.
+    pub fn wall() -> Self {
+        Now(Arc::new(Utc::now))
+    }
+
+    /// Any other clock (the fleet bench's compressed one, a test's fixed instant).
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Now(Arc::new(f))
+    }
+
+    /// The time now, by this clock.
+    pub fn get(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Now {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Now")
+    }
 }
 
 impl Default for Config {
@@ -93,6 +128,8 @@ impl Default for Config {
             continuation_mark: Duration::from_secs(2 * 60 * 60),
             checkpoint_every: Duration::ZERO,
             jobs_at_once: 1,
+            now: Now::wall(),
+            busy_retry: crate::engine::BUSY_RETRY,
         }
     }
 }

@@ -241,13 +241,13 @@ impl Engine {
         }
     }
 
-    /// Records a merchant's run that could not start (scheduled ones are only logged).
     /// Sends a scheduled full run that found its connection busy (its price run still going)
-    /// again in [`BUSY_RETRY`], instead of dropping it for the night. Slots are stable per
-    /// connection, so a price run long enough to overlap the full run's slot tonight overlaps
-    /// it every night: a large catalog would never get its full run. Tried again until its
-    /// window has been closed for as long as it was open; other jobs are dropped as before (a
-    /// price run's next period comes in 4 hours, and a full run covers prices).
+    /// again after [`Config::busy_retry`] ([`BUSY_RETRY`]), instead of dropping it for the
+    /// night. Slots are stable per connection, so a price run long enough to overlap the full
+    /// run's slot tonight overlaps it every night: a large catalog would never get its full
+    /// run. Tried again until its window has been closed for as long as it was open (by
+    /// [`Config::now`]); other jobs are dropped as before (a price run's next period comes in
+    /// 4 hours, and a full run covers prices).
     async fn retry_busy_full_run(&self, job: &SyncJob) {
         if job.kind != SyncKind::Full || job.requested_by != RequestedBy::Schedule {
             return;
@@ -261,7 +261,7 @@ impl Engine {
             return;
         };
         let give_up = end + chrono::Duration::minutes(spread.full_window_min);
-        if Utc::now() >= give_up {
+        if self.cfg.now.get() >= give_up {
             tracing::info!(connection = %job.connection_id, run_id = ?job.run_id, "scheduled full run dropped: its connection was busy until its window had long closed");
             return;
         }
@@ -274,7 +274,7 @@ impl Engine {
             Ok(body) => {
                 self.deps
                     .jobs
-                    .send(queue::Outgoing::new(body).delayed(BUSY_RETRY))
+                    .send(queue::Outgoing::new(body).delayed(self.cfg.busy_retry))
                     .await
             }
             Err(e) => {
@@ -286,7 +286,7 @@ impl Engine {
             Ok(_) => tracing::info!(
                 connection = %job.connection_id,
                 run_id = ?job.run_id,
-                retry_in_secs = BUSY_RETRY.as_secs(),
+                retry_in_secs = self.cfg.busy_retry.as_secs(),
                 "connection busy: the scheduled full run tries again later tonight"
             ),
             Err(e) => {
@@ -295,6 +295,7 @@ impl Engine {
         }
     }
 
+    /// Records a merchant's run that could not start (scheduled ones are only logged).
     async fn not_started(&self, job: &SyncJob, why: &str) -> Result<(), SyncError> {
         let Some(run_id) = job.run_id.clone().filter(|_| on_demand(job)) else {
             return Ok(());

@@ -23,6 +23,7 @@ mod report;
 mod run;
 pub mod wiring;
 
+pub use config::Now;
 pub use engine::{Config, Deps, Engine, JobOutcome, SyncError, LEASE_SLOT, MAX_GATE_WAIT};
 pub use handler::{FanOut, JobMessage, ScheduleInput, ScheduleKind};
 

@@ -695,3 +695,52 @@ async fn a_scheduled_full_run_finding_its_connection_busy_tries_again_later_toni
         assert!(h.jobs.take().is_empty(), "{job:?}");
     }
 }
+
+#[tokio::test]
+async fn whether_a_busy_full_run_may_try_again_is_decided_by_the_configured_clock() {
+    let h = harness(1, 10, None).await;
+    assert!(h
+        .sync
+        .acquire("c1", SyncKind::Full, "price-run", Duration::from_secs(600))
+        .await
+        .unwrap()
+        .is_some());
+    // A night ten days ago, seen from a clock that stands in that night's window.
+    let run_id = format!(
+        "full-{}",
+        (Utc::now() - ChronoDuration::days(10)).format("%Y%m%d")
+    );
+    let night = Config::default()
+        .spread
+        .full_window_end(&run_id)
+        .expect("a scheduled run id")
+        - ChronoDuration::minutes(1);
+    let job = store::SyncJob {
+        run_id: Some(run_id),
+        requested_by: store::RequestedBy::Schedule,
+        ..kit::job("c1", SyncKind::Full, false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let engine_at = |now: chrono::DateTime<Utc>| {
+        Engine::new(
+            h.deps.clone(),
+            Config {
+                now: crate::Now::from_fn(move || now),
+                ..Config::default()
+            },
+        )
+    };
+    let then = engine_at(night);
+    assert_eq!(
+        then.run_job(&job, None, deadline).await.unwrap(),
+        JobOutcome::Busy
+    );
+    assert_eq!(jobs_of(&h.jobs.take()).len(), 1, "tried again that night");
+    // The same job, by the wall clock: its window closed long ago.
+    let today = engine_at(Utc::now());
+    assert_eq!(
+        today.run_job(&job, None, deadline).await.unwrap(),
+        JobOutcome::Busy
+    );
+    assert!(h.jobs.take().is_empty());
+}

@@ -14,11 +14,11 @@ use keycrm::{ClientConfig, LocalRateGate, RateBudget};
 use keycrm_sim::{AccountSpec, SimConfig, SimHandle};
 use order_push::{Dictionaries, KeycrmProvider, OrderPush, Outcome, PushConfig, RetryPolicy};
 use queue::{Outgoing, Queue, SqsQueue};
+use runtime::log_capture::LogBuf;
 use runtime::KeycrmClients;
 use serde_json::{json, Value};
 use shop::{MemoryShop, NamedItem, ShopAddon, ShopReference};
 use status_apply::{ConsumerOptions, StatusApplier};
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store::{
@@ -32,29 +32,6 @@ pub const SHOP: &str = "shop-article";
 const CREATED: &str = include_str!("../../contracts/order-events/examples/order.created.json");
 
 // ------------------------------------------------------------------------------ log capture
-
-#[derive(Clone)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
 
 /// Every log line of this test binary at every level (set up once per binary).
 pub fn logs() -> String {

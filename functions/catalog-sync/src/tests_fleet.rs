@@ -640,17 +640,22 @@ async fn the_jobs_of_one_batch_run_side_by_side() {
     }
 }
 
-#[tokio::test]
-async fn a_scheduled_full_run_finding_its_connection_busy_tries_again_later_tonight() {
+/// One connection, `c1`, whose lease another run (its price run) holds.
+async fn busy_harness() -> H {
     let h = harness(1, 10, None).await;
-    let engine = Engine::new(h.deps.clone(), Config::default());
-    // Another run of the connection (its price run) holds the lease.
     assert!(h
         .sync
         .acquire("c1", SyncKind::Full, "price-run", Duration::from_secs(600))
         .await
         .unwrap()
         .is_some());
+    h
+}
+
+#[tokio::test]
+async fn a_scheduled_full_run_finding_its_connection_busy_tries_again_later_tonight() {
+    let h = busy_harness().await;
+    let engine = Engine::new(h.deps.clone(), Config::default());
     let full = |run_id: &str, by: store::RequestedBy| store::SyncJob {
         run_id: Some(run_id.to_string()),
         requested_by: by,
@@ -698,13 +703,7 @@ async fn a_scheduled_full_run_finding_its_connection_busy_tries_again_later_toni
 
 #[tokio::test]
 async fn whether_a_busy_full_run_may_try_again_is_decided_by_the_configured_clock() {
-    let h = harness(1, 10, None).await;
-    assert!(h
-        .sync
-        .acquire("c1", SyncKind::Full, "price-run", Duration::from_secs(600))
-        .await
-        .unwrap()
-        .is_some());
+    let h = busy_harness().await;
     // A night ten days ago, seen from a clock that stands in that night's window.
     let run_id = format!(
         "full-{}",

@@ -7,7 +7,7 @@ use crate::meter::{Meter, Shop, Snapshot};
 use crate::pool::{Function, Instance, Pool};
 use crate::ports::{self, Ctx, Index, KeyStore};
 use crate::queues::{shop_of, Scaled};
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use catalog_sync::{Config as SyncConfig, Deps, Engine, JobMessage, ScheduleKind};
 use chrono::{DateTime, TimeZone, Utc};
 use keycrm::{ApiKey, ClientConfig, RateBudget, RetryPolicy as ClientRetry};
@@ -265,12 +265,7 @@ impl World {
                 secret_prefix: None,
             }),
             retry_queue: self.order_q.clone(),
-            dead_letters: Arc::new(Scaled {
-                inner: self.dlqs[0].clone(),
-                clock: *c,
-                ctx: self.ctx.clone(),
-                scale_delays: false,
-            }),
+            dead_letters: Arc::new(self.dead_letters(0)),
             dictionaries: Arc::new({
                 let d = Dictionaries::new(c.real(order_push::dictionaries::DEFAULT_TTL));
                 if self.design.shared_dictionaries {
@@ -356,6 +351,26 @@ impl World {
         }
     }
 
+    /// Deletes what a Lambda's partial-batch answer did not name as failed.
+    async fn delete_answered(&self, q: &Scaled, msgs: &[Message], resp: &SqsBatchResponse) {
+        let failed: Vec<String> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        self.delete_done(q, msgs, &failed).await;
+    }
+
+    /// Dead-letter queue `i` (orders, statuses, sync jobs) as the functions see it.
+    fn dead_letters(&self, i: usize) -> Scaled {
+        Scaled {
+            inner: self.dlqs[i].clone(),
+            clock: self.clock,
+            ctx: self.ctx.clone(),
+            scale_delays: false,
+        }
+    }
+
     fn shops_of(&self, msgs: &[Message]) -> Vec<Shop> {
         msgs.iter().map(|m| shop_of(&self.ctx, &m.body)).collect()
     }
@@ -432,12 +447,7 @@ async fn status_poller(w: Arc<World>) {
     let f = w.design.status.clone();
     let transport = status_apply::Transport {
         source: Some(w.status_q.clone()),
-        dead_letter: Some(Arc::new(Scaled {
-            inner: w.dlqs[1].clone(),
-            clock: w.clock,
-            ctx: w.ctx.clone(),
-            scale_delays: false,
-        })),
+        dead_letter: Some(Arc::new(w.dead_letters(1))),
     };
     while !w.stop.load(Ordering::Relaxed) {
         let msgs = w.receive(&w.status_q, &f).await;
@@ -458,24 +468,14 @@ async fn status_poller(w: Arc<World>) {
                 },
             )
             .await;
-        let failed: Vec<String> = resp
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
-        w.delete_done(&w.status_q, &msgs, &failed).await;
+        w.delete_answered(&w.status_q, &msgs, &resp).await;
     }
 }
 
 async fn sync_poller(w: Arc<World>) {
     let inst: Mutex<Instance<Engine>> = Mutex::new(Instance::default());
     let f = w.design.sync.clone();
-    let dlq = Scaled {
-        inner: w.dlqs[2].clone(),
-        clock: w.clock,
-        ctx: w.ctx.clone(),
-        scale_delays: false,
-    };
+    let dlq = w.dead_letters(2);
     while !w.stop.load(Ordering::Relaxed) {
         let msgs = w.receive(&w.sync_q, &f).await;
         if msgs.is_empty() {
@@ -509,12 +509,7 @@ async fn sync_poller(w: Arc<World>) {
                     },
                 )
                 .await;
-            let failed: Vec<String> = resp
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
-            w.delete_done(&w.sync_q, &msgs, &failed).await;
+            w.delete_answered(&w.sync_q, &msgs, &resp).await;
         })
         .await;
     }

@@ -383,10 +383,13 @@ async fn two_shops_on_one_key_split_its_budget_fairly() {
         (ra - rb).abs() <= 0.25 * ra.max(rb),
         "requests {ra} vs {rb}"
     );
+    // One after the other, the later run would end at twice the earlier's time; side by side
+    // they end close together. The margin is a time slice's misalignment on a starved machine
+    // (1.41 was seen with a release build running beside the suite on 2 cores).
     let first = secs(a0.min(b0), a1.min(b1));
     let last = secs(a0.min(b0), a1.max(b1));
     assert!(
-        last <= 1.4 * first,
+        last <= 1.5 * first,
         "the later run ended at {last:.1} s, the earlier at {first:.1} s"
     );
     assert_eq!(f.sim.stats().rate_limited_429, 0, "the shared budget held");

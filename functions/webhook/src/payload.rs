@@ -176,11 +176,15 @@ fn text(v: &Option<Value>) -> Option<String> {
 /// KeyCRM's event names look like `order.change_payment_status`; anything else is logged as
 /// `unrecognised`, never as sent.
 fn event_label(name: &str) -> String {
-    let plain = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    // KeyCRM's trigger events are `<order|lead>.change_<what>_status` (keycrm-api.md §7.1);
+    // anything else could be any text a sender chose, a secret included.
+    let what = ["order.change_", "lead.change_"]
+        .iter()
+        .find_map(|group| name.strip_prefix(group))
+        .and_then(|rest| rest.strip_suffix("_status"));
+    let plain = what.is_some_and(|w| {
+        !w.is_empty() && w.len() <= 24 && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    });
     if plain {
         name.to_string()
     } else {
@@ -220,13 +224,16 @@ pub fn parse(body: &[u8]) -> Result<Delivery, PayloadError> {
             "expected a JSON object, got an array".into(),
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let env: Envelope = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let in_context = e.path().iter().next().is_some_and(
             |s| matches!(s, serde_path_to_error::Segment::Map { key } if key == "context"),
         );
         refusal(e.inner(), in_context)
     })?;
+    // Only whitespace may follow the object: `{…} xyz` or `{…}{…}` is not one JSON document,
+    // and acting on its first part would apply something the sender did not send whole.
+    de.end().map_err(|e| refusal(&e, false))?;
     let event = match env.event {
         None | Some(Value::Null) => return Err(PayloadError::Missing("event")),
         Some(Value::String(s)) => match s.as_str() {
@@ -402,6 +409,26 @@ mod tests {
         }
         let d = parse(format!(r#"{{"event":"{V}!","context":{{}}}}"#).as_bytes()).unwrap();
         assert_eq!(d.event, Event::Other("unrecognised".into()));
+        // Of KeyCRM's event shape only `<order|lead>.change_<what>_status` is logged as sent.
+        for (name, label) in [
+            (
+                "order.change_delivery_status",
+                "order.change_delivery_status",
+            ),
+            ("order.sk_live_secret", "unrecognised"),
+            ("order.change_sk_live_9f8e7d_status", "unrecognised"),
+            ("lead.change__status", "unrecognised"),
+            ("lead.change_status", "unrecognised"),
+            ("buyer.change_buyer_status", "unrecognised"),
+            (
+                "order.change_averyveryverylongwordhere_status",
+                "unrecognised",
+            ),
+        ] {
+            let body = format!(r#"{{"event":"{name}","context":{{}}}}"#);
+            let d = parse(body.as_bytes()).unwrap();
+            assert_eq!(d.event, Event::Other(label.into()), "{name}");
+        }
         assert_eq!(
             parse(br#"{"event":"","context":{}}"#).unwrap_err(),
             PayloadError::Missing("event")
@@ -413,6 +440,21 @@ mod tests {
         assert!(
             matches!(check_content_type(Some(&format!("text/{V}"))), Err(e) if !e.to_string().contains(V))
         );
+    }
+
+    #[test]
+    fn junk_after_the_object_is_not_json_and_changes_nothing() {
+        let order = r#"{"event":"order.change_order_status","context":{"id":5001,"status_id":3,"status_changed_at":"2020-01-01T00:00:00Z"}}"#;
+        assert!(parse(format!("{order} \n").as_bytes()).is_ok());
+        for body in [
+            format!("{order} xyz"),
+            format!("{order}{order}"),
+            format!("{order}]"),
+            r#"{"event":"order.change_payment_status","context":{}} 1"#.to_string(),
+        ] {
+            let e = parse(body.as_bytes()).expect_err(&body);
+            assert!(matches!(e, PayloadError::NotJson(_)), "{body}: {e:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use runtime::metrics::catalog::{
     STOCK_SIGNALS, STOCK_WEBHOOKS_ACCEPTED, WEBHOOKS_REFUSED, WEBHOOKS_UNAVAILABLE,
 };
 use runtime::metrics::count;
+use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,6 +48,45 @@ pub enum StockBodyError {
         field: &'static str,
         reason: &'static str,
     },
+    #[error("[{index}].{field} is given more than once")]
+    Repeated { index: usize, field: &'static str },
+}
+
+/// The fields an item is read by, each at most once. `Value` keeps the last of a repeated
+/// key without a word, so `[{"offer_id":1,"offer_id":2}]` would signal offer 2 and drop
+/// offer 1; like the status URL, such a body is refused instead.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // only their uniqueness is checked; the values are read from `Value`
+struct ReadOnce {
+    offer_id: Option<IgnoredAny>,
+    sku: Option<IgnoredAny>,
+    in_stock: Option<IgnoredAny>,
+    in_reserve: Option<IgnoredAny>,
+}
+
+const READ_FIELDS: [&str; 4] = ["offer_id", "sku", "in_stock", "in_reserve"];
+
+/// The first item that repeats a field it is read by. Runs on a body already known to be an
+/// array of objects, so the only error left is serde's duplicate field.
+fn repeated_field(body: &[u8]) -> Result<(), StockBodyError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let Err(e) = serde_path_to_error::deserialize::<_, Vec<ReadOnce>>(de) else {
+        return Ok(());
+    };
+    let index = e
+        .path()
+        .iter()
+        .find_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(*index),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let text = e.inner().to_string();
+    let field = READ_FIELDS
+        .into_iter()
+        .find(|f| text.contains(&format!("`{f}`")))
+        .unwrap_or("a field");
+    Err(StockBodyError::Repeated { index, field })
 }
 
 impl StockBodyError {
@@ -156,6 +196,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<i64>, StockBodyError> {
         quantity(m.get("in_stock"), index, "in_stock")?;
         quantity(m.get("in_reserve"), index, "in_reserve")?;
     }
+    repeated_field(body)?;
     Ok(ids.into_iter().collect())
 }
 
@@ -466,5 +507,41 @@ mod tests {
         );
         let most = format!("[{}]", vec![r#"{"offer_id":1}"#; MAX_STOCK_ITEMS].join(","));
         assert_eq!(parse(most.as_bytes()).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn an_item_repeating_a_field_it_is_read_by_is_refused_naming_it() {
+        for (body, index, field) in [
+            (r#"[{"offer_id":1,"offer_id":2}]"#, 0, "offer_id"),
+            (
+                r#"[{"offer_id":1},{"offer_id":2,"in_stock":1,"in_stock":0}]"#,
+                1,
+                "in_stock",
+            ),
+            (r#"[{"offer_id":1,"sku":"a","sku":null}]"#, 0, "sku"),
+            (
+                r#"[{"offer_id":1,"in_reserve":0,"in_reserve":0}]"#,
+                0,
+                "in_reserve",
+            ),
+        ] {
+            let e = parse(body.as_bytes()).expect_err(body);
+            assert_eq!(e, StockBodyError::Repeated { index, field }, "{body}");
+            assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        // Fields it does not read may repeat: they change nothing.
+        assert_eq!(
+            parse(br#"[{"offer_id":3,"note":1,"note":2}]"#).unwrap(),
+            vec![3]
+        );
+    }
+
+    #[test]
+    fn junk_after_the_array_is_not_json() {
+        for body in [r#"[]x"#, r#"[{"offer_id":1}] [{"offer_id":2}]"#] {
+            let e = parse(body.as_bytes()).expect_err(body);
+            assert!(matches!(e, StockBodyError::NotJson(_)), "{body}: {e:?}");
+        }
+        assert_eq!(parse(b"[{\"offer_id\":1}] \n").unwrap(), vec![1]);
     }
 }

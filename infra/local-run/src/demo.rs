@@ -245,12 +245,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             admin_router.clone()
         };
-        async move {
+        // API Gateway gives up on a request after 30 s; the local server does the same, so a
+        // client that announces a body and never sends it does not hold a task forever.
+        answer_within(REQUEST_TIMEOUT, async move {
             match tower::ServiceExt::oneshot(target, req).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             }
-        }
+        })
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -841,4 +843,72 @@ fn print_summary(
         "  Settings   version {} saved (GET /connection shows them)",
         saved["version"]
     );
+}
+
+/// How long the local server lets one request take, body included (API Gateway's limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `answer`, or 408 with a JSON error if it takes longer than `limit` (reading a body that
+/// never comes included).
+async fn answer_within(
+    limit: Duration,
+    answer: impl std::future::Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, answer).await {
+        Ok(resp) => resp,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            axum::Json(serde_json::json!({
+                "error": format!(
+                    "the request did not complete within {} s",
+                    limit.as_secs_f64()
+                )
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client announces 100 bytes of body and sends 2: the server answers 408 at the limit
+    /// instead of waiting for the rest forever.
+    #[tokio::test]
+    async fn a_body_that_never_comes_is_answered_408_at_the_limit() {
+        let app = axum::Router::new().fallback(|req: axum::extract::Request| {
+            answer_within(Duration::from_millis(300), async move {
+                use axum::response::IntoResponse;
+                match axum::body::to_bytes(req.into_body(), 1024).await {
+                    Ok(b) => format!("read {} bytes", b.len()).into_response(),
+                    Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+                }
+            })
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PUT /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{}")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n{") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("an answer, not a wait")
+                .unwrap();
+            assert!(n > 0, "closed without an answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("did not complete within 0.3 s"), "{text}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+    }
 }

@@ -9,6 +9,7 @@ pub mod phone;
 pub mod reference;
 pub mod schedule;
 pub mod settings;
+pub mod settings_limits;
 pub mod settings_problem;
 pub mod shop;
 pub mod source_key;

@@ -2,6 +2,9 @@
 
 use crate::lang::Lang;
 use crate::reference::KeycrmReference;
+use crate::settings_limits::{
+    id_issue, too_many, MAX_ADDON_LINKS, MAX_CATEGORY_FILTER, MAX_METHOD_LINKS,
+};
 pub use crate::settings_problem::FieldError;
 use crate::settings_problem::{Issue, MethodKind, Problem};
 use crate::shop::ShopReference;
@@ -9,7 +12,7 @@ pub use crate::status_map::{
     CardStatusFrom, CardStatusMap, CardStatusTo, OrderStatusFrom, OrderStatusMap, OrderStatusTo,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a KeyCRM product finds its shop product on the first sync (later runs use stored links).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -326,18 +329,38 @@ impl Settings {
             .collect()
     }
 
-    /// Every problem at once, so the merchant can fix them in one go.
+    /// Every problem at once, so the merchant can fix them in one go. A list longer than its
+    /// maximum ([`crate::settings_limits`]) is one problem at the list's path and its entries
+    /// are not checked; an id too long or with characters no id has is not looked up.
     pub fn problems(&self, crm: &KeycrmReference, shop: &ShopReference) -> Vec<Problem> {
         let mut errs = Vec::new();
         if !(0.0..=1.0).contains(&self.vanish_guard) || self.vanish_guard.is_nan() {
             errs.push(Problem::new("vanish_guard", Issue::NotAShare));
         }
-        for (i, id) in self.category_filter.iter().enumerate() {
-            if crm.category(*id).is_none() {
-                errs.push(Problem::new(
-                    format!("category_filter[{i}]"),
-                    Issue::UnknownCategory(*id),
-                ));
+        if let Some(p) = too_many(
+            "category_filter",
+            self.category_filter.len(),
+            MAX_CATEGORY_FILTER,
+        ) {
+            errs.push(p);
+        } else {
+            let mut first_at: BTreeMap<i64, usize> = BTreeMap::new();
+            for (i, id) in self.category_filter.iter().enumerate() {
+                let f = format!("category_filter[{i}]");
+                if crm.category(*id).is_none() {
+                    errs.push(Problem::new(f.clone(), Issue::UnknownCategory(*id)));
+                }
+                match first_at.get(id) {
+                    Some(first) => errs.push(Problem::new(
+                        f,
+                        Issue::CategoryListedTwice {
+                            first: format!("category_filter[{first}]"),
+                        },
+                    )),
+                    None => {
+                        first_at.insert(*id, i);
+                    }
+                }
             }
         }
         let shop_statuses: BTreeSet<&str> =
@@ -373,45 +396,7 @@ impl Settings {
             }
         }
 
-        let for_cards = self.order_sync == OrderSyncType::Pipelines;
-        for (i, l) in self.addon_fields.iter().enumerate() {
-            let f = format!("addon_fields[{i}]");
-            if !shop.order_addons.iter().any(|a| a.id == l.addon_id) {
-                errs.push(Problem::new(format!("{f}.addon_id"), Issue::UnknownAddon));
-            }
-            let field = format!("{f}.field_uuid");
-            if for_cards {
-                if crm.lead_field(&l.field_uuid).is_some() {
-                    continue;
-                }
-                let issue = match crm.order_field(&l.field_uuid) {
-                    Some(order_field) => Issue::OrderFieldInPipelines {
-                        name: order_field.name.clone(),
-                        card_field: crm
-                            .lead_fields
-                            .iter()
-                            .find(|c| {
-                                c.name.trim().to_lowercase()
-                                    == order_field.name.trim().to_lowercase()
-                            })
-                            .map(|c| c.name.clone()),
-                    },
-                    None => Issue::UnknownCardField,
-                };
-                errs.push(Problem::new(field, issue));
-            } else {
-                if crm.order_field(&l.field_uuid).is_some() {
-                    continue;
-                }
-                let issue = match crm.lead_field(&l.field_uuid) {
-                    Some(card_field) => Issue::CardFieldInOrders {
-                        name: card_field.name.clone(),
-                    },
-                    None => Issue::UnknownOrderField,
-                };
-                errs.push(Problem::new(field, issue));
-            }
-        }
+        self.check_addon_fields(crm, shop, &mut errs);
         check_method_map(
             &mut errs,
             ("payment_map", "keycrm_method_id", MethodKind::Payment),
@@ -484,31 +469,141 @@ impl Settings {
     }
 }
 
-/// Payment and delivery maps follow one rule: each shop method once, existing on both sides.
-/// A shop method mapped twice would make the lookups' "first wins" silently decide.
-/// `names` is `(settings key, KeyCRM id key, kind)`.
+impl Settings {
+    /// Add-on mappings: each shop add-on once, filling one custom field that no other add-on
+    /// fills, of the kind the order sync type needs. Order push writes every mapped add-on's
+    /// value into its field, so two add-ons in one field would overwrite each other's answer
+    /// (whichever is listed last wins, silently). One add-on in two fields is refused like a
+    /// shop method mapped twice: the page offers one field per add-on, so a second entry is
+    /// a leftover, not a choice.
+    fn check_addon_fields(
+        &self,
+        crm: &KeycrmReference,
+        shop: &ShopReference,
+        errs: &mut Vec<Problem>,
+    ) {
+        if let Some(p) = too_many("addon_fields", self.addon_fields.len(), MAX_ADDON_LINKS) {
+            errs.push(p);
+            return;
+        }
+        let for_cards = self.order_sync == OrderSyncType::Pipelines;
+        let mut addon_at: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut field_at: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, l) in self.addon_fields.iter().enumerate() {
+            let f = format!("addon_fields[{i}]");
+            let mut addon_repeated = false;
+            if let Some(issue) = id_issue(&l.addon_id) {
+                errs.push(Problem::new(format!("{f}.addon_id"), issue));
+            } else {
+                if !shop.order_addons.iter().any(|a| a.id == l.addon_id) {
+                    errs.push(Problem::new(format!("{f}.addon_id"), Issue::UnknownAddon));
+                }
+                match addon_at.get(l.addon_id.as_str()) {
+                    Some(first) => {
+                        addon_repeated = true;
+                        errs.push(Problem::new(
+                            format!("{f}.addon_id"),
+                            Issue::AddonMappedTwice {
+                                first: format!("addon_fields[{first}]"),
+                            },
+                        ));
+                    }
+                    None => {
+                        addon_at.insert(&l.addon_id, i);
+                    }
+                }
+            }
+            let field = format!("{f}.field_uuid");
+            if let Some(issue) = id_issue(&l.field_uuid) {
+                errs.push(Problem::new(field, issue));
+                continue;
+            }
+            if let Some(issue) = field_kind_issue(crm, for_cards, &l.field_uuid) {
+                errs.push(Problem::new(field.clone(), issue));
+            }
+            match field_at.get(l.field_uuid.as_str()) {
+                // A repeated add-on is one problem, said at its id.
+                Some(_) if addon_repeated => {}
+                Some(first) => errs.push(Problem::new(
+                    field,
+                    Issue::CustomFieldMappedTwice {
+                        first: format!("addon_fields[{first}]"),
+                    },
+                )),
+                None => {
+                    field_at.insert(&l.field_uuid, i);
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with custom field `uuid` for add-ons: card (lead) fields for pipelines,
+/// order fields for orders.
+fn field_kind_issue(crm: &KeycrmReference, for_cards: bool, uuid: &str) -> Option<Issue> {
+    if for_cards {
+        if crm.lead_field(uuid).is_some() {
+            return None;
+        }
+        Some(match crm.order_field(uuid) {
+            Some(order_field) => Issue::OrderFieldInPipelines {
+                name: order_field.name.clone(),
+                card_field: crm
+                    .lead_fields
+                    .iter()
+                    .find(|c| {
+                        c.name.trim().to_lowercase() == order_field.name.trim().to_lowercase()
+                    })
+                    .map(|c| c.name.clone()),
+            },
+            None => Issue::UnknownCardField,
+        })
+    } else {
+        if crm.order_field(uuid).is_some() {
+            return None;
+        }
+        Some(match crm.lead_field(uuid) {
+            Some(card_field) => Issue::CardFieldInOrders {
+                name: card_field.name.clone(),
+            },
+            None => Issue::UnknownOrderField,
+        })
+    }
+}
+
+/// Payment and delivery maps follow one rule: each shop method once, existing on both sides,
+/// at most [`MAX_METHOD_LINKS`] of them. A shop method mapped twice would make the lookups'
+/// "first wins" silently decide. `names` is `(settings key, KeyCRM id key, kind)`.
 fn check_method_map<'a>(
     errs: &mut Vec<Problem>,
     names: (&str, &str, MethodKind),
-    entries: impl Iterator<Item = (&'a str, i64)>,
+    entries: impl ExactSizeIterator<Item = (&'a str, i64)>,
     shop_methods: &BTreeSet<&str>,
     crm_has: impl Fn(i64) -> bool,
 ) {
     let (name, crm_field, kind) = names;
+    if let Some(p) = too_many(name, entries.len(), MAX_METHOD_LINKS) {
+        errs.push(p);
+        return;
+    }
     let mut seen = BTreeSet::new();
     for (i, (shop_method, crm_id)) in entries.enumerate() {
         let f = format!("{name}[{i}]");
-        if !seen.insert(shop_method) {
-            errs.push(Problem::new(
-                format!("{f}.shop_method"),
-                Issue::ShopMethodMappedTwice(kind),
-            ));
-        }
-        if !shop_methods.contains(shop_method) {
-            errs.push(Problem::new(
-                format!("{f}.shop_method"),
-                Issue::UnknownShopMethod(kind),
-            ));
+        if let Some(issue) = id_issue(shop_method) {
+            errs.push(Problem::new(format!("{f}.shop_method"), issue));
+        } else {
+            if !seen.insert(shop_method) {
+                errs.push(Problem::new(
+                    format!("{f}.shop_method"),
+                    Issue::ShopMethodMappedTwice(kind),
+                ));
+            }
+            if !shop_methods.contains(shop_method) {
+                errs.push(Problem::new(
+                    format!("{f}.shop_method"),
+                    Issue::UnknownShopMethod(kind),
+                ));
+            }
         }
         if !crm_has(crm_id) {
             errs.push(Problem::new(
@@ -766,6 +861,155 @@ mod tests {
             fields(&s),
             vec!["payment_map[2].shop_method", "delivery_map[1].shop_method"]
         );
+    }
+
+    fn codes(s: &Settings) -> Vec<(String, &'static str)> {
+        s.problems(&crm_reference(), &shop_reference())
+            .into_iter()
+            .map(|p| (p.field.clone(), p.code()))
+            .collect()
+    }
+
+    fn addon(addon_id: &str, field_uuid: &str) -> AddonLink {
+        AddonLink {
+            addon_id: addon_id.into(),
+            field_uuid: field_uuid.into(),
+        }
+    }
+
+    #[test]
+    fn an_addon_mapped_twice_is_refused() {
+        // One add-on into two fields.
+        let mut s = valid();
+        s.addon_fields = vec![addon("gift", "OR_1001"), addon("gift", "OR_1002")];
+        assert_eq!(
+            codes(&s),
+            vec![("addon_fields[1].addon_id".into(), "addon_mapped_twice")]
+        );
+        let p = &s.problems(&crm_reference(), &shop_reference())[0];
+        assert_eq!(
+            p.issue,
+            Issue::AddonMappedTwice {
+                first: "addon_fields[0]".into()
+            }
+        );
+        assert_eq!(
+            p.message(Lang::En),
+            "this add-on is mapped already in addon_fields[0]: each add-on fills one custom field"
+        );
+        assert_eq!(
+            p.message(Lang::Uk),
+            "це доповнення вже зіставлено в addon_fields[0]: кожне доповнення заповнює одне користувацьке поле"
+        );
+        // The same mapping three times: one problem per repeat, at the add-on.
+        s.addon_fields = vec![addon("gift", "OR_1001"); 3];
+        assert_eq!(
+            codes(&s),
+            vec![
+                ("addon_fields[1].addon_id".into(), "addon_mapped_twice"),
+                ("addon_fields[2].addon_id".into(), "addon_mapped_twice"),
+            ]
+        );
+        // An unknown add-on twice is both.
+        s.addon_fields = vec![addon("ghost", "OR_1001"), addon("ghost", "OR_1003")];
+        assert_eq!(
+            codes(&s),
+            vec![
+                ("addon_fields[0].addon_id".into(), "unknown_addon"),
+                ("addon_fields[1].addon_id".into(), "unknown_addon"),
+                ("addon_fields[1].addon_id".into(), "addon_mapped_twice"),
+            ]
+        );
+        // Different add-ons in different fields are what the page sends.
+        s.addon_fields = vec![addon("gift", "OR_1001"), addon("callback", "OR_1004")];
+        assert_eq!(codes(&s), vec![]);
+    }
+
+    #[test]
+    fn two_addons_in_one_custom_field_are_refused() {
+        // Order push would write both answers into one field, the last overwriting the first.
+        let mut s = valid();
+        s.addon_fields = vec![addon("gift", "OR_1001"), addon("callback", "OR_1001")];
+        assert_eq!(
+            codes(&s),
+            vec![(
+                "addon_fields[1].field_uuid".into(),
+                "custom_field_mapped_twice"
+            )]
+        );
+        let p = &s.problems(&crm_reference(), &shop_reference())[0];
+        assert_eq!(
+            p.issue,
+            Issue::CustomFieldMappedTwice {
+                first: "addon_fields[0]".into()
+            }
+        );
+        assert!(p.message(Lang::En).contains("addon_fields[0]"));
+        assert!(p.message(Lang::Uk).contains("addon_fields[0]"));
+        assert!(!p.message(Lang::En).contains("OR_1001"));
+        // The same in pipelines mode, with a card field.
+        s.order_sync = OrderSyncType::Pipelines;
+        s.default_pipeline_id = Some(1);
+        s.addon_fields = vec![addon("gift", "LD_1001"), addon("callback", "LD_1001")];
+        assert_eq!(
+            codes(&s),
+            vec![(
+                "addon_fields[1].field_uuid".into(),
+                "custom_field_mapped_twice"
+            )]
+        );
+        // A field of the wrong kind twice is both.
+        s.addon_fields = vec![addon("gift", "OR_1001"), addon("callback", "OR_1001")];
+        assert_eq!(
+            codes(&s),
+            vec![
+                (
+                    "addon_fields[0].field_uuid".into(),
+                    "order_field_in_pipelines"
+                ),
+                (
+                    "addon_fields[1].field_uuid".into(),
+                    "order_field_in_pipelines"
+                ),
+                (
+                    "addon_fields[1].field_uuid".into(),
+                    "custom_field_mapped_twice"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_category_chosen_twice_is_refused() {
+        let mut s = valid();
+        s.category_filter = vec![10, 11, 11, 10, 123456, 123456];
+        assert_eq!(
+            codes(&s),
+            vec![
+                ("category_filter[2]".into(), "category_listed_twice"),
+                ("category_filter[3]".into(), "category_listed_twice"),
+                ("category_filter[4]".into(), "unknown_category"),
+                ("category_filter[5]".into(), "unknown_category"),
+                ("category_filter[5]".into(), "category_listed_twice"),
+            ]
+        );
+        let probs = s.problems(&crm_reference(), &shop_reference());
+        assert_eq!(
+            probs[1].issue,
+            Issue::CategoryListedTwice {
+                first: "category_filter[0]".into()
+            }
+        );
+        assert_eq!(
+            probs[0].message(Lang::En),
+            "this category is chosen already in category_filter[1]"
+        );
+        assert_eq!(
+            probs[0].message(Lang::Uk),
+            "цю категорію вже вибрано в category_filter[1]"
+        );
+        s.category_filter = vec![10, 11];
+        assert_eq!(codes(&s), vec![]);
     }
 
     #[test]

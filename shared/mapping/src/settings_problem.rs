@@ -42,7 +42,21 @@ pub enum MethodKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Issue {
     NotAShare,
+    /// A list longer than its maximum (`settings_limits`); said once, at the list's path.
+    TooManyEntries {
+        max: usize,
+    },
+    /// An id longer than `max` bytes.
+    TooLong {
+        max: usize,
+    },
+    /// An id with a control character, a quote or a backslash.
+    InvalidCharacters,
     UnknownCategory(i64),
+    /// A category the filter lists already, at path `first`.
+    CategoryListedTwice {
+        first: String,
+    },
     UnknownSource(i64),
     SourceRequired,
     UnknownShopStatus,
@@ -75,6 +89,14 @@ pub enum Issue {
     },
     PipelinesDisabled,
     UnknownAddon,
+    /// An add-on mapped already, at path `first`.
+    AddonMappedTwice {
+        first: String,
+    },
+    /// A custom field another add-on (at path `first`) fills already.
+    CustomFieldMappedTwice {
+        first: String,
+    },
     UnknownOrderField,
     UnknownCardField,
     /// An order custom field named in pipelines mode; cards take card (lead) fields.
@@ -151,7 +173,11 @@ impl Issue {
     pub fn code(&self) -> &'static str {
         match self {
             Issue::NotAShare => "not_a_share",
+            Issue::TooManyEntries { .. } => "too_many_entries",
+            Issue::TooLong { .. } => "too_long",
+            Issue::InvalidCharacters => "invalid_characters",
             Issue::UnknownCategory(_) => "unknown_category",
+            Issue::CategoryListedTwice { .. } => "category_listed_twice",
             Issue::UnknownSource(_) => "unknown_source",
             Issue::SourceRequired => "source_required",
             Issue::UnknownShopStatus => "unknown_shop_status",
@@ -165,6 +191,8 @@ impl Issue {
             Issue::InitialStatusUnmapped { .. } => "initial_status_unmapped",
             Issue::PipelinesDisabled => "pipelines_disabled",
             Issue::UnknownAddon => "unknown_addon",
+            Issue::AddonMappedTwice { .. } => "addon_mapped_twice",
+            Issue::CustomFieldMappedTwice { .. } => "custom_field_mapped_twice",
             Issue::UnknownOrderField => "unknown_order_field",
             Issue::UnknownCardField => "unknown_card_field",
             Issue::OrderFieldInPipelines { .. } => "order_field_in_pipelines",
@@ -194,8 +222,28 @@ impl Issue {
                     "має бути часткою від 0 до 1",
                 )
                 .into(),
+            Issue::TooManyEntries { max } if uk => {
+                format!("забагато записів: щонайбільше {max}")
+            }
+            Issue::TooManyEntries { max } => format!("too many entries: at most {max}"),
+            Issue::TooLong { max } if uk => {
+                format!("задовгий ідентифікатор: щонайбільше {max} байтів")
+            }
+            Issue::TooLong { max } => format!("this id is too long: at most {max} bytes"),
+            Issue::InvalidCharacters => lang
+                .pick(
+                    "an id has no control characters, quotes or backslashes",
+                    "ідентифікатор не може містити керівних символів, лапок чи зворотних скісних рисок",
+                )
+                .into(),
             Issue::UnknownCategory(id) if uk => format!("у KeyCRM немає категорії {id}"),
             Issue::UnknownCategory(id) => format!("KeyCRM has no category {id}"),
+            Issue::CategoryListedTwice { first } if uk => {
+                format!("цю категорію вже вибрано в {first}")
+            }
+            Issue::CategoryListedTwice { first } => {
+                format!("this category is chosen already in {first}")
+            }
             Issue::UnknownSource(id) if uk => format!("у KeyCRM немає джерела {id}"),
             Issue::UnknownSource(id) => format!("KeyCRM has no source {id}"),
             Issue::SourceRequired => lang
@@ -292,6 +340,18 @@ impl Issue {
                     "в інтернет-магазині немає такого доповнення до замовлення",
                 )
                 .into(),
+            Issue::AddonMappedTwice { first } if uk => format!(
+                "це доповнення вже зіставлено в {first}: кожне доповнення заповнює одне користувацьке поле"
+            ),
+            Issue::AddonMappedTwice { first } => format!(
+                "this add-on is mapped already in {first}: each add-on fills one custom field"
+            ),
+            Issue::CustomFieldMappedTwice { first } if uk => format!(
+                "це користувацьке поле вже заповнює доповнення з {first}: якби два доповнення заповнювали одне поле, відповідь покупця в одному з них затерла б іншу"
+            ),
+            Issue::CustomFieldMappedTwice { first } => format!(
+                "this custom field is filled already by the add-on in {first}: with two add-ons in one field, the buyer's answer to one would overwrite the other"
+            ),
             Issue::UnknownOrderField => lang
                 .pick(
                     "KeyCRM has no such order custom field",

@@ -12,6 +12,7 @@
 //! another shop status Y, or the echo of every push would turn X into Y in the shop.
 
 use crate::reference::KeycrmReference;
+use crate::settings_limits::{id_issue, too_many, MAX_KEYCRM_STATUS_LINKS, MAX_SHOP_STATUS_LINKS};
 use crate::settings_problem::{Issue, Problem};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,6 +98,9 @@ impl OrderStatusMap {
     pub fn from_legacy(pairs: impl IntoIterator<Item = (String, i64)>) -> Self {
         let mut m = OrderStatusMap::default();
         let mut back = BTreeSet::new();
+        // Shop statuses with a `to_keycrm` entry already: a set, not a scan of the list, so a
+        // long legacy list from a request costs n log n, not n².
+        let mut to = BTreeSet::new();
         for (shop_status, keycrm_status_id) in pairs {
             if back.insert(keycrm_status_id) {
                 m.from_keycrm.push(OrderStatusFrom {
@@ -104,7 +108,7 @@ impl OrderStatusMap {
                     shop_status: shop_status.clone(),
                 });
             }
-            if m.keycrm_status_for(&shop_status).is_none() {
+            if to.insert(shop_status.clone()) {
                 m.to_keycrm.push(OrderStatusTo {
                     shop_status,
                     keycrm_status_id,
@@ -125,7 +129,8 @@ impl OrderStatusMap {
     ) {
         // KeyCRM status -> (position, shop status), for the duplicate and consistency rules.
         let mut back: BTreeMap<i64, (usize, &str)> = BTreeMap::new();
-        for (i, l) in self.from_keycrm.iter().enumerate() {
+        let (from, to) = bounded(field, &self.from_keycrm, &self.to_keycrm, out);
+        for (i, l) in from.iter().enumerate() {
             let f = format!("{field}.from_keycrm[{i}]");
             if crm.order_status(l.keycrm_status_id).is_none() {
                 out.push(Problem::new(
@@ -133,12 +138,7 @@ impl OrderStatusMap {
                     Issue::UnknownKeycrmStatus(l.keycrm_status_id),
                 ));
             }
-            if !shop.contains(l.shop_status.as_str()) {
-                out.push(Problem::new(
-                    format!("{f}.shop_status"),
-                    Issue::UnknownShopStatus,
-                ));
-            }
+            known_shop_status(&f, &l.shop_status, shop, out);
             match back.get(&l.keycrm_status_id) {
                 Some((first, _)) => out.push(Problem::new(
                     format!("{f}.keycrm_status_id"),
@@ -152,15 +152,10 @@ impl OrderStatusMap {
             }
         }
         let mut seen = BTreeSet::new();
-        for (i, l) in self.to_keycrm.iter().enumerate() {
+        for (i, l) in to.iter().enumerate() {
             let f = format!("{field}.to_keycrm[{i}]");
-            let known_shop = shop.contains(l.shop_status.as_str());
-            if !known_shop {
-                out.push(Problem::new(
-                    format!("{f}.shop_status"),
-                    Issue::UnknownShopStatus,
-                ));
-            } else if !seen.insert(l.shop_status.as_str()) {
+            let known_shop = known_shop_status(&f, &l.shop_status, shop, out);
+            if known_shop && !seen.insert(l.shop_status.as_str()) {
                 out.push(Problem::new(
                     format!("{f}.shop_status"),
                     Issue::ShopStatusMappedTwice {
@@ -218,6 +213,7 @@ impl CardStatusMap {
     pub fn from_legacy(entries: impl IntoIterator<Item = (String, i64, i64)>) -> Self {
         let mut m = CardStatusMap::default();
         let mut back = BTreeSet::new();
+        let mut to = BTreeSet::new();
         for (shop_status, pipeline_id, status_id) in entries {
             if back.insert((pipeline_id, status_id)) {
                 m.from_keycrm.push(CardStatusFrom {
@@ -226,7 +222,7 @@ impl CardStatusMap {
                     shop_status: shop_status.clone(),
                 });
             }
-            if m.keycrm_status_for(&shop_status).is_none() {
+            if to.insert(shop_status.clone()) {
                 m.to_keycrm.push(CardStatusTo {
                     shop_status,
                     pipeline_id,
@@ -266,15 +262,11 @@ impl CardStatusMap {
             }
         };
         let mut back: BTreeMap<(i64, i64), (usize, &str)> = BTreeMap::new();
-        for (i, l) in self.from_keycrm.iter().enumerate() {
+        let (from, to) = bounded(field, &self.from_keycrm, &self.to_keycrm, out);
+        for (i, l) in from.iter().enumerate() {
             let f = format!("{field}.from_keycrm[{i}]");
             check_pair(&f, l.pipeline_id, l.status_id, out);
-            if !shop.contains(l.shop_status.as_str()) {
-                out.push(Problem::new(
-                    format!("{f}.shop_status"),
-                    Issue::UnknownShopStatus,
-                ));
-            }
+            known_shop_status(&f, &l.shop_status, shop, out);
             match back.get(&(l.pipeline_id, l.status_id)) {
                 Some((first, _)) => out.push(Problem::new(
                     format!("{f}.status_id"),
@@ -288,15 +280,10 @@ impl CardStatusMap {
             }
         }
         let mut seen = BTreeSet::new();
-        for (i, l) in self.to_keycrm.iter().enumerate() {
+        for (i, l) in to.iter().enumerate() {
             let f = format!("{field}.to_keycrm[{i}]");
-            let known_shop = shop.contains(l.shop_status.as_str());
-            if !known_shop {
-                out.push(Problem::new(
-                    format!("{f}.shop_status"),
-                    Issue::UnknownShopStatus,
-                ));
-            } else if !seen.insert(l.shop_status.as_str()) {
+            let known_shop = known_shop_status(&f, &l.shop_status, shop, out);
+            if known_shop && !seen.insert(l.shop_status.as_str()) {
                 out.push(Problem::new(
                     format!("{f}.shop_status"),
                     Issue::ShopStatusMappedTwice {
@@ -324,9 +311,51 @@ impl CardStatusMap {
     }
 }
 
+/// Both directions of a map, each emptied (with one problem at its path) when longer than
+/// its maximum: its entries are then not checked one by one.
+fn bounded<'a, F, T>(
+    field: &str,
+    from: &'a [F],
+    to: &'a [T],
+    out: &mut Vec<Problem>,
+) -> (&'a [F], &'a [T]) {
+    let mut keep =
+        |list: &str, len: usize, max: usize| match too_many(&format!("{field}.{list}"), len, max) {
+            Some(p) => {
+                out.push(p);
+                false
+            }
+            None => true,
+        };
+    let from = if keep("from_keycrm", from.len(), MAX_KEYCRM_STATUS_LINKS) {
+        from
+    } else {
+        &[]
+    };
+    let to = if keep("to_keycrm", to.len(), MAX_SHOP_STATUS_LINKS) {
+        to
+    } else {
+        &[]
+    };
+    (from, to)
+}
+
+/// Whether the `shop_status` of the entry at path `f` is a status the shop has; says what
+/// is wrong with it when not (its shape first: a malformed id is not looked up).
+fn known_shop_status(f: &str, status: &str, shop: &BTreeSet<&str>, out: &mut Vec<Problem>) -> bool {
+    let issue = match id_issue(status) {
+        Some(issue) => issue,
+        None if shop.contains(status) => return true,
+        None => Issue::UnknownShopStatus,
+    };
+    out.push(Problem::new(format!("{f}.shop_status"), issue));
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings_limits::MAX_ID_LEN;
     use crate::testdata::crm_reference;
 
     fn shop() -> BTreeSet<&'static str> {
@@ -448,6 +477,53 @@ mod tests {
                     "unknown_keycrm_status"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_direction_past_its_maximum_is_one_problem_and_the_other_is_still_checked() {
+        let m = OrderStatusMap {
+            from_keycrm: vec![from(1, "new"); MAX_KEYCRM_STATUS_LINKS + 1],
+            to_keycrm: vec![to("ghost", 1), to("paid", 1)],
+        };
+        // "paid" -> 1 would contradict 1 -> "new", but that direction is not read.
+        assert_eq!(
+            codes(&m),
+            vec![
+                ("order_statuses.from_keycrm".into(), "too_many_entries"),
+                (
+                    "order_statuses.to_keycrm[0].shop_status".into(),
+                    "unknown_shop_status"
+                ),
+            ]
+        );
+        let m = CardStatusMap {
+            from_keycrm: vec![cfrom(1, 101, &"n".repeat(MAX_ID_LEN + 1))],
+            to_keycrm: vec![cto("new", 1, 101); MAX_SHOP_STATUS_LINKS + 1],
+        };
+        assert_eq!(
+            card_codes(&m),
+            vec![
+                ("card_statuses.to_keycrm".into(), "too_many_entries"),
+                (
+                    "card_statuses.from_keycrm[0].shop_status".into(),
+                    "too_long"
+                ),
+            ]
+        );
+        // At the maxima, entries are checked one by one again.
+        let m = OrderStatusMap {
+            from_keycrm: vec![from(1, "new"); MAX_KEYCRM_STATUS_LINKS],
+            to_keycrm: vec![to("new\n", 1)],
+        };
+        let c = codes(&m);
+        assert_eq!(c.len(), MAX_KEYCRM_STATUS_LINKS);
+        assert_eq!(
+            c.last(),
+            Some(&(
+                "order_statuses.to_keycrm[0].shop_status".into(),
+                "invalid_characters"
+            ))
         );
     }
 

@@ -1,7 +1,7 @@
 //! How large settings may be. Settings are stored in one DynamoDB item (at most 400 KB) and
 //! travel inside SQS messages (at most 1 MiB; a dry run carries unsaved settings), so every
 //! list and every string in them is bounded: settings that pass [`Settings::problems`]
-//! serialize to under 192 KiB (about 135 KB with every list full and every id at its longest,
+//! serialize to under 192 KiB (188 KiB with every list full and every id at its longest,
 //! a test checks it), however the request was built: under half of DynamoDB's item limit,
 //! a fifth of SQS's message limit.
 //!
@@ -14,8 +14,10 @@
 use crate::settings_problem::{Issue, Problem};
 
 /// Longest shop status, add-on, shop method id or KeyCRM custom field uuid, in bytes of
-/// UTF-8 (a UUID is 36). Bytes, not characters, so the worst case in JSON is known.
-pub const MAX_ID_LEN: usize = 64;
+/// UTF-8 (a UUID is 36). The order events' contract allows status and method ids of up to
+/// 128 characters; slugs of that length all fit. Bytes, not characters, so the worst case
+/// in JSON is known.
+pub const MAX_ID_LEN: usize = 128;
 
 /// Most KeyCRM categories in `category_filter`. A chosen category takes everything below
 /// it, so a merchant picks a few branches, not hundreds of leaves. Ids are up to 20

@@ -5,8 +5,8 @@ use crate::auth::{bearer, AuthError};
 use crate::error::{ApiError, FieldProblem, Msg};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header::{AUTHORIZATION, HOST};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use mapping::settings_problem::{Issue, ParseIssue};
@@ -45,21 +45,85 @@ impl FromRequestParts<AppState> for ShopAuth {
                     _ => Msg::new("the shop token is not valid", "токен магазину недійсний"),
                 })
             })?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::forbidden())?;
-        let path_shop = params.get("shop_id").cloned().unwrap_or_default();
-        let same: bool = path_shop.as_bytes().ct_eq(claims.shop_id.as_bytes()).into();
-        if !same {
+        let refuse = || {
             tracing::warn!(
                 token_shop = %claims.shop_id,
                 "admin request refused: token is for another shop"
             );
-            return Err(ApiError::forbidden());
+            ApiError::forbidden()
+        };
+        match Path::<HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => {
+                let path_shop = params.get("shop_id").cloned().unwrap_or_default();
+                let same: bool = path_shop.as_bytes().ct_eq(claims.shop_id.as_bytes()).into();
+                if !same {
+                    return Err(refuse());
+                }
+                Ok(ShopAuth { shop_id: path_shop })
+            }
+            Err(_) => {
+                // Some path segment is not text once percent-decoded (`/runs/%00%ff`). Whose
+                // shop the path names is still decided first, from the raw segment, so a
+                // foreign token gets the same 403 whatever else the path holds; only the
+                // shop's own token learns that its path is malformed.
+                let same: bool = raw_shop_segment(parts)
+                    .map(|raw| {
+                        percent_decode(raw)
+                            .as_slice()
+                            .ct_eq(claims.shop_id.as_bytes())
+                            .into()
+                    })
+                    .unwrap_or(false);
+                if !same {
+                    return Err(refuse());
+                }
+                tracing::info!("admin request refused: a path segment is not UTF-8 text");
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    Msg::new(
+                        "a part of the request's path is not valid text (percent-encoded UTF-8)",
+                        "частина шляху запиту не є коректним текстом (UTF-8 у percent-кодуванні)",
+                    ),
+                ))
+            }
         }
-        Ok(ShopAuth { shop_id: path_shop })
     }
 }
+
+/// The still percent-encoded path segment the route template has `{shop_id}` in.
+fn raw_shop_segment(parts: &Parts) -> Option<&str> {
+    let template = parts.extensions.get::<MatchedPath>()?.as_str();
+    let index = template.split('/').position(|s| s == "{shop_id}")?;
+    parts.uri.path().split('/').nth(index)
+}
+
+/// Percent-decoding as the router does it (`%XX` becomes the byte; anything else, a stray
+/// `%` included, stays as it is), to bytes that need not be UTF-8.
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            if let (Some(h), Some(l)) = (hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                // Two hex digits: at most 0xff.
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// The most a request body may hold. The router applies it (`DefaultBodyLimit`) and the
+/// refusal names it, so the two cannot disagree. The API's largest body (settings with every
+/// mapping) is a few kilobytes.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// A JSON body parsed strictly (unknown fields refused where the type says so), with
 /// errors that name the field. Values are never echoed back: a key pasted into the wrong
@@ -70,9 +134,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| unreadable())?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -84,50 +146,118 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| unreadable())?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        let bytes = read_body(req, state).await?;
+        if is_blank(&bytes) {
             return Ok(OptionalJson(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)
     }
 }
 
-fn unreadable() -> ApiError {
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The body's bytes, refused if too large, unreadable, or declared as something other than
+/// JSON. A body with no `Content-Type` is taken as JSON (tolerant clients, `curl -d`-less
+/// scripts); an empty body with any type is no body at all (`curl -X POST -d ''` says
+/// `application/x-www-form-urlencoded`), so only a body that is there and declared as
+/// something else is refused: it was meant as something this API does not read.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let declared_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().is_ok_and(is_json_media_type));
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            tracing::info!(error = %rejection, "admin request body could not be read");
+            unreadable()
+        }
+    })?;
+    if declared_json == Some(false) && !is_blank(&bytes) {
+        return Err(unsupported_media_type());
+    }
+    Ok(bytes)
+}
+
+/// `application/json` or any `application/*+json`, with any parameters (`charset=utf-8`),
+/// in any case.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((ty, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    let sub = sub.trim().to_ascii_lowercase();
+    ty.trim().eq_ignore_ascii_case("application")
+        && (sub == "json" || (sub.len() > "+json".len() && sub.ends_with("+json")))
+}
+
+fn too_large() -> ApiError {
+    let mb = BODY_LIMIT / (1024 * 1024);
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        Msg::new(
+            format!(
+                "the request body is too large: at most {mb} MB is accepted; nothing was changed"
+            ),
+            format!("тіло запиту завелике: приймається щонайбільше {mb} МБ; нічого не змінено"),
+        ),
+    )
+}
+
+fn unreadable() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
         "invalid_json",
         Msg::new(
-            "the request body could not be read",
-            "не вдалося прочитати тіло запиту",
+            "the request body could not be read; nothing was changed, send it again",
+            "не вдалося прочитати тіло запиту; нічого не змінено, надішліть його ще раз",
+        ),
+    )
+}
+
+/// The sent type is not repeated: the header is the caller's text.
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        Msg::new(
+            "the request body must be JSON sent with Content-Type: application/json; nothing was changed",
+            "тіло запиту має бути JSON із Content-Type: application/json; нічого не змінено",
+        ),
+    )
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        Msg::new(
+            "the request body is not valid JSON",
+            "тіло запиту не є коректним JSON",
         ),
     )
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        Ok(v) => v,
         Err(e) => {
             let path = e.path().clone();
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    Msg::new(
-                        "the request body is not valid JSON",
-                        "тіло запиту не є коректним JSON",
-                    ),
-                ));
+                return Err(not_json());
             }
             // The English words are built from serde's message without any value from the
             // request (`describe`); the code and the Ukrainian words from its kind.
-            let (en, unknown) = describe(&inner);
+            let (en, uk, unknown) = describe(&inner);
             let issue = Issue::Parse(classify(&strip_position(&inner.to_string())));
             let code = issue.code();
-            Err(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
                 Msg::new(
@@ -138,10 +268,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .with_fields(vec![FieldProblem::new(
                 field_path(&path, unknown.as_ref()),
                 code,
-                Msg::new(en, issue.message(Lang::Uk)),
-            )]))
+                Msg::new(en, uk.unwrap_or_else(|| issue.message(Lang::Uk))),
+            )]));
         }
-    }
+    };
+    // The body is one JSON value. `{"active":false}GARBAGE` or `{…}{…}` was not written by
+    // anyone who meant the first value alone, so nothing of it is acted on; whitespace after
+    // the value is fine.
+    de.end().map_err(|_| not_json())?;
+    Ok(value)
 }
 
 /// A field name of the API's own shape: lower-case words joined by `_`.
@@ -195,7 +330,11 @@ fn field_path(path: &serde_path_to_error::Path, unknown: Option<&(String, bool)>
 /// "…"``); only the parts that come from the API's own types are kept: what was expected, the
 /// known variants and fields, the kind of value that arrived. A message of any other form
 /// becomes "invalid value".
-fn describe(e: &serde_json::Error) -> (String, Option<(String, bool)>) {
+///
+/// Returns the English words, the Ukrainian ones when they are more specific than the kind's
+/// (the connector's own messages, [`OWN_MESSAGES`]), and the unknown field's name if that was
+/// the refusal.
+fn describe(e: &serde_json::Error) -> (String, Option<String>, Option<(String, bool)>) {
     let text = e.to_string();
     let msg = match text.rfind(" at line ") {
         Some(i) => &text[..i],
@@ -203,7 +342,7 @@ fn describe(e: &serde_json::Error) -> (String, Option<(String, bool)>) {
     };
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let Some((name, expected)) = rest.split_once("`, ") else {
-            return ("unknown field".into(), None);
+            return ("unknown field".into(), None, None);
         };
         let shown = shown_unknown(name);
         let message = if shown {
@@ -211,10 +350,29 @@ fn describe(e: &serde_json::Error) -> (String, Option<(String, bool)>) {
         } else {
             format!("unknown field; {expected}")
         };
-        return (message, Some((name.to_string(), shown)));
+        return (message, None, Some((name.to_string(), shown)));
     }
-    (describe_value(msg), None)
+    if let Some((en, uk)) = OWN_MESSAGES.iter().find(|(en, _)| *en == msg) {
+        return (en.to_string(), Some(uk.to_string()), None);
+    }
+    (describe_value(msg), None, None)
 }
+
+/// Refusals the connector's own types give (`mapping::Settings`'s `TryFrom<SettingsWire>`),
+/// word for word. They are constant text that names the API's fields, never a value from the
+/// request, so they are passed on (with their Ukrainian) instead of serde's "invalid value".
+/// Matched exactly: any other custom message, whoever wrote it, may quote the request and is
+/// not shown. (`own_messages_are_still_what_mapping_says` fails if mapping's words change.)
+const OWN_MESSAGES: [(&str, &str); 2] = [
+    (
+        "status_map is the old form of order_statuses; send only order_statuses",
+        "status_map — стара форма order_statuses; надсилайте лише order_statuses",
+    ),
+    (
+        "pipeline_status_map is the old form of card_statuses; send only card_statuses",
+        "pipeline_status_map — стара форма card_statuses; надсилайте лише card_statuses",
+    ),
+];
 
 fn describe_value(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
@@ -332,11 +490,19 @@ impl FromRequestParts<AppState> for PublicBase {
         let host = header(HOST.as_str())
             .or_else(|| header("x-forwarded-host"))
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        // Without PUBLIC_BASE_URL the address comes from the request, so a missing or
+        // malformed `Host` is the caller's mistake (API Gateway always sends a good one): a
+        // 400 that says so, never turned into a URL. The sent value is not repeated.
         let Some(host) = host.filter(|h| is_host(h)) else {
-            return Err(ApiError::internal(Msg::new(
-                "cannot tell the public address for webhook URLs (set PUBLIC_BASE_URL)",
-                "не вдалося визначити публічну адресу для посилань Webhook (задайте PUBLIC_BASE_URL)",
-            )));
+            tracing::info!("admin request refused: no usable Host header for webhook URLs");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_host",
+                Msg::new(
+                    "the request's Host header is missing or is not a host name (host[:port]), so the webhook URLs cannot be built; nothing was changed",
+                    "заголовок Host запиту відсутній або не є іменем хоста (host[:port]), тож посилання Webhook не побудувати; нічого не змінено",
+                ),
+            ));
         };
         let proto = header("x-forwarded-proto")
             .filter(|p| p == "http" || p == "https")
@@ -495,6 +661,83 @@ mod tests {
                 f.message.en
             );
         }
+    }
+
+    #[test]
+    fn one_json_value_and_nothing_after_it() {
+        for junk in [
+            &br#"{"a": 1}x"#[..],
+            br#"{"a": 1}{"a": 2}"#,
+            br#"{"a": 1} 1"#,
+            b"{\"a\": 1}\0",
+        ] {
+            let e = parse_json::<T>(junk).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, "invalid_json"),
+                "{}",
+                String::from_utf8_lossy(junk)
+            );
+        }
+        let ok = parse_json::<T>(b"{\"a\": 1} \r\n\t").unwrap();
+        assert_eq!(ok.a, 1);
+    }
+
+    #[test]
+    fn json_media_types() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+            "application/vnd.api+json;charset=UTF-8",
+            " application/json ",
+        ] {
+            assert!(is_json_media_type(yes), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+            "application/+json",
+            "application",
+            "",
+        ] {
+            assert!(!is_json_media_type(no), "{no}");
+        }
+    }
+
+    /// The table of the connector's own messages is what mapping says, word for word: if
+    /// mapping's text changes, this fails (and the message would quietly become "invalid
+    /// value" again).
+    #[test]
+    fn own_messages_are_still_what_mapping_says() {
+        for (body, (en, uk)) in [
+            (
+                r#"{"status_map": [], "order_statuses": {"to_keycrm": [], "from_keycrm": []}}"#,
+                OWN_MESSAGES[0],
+            ),
+            (
+                r#"{"pipeline_status_map": [], "card_statuses": {"to_keycrm": [], "from_keycrm": []}}"#,
+                OWN_MESSAGES[1],
+            ),
+        ] {
+            let e = parse_json::<mapping::Settings>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(e.fields[0].field, "", "{e:?}");
+            assert_eq!(e.fields[0].message, Msg::new(en, uk), "{body}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_as_the_router_does() {
+        assert_eq!(percent_decode("s1"), b"s1");
+        assert_eq!(percent_decode("s%31"), b"s1");
+        assert_eq!(percent_decode("%00%ff"), [0u8, 0xff]);
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert_eq!(percent_decode("%"), b"%");
+        assert_eq!(percent_decode("a%2Fb"), b"a/b");
     }
 
     #[test]

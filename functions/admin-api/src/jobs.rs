@@ -7,7 +7,7 @@ use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult, Msg};
 use crate::extract::{JsonBody, OptionalJson, ShopAuth};
 use crate::state::{AdminApi, AppState};
-use crate::views::running_sync;
+use crate::views::{is_live, running_sync};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -18,6 +18,8 @@ use mapping::Settings;
 use queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
 use std::time::Duration;
 use store::{
     Connection, LedgerEntry, RequestedBy, RunState, StoreError, SyncJob, SyncKind, SyncRun,
@@ -81,9 +83,13 @@ pub struct SyncAccepted {
     pub connection_id: String,
     pub kind: SyncKind,
     pub dry_run: bool,
+    /// `queued`, or `running` for a run that was already under way (`already_queued`).
     pub state: &'static str,
     /// The run's report (state `queued` until catalog-sync starts it).
     pub report: String,
+    /// No new run was queued: a run that covers the request (the same kind, or a full one)
+    /// was queued or running already, and this is that run.
+    pub already_queued: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -173,6 +179,32 @@ async fn enqueue_sync(
     Ok(run_id)
 }
 
+/// Runs per connection read to find a live one. Newest first; dry runs (which are never
+/// joined) come in between, so more than a screenful is read.
+const LIVE_SCAN: usize = 50;
+
+/// Locks that make "is a run live? if not, queue one" a single step per connection within
+/// this process: ten clicks at once see each other's runs instead of queuing ten. Striped by
+/// connection (a fixed set, nothing to clean up); two connections sharing a stripe only wait
+/// for each other's few milliseconds. Instances of the function do not share them (see
+/// `docs/admin-api.md`, "Sync now").
+static START_LOCKS: LazyLock<Vec<tokio::sync::Mutex<()>>> =
+    LazyLock::new(|| (0..64).map(|_| tokio::sync::Mutex::new(())).collect());
+
+fn start_lock(connection_id: &str) -> &'static tokio::sync::Mutex<()> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    connection_id.hash(&mut h);
+    &START_LOCKS[(h.finish() as usize) % START_LOCKS.len()]
+}
+
+/// A live run that makes a new real run of `kind` pointless: one of the same kind, or a full
+/// run, which updates prices and availability too. (A run recorded without a kind is not
+/// known to cover anything.)
+fn covering(runs: &[SyncRun], kind: SyncKind) -> Option<&SyncRun> {
+    runs.iter()
+        .find(|r| is_live(r) && r.kind.is_some_and(|k| k == kind || k == SyncKind::Full))
+}
+
 /// Turning a flow on starts it: a full sync now, unless one is queued or running already
 /// (the lease would only make a second one wait or skip). Failures are logged, not
 /// returned: the change that triggered it has been saved, and the nightly run still comes.
@@ -181,6 +213,7 @@ pub(crate) async fn start_full_sync_if_idle(
     conn: &Connection,
     shop_id: &str,
 ) -> Option<SyncStarted> {
+    let _one_at_a_time = start_lock(&conn.id).lock().await;
     match api.sync.list_runs(&conn.id, 10).await {
         Ok(runs) => {
             if let Some(r) = running_sync(&runs) {
@@ -243,18 +276,42 @@ pub async fn start_sync(
         // Previewed only if it could be saved: the same checks as a save.
         check_settings(&api, &conn, &deadline, proposed).await?;
     }
-    let run_id = enqueue_sync(&api, &conn, req.kind, req.dry_run, req.settings.as_ref()).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(SyncAccepted {
-            report: format!("/v1/shops/{}/connection/runs/{run_id}", auth.shop_id),
-            run_id,
-            connection_id: conn.id,
-            kind: req.kind,
-            dry_run: req.dry_run,
-            state: RunState::Queued.as_str(),
-        }),
-    ))
+    let accepted = |run_id: String, kind: SyncKind, state: RunState, already_queued: bool| {
+        (
+            StatusCode::ACCEPTED,
+            Json(SyncAccepted {
+                report: format!("/v1/shops/{}/connection/runs/{run_id}", auth.shop_id),
+                run_id,
+                connection_id: conn.id.clone(),
+                kind,
+                dry_run: req.dry_run,
+                state: state.as_str(),
+                already_queued,
+            }),
+        )
+    };
+    // A dry run only reports and each previews its own settings: every one is queued.
+    if req.dry_run {
+        let run_id = enqueue_sync(&api, &conn, req.kind, true, req.settings.as_ref()).await?;
+        return Ok(accepted(run_id, req.kind, RunState::Queued, false));
+    }
+    // A real run while one that covers it is queued or running would do the same work again
+    // on the key's rate budget (and wait for the connection's lease to do it): the merchant
+    // gets the run that will do it.
+    let _one_at_a_time = start_lock(&conn.id).lock().await;
+    let runs = api.sync.list_runs(&conn.id, LIVE_SCAN).await?;
+    if let Some(live) = covering(&runs, req.kind) {
+        tracing::info!(
+            connection = %conn.id,
+            run = %live.run_id,
+            kind = req.kind.as_str(),
+            "a sync covering this one is queued or running already; answered with it"
+        );
+        let kind = live.kind.unwrap_or(req.kind);
+        return Ok(accepted(live.run_id.clone(), kind, live.state, true));
+    }
+    let run_id = enqueue_sync(&api, &conn, req.kind, false, None).await?;
+    Ok(accepted(run_id, req.kind, RunState::Queued, false))
 }
 
 /// `GET /connection/runs[?limit=N]`, newest first.

@@ -26,7 +26,7 @@ pub use auth::{ShopClaims, TokenSigner};
 pub use error::ApiError;
 pub use state::{AdminApi, AdminConfig, AppState};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -137,6 +137,8 @@ pub fn router(api: AdminApi) -> Router {
     let api_routes = r
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Stated, not left to axum's default, so the 413's message names the real limit.
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(api_headers))
         .layer(middleware::from_fn(lang::scope))
         .layer(middleware::from_fn_with_state(
@@ -144,9 +146,13 @@ pub fn router(api: AdminApi) -> Router {
             deadline::stamp,
         ))
         .with_state(state);
+    // The page's routes take GET (and HEAD) only; any other method gets the API's JSON 405
+    // (with `Allow`), not axum's empty one.
     let page_routes = Router::new()
         .route(PAGE_ROUTES[0], get(page::get_page))
         .route(PAGE_ROUTES[1], get(page::get_asset))
+        .method_not_allowed_fallback(page_method_not_allowed)
+        .layer(middleware::from_fn(lang::scope))
         .with_state(page_assets);
     api_routes
         .merge(page_routes)
@@ -157,11 +163,14 @@ pub fn router(api: AdminApi) -> Router {
 /// into something else, never sent on as a Referer.
 async fn api_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+    json_answer_headers(resp.headers_mut());
+    resp
+}
+
+fn json_answer_headers(h: &mut axum::http::HeaderMap) {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    resp
 }
 
 async fn not_found() -> ApiError {
@@ -184,6 +193,14 @@ async fn method_not_allowed() -> ApiError {
             "цей маршрут не приймає такий метод",
         ),
     )
+}
+
+/// The page router's 405: the API's JSON error with the API's headers (the page's own
+/// caching headers are for the page, not for a refusal).
+async fn page_method_not_allowed() -> Response {
+    let mut resp = method_not_allowed().await.into_response();
+    json_answer_headers(resp.headers_mut());
+    resp
 }
 
 /// One line per request: method, route template (never the raw path or any body), status,

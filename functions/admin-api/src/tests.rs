@@ -26,6 +26,7 @@ struct H {
     sync_q: Arc<MemoryQueue>,
     secrets: Arc<MemorySecrets>,
     ledger: Arc<MemoryLedger>,
+    sync: Arc<MemorySync>,
 }
 
 fn shop_reference() -> ShopReference {
@@ -86,6 +87,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
     shop.set_reference("s1", shop_reference());
     let sync_q = Arc::new(MemoryQueue::new("sync"));
     let ledger = Arc::new(MemoryLedger::new());
+    let sync = Arc::new(MemorySync::new());
     let signer = TokenSigner::new("unit-test-signing-key-0123456789abcdef").unwrap();
     let mut config = AdminConfig::new("test/keycrm/", sim.base_url());
     config.public_base_url = Some("https://hooks.example.com".into());
@@ -99,7 +101,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
         journal: Arc::new(MemoryJournal::default()),
         cache: Arc::new(MemoryReferenceCache::new()),
         ledger: ledger.clone(),
-        sync: Arc::new(MemorySync::new()),
+        sync: sync.clone(),
         links: Arc::new(store::MemoryLinks::new()),
         clients,
         shop,
@@ -113,6 +115,7 @@ async fn harness_gate(budget: RateBudget, tune: impl FnOnce(&mut AdminConfig)) -
         sync_q,
         secrets,
         ledger,
+        sync,
     }
 }
 
@@ -273,6 +276,7 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
     let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[0]).unwrap();
     assert_eq!(job.run_id.as_deref(), Some(started.as_str()));
 
+    // While that run is queued, "sync now" answers with it instead of queuing another.
     let (st, body) = h
         .call(
             "POST",
@@ -282,6 +286,24 @@ async fn connect_configure_sync_and_disconnect_in_memory() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["run_id"].as_str(), body["already_queued"].as_bool()),
+        (Some(started.as_str()), Some(true))
+    );
+    assert_eq!(h.sync_q.bodies().len(), 1, "no second job");
+    // Once it has finished, a new one is queued.
+    finish_run(&h, &conn_id, &started).await;
+    let (st, body) = h
+        .call(
+            "POST",
+            &format!("{base}/sync"),
+            Some(&t),
+            Some(json!({"kind": "full"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["already_queued"], false);
+    assert_ne!(body["run_id"].as_str(), Some(started.as_str()));
     let job: store::SyncJob = serde_json::from_str(&h.sync_q.bodies()[1]).unwrap();
     assert_eq!(job.run_id.as_deref(), body["run_id"].as_str());
     assert_eq!(
@@ -348,8 +370,24 @@ async fn webhook_urls_use_the_address_the_request_came_in_on() {
         .header("host", "evil.example/x?")
         .body(Body::empty())
         .unwrap();
-    let resp = h.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let (st, _, text) = raw(&h, req).await;
+    // The caller's mistake, not ours: a 400 that says what is wrong, without the value.
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_host");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Host"));
+    assert!(!text.contains("evil.example"), "{text}");
+
+    // No Host at all (and no address in the URI): the same.
+    let req = Request::builder()
+        .method("GET")
+        .uri("/v1/shops/s1/connection")
+        .header("authorization", format!("Bearer {}", h.token("s1")))
+        .body(Body::empty())
+        .unwrap();
+    let (st, _, text) = raw(&h, req).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("invalid_host"), "{text}");
 }
 
 /// The raw answer of one request: status, headers, body.
@@ -708,4 +746,425 @@ async fn a_pushed_card_still_proves_the_account_after_the_ledger_dropped_its_eve
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert!(body.get("account_switched").is_none(), "{body}");
+}
+
+/// Marks a run finished, as catalog-sync would.
+async fn finish_run(h: &H, conn_id: &str, run_id: &str) {
+    set_run_state(h, conn_id, run_id, store::RunState::Completed).await;
+}
+
+async fn set_run_state(h: &H, conn_id: &str, run_id: &str, state: store::RunState) {
+    use store::SyncStore;
+    let mut run = h.sync.get_run(conn_id, run_id).await.unwrap().unwrap();
+    run.state = state;
+    h.sync.put_run(&run).await.unwrap();
+}
+
+/// One request with a raw body and an optional `Content-Type`: status, headers, JSON body.
+async fn send(
+    h: &H,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let (st, headers, text) = raw(h, req.body(body.into()).unwrap()).await;
+    assert!(
+        !text.contains(KEY),
+        "the API key leaked into a response: {text}"
+    );
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({st}): {text:?}"));
+    (st, headers, v)
+}
+
+/// A connected shop `s1`: its token and its connection's id.
+async fn connected(h: &H) -> (String, String) {
+    let t = h.token("s1");
+    let (st, body) = h
+        .call(
+            "PUT",
+            "/v1/shops/s1/connection",
+            Some(&t),
+            Some(json!({"api_key": KEY})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    (t, body["id"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn anything_after_the_json_body_is_refused_and_nothing_changes() {
+    let h = harness().await;
+    let (t, _) = connected(&h).await;
+    let base = "/v1/shops/s1/connection";
+    let json = Some("application/json");
+    for (method, path, body) in [
+        (
+            "PUT",
+            format!("{base}/settings"),
+            r#"{"version":1,"settings":{"sync_products":true}}x"#,
+        ),
+        ("PATCH", base.to_string(), r#"{"active":false}GARBAGE"#),
+        (
+            "PATCH",
+            base.to_string(),
+            r#"{"active":false}{"active":true}"#,
+        ),
+        ("PATCH", base.to_string(), r#"{"active":false} ,"#),
+        ("POST", format!("{base}/sync"), r#"{"kind":"full"}]"#),
+        (
+            "POST",
+            format!("{base}/webhook-tokens/rotate"),
+            r#"{"kind":"orders"}x"#,
+        ),
+    ] {
+        let (st, _, v) = send(&h, method, &path, Some(&t), json, body).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_json")),
+            "{method} {path} {body}: {v}"
+        );
+    }
+    let (_, now) = h.call("GET", base, Some(&t), None).await;
+    assert_eq!(now["version"], 1, "{now}");
+    assert_eq!(now["active"], true, "{now}");
+    assert!(h.sync_q.bodies().is_empty(), "nothing was queued");
+
+    // Whitespace after the value is no junk.
+    let (st, _, v) = send(
+        &h,
+        "PATCH",
+        base,
+        Some(&t),
+        json,
+        "{\"active\":false} \r\n\t ",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["active"], false);
+}
+
+#[tokio::test]
+async fn a_body_declared_as_something_else_than_json_gets_415_and_nothing_changes() {
+    let h = harness().await;
+    let (t, _) = connected(&h).await;
+    let base = "/v1/shops/s1/connection";
+    for ct in [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "application/+json",
+        "json",
+        "",
+    ] {
+        let (st, _, v) = send(&h, "PATCH", base, Some(&t), Some(ct), r#"{"active":false}"#).await;
+        assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}: {v}");
+        assert_eq!(v["error"]["code"], "unsupported_media_type");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{v}"
+        );
+    }
+    let (st, _, v) = send(
+        &h,
+        "POST",
+        &format!("{base}/sync"),
+        Some(&t),
+        Some("text/plain"),
+        r#"{"kind":"full","dry_run":true}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    assert!(h.sync_q.bodies().is_empty(), "nothing was queued");
+    let (_, now) = h.call("GET", base, Some(&t), None).await;
+    assert_eq!(now["active"], true, "{now}");
+
+    // Who is asking is settled first: a foreign token learns nothing more than 403.
+    let (st, _, v) = send(
+        &h,
+        "PATCH",
+        base,
+        Some(&h.token("s2")),
+        Some("text/plain"),
+        r#"{"active":false}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+
+    // JSON in any of its spellings, and no type at all, are read.
+    for (ct, active) in [
+        (Some("application/json; charset=utf-8"), false),
+        (Some("APPLICATION/JSON"), true),
+        (Some("Application/Merge-Patch+JSON ; charset=UTF-8"), false),
+        (None, true),
+    ] {
+        let body = json!({ "active": active }).to_string();
+        let (st, _, v) = send(&h, "PATCH", base, Some(&t), ct, body).await;
+        assert_eq!(st, StatusCode::OK, "{ct:?}: {v}");
+        assert_eq!(v["active"], active, "{ct:?}");
+    }
+    // No body at all is no body of another type (`curl -X POST -d ''` sends a form type).
+    let (st, _, v) = send(
+        &h,
+        "POST",
+        &format!("{base}/webhook-tokens/rotate"),
+        Some(&t),
+        Some("application/x-www-form-urlencoded"),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+/// The settings page declares its bodies as JSON, so the 415 never meets it.
+#[test]
+fn the_settings_page_sends_its_bodies_as_application_json() {
+    let api_js = include_str!("../page/api.js");
+    assert!(
+        api_js.contains("if (body !== undefined) headers['Content-Type'] = 'application/json';"),
+        "page/api.js no longer declares its JSON bodies"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_body_too_large() {
+    let h = harness().await;
+    let (t, _) = connected(&h).await;
+    let mut big = String::from(r#"{"version":1,"settings":{"category_filter":["#);
+    while big.len() <= extract::BODY_LIMIT {
+        big.push_str("1,");
+    }
+    big.push_str("1]}}");
+    let (st, _, v) = send(
+        &h,
+        "PUT",
+        "/v1/shops/s1/connection/settings",
+        Some(&t),
+        Some("application/json"),
+        big,
+    )
+    .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(v["error"]["code"], "body_too_large");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("too large") && msg.contains("2 MB"), "{msg}");
+    let (_, now) = h
+        .call("GET", "/v1/shops/s1/connection", Some(&t), None)
+        .await;
+    assert_eq!(now["version"], 1, "nothing was saved");
+}
+
+#[tokio::test]
+async fn both_forms_of_the_status_map_get_the_connectors_own_message() {
+    let h = harness().await;
+    let (t, _) = connected(&h).await;
+    let settings = json!({
+        "status_map": [{"shop_status": "sk_live_5f0c2e9d8b7a41f3", "keycrm_status_id": 1}],
+        "order_statuses": {"to_keycrm": [], "from_keycrm": []},
+    });
+    let (st, body) = h
+        .call(
+            "PUT",
+            "/v1/shops/s1/connection/settings",
+            Some(&t),
+            Some(json!({"version": 1, "settings": settings})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let f = &body["error"]["fields"][0];
+    assert_eq!(f["field"], "settings");
+    assert_eq!(
+        f["message"],
+        "status_map is the old form of order_statuses; send only order_statuses"
+    );
+    assert!(!body.to_string().contains("sk_live"), "{body}");
+}
+
+#[tokio::test]
+async fn an_undecodable_path_is_400_for_its_shop_and_the_usual_403_for_any_other() {
+    let h = harness().await;
+    let (t, _) = connected(&h).await;
+    let other = h.token("s2");
+    let (_, _, usual) = send(&h, "GET", "/v1/shops/s1/connection", Some(&other), None, "").await;
+    for path in [
+        "/v1/shops/s1/connection/runs/%00%ff",
+        "/v1/shops/s1/connection/runs/%c3%28",
+        "/v1/shops/s1/connection/orders/%ff/repush",
+        "/v1/shops/s%31/connection/runs/%ff",
+    ] {
+        let method = if path.ends_with("repush") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (st, _, v) = send(&h, method, path, Some(&t), None, "").await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_path")),
+            "{path}: {v}"
+        );
+        let (st, _, v) = send(&h, method, path, Some(&other), None, "").await;
+        assert_eq!((st, &v), (StatusCode::FORBIDDEN, &usual), "{path}");
+        let (st, _, _) = send(&h, method, path, None, None, "").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // A shop segment that is not text is never the token's shop.
+    let (st, _, v) = send(
+        &h,
+        "GET",
+        "/v1/shops/%ff/connection/runs/%ff",
+        Some(&t),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!((st, &v), (StatusCode::FORBIDDEN, &usual));
+    // A NUL is text: just a run that does not exist.
+    let (st, _, v) = send(
+        &h,
+        "GET",
+        "/v1/shops/s1/connection/runs/%00",
+        Some(&t),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("run_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn the_page_routes_refuse_other_methods_with_a_json_405() {
+    let h = harness().await;
+    let page = "/v1/shops/s1/connection/page";
+    let v = page::version();
+    for (method, path) in [
+        ("POST", page.to_string()),
+        ("DELETE", page.to_string()),
+        ("PUT", page.to_string()),
+        ("POST", format!("{page}/{v}/app.js")),
+        ("DELETE", format!("{page}/x/app.js")),
+    ] {
+        let (st, headers, body) = send(&h, method, &path, None, None, "").await;
+        assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        let allow = headers["allow"].to_str().unwrap();
+        assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    // In the merchant's language, like every other error.
+    let req = Request::builder()
+        .method("POST")
+        .uri(page)
+        .header("accept-language", "uk")
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, text) = raw(&h, req).await;
+    assert_eq!(headers["content-language"], "uk");
+    assert!(text.contains("метод"), "{text}");
+    // The API's own 405s carry `Allow` too.
+    let (st, headers, _) = send(&h, "POST", "/v1/shops/s1/connection", None, None, "").await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(headers.contains_key("allow"));
+}
+
+#[tokio::test]
+async fn sync_now_answers_with_the_run_already_queued_or_running() {
+    let h = harness().await;
+    let (t, conn_id) = connected(&h).await;
+    let base = "/v1/shops/s1/connection";
+    let (st, body) = h
+        .call(
+            "PUT",
+            &format!("{base}/settings"),
+            Some(&t),
+            Some(json!({"version": 1, "settings": {"sync_products": true}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let auto = body["sync_started"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(h.sync_q.bodies().len(), 1);
+    let sync = |kind: &'static str, dry_run: bool| {
+        let (h, t) = (&h, &t);
+        async move {
+            h.call(
+                "POST",
+                &format!("{base}/sync"),
+                Some(t),
+                Some(json!({"kind": kind, "dry_run": dry_run})),
+            )
+            .await
+        }
+    };
+
+    // Ten clicks at once: one run, the one the save queued.
+    let answers = futures::future::join_all((0..10).map(|_| sync("full", false))).await;
+    for (st, body) in &answers {
+        assert_eq!(*st, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["run_id"], auto.as_str());
+        assert_eq!(body["already_queued"], true);
+        assert_eq!(body["state"], "queued");
+        assert_eq!(body["kind"], "full");
+        assert_eq!(body["report"], format!("{base}/runs/{auto}"));
+    }
+    // A full run covers prices.
+    let (st, body) = sync("prices", false).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(
+        (body["run_id"].as_str(), body["kind"].as_str()),
+        (Some(auto.as_str()), Some("full"))
+    );
+    assert_eq!(h.sync_q.bodies().len(), 1, "no job was added");
+    // Dry runs are queued every time.
+    let (st, body) = sync("full", true).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(body["already_queued"], false);
+    assert_ne!(body["run_id"], auto.as_str());
+    assert_eq!(h.sync_q.bodies().len(), 2);
+
+    // Running: still that run, with its state.
+    set_run_state(&h, &conn_id, &auto, store::RunState::Running).await;
+    let (_, body) = sync("full", false).await;
+    assert_eq!(
+        (body["run_id"].as_str(), body["state"].as_str()),
+        (Some(auto.as_str()), Some("running"))
+    );
+
+    // Finished: a new run. A prices run does not cover a full one.
+    finish_run(&h, &conn_id, &auto).await;
+    let (_, body) = sync("prices", false).await;
+    assert_eq!(body["already_queued"], false);
+    let prices = body["run_id"].as_str().unwrap().to_string();
+    let (_, body) = sync("prices", false).await;
+    assert_eq!(
+        (body["run_id"].as_str(), body["already_queued"].as_bool()),
+        (Some(prices.as_str()), Some(true))
+    );
+    let (_, body) = sync("full", false).await;
+    assert_eq!(body["already_queued"], false);
+    assert_ne!(body["run_id"], prices.as_str());
+    assert_eq!(h.sync_q.bodies().len(), 4);
 }

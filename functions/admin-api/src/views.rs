@@ -78,6 +78,15 @@ impl WebhooksView {
     }
 }
 
+/// A real run (not a preview) that is running, or queued within the last hour: an older
+/// queued report is a job that never started (lost with its message).
+pub fn is_live(r: &SyncRun) -> bool {
+    let stale_before = Utc::now() - chrono::Duration::hours(1);
+    !r.dry_run
+        && (r.state == RunState::Running
+            || (r.state == RunState::Queued && r.started_at.is_none_or(|t| t > stale_before)))
+}
+
 /// A catalog sync queued or in progress, for the status page.
 #[derive(Serialize, Debug, Clone)]
 pub struct RunningSync {
@@ -93,20 +102,13 @@ pub struct RunningSync {
 /// report older than an hour is a job that never started (lost with its message) and does
 /// not count.
 pub fn running_sync(runs: &[SyncRun]) -> Option<RunningSync> {
-    let stale_before = Utc::now() - chrono::Duration::hours(1);
-    runs.iter()
-        .filter(|r| !r.dry_run)
-        .find(|r| {
-            r.state == RunState::Running
-                || (r.state == RunState::Queued && r.started_at.is_none_or(|t| t > stale_before))
-        })
-        .map(|r| RunningSync {
-            run_id: r.run_id.clone(),
-            kind: r.kind,
-            dry_run: r.dry_run,
-            state: r.state.to_string(),
-            started_at: r.started_at,
-        })
+    runs.iter().find(|r| is_live(r)).map(|r| RunningSync {
+        run_id: r.run_id.clone(),
+        kind: r.kind,
+        dry_run: r.dry_run,
+        state: r.state.to_string(),
+        started_at: r.started_at,
+    })
 }
 
 #[derive(Serialize, Debug)]

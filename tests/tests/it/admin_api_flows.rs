@@ -1609,10 +1609,26 @@ async fn sync_now_queues_a_job_and_its_report_can_be_read() {
         .as_str()
         .unwrap()
         .to_string();
+    // While that full run is queued, asking for prices answers with it (it covers prices).
     let r = e
         .call("POST", "/sync", "shop-a", Some(json!({"kind": "prices"})))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["run_id"], auto.as_str(), "{}", r.body);
+    assert_eq!(r.body["already_queued"], true, "{}", r.body);
+    // Once it is over, a price run of its own is queued.
+    let mut done = SyncStore::get_run(&e.table, &conn_id, &auto)
+        .await
+        .unwrap()
+        .unwrap();
+    done.state = store::RunState::Completed;
+    done.finished_at = Some(chrono::Utc::now());
+    SyncStore::put_run(&e.table, &done).await.unwrap();
+    let r = e
+        .call("POST", "/sync", "shop-a", Some(json!({"kind": "prices"})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["already_queued"], false, "{}", r.body);
     let second = r.body["run_id"].as_str().unwrap().to_string();
     let r = e.call("GET", "/runs", "shop-a", None).await;
     let ids: Vec<&str> = r.body["runs"]

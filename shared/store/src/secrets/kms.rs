@@ -69,6 +69,27 @@ const V1: i64 = 1;
 const V2: i64 = 2;
 const NONCE_LEN: usize = 12;
 
+/// `key` encrypted under `cipher` with a fresh random nonce, bound to `aad`: the nonce and
+/// the sealed bytes.
+fn encrypt_key(
+    cipher: &Aes256Gcm,
+    key: &ApiKey,
+    aad: &[u8],
+) -> Result<([u8; NONCE_LEN], Vec<u8>), StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: key.expose().as_bytes(),
+                aad,
+            },
+        )
+        .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
+    Ok((nonce, sealed))
+}
+
 /// The AES-GCM associated data of a `v = 2` item: format, ring id (fixed length) and name.
 fn aad_v2(ring: &str, name: &str) -> Vec<u8> {
     format!("v2\0{ring}\0{name}").into_bytes()
@@ -237,17 +258,7 @@ impl EnvelopeSecrets {
     /// Seals `key` for `name` under the current ring key (made if there is none).
     async fn seal(&self, name: &str, key: &ApiKey) -> Result<dynamo::Item, StoreError> {
         let (ring_id, cipher) = self.sealing_ring_key().await?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.expose().as_bytes(),
-                    aad: &aad_v2(&ring_id, name),
-                },
-            )
-            .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
+        let (nonce, sealed) = encrypt_key(&cipher, key, &aad_v2(&ring_id, name))?;
         let mut item = Self::key_item(name, V2, &nonce, sealed);
         item.insert("ring".into(), dynamo::s(ring_id));
         Ok(item)

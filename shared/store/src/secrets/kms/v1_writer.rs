@@ -1,16 +1,15 @@
 //! Writing keys in the first format (`v = 1`), which only versions before the keyring wrote:
 //! for tests proving such items still open (feature `test-kit`; the product never writes it).
 
-use super::{EnvelopeSecrets, NONCE_LEN, PURPOSE, V1};
+use super::{EnvelopeSecrets, PURPOSE, V1};
 use crate::dynamo;
 use crate::StoreError;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::KeyInit;
+use aes_gcm::Aes256Gcm;
 use aws_sdk_dynamodb::primitives::Blob as DynBlob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kms::types::DataKeySpec;
 use keycrm::ApiKey;
-use rand::RngCore;
 
 impl EnvelopeSecrets {
     /// Stores `key` in the first format (`v = 1`: a KMS data key of its own), as versions
@@ -42,17 +41,7 @@ impl EnvelopeSecrets {
         let cipher = Aes256Gcm::new_from_slice(plain.as_ref()).map_err(|_| {
             StoreError::Unavailable("KMS returned a data key of the wrong size".into())
         })?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.expose().as_bytes(),
-                    aad: name.as_bytes(),
-                },
-            )
-            .map_err(|_| StoreError::Unavailable("the key could not be encrypted".into()))?;
+        let (nonce, sealed) = super::encrypt_key(&cipher, key, name.as_bytes())?;
         let mut item = Self::key_item(name, V1, &nonce, sealed);
         item.insert(
             "dek".into(),

@@ -73,16 +73,9 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError
     let Some(ct) = content_type else {
         return Ok(());
     };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let ok = essence.is_empty()
-        || essence == "application/json"
-        || essence == "text/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let essence = runtime::media_type::essence(ct);
+    // KeyCRM's sender is not documented: an empty type and `text/json` are taken too.
+    let ok = essence.is_empty() || essence == "text/json" || runtime::media_type::is_json(ct);
     if ok {
         Ok(())
     } else {

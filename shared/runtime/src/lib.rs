@@ -9,6 +9,7 @@ pub mod key_store;
 pub mod lambda;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod log_capture;
+pub mod media_type;
 pub mod metrics;
 pub mod platform;
 pub mod sqs_batch;
